@@ -1,0 +1,281 @@
+// Package event owns the wire: the JSON payloads of the enter, move, exit and
+// focus topics and the Prediction Results Message. Decoding validates every
+// field and says which one is wrong; encoding produces exactly the shapes of the
+// seed documents.
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/storeflow/storeflow/store"
+)
+
+// MaxPayload is the largest event payload accepted. Real events are well under
+// 200 bytes; anything near this is not an event.
+const MaxPayload = 4096
+
+// maxTS is 9999-12-31T23:59:59Z: a later timestamp is a unit mix-up
+// (milliseconds), not a date.
+const maxTS = 253402300799
+
+// Reason classifies a rejected payload. It is a metric label, so the set is small
+// and fixed.
+type Reason string
+
+// The reasons a payload is rejected.
+const (
+	ReasonTooLarge     Reason = "too_large"
+	ReasonMalformed    Reason = "malformed_json"
+	ReasonMissingField Reason = "missing_field"
+	ReasonInvalidField Reason = "invalid_field"
+	ReasonUnknownDep   Reason = "unknown_department"
+)
+
+// Reasons lists every Reason, for pre-registering metrics.
+var Reasons = []Reason{ReasonTooLarge, ReasonMalformed, ReasonMissingField, ReasonInvalidField, ReasonUnknownDep}
+
+// Error says what is wrong with a payload: which field and why.
+type Error struct {
+	Reason Reason
+	Field  string // empty for whole-payload problems
+	Detail string
+}
+
+func (e *Error) Error() string {
+	if e.Field == "" {
+		return "event: " + e.Detail
+	}
+	return fmt.Sprintf("event: field %q: %s", e.Field, e.Detail)
+}
+
+// ReasonOf returns the Reason of a decode error (ReasonMalformed for any error
+// that is not an *Error).
+func ReasonOf(err error) Reason {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Reason
+	}
+	return ReasonMalformed
+}
+
+// Presence is an enter or exit event: a shopper crossing the door.
+type Presence struct {
+	ID string // customer id
+	TS int64  // unix seconds
+}
+
+// Move is a location sensor firing for a shopper.
+type Move struct {
+	ID   string
+	TS   int64
+	X, Y int
+}
+
+// Focus is a shopper lingering in a department. X and Y are optional.
+type Focus struct {
+	ID     string
+	TS     int64
+	Dep    store.Department
+	X, Y   int
+	HasPos bool // X and Y were given
+}
+
+// wire is the union of every event field as it arrives. Numbers stay raw so
+// that ints, floats and numeric ids are all accepted and checked here.
+type wire struct {
+	ID  json.RawMessage `json:"id"`
+	TS  json.RawMessage `json:"ts"`
+	X   json.RawMessage `json:"x"`
+	Y   json.RawMessage `json:"y"`
+	Dep json.RawMessage `json:"dep"`
+}
+
+func decodeWire(b []byte) (wire, error) {
+	var w wire
+	if len(b) > MaxPayload {
+		return w, &Error{Reason: ReasonTooLarge, Detail: fmt.Sprintf("payload of %d bytes is over the %d byte limit", len(b), MaxPayload)}
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || b[0] != '{' {
+		return w, &Error{Reason: ReasonMalformed, Detail: "payload is not a JSON object"}
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return w, &Error{Reason: ReasonMalformed, Detail: "payload is not valid JSON: " + err.Error()}
+	}
+	return w, nil
+}
+
+// DecodePresence decodes an enter or exit payload: {"id":"127","ts":192322800}.
+func DecodePresence(b []byte) (Presence, error) {
+	w, err := decodeWire(b)
+	if err != nil {
+		return Presence{}, err
+	}
+	id, err := decodeID(w.ID)
+	if err != nil {
+		return Presence{}, err
+	}
+	ts, err := decodeTS(w.TS)
+	if err != nil {
+		return Presence{}, err
+	}
+	return Presence{ID: id, TS: ts}, nil
+}
+
+// DecodeMove decodes a move payload: {"id":"127","ts":192322800,"x":3,"y":7}.
+func DecodeMove(b []byte) (Move, error) {
+	w, err := decodeWire(b)
+	if err != nil {
+		return Move{}, err
+	}
+	id, err := decodeID(w.ID)
+	if err != nil {
+		return Move{}, err
+	}
+	ts, err := decodeTS(w.TS)
+	if err != nil {
+		return Move{}, err
+	}
+	x, err := decodeCoord("x", w.X, true)
+	if err != nil {
+		return Move{}, err
+	}
+	y, err := decodeCoord("y", w.Y, true)
+	if err != nil {
+		return Move{}, err
+	}
+	return Move{ID: id, TS: ts, X: x, Y: y}, nil
+}
+
+// DecodeFocus decodes a focus payload:
+// {"id":"127","ts":192322800,"dep":"Boys"} with optional "x" and "y".
+// "Sport" is accepted for Sports.
+func DecodeFocus(b []byte) (Focus, error) {
+	w, err := decodeWire(b)
+	if err != nil {
+		return Focus{}, err
+	}
+	id, err := decodeID(w.ID)
+	if err != nil {
+		return Focus{}, err
+	}
+	ts, err := decodeTS(w.TS)
+	if err != nil {
+		return Focus{}, err
+	}
+	if len(w.Dep) == 0 {
+		return Focus{}, &Error{Reason: ReasonMissingField, Field: "dep", Detail: "missing"}
+	}
+	var name string
+	if err := json.Unmarshal(w.Dep, &name); err != nil {
+		return Focus{}, &Error{Reason: ReasonInvalidField, Field: "dep", Detail: "want a string, got " + clip(w.Dep)}
+	}
+	dep, ok := store.ParseDepartment(name)
+	if !ok {
+		return Focus{}, &Error{Reason: ReasonUnknownDep, Field: "dep",
+			Detail: fmt.Sprintf("unknown department %q (want Boys, Girls, Men, Sports or Women)", clipString(name))}
+	}
+	f := Focus{ID: id, TS: ts, Dep: dep}
+	hasX, hasY := !isNull(w.X), !isNull(w.Y)
+	if hasX != hasY {
+		missing := "x"
+		if hasX {
+			missing = "y"
+		}
+		return Focus{}, &Error{Reason: ReasonMissingField, Field: missing, Detail: "x and y come together or not at all"}
+	}
+	if hasX {
+		if f.X, err = decodeCoord("x", w.X, true); err != nil {
+			return Focus{}, err
+		}
+		if f.Y, err = decodeCoord("y", w.Y, true); err != nil {
+			return Focus{}, err
+		}
+		f.HasPos = true
+	}
+	return f, nil
+}
+
+func isNull(raw json.RawMessage) bool {
+	return len(raw) == 0 || string(raw) == "null"
+}
+
+// decodeID accepts a non-empty string or an integer number (recorded scenarios
+// send numbers) and returns the id as a string.
+func decodeID(raw json.RawMessage) (string, error) {
+	if isNull(raw) {
+		return "", &Error{Reason: ReasonMissingField, Field: "id", Detail: "missing"}
+	}
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", &Error{Reason: ReasonInvalidField, Field: "id", Detail: "not a valid string"}
+		}
+		switch {
+		case s == "":
+			return "", &Error{Reason: ReasonInvalidField, Field: "id", Detail: "empty"}
+		case len(s) > 64:
+			return "", &Error{Reason: ReasonInvalidField, Field: "id", Detail: "longer than 64 bytes"}
+		case !utf8.ValidString(s):
+			return "", &Error{Reason: ReasonInvalidField, Field: "id", Detail: "not valid UTF-8"}
+		}
+		return s, nil
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil || f != math.Trunc(f) || f < 0 || f > 1<<53 {
+		return "", &Error{Reason: ReasonInvalidField, Field: "id", Detail: "want a string or a non-negative integer, got " + clip(raw)}
+	}
+	return strconv.FormatInt(int64(f), 10), nil
+}
+
+// decodeTS accepts unix seconds as an integer or a float and keeps whole seconds.
+func decodeTS(raw json.RawMessage) (int64, error) {
+	if isNull(raw) {
+		return 0, &Error{Reason: ReasonMissingField, Field: "ts", Detail: "missing"}
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil {
+		return 0, &Error{Reason: ReasonInvalidField, Field: "ts", Detail: "want unix seconds as a number, got " + clip(raw)}
+	}
+	if f <= 0 || f > maxTS {
+		return 0, &Error{Reason: ReasonInvalidField, Field: "ts", Detail: fmt.Sprintf("%s is not unix seconds between 1970 and 9999", clip(raw))}
+	}
+	return int64(f), nil
+}
+
+// decodeCoord accepts an integer or a float (rounded to the nearest integer).
+func decodeCoord(field string, raw json.RawMessage, required bool) (int, error) {
+	if isNull(raw) {
+		if required {
+			return 0, &Error{Reason: ReasonMissingField, Field: field, Detail: "missing"}
+		}
+		return 0, nil
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil {
+		return 0, &Error{Reason: ReasonInvalidField, Field: field, Detail: "want a number, got " + clip(raw)}
+	}
+	if f < -1e6 || f > 1e6 {
+		return 0, &Error{Reason: ReasonInvalidField, Field: field, Detail: clip(raw) + " is out of range"}
+	}
+	return int(math.Round(f)), nil
+}
+
+// clip quotes at most 32 bytes of raw input for an error message, so a hostile
+// payload cannot flood the logs.
+func clip(raw []byte) string {
+	return clipString(string(raw))
+}
+
+func clipString(s string) string {
+	if len(s) > 32 {
+		s = s[:32] + "…"
+	}
+	return strconv.Quote(s)
+}

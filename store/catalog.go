@@ -1,0 +1,166 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// CouponProduct is one row of coupon_product: a product the coupon covers.
+type CouponProduct struct {
+	CouponID  int
+	ProductID int
+}
+
+// Catalog is the central's data held in memory, indexed for the focus path:
+// customers by id, each department's coupons by start day, each coupon's
+// products. It is immutable after NewCatalog and safe for concurrent use.
+type Catalog struct {
+	customers   []Customer
+	customerIdx map[string]int
+	coupons     []Coupon // by ID
+	couponIdx   map[int]int
+	byDept      [len(departmentNames)][]int // indexes into coupons, by Start
+	products    []Product
+	productIdx  map[int]int
+	links       map[int][]int // coupon id → indexes into products
+	nLinks      int
+}
+
+// NewCatalog indexes the four tables and checks that they agree with each other:
+// unique ids, known departments and types, start before end, and every
+// coupon_product row naming a coupon and a product that exist. A catalog that
+// fails any check is refused as a whole.
+func NewCatalog(customers []Customer, coupons []Coupon, products []Product, links []CouponProduct) (*Catalog, error) {
+	c := &Catalog{
+		customers:   slices.Clone(customers),
+		customerIdx: make(map[string]int, len(customers)),
+		coupons:     slices.Clone(coupons),
+		couponIdx:   make(map[int]int, len(coupons)),
+		products:    slices.Clone(products),
+		productIdx:  make(map[int]int, len(products)),
+		links:       make(map[int][]int, len(coupons)),
+		nLinks:      len(links),
+	}
+	var errs []error
+	for i, cu := range c.customers {
+		if cu.ID == "" {
+			errs = append(errs, fmt.Errorf("customer_info row %d: empty customer_id", i+1))
+			continue
+		}
+		if _, dup := c.customerIdx[cu.ID]; dup {
+			errs = append(errs, fmt.Errorf("customer_info row %d: duplicate customer_id %s", i+1, cu.ID))
+			continue
+		}
+		c.customerIdx[cu.ID] = i
+	}
+	slices.SortFunc(c.coupons, func(a, b Coupon) int { return a.ID - b.ID })
+	for i, cp := range c.coupons {
+		switch {
+		case i > 0 && c.coupons[i-1].ID == cp.ID:
+			errs = append(errs, fmt.Errorf("coupon_info: duplicate coupon_id %d", cp.ID))
+		case cp.Department == NoDepartment || int(cp.Department) >= len(departmentNames):
+			errs = append(errs, fmt.Errorf("coupon_info: coupon %d: unknown department", cp.ID))
+		case cp.End < cp.Start:
+			errs = append(errs, fmt.Errorf("coupon_info: coupon %d: end_date %s before start_date %s", cp.ID, cp.End, cp.Start))
+		default:
+			if _, ok := ParseCouponType(string(cp.Type)); !ok {
+				errs = append(errs, fmt.Errorf("coupon_info: coupon %d: unknown coupon_type %q", cp.ID, cp.Type))
+				continue
+			}
+			c.couponIdx[cp.ID] = i
+			c.byDept[cp.Department] = append(c.byDept[cp.Department], i)
+		}
+	}
+	for d := range c.byDept {
+		slices.SortStableFunc(c.byDept[d], func(a, b int) int { return int(c.coupons[a].Start - c.coupons[b].Start) })
+	}
+	for i, p := range c.products {
+		if _, dup := c.productIdx[p.ID]; dup {
+			errs = append(errs, fmt.Errorf("product_info: duplicate product_id %d", p.ID))
+			continue
+		}
+		c.productIdx[p.ID] = i
+	}
+	for i, l := range links {
+		pi, okP := c.productIdx[l.ProductID]
+		_, okC := c.couponIdx[l.CouponID]
+		if !okP || !okC {
+			errs = append(errs, fmt.Errorf("coupon_product row %d: coupon %d or product %d does not exist", i+1, l.CouponID, l.ProductID))
+			continue
+		}
+		c.links[l.CouponID] = append(c.links[l.CouponID], pi)
+	}
+	if len(errs) > 0 {
+		if len(errs) > 10 {
+			errs = append(errs[:10], fmt.Errorf("… and %d more", len(errs)-10))
+		}
+		return nil, fmt.Errorf("store: catalog refused: %w", errors.Join(errs...))
+	}
+	return c, nil
+}
+
+// Sizes reports the number of rows in each of the four tables.
+func (c *Catalog) Sizes() (customers, coupons, products, links int) {
+	return len(c.customers), len(c.coupons), len(c.products), c.nLinks
+}
+
+// Customers returns every customer. The slice is shared: do not modify it.
+func (c *Catalog) Customers() []Customer { return c.customers }
+
+// Coupons returns every coupon, by id. The slice is shared: do not modify it.
+func (c *Catalog) Coupons() []Coupon { return c.coupons }
+
+// Products returns every product. The slice is shared: do not modify it.
+func (c *Catalog) Products() []Product { return c.products }
+
+// Customer returns the customer with the given id, or ErrNotFound.
+func (c *Catalog) Customer(_ context.Context, id string) (Customer, error) {
+	i, ok := c.customerIdx[id]
+	if !ok {
+		return Customer{}, fmt.Errorf("customer %q: %w", id, ErrNotFound)
+	}
+	return c.customers[i], nil
+}
+
+// ValidCoupons appends to dst the department's coupons valid on day and returns it.
+// An empty result is not an error: a department may have nothing running.
+func (c *Catalog) ValidCoupons(_ context.Context, dep Department, day Day, dst []Coupon) ([]Coupon, error) {
+	if dep == NoDepartment || int(dep) >= len(c.byDept) {
+		return dst, fmt.Errorf("department %d: %w", dep, ErrNotFound)
+	}
+	for _, i := range c.byDept[dep] {
+		cp := &c.coupons[i]
+		if cp.Start > day {
+			break // sorted by start: nothing later can be valid yet
+		}
+		if cp.End >= day {
+			dst = append(dst, *cp)
+		}
+	}
+	return dst, nil
+}
+
+// Coupon returns the coupon with the given id, or ErrNotFound.
+func (c *Catalog) Coupon(_ context.Context, id int) (Coupon, error) {
+	i, ok := c.couponIdx[id]
+	if !ok {
+		return Coupon{}, fmt.Errorf("coupon %d: %w", id, ErrNotFound)
+	}
+	return c.coupons[i], nil
+}
+
+// CouponProducts returns the products a coupon covers, or ErrNotFound for an
+// unknown coupon.
+func (c *Catalog) CouponProducts(_ context.Context, couponID int) ([]Product, error) {
+	if _, ok := c.couponIdx[couponID]; !ok {
+		return nil, fmt.Errorf("coupon %d: %w", couponID, ErrNotFound)
+	}
+	idx := c.links[couponID]
+	out := make([]Product, len(idx))
+	for i, pi := range idx {
+		out[i] = c.products[pi]
+	}
+	return out, nil
+}

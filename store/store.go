@@ -1,0 +1,146 @@
+// Package store owns the shop itself: its plan (the floor, the departments, the
+// entrance and the exit) and its catalog (customers, coupons, products) — the
+// data the seed documents call "the central".
+package store
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrNotFound is returned when a customer, department, coupon or product is not
+// in the catalog. Callers count it and go on; it is never fatal.
+var ErrNotFound = errors.New("store: not found")
+
+// Department is one of the shop's five departments.
+type Department uint8
+
+// The departments, in the order the seed lists them. NoDepartment is the zero
+// value: an aisle, the entrance or the exit.
+const (
+	NoDepartment Department = iota
+	Boys
+	Girls
+	Men
+	Sports
+	Women
+)
+
+// Departments lists every real department, in a stable order.
+var Departments = [...]Department{Boys, Girls, Men, Sports, Women}
+
+var departmentNames = [...]string{"", "Boys", "Girls", "Men", "Sports", "Women"}
+
+// String returns the department's wire name ("Sports", never the alias "Sport").
+func (d Department) String() string {
+	if int(d) < len(departmentNames) {
+		return departmentNames[d]
+	}
+	return fmt.Sprintf("Department(%d)", uint8(d))
+}
+
+// ParseDepartment maps a wire name to a Department. The original demo data
+// spells Sports as "Sport"; both are accepted.
+func ParseDepartment(s string) (Department, bool) {
+	switch s {
+	case "Boys":
+		return Boys, true
+	case "Girls":
+		return Girls, true
+	case "Men":
+		return Men, true
+	case "Sports", "Sport":
+		return Sports, true
+	case "Women":
+		return Women, true
+	}
+	return NoDepartment, false
+}
+
+// Day is a calendar day in UTC, counted from the unix epoch. Coupons are valid
+// on whole days, so comparing days is all the date logic the hot path needs.
+type Day int32
+
+// DayOf returns the UTC day that holds unix second ts.
+func DayOf(ts int64) Day {
+	if ts < 0 {
+		return Day((ts - 86399) / 86400)
+	}
+	return Day(ts / 86400)
+}
+
+// ParseDay parses a YYYY-MM-DD date.
+func ParseDay(s string) (Day, error) {
+	t, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		return 0, fmt.Errorf("date %q is not YYYY-MM-DD", s)
+	}
+	return DayOf(t.Unix()), nil
+}
+
+// String formats the day as YYYY-MM-DD, the wire format of coupon dates.
+func (d Day) String() string {
+	return time.Unix(int64(d)*86400, 0).UTC().Format(time.DateOnly)
+}
+
+// Customer is one row of customer_info: who the shopper is, as the model sees it.
+type Customer struct {
+	ID                              string  // customer_id
+	Gender                          string  // "M" or "F"
+	Age                             int     // 18–90 in the reference data
+	MeanBuyPrice                    float64 // mean price of items bought
+	TotalCouponsUsed                int     //
+	MeanDiscountReceived            float64 // percent
+	UniqueProductsBought            int     //
+	UniqueProductsBoughtWithCoupons int     //
+	TotalItemsBought                int     //
+}
+
+// CouponType is the kind of deal a coupon offers.
+type CouponType string
+
+// The coupon types of the seed.
+const (
+	BuyMore      CouponType = "buy_more"      // how_many items of the same product
+	BuyAll       CouponType = "buy_all"       // all how_many products of the list
+	JustDiscount CouponType = "just_discount" // how_many is always 1
+	DeptCoupon   CouponType = "department"    // how_many is always -1
+)
+
+// ParseCouponType validates a coupon type name.
+func ParseCouponType(s string) (CouponType, bool) {
+	switch t := CouponType(s); t {
+	case BuyMore, BuyAll, JustDiscount, DeptCoupon:
+		return t, true
+	}
+	return "", false
+}
+
+// Coupon is one row of coupon_info.
+type Coupon struct {
+	ID                int        // coupon_id
+	Type              CouponType // coupon_type
+	Department        Department // department
+	Discount          int        // percent
+	HowMany           int        // how_many_products_required
+	Start             Day        // start_date, inclusive
+	End               Day        // end_date, inclusive
+	ProductMeanPrice  float64    // product_mean_price
+	ProductsAvailable int        // products_available
+}
+
+// ValidOn reports whether the coupon can be used on day d.
+func (c *Coupon) ValidOn(d Day) bool { return c.Start <= d && d <= c.End }
+
+// Product is one row of product_info (products.csv).
+type Product struct {
+	ID          int        // product_id
+	Name        string     //
+	Category    string     //
+	Sizes       string     //
+	Vendor      string     //
+	Description string     //
+	BuyPrice    float64    // regular item price
+	Department  Department //
+}
