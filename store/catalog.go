@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -55,7 +56,7 @@ func NewCatalog(customers []Customer, coupons []Coupon, products []Product, link
 		}
 		c.customerIdx[cu.ID] = i
 	}
-	slices.SortFunc(c.coupons, func(a, b Coupon) int { return a.ID - b.ID })
+	slices.SortFunc(c.coupons, func(a, b Coupon) int { return cmp.Compare(a.ID, b.ID) })
 	for i, cp := range c.coupons {
 		switch {
 		case i > 0 && c.coupons[i-1].ID == cp.ID:
@@ -74,7 +75,7 @@ func NewCatalog(customers []Customer, coupons []Coupon, products []Product, link
 		}
 	}
 	for d := range c.byDept {
-		slices.SortStableFunc(c.byDept[d], func(a, b int) int { return int(c.coupons[a].Start - c.coupons[b].Start) })
+		slices.SortStableFunc(c.byDept[d], func(a, b int) int { return cmp.Compare(c.coupons[a].Start, c.coupons[b].Start) })
 	}
 	for i, p := range c.products {
 		if _, dup := c.productIdx[p.ID]; dup {

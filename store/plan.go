@@ -52,11 +52,12 @@ func NewPlan(name string, width, height int) (*Plan, error) {
 	return nil, fmt.Errorf("store: unknown plan %q (want %q or %q)", name, PlanGrid, PlanOriginal)
 }
 
-// MinGridWidth and MinGridHeight are the smallest grid that still has room for
-// every department and the aisles between them.
+// MinGridWidth and MinGridHeight are the smallest grid that still gives every
+// department at least two cells (so a shopper can move inside it) and keeps
+// the aisles between them.
 const (
-	MinGridWidth  = 3
-	MinGridHeight = 6
+	MinGridWidth  = 4
+	MinGridHeight = 8
 )
 
 // GridPlan lays the five departments out on a width × height grid of cells,

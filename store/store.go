@@ -144,3 +144,28 @@ type Product struct {
 	BuyPrice    float64    // regular item price
 	Department  Department //
 }
+
+// Config holds the shop's settings.
+type Config struct {
+	Plan        string `env:"STORE_PLAN" envDefault:"grid"` // grid or original
+	Width       int    `env:"STORE_WIDTH" envDefault:"6"`   // grid plan cells across
+	Height      int    `env:"STORE_HEIGHT" envDefault:"10"` // grid plan cells deep
+	CatalogSeed int64  `env:"CATALOG_SEED" envDefault:"1"`  // seed of the generated demo catalog
+}
+
+// Validate checks the values; errors name the variable and the value.
+func (c Config) Validate() error {
+	switch c.Plan {
+	case PlanGrid:
+		if c.Width < MinGridWidth || c.Width > 1000 {
+			return fmt.Errorf("STORE_WIDTH=%d: must be between %d and 1000", c.Width, MinGridWidth)
+		}
+		if c.Height < MinGridHeight || c.Height > 1000 {
+			return fmt.Errorf("STORE_HEIGHT=%d: must be between %d and 1000", c.Height, MinGridHeight)
+		}
+	case PlanOriginal:
+	default:
+		return fmt.Errorf("STORE_PLAN=%q: must be %q or %q", c.Plan, PlanGrid, PlanOriginal)
+	}
+	return nil
+}
