@@ -1,0 +1,223 @@
+// Package app owns the wiring: it builds every part from a config.Config,
+// owns every long-lived goroutine, and serves the HTTP endpoints. main and the
+// end-to-end tests both run exactly this.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/storeflow/storeflow/broker"
+	"github.com/storeflow/storeflow/config"
+	"github.com/storeflow/storeflow/pipeline"
+	"github.com/storeflow/storeflow/recommender"
+	"github.com/storeflow/storeflow/simulator"
+	"github.com/storeflow/storeflow/store"
+)
+
+// conn is the broker surface the app needs: the embedded broker and the
+// external client both provide it.
+type conn interface {
+	Publish(ctx context.Context, topic string, payload []byte) error
+	Subscribe(filter string, h broker.Handler) error
+	Run(ctx context.Context) error
+	Ready() <-chan struct{}
+	Addr() string
+}
+
+// App is one storeflow process.
+type App struct {
+	cfg      config.Config
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	plan     *store.Plan
+	catalog  *store.Catalog
+	conn     conn
+	pipeline *pipeline.Pipeline
+	sim      *simulator.Simulator // nil when SIMULATOR_ENABLED=false
+	http     net.Listener         // nil when HTTP_ADDR is empty
+	ready    chan struct{}
+}
+
+// New builds every part and binds every listener, so a busy port or an
+// unreachable broker is an error here, before anything runs.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
+	a := &App{cfg: cfg, log: log, reg: prometheus.NewRegistry(), ready: make(chan struct{})}
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var err error
+	if a.plan, err = store.NewPlan(cfg.Store.Plan, cfg.Store.Width, cfg.Store.Height); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	if a.catalog, err = store.Generate(store.GenerateConfig{Seed: cfg.Store.CatalogSeed, Reference: start}); err != nil {
+		return nil, fmt.Errorf("app: generate catalog: %w", err)
+	}
+	nCust, nCoup, nProd, nLinks := a.catalog.Sizes()
+	log.Info("catalog ready", "customers", nCust, "coupons", nCoup, "products", nProd, "coupon_products", nLinks,
+		"seed", cfg.Store.CatalogSeed, "took", time.Since(start).Round(time.Millisecond))
+
+	blog := log.With("component", "broker")
+	if cfg.Broker.Embedded() {
+		a.conn, err = broker.NewEmbedded(cfg.Broker, blog)
+	} else {
+		a.conn, err = broker.Dial(ctx, cfg.Broker, blog)
+	}
+	if err != nil {
+		return nil, err
+	}
+
+	a.pipeline, err = pipeline.New(cfg.Pipeline, a.plan, a.catalog, recommender.Heuristic{}, cfg.Recommender,
+		a.conn, a.conn, log.With("component", "pipeline"), a.reg)
+	if err != nil {
+		return nil, err
+	}
+
+	if cfg.Simulator.Enabled {
+		ids, err := a.shopperIDs()
+		if err != nil {
+			return nil, err
+		}
+		scfg := cfg.Simulator
+		scfg.Dwell, scfg.Gap = cfg.Pipeline.FocusDwell, cfg.Pipeline.FocusGap
+		a.sim, err = simulator.New(scfg, a.plan, ids, a.conn, log.With("component", "simulator"), a.reg)
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	if cfg.HTTPAddr != "" {
+		if a.http, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return nil, fmt.Errorf("app: listen on HTTP_ADDR=%s: %w", cfg.HTTPAddr, err)
+		}
+	}
+	return a, nil
+}
+
+// shopperIDs returns who the simulator may send in: the customers of
+// CUSTOMERS_LIST_FILE when it exists (it must, if set explicitly), else every
+// catalog customer.
+func (a *App) shopperIDs() ([]string, error) {
+	path := a.cfg.Simulator.CustomersFile
+	if _, err := os.Stat(path); err == nil || a.cfg.CustomersFileSet {
+		ids, err := simulator.LoadCustomerList(path)
+		if err != nil {
+			return nil, fmt.Errorf("app: CUSTOMERS_LIST_FILE: %w", err)
+		}
+		unknown := 0
+		for _, id := range ids {
+			if _, err := a.catalog.Customer(context.Background(), id); err != nil {
+				unknown++
+			}
+		}
+		a.log.Info("simulated shoppers from file", "file", path, "customers", len(ids), "not_in_catalog", unknown)
+		return ids, nil
+	}
+	cs := a.catalog.Customers()
+	ids := make([]string, len(cs))
+	for i, c := range cs {
+		ids[i] = c.ID
+	}
+	return ids, nil
+}
+
+// BrokerAddr is the embedded broker's TCP address ("" with an external broker).
+func (a *App) BrokerAddr() string { return a.conn.Addr() }
+
+// HTTPAddr is the address the HTTP endpoints listen on ("" when off).
+func (a *App) HTTPAddr() string {
+	if a.http == nil {
+		return ""
+	}
+	return a.http.Addr().String()
+}
+
+// Registry holds every metric of the process.
+func (a *App) Registry() *prometheus.Registry { return a.reg }
+
+// Catalog is the central's data this process serves from.
+func (a *App) Catalog() *store.Catalog { return a.catalog }
+
+// Plan is the store plan in use.
+func (a *App) Plan() *store.Plan { return a.plan }
+
+// Ready is closed once the broker serves (or is connected) and the pipeline is
+// subscribed: from then on no event is missed.
+func (a *App) Ready() <-chan struct{} { return a.ready }
+
+// Run runs every part until ctx is done or one of them fails. The broker
+// starts first and stops last, so nothing in flight loses its connection.
+func (a *App) Run(ctx context.Context) error {
+	brokerCtx, stopBroker := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBroker()
+	brokerErr := make(chan error, 1)
+	go func() { brokerErr <- a.conn.Run(brokerCtx) }()
+	brokerDone := false
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.pipeline.Run(gctx) })
+	g.Go(func() error {
+		select {
+		case <-a.conn.Ready():
+		case <-gctx.Done():
+			return nil
+		}
+		select {
+		case <-a.pipeline.Ready():
+			close(a.ready)
+			a.log.Info("storeflow ready", "broker", a.conn.Addr(), "http", a.HTTPAddr())
+		case <-gctx.Done():
+			return nil
+		}
+		if a.sim == nil {
+			return nil
+		}
+		return a.sim.Run(gctx)
+	})
+	if a.http != nil {
+		srv := &http.Server{Handler: a.routes(), ReadHeaderTimeout: 5 * time.Second}
+		g.Go(func() error {
+			if err := srv.Serve(a.http); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("app: http: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return srv.Shutdown(sctx)
+		})
+	}
+	g.Go(func() error {
+		select {
+		case err := <-brokerErr:
+			brokerDone = true
+			if err == nil {
+				err = errors.New("stopped unexpectedly")
+			}
+			return fmt.Errorf("app: broker: %w", err)
+		case <-gctx.Done():
+			return nil
+		}
+	})
+	err := g.Wait()
+	if !brokerDone {
+		stopBroker()
+		if berr := <-brokerErr; berr != nil && err == nil {
+			err = fmt.Errorf("app: broker: %w", berr)
+		}
+	}
+	a.log.Info("storeflow stopped")
+	return err
+}

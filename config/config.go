@@ -1,0 +1,235 @@
+// Package config owns the settings: one Config composed of each package's own
+// Config (the env tags live next to the code that uses the knob), loaded from
+// the environment once and validated before anything starts.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/caarlos0/env/v10"
+
+	"github.com/storeflow/storeflow/broker"
+	"github.com/storeflow/storeflow/pipeline"
+	"github.com/storeflow/storeflow/recommender"
+	"github.com/storeflow/storeflow/simulator"
+	"github.com/storeflow/storeflow/store"
+)
+
+// Config is every setting of the program.
+type Config struct {
+	LogLevel LogLevel `env:"LOG_LEVEL" envDefault:"info"`           // debug, info, warn(ing), error
+	HTTPAddr string   `env:"HTTP_ADDR" envDefault:"127.0.0.1:8000"` // HTTP endpoints; "" = off
+
+	Store       store.Config
+	Broker      broker.Config
+	Pipeline    pipeline.Config
+	Recommender recommender.Config
+	Simulator   simulator.Config
+
+	// CustomersFileSet is true when CUSTOMERS_LIST_FILE was given explicitly:
+	// then a missing file is an error, while the default customers.csv is
+	// optional (the catalog's customers are used without it).
+	CustomersFileSet bool `env:"-"`
+
+	set map[string]string // the variables that were given, for Redacted
+}
+
+// Load reads the settings from environ (nil: the process environment) and
+// validates them. The error names every bad variable with its value.
+func Load(environ map[string]string) (Config, error) {
+	if environ == nil {
+		environ = processEnv()
+	}
+	var c Config
+	if err := env.ParseWithOptions(&c, env.Options{Environment: environ}); err != nil {
+		return Config{}, fmt.Errorf("config: %w", explain(err, environ))
+	}
+	_, c.CustomersFileSet = environ["CUSTOMERS_LIST_FILE"]
+	c.set = map[string]string{}
+	for _, p := range Params() {
+		if v, ok := environ[p.Key]; ok {
+			c.set[p.Key] = v
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return c, nil
+}
+
+// Validate checks every part and the rules that span parts.
+func (c Config) Validate() error {
+	errs := []error{c.Store.Validate(), c.Broker.Validate(), c.Pipeline.Validate(), c.Recommender.Validate(), c.Simulator.Validate()}
+	if c.HTTPAddr != "" {
+		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+			errs = append(errs, fmt.Errorf("HTTP_ADDR=%q: want host:port: %v", c.HTTPAddr, err))
+		}
+	}
+	for _, t := range []struct{ name, v string }{
+		{"ENTER_TOPIC", c.Simulator.EnterTopic}, {"MOVE_TOPIC", c.Simulator.MoveTopic}, {"EXIT_TOPIC", c.Simulator.ExitTopic},
+		{"ENTRY_EVENT_TOPIC_NAME", c.Pipeline.EntryTopic}, {"FOCUS_EVENT_TOPIC_NAME", c.Pipeline.FocusTopic},
+		{"COUPON_PREDICTION_TOPIC_NAME", c.Pipeline.PredictionTopic},
+	} {
+		if err := broker.ValidTopic(t.v); t.v != "" && err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %v", t.name, t.v, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Redacted returns the variables that were set, as slog key-value pairs for
+// the start-up log, with secrets masked.
+func (c Config) Redacted() []any {
+	var out []any
+	for _, p := range Params() {
+		v, ok := c.set[p.Key]
+		if !ok {
+			continue
+		}
+		if p.Secret && v != "" {
+			v = "*****"
+		}
+		out = append(out, p.Key, v)
+	}
+	return out
+}
+
+// Param describes one environment variable.
+type Param struct {
+	Key     string
+	Default string
+	Secret  bool
+}
+
+// secrets are never logged.
+var secrets = map[string]bool{"MQTT_PASSWORD": true}
+
+// Params lists every environment variable the program reads, once each, sorted.
+func Params() []Param {
+	fps, err := env.GetFieldParams(&Config{})
+	if err != nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []Param
+	for _, fp := range fps {
+		if fp.Key == "-" || seen[fp.Key] {
+			continue
+		}
+		seen[fp.Key] = true
+		out = append(out, Param{Key: fp.Key, Default: fp.DefaultValue, Secret: secrets[fp.Key]})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+func processEnv() map[string]string {
+	m := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// explain rewrites the env library's parse errors, which name Go struct
+// fields, into messages that name the variable and the value the user gave.
+func explain(err error, environ map[string]string) error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return err
+	}
+	keys := fieldKeys(reflect.TypeOf(Config{}))
+	var out []error
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if !errors.As(e, &pe) {
+			out = append(out, e)
+			continue
+		}
+		named := false
+		for _, k := range keys[pe.Name] {
+			if v, ok := environ[k]; ok {
+				out = append(out, fmt.Errorf("%s=%q: not a valid %s: %v", k, v, typeWord(pe.Type), unwrapAll(pe.Err)))
+				named = true
+			}
+		}
+		if !named {
+			out = append(out, e)
+		}
+	}
+	return errors.Join(out...)
+}
+
+func unwrapAll(err error) error {
+	for {
+		u := errors.Unwrap(err)
+		if u == nil {
+			return err
+		}
+		err = u
+	}
+}
+
+func typeWord(t reflect.Type) string {
+	switch t.String() {
+	case "time.Duration":
+		return "duration (like 10s, 1m30s)"
+	case "bool":
+		return "boolean (true or false)"
+	case "float64":
+		return "number"
+	case "int", "int64", "uint8":
+		return "whole number"
+	case "config.LogLevel":
+		return "log level"
+	}
+	return t.String()
+}
+
+// fieldKeys maps each struct field name to the env keys of the fields with
+// that name, through nested structs.
+func fieldKeys(t reflect.Type) map[string][]string {
+	out := map[string][]string{}
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if key, _, _ := strings.Cut(f.Tag.Get("env"), ","); key != "" && key != "-" {
+				out[f.Name] = append(out[f.Name], key)
+			} else if f.Type.Kind() == reflect.Struct && f.Type.PkgPath() != "time" {
+				walk(f.Type)
+			}
+		}
+	}
+	walk(t)
+	return out
+}
+
+// LogLevel is a slog level that also accepts the seeds' Python names
+// ("warning", "critical").
+type LogLevel struct{ slog.Level }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (l *LogLevel) UnmarshalText(b []byte) error {
+	switch strings.ToLower(string(b)) {
+	case "warning":
+		l.Level = slog.LevelWarn
+		return nil
+	case "critical", "fatal":
+		l.Level = slog.LevelError
+		return nil
+	}
+	if err := l.Level.UnmarshalText(b); err != nil {
+		return errors.New("want debug, info, warn or error")
+	}
+	return nil
+}

@@ -1,0 +1,220 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/storeflow/storeflow/app"
+	"github.com/storeflow/storeflow/config"
+)
+
+// system is one storeflow process started by a test, with its embedded broker
+// on a free loopback port.
+type system struct {
+	app *app.App
+}
+
+// startSystem runs the real wiring (app) with the embedded broker on
+// 127.0.0.1:0 and the simulator off unless extra turns it on. It returns once
+// the app is ready and stops it when the test ends.
+func startSystem(t *testing.T, extra map[string]string) *system {
+	t.Helper()
+	environ := map[string]string{
+		"BROKER_LISTEN_ADDR": "127.0.0.1:0",
+		"HTTP_ADDR":          "127.0.0.1:0",
+		"SIMULATOR_ENABLED":  "false",
+		"LOG_LEVEL":          "warn",
+		"MQTT_NAME":          "storeflow-e2e",
+	}
+	maps.Copy(environ, extra)
+	cfg, err := config.Load(environ)
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: cfg.LogLevel.Level}))
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.New(ctx, cfg, log)
+	if err != nil {
+		cancel()
+		t.Fatalf("app.New: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("app.Run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("app did not stop within 10s")
+		}
+	})
+	select {
+	case <-a.Ready():
+	case err := <-done:
+		t.Fatalf("app stopped before it was ready: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("app not ready within 10s")
+	}
+	return &system{app: a}
+}
+
+// message is one MQTT message seen by an outside client.
+type message struct {
+	Topic   string
+	Payload []byte
+}
+
+// client is an outside MQTT client over TCP, like a phone or mosquitto_sub.
+type client struct {
+	t   *testing.T
+	c   paho.Client
+	msg chan message
+}
+
+// dial connects an outside client to addr (host:port) and, when filter is not
+// empty, subscribes to it before returning, so nothing published afterwards
+// is missed.
+func dial(t *testing.T, addr, id, filter string) *client {
+	t.Helper()
+	cl := &client{t: t, msg: make(chan message, 10000)}
+	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).
+		SetConnectTimeout(5 * time.Second).SetAutoReconnect(false).SetOrderMatters(true)
+	cl.c = paho.NewClient(opts)
+	if tok := cl.c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("outside client %s: connect to %s: %v", id, addr, tok.Error())
+	}
+	t.Cleanup(func() { cl.c.Disconnect(100) })
+	if filter != "" {
+		tok := cl.c.Subscribe(filter, 0, func(_ paho.Client, m paho.Message) {
+			select {
+			case cl.msg <- message{m.Topic(), append([]byte(nil), m.Payload()...)}:
+			default:
+				t.Errorf("outside client %s: more than %d messages unread", id, cap(cl.msg))
+			}
+		})
+		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("outside client %s: subscribe %s: %v", id, filter, tok.Error())
+		}
+	}
+	return cl
+}
+
+// publish sends payload and waits until it is written.
+func (cl *client) publish(topic, payload string) {
+	cl.t.Helper()
+	tok := cl.c.Publish(topic, 0, false, payload)
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		cl.t.Fatalf("publish %s: %v", topic, tok.Error())
+	}
+}
+
+// next returns the next message on topic, skipping others, or fails the test
+// after within.
+func (cl *client) next(topic string, within time.Duration) message {
+	cl.t.Helper()
+	deadline := time.After(within)
+	for {
+		select {
+		case m := <-cl.msg:
+			if m.Topic == topic {
+				return m
+			}
+		case <-deadline:
+			cl.t.Fatalf("no message on %s within %s", topic, within)
+			return message{}
+		}
+	}
+}
+
+// metric sums the values of the named metric over the series whose labels
+// include every label given as "name=value".
+func (s *system) metric(t *testing.T, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := s.app.Registry().Gather()
+	if err != nil {
+		t.Fatalf("gather metrics: %v", err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if hasLabels(m, labels) {
+				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+func hasLabels(m *dto.Metric, labels []string) bool {
+	for _, l := range labels {
+		name, value, _ := strings.Cut(l, "=")
+		found := false
+		for _, lp := range m.GetLabel() {
+			if lp.GetName() == name && lp.GetValue() == value {
+				found = true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// waitMetric waits until the metric reaches at least want.
+func (s *system) waitMetric(t *testing.T, want float64, within time.Duration, name string, labels ...string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		got := s.metric(t, name, labels...)
+		if got >= want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s%v = %v after %s, want at least %v", name, labels, got, within, want)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline, not settling
+	}
+}
+
+// script publishes one shopper's visit as sensors would: enter, moves one
+// second apart through the given cells, exit.
+type script struct {
+	cl *client
+	id string
+	ts int64
+}
+
+func (s *script) enter() {
+	s.cl.publish("customer/enter", fmt.Sprintf(`{"id":%q,"ts":%d}`, s.id, s.ts))
+}
+
+func (s *script) move(x, y int) {
+	s.ts++
+	s.cl.publish("customer/move", fmt.Sprintf(`{"id":%q,"ts":%d,"x":%d,"y":%d}`, s.id, s.ts, x, y))
+}
+
+func (s *script) stay(x, y int, seconds int) {
+	for range seconds {
+		s.move(x, y)
+	}
+}
+
+func (s *script) exit() {
+	s.ts++
+	s.cl.publish("customer/exit", fmt.Sprintf(`{"id":%q,"ts":%d}`, s.id, s.ts))
+}

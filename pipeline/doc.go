@@ -1,0 +1,36 @@
+// Package pipeline owns the flow from shopper events to coupons: the dwell
+// detector (move → focus) and the focus stages (context → score → select →
+// publish).
+//
+//	enter ─┬─► dwell worker (hash of id) ── state reset
+//	       └─► prefetch workers ────────── central.Customer (warms the cache)
+//	move ────► dwell worker (hash of id) ── focus? ──► FOCUS topic
+//	exit ────► dwell worker (hash of id) ── forget shopper and visit
+//	FOCUS topic ─► context stage ─► score stage ─► select+publish stage ─► PREDICTION topic
+//
+// Policies, written down once:
+//
+//   - Hot path in-process. With the embedded broker, events arrive through
+//     mochi's inline client; decoding happens in the delivery callback, so a
+//     queue holds small decoded values, never raw payloads.
+//   - Callbacks never wait on I/O. A callback decodes, validates and hands the
+//     event to a bounded queue. When the queue is full, PIPELINE_OVERFLOW decides:
+//     "block" (default) makes the publisher wait — the simulator slows down, a
+//     TCP client's reads pause — and "drop" discards the event. Every drop is
+//     counted (storeflow_events_dropped_total) and logged, rate-limited.
+//   - Per-shopper order. Enter, move and exit events go to one dwell worker
+//     chosen by a hash of the shopper id, so one shopper's events are handled
+//     in order without locks. The focus stages after it run in parallel.
+//   - Event time. Dwell is measured on the events' ts, never the server clock,
+//     so replays and a sped-up simulator behave like real time.
+//   - Focus from anywhere. The detector publishes focus events to the broker and
+//     the focus stages consume that topic, so focus events from outside the
+//     process take exactly the same path.
+//   - Per-event failures are values. A bad payload, an unknown customer, no
+//     valid coupon, a scorer error: counted by reason, logged (rate-limited),
+//     and the pipeline goes on. Only a cancelled context stops a stage.
+//   - Bounded everything. Queues have fixed capacity, tracked shoppers are
+//     capped (MAX_SHOPPERS) and forgotten after SHOPPER_TTL without events.
+//   - Shutdown is one context: intake stops (callbacks return at once), every
+//     stage finishes the item in hand, and Run returns; the broker closes last.
+package pipeline

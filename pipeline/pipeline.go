@@ -1,0 +1,426 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/storeflow/storeflow/event"
+	"github.com/storeflow/storeflow/recommender"
+	"github.com/storeflow/storeflow/store"
+)
+
+// Overflow policies for a full intake queue.
+const (
+	OverflowBlock = "block"
+	OverflowDrop  = "drop"
+)
+
+// Config holds the pipeline's topics and knobs. Topic names and defaults are
+// the seeds'.
+type Config struct {
+	EntryTopic      string        `env:"ENTRY_EVENT_TOPIC_NAME" envDefault:"customer/enter"`
+	MoveTopic       string        `env:"MOVE_TOPIC" envDefault:"customer/move"`
+	ExitTopic       string        `env:"EXIT_TOPIC" envDefault:"customer/exit"`
+	FocusTopic      string        `env:"FOCUS_EVENT_TOPIC_NAME" envDefault:"customer/focus"`
+	PredictionTopic string        `env:"COUPON_PREDICTION_TOPIC_NAME" envDefault:"customer/prediction"`
+	FocusDwell      time.Duration `env:"FOCUS_DWELL" envDefault:"10s"`     // event time inside one department before a focus
+	FocusGap        time.Duration `env:"FOCUS_GAP" envDefault:"20s"`       // a longer pause between moves restarts the dwell
+	FocusCooldown   time.Duration `env:"FOCUS_COOLDOWN" envDefault:"10m"`  // staying this long after a focus allows another; 0 = never
+	ShopperTTL      time.Duration `env:"SHOPPER_TTL" envDefault:"30m"`     // forget a shopper with no event for this long
+	MaxShoppers     int           `env:"MAX_SHOPPERS" envDefault:"100000"` // shoppers tracked at once, at most
+	DwellWorkers    int           `env:"DWELL_WORKERS" envDefault:"2"`     // dwell detector shards
+	FocusWorkers    int           `env:"FOCUS_WORKERS" envDefault:"4"`     // workers per focus stage
+	QueueSize       int           `env:"PIPELINE_QUEUE" envDefault:"1024"` // capacity of each intake queue
+	Overflow        string        `env:"PIPELINE_OVERFLOW" envDefault:"block"`
+	MaxProducts     int           `env:"PREDICTION_MAX_PRODUCTS" envDefault:"20"` // products listed in a prediction, at most
+}
+
+// Validate checks the values; errors name the variable and the value.
+func (c Config) Validate() error {
+	var errs []error
+	for _, t := range []struct{ name, v string }{
+		{"ENTRY_EVENT_TOPIC_NAME", c.EntryTopic}, {"MOVE_TOPIC", c.MoveTopic}, {"EXIT_TOPIC", c.ExitTopic},
+		{"FOCUS_EVENT_TOPIC_NAME", c.FocusTopic}, {"COUPON_PREDICTION_TOPIC_NAME", c.PredictionTopic},
+	} {
+		if t.v == "" {
+			errs = append(errs, fmt.Errorf("%s is empty", t.name))
+		}
+	}
+	if c.PredictionTopic != "" && (c.PredictionTopic == c.FocusTopic || c.PredictionTopic == c.MoveTopic ||
+		c.PredictionTopic == c.EntryTopic || c.PredictionTopic == c.ExitTopic) {
+		errs = append(errs, fmt.Errorf("COUPON_PREDICTION_TOPIC_NAME=%q: must differ from the topics the pipeline consumes", c.PredictionTopic))
+	}
+	if c.FocusDwell < time.Second {
+		errs = append(errs, fmt.Errorf("FOCUS_DWELL=%s: must be at least 1s (event ts has whole seconds)", c.FocusDwell))
+	}
+	if c.FocusGap < time.Second {
+		errs = append(errs, fmt.Errorf("FOCUS_GAP=%s: must be at least 1s", c.FocusGap))
+	}
+	if c.FocusCooldown < 0 {
+		errs = append(errs, fmt.Errorf("FOCUS_COOLDOWN=%s: must not be negative", c.FocusCooldown))
+	}
+	if c.ShopperTTL < time.Second {
+		errs = append(errs, fmt.Errorf("SHOPPER_TTL=%s: must be at least 1s", c.ShopperTTL))
+	}
+	for _, n := range []struct {
+		name     string
+		v, lo, h int
+	}{
+		{"MAX_SHOPPERS", c.MaxShoppers, 1, 10_000_000}, {"DWELL_WORKERS", c.DwellWorkers, 1, 256},
+		{"FOCUS_WORKERS", c.FocusWorkers, 1, 1024}, {"PIPELINE_QUEUE", c.QueueSize, 1, 1 << 20},
+		{"PREDICTION_MAX_PRODUCTS", c.MaxProducts, 1, 100_000},
+	} {
+		if n.v < n.lo || n.v > n.h {
+			errs = append(errs, fmt.Errorf("%s=%d: must be between %d and %d", n.name, n.v, n.lo, n.h))
+		}
+	}
+	if c.Overflow != OverflowBlock && c.Overflow != OverflowDrop {
+		errs = append(errs, fmt.Errorf("PIPELINE_OVERFLOW=%q: must be %q or %q", c.Overflow, OverflowBlock, OverflowDrop))
+	}
+	return errors.Join(errs...)
+}
+
+// Subscriber delivers the messages of a topic filter to a callback. The
+// callback runs on the broker's delivery goroutine; the payload is only valid
+// during the call.
+type Subscriber interface {
+	Subscribe(filter string, h func(topic string, payload []byte)) error
+}
+
+// Publisher sends a payload to a topic. It must not keep payload after it
+// returns.
+type Publisher interface {
+	Publish(ctx context.Context, topic string, payload []byte) error
+}
+
+// Central is where customer context and coupons come from (the catalog, later
+// a cache in front of a remote central). store.ErrNotFound means unknown.
+type Central interface {
+	Customer(ctx context.Context, id string) (store.Customer, error)
+	ValidCoupons(ctx context.Context, dep store.Department, day store.Day, dst []store.Coupon) ([]store.Coupon, error)
+	CouponProducts(ctx context.Context, couponID int) ([]store.Product, error)
+}
+
+// Pipeline turns shopper events into focus events and focus events into
+// coupons.
+type Pipeline struct {
+	cfg       Config
+	rule      DwellRule
+	plan      *store.Plan
+	central   Central
+	scorer    recommender.Scorer
+	threshold float64
+	pub       Publisher
+	sub       Subscriber
+	log       *slog.Logger
+	warn      *rateLog
+	m         *metrics
+	now       func() time.Time
+
+	shards    []chan shopperEvent
+	prefetchQ chan string
+	focusQ    chan event.Focus
+	visits    *visits
+
+	stop  chan struct{} // closed when Run returns: callbacks stop waiting
+	ready chan struct{} // closed once every subscription is in place
+}
+
+// New builds a pipeline. reg receives its metrics (nil: a private registry).
+func New(cfg Config, plan *store.Plan, central Central, scorer recommender.Scorer, rec recommender.Config,
+	sub Subscriber, pub Publisher, log *slog.Logger, reg prometheus.Registerer) (*Pipeline, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	if err := rec.Validate(); err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	p := &Pipeline{
+		cfg:       cfg,
+		rule:      DwellRule{Dwell: cfg.FocusDwell, Gap: cfg.FocusGap, Cooldown: cfg.FocusCooldown},
+		plan:      plan,
+		central:   central,
+		scorer:    scorer,
+		threshold: rec.Threshold,
+		pub:       pub,
+		sub:       sub,
+		log:       log,
+		warn:      newRateLog(log, 10*time.Second),
+		m:         newMetrics(reg),
+		now:       time.Now,
+		shards:    make([]chan shopperEvent, cfg.DwellWorkers),
+		prefetchQ: make(chan string, cfg.QueueSize),
+		focusQ:    make(chan event.Focus, cfg.QueueSize),
+		visits:    newVisits(),
+		stop:      make(chan struct{}),
+		ready:     make(chan struct{}),
+	}
+	for i := range p.shards {
+		p.shards[i] = make(chan shopperEvent, cfg.QueueSize)
+	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "storeflow_queue_depth", Help: "Events waiting in the pipeline's intake queues.",
+	}, func() float64 {
+		n := len(p.prefetchQ) + len(p.focusQ)
+		for _, s := range p.shards {
+			n += len(s)
+		}
+		return float64(n)
+	}))
+	return p, nil
+}
+
+// Ready is closed once the pipeline is subscribed to every topic it consumes.
+func (p *Pipeline) Ready() <-chan struct{} { return p.ready }
+
+// Run subscribes and processes events until ctx is done. It returns nil on a
+// normal stop and an error only when a subscription fails.
+func (p *Pipeline) Run(ctx context.Context) error {
+	defer close(p.stop)
+	for _, s := range []struct {
+		topic string
+		h     func(string, []byte)
+	}{
+		{p.cfg.EntryTopic, p.onEnter}, {p.cfg.MoveTopic, p.onMove},
+		{p.cfg.ExitTopic, p.onExit}, {p.cfg.FocusTopic, p.onFocus},
+	} {
+		if err := p.sub.Subscribe(s.topic, s.h); err != nil {
+			return fmt.Errorf("pipeline: %w", err)
+		}
+	}
+	close(p.ready)
+	p.log.Info("pipeline started", "dwell", p.cfg.FocusDwell, "gap", p.cfg.FocusGap,
+		"dwell_workers", p.cfg.DwellWorkers, "focus_workers", p.cfg.FocusWorkers, "overflow", p.cfg.Overflow)
+
+	contexts := make(chan *focusJob, p.cfg.FocusWorkers)
+	scored := make(chan *focusJob, p.cfg.FocusWorkers)
+	var wg sync.WaitGroup
+	for _, in := range p.shards {
+		wg.Go(func() { p.dwellWorker(ctx, in) })
+	}
+	for range p.cfg.FocusWorkers {
+		wg.Go(func() { p.prefetchWorker(ctx) })
+	}
+	wg.Go(func() { stage(ctx, p.cfg.FocusWorkers, p.focusQ, contexts, p.loadContext) })
+	wg.Go(func() { stage(ctx, p.cfg.FocusWorkers, contexts, scored, p.score) })
+	wg.Go(func() { sink(ctx, p.cfg.FocusWorkers, scored, p.offer) })
+	wg.Go(func() { p.expireVisits(ctx) })
+	wg.Wait()
+	return nil
+}
+
+// shopperEvent is an enter, move or exit on its way to a dwell worker.
+type shopperEvent struct {
+	kind string // kindEnter, kindMove or kindExit
+	id   string
+	ts   int64
+	x, y int
+}
+
+func (p *Pipeline) onEnter(topic string, payload []byte) {
+	e, err := event.DecodePresence(payload)
+	if err != nil {
+		p.reject(kindEnter, topic, event.ReasonOf(err), err)
+		return
+	}
+	if p.toDwell(shopperEvent{kind: kindEnter, id: e.ID, ts: e.TS}) {
+		// The prefetch only warms the cache: when its queue is full it is
+		// skipped (and counted), never waited for.
+		select {
+		case p.prefetchQ <- e.ID:
+		default:
+			p.m.dropped.WithLabelValues("prefetch").Inc()
+		}
+	}
+}
+
+func (p *Pipeline) onMove(topic string, payload []byte) {
+	m, err := event.DecodeMove(payload)
+	if err != nil {
+		p.reject(kindMove, topic, event.ReasonOf(err), err)
+		return
+	}
+	if !p.plan.Contains(m.X, m.Y) {
+		p.reject(kindMove, topic, reasonOffPlan, fmt.Errorf("event: position (%d,%d) is off the %s plan (%d×%d): check STORE_PLAN",
+			m.X, m.Y, p.plan.Name, p.plan.Width, p.plan.Height))
+		return
+	}
+	p.toDwell(shopperEvent{kind: kindMove, id: m.ID, ts: m.TS, x: m.X, y: m.Y})
+}
+
+func (p *Pipeline) onExit(topic string, payload []byte) {
+	e, err := event.DecodePresence(payload)
+	if err != nil {
+		p.reject(kindExit, topic, event.ReasonOf(err), err)
+		return
+	}
+	p.toDwell(shopperEvent{kind: kindExit, id: e.ID, ts: e.TS})
+}
+
+func (p *Pipeline) onFocus(topic string, payload []byte) {
+	f, err := event.DecodeFocus(payload)
+	if err != nil {
+		p.reject(kindFocus, topic, event.ReasonOf(err), err)
+		return
+	}
+	if enqueue(p, p.focusQ, f, "focus") {
+		p.m.accepted.WithLabelValues(kindFocus).Inc()
+	}
+}
+
+func (p *Pipeline) toDwell(ev shopperEvent) bool {
+	q := p.shards[hashID(ev.id)%uint32(len(p.shards))]
+	if !enqueue(p, q, ev, "dwell") {
+		return false
+	}
+	p.m.accepted.WithLabelValues(ev.kind).Inc()
+	return true
+}
+
+// enqueue applies the overflow policy. It never waits once the pipeline has
+// stopped.
+func enqueue[T any](p *Pipeline, q chan T, v T, queue string) bool {
+	select {
+	case q <- v:
+		return true
+	default:
+	}
+	if p.cfg.Overflow == OverflowBlock {
+		select {
+		case q <- v:
+			return true
+		case <-p.stop:
+		}
+	}
+	p.m.dropped.WithLabelValues(queue).Inc()
+	p.warn.log(slog.LevelWarn, "drop:"+queue, "event dropped: queue full", "queue", queue, "policy", p.cfg.Overflow)
+	return false
+}
+
+func (p *Pipeline) reject(kind, topic string, reason event.Reason, err error) {
+	p.m.rejected.WithLabelValues(kind, string(reason)).Inc()
+	p.warn.log(slog.LevelWarn, "reject:"+kind+":"+string(reason), "event rejected",
+		"kind", kind, "topic", topic, "reason", reason, "error", err)
+}
+
+// dwellWorker owns the state of the shoppers hashed to it; nothing else
+// touches that map, so there are no locks on the move path.
+func (p *Pipeline) dwellWorker(ctx context.Context, in <-chan shopperEvent) {
+	shoppers := make(map[string]*shopper)
+	limit := max(1, p.cfg.MaxShoppers/len(p.shards))
+	tick := time.NewTicker(sweepInterval(p.cfg.ShopperTTL))
+	defer tick.Stop()
+	now := p.now().Unix()
+	ttl := int64(p.cfg.ShopperTTL / time.Second)
+	expire := func() {
+		n := 0
+		for id, s := range shoppers {
+			if s.seen <= now-ttl {
+				delete(shoppers, id)
+				n++
+			}
+		}
+		p.m.expired.Add(float64(n))
+		p.m.tracked.Sub(float64(n))
+	}
+	forget := func(id string) {
+		if _, ok := shoppers[id]; ok {
+			delete(shoppers, id)
+			p.m.tracked.Dec()
+		}
+		p.visits.forget(id)
+	}
+	var buf []byte
+	for {
+		select {
+		case <-ctx.Done():
+			p.m.tracked.Sub(float64(len(shoppers)))
+			return
+		case <-tick.C:
+			now = p.now().Unix()
+			expire()
+		case ev := <-in:
+			switch ev.kind {
+			case kindEnter, kindExit: // a new visit starts clean; an exit ends it
+				forget(ev.id)
+				continue
+			}
+			s := shoppers[ev.id]
+			if s == nil {
+				if len(shoppers) >= limit {
+					now = p.now().Unix()
+					expire()
+				}
+				if len(shoppers) >= limit {
+					p.m.dropped.WithLabelValues("shoppers_full").Inc()
+					p.warn.log(slog.LevelWarn, "shoppers_full", "move dropped: MAX_SHOPPERS reached", "max_shoppers", p.cfg.MaxShoppers)
+					continue
+				}
+				s = &shopper{}
+				shoppers[ev.id] = s
+				p.m.tracked.Inc()
+			}
+			s.seen = now
+			switch s.move(&p.rule, ev.ts, p.plan.DepartmentAt(ev.x, ev.y)) {
+			case moveOutOfOrder:
+				p.m.outOfOrder.Inc()
+			case moveFocus:
+				f := event.Focus{ID: ev.id, TS: ev.ts, Dep: s.dep, X: ev.x, Y: ev.y, HasPos: true}
+				buf = event.AppendFocus(buf[:0], f)
+				if err := p.pub.Publish(ctx, p.cfg.FocusTopic, buf); err != nil {
+					p.warn.log(slog.LevelError, "focus_publish", "focus publish failed", "customer_id", ev.id, "error", err)
+					continue
+				}
+				p.m.focus.Inc()
+				p.log.Debug("focus", "customer_id", ev.id, "department", s.dep.String(), "ts", ev.ts)
+			}
+		}
+	}
+}
+
+func sweepInterval(ttl time.Duration) time.Duration {
+	return min(max(ttl/4, time.Second), time.Minute)
+}
+
+func (p *Pipeline) prefetchWorker(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case id := <-p.prefetchQ:
+			_, err := p.central.Customer(ctx, id)
+			switch {
+			case err == nil:
+				p.m.prefetch.WithLabelValues("ok").Inc()
+			case errors.Is(err, store.ErrNotFound):
+				p.m.prefetch.WithLabelValues(OutcomeUnknownCustomer).Inc()
+				p.warn.log(slog.LevelWarn, "prefetch:unknown", "entry of an unknown customer", "customer_id", id)
+			default:
+				p.m.prefetch.WithLabelValues("error").Inc()
+				p.warn.log(slog.LevelError, "prefetch:error", "context prefetch failed", "customer_id", id, "error", err)
+			}
+		}
+	}
+}
+
+func (p *Pipeline) expireVisits(ctx context.Context) {
+	t := time.NewTicker(sweepInterval(p.cfg.ShopperTTL))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			p.visits.expire(p.now().Unix() - int64(p.cfg.ShopperTTL/time.Second))
+		}
+	}
+}
