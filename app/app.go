@@ -90,7 +90,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		}
 		scfg := cfg.Simulator
 		scfg.Dwell, scfg.Gap = cfg.Pipeline.FocusDwell, cfg.Pipeline.FocusGap
-		a.sim, err = simulator.New(scfg, a.plan, ids, a.conn, log.With("component", "simulator"), a.reg)
+		a.sim, err = simulator.New(scfg, a.plan, ids, a.conn, log, a.reg)
 		if err != nil {
 			return nil, err
 		}
