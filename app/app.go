@@ -45,7 +45,7 @@ type App struct {
 	conn     conn
 	pipeline *pipeline.Pipeline
 	sim      *simulator.Simulator // nil when SIMULATOR_ENABLED=false
-	http     net.Listener         // nil when HTTP_ADDR is empty
+	http     net.Listener         // nil when HTTP_ADDR=off
 	ready    chan struct{}
 }
 
@@ -96,7 +96,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		}
 	}
 
-	if cfg.HTTPAddr != "" {
+	if cfg.HTTPAddr != config.HTTPOff {
 		if a.http, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 			return nil, fmt.Errorf("app: listen on HTTP_ADDR=%s: %w", cfg.HTTPAddr, err)
 		}

@@ -41,6 +41,9 @@ type Config struct {
 	set map[string]string // the variables that were given, for Redacted
 }
 
+// HTTPOff as HTTP_ADDR turns the HTTP endpoints off.
+const HTTPOff = "off"
+
 // Load reads the settings from environ (nil: the process environment) and
 // validates them. The error names every bad variable with its value.
 func Load(environ map[string]string) (Config, error) {
@@ -67,7 +70,7 @@ func Load(environ map[string]string) (Config, error) {
 // Validate checks every part and the rules that span parts.
 func (c Config) Validate() error {
 	errs := []error{c.Store.Validate(), c.Broker.Validate(), c.Pipeline.Validate(), c.Recommender.Validate(), c.Simulator.Validate()}
-	if c.HTTPAddr != "" {
+	if c.HTTPAddr != HTTPOff {
 		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 			errs = append(errs, fmt.Errorf("HTTP_ADDR=%q: want host:port: %v", c.HTTPAddr, err))
 		}

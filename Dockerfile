@@ -1,0 +1,17 @@
+# Build a static binary, then ship it alone in a small non-root image.
+FROM golang:1.26 AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/storeflow ./cmd/storeflow
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/storeflow /usr/local/bin/storeflow
+# Inside a container the listeners must face the container's network; publish
+# the ports on the host's loopback unless you mean to expose them.
+ENV BROKER_LISTEN_ADDR=0.0.0.0:1883 \
+    HTTP_ADDR=0.0.0.0:8000
+EXPOSE 1883 8000
+USER nonroot:nonroot
+ENTRYPOINT ["/usr/local/bin/storeflow"]

@@ -1,0 +1,158 @@
+package config
+
+import (
+	"log/slog"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := Load(map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := map[string]struct{ got, want any }{
+		"MQTT_PORT":                    {c.Broker.Port, 1883},
+		"BROKER_LISTEN_ADDR":           {c.Broker.Listen(), "127.0.0.1:1883"},
+		"MQTT_NAME":                    {c.Broker.Name, "demoClient"},
+		"embedded":                     {c.Broker.Embedded(), true},
+		"HTTP_ADDR":                    {c.HTTPAddr, "127.0.0.1:8000"},
+		"STORE_WIDTH":                  {c.Store.Width, 6},
+		"STORE_HEIGHT":                 {c.Store.Height, 10},
+		"STORE_PLAN":                   {c.Store.Plan, "grid"},
+		"CUSTOMERS_AVERAGE_IN_STORE":   {c.Simulator.AverageInStore, 6},
+		"CUSTOMERS_LIST_FILE":          {c.Simulator.CustomersFile, "customers.csv"},
+		"CUSTOMERS_LIST_FILE set":      {c.CustomersFileSet, false},
+		"SIMULATOR_ENABLED":            {c.Simulator.Enabled, true},
+		"SIMULATOR_SPEED":              {c.Simulator.Speed, 1.0},
+		"ENTER_TOPIC":                  {c.Simulator.EnterTopic, "customer/enter"},
+		"MOVE_TOPIC":                   {c.Pipeline.MoveTopic, "customer/move"},
+		"EXIT_TOPIC":                   {c.Pipeline.ExitTopic, "customer/exit"},
+		"ENTRY_EVENT_TOPIC_NAME":       {c.Pipeline.EntryTopic, "customer/enter"},
+		"FOCUS_EVENT_TOPIC_NAME":       {c.Pipeline.FocusTopic, "customer/focus"},
+		"COUPON_PREDICTION_TOPIC_NAME": {c.Pipeline.PredictionTopic, "customer/prediction"},
+		"FOCUS_DWELL":                  {c.Pipeline.FocusDwell, 10 * time.Second},
+		"FOCUS_GAP":                    {c.Pipeline.FocusGap, 20 * time.Second},
+		"PREDICTION_THRESHOLD":         {c.Recommender.Threshold, 0.2},
+		"LOG_LEVEL":                    {c.LogLevel.Level, slog.LevelInfo},
+	}
+	for name, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %v, want %v", name, ch.got, ch.want)
+		}
+	}
+}
+
+func TestLoadValues(t *testing.T) {
+	c, err := Load(map[string]string{
+		"MQTT_HOST": "broker.local", "MQTT_PORT": "8883", "MQTT_PORT_UNUSED": "x",
+		"STORE_PLAN": "original", "SIMULATOR_SPEED": "20", "FOCUS_DWELL": "1m30s",
+		"LOG_LEVEL": "warning", "CUSTOMERS_LIST_FILE": "/tmp/list.csv", "HTTP_ADDR": "off",
+		"BROKER_LISTEN_ADDR": "0.0.0.0:2883",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Broker.Embedded() || c.Broker.Port != 8883 || c.Store.Plan != "original" || c.Simulator.Speed != 20 ||
+		c.Pipeline.FocusDwell != 90*time.Second || c.LogLevel.Level != slog.LevelWarn || !c.CustomersFileSet ||
+		c.HTTPAddr != HTTPOff || c.Broker.Listen() != "0.0.0.0:2883" {
+		t.Fatalf("unexpected config: %+v", c)
+	}
+}
+
+// Every bad value stops the program with a message naming the variable and
+// the value.
+func TestLoadErrorsNameTheVariable(t *testing.T) {
+	tests := map[string]struct {
+		env  map[string]string
+		want []string
+	}{
+		"speed not a number":     {map[string]string{"SIMULATOR_SPEED": "fast"}, []string{`SIMULATOR_SPEED="fast"`}},
+		"speed zero":             {map[string]string{"SIMULATOR_SPEED": "0"}, []string{"SIMULATOR_SPEED"}},
+		"port out of range":      {map[string]string{"MQTT_PORT": "70000"}, []string{"MQTT_PORT=70000"}},
+		"port not a number":      {map[string]string{"MQTT_PORT": "mqtt"}, []string{`MQTT_PORT="mqtt"`}},
+		"dwell not a duration":   {map[string]string{"FOCUS_DWELL": "ten"}, []string{`FOCUS_DWELL="ten"`, "duration"}},
+		"dwell too short":        {map[string]string{"FOCUS_DWELL": "500ms"}, []string{"FOCUS_DWELL=500ms"}},
+		"gap negative":           {map[string]string{"FOCUS_GAP": "-1s"}, []string{"FOCUS_GAP=-1s"}},
+		"threshold above one":    {map[string]string{"PREDICTION_THRESHOLD": "1.5"}, []string{"PREDICTION_THRESHOLD=1.5"}},
+		"unknown plan":           {map[string]string{"STORE_PLAN": "mall"}, []string{`STORE_PLAN="mall"`}},
+		"grid too small":         {map[string]string{"STORE_WIDTH": "2"}, []string{"STORE_WIDTH=2"}},
+		"bool":                   {map[string]string{"SIMULATOR_ENABLED": "yes please"}, []string{`SIMULATOR_ENABLED="yes please"`}},
+		"log level":              {map[string]string{"LOG_LEVEL": "loud"}, []string{`LOG_LEVEL="loud"`}},
+		"average zero":           {map[string]string{"CUSTOMERS_AVERAGE_IN_STORE": "0"}, []string{"CUSTOMERS_AVERAGE_IN_STORE"}},
+		"listen addr":            {map[string]string{"BROKER_LISTEN_ADDR": "localhost"}, []string{`BROKER_LISTEN_ADDR="localhost"`}},
+		"http addr":              {map[string]string{"HTTP_ADDR": "8000"}, []string{`HTTP_ADDR="8000"`}},
+		"wildcard topic":         {map[string]string{"COUPON_PREDICTION_TOPIC_NAME": "customer/#"}, []string{"COUPON_PREDICTION_TOPIC_NAME"}},
+		"prediction loops back":  {map[string]string{"COUPON_PREDICTION_TOPIC_NAME": "customer/focus"}, []string{"COUPON_PREDICTION_TOPIC_NAME"}},
+		"overflow":               {map[string]string{"PIPELINE_OVERFLOW": "spill"}, []string{`PIPELINE_OVERFLOW="spill"`}},
+		"qos":                    {map[string]string{"MQTT_QOS": "3"}, []string{"MQTT_QOS=3"}},
+		"empty host in the list": {map[string]string{"MQTT_HOST": "a,,b"}, []string{`MQTT_HOST="a,,b"`}},
+		"two bad values at once": {map[string]string{"MQTT_PORT": "0", "STORE_PLAN": "mall"}, []string{"MQTT_PORT=0", `STORE_PLAN="mall"`}},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := Load(tt.env)
+			if err == nil {
+				t.Fatal("Load accepted a bad value")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestRedactedMasksSecrets(t *testing.T) {
+	c, err := Load(map[string]string{"MQTT_HOST": "b", "MQTT_PASSWORD": "hunter2", "MQTT_USERNAME": "store"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.Redacted()
+	var joined strings.Builder
+	for i := 0; i+1 < len(got); i += 2 {
+		joined.WriteString(got[i].(string) + "=" + got[i+1].(string) + " ")
+	}
+	s := joined.String()
+	if strings.Contains(s, "hunter2") || !strings.Contains(s, "MQTT_PASSWORD=*****") || !strings.Contains(s, "MQTT_USERNAME=store") {
+		t.Fatalf("Redacted() = %s", s)
+	}
+}
+
+// The README's configuration table lists every variable with its default, and
+// nothing else.
+func TestReadmeListsEveryVariable(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `([A-Z0-9_]+)` \\| ([^|]*) \\|")
+	documented := map[string]string{}
+	for _, m := range row.FindAllStringSubmatch(string(b), -1) {
+		documented[m[1]] = strings.TrimSpace(m[2])
+	}
+	params := map[string]bool{}
+	for _, p := range Params() {
+		params[p.Key] = true
+		d, ok := documented[p.Key]
+		if !ok {
+			t.Errorf("README configuration table lacks %s", p.Key)
+			continue
+		}
+		switch {
+		case p.Default == "" && d != "*(empty)*" && !strings.Contains(d, "$"):
+			t.Errorf("README says %s defaults to %s, the code has no default", p.Key, d)
+		case p.Default != "" && d != "`"+p.Default+"`":
+			t.Errorf("README says %s defaults to %s, the code says %q", p.Key, d, p.Default)
+		}
+	}
+	for k := range documented {
+		if !params[k] {
+			t.Errorf("README documents %s, which the program does not read", k)
+		}
+	}
+}
