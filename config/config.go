@@ -67,6 +67,15 @@ func Load(environ map[string]string) (Config, error) {
 	return c, nil
 }
 
+// LoadWith is Load of the process environment with overrides on top.
+func LoadWith(overrides map[string]string) (Config, error) {
+	environ := processEnv()
+	for k, v := range overrides {
+		environ[k] = v
+	}
+	return Load(environ)
+}
+
 // Validate checks every part and the rules that span parts.
 func (c Config) Validate() error {
 	errs := []error{c.Store.Validate(), c.Broker.Validate(), c.Pipeline.Validate(), c.Recommender.Validate(), c.Simulator.Validate()}

@@ -5,12 +5,15 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
+	"time"
 
 	"github.com/storeflow/storeflow/app"
 	"github.com/storeflow/storeflow/config"
@@ -25,8 +28,9 @@ func main() {
 	}
 }
 
-const usage = `usage: storeflow [run]     run the store (settings from the environment; see README.md)
-       storeflow env       list every environment variable with its default
+const usage = `usage: storeflow [run]              run the store (settings from the environment; see README.md)
+       storeflow env                list every environment variable with its default
+       storeflow bench [-shoppers N] measure the pipeline in-process: events/s, latency, allocations
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -37,6 +41,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "run":
 		return serve(ctx, stderr)
+	case "bench":
+		return bench(ctx, args[1:], stdout, stderr)
 	case "env":
 		for _, p := range config.Params() {
 			fmt.Fprintf(stdout, "%s=%s\n", p.Key, p.Default)
@@ -48,6 +54,46 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)
+}
+
+// bench runs the real wiring with the simulator and HTTP off, on a private
+// broker port, and plays scripted visits through it.
+func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	shoppers := fs.Int("shoppers", 20000, "visits to play; each lingers in Boys until focused")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *shoppers < 1 {
+		return fmt.Errorf("bench: -shoppers must be at least 1")
+	}
+	cfg, err := config.LoadWith(map[string]string{
+		"SIMULATOR_ENABLED":    "false",
+		"HTTP_ADDR":            config.HTTPOff,
+		"BROKER_LISTEN_ADDR":   "127.0.0.1:0",
+		"PREDICTION_THRESHOLD": "0", // every focus gets a coupon: the whole path is measured
+	})
+	if err != nil {
+		return err
+	}
+	if !cfg.Broker.Embedded() {
+		return fmt.Errorf("bench: runs on the embedded broker; unset MQTT_HOST")
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	a, err := app.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	linger := int(cfg.Pipeline.FocusDwell/time.Second) + 2
+	fmt.Fprintf(stdout, "bench: %d visits (enter, %d moves in Boys, exit), FOCUS_DWELL=%s, DWELL_WORKERS=%d, FOCUS_WORKERS=%d, GOMAXPROCS=%d\n",
+		*shoppers, linger, cfg.Pipeline.FocusDwell, cfg.Pipeline.DwellWorkers, cfg.Pipeline.FocusWorkers, runtime.GOMAXPROCS(0))
+	r, err := a.Bench(ctx, app.BenchOptions{Shoppers: *shoppers, Linger: linger})
+	if err != nil {
+		return err
+	}
+	r.Print(stdout)
+	return nil
 }
 
 func serve(ctx context.Context, stderr io.Writer) error {
