@@ -1,0 +1,302 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/storeflow/storeflow/recommender"
+	"github.com/storeflow/storeflow/store"
+)
+
+// bus is an in-memory broker with the embedded broker's semantics: exact
+// topics, and subscribers called synchronously from Publish.
+type bus struct {
+	mu   sync.Mutex
+	subs map[string][]func(string, []byte)
+	out  chan string // "topic payload" of every publish
+}
+
+func newBus() *bus {
+	return &bus{subs: map[string][]func(string, []byte){}, out: make(chan string, 1000)}
+}
+
+func (b *bus) Subscribe(filter string, h func(string, []byte)) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.subs[filter] = append(b.subs[filter], h)
+	return nil
+}
+
+func (b *bus) Publish(_ context.Context, topic string, payload []byte) error {
+	b.mu.Lock()
+	hs := b.subs[topic]
+	b.mu.Unlock()
+	select {
+	case b.out <- topic + " " + string(payload):
+	default:
+	}
+	for _, h := range hs {
+		h(topic, payload)
+	}
+	return nil
+}
+
+// blockingCentral holds every customer lookup until release is closed.
+type blockingCentral struct {
+	*store.Catalog
+	release chan struct{}
+}
+
+func (c blockingCentral) Customer(ctx context.Context, id string) (store.Customer, error) {
+	select {
+	case <-c.release:
+	case <-ctx.Done():
+	}
+	return c.Catalog.Customer(ctx, id)
+}
+
+func testCatalog(t *testing.T) *store.Catalog {
+	t.Helper()
+	c, err := store.Generate(store.GenerateConfig{Seed: 1, Reference: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func testConfig() Config {
+	return Config{
+		EntryTopic: "enter", MoveTopic: "move", ExitTopic: "exit", FocusTopic: "focus", PredictionTopic: "prediction",
+		FocusDwell: 10 * time.Second, FocusGap: 20 * time.Second, FocusCooldown: 10 * time.Minute,
+		ShopperTTL: 30 * time.Minute, MaxShoppers: 1000, DwellWorkers: 2, FocusWorkers: 2,
+		QueueSize: 16, Overflow: OverflowBlock, MaxProducts: 20,
+	}
+}
+
+// start runs a pipeline on b until the test ends.
+func start(t *testing.T, cfg Config, central Central, b *bus, reg *prometheus.Registry, tweak func(*Pipeline)) *Pipeline {
+	t.Helper()
+	plan, err := store.GridPlan(6, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(cfg, plan, central, recommender.Heuristic{}, recommender.Config{Threshold: 0}, b, b,
+		slog.New(slog.DiscardHandler), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tweak != nil {
+		tweak(p)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Error(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("pipeline did not stop within 5s")
+		}
+	})
+	select {
+	case <-p.Ready():
+	case <-time.After(5 * time.Second):
+		t.Fatal("pipeline not ready")
+	}
+	return p
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 5s", what)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	if err := testConfig().Validate(); err != nil {
+		t.Fatalf("test config invalid: %v", err)
+	}
+	tests := map[string]struct {
+		mod  func(*Config)
+		want string
+	}{
+		"dwell":     {func(c *Config) { c.FocusDwell = 0 }, "FOCUS_DWELL"},
+		"workers":   {func(c *Config) { c.DwellWorkers = 0 }, "DWELL_WORKERS=0"},
+		"queue":     {func(c *Config) { c.QueueSize = -1 }, "PIPELINE_QUEUE=-1"},
+		"overflow":  {func(c *Config) { c.Overflow = "x" }, "PIPELINE_OVERFLOW"},
+		"loop":      {func(c *Config) { c.PredictionTopic = c.MoveTopic }, "COUPON_PREDICTION_TOPIC_NAME"},
+		"no topic":  {func(c *Config) { c.FocusTopic = "" }, "FOCUS_EVENT_TOPIC_NAME is empty"},
+		"products":  {func(c *Config) { c.MaxProducts = 0 }, "PREDICTION_MAX_PRODUCTS=0"},
+		"cooldown":  {func(c *Config) { c.FocusCooldown = -time.Second }, "FOCUS_COOLDOWN"},
+		"ttl":       {func(c *Config) { c.ShopperTTL = 0 }, "SHOPPER_TTL"},
+		"shoppers":  {func(c *Config) { c.MaxShoppers = 0 }, "MAX_SHOPPERS=0"},
+		"gap":       {func(c *Config) { c.FocusGap = time.Millisecond }, "FOCUS_GAP"},
+		"f workers": {func(c *Config) { c.FocusWorkers = 5000 }, "FOCUS_WORKERS=5000"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			c := testConfig()
+			tt.mod(&c)
+			if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Validate() = %v, want an error mentioning %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// With PIPELINE_OVERFLOW=drop a full queue drops events, and every event is
+// either accepted or counted as dropped: nothing is lost silently.
+func TestOverflowDropCountsEveryEvent(t *testing.T) {
+	cfg := testConfig()
+	cfg.Overflow, cfg.QueueSize, cfg.FocusWorkers = OverflowDrop, 1, 1
+	reg := prometheus.NewRegistry()
+	b := newBus()
+	central := blockingCentral{Catalog: testCatalog(t), release: make(chan struct{})}
+	p := start(t, cfg, central, b, reg, nil)
+	const n = 50
+	ts := time.Now().Unix()
+	for i := range n {
+		_ = b.Publish(context.Background(), "focus", fmt.Appendf(nil, `{"id":"%d","ts":%d,"dep":"Men"}`, i%900+1, ts))
+	}
+	accepted := testutil.ToFloat64(p.m.accepted.WithLabelValues(kindFocus))
+	dropped := testutil.ToFloat64(p.m.dropped.WithLabelValues("focus"))
+	if accepted+dropped != n || dropped == 0 {
+		t.Fatalf("accepted %v + dropped %v, want %d with some dropped", accepted, dropped, n)
+	}
+	close(central.release)
+	waitFor(t, "accepted focus events all reach an outcome", func() bool {
+		var sum float64
+		for _, o := range outcomes {
+			sum += testutil.ToFloat64(p.m.focusOutcome.WithLabelValues(o))
+		}
+		return sum == accepted
+	})
+}
+
+// With PIPELINE_OVERFLOW=block a publisher waits for room, and stops waiting
+// once the pipeline has stopped.
+func TestOverflowBlockReleasesOnStop(t *testing.T) {
+	cfg := testConfig()
+	cfg.QueueSize, cfg.FocusWorkers = 1, 1
+	b := newBus()
+	central := blockingCentral{Catalog: testCatalog(t), release: make(chan struct{})}
+	defer close(central.release)
+	plan, _ := store.GridPlan(6, 10)
+	p, err := New(cfg, plan, central, recommender.Heuristic{}, recommender.Config{}, b, b, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	<-p.Ready()
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		for i := range 10 { // more than the stages and queues hold
+			_ = b.Publish(context.Background(), "focus", fmt.Appendf(nil, `{"id":"%d","ts":1795000000,"dep":"Men"}`, i+1))
+		}
+	}()
+	select {
+	case <-published:
+		t.Fatal("the publisher never waited although every stage is held")
+	case <-time.After(200 * time.Millisecond): // the publisher is expected to be blocked now
+	}
+	cancel()
+	select {
+	case <-published:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a blocked publisher was not released when the pipeline stopped")
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if testutil.ToFloat64(p.m.dropped.WithLabelValues("focus")) == 0 {
+		t.Fatal("events refused at stop were not counted as dropped")
+	}
+}
+
+// Shoppers who vanish without an exit are forgotten after SHOPPER_TTL, and
+// MAX_SHOPPERS bounds how many are tracked.
+func TestShopperExpiryAndLimit(t *testing.T) {
+	cfg := testConfig()
+	cfg.DwellWorkers, cfg.MaxShoppers, cfg.ShopperTTL = 1, 2, time.Second
+	b := newBus()
+	var mu sync.Mutex
+	clock := time.Now()
+	p := start(t, cfg, testCatalog(t), b, prometheus.NewRegistry(), func(p *Pipeline) {
+		p.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	})
+	for _, id := range []string{"1", "2", "3"} {
+		_ = b.Publish(context.Background(), "move", fmt.Appendf(nil, `{"id":%q,"ts":1795000000,"x":0,"y":0}`, id))
+	}
+	waitFor(t, "third shopper dropped at MAX_SHOPPERS=2", func() bool {
+		return testutil.ToFloat64(p.m.dropped.WithLabelValues("shoppers_full")) == 1
+	})
+	if got := testutil.ToFloat64(p.m.tracked); got != 2 {
+		t.Fatalf("tracked = %v, want 2", got)
+	}
+	mu.Lock()
+	clock = clock.Add(time.Hour)
+	mu.Unlock()
+	waitFor(t, "vanished shoppers expire", func() bool { return testutil.ToFloat64(p.m.expired) == 2 })
+	if got := testutil.ToFloat64(p.m.tracked); got != 0 {
+		t.Fatalf("tracked = %v after expiry, want 0", got)
+	}
+	// An exit forgets a shopper at once.
+	_ = b.Publish(context.Background(), "move", []byte(`{"id":"4","ts":1795000000,"x":0,"y":0}`))
+	_ = b.Publish(context.Background(), "exit", []byte(`{"id":"4","ts":1795000001}`))
+	waitFor(t, "exit forgets", func() bool {
+		return testutil.ToFloat64(p.m.accepted.WithLabelValues(kindExit)) == 1 && testutil.ToFloat64(p.m.tracked) == 0
+	})
+}
+
+// A focus that completes publishes to the focus topic and, through the same
+// bus, yields a prediction.
+func TestMovesToPrediction(t *testing.T) {
+	b := newBus()
+	p := start(t, testConfig(), testCatalog(t), b, prometheus.NewRegistry(), nil)
+	ts := time.Now().Unix()
+	for i := range 12 {
+		_ = b.Publish(context.Background(), "move", fmt.Appendf(nil, `{"id":"5","ts":%d,"x":0,"y":7}`, ts+int64(i)))
+	}
+	var got []string
+	waitFor(t, "prediction published", func() bool {
+		for {
+			select {
+			case m := <-b.out:
+				got = append(got, m)
+			default:
+				return len(got) > 0 && strings.HasPrefix(got[len(got)-1], "prediction ")
+			}
+		}
+	})
+	focus := fmt.Sprintf(`focus {"id":"5","ts":%d,"dep":"Men","x":0,"y":7}`, ts+10)
+	found := false
+	for _, m := range got {
+		found = found || m == focus
+	}
+	if !found {
+		t.Fatalf("no %s among %v", focus, got)
+	}
+	if testutil.ToFloat64(p.m.focusOutcome.WithLabelValues(OutcomePublished)) != 1 {
+		t.Fatal("published outcome not counted")
+	}
+}
