@@ -169,7 +169,9 @@ func DecodeFocus(b []byte) (Focus, error) {
 	if err != nil {
 		return Focus{}, err
 	}
-	if len(w.Dep) == 0 {
+	// isNull, as for every other field: "dep":null is a missing department, not
+	// an unknown one named "".
+	if isNull(w.Dep) {
 		return Focus{}, &Error{Reason: ReasonMissingField, Field: "dep", Detail: "missing"}
 	}
 	var name string
@@ -179,7 +181,8 @@ func DecodeFocus(b []byte) (Focus, error) {
 	dep, ok := store.ParseDepartment(name)
 	if !ok {
 		return Focus{}, &Error{Reason: ReasonUnknownDep, Field: "dep",
-			Detail: fmt.Sprintf("unknown department %q (want Boys, Girls, Men, Sports or Women)", clipString(name))}
+			// %s, not %q: clipString already quotes (quoting twice printed "\"Foo\"").
+			Detail: fmt.Sprintf("unknown department %s (want Boys, Girls, Men, Sports or Women)", clipString(name))}
 	}
 	f := Focus{ID: id, TS: ts, Dep: dep}
 	hasX, hasY := !isNull(w.X), !isNull(w.Y)
@@ -213,6 +216,11 @@ func decodeID(raw json.RawMessage) (string, error) {
 		return "", &Error{Reason: ReasonMissingField, Field: "id", Detail: "missing"}
 	}
 	if raw[0] == '"' {
+		// Check the raw bytes: json.Unmarshal silently replaces invalid UTF-8
+		// with U+FFFD, so checking the decoded string could never fail.
+		if !utf8.Valid(raw) {
+			return "", &Error{Reason: ReasonInvalidField, Field: "id", Detail: "not valid UTF-8"}
+		}
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return "", &Error{Reason: ReasonInvalidField, Field: "id", Detail: "not a valid string"}
@@ -222,13 +230,18 @@ func decodeID(raw json.RawMessage) (string, error) {
 			return "", &Error{Reason: ReasonInvalidField, Field: "id", Detail: "empty"}
 		case len(s) > 64:
 			return "", &Error{Reason: ReasonInvalidField, Field: "id", Detail: "longer than 64 bytes"}
-		case !utf8.ValidString(s):
-			return "", &Error{Reason: ReasonInvalidField, Field: "id", Detail: "not valid UTF-8"}
 		}
 		return s, nil
 	}
+	// A plain integer is kept exactly: through float64, 9007199254740993 became
+	// the id of another customer (…992).
+	if n, err := strconv.ParseUint(string(raw), 10, 64); err == nil {
+		return strconv.FormatUint(n, 10), nil
+	}
+	// Other number forms (127.0, 1.27e2) go through float64, where integers are
+	// exact only below 2^53.
 	f, err := strconv.ParseFloat(string(raw), 64)
-	if err != nil || f != math.Trunc(f) || f < 0 || f > 1<<53 {
+	if err != nil || f != math.Trunc(f) || f < 0 || f >= 1<<53 {
 		return "", &Error{Reason: ReasonInvalidField, Field: "id", Detail: "want a string or a non-negative integer, got " + clip(raw)}
 	}
 	return strconv.FormatInt(int64(f), 10), nil
@@ -243,7 +256,8 @@ func decodeTS(raw json.RawMessage) (int64, error) {
 	if err != nil {
 		return 0, &Error{Reason: ReasonInvalidField, Field: "ts", Detail: "want unix seconds as a number, got " + clip(raw)}
 	}
-	if f <= 0 || f > maxTS {
+	// f < 1, not f <= 0: 0.5 would truncate to ts 0, which is itself rejected.
+	if f < 1 || f > maxTS {
 		return 0, &Error{Reason: ReasonInvalidField, Field: "ts", Detail: fmt.Sprintf("%s is not unix seconds between 1970 and 9999", clip(raw))}
 	}
 	return int64(f), nil
