@@ -33,6 +33,7 @@ type conn interface {
 	Run(ctx context.Context) error
 	Ready() <-chan struct{}
 	Addr() string
+	Close() error // only for a connection that never ran
 }
 
 // App is one storeflow process.
@@ -51,11 +52,10 @@ type App struct {
 
 // New builds every part and binds every listener, so a busy port or an
 // unreachable broker is an error here, before anything runs.
-func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err error) {
 	a := &App{cfg: cfg, log: log, reg: prometheus.NewRegistry(), ready: make(chan struct{})}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	var err error
 	if a.plan, err = store.NewPlan(cfg.Store.Plan, cfg.Store.Width, cfg.Store.Height); err != nil {
 		return nil, err
 	}
@@ -76,6 +76,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	if err != nil {
 		return nil, err
 	}
+	defer func() { // a failure from here on must not leave the broker bound
+		if err != nil {
+			_ = a.conn.Close()
+		}
+	}()
 
 	a.pipeline, err = pipeline.New(cfg.Pipeline, a.plan, a.catalog, recommender.Heuristic{}, cfg.Recommender,
 		a.conn, a.conn, log.With("component", "pipeline"), a.reg)

@@ -28,7 +28,7 @@ type Config struct {
 	Username       string `env:"MQTT_USERNAME"`                     //
 	Password       string `env:"MQTT_PASSWORD"`                     // secret: never logged
 	BrokerCertFile string `env:"MQTT_BROKER_CERT_FILE"`             // CA that signs the external broker; turns TLS on
-	Name           string `env:"MQTT_NAME" envDefault:"demoClient"` // client id prefix
+	Name           string `env:"MQTT_NAME" envDefault:"demoClient"` // client id with an external broker
 	ListenAddr     string `env:"BROKER_LISTEN_ADDR"`                // embedded listener; default 127.0.0.1:$MQTT_PORT
 	QoS            byte   `env:"MQTT_QOS" envDefault:"0"`           // QoS of subscriptions and publishes
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 )
 
 // Client is a connection to an external broker. Subscriptions are remembered
@@ -30,7 +33,8 @@ type Client struct {
 
 // BrokerURLs turns MQTT_HOST (a comma-separated list; each entry a host, a
 // host:port or a URL such as ssl://host:8883) into the broker URLs to try in
-// order. A bare host gets MQTT_PORT, and tls:// when a CA file is set.
+// order. An entry without a port gets MQTT_PORT; one without a scheme gets
+// tcp://, or ssl:// when a CA file is set.
 func BrokerURLs(cfg Config) ([]string, error) {
 	var urls []string
 	scheme := "tcp"
@@ -43,6 +47,19 @@ func BrokerURLs(cfg Config) ([]string, error) {
 		case h == "":
 			return nil, fmt.Errorf("MQTT_HOST=%q: empty host in the list", cfg.Host)
 		case strings.Contains(h, "://"):
+			// Fix: a tcp or TLS URL without a port (ssl://broker.example.com)
+			// used to be passed on as is, and paho dials "host" with no port
+			// ("missing port in address"). The README promises MQTT_PORT for
+			// every entry without one. ws, wss and unix URLs go through as
+			// given: their dialers have defaults of their own.
+			u, err := url.Parse(h)
+			if err != nil {
+				return nil, fmt.Errorf("MQTT_HOST=%q: %q is not a broker URL: %v", cfg.Host, h, err)
+			}
+			if rawTCP[u.Scheme] && u.Hostname() != "" && u.Port() == "" {
+				u.Host = net.JoinHostPort(u.Hostname(), strconv.Itoa(cfg.Port))
+				h = u.String()
+			}
 			urls = append(urls, h)
 		default:
 			if _, _, err := net.SplitHostPort(h); err != nil {
@@ -53,6 +70,9 @@ func BrokerURLs(cfg Config) ([]string, error) {
 	}
 	return urls, nil
 }
+
+// rawTCP are the URL schemes paho dials as a bare host:port (plain or TLS).
+var rawTCP = map[string]bool{"tcp": true, "mqtt": true, "ssl": true, "tls": true, "mqtts": true, "mqtt+ssl": true, "tcps": true}
 
 // Dial connects to the external broker and fails fast: a refused connection,
 // a bad password or a certificate problem is an error here, not a retry loop.
@@ -91,10 +111,23 @@ func Dial(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 	select {
 	case <-tok.Done():
 	case <-ctx.Done():
+		// Fix: paho goes on with the attempt; a connection that still comes up
+		// would be left open (and reconnecting) with nobody to close it.
+		go func() {
+			<-tok.Done()
+			cl.c.Disconnect(0)
+		}()
 		return nil, ctx.Err()
 	}
 	if err := tok.Error(); err != nil {
-		return nil, fmt.Errorf("broker: connect to %s: %w", strings.Join(urls, ", "), err)
+		// Fix: paho's "not Authorized" alone does not say which setting to
+		// look at; name the variables (never their values: the password is secret).
+		hint := ""
+		if errors.Is(err, packets.ConnErrors[packets.ErrRefusedNotAuthorised]) ||
+			errors.Is(err, packets.ConnErrors[packets.ErrRefusedBadUsernameOrPassword]) {
+			hint = " (check MQTT_USERNAME and MQTT_PASSWORD)"
+		}
+		return nil, fmt.Errorf("broker: connect to %s: %w%s", strings.Join(urls, ", "), err, hint)
 	}
 	log.Info("connected to external broker", "brokers", strings.Join(urls, ","), "client_id", cfg.Name)
 	return cl, nil
@@ -177,6 +210,12 @@ func (c *Client) Ready() <-chan struct{} { return c.ready }
 
 // Addr is empty: an external broker's address is in MQTT_HOST.
 func (c *Client) Addr() string { return "" }
+
+// Close disconnects at once; for a client that never ran.
+func (c *Client) Close() error {
+	c.c.Disconnect(0)
+	return nil
+}
 
 // Run keeps the connection until ctx is done, then disconnects cleanly.
 func (c *Client) Run(ctx context.Context) error {

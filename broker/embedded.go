@@ -18,14 +18,15 @@ import (
 // mosquitto_sub) reach it over TCP; storeflow's own parts publish and subscribe
 // through the inline client, without a network hop.
 type Embedded struct {
-	srv    *mqtt.Server
-	tcp    *listeners.TCP
-	qos    byte
-	log    *slog.Logger
-	nextID atomic.Int32
-	closed atomic.Bool
-	ready  chan struct{}
-	once   sync.Once
+	srv       *mqtt.Server
+	tcp       *listeners.TCP
+	qos       byte
+	log       *slog.Logger
+	nextID    atomic.Int32
+	closed    atomic.Bool
+	ready     chan struct{}
+	once      sync.Once
+	closeOnce sync.Once
 }
 
 // NewEmbedded builds the broker and binds its TCP listener, so Addr is known
@@ -67,13 +68,27 @@ func (b *Embedded) Run(ctx context.Context) error {
 	b.log.Info("embedded broker serving", "addr", b.Addr())
 	b.once.Do(func() { close(b.ready) })
 	<-ctx.Done()
-	b.closed.Store(true)
-	return b.srv.Close() // mochi's Close panics if called twice: this is the only call
+	return b.Close()
+}
+
+// Close disconnects every client and closes the listener. Run calls it when
+// its context ends; call it directly only for a broker that never ran. It is
+// safe to call more than once (mochi's own Close is not).
+func (b *Embedded) Close() error {
+	var err error
+	b.closeOnce.Do(func() {
+		b.closed.Store(true)
+		err = b.srv.Close()
+	})
+	return err
 }
 
 // Publish delivers payload to every subscriber. Inline subscribers run before
-// it returns. The payload is copied: mochi hands the same slice to TCP clients'
-// write queues after Publish has returned.
+// it returns. The payload is copied so the caller may reuse its buffer as soon
+// as Publish returns. (Comment corrected: mochi v2.7.9 itself copies the
+// payload for each TCP subscriber's write queue, in packets.Packet.Copy; this
+// copy covers what gets the slice itself, an inline handler that keeps it or a
+// hook, and a mochi version that stops copying.)
 func (b *Embedded) Publish(_ context.Context, topic string, payload []byte) error {
 	if b.closed.Load() {
 		return ErrClosed

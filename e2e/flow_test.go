@@ -206,21 +206,7 @@ func TestSimulatorProducesPredictionsForManyShoppers(t *testing.T) {
 		"CUSTOMERS_AVERAGE_IN_STORE": "20",
 	})
 	obs := dial(t, sys.app.BrokerAddr(), "observer", "customer/prediction")
-	shoppers := map[string]bool{}
-	deadline := time.After(60 * time.Second)
-	for len(shoppers) < 25 {
-		select {
-		case m := <-obs.msg:
-			checkPredictionShape(t, m.Payload)
-			var p struct{ Customer struct{ ID string } }
-			if err := json.Unmarshal(m.Payload, &p); err != nil {
-				t.Fatal(err)
-			}
-			shoppers[p.Customer.ID] = true
-		case <-deadline:
-			t.Fatalf("predictions for %d shoppers within 60s, want 25", len(shoppers))
-		}
-	}
+	obs.predictionsFor(t, 25, 60*time.Second)
 	if n := sys.metric(t, "storeflow_events_rejected_total"); n != 0 {
 		t.Errorf("the simulator's own events were rejected %v times", n)
 	}

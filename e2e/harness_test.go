@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -77,9 +78,10 @@ type message struct {
 
 // client is an outside MQTT client over TCP, like a phone or mosquitto_sub.
 type client struct {
-	t   *testing.T
-	c   paho.Client
-	msg chan message
+	t       *testing.T
+	c       paho.Client
+	msg     chan message
+	pending []message // received, not yet asked for
 }
 
 // dial connects an outside client to addr (host:port) and, when filter is not
@@ -119,10 +121,18 @@ func (cl *client) publish(topic, payload string) {
 	}
 }
 
-// next returns the next message on topic, skipping others, or fails the test
-// after within.
+// next returns the next message on topic, or fails the test after within.
+// Messages on other topics are kept for later calls: the broker may deliver a
+// prediction before the focus event that caused it (inline subscribers run
+// before TCP clients are served), and a test must not lose either.
 func (cl *client) next(topic string, within time.Duration) message {
 	cl.t.Helper()
+	for i, m := range cl.pending {
+		if m.Topic == topic {
+			cl.pending = append(cl.pending[:i], cl.pending[i+1:]...)
+			return m
+		}
+	}
 	deadline := time.After(within)
 	for {
 		select {
@@ -130,9 +140,34 @@ func (cl *client) next(topic string, within time.Duration) message {
 			if m.Topic == topic {
 				return m
 			}
+			cl.pending = append(cl.pending, m)
 		case <-deadline:
 			cl.t.Fatalf("no message on %s within %s", topic, within)
 			return message{}
+		}
+	}
+}
+
+// predictionsFor waits until predictions, each in the seed's exact shape,
+// have reached n different shoppers.
+func (cl *client) predictionsFor(t *testing.T, n int, within time.Duration) {
+	t.Helper()
+	shoppers := map[string]bool{}
+	deadline := time.After(within)
+	for len(shoppers) < n {
+		select {
+		case m := <-cl.msg:
+			if m.Topic != "customer/prediction" {
+				continue
+			}
+			checkPredictionShape(t, m.Payload)
+			var p struct{ Customer struct{ ID string } }
+			if err := json.Unmarshal(m.Payload, &p); err != nil {
+				t.Fatal(err)
+			}
+			shoppers[p.Customer.ID] = true
+		case <-deadline:
+			t.Fatalf("predictions for %d shoppers within %s, want %d", len(shoppers), within, n)
 		}
 	}
 }

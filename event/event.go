@@ -105,10 +105,94 @@ func decodeWire(b []byte) (wire, error) {
 	if len(b) == 0 || b[0] != '{' {
 		return w, &Error{Reason: ReasonMalformed, Detail: "payload is not a JSON object"}
 	}
-	if err := json.Unmarshal(b, &w); err != nil {
+	// Validate first (allocation-free), then pick the fields out with a small
+	// scanner that can trust the syntax: the field values stay slices of b.
+	// This is the hot path of every move; encoding/json cost 12 allocations.
+	if !json.Valid(b) {
+		err := json.Unmarshal(b, new(struct{})) // slow path, only for the message
 		return w, &Error{Reason: ReasonMalformed, Detail: "payload is not valid JSON: " + err.Error()}
 	}
-	return w, nil
+	i := 1
+	for {
+		i = skipSpace(b, i)
+		if b[i] == '}' {
+			return w, nil
+		}
+		keyEnd := skipString(b, i)
+		key := b[i+1 : keyEnd-1]
+		i = skipSpace(b, keyEnd) + 1 // past ':'
+		i = skipSpace(b, i)
+		end := skipValue(b, i)
+		val := json.RawMessage(b[i:end])
+		// Keys match case-insensitively, as encoding/json matches them; a key
+		// given twice keeps its last value.
+		switch {
+		case bytes.EqualFold(key, []byte("id")):
+			w.ID = val
+		case bytes.EqualFold(key, []byte("ts")):
+			w.TS = val
+		case bytes.EqualFold(key, []byte("x")):
+			w.X = val
+		case bytes.EqualFold(key, []byte("y")):
+			w.Y = val
+		case bytes.EqualFold(key, []byte("dep")):
+			w.Dep = val
+		}
+		i = skipSpace(b, end)
+		if b[i] == ',' {
+			i++
+		}
+	}
+}
+
+// The skip functions walk JSON already checked by json.Valid, so they need no
+// error handling: every index they return is inside b.
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index just past the string that starts at b[i].
+func skipString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return i
+}
+
+// skipValue returns the index just past the value that starts at b[i].
+func skipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				i = skipString(b, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return i
+	}
+	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\n' && b[i] != '\r' {
+		i++
+	}
+	return i
 }
 
 // DecodePresence decodes an enter or exit payload: {"id":"127","ts":192322800}.
@@ -222,7 +306,9 @@ func decodeID(raw json.RawMessage) (string, error) {
 			return "", &Error{Reason: ReasonInvalidField, Field: "id", Detail: "not valid UTF-8"}
 		}
 		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
+		if bytes.IndexByte(raw, '\\') < 0 {
+			s = string(raw[1 : len(raw)-1]) // no escapes: the common case, one allocation
+		} else if err := json.Unmarshal(raw, &s); err != nil {
 			return "", &Error{Reason: ReasonInvalidField, Field: "id", Detail: "not a valid string"}
 		}
 		switch {
@@ -247,13 +333,41 @@ func decodeID(raw json.RawMessage) (string, error) {
 	return strconv.FormatInt(int64(f), 10), nil
 }
 
+// parseNumber parses a JSON number. Plain integers, what sensors send, take a
+// loop with no allocation; anything else goes through strconv.
+func parseNumber(raw []byte) (float64, bool) {
+	if len(raw) > 0 && len(raw) <= 15 {
+		n, ok := int64(0), true
+		neg := raw[0] == '-'
+		digits := raw
+		if neg {
+			digits = raw[1:]
+		}
+		for _, c := range digits {
+			if c < '0' || c > '9' {
+				ok = false
+				break
+			}
+			n = n*10 + int64(c-'0')
+		}
+		if ok && len(digits) > 0 {
+			if neg {
+				n = -n
+			}
+			return float64(n), true
+		}
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	return f, err == nil
+}
+
 // decodeTS accepts unix seconds as an integer or a float and keeps whole seconds.
 func decodeTS(raw json.RawMessage) (int64, error) {
 	if isNull(raw) {
 		return 0, &Error{Reason: ReasonMissingField, Field: "ts", Detail: "missing"}
 	}
-	f, err := strconv.ParseFloat(string(raw), 64)
-	if err != nil {
+	f, ok := parseNumber(raw)
+	if !ok {
 		return 0, &Error{Reason: ReasonInvalidField, Field: "ts", Detail: "want unix seconds as a number, got " + clip(raw)}
 	}
 	// f < 1, not f <= 0: 0.5 would truncate to ts 0, which is itself rejected.
@@ -271,8 +385,8 @@ func decodeCoord(field string, raw json.RawMessage, required bool) (int, error) 
 		}
 		return 0, nil
 	}
-	f, err := strconv.ParseFloat(string(raw), 64)
-	if err != nil {
+	f, ok := parseNumber(raw)
+	if !ok {
 		return 0, &Error{Reason: ReasonInvalidField, Field: field, Detail: "want a number, got " + clip(raw)}
 	}
 	if f < -1e6 || f > 1e6 {

@@ -232,6 +232,9 @@ func (p *Pipeline) onEnter(topic string, payload []byte) {
 		p.reject(kindEnter, topic, event.ReasonOf(err), err)
 		return
 	}
+	// The visit ends here, in the callback, not later in the dwell worker: a
+	// focus event published after this entry must already see the new visit.
+	p.visits.forget(e.ID)
 	if p.toDwell(shopperEvent{kind: kindEnter, id: e.ID, ts: e.TS}) {
 		// The prefetch only warms the cache: when its queue is full it is
 		// skipped (and counted), never waited for.
@@ -263,6 +266,7 @@ func (p *Pipeline) onExit(topic string, payload []byte) {
 		p.reject(kindExit, topic, event.ReasonOf(err), err)
 		return
 	}
+	p.visits.forget(e.ID)
 	p.toDwell(shopperEvent{kind: kindExit, id: e.ID, ts: e.TS})
 }
 
@@ -337,7 +341,6 @@ func (p *Pipeline) dwellWorker(ctx context.Context, in <-chan shopperEvent) {
 			delete(shoppers, id)
 			p.m.tracked.Dec()
 		}
-		p.visits.forget(id)
 	}
 	var buf []byte
 	for {

@@ -1,0 +1,173 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"github.com/storeflow/storeflow/internal/mosquittotest"
+	"net"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/storeflow/storeflow/store"
+)
+
+// Users of the test's mosquitto: the app, and sensors and phones outside it.
+const (
+	appUser, appPassword     = "storeflow", "storeflow-pw"
+	phoneUser, phonePassword = "phone", "phone-pw"
+)
+
+// startExternal starts a mosquitto that refuses anonymous clients, and the
+// app connected to it with its credentials. It returns the app and the
+// broker's address.
+func startExternal(t *testing.T, extra map[string]string) (*system, string) {
+	t.Helper()
+	pw := mosquittotest.PasswordFile(t, appUser, appPassword, phoneUser, phonePassword)
+	addr := mosquittotest.Start(t, "allow_anonymous false\npassword_file "+pw)
+	_, port, _ := net.SplitHostPort(addr)
+	environ := map[string]string{
+		"MQTT_HOST":         "127.0.0.1",
+		"MQTT_PORT":         port,
+		"MQTT_USERNAME":     appUser,
+		"MQTT_PASSWORD":     appPassword,
+		"SIMULATOR_ENABLED": "false",
+		"HTTP_ADDR":         "127.0.0.1:0",
+	}
+	for k, v := range extra {
+		environ[k] = v
+	}
+	sys := startSystem(t, environ)
+	if a := sys.app.BrokerAddr(); a != "" {
+		t.Fatalf("BrokerAddr() = %q with MQTT_HOST set: an embedded broker is running", a)
+	}
+	return sys, addr
+}
+
+// In external mode the whole flow runs through mosquitto: a sensor's lingering
+// shopper in Boys gets the focus event and a Boys coupon.
+func TestExternalBrokerLingerInBoysGetsBoysCoupon(t *testing.T) {
+	sys, addr := startExternal(t, nil)
+	obs := dialAs(t, addr, "observer", phoneUser, phonePassword, "customer/#")
+	sensor := dialAs(t, addr, "sensor", phoneUser, phonePassword, "")
+
+	now := time.Now().Unix()
+	id := customerWithCoupon(t, sys, store.Boys, now)
+	s := &script{cl: sensor, id: id, ts: now}
+	s.enter()
+	s.move(0, 0)
+	s.move(1, 0)
+	s.move(2, 0)
+	s.move(3, 0)
+	s.stay(3, 1, 12) // Boys, past the 10 s dwell
+
+	focus := obs.next("customer/focus", 10*time.Second)
+	var f struct {
+		ID  string
+		Dep string
+		TS  int64
+	}
+	if err := json.Unmarshal(focus.Payload, &f); err != nil {
+		t.Fatalf("focus payload %s: %v", focus.Payload, err)
+	}
+	if f.ID != id || f.Dep != "Boys" {
+		t.Fatalf("focus = %s, want id %s and dep Boys", focus.Payload, id)
+	}
+
+	pred := obs.next("customer/prediction", 10*time.Second)
+	checkPredictionShape(t, pred.Payload)
+	var p struct {
+		Customer struct{ ID string }
+		Coupon   struct{ Department string }
+		TS       int64
+	}
+	if err := json.Unmarshal(pred.Payload, &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Customer.ID != id || p.Coupon.Department != "Boys" || p.TS != f.TS {
+		t.Fatalf("prediction = %s, want customer %s, a Boys coupon, ts %d", pred.Payload, id, f.TS)
+	}
+	s.exit()
+	sys.waitMetric(t, 1, 5*time.Second, "storeflow_focus_outcomes_total", "outcome=published")
+}
+
+// The simulator feeds the external broker; predictions for many shoppers come
+// back through it, and the README's mosquitto_sub watch command shows them.
+func TestExternalBrokerSimulatorWatchedWithMosquittoSub(t *testing.T) {
+	sys, addr := startExternal(t, map[string]string{
+		"SIMULATOR_ENABLED":          "true",
+		"SIMULATOR_SPEED":            "200",
+		"SIMULATOR_SEED":             "7",
+		"CUSTOMERS_AVERAGE_IN_STORE": "20",
+	})
+	host, port, _ := net.SplitHostPort(addr)
+
+	// The real mosquitto_sub, as in the README, with credentials: three
+	// predictions, then it exits (or gives up after 30 s).
+	subBin := mosquittotest.FindTool(t, "mosquitto_sub", "/usr/bin/mosquitto_sub")
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	sub := exec.CommandContext(ctx, subBin, "-h", host, "-p", port, "-u", phoneUser, "-P", phonePassword,
+		"-t", "customer/prediction", "-C", "3", "-W", "30")
+	var subOut, subErr bytes.Buffer
+	sub.Stdout, sub.Stderr = &subOut, &subErr
+	if err := sub.Start(); err != nil {
+		t.Fatalf("start mosquitto_sub: %v", err)
+	}
+	subDone := make(chan error, 1)
+	go func() { subDone <- sub.Wait() }()
+
+	obs := dialAs(t, addr, "observer", phoneUser, phonePassword, "customer/prediction")
+	obs.predictionsFor(t, 5, 60*time.Second)
+
+	select {
+	case err := <-subDone:
+		if err != nil {
+			t.Fatalf("mosquitto_sub: %v\nstdout:\n%s\nstderr:\n%s", err, &subOut, &subErr)
+		}
+	case <-ctx.Done():
+		t.Fatalf("mosquitto_sub still running after 40s\nstdout:\n%s", &subOut)
+	}
+	lines := strings.Split(strings.TrimRight(subOut.String(), "\n"), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("mosquitto_sub printed %d lines, want 3 predictions:\n%s", len(lines), &subOut)
+	}
+	for _, l := range lines {
+		checkPredictionShape(t, []byte(l))
+	}
+	if n := sys.metric(t, "storeflow_events_rejected_total"); n != 0 {
+		t.Errorf("the simulator's own events were rejected %v times", n)
+	}
+}
+
+// dialAs is dial (harness_test.go) with a username and password, for a
+// broker that refuses anonymous clients.
+func dialAs(t *testing.T, addr, id, user, password, filter string) *client {
+	t.Helper()
+	cl := &client{t: t, msg: make(chan message, 10000)}
+	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).
+		SetUsername(user).SetPassword(password).
+		SetConnectTimeout(5 * time.Second).SetAutoReconnect(false).SetOrderMatters(true)
+	cl.c = paho.NewClient(opts)
+	if tok := cl.c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("outside client %s: connect to %s as %s: %v", id, addr, user, tok.Error())
+	}
+	t.Cleanup(func() { cl.c.Disconnect(100) })
+	if filter != "" {
+		tok := cl.c.Subscribe(filter, 0, func(_ paho.Client, m paho.Message) {
+			select {
+			case cl.msg <- message{m.Topic(), bytes.Clone(m.Payload())}:
+			default:
+				t.Errorf("outside client %s: more than %d messages unread", id, cap(cl.msg))
+			}
+		})
+		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("outside client %s: subscribe %s: %v", id, filter, tok.Error())
+		}
+	}
+	return cl
+}

@@ -1,0 +1,211 @@
+// Package mosquittotest runs a real mosquitto broker for tests, on a free
+// loopback port, the way net/http/httptest runs HTTP servers: started by the
+// test, killed when it ends. It fails the test (never skips it) when mosquitto
+// is not installed.
+package mosquittotest
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// notInstalled is the failure (not a skip: CI must not pass without the
+// external-broker tests) when the Debian packages are missing.
+const notInstalled = "mosquitto not found: install it with apt-get install -y mosquitto mosquitto-clients (see README)"
+
+// Mosquitto is a real mosquitto broker run by a test on a loopback port.
+type Mosquitto struct {
+	t    *testing.T
+	bin  string
+	conf string // path of the config file
+	addr string // 127.0.0.1:port
+	out  *syncBuffer
+
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has exited
+}
+
+// Start starts mosquitto on a free loopback port with the caller's
+// extra config lines (allow_anonymous, password_file, …) and returns its
+// address once it accepts TCP connections. It is killed when the test ends.
+func Start(t *testing.T, conf string) string {
+	t.Helper()
+	return New(t, conf).addr
+}
+
+// New is Start for tests that stop and restart the broker.
+func New(t *testing.T, conf string) *Mosquitto {
+	t.Helper()
+	m := &Mosquitto{t: t, bin: bin(t), out: new(syncBuffer)}
+	dir := t.TempDir() // before the Cleanup below, so it is removed after mosquitto stopped
+	t.Cleanup(func() {
+		m.stop()
+		if t.Failed() {
+			t.Logf("mosquitto output:\n%s", m.out)
+		}
+	})
+	// The port is free when picked but not held: another process may take it
+	// before mosquitto binds. Then mosquitto exits at once; try another port.
+	for attempt := 1; ; attempt++ {
+		m.addr = FreeAddr(t)
+		_, port, _ := net.SplitHostPort(m.addr)
+		var c strings.Builder
+		fmt.Fprintf(&c, "listener %s 127.0.0.1\npersistence false\nlog_dest stderr\n", port)
+		if os.Geteuid() == 0 {
+			// As root mosquitto switches to the mosquitto user, who cannot
+			// read files in the test's private temporary directory.
+			c.WriteString("user root\n")
+		}
+		c.WriteString(conf)
+		c.WriteString("\n")
+		m.conf = filepath.Join(dir, "mosquitto-"+port+".conf")
+		if err := os.WriteFile(m.conf, []byte(c.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		err := m.start()
+		if err == nil {
+			return m
+		}
+		if attempt == 3 || !strings.Contains(m.out.String(), "in use") {
+			t.Fatalf("mosquitto on %s: %v\n%s", m.addr, err, m.out)
+		}
+	}
+}
+
+// start runs mosquitto with the config and waits until its port accepts
+// connections (10 s at most).
+func (m *Mosquitto) start() error {
+	m.t.Helper()
+	m.cmd = exec.Command(m.bin, "-c", m.conf)
+	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
+	if err := m.cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan struct{})
+	m.exited = exited
+	go func(cmd *exec.Cmd) {
+		_ = cmd.Wait()
+		close(exited)
+	}(m.cmd)
+
+	deadline := time.After(10 * time.Second)
+	poll := time.NewTicker(10 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		c, err := net.DialTimeout("tcp", m.addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("mosquitto exited: %v", m.cmd.ProcessState)
+		case <-deadline:
+			m.stop()
+			return fmt.Errorf("port not accepting connections within 10s: %v", err)
+		case <-poll.C:
+		}
+	}
+}
+
+// stop kills mosquitto and waits until it has exited (its port is closed).
+func (m *Mosquitto) stop() {
+	if m.cmd == nil || m.cmd.Process == nil {
+		return
+	}
+	_ = m.cmd.Process.Kill()
+	select {
+	case <-m.exited:
+	case <-time.After(10 * time.Second):
+		m.t.Errorf("mosquitto (pid %d) did not exit within 10s of SIGKILL", m.cmd.Process.Pid)
+	}
+}
+
+// restart stops mosquitto and starts it again on the same port and config.
+func (m *Mosquitto) Restart() {
+	m.t.Helper()
+	m.stop()
+	if err := m.start(); err != nil {
+		m.t.Fatalf("restart mosquitto on %s: %v\n%s", m.addr, err, m.out)
+	}
+}
+
+// PasswordFile writes a mosquitto password file with mosquitto_passwd for
+// the given user, password pairs, and returns its path.
+func PasswordFile(t *testing.T, userPassword ...string) string {
+	t.Helper()
+	if len(userPassword) == 0 || len(userPassword)%2 != 0 {
+		t.Fatal("PasswordFile: want user, password pairs")
+	}
+	bin := FindTool(t, "mosquitto_passwd", "/usr/bin/mosquitto_passwd")
+	path := filepath.Join(t.TempDir(), "passwd")
+	for i := 0; i < len(userPassword); i += 2 {
+		args := []string{"-b", path, userPassword[i], userPassword[i+1]}
+		if i == 0 {
+			args = append([]string{"-c"}, args...) // create (and overwrite) the file
+		}
+		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+			t.Fatalf("mosquitto_passwd -b %s %s: %v\n%s", path, userPassword[i], err, out)
+		}
+	}
+	return path
+}
+
+func bin(t *testing.T) string {
+	t.Helper()
+	return FindTool(t, "mosquitto", "/usr/sbin/mosquitto")
+}
+
+// FindTool returns the program at path, or name on PATH, or fails the test.
+func FindTool(t *testing.T, name, path string) string {
+	t.Helper()
+	if fi, err := os.Stat(path); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+		return path
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	t.Fatal(notInstalled)
+	return ""
+}
+
+// FreeAddr returns a loopback address with a port that was free just now.
+func FreeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// syncBuffer is a bytes.Buffer safe for the writers of a child process and a
+// test reading it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Addr is the broker's host:port.
+func (m *Mosquitto) Addr() string { return m.addr }
