@@ -86,14 +86,11 @@ type Focus struct {
 	HasPos bool // X and Y were given
 }
 
-// wire is the union of every event field as it arrives. Numbers stay raw so
-// that ints, floats and numeric ids are all accepted and checked here.
+// wire is the union of every event field as it arrives, each value still raw
+// JSON (a slice of the payload), so that ints, floats and numeric ids are all
+// accepted and checked here.
 type wire struct {
-	ID  json.RawMessage `json:"id"`
-	TS  json.RawMessage `json:"ts"`
-	X   json.RawMessage `json:"x"`
-	Y   json.RawMessage `json:"y"`
-	Dep json.RawMessage `json:"dep"`
+	ID, TS, X, Y, Dep json.RawMessage
 }
 
 func decodeWire(b []byte) (wire, error) {
