@@ -58,12 +58,7 @@ func TestExternalBrokerLingerInBoysGetsBoysCoupon(t *testing.T) {
 	now := time.Now().Unix()
 	id := customerWithCoupon(t, sys, store.Boys, now)
 	s := &script{cl: sensor, id: id, ts: now}
-	s.enter()
-	s.move(0, 0)
-	s.move(1, 0)
-	s.move(2, 0)
-	s.move(3, 0)
-	s.stay(3, 1, 12) // Boys, past the 10 s dwell
+	s.lingerInBoys()
 
 	focus := obs.next("customer/focus", 10*time.Second)
 	var f struct {

@@ -249,6 +249,17 @@ func (s *script) stay(x, y int, seconds int) {
 	}
 }
 
+// lingerInBoys enters, walks the front aisle of the default grid to Boys and
+// stays there past the default 10 s dwell.
+func (s *script) lingerInBoys() {
+	s.enter()
+	s.move(0, 0)
+	s.move(1, 0)
+	s.move(2, 0)
+	s.move(3, 0)
+	s.stay(3, 1, 12)
+}
+
 func (s *script) exit() {
 	s.ts++
 	s.cl.publish("customer/exit", fmt.Sprintf(`{"id":%q,"ts":%d}`, s.id, s.ts))
