@@ -125,20 +125,10 @@ func stage[In, Out any](ctx context.Context, n int, in <-chan In, out chan<- Out
 	wg.Wait()
 }
 
-// sink is the last stage: fn consumes each value.
+// sink is the last stage: fn consumes each value and nothing goes on.
 func sink[In any](ctx context.Context, n int, in <-chan In, fn func(context.Context, In)) {
-	var wg sync.WaitGroup
-	for range n {
-		wg.Go(func() {
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case v := <-in:
-					fn(ctx, v)
-				}
-			}
-		})
-	}
-	wg.Wait()
+	stage(ctx, n, in, nil, func(ctx context.Context, v In) (struct{}, bool) {
+		fn(ctx, v)
+		return struct{}{}, false // never sent: out may be nil
+	})
 }
