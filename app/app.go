@@ -42,7 +42,13 @@ type App struct {
 	log      *slog.Logger
 	reg      *prometheus.Registry
 	plan     *store.Plan
+	world    *store.World
 	catalog  *store.Catalog
+	model    *recommender.Model  // the in-process model; nil with PREDICTION_URL and no MODEL_FILE
+	scorer   recommender.Scorer  // what the pipeline asks
+	client   *recommender.Client // nil without PREDICTION_URL
+	server   *recommender.Server // /score and the Open Inference Protocol
+	accept   *simulator.Acceptance
 	conn     conn
 	pipeline *pipeline.Pipeline
 	sim      *simulator.Simulator // nil when SIMULATOR_ENABLED=false
@@ -59,13 +65,22 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	if a.plan, err = store.NewPlan(cfg.Store.Plan, cfg.Store.Width, cfg.Store.Height); err != nil {
 		return nil, err
 	}
-	start := time.Now()
-	if a.catalog, err = store.Generate(store.GenerateConfig{Seed: cfg.Store.CatalogSeed, Reference: start}); err != nil {
-		return nil, fmt.Errorf("app: generate catalog: %w", err)
+	if err := a.loadWorld(); err != nil {
+		return nil, err
 	}
-	nCust, nCoup, nProd, nLinks := a.catalog.Sizes()
-	log.Info("catalog ready", "customers", nCust, "coupons", nCoup, "products", nProd, "coupon_products", nLinks,
-		"seed", cfg.Store.CatalogSeed, "took", time.Since(start).Round(time.Millisecond))
+	if err := a.loadScorer(); err != nil {
+		return nil, err
+	}
+	if a.model != nil {
+		a.server = recommender.NewServer(a.model, log.With("component", "prediction_server"))
+	} else {
+		a.server = recommender.NewServer(nil, log.With("component", "prediction_server"))
+	}
+	defer func() {
+		if err != nil && a.client != nil {
+			a.client.Close()
+		}
+	}()
 
 	blog := log.With("component", "broker")
 	if cfg.Broker.Embedded() {
@@ -82,7 +97,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		}
 	}()
 
-	a.pipeline, err = pipeline.New(cfg.Pipeline, a.plan, a.catalog, recommender.Heuristic{}, cfg.Recommender,
+	a.pipeline, err = pipeline.New(cfg.Pipeline, a.plan, a.catalog, a.scorer, cfg.Recommender.Threshold,
 		a.conn, a.conn, log.With("component", "pipeline"), a.reg)
 	if err != nil {
 		return nil, err
@@ -99,6 +114,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		if err != nil {
 			return nil, err
 		}
+		if a.world.Truth != nil {
+			a.accept = simulator.NewAcceptance(a.catalog, a.world.Truth, a.sim.Seed(), acceptanceLogEvery,
+				log.With("component", "simulator"), a.reg)
+		}
 	}
 
 	if cfg.HTTPAddr != config.HTTPOff {
@@ -108,6 +127,82 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	}
 	return a, nil
 }
+
+// acceptanceLogEvery is how often the simulated shoppers' coupon use is logged.
+const acceptanceLogEvery = 30 * time.Second
+
+// loadWorld loads the catalog from DATA_DIR or generates the demo's, with its
+// ground truth and history, around today.
+func (a *App) loadWorld() (err error) {
+	start := time.Now()
+	if dir := a.cfg.Store.DataDir; dir != "" {
+		if a.world, err = store.LoadDir(dir); err != nil {
+			return fmt.Errorf("app: DATA_DIR: %w", err)
+		}
+	} else if a.world, err = store.GenerateWorld(store.GenerateConfig{Seed: a.cfg.Store.CatalogSeed, Reference: start}); err != nil {
+		return fmt.Errorf("app: generate catalog: %w", err)
+	}
+	a.catalog = a.world.Catalog
+	nCust, nCoup, nProd, nLinks := a.catalog.Sizes()
+	source := "generated"
+	if a.cfg.Store.DataDir != "" {
+		source = a.cfg.Store.DataDir
+	}
+	a.log.Info("catalog ready", "source", source, "customers", nCust, "coupons", nCoup, "products", nProd,
+		"coupon_products", nLinks, "history_offers", len(a.world.History), "ground_truth", a.world.Truth != nil,
+		"seed", a.cfg.Store.CatalogSeed, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// loadScorer picks what the pipeline asks for predictions: the remote service
+// (PREDICTION_URL), random scores (SCORER=random), or the in-process model —
+// loaded from MODEL_FILE or trained now on the world's history. The model is
+// also what /score and the Open Inference Protocol serve.
+func (a *App) loadScorer() (err error) {
+	rc := a.cfg.Recommender
+	switch {
+	case rc.ModelFile != "":
+		if a.model, err = recommender.LoadModel(rc.ModelFile); err != nil {
+			return fmt.Errorf("app: %w", err)
+		}
+		a.log.Info("model loaded", "file", rc.ModelFile, "trees", len(a.model.Trees))
+	case rc.URL == "" && rc.Scorer == recommender.ScorerModel:
+		start := time.Now()
+		if len(a.world.History) == 0 {
+			return fmt.Errorf("app: no model: DATA_DIR %s has no coupon_history.csv to train on; set MODEL_FILE to a model from storeflow train", a.cfg.Store.DataDir)
+		}
+		m, rep, err := recommender.TrainWorld(a.world, recommender.TrainOptions{}, false)
+		if err != nil {
+			return fmt.Errorf("app: %w", err)
+		}
+		a.model = m
+		a.log.Info("model trained", "offers", rep.Offers, "trees", rep.Trees, "took", time.Since(start).Round(time.Millisecond))
+	}
+	switch {
+	case rc.Scorer == recommender.ScorerRandom:
+		a.scorer = recommender.Random{}
+		a.log.Warn("SCORER=random: coupons are scored at random, for comparison with the model")
+	case rc.URL != "":
+		if a.client, err = recommender.NewClient(rc); err != nil {
+			return fmt.Errorf("app: %w", err)
+		}
+		a.scorer = a.client
+		a.log.Info("predictions from a remote service", "url", rc.URL, "protocol", rc.Protocol, "model", rc.Model)
+	default:
+		a.scorer = a.model
+	}
+	return nil
+}
+
+// Scorer is what the pipeline asks for predictions.
+func (a *App) Scorer() recommender.Scorer { return a.scorer }
+
+// World is the catalog with its ground truth and history, when known.
+func (a *App) World() *store.World { return a.world }
+
+// Acceptance counts the coupons simulated shoppers receive and would use
+// (nil without the simulator or without ground truth).
+func (a *App) Acceptance() *simulator.Acceptance { return a.accept }
 
 // shopperIDs returns who the simulator may send in: the customers of
 // CUSTOMERS_LIST_FILE when it exists (it must, if set explicitly), else every
@@ -187,6 +282,9 @@ func (a *App) Run(ctx context.Context) error {
 		if a.sim == nil {
 			return nil
 		}
+		if a.accept != nil {
+			g.Go(func() error { return a.accept.Run(gctx, a.conn, a.cfg.Pipeline.PredictionTopic) })
+		}
 		return a.sim.Run(gctx)
 	})
 	if a.http != nil {
@@ -222,6 +320,9 @@ func (a *App) Run(ctx context.Context) error {
 		if berr := <-brokerErr; berr != nil && err == nil {
 			err = fmt.Errorf("app: broker: %w", berr)
 		}
+	}
+	if a.client != nil {
+		a.client.Close()
 	}
 	a.log.Info("storeflow stopped")
 	return err

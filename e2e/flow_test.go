@@ -216,7 +216,7 @@ func customerWithCoupon(t *testing.T, sys *system, dep store.Department, ts int6
 	coupons, _ := cat.ValidCoupons(ctx, dep, store.DayOf(ts), nil)
 	probs := make([]float64, len(coupons))
 	for _, c := range cat.Customers() {
-		if err := (recommender.Heuristic{}).Score(ctx, &c, coupons, probs); err != nil {
+		if err := sys.app.Scorer().Score(ctx, &c, coupons, probs); err != nil {
 			t.Fatal(err)
 		}
 		if _, ok := recommender.Best(coupons, probs, 0.2, nil); ok {

@@ -859,3 +859,36 @@ func BenchmarkAppendMove(b *testing.B) {
 		b.Fatal("empty")
 	}
 }
+
+func TestDecodeOffer(t *testing.T) {
+	tests := map[string]struct {
+		in     string
+		want   event.Offer
+		reason event.Reason
+		field  string
+	}{
+		"schema ints":      {`{"customer":{"id":"11"},"coupon":{"id":22,"type":"buy_more"},"ts":192322800}`, event.Offer{CustomerID: "11", CouponID: 22, TS: 192322800}, "", ""},
+		"seed example ids": {`{"customer":{"id":"11"},"coupon":{"id":"22"},"ts":192322800}`, event.Offer{CustomerID: "11", CouponID: 22, TS: 192322800}, "", ""},
+		"not json":         {`{"customer":`, event.Offer{}, event.ReasonMalformed, ""},
+		"no customer":      {`{"coupon":{"id":1},"ts":1}`, event.Offer{}, event.ReasonMissingField, "customer.id"},
+		"no coupon id":     {`{"customer":{"id":"1"},"coupon":{},"ts":1}`, event.Offer{}, event.ReasonMissingField, "coupon.id"},
+		"negative coupon":  {`{"customer":{"id":"1"},"coupon":{"id":-3},"ts":1}`, event.Offer{}, event.ReasonInvalidField, "coupon.id"},
+		"fraction coupon":  {`{"customer":{"id":"1"},"coupon":{"id":2.5},"ts":1}`, event.Offer{}, event.ReasonInvalidField, "coupon.id"},
+		"no ts":            {`{"customer":{"id":"1"},"coupon":{"id":2}}`, event.Offer{}, event.ReasonMissingField, "ts"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, err := event.DecodeOffer([]byte(tt.in))
+			if tt.reason == "" {
+				if err != nil || got != tt.want {
+					t.Fatalf("DecodeOffer = %+v, %v; want %+v", got, err, tt.want)
+				}
+				return
+			}
+			var e *event.Error
+			if !errors.As(err, &e) || e.Reason != tt.reason || e.Field != tt.field {
+				t.Fatalf("DecodeOffer error = %v; want reason %s field %q", err, tt.reason, tt.field)
+			}
+		})
+	}
+}

@@ -162,3 +162,25 @@ func FuzzDecodeFocus(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeOffer(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte(`{"customer":{"id":"11"},"coupon":{"id":22},"ts":192322800}`))
+	f.Add([]byte(`{"customer":{"id":11},"coupon":{"id":"22"},"ts":1.5}`))
+	f.Add([]byte(`{"customer":{"id":"11"},"coupon":{"id":"2\"2"},"ts":1}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		o, err := event.DecodeOffer(b)
+		if err != nil {
+			var e *event.Error
+			if !errors.As(err, &e) {
+				t.Fatalf("error %v is not an *event.Error", err)
+			}
+			return
+		}
+		if o.CustomerID == "" || o.CouponID < 0 || o.TS < 0 {
+			t.Fatalf("accepted an offer with an empty customer, a negative coupon or ts: %+v", o)
+		}
+	})
+}

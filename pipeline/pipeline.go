@@ -133,12 +133,12 @@ type Pipeline struct {
 }
 
 // New builds a pipeline. reg receives its metrics (nil: a private registry).
-func New(cfg Config, plan *store.Plan, central Central, scorer recommender.Scorer, rec recommender.Config,
+func New(cfg Config, plan *store.Plan, central Central, scorer recommender.Scorer, threshold float64,
 	sub Subscriber, pub Publisher, log *slog.Logger, reg prometheus.Registerer) (*Pipeline, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
-	if err := rec.Validate(); err != nil {
+	if err := (recommender.Config{Threshold: threshold}).ValidateThreshold(); err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
 	if reg == nil {
@@ -150,7 +150,7 @@ func New(cfg Config, plan *store.Plan, central Central, scorer recommender.Score
 		plan:      plan,
 		central:   central,
 		scorer:    scorer,
-		threshold: rec.Threshold,
+		threshold: threshold,
 		pub:       pub,
 		sub:       sub,
 		log:       log,

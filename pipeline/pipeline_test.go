@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/store"
 )
 
@@ -88,7 +87,7 @@ func start(t *testing.T, cfg Config, central Central, b *bus, reg *prometheus.Re
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := New(cfg, plan, central, recommender.Heuristic{}, recommender.Config{Threshold: 0}, b, b,
+	p, err := New(cfg, plan, central, discountScorer{}, 0, b, b,
 		slog.New(slog.DiscardHandler), reg)
 	if err != nil {
 		t.Fatal(err)
@@ -199,7 +198,7 @@ func TestOverflowBlockReleasesOnStop(t *testing.T) {
 	central := blockingCentral{Catalog: testCatalog(t), release: make(chan struct{})}
 	defer close(central.release)
 	plan, _ := store.GridPlan(6, 10)
-	p, err := New(cfg, plan, central, recommender.Heuristic{}, recommender.Config{}, b, b, slog.New(slog.DiscardHandler), nil)
+	p, err := New(cfg, plan, central, discountScorer{}, 0.2, b, b, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,4 +298,15 @@ func TestMovesToPrediction(t *testing.T) {
 	if testutil.ToFloat64(p.m.focusOutcome.WithLabelValues(OutcomePublished)) != 1 {
 		t.Fatal("published outcome not counted")
 	}
+}
+
+// discountScorer scores a coupon by its discount: 30 % off → 0.3. Simple
+// enough that a test can tell which coupon must win.
+type discountScorer struct{}
+
+func (discountScorer) Score(_ context.Context, _ *store.Customer, coupons []store.Coupon, out []float64) error {
+	for i := range coupons {
+		out[i] = float64(coupons[i].Discount) / 100
+	}
+	return nil
 }

@@ -8,21 +8,103 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
 
 	"github.com/storeflow/storeflow/store"
 )
 
-// Config holds the selection knobs.
+// Config holds the prediction settings: where predictions come from and how
+// a coupon is chosen from them.
 type Config struct {
 	Threshold float64 `env:"PREDICTION_THRESHOLD" envDefault:"0.2"` // a coupon must score at least this to be offered
+	ModelFile string  `env:"MODEL_FILE"`                            // trained model (storeflow train); empty: train at startup
+	Scorer    string  `env:"SCORER" envDefault:"model"`             // model, or random (uniform scores, for comparison)
+
+	// The prediction client: set URL to ask a remote service instead of
+	// the in-process model.
+	URL         string        `env:"PREDICTION_URL"`                          // base URL of the prediction service
+	Protocol    string        `env:"PREDICTION_PROTOCOL" envDefault:"score"`  // score (POST /score) or v2 (Open Inference Protocol)
+	Model       string        `env:"PREDICTION_MODEL" envDefault:"coupon"`    // model name in v2 paths
+	Timeout     time.Duration `env:"PREDICTION_TIMEOUT" envDefault:"1s"`      // per call, connection included
+	Headers     string        `env:"PREDICTION_HEADERS"`                      // extra headers: "Name=value,Name2=value2"
+	MaxInFlight int           `env:"PREDICTION_MAX_INFLIGHT" envDefault:"16"` // calls in flight at once
 }
+
+// The values of SCORER and PREDICTION_PROTOCOL.
+const (
+	ScorerModel   = "model"
+	ScorerRandom  = "random"
+	ProtocolScore = "score"
+	ProtocolV2    = "v2"
+	DefaultModel  = "coupon"
+)
 
 // Validate checks the values; errors name the variable and the value.
 func (c Config) Validate() error {
+	errs := []error{c.ValidateThreshold()}
+	if c.Scorer != ScorerModel && c.Scorer != ScorerRandom {
+		errs = append(errs, fmt.Errorf("SCORER=%q: must be %q or %q", c.Scorer, ScorerModel, ScorerRandom))
+	}
+	if c.URL != "" {
+		u, err := url.Parse(c.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("PREDICTION_URL=%q: want an http:// or https:// URL with a host", c.URL))
+		}
+	}
+	if c.Protocol != ProtocolScore && c.Protocol != ProtocolV2 {
+		errs = append(errs, fmt.Errorf("PREDICTION_PROTOCOL=%q: must be %q or %q", c.Protocol, ProtocolScore, ProtocolV2))
+	}
+	if c.Model == "" || strings.ContainsAny(c.Model, "/?#% ") {
+		errs = append(errs, fmt.Errorf("PREDICTION_MODEL=%q: want a model name without /, ?, #, %% or spaces", c.Model))
+	}
+	if c.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("PREDICTION_TIMEOUT=%s: must be positive", c.Timeout))
+	}
+	if c.MaxInFlight < 1 || c.MaxInFlight > 10000 {
+		errs = append(errs, fmt.Errorf("PREDICTION_MAX_INFLIGHT=%d: must be between 1 and 10000", c.MaxInFlight))
+	}
+	if _, err := ParseHeaders(c.Headers); err != nil {
+		errs = append(errs, fmt.Errorf("PREDICTION_HEADERS: %w", err)) // the value may hold a token: not echoed
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateThreshold checks PREDICTION_THRESHOLD alone: all the selection needs.
+func (c Config) ValidateThreshold() error {
 	if math.IsNaN(c.Threshold) || c.Threshold < 0 || c.Threshold > 1 {
 		return fmt.Errorf("PREDICTION_THRESHOLD=%v: must be a probability between 0 and 1", c.Threshold)
 	}
 	return nil
+}
+
+// ParseHeaders parses PREDICTION_HEADERS: comma-separated Name=value pairs,
+// split at the first "=" (a value may contain "=", as base64 tokens do).
+func ParseHeaders(s string) (http.Header, error) {
+	h := http.Header{}
+	if strings.TrimSpace(s) == "" {
+		return h, nil
+	}
+	for i, pair := range strings.Split(s, ",") {
+		name, value, ok := strings.Cut(pair, "=")
+		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+		if !ok || name == "" || !validHeaderName(name) {
+			return nil, fmt.Errorf("pair %d: want Name=value with a valid header name", i+1)
+		}
+		h.Add(name, value)
+	}
+	return h, nil
+}
+
+func validHeaderName(s string) bool {
+	for _, r := range s {
+		if r <= ' ' || r >= 0x7f || strings.ContainsRune("\"(),/:;<=>?@[\\]{}", r) {
+			return false
+		}
+	}
+	return true
 }
 
 // Scorer predicts, for each candidate coupon, the probability that the
@@ -30,6 +112,15 @@ func (c Config) Validate() error {
 // for concurrent use.
 type Scorer interface {
 	Score(ctx context.Context, c *store.Customer, coupons []store.Coupon, out []float64) error
+}
+
+// RowScorer scores encoded feature rows: rows holds n rows of NumFeatures
+// values each, row-major (the Encode order), and out receives n
+// probabilities. It is what the prediction servers (/score and the Open
+// Inference Protocol) need from a model. Implementations must be safe for
+// concurrent use.
+type RowScorer interface {
+	ScoreRows(rows []float32, out []float64)
 }
 
 // ErrScore wraps every failure of a scorer, so callers can count it.

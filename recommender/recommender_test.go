@@ -1,7 +1,6 @@
 package recommender
 
 import (
-	"context"
 	"math"
 	"testing"
 
@@ -51,47 +50,5 @@ func TestBest(t *testing.T) {
 func TestBestEmpty(t *testing.T) {
 	if _, ok := Best(nil, nil, 0.2, nil); ok {
 		t.Fatal("an empty coupon list must give no coupon, without a crash")
-	}
-}
-
-func TestHeuristicUsesFeatures(t *testing.T) {
-	base := store.Customer{ID: "1", Gender: "F", Age: 35, MeanBuyPrice: 20, TotalCouponsUsed: 10,
-		MeanDiscountReceived: 20, UniqueProductsBought: 80, UniqueProductsBoughtWithCoupons: 8, TotalItemsBought: 100}
-	coupon := store.Coupon{ID: 1, Type: store.JustDiscount, Department: store.Women, Discount: 20, HowMany: 1, ProductMeanPrice: 20, ProductsAvailable: 3}
-	score := func(c store.Customer, cp store.Coupon) float64 {
-		out := make([]float64, 1)
-		if err := (Heuristic{}).Score(context.Background(), &c, []store.Coupon{cp}, out); err != nil {
-			t.Fatal(err)
-		}
-		if out[0] <= 0 || out[0] >= 1 {
-			t.Fatalf("probability %v out of (0,1)", out[0])
-		}
-		return out[0]
-	}
-	p0 := score(base, coupon)
-	tests := map[string]struct {
-		c      func(*store.Customer)
-		cp     func(*store.Coupon)
-		higher bool
-	}{
-		"deeper discount is more attractive": {nil, func(c *store.Coupon) { c.Discount = 40 }, true},
-		"coupon users use coupons":           {func(c *store.Customer) { c.TotalCouponsUsed = 40 }, nil, true},
-		"price far from the usual is less":   {nil, func(c *store.Coupon) { c.ProductMeanPrice = 80 }, false},
-		"buy five is a harder sell":          {nil, func(c *store.Coupon) { c.Type, c.HowMany = store.BuyMore, 5 }, false},
-		"men rarely shop Women":              {func(c *store.Customer) { c.Gender = "M" }, nil, false},
-	}
-	for name, tt := range tests {
-		t.Run(name, func(t *testing.T) {
-			c, cp := base, coupon
-			if tt.c != nil {
-				tt.c(&c)
-			}
-			if tt.cp != nil {
-				tt.cp(&cp)
-			}
-			if p := score(c, cp); (p > p0) != tt.higher {
-				t.Fatalf("p=%.3f vs base %.3f, want higher=%v", p, p0, tt.higher)
-			}
-		})
 	}
 }

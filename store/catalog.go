@@ -116,6 +116,18 @@ func (c *Catalog) Coupons() []Coupon { return c.coupons }
 // Products returns every product. The slice is shared: do not modify it.
 func (c *Catalog) Products() []Product { return c.products }
 
+// Links returns the coupon_product table by coupon id, each coupon's rows in
+// the order NewCatalog was given them. The slice is built on every call.
+func (c *Catalog) Links() []CouponProduct {
+	out := make([]CouponProduct, 0, c.nLinks)
+	for _, cp := range c.coupons {
+		for _, pi := range c.links[cp.ID] {
+			out = append(out, CouponProduct{CouponID: cp.ID, ProductID: c.products[pi].ID})
+		}
+	}
+	return out
+}
+
 // Customer returns the customer with the given id, or ErrNotFound.
 func (c *Catalog) Customer(_ context.Context, id string) (Customer, error) {
 	i, ok := c.customerIdx[id]

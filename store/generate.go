@@ -18,6 +18,7 @@ type GenerateConfig struct {
 	Customers int       // default 997
 	Products  int       // default 3000 (about 600 per department)
 	Coupons   int       // default 971
+	Days      int       // days of redemption history before Reference (GenerateWorld); default 180
 }
 
 // Reference sizes of the original demo data (PRODUCT.md §2).
@@ -47,6 +48,8 @@ const (
 	streamCustomers uint64 = 0x9e3779b97f4a7c15
 	streamProducts  uint64 = 0xbf58476d1ce4e5b9
 	streamCoupons   uint64 = 0x94d049bb133111eb
+	streamPrefs     uint64 = 0xd6e8feb86659fd93
+	streamHistory   uint64 = 0xa0761d6478bd642f
 )
 
 // lanesPerDepartment is how many coupons of a department run at once: each
@@ -82,6 +85,9 @@ func (cfg GenerateConfig) normalize() (GenerateConfig, error) {
 	if cfg.Coupons == 0 {
 		cfg.Coupons = refCoupons
 	}
+	if cfg.Days == 0 {
+		cfg.Days = defaultHistoryDays
+	}
 	var errs []error
 	check := func(name string, v, lo, hi int) {
 		if v < lo || v > hi {
@@ -91,6 +97,7 @@ func (cfg GenerateConfig) normalize() (GenerateConfig, error) {
 	check("customers", cfg.Customers, 1, maxGenCustomers)
 	check("products", cfg.Products, minGenProducts, maxGenProducts)
 	check("coupons", cfg.Coupons, 1, maxGenCoupons)
+	check("days", cfg.Days, 1, maxHistoryDays)
 	// A zero Reference would silently put every coupon in year 1; the years
 	// allowed leave room for the longest schedule on both sides.
 	if cfg.Reference.IsZero() {

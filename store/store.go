@@ -151,6 +151,7 @@ type Config struct {
 	Width       int    `env:"STORE_WIDTH" envDefault:"6"`   // grid plan cells across
 	Height      int    `env:"STORE_HEIGHT" envDefault:"10"` // grid plan cells deep
 	CatalogSeed int64  `env:"CATALOG_SEED" envDefault:"1"`  // seed of the generated demo catalog
+	DataDir     string `env:"DATA_DIR"`                     // load the catalog from CSV files here instead of generating it
 }
 
 // Validate checks the values; errors name the variable and the value.

@@ -28,9 +28,13 @@ func main() {
 	}
 }
 
-const usage = `usage: storeflow [run]              run the store (settings from the environment; see README.md)
-       storeflow env                list every environment variable with its default
-       storeflow bench [-shoppers N] measure the pipeline in-process: events/s, latency, allocations
+const usage = `usage: storeflow [run]                 run the store (settings from the environment; see README.md)
+       storeflow env                   list every environment variable with its default
+       storeflow gen --out DIR [--seed N] [--customers N] [--products N] [--days N] [--reference YYYY-MM-DD]
+                                       write a catalog with ground truth and history as CSV files
+       storeflow train --data DIR --out FILE
+                                       train a model on DIR's history, evaluate it, save it
+       storeflow bench [-shoppers N]   measure the pipeline in-process: events/s, latency, allocations
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -43,6 +47,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, stderr)
 	case "bench":
 		return bench(ctx, args[1:], stdout, stderr)
+	case "gen":
+		return gen(args[1:], stdout, stderr)
+	case "train":
+		return train(args[1:], stdout, stderr)
 	case "env":
 		for _, p := range config.Params() {
 			fmt.Fprintf(stdout, "%s=%s\n", p.Key, p.Default)

@@ -1,0 +1,148 @@
+package simulator
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/storeflow/storeflow/event"
+	"github.com/storeflow/storeflow/store"
+)
+
+// Subscriber is what the acceptance counter needs from the broker. The handler
+// must not keep payload after it returns.
+type Subscriber interface {
+	Subscribe(filter string, h func(topic string, payload []byte)) error
+}
+
+// Acceptance plays the shoppers' side of a coupon: when a simulated shopper
+// receives one, it decides with the ground-truth probability (store.Truth)
+// whether the shopper would use it, and counts coupons received and coupons
+// that would be used. It is how the demo shows what a model is worth.
+type Acceptance struct {
+	catalog *store.Catalog
+	truth   *store.Truth
+	log     *slog.Logger
+	every   time.Duration
+
+	mu       sync.Mutex
+	rng      *rand.Rand
+	received int
+	used     int
+	expected float64 // sum of the probabilities: the use count without the dice
+
+	mReceived, mUsed, mRejected, mUnknown prometheus.Counter
+	mExpected                             prometheus.Counter
+}
+
+// NewAcceptance builds the counter. seed makes the dice replayable; every is
+// how often Run logs the tally.
+func NewAcceptance(catalog *store.Catalog, truth *store.Truth, seed int64, every time.Duration, log *slog.Logger, reg prometheus.Registerer) *Acceptance {
+	a := &Acceptance{
+		catalog: catalog, truth: truth, log: log, every: every,
+		rng: rand.New(rand.NewPCG(uint64(seed), 0x5eed0ffe2)),
+		mReceived: prometheus.NewCounter(prometheus.CounterOpts{Name: "storeflow_simulator_coupons_received_total",
+			Help: "Coupons received by simulated shoppers."}),
+		mUsed: prometheus.NewCounter(prometheus.CounterOpts{Name: "storeflow_simulator_coupons_used_total",
+			Help: "Coupons the simulated shoppers would use, drawn with the ground-truth probability."}),
+		mExpected: prometheus.NewCounter(prometheus.CounterOpts{Name: "storeflow_simulator_coupons_expected_uses_total",
+			Help: "Sum of the ground-truth probabilities of the coupons received: the expected number of uses."}),
+		mRejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "storeflow_simulator_predictions_rejected_total",
+			Help: "Prediction messages the simulated shoppers could not read."}),
+		mUnknown: prometheus.NewCounter(prometheus.CounterOpts{Name: "storeflow_simulator_predictions_unknown_total",
+			Help: "Prediction messages for a customer or coupon without ground truth (not a simulated shopper)."}),
+	}
+	if reg != nil {
+		reg.MustRegister(a.mReceived, a.mUsed, a.mExpected, a.mRejected, a.mUnknown)
+	}
+	return a
+}
+
+// Handle takes one Prediction Results Message. It never blocks for long: one
+// decode, one lookup and a die roll under a mutex.
+func (a *Acceptance) Handle(_ string, payload []byte) {
+	o, err := event.DecodeOffer(payload)
+	if err != nil {
+		a.mRejected.Inc()
+		a.log.Debug("prediction_unreadable", "error", err)
+		return
+	}
+	ctx := context.Background()
+	prefs, okP := a.truth.Preferences(o.CustomerID)
+	c, errC := a.catalog.Customer(ctx, o.CustomerID)
+	cp, errCp := a.catalog.Coupon(ctx, o.CouponID)
+	if !okP || errC != nil || errCp != nil {
+		a.mUnknown.Inc()
+		return
+	}
+	p := prefs.Probability(&c, &cp)
+	a.mu.Lock()
+	used := a.rng.Float64() < p
+	a.received++
+	a.expected += p
+	if used {
+		a.used++
+	}
+	a.mu.Unlock()
+	a.mReceived.Inc()
+	a.mExpected.Add(p)
+	if used {
+		a.mUsed.Inc()
+	}
+}
+
+// Tally is the count so far.
+type Tally struct {
+	Received, Used int
+	Expected       float64
+}
+
+// Tally returns the count so far.
+func (a *Acceptance) Tally() Tally {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return Tally{Received: a.received, Used: a.used, Expected: a.expected}
+}
+
+// Run subscribes to the prediction topic and logs the tally every a.every
+// until ctx is done.
+func (a *Acceptance) Run(ctx context.Context, sub Subscriber, topic string) error {
+	if err := sub.Subscribe(topic, a.Handle); err != nil {
+		return err
+	}
+	tick := time.NewTicker(a.every)
+	defer tick.Stop()
+	last := Tally{}
+	for {
+		select {
+		case <-ctx.Done():
+			a.logTally(last)
+			return nil
+		case <-tick.C:
+			last = a.logTally(last)
+		}
+	}
+}
+
+func (a *Acceptance) logTally(last Tally) Tally {
+	t := a.Tally()
+	if t.Received == last.Received {
+		return t
+	}
+	a.log.Info("coupon acceptance", "received", t.Received, "would_use", t.Used,
+		"use_rate", rate(t.Used, t.Received), "expected_use_rate", round3(t.Expected/float64(t.Received)))
+	return t
+}
+
+func rate(n, d int) float64 {
+	if d == 0 {
+		return 0
+	}
+	return round3(float64(n) / float64(d))
+}
+
+func round3(x float64) float64 { return float64(int(x*1000+0.5)) / 1000 }

@@ -1,0 +1,740 @@
+package store
+
+import (
+	"bufio"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// The interchange format is one CSV file per table, header row first, in the
+// seed's column order (PRODUCT.md §2). The two optional tables carry what
+// only a generated shop knows: the ground truth and the redemption history.
+const (
+	customersFile   = "customer_info.csv"
+	couponsFile     = "coupon_info.csv"
+	productsFile    = "products.csv"
+	productsFileOld = "product_info.csv" // the original demo's name, read when products.csv is absent
+	linksFile       = "coupon_product.csv"
+	preferencesFile = "customer_preferences.csv"
+	historyFile     = "coupon_history.csv"
+)
+
+var (
+	customerColumns = []string{
+		"customer_id", "gender", "age", "mean_buy_price", "total_coupons_used", "mean_discount_received",
+		"unique_products_bought", "unique_products_bought_with_coupons", "total_items_bought",
+	}
+	couponColumns = []string{
+		"coupon_id", "coupon_type", "department", "discount", "how_many_products_required",
+		"start_date", "end_date", "product_mean_price", "products_available",
+	}
+	productColumns = []string{"product_id", "name", "category", "sizes", "vendor", "description", "buy_price", "department"}
+	linkColumns    = []string{"coupon_id", "product_id"}
+	// The dep_ columns follow Departments and the type_ columns CouponTypes,
+	// so column 2+k is Department[Departments[k]] and 7+k is Type[k].
+	preferenceColumns = []string{
+		"customer_id", "propensity",
+		"dep_boys", "dep_girls", "dep_men", "dep_sports", "dep_women",
+		"type_buy_all", "type_buy_more", "type_department", "type_just_discount",
+		"discount_sensitivity", "price_tolerance",
+	}
+	historyColumns = []string{"customer_id", "coupon_id", "date", "used"}
+)
+
+// maxTableBytes bounds one table file, so that a wrong path (a disk image, a
+// log) is refused at once instead of being read into memory.
+const maxTableBytes = 1 << 30
+
+// maxLoadErrors is how many problems LoadDir spells out before it only counts:
+// enough to fix a file in one pass, not so many that the first scroll away.
+const maxLoadErrors = 10
+
+var errTableTooLarge = errors.New("file is larger than 1 GiB, the limit for a table")
+
+// LoadDir reads a catalog directory into a World: the four catalog tables
+// (customer_info.csv, coupon_info.csv, products.csv or else product_info.csv,
+// coupon_product.csv) are required; customer_preferences.csv gives the
+// World's Truth and coupon_history.csv its History, each nil when the file
+// is absent.
+//
+// A directory with any problem is refused as a whole: the error lists each
+// problem (up to ten, then a count) as file:line:column, where line is the
+// physical line in the file (the header is line 1) and column the 1-based
+// field. Fields are trimmed of surrounding spaces, so text is stored as CSV
+// can carry it: no surrounding spaces, and \r\n within a field reads as \n.
+func LoadDir(dir string) (*World, error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("store: load: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("store: load %s: not a directory", dir)
+	}
+	l := &csvLoader{dir: dir}
+	customers, customerIDs := l.customers()
+	coupons, couponIDs := l.coupons()
+	products, productIDs := l.products()
+	links := l.links(couponIDs, productIDs)
+	prefs := l.preferences(customerIDs)
+	history := l.history(customerIDs, couponIDs)
+	if len(l.errs) > 0 {
+		if l.more > 0 {
+			l.errs = append(l.errs, fmt.Errorf("… and %d more", l.more))
+		}
+		return nil, fmt.Errorf("store: load %s: %w", dir, errors.Join(l.errs...))
+	}
+
+	cat, err := NewCatalog(customers, coupons, products, links)
+	if err != nil {
+		return nil, fmt.Errorf("store: load %s: %w", dir, err)
+	}
+	w := &World{Catalog: cat, History: history}
+	if prefs != nil {
+		if w.Truth, err = NewTruth(prefs); err != nil {
+			return nil, fmt.Errorf("store: load %s: %w", dir, err)
+		}
+	}
+	return w, nil
+}
+
+// csvLoader gathers the problems of every table, so that one run reports
+// them all rather than the first.
+type csvLoader struct {
+	dir  string
+	errs []error
+	more int // problems past maxLoadErrors, counted only
+}
+
+func (l *csvLoader) report(err error) {
+	if len(l.errs) < maxLoadErrors {
+		l.errs = append(l.errs, err)
+		return
+	}
+	l.more++
+}
+
+// csvIDs remembers on which line each id of a table was first seen, for the
+// duplicate check within the table and the reference checks from others.
+type csvIDs[K comparable] struct {
+	file string // the table's file, as read
+	noun string // what an id names: "customer", "coupon", "product"
+	line map[K]int
+	// whole is false when some rows went unread (a syntax error, an id
+	// that did not parse, a missing file): a miss then proves nothing, and
+	// reporting it would only bury the real problem.
+	whole bool
+}
+
+func newCSVIDs[K comparable](file, noun string) *csvIDs[K] {
+	return &csvIDs[K]{file: file, noun: noun, line: make(map[K]int), whole: true}
+}
+
+// add records the id in column col of r; ok is false when the id did not parse.
+func (s *csvIDs[K]) add(r *csvRow, col int, id K, ok bool) {
+	if !ok {
+		s.whole = false
+		return
+	}
+	if first, dup := s.line[id]; dup {
+		r.invalid(col, fmt.Sprintf("duplicate, first on line %d", first))
+		return
+	}
+	s.line[id], _ = r.cr.FieldPos(col)
+}
+
+// check reports the id in column col of r when the table does not hold it.
+func (s *csvIDs[K]) check(r *csvRow, col int, id K, ok bool) {
+	if !ok || !s.whole {
+		return
+	}
+	if _, found := s.line[id]; !found {
+		r.invalid(col, fmt.Sprintf("no such %s in %s", s.noun, s.file))
+	}
+}
+
+func (l *csvLoader) customers() ([]Customer, *csvIDs[string]) {
+	ids := newCSVIDs[string](customersFile, "customer")
+	var out []Customer
+	found, whole := l.readTable(customersFile, customerColumns, func(r *csvRow) {
+		c := Customer{
+			ID:                              r.text(0),
+			Gender:                          r.gender(1),
+			Age:                             r.count(2),
+			MeanBuyPrice:                    r.amount(3),
+			TotalCouponsUsed:                r.count(4),
+			MeanDiscountReceived:            r.amount(5),
+			UniqueProductsBought:            r.count(6),
+			UniqueProductsBoughtWithCoupons: r.count(7),
+			TotalItemsBought:                r.count(8),
+		}
+		if c.ID == "" {
+			r.invalid(0, "must not be empty")
+		}
+		ids.add(r, 0, c.ID, c.ID != "")
+		out = append(out, c)
+	})
+	l.require(found, customersFile)
+	ids.whole = ids.whole && found && whole
+	return out, ids
+}
+
+func (l *csvLoader) coupons() ([]Coupon, *csvIDs[int]) {
+	ids := newCSVIDs[int](couponsFile, "coupon")
+	var out []Coupon
+	found, whole := l.readTable(couponsFile, couponColumns, func(r *csvRow) {
+		c := Coupon{
+			ID:                r.int(0),
+			Type:              r.couponType(1),
+			Department:        r.department(2),
+			Discount:          r.count(3),
+			HowMany:           r.int(4),
+			Start:             r.day(5),
+			End:               r.day(6),
+			ProductMeanPrice:  r.amount(7),
+			ProductsAvailable: r.count(8),
+		}
+		ids.add(r, 0, c.ID, r.fine(0))
+		if r.fine(1) && r.fine(4) && c.HowMany < 0 && !(c.HowMany == -1 && c.Type == DeptCoupon) {
+			r.invalid(4, "must not be negative (only a department coupon takes -1)")
+		}
+		if r.fine(5) && r.fine(6) && c.End < c.Start {
+			r.failf(6, "end_date %s before start_date %s", c.End, c.Start)
+		}
+		out = append(out, c)
+	})
+	l.require(found, couponsFile)
+	ids.whole = ids.whole && found && whole
+	return out, ids
+}
+
+func (l *csvLoader) products() ([]Product, *csvIDs[int]) {
+	ids := newCSVIDs[int](productsFile, "product")
+	var out []Product
+	row := func(r *csvRow) {
+		p := Product{
+			ID:          r.int(0),
+			Name:        r.text(1),
+			Category:    r.text(2),
+			Sizes:       r.text(3),
+			Vendor:      r.text(4),
+			Description: r.text(5),
+			BuyPrice:    r.amount(6),
+			Department:  r.department(7),
+		}
+		ids.add(r, 0, p.ID, r.fine(0))
+		out = append(out, p)
+	}
+	found, whole := l.readTable(productsFile, productColumns, row)
+	if !found {
+		ids.file = productsFileOld
+		found, whole = l.readTable(productsFileOld, productColumns, row)
+	}
+	if !found {
+		l.report(fmt.Errorf("%s (or %s): required file is missing", productsFile, productsFileOld))
+	}
+	ids.whole = ids.whole && found && whole
+	return out, ids
+}
+
+func (l *csvLoader) links(coupons, products *csvIDs[int]) []CouponProduct {
+	var out []CouponProduct
+	found, _ := l.readTable(linksFile, linkColumns, func(r *csvRow) {
+		cp := CouponProduct{CouponID: r.int(0), ProductID: r.int(1)}
+		coupons.check(r, 0, cp.CouponID, r.fine(0))
+		products.check(r, 1, cp.ProductID, r.fine(1))
+		out = append(out, cp)
+	})
+	l.require(found, linksFile)
+	return out
+}
+
+// preferences returns nil when the file is absent, and a non-nil slice
+// (perhaps empty) when it is present.
+func (l *csvLoader) preferences(customers *csvIDs[string]) []Preferences {
+	ids := newCSVIDs[string](preferencesFile, "customer")
+	out := []Preferences{}
+	found, _ := l.readTable(preferencesFile, preferenceColumns, func(r *csvRow) {
+		p := Preferences{CustomerID: r.text(0), Propensity: r.float(1)}
+		for k, d := range Departments {
+			p.Department[d] = r.float(2 + k)
+		}
+		for k := range p.Type {
+			p.Type[k] = r.float(2 + len(Departments) + k)
+		}
+		p.DiscountSensitivity = r.float(11)
+		p.PriceTolerance = r.float(12)
+		customers.check(r, 0, p.CustomerID, true)
+		ids.add(r, 0, p.CustomerID, true)
+		out = append(out, p)
+	})
+	if !found {
+		return nil
+	}
+	return out
+}
+
+// history returns nil when the file is absent, and a non-nil slice (perhaps
+// empty) when it is present.
+func (l *csvLoader) history(customers *csvIDs[string], coupons *csvIDs[int]) []Offer {
+	out := []Offer{}
+	found, _ := l.readTable(historyFile, historyColumns, func(r *csvRow) {
+		o := Offer{CustomerID: r.text(0), CouponID: r.int(1), Day: r.day(2)}
+		switch r.rec[3] {
+		case "0":
+		case "1":
+			o.Used = true
+		default:
+			r.invalid(3, "must be 0 or 1")
+		}
+		customers.check(r, 0, o.CustomerID, true)
+		coupons.check(r, 1, o.CouponID, r.fine(1))
+		out = append(out, o)
+	})
+	if !found {
+		return nil
+	}
+	return out
+}
+
+func (l *csvLoader) require(found bool, file string) {
+	if !found {
+		l.report(fmt.Errorf("%s: required file is missing", file))
+	}
+}
+
+// readTable reads one table of l.dir, checks its header against columns and
+// calls row for every record after it. found is false when the file does not
+// exist; whole is false when some records never reached row (a bad header,
+// a syntax error, a read error).
+func (l *csvLoader) readTable(file string, columns []string, row func(*csvRow)) (found, whole bool) {
+	f, err := openTable(filepath.Join(l.dir, file))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, false
+	}
+	if err != nil {
+		l.report(fmt.Errorf("%s: %w", file, err))
+		return true, false
+	}
+	defer f.Close()
+
+	br := bufio.NewReaderSize(&capReader{r: f, left: maxTableBytes}, 64<<10)
+	const bom = "\ufeff" // spreadsheets put it in front of the header
+	if b, _ := br.Peek(len(bom)); string(b) == bom {
+		_, _ = br.Discard(len(bom))
+	}
+	cr := csv.NewReader(br)
+	cr.ReuseRecord = true
+	cr.TrimLeadingSpace = true
+	cr.FieldsPerRecord = -1 // the header is checked below, with a better message
+
+	want := strings.Join(columns, ",")
+	head, err := cr.Read()
+	if err == io.EOF {
+		l.report(fmt.Errorf("%s: empty file, want header %s", file, want))
+		return true, false
+	}
+	if err != nil {
+		l.readError(file, head, err)
+		return true, false
+	}
+	if len(head) != len(columns) {
+		l.report(fmt.Errorf("%s:1: header has %d columns, want %d: %s", file, len(head), len(columns), want))
+		return true, false
+	}
+	for i, h := range head {
+		if h = strings.TrimSpace(h); !strings.EqualFold(h, columns[i]) {
+			l.report(fmt.Errorf("%s:1:%d: header column %q, want %q: header must be %s", file, i+1, h, columns[i], want))
+			return true, false
+		}
+	}
+	cr.FieldsPerRecord = len(columns)
+
+	r := &csvRow{l: l, file: file, columns: columns, cr: cr}
+	for {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			return true, true
+		}
+		if pe, ok := errors.AsType[*csv.ParseError](err); ok && errors.Is(pe.Err, csv.ErrFieldCount) {
+			// The rest of the file is still well-formed CSV: go on, so
+			// that every short or long row is reported in one pass.
+			if len(rec) < len(columns) {
+				l.report(fmt.Errorf("%s:%d:%d: missing field %s: row has %d fields, want %d",
+					file, pe.StartLine, len(rec)+1, columns[len(rec)], len(rec), len(columns)))
+			} else {
+				l.report(fmt.Errorf("%s:%d:%d: extra field: row has %d fields, want %d",
+					file, pe.StartLine, len(columns)+1, len(rec), len(columns)))
+			}
+			continue
+		}
+		if err != nil {
+			l.readError(file, rec, err)
+			return true, false
+		}
+		for i := range rec {
+			rec[i] = csvText(rec[i])
+		}
+		r.rec, r.bad = rec, 0
+		row(r)
+	}
+}
+
+// readError reports an error that ends the reading of a file. After a
+// syntax error the reader's idea of where records start is a guess, so
+// nothing after it is read.
+func (l *csvLoader) readError(file string, partial []string, err error) {
+	pe, ok := errors.AsType[*csv.ParseError](err)
+	if !ok {
+		l.report(fmt.Errorf("%s: %w", file, err))
+		return
+	}
+	// csv returns the fields read before the bad one, which gives the
+	// column as a field index rather than a byte offset.
+	msg := fmt.Sprintf("%s:%d:%d: %v", file, pe.Line, len(partial)+1, pe.Err)
+	if pe.StartLine != pe.Line {
+		msg += fmt.Sprintf(" (the row starts on line %d)", pe.StartLine)
+	}
+	l.report(errors.New(msg))
+}
+
+// csvText trims a field and turns \r\n inside it into \n, as csv does with
+// every line break it reads: a field that kept \r\n would read back
+// differently after a write.
+func csvText(s string) string {
+	s = strings.TrimSpace(s)
+	for strings.Contains(s, "\r\n") {
+		s = strings.ReplaceAll(s, "\r\n", "\n")
+	}
+	return s
+}
+
+// openTable opens a regular file no larger than maxTableBytes.
+func openTable(path string) (*os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+	case !fi.Mode().IsRegular():
+		err = errors.New("not a regular file")
+	case fi.Size() > maxTableBytes:
+		err = errTableTooLarge
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// capReader fails once more than left bytes have been read: the size check
+// at open cannot see a file that grows while it is read.
+type capReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if c.left -= int64(n); c.left < 0 {
+		return n, errTableTooLarge
+	}
+	return n, err
+}
+
+// csvRow is the record being read, with parsers that report a bad field as
+// file:line:column and remember it, so that checks across fields run only on
+// fields that parsed.
+type csvRow struct {
+	l       *csvLoader
+	file    string
+	columns []string
+	cr      *csv.Reader
+	rec     []string
+	bad     uint64 // bit i: field i failed
+}
+
+// failf reports a problem with field col (0-based).
+func (r *csvRow) failf(col int, format string, args ...any) {
+	r.bad |= 1 << col
+	line, _ := r.cr.FieldPos(col)
+	r.l.report(fmt.Errorf("%s:%d:%d: %s", r.file, line, col+1, fmt.Sprintf(format, args...)))
+}
+
+// invalid reports field col as `name "value": why`.
+func (r *csvRow) invalid(col int, why string) {
+	r.failf(col, "%s %q: %s", r.columns[col], shorten(r.rec[col]), why)
+}
+
+// shorten cuts a value for an error message: a runaway field (a missing
+// quote can swallow a whole file) must not swallow the message too.
+func shorten(s string) string {
+	const limit = 64
+	if len(s) <= limit {
+		return s
+	}
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// fine reports whether field col parsed.
+func (r *csvRow) fine(col int) bool { return r.bad&(1<<col) == 0 }
+
+func (r *csvRow) text(col int) string { return r.rec[col] }
+
+func (r *csvRow) int(col int) int {
+	v, err := strconv.Atoi(r.rec[col])
+	if err != nil {
+		if errors.Is(err, strconv.ErrRange) {
+			r.invalid(col, "out of range")
+		} else {
+			r.invalid(col, "not a whole number")
+		}
+	}
+	return v
+}
+
+// count parses a whole number that must not be negative: a count, an age, a
+// percentage.
+func (r *csvRow) count(col int) int {
+	v := r.int(col)
+	if r.fine(col) && v < 0 {
+		r.invalid(col, "must not be negative")
+	}
+	return v
+}
+
+func (r *csvRow) float(col int) float64 {
+	v, err := strconv.ParseFloat(r.rec[col], 64)
+	switch {
+	case errors.Is(err, strconv.ErrRange):
+		r.invalid(col, "out of range")
+	case err != nil:
+		r.invalid(col, "not a number")
+	case math.IsNaN(v) || math.IsInf(v, 0):
+		r.invalid(col, "not a finite number")
+	}
+	return v
+}
+
+// amount parses a number that must not be negative: a price, a mean.
+func (r *csvRow) amount(col int) float64 {
+	v := r.float(col)
+	if r.fine(col) && v < 0 {
+		r.invalid(col, "must not be negative")
+	}
+	return v
+}
+
+func (r *csvRow) gender(col int) string {
+	g := r.rec[col]
+	if g != "M" && g != "F" {
+		r.invalid(col, "must be M or F")
+	}
+	return g
+}
+
+func (r *csvRow) department(col int) Department {
+	d, ok := ParseDepartment(r.rec[col])
+	if !ok {
+		r.invalid(col, "not a department (Boys, Girls, Men, Sports or Women)")
+	}
+	return d
+}
+
+func (r *csvRow) couponType(col int) CouponType {
+	t, ok := ParseCouponType(r.rec[col])
+	if !ok {
+		r.invalid(col, "not a coupon type (buy_all, buy_more, department or just_discount)")
+	}
+	return t
+}
+
+func (r *csvRow) day(col int) Day {
+	d, err := ParseDay(r.rec[col])
+	if err != nil {
+		r.invalid(col, "not a YYYY-MM-DD date")
+	}
+	return d
+}
+
+// WriteDir writes w's tables into dir, created if missing, in the formats
+// LoadDir reads: the four catalog tables always, customer_preferences.csv
+// when w has a Truth and coupon_history.csv when it has a History (a stale
+// one is removed otherwise, so that LoadDir gives back w). The same World
+// always gives the same bytes. Each table is written to a temporary file and
+// renamed into place, so that neither a reader nor a crash ever sees half a
+// table.
+func WriteDir(dir string, w *World) error {
+	if w == nil || w.Catalog == nil {
+		return errors.New("store: write: the world has no catalog")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("store: write: %w", err)
+	}
+	err := writeTables(dir, w)
+	if err != nil {
+		return fmt.Errorf("store: write %s: %w", dir, err)
+	}
+	return nil
+}
+
+func writeTables(dir string, w *World) error {
+	c := w.Catalog
+	customers := c.Customers()
+	err := writeTable(dir, customersFile, customerColumns, len(customers), func(i int, rec []string) {
+		cu := &customers[i]
+		rec[0] = cu.ID
+		rec[1] = cu.Gender
+		rec[2] = strconv.Itoa(cu.Age)
+		rec[3] = formatFloat(cu.MeanBuyPrice)
+		rec[4] = strconv.Itoa(cu.TotalCouponsUsed)
+		rec[5] = formatFloat(cu.MeanDiscountReceived)
+		rec[6] = strconv.Itoa(cu.UniqueProductsBought)
+		rec[7] = strconv.Itoa(cu.UniqueProductsBoughtWithCoupons)
+		rec[8] = strconv.Itoa(cu.TotalItemsBought)
+	})
+	if err != nil {
+		return err
+	}
+	coupons := c.Coupons()
+	err = writeTable(dir, couponsFile, couponColumns, len(coupons), func(i int, rec []string) {
+		cp := &coupons[i]
+		rec[0] = strconv.Itoa(cp.ID)
+		rec[1] = string(cp.Type)
+		rec[2] = cp.Department.String()
+		rec[3] = strconv.Itoa(cp.Discount)
+		rec[4] = strconv.Itoa(cp.HowMany)
+		rec[5] = cp.Start.String()
+		rec[6] = cp.End.String()
+		rec[7] = formatFloat(cp.ProductMeanPrice)
+		rec[8] = strconv.Itoa(cp.ProductsAvailable)
+	})
+	if err != nil {
+		return err
+	}
+	products := c.Products()
+	err = writeTable(dir, productsFile, productColumns, len(products), func(i int, rec []string) {
+		p := &products[i]
+		rec[0] = strconv.Itoa(p.ID)
+		rec[1] = p.Name
+		rec[2] = p.Category
+		rec[3] = p.Sizes
+		rec[4] = p.Vendor
+		rec[5] = p.Description
+		rec[6] = formatFloat(p.BuyPrice)
+		rec[7] = p.Department.String()
+	})
+	if err != nil {
+		return err
+	}
+	links := c.Links()
+	err = writeTable(dir, linksFile, linkColumns, len(links), func(i int, rec []string) {
+		rec[0] = strconv.Itoa(links[i].CouponID)
+		rec[1] = strconv.Itoa(links[i].ProductID)
+	})
+	if err != nil {
+		return err
+	}
+
+	if w.Truth == nil {
+		err = removeTable(dir, preferencesFile)
+	} else {
+		prefs := w.Truth.All()
+		err = writeTable(dir, preferencesFile, preferenceColumns, len(prefs), func(i int, rec []string) {
+			p := &prefs[i]
+			rec[0] = p.CustomerID
+			rec[1] = formatFloat(p.Propensity)
+			for k, d := range Departments {
+				rec[2+k] = formatFloat(p.Department[d])
+			}
+			for k, x := range p.Type {
+				rec[2+len(Departments)+k] = formatFloat(x)
+			}
+			rec[11] = formatFloat(p.DiscountSensitivity)
+			rec[12] = formatFloat(p.PriceTolerance)
+		})
+	}
+	if err != nil {
+		return err
+	}
+
+	if w.History == nil {
+		return removeTable(dir, historyFile)
+	}
+	return writeTable(dir, historyFile, historyColumns, len(w.History), func(i int, rec []string) {
+		o := &w.History[i]
+		rec[0] = o.CustomerID
+		rec[1] = strconv.Itoa(o.CouponID)
+		rec[2] = o.Day.String()
+		rec[3] = "0"
+		if o.Used {
+			rec[3] = "1"
+		}
+	})
+}
+
+// writeTable writes the header and n rows, each filled in by row, to a
+// temporary file beside file and renames it into place.
+func writeTable(dir, file string, columns []string, n int, row func(i int, rec []string)) (err error) {
+	f, err := os.CreateTemp(dir, "."+file+".*.tmp")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	cw := csv.NewWriter(f)
+	_ = cw.Write(columns) // errors stick in cw; checked below
+	rec := make([]string, len(columns))
+	for i := range n {
+		row(i, rec)
+		_ = cw.Write(rec)
+	}
+	cw.Flush()
+	if err := cw.Error(); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	// Sync before the rename: without it a crash can leave the new name
+	// pointing at a file whose data never reached the disk.
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	if err := os.Rename(f.Name(), filepath.Join(dir, file)); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	return nil
+}
+
+func removeTable(dir, file string) error {
+	if err := os.Remove(filepath.Join(dir, file)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	return nil
+}
+
+// formatFloat writes the shortest decimal that reads back as x exactly.
+func formatFloat(x float64) string { return strconv.FormatFloat(x, 'f', -1, 64) }
