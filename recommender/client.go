@@ -217,9 +217,7 @@ func (c *Client) post(ctx context.Context, body []byte) ([]byte, error) {
 	if err != nil {
 		return nil, c.fail(&c.stats.invalid, "cannot build the request", nil)
 	}
-	for k, v := range c.header {
-		req.Header[k] = v
-	}
+	req.Header = c.header.Clone() // the transport may add to it; c.header is shared
 	if c.host != "" {
 		req.Host = c.host
 	}

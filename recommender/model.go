@@ -148,8 +148,7 @@ func (m *Model) Save(path string) error {
 		tmp.Close()
 		return fmt.Errorf("recommender: save model: %w", err)
 	}
-	enc := json.NewEncoder(tmp)
-	if err := enc.Encode(m); err != nil {
+	if err := jsonEncode(tmp, m); err != nil {
 		tmp.Close()
 		return fmt.Errorf("recommender: save model: %w", err)
 	}
@@ -266,3 +265,5 @@ func (tr *Tree) check() error {
 }
 
 func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+
+func jsonEncode(w io.Writer, m *Model) error { return json.NewEncoder(w).Encode(m) }
