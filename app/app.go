@@ -81,6 +81,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 			a.client.Close()
 		}
 	}()
+	a.registerPredictionMetrics()
 
 	blog := log.With("component", "broker")
 	if cfg.Broker.Embedded() {
@@ -283,7 +284,10 @@ func (a *App) Run(ctx context.Context) error {
 			return nil
 		}
 		if a.accept != nil {
-			g.Go(func() error { return a.accept.Run(gctx, a.conn, a.cfg.Pipeline.PredictionTopic) })
+			if err := a.accept.Subscribe(a.conn, a.cfg.Pipeline.PredictionTopic); err != nil {
+				return err
+			}
+			g.Go(func() error { return a.accept.Run(gctx) })
 		}
 		return a.sim.Run(gctx)
 	})

@@ -6,8 +6,12 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/storeflow/storeflow/config"
+	"github.com/storeflow/storeflow/internal/modeltest"
+	"github.com/storeflow/storeflow/recommender"
+	"github.com/storeflow/storeflow/store"
 )
 
 // A part that cannot start makes New fail with the reason, and leaves nothing
@@ -29,6 +33,7 @@ func TestNewFailureReleasesTheBroker(t *testing.T) {
 		"BROKER_LISTEN_ADDR": brokerAddr,
 		"HTTP_ADDR":          busy.Addr().String(),
 		"SIMULATOR_ENABLED":  "false",
+		"MODEL_FILE":         modeltest.File(t),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +51,7 @@ func TestNewFailureReleasesTheBroker(t *testing.T) {
 
 // A missing CUSTOMERS_LIST_FILE is an error only when it was set explicitly.
 func TestCustomersListFile(t *testing.T) {
-	base := map[string]string{"BROKER_LISTEN_ADDR": "127.0.0.1:0", "HTTP_ADDR": "off"}
+	base := map[string]string{"BROKER_LISTEN_ADDR": "127.0.0.1:0", "HTTP_ADDR": "off", "MODEL_FILE": modeltest.File(t)}
 	t.Chdir(t.TempDir()) // no customers.csv here
 	cfg, err := config.Load(base)
 	if err != nil {
@@ -65,5 +70,48 @@ func TestCustomersListFile(t *testing.T) {
 	}
 	if _, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "nope.csv") {
 		t.Fatalf("explicit missing file: %v, want an error naming it", err)
+	}
+}
+
+// Without MODEL_FILE a storeflow trains its model at start on the data's
+// history (the demo: on the generated history; here a small DATA_DIR, so the
+// race detector's cost stays small); with data that has no history it says
+// what to do instead.
+func TestModelAtStart(t *testing.T) {
+	w, err := store.GenerateWorld(store.GenerateConfig{Seed: 1, Reference: time.Now(), Customers: 200, Days: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withHistory, without := t.TempDir(), t.TempDir()
+	if err := store.WriteDir(withHistory, w); err != nil {
+		t.Fatal(err)
+	}
+	w.History = nil
+	if err := store.WriteDir(without, w); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"BROKER_LISTEN_ADDR": "127.0.0.1:0", "HTTP_ADDR": "off", "SIMULATOR_ENABLED": "false", "DATA_DIR": withHistory}
+	cfg, err := config.Load(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = a.conn.Close()
+	if a.model == nil || a.scorer != recommender.Scorer(a.model) || len(a.model.Trees) == 0 {
+		t.Fatal("no model trained at start")
+	}
+	if n, _, _, _ := a.catalog.Sizes(); n != 200 {
+		t.Fatalf("catalog has %d customers, want the DATA_DIR's 200", n)
+	}
+
+	env["DATA_DIR"] = without
+	if cfg, err = config.Load(env); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "MODEL_FILE") {
+		t.Fatalf("New without history or MODEL_FILE = %v, want an error pointing at MODEL_FILE", err)
 	}
 }

@@ -193,8 +193,11 @@ func TestFocusOutcomes(t *testing.T) {
 
 // The simulator at high speed walks many shoppers through the store, and many
 // of them get coupons.
+// The demo as it runs with no settings: the model trained at start on the
+// generated history, the simulator on (sped up).
 func TestSimulatorProducesPredictionsForManyShoppers(t *testing.T) {
 	sys := startSystem(t, map[string]string{
+		"MODEL_FILE":                 "",
 		"SIMULATOR_ENABLED":          "true",
 		"SIMULATOR_SPEED":            "200",
 		"SIMULATOR_SEED":             "7",

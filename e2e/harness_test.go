@@ -15,6 +15,7 @@ import (
 
 	"github.com/storeflow/storeflow/app"
 	"github.com/storeflow/storeflow/config"
+	"github.com/storeflow/storeflow/internal/modeltest"
 )
 
 // system is one storeflow process started by a test, with its embedded broker
@@ -28,21 +29,18 @@ type system struct {
 // the app is ready and stops it when the test ends.
 func startSystem(t *testing.T, extra map[string]string) *system {
 	t.Helper()
-	environ := map[string]string{
-		"BROKER_LISTEN_ADDR": "127.0.0.1:0",
-		"HTTP_ADDR":          "127.0.0.1:0",
-		"SIMULATOR_ENABLED":  "false",
-		"LOG_LEVEL":          "warn",
-		"MQTT_NAME":          "storeflow-e2e",
+	// Most tests need a model, not a training: a small shared one is loaded
+	// unless the test sets MODEL_FILE itself ("" trains at start, as the
+	// demo does).
+	if _, ok := extra["MODEL_FILE"]; !ok {
+		extra = maps.Clone(extra)
+		if extra == nil {
+			extra = map[string]string{}
+		}
+		extra["MODEL_FILE"] = modeltest.File(t)
 	}
-	maps.Copy(environ, extra)
-	cfg, err := config.Load(environ)
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: cfg.LogLevel.Level}))
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, log)
+	a, err := newApp(ctx, t, extra)
 	if err != nil {
 		cancel()
 		t.Fatalf("app.New: %v", err)
@@ -263,4 +261,24 @@ func (s *script) lingerInBoys() {
 func (s *script) exit() {
 	s.ts++
 	s.cl.publish("customer/exit", fmt.Sprintf(`{"id":%q,"ts":%d}`, s.id, s.ts))
+}
+
+// newApp builds the app from the test defaults (embedded broker and HTTP on
+// free loopback ports, simulator off) with extra on top.
+func newApp(ctx context.Context, t *testing.T, extra map[string]string) (*app.App, error) {
+	t.Helper()
+	environ := map[string]string{
+		"BROKER_LISTEN_ADDR": "127.0.0.1:0",
+		"HTTP_ADDR":          "127.0.0.1:0",
+		"SIMULATOR_ENABLED":  "false",
+		"LOG_LEVEL":          "warn",
+		"MQTT_NAME":          "storeflow-e2e",
+	}
+	maps.Copy(environ, extra)
+	cfg, err := config.Load(environ)
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: cfg.LogLevel.Level}))
+	return app.New(ctx, cfg, log)
 }

@@ -29,8 +29,7 @@ func testWorld(t testing.TB) *store.World {
 // The target: on customers the model never saw, its ROC AUC is within
 // 0.02 of the ground truth's own, and well above the popularity baseline.
 func TestTrainWorldMeetsTarget(t *testing.T) {
-	w := testWorld(t)
-	m, rep, err := TrainWorld(w, TrainOptions{}, true)
+	m, rep, err := evaluated()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +63,10 @@ func TestTrainWorldWithoutHistory(t *testing.T) {
 }
 
 func TestTrainingIsDeterministic(t *testing.T) {
-	w := testWorld(t)
+	w, err := store.GenerateWorld(store.GenerateConfig{Seed: 4, Reference: testReference, Customers: 200, Days: 60})
+	if err != nil {
+		t.Fatal(err)
+	}
 	a, _, err := TrainWorld(w, TrainOptions{MaxTrees: 20}, false)
 	if err != nil {
 		t.Fatal(err)

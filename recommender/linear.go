@@ -9,11 +9,13 @@ import (
 // its log-odds instead of the base rate, so smooth effects (a customer's
 // coupon habit, a deeper discount) are carried by a straight line and the
 // trees only model what bends. Its inputs are the extended row's numeric
-// features, standardised, plus the two categorical features one-hot.
+// features, standardised, the two categorical features one-hot, and the
+// department one-hot again for men only (who shops which department differs
+// most by gender: a cross feature, as wide linear models use).
 type Linear struct {
 	Mean    []float64 `json:"mean"`    // per numeric input
 	Scale   []float64 `json:"scale"`   // per numeric input: 1 / standard deviation
-	Weights []float64 `json:"weights"` // numeric inputs, then one-hot coupon types, then departments
+	Weights []float64 `json:"weights"` // numeric inputs, then one-hot coupon types, departments, departments of men
 	Bias    float64   `json:"bias"`
 }
 
@@ -35,7 +37,7 @@ const (
 )
 
 // linearWidth is the number of weights.
-var linearWidth = len(numericInputs) + nTypes + nDepartments
+var linearWidth = len(numericInputs) + nTypes + 2*nDepartments
 
 // inputs writes the linear part's inputs for an extended row into z.
 func (l *Linear) inputs(x *[width]float32, z []float64) {
@@ -49,6 +51,9 @@ func (l *Linear) inputs(x *[width]float32, z []float64) {
 	}
 	if d := int(x[fDepartment]); d >= 0 && d < nDepartments {
 		z[o+nTypes+d] = 1
+		if x[fGender] == 1 {
+			z[o+nTypes+nDepartments+d] = 1
+		}
 	}
 }
 
@@ -64,6 +69,9 @@ func (l *Linear) logit(x *[width]float32) float64 {
 	}
 	if d := int(x[fDepartment]); d >= 0 && d < nDepartments {
 		s += l.Weights[o+nTypes+d]
+		if x[fGender] == 1 {
+			s += l.Weights[o+nTypes+nDepartments+d]
+		}
 	}
 	return s
 }
@@ -126,16 +134,21 @@ func fitLinear(xs []float32, labels []bool, lambda float64) *Linear {
 				y = 1
 			}
 			w := max(p*(1-p), 1e-9)
-			for a := range d {
+			for a := range d { // upper triangle only: the Hessian is symmetric
 				grad[a] += (p - y) * z[a]
 				if z[a] == 0 {
 					continue
 				}
 				za := w * z[a]
 				row := hess[a*d : (a+1)*d]
-				for b := range d {
+				for b := a; b < d; b++ {
 					row[b] += za * z[b]
 				}
+			}
+		}
+		for a := range d {
+			for b := range a {
+				hess[a*d+b] = hess[b*d+a]
 			}
 		}
 		for a := range linearWidth { // the bias is not penalised

@@ -12,15 +12,32 @@ import (
 	"github.com/storeflow/storeflow/store"
 )
 
-// trained is a model trained once per test binary on the reference world.
-var trained = sync.OnceValues(func() (*Model, error) {
+// trained is the model the held-out evaluation trains on the reference
+// world, once per test binary: a full-size training is the slowest thing
+// these tests do under the race detector.
+var trained = func() (*Model, error) {
+	m, _, err := evaluated()
+	return m, err
+}
+
+var evaluation = sync.OnceValues(func() (evaluationResult, error) {
 	w, err := world()
 	if err != nil {
-		return nil, err
+		return evaluationResult{}, err
 	}
-	m, _, err := TrainWorld(w, TrainOptions{}, false)
-	return m, err
+	m, rep, err := TrainWorld(w, TrainOptions{}, true)
+	return evaluationResult{m, rep}, err
 })
+
+type evaluationResult struct {
+	model  *Model
+	report *Report
+}
+
+func evaluated() (*Model, *Report, error) {
+	r, err := evaluation()
+	return r.model, r.report, err
+}
 
 func testModel(t testing.TB) *Model {
 	t.Helper()

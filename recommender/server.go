@@ -354,10 +354,10 @@ func (s *Server) reply(w http.ResponseWriter, rc *routeCounters, status int, v a
 		s.log.Error("encode response", "err", err)
 		status, body = http.StatusInternalServerError, []byte(`{"error":"encode response"}`)
 	}
+	rc.count(status) // before the answer leaves, so a client that has it sees it counted
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(body) // the peer may be gone; nothing to do about it
-	rc.count(status)
 }
 
 // requestError is what is wrong with a request body.

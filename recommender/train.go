@@ -184,12 +184,14 @@ func extendAll(d *Dataset) []float32 {
 
 // binEdges picks, per feature, at most bins-1 thresholds at quantiles of the
 // distinct values, so each bin holds about as many rows.
-func binEdges(xs []float32, n, bins int) [][]float32 {
+func binEdges(xs []float32, rows, bins int) [][]float32 {
+	// Quantiles of a systematic sample are as good as the whole column's.
+	n := min(rows, 50*1024)
 	edges := make([][]float32, width)
 	col := make([]float32, n)
 	for f := range width {
-		for i := range n {
-			col[i] = xs[i*width+f]
+		for k := range n {
+			col[k] = xs[(k*rows/n)*width+f]
 		}
 		slices.Sort(col)
 		var e []float32

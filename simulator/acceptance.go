@@ -2,6 +2,7 @@ package simulator
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -108,12 +109,17 @@ func (a *Acceptance) Tally() Tally {
 	return Tally{Received: a.received, Used: a.used, Expected: a.expected}
 }
 
-// Run subscribes to the prediction topic and logs the tally every a.every
-// until ctx is done.
-func (a *Acceptance) Run(ctx context.Context, sub Subscriber, topic string) error {
+// Subscribe starts taking the prediction topic's messages. Call it before
+// the simulator runs, so no shopper's first coupon goes uncounted.
+func (a *Acceptance) Subscribe(sub Subscriber, topic string) error {
 	if err := sub.Subscribe(topic, a.Handle); err != nil {
-		return err
+		return fmt.Errorf("simulator: acceptance: %w", err)
 	}
+	return nil
+}
+
+// Run logs the tally every a.every until ctx is done.
+func (a *Acceptance) Run(ctx context.Context) error {
 	tick := time.NewTicker(a.every)
 	defer tick.Stop()
 	last := Tally{}

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/storeflow/storeflow/internal/modeltest"
 )
 
 func TestEnvListsVariablesWithDefaults(t *testing.T) {
@@ -31,6 +33,7 @@ func TestUnknownCommand(t *testing.T) {
 // bench runs the real wiring and reports every coupon it expects.
 func TestBench(t *testing.T) {
 	t.Setenv("MQTT_HOST", "")
+	t.Setenv("MODEL_FILE", modeltest.File(t))
 	var out, errOut bytes.Buffer
 	if err := run(context.Background(), []string{"bench", "-shoppers", "200"}, &out, &errOut); err != nil {
 		t.Fatalf("bench: %v\n%s", err, errOut.String())
