@@ -38,22 +38,26 @@ type conn interface {
 
 // App is one storeflow process.
 type App struct {
-	cfg      config.Config
-	log      *slog.Logger
-	reg      *prometheus.Registry
-	plan     *store.Plan
-	world    *store.World
-	catalog  *store.Catalog
-	model    *recommender.Model  // the in-process model; nil with PREDICTION_URL and no MODEL_FILE
-	scorer   recommender.Scorer  // what the pipeline asks
-	client   *recommender.Client // nil without PREDICTION_URL
-	server   *recommender.Server // /score and the Open Inference Protocol
-	accept   *simulator.Acceptance
-	conn     conn
-	pipeline *pipeline.Pipeline
-	sim      *simulator.Simulator // nil when SIMULATOR_ENABLED=false
-	http     net.Listener         // nil when HTTP_ADDR=off
-	ready    chan struct{}
+	cfg     config.Config
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	plan    *store.Plan
+	world   *store.World
+	catalog *store.Catalog
+	model   *recommender.Model  // the in-process model; nil with PREDICTION_URL and no MODEL_FILE
+	scorer  recommender.Scorer  // what the pipeline asks
+	client  *recommender.Client // nil without PREDICTION_URL
+	server  *recommender.Server // /score and the Open Inference Protocol
+	accept  *simulator.Acceptance
+	cache   *store.Cache         // what the focus path reads: in front of the central
+	central *store.CentralServer // the central API this process serves from its catalog
+	conn    conn
+
+	centralClient *store.CentralClient // nil without CENTRAL_URL
+	pipeline      *pipeline.Pipeline
+	sim           *simulator.Simulator // nil when SIMULATOR_ENABLED=false
+	http          net.Listener         // nil when HTTP_ADDR=off
+	ready         chan struct{}
 }
 
 // New builds every part and binds every listener, so a busy port or an
@@ -71,6 +75,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	if err := a.loadScorer(); err != nil {
 		return nil, err
 	}
+	a.central = store.NewCentralServer(a.catalog, log.With("component", "central_server"))
+	if err := a.buildSource(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			a.closeSource()
+		}
+	}()
 	if a.model != nil {
 		a.server = recommender.NewServer(a.model, log.With("component", "prediction_server"))
 	} else {
@@ -98,7 +111,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		}
 	}()
 
-	a.pipeline, err = pipeline.New(cfg.Pipeline, a.plan, a.catalog, a.scorer, cfg.Recommender.Threshold,
+	a.pipeline, err = pipeline.New(cfg.Pipeline, a.plan, a.cache, a.scorer, cfg.Recommender.Threshold,
 		a.conn, a.conn, log.With("component", "pipeline"), a.reg)
 	if err != nil {
 		return nil, err
@@ -328,6 +341,7 @@ func (a *App) Run(ctx context.Context) error {
 	if a.client != nil {
 		a.client.Close()
 	}
+	a.closeSource()
 	a.log.Info("storeflow stopped")
 	return err
 }

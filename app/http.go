@@ -30,5 +30,6 @@ func (a *App) routes() http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
 	a.server.Register(mux)
+	a.central.Register(mux)
 	return mux
 }

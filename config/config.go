@@ -121,7 +121,7 @@ type Param struct {
 }
 
 // secrets are never logged.
-var secrets = map[string]bool{"MQTT_PASSWORD": true, "PREDICTION_HEADERS": true}
+var secrets = map[string]bool{"MQTT_PASSWORD": true, "PREDICTION_HEADERS": true, "REDIS_PASSWORD": true, "REDIS_URL": true}
 
 // Params lists every environment variable the program reads, once each, sorted.
 func Params() []Param {

@@ -4,8 +4,11 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 )
 
@@ -152,21 +155,69 @@ type Config struct {
 	Height      int    `env:"STORE_HEIGHT" envDefault:"10"` // grid plan cells deep
 	CatalogSeed int64  `env:"CATALOG_SEED" envDefault:"1"`  // seed of the generated demo catalog
 	DataDir     string `env:"DATA_DIR"`                     // load the catalog from CSV files here instead of generating it
+
+	// The central and the cache in front of it (issue 5).
+	CentralURL     string        `env:"CENTRAL_URL"`                          // fetch context from this central over HTTP; empty: the in-process catalog
+	CentralTimeout time.Duration `env:"CENTRAL_TIMEOUT" envDefault:"1s"`      // per request to the central
+	RedisURL       string        `env:"REDIS_URL"`                            // redis:// or rediss://; empty: a bounded in-process cache
+	RedisPassword  string        `env:"REDIS_PASSWORD"`                       // used when REDIS_URL carries none; never logged
+	CacheTTL       time.Duration `env:"CACHE_TTL" envDefault:"1h"`            // how long cached context, coupons and products live
+	CachePrefix    string        `env:"CACHE_PREFIX" envDefault:"storeflow:"` // prefix of every Redis key
+	CacheMaxItems  int           `env:"CACHE_MAX_ITEMS" envDefault:"100000"`  // entries of the in-process cache, at most
 }
+
+// Source is where the focus path gets its data: the in-process Catalog, a
+// remote central, or a cache in front of either. Unknown customers, coupons
+// and departments are ErrNotFound; a source that cannot answer returns
+// ErrUnavailable.
+type Source interface {
+	Customer(ctx context.Context, id string) (Customer, error)
+	ValidCoupons(ctx context.Context, dep Department, day Day, dst []Coupon) ([]Coupon, error)
+	CouponProducts(ctx context.Context, couponID int) ([]Product, error)
+}
+
+// ErrUnavailable is returned when the central (or the cache's backing
+// source) cannot be reached or answers with an error. Callers count it and
+// go on.
+var ErrUnavailable = errors.New("store: central unavailable")
 
 // Validate checks the values; errors name the variable and the value.
 func (c Config) Validate() error {
+	var errs []error
 	switch c.Plan {
 	case PlanGrid:
 		if c.Width < MinGridWidth || c.Width > 1000 {
-			return fmt.Errorf("STORE_WIDTH=%d: must be between %d and 1000", c.Width, MinGridWidth)
+			errs = append(errs, fmt.Errorf("STORE_WIDTH=%d: must be between %d and 1000", c.Width, MinGridWidth))
 		}
 		if c.Height < MinGridHeight || c.Height > 1000 {
-			return fmt.Errorf("STORE_HEIGHT=%d: must be between %d and 1000", c.Height, MinGridHeight)
+			errs = append(errs, fmt.Errorf("STORE_HEIGHT=%d: must be between %d and 1000", c.Height, MinGridHeight))
 		}
 	case PlanOriginal:
 	default:
-		return fmt.Errorf("STORE_PLAN=%q: must be %q or %q", c.Plan, PlanGrid, PlanOriginal)
+		errs = append(errs, fmt.Errorf("STORE_PLAN=%q: must be %q or %q", c.Plan, PlanGrid, PlanOriginal))
 	}
-	return nil
+	if c.CentralURL != "" {
+		if u, err := url.Parse(c.CentralURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, errors.New("CENTRAL_URL: want an http:// or https:// URL with a host"))
+		}
+	}
+	if c.CentralTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("CENTRAL_TIMEOUT=%s: must be positive", c.CentralTimeout))
+	}
+	if c.RedisURL != "" {
+		// The URL may carry a password: never echo it.
+		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			errs = append(errs, errors.New("REDIS_URL: want redis://[user:password@]host:port[/db] or rediss://… (TLS)"))
+		}
+	}
+	if c.CacheTTL < time.Second {
+		errs = append(errs, fmt.Errorf("CACHE_TTL=%s: must be at least 1s", c.CacheTTL))
+	}
+	if c.CachePrefix == "" || len(c.CachePrefix) > 64 || strings.ContainsAny(c.CachePrefix, " \t\r\n*?[]") {
+		errs = append(errs, fmt.Errorf("CACHE_PREFIX=%q: want 1 to 64 characters without spaces or glob characters", c.CachePrefix))
+	}
+	if c.CacheMaxItems < 1 || c.CacheMaxItems > 100_000_000 {
+		errs = append(errs, fmt.Errorf("CACHE_MAX_ITEMS=%d: must be between 1 and 100000000", c.CacheMaxItems))
+	}
+	return errors.Join(errs...)
 }

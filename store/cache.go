@@ -1,0 +1,932 @@
+package store
+
+import (
+	"container/list"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/url"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+)
+
+// CacheConfig sizes a Cache. Zero values take the defaults of Config
+// (CACHE_TTL 1h, CACHE_MAX_ITEMS 100000).
+type CacheConfig struct {
+	TTL      time.Duration // how long an entry lives
+	Prefix   string        // of every Redis key
+	MaxItems int           // entries of the in-process cache, at most
+}
+
+// Defaults of CacheConfig, the same as Config's envDefault.
+const (
+	defaultCacheTTL      = time.Hour
+	defaultCacheMaxItems = 100_000
+)
+
+// maxNegativeTTL bounds how long an unknown customer is remembered as
+// unknown: long enough that a flood of unknown ids (a misconfigured
+// simulator, a replayed feed) reaches the central once per id and minute,
+// short enough that a customer added to the central is seen soon.
+const maxNegativeTTL = time.Minute
+
+// The Redis client's timeouts are short on purpose: the cache sits on the
+// focus path, and a dead Redis must cost a fast failure and a trip to the
+// source, not a stall. go-redis redials by itself (its pool probes a dead
+// server once a second), so nothing here retries.
+const (
+	redisDialTimeout = 200 * time.Millisecond
+	redisIOTimeout   = 200 * time.Millisecond
+	redisPoolTimeout = 500 * time.Millisecond
+	redisStartPing   = time.Second
+)
+
+// maxCachedValue bounds a value read from Redis: anything larger is not
+// something this cache wrote.
+const maxCachedValue = 8 << 20
+
+// cacheWarnEvery is how often each kind of degraded-mode warning is logged
+// at most; the lines in between are counted and the count is logged with the
+// next line.
+const cacheWarnEvery = 10 * time.Second
+
+// Cache is a Source in front of another Source, backed by Redis
+// (NewRedisCache) or by a bounded in-process LRU (NewMemoryCache). It is safe
+// for concurrent use.
+//
+// What it caches, for CacheConfig.TTL: customers, each department's coupons
+// valid on a day, and each coupon's products. Unknown customers are cached
+// too, as a "missing" entry for min(TTL, 1m), so that a flood of unknown ids
+// does not hammer the central; unknown departments and coupons are not. An
+// ErrUnavailable answer is never cached.
+//
+// Degraded mode: when Redis cannot be reached, every request is served from
+// the source, counted in CacheStats.RedisErrors and warned about at most once
+// per 10 s; go-redis reconnects by itself and the cache is used again once
+// Redis answers. When the source is unavailable, cached values are still
+// served and uncached requests fail with an error wrapping ErrUnavailable.
+// Concurrent misses for the same entry make one source call between them.
+type Cache struct {
+	src    Source
+	tier   cacheTier
+	ttl    time.Duration
+	negTTL time.Duration
+	log    *slog.Logger
+	flight cacheFlight
+
+	hits, misses                      [cacheKinds]atomic.Uint64
+	fills, corrupt, shared, redisErrs atomic.Uint64
+	srcNotFound, srcUnavailable       atomic.Uint64
+	warnRead, warnWrite, warnCorrupt  cacheWarner
+	warnSource                        cacheWarner
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// CacheStats counts what a Cache did since it was made.
+type CacheStats struct {
+	Hits   CacheKindCounts // answered from the cache, negative entries included
+	Misses CacheKindCounts // not in the cache (or corrupt there): asked the source
+	Fills  uint64          // entries written, negative ones included
+	Shared uint64          // misses that waited for another request's source call instead of making one
+
+	RedisErrors uint64 // Redis reads and writes that failed (Redis down, timeout, refused)
+	Corrupt     uint64 // values in Redis that failed validation; each is a miss and is overwritten
+
+	SourceNotFound    uint64 // the source said ErrNotFound
+	SourceUnavailable uint64 // the source failed otherwise (ErrUnavailable)
+}
+
+// CacheKindCounts splits a count by what was asked for.
+type CacheKindCounts struct {
+	Customer uint64
+	Coupons  uint64
+	Products uint64
+}
+
+// cacheKind is what an entry holds.
+type cacheKind uint8
+
+const (
+	kindCustomer cacheKind = iota
+	kindCoupons
+	kindProducts
+	cacheKinds
+)
+
+func (k cacheKind) String() string {
+	switch k {
+	case kindCustomer:
+		return "customer"
+	case kindCoupons:
+		return "coupons"
+	case kindProducts:
+		return "products"
+	}
+	return fmt.Sprintf("cacheKind(%d)", uint8(k))
+}
+
+// cacheKey names an entry. It is comparable, so the in-process tier and the
+// singleflight use it as a map key without building a string.
+type cacheKey struct {
+	kind   cacheKind
+	id     string     // kindCustomer
+	dep    Department // kindCoupons
+	day    Day        // kindCoupons
+	coupon int        // kindProducts
+}
+
+// redisKey is the key's name in Redis: {prefix}customer:{id},
+// {prefix}coupons:{dep}:{YYYY-MM-DD} or {prefix}products:{couponID}.
+func (k cacheKey) redisKey(prefix string) string {
+	b := make([]byte, 0, len(prefix)+len(k.id)+32)
+	b = append(b, prefix...)
+	b = append(b, k.kind.String()...)
+	b = append(b, ':')
+	switch k.kind {
+	case kindCustomer:
+		b = append(b, k.id...)
+	case kindCoupons:
+		b = append(b, k.dep.String()...)
+		b = append(b, ':')
+		b = time.Unix(int64(k.day)*86400, 0).UTC().AppendFormat(b, time.DateOnly)
+	case kindProducts:
+		b = strconv.AppendInt(b, int64(k.coupon), 10)
+	}
+	return string(b)
+}
+
+// cacheMissing is the value of a negative entry: the customer is unknown.
+type cacheMissing struct{}
+
+// errCacheCorrupt marks a value in Redis that did not decode or validate.
+var errCacheCorrupt = errors.New("corrupt cache value")
+
+// cacheTier is where entries live. Values are Customer, cacheMissing,
+// []Coupon or []Product; a tier owns what it is given and what it returns is
+// shared, never to be modified.
+type cacheTier interface {
+	// get returns the entry, ok false when there is none; err is a failure
+	// of the tier (Redis down) or errCacheCorrupt.
+	get(ctx context.Context, k cacheKey) (v any, ok bool, err error)
+	set(ctx context.Context, k cacheKey, v any, ttl time.Duration) error
+	close() error
+}
+
+// NewMemoryCache puts a bounded in-process cache in front of src: at most
+// cfg.MaxItems entries, the least recently used evicted first, each living
+// cfg.TTL.
+func NewMemoryCache(src Source, cfg CacheConfig) *Cache {
+	cfg = cfg.normalize()
+	return newCache(src, newMemoryTier(cfg.MaxItems), cfg, nil)
+}
+
+// NewRedisCache puts a Redis cache in front of src. redisURL (REDIS_URL) is
+// a redis:// or rediss:// (TLS) URL; the password comes from the URL, else
+// from password (REDIS_PASSWORD).
+//
+// A malformed URL is an error that names REDIS_URL (and never shows the
+// password), and so is a password Redis refuses. Redis being down is not an
+// error: the cache starts degraded, serving from src, and uses Redis as soon
+// as it answers.
+func NewRedisCache(src Source, redisURL, password string, cfg CacheConfig, log *slog.Logger) (*Cache, error) {
+	opts, err := redisOptions(redisURL, password)
+	if err != nil {
+		return nil, err
+	}
+	cfg = cfg.normalize()
+	client := redis.NewClient(opts)
+	c := newCache(src, &redisTier{client: client, prefix: cfg.Prefix}, cfg, log)
+	redisLogOnce.Do(func() { redis.SetLogger(&redisLogBridge{log: c.log}) })
+
+	ctx, cancel := context.WithTimeout(context.Background(), redisStartPing)
+	defer cancel()
+	switch err := client.Ping(ctx).Err(); {
+	case err == nil:
+		c.log.Info("redis_connected", "addr", opts.Addr, "tls", opts.TLSConfig != nil)
+	case redis.IsAuthError(err):
+		_ = client.Close()
+		return nil, fmt.Errorf("REDIS_URL / REDIS_PASSWORD: Redis at %s refused the credentials: %w", opts.Addr, err)
+	default:
+		c.log.Warn("redis_unavailable", "addr", opts.Addr, "err", err, "detail", "serving from the source until Redis answers")
+	}
+	return c, nil
+}
+
+// redisOptions builds the client options from REDIS_URL and REDIS_PASSWORD.
+// Errors name REDIS_URL; they show it, password redacted, only once it is
+// known to be well formed. Timeouts, retries and the pool size given in the
+// URL's query are kept; the ones not given take the short defaults above.
+func redisOptions(rawURL, password string) (*redis.Options, error) {
+	if rawURL == "" {
+		return nil, errors.New("REDIS_URL is empty: want redis://host:port/db or rediss://host:port/db")
+	}
+	// Until the URL is known to be well formed, none of it is shown: the
+	// password may be anywhere. url.Parse's own message quotes the whole
+	// URL, and a password with a "/" in it ends the host early, so that
+	// its first part reads as a port and the rest as the path.
+	const want = "want redis://[user:password@]host:port/db or rediss://…, " +
+		`with any "/", "?", "#" or "@" in the password percent-encoded`
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.User == nil && strings.Contains(rawURL, "@")) {
+		return nil, errors.New("REDIS_URL is not a valid URL (not shown: it may hold a password): " + want)
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return nil, errors.New("REDIS_URL is not a redis:// or rediss:// URL (not shown: it may hold a password): " + want)
+	}
+	if u.Host == "" {
+		return nil, errors.New("REDIS_URL has no host: " + want)
+	}
+	shown := u.Redacted()
+	opts, err := redis.ParseURL(rawURL)
+	if err != nil {
+		msg := err.Error()
+		for _, secret := range []string{urlPassword(u), password} {
+			if secret != "" {
+				msg = strings.ReplaceAll(msg, secret, "xxxxx")
+			}
+		}
+		return nil, fmt.Errorf("REDIS_URL=%s: %s", shown, msg)
+	}
+	if opts.Password == "" {
+		opts.Password = password
+	}
+	if opts.DialTimeout == 0 {
+		opts.DialTimeout = redisDialTimeout
+	}
+	if opts.ReadTimeout == 0 {
+		opts.ReadTimeout = redisIOTimeout
+	}
+	if opts.WriteTimeout == 0 {
+		opts.WriteTimeout = redisIOTimeout
+	}
+	if opts.PoolTimeout == 0 {
+		opts.PoolTimeout = redisPoolTimeout
+	}
+	if opts.MaxRetries == 0 {
+		opts.MaxRetries = -1 // none: the source is the fallback, not a retry
+	}
+	if opts.PoolSize == 0 {
+		// go-redis opens its dial circuit breaker after PoolSize failed
+		// dials; a small pool makes a dead Redis fail fast sooner.
+		opts.PoolSize = 4 * runtime.GOMAXPROCS(0)
+	}
+	opts.DialerRetries = 1
+	opts.ContextTimeoutEnabled = true // a caller's deadline bounds its Redis round trip too
+	// A plain Redis sends no maintenance notifications; do not ask for them
+	// on every new connection.
+	opts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	return opts, nil
+}
+
+// go-redis logs through one process-wide logger, by default to stderr, a
+// line per failed dial. The first Redis cache routes those lines into its
+// own logger, rate-limited like its warnings.
+var redisLogOnce sync.Once
+
+type redisLogBridge struct {
+	log  *slog.Logger
+	warn cacheWarner
+}
+
+func (b *redisLogBridge) Printf(ctx context.Context, format string, v ...any) {
+	if n, ok := b.warn.allow(); ok {
+		b.log.WarnContext(ctx, "redis_client", "detail", fmt.Sprintf(format, v...), "suppressed", n)
+	}
+}
+
+func urlPassword(u *url.URL) string {
+	if u.User == nil {
+		return ""
+	}
+	p, _ := u.User.Password()
+	return p
+}
+
+func (cfg CacheConfig) normalize() CacheConfig {
+	if cfg.TTL <= 0 {
+		cfg.TTL = defaultCacheTTL
+	}
+	if cfg.MaxItems <= 0 {
+		cfg.MaxItems = defaultCacheMaxItems
+	}
+	return cfg
+}
+
+func newCache(src Source, tier cacheTier, cfg CacheConfig, log *slog.Logger) *Cache {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Cache{
+		src:    src,
+		tier:   tier,
+		ttl:    cfg.TTL,
+		negTTL: min(cfg.TTL, maxNegativeTTL),
+		log:    log.With("component", "cache"),
+	}
+}
+
+// Customer returns the customer, from the cache or else from the source.
+// An unknown customer is ErrNotFound, from the source or from a negative
+// entry.
+func (c *Cache) Customer(ctx context.Context, id string) (Customer, error) {
+	k := cacheKey{kind: kindCustomer, id: id}
+	v, err := c.lookup(ctx, k, func(ctx context.Context) (any, error) {
+		return c.src.Customer(ctx, id)
+	})
+	if err != nil {
+		return Customer{}, err
+	}
+	if _, missing := v.(cacheMissing); missing {
+		return Customer{}, fmt.Errorf("customer %q: %w", id, ErrNotFound)
+	}
+	return v.(Customer), nil
+}
+
+// ValidCoupons appends the department's coupons valid on day to dst.
+func (c *Cache) ValidCoupons(ctx context.Context, dep Department, day Day, dst []Coupon) ([]Coupon, error) {
+	if dep == NoDepartment || int(dep) >= len(departmentNames) {
+		return c.src.ValidCoupons(ctx, dep, day, dst) // not worth a key
+	}
+	k := cacheKey{kind: kindCoupons, dep: dep, day: day}
+	v, err := c.lookup(ctx, k, func(ctx context.Context) (any, error) {
+		cs, err := c.src.ValidCoupons(ctx, dep, day, nil)
+		if cs == nil {
+			cs = []Coupon{} // an empty list is an answer too
+		}
+		return cs, err
+	})
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, v.([]Coupon)...), nil
+}
+
+// CouponProducts returns the products the coupon covers, in a slice of the
+// caller's own.
+func (c *Cache) CouponProducts(ctx context.Context, couponID int) ([]Product, error) {
+	k := cacheKey{kind: kindProducts, coupon: couponID}
+	v, err := c.lookup(ctx, k, func(ctx context.Context) (any, error) {
+		ps, err := c.src.CouponProducts(ctx, couponID)
+		if ps == nil {
+			ps = []Product{}
+		}
+		return ps, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return slices.Clone(v.([]Product)), nil
+}
+
+// Prefetch loads the customer into the cache when it is not there yet, so
+// that the focus that follows an entry finds it warm. An unknown customer is
+// ErrNotFound (and remembered as unknown).
+func (c *Cache) Prefetch(ctx context.Context, customerID string) error {
+	_, err := c.Customer(ctx, customerID)
+	return err
+}
+
+// Stats returns the counters.
+func (c *Cache) Stats() CacheStats {
+	kinds := func(a *[cacheKinds]atomic.Uint64) CacheKindCounts {
+		return CacheKindCounts{
+			Customer: a[kindCustomer].Load(),
+			Coupons:  a[kindCoupons].Load(),
+			Products: a[kindProducts].Load(),
+		}
+	}
+	return CacheStats{
+		Hits:              kinds(&c.hits),
+		Misses:            kinds(&c.misses),
+		Fills:             c.fills.Load(),
+		Shared:            c.shared.Load(),
+		RedisErrors:       c.redisErrs.Load(),
+		Corrupt:           c.corrupt.Load(),
+		SourceNotFound:    c.srcNotFound.Load(),
+		SourceUnavailable: c.srcUnavailable.Load(),
+	}
+}
+
+// Close releases the Redis connections. It is idempotent; the source is not
+// closed.
+func (c *Cache) Close() error {
+	c.closeOnce.Do(func() { c.closeErr = c.tier.close() })
+	return c.closeErr
+}
+
+// lookup answers k from the tier, or else from fetch through the
+// singleflight, filling the tier with the answer.
+func (c *Cache) lookup(ctx context.Context, k cacheKey, fetch func(context.Context) (any, error)) (any, error) {
+	v, ok, err := c.tier.get(ctx, k)
+	tierUp := true
+	switch {
+	case err == nil && ok:
+		c.hits[k.kind].Add(1)
+		return v, nil
+	case errors.Is(err, errCacheCorrupt):
+		c.corrupt.Add(1)
+		if n, ok := c.warnCorrupt.allow(); ok {
+			c.log.Warn("cache_value_corrupt", "kind", k.kind.String(), "err", err, "suppressed", n)
+		}
+	case err != nil:
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, ctxErr
+		}
+		tierUp = false // do not pay for a write that will fail too
+		c.redisErrs.Add(1)
+		if n, ok := c.warnRead.allow(); ok {
+			c.log.Warn("redis_read_failed", "kind", k.kind.String(), "err", err, "suppressed", n)
+		}
+	}
+	c.misses[k.kind].Add(1)
+
+	fill := func() (any, error) {
+		v, err := fetch(ctx)
+		switch {
+		case err == nil:
+			c.store(ctx, k, v, c.ttl, tierUp)
+			return v, nil
+		case errors.Is(err, ErrNotFound):
+			c.srcNotFound.Add(1)
+			if k.kind == kindCustomer {
+				c.store(ctx, k, cacheMissing{}, c.negTTL, tierUp)
+			}
+			return nil, err
+		case ctx.Err() != nil:
+			return nil, err // the caller gave up; the source is not to blame
+		default:
+			c.srcUnavailable.Add(1)
+			if n, ok := c.warnSource.allow(); ok {
+				c.log.Warn("source_unavailable", "kind", k.kind.String(), "err", err, "suppressed", n)
+			}
+			if !errors.Is(err, ErrUnavailable) {
+				err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+			}
+			return nil, err
+		}
+	}
+	for {
+		v, err, shared := c.flight.do(ctx, k, fill)
+		if shared {
+			c.shared.Add(1)
+			// The request that made the call gave up; this one has not.
+			if err != nil && isContextErr(err) && ctx.Err() == nil {
+				continue
+			}
+		}
+		return v, err
+	}
+}
+
+// store writes an entry, counting and warning when the tier fails.
+func (c *Cache) store(ctx context.Context, k cacheKey, v any, ttl time.Duration, tierUp bool) {
+	if !tierUp {
+		return
+	}
+	err := c.tier.set(ctx, k, v, ttl)
+	if err == nil {
+		c.fills.Add(1)
+		return
+	}
+	if errors.Is(err, errCacheCorrupt) {
+		// The source's answer would not pass validation when read back:
+		// serve it, but do not cache it.
+		if n, ok := c.warnCorrupt.allow(); ok {
+			c.log.Warn("cache_value_refused", "kind", k.kind.String(), "err", err, "suppressed", n)
+		}
+		return
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	c.redisErrs.Add(1)
+	if n, ok := c.warnWrite.allow(); ok {
+		c.log.Warn("redis_write_failed", "kind", k.kind.String(), "err", err, "suppressed", n)
+	}
+}
+
+func isContextErr(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// cacheWarner lets one warning through per cacheWarnEvery and counts the
+// ones it holds back.
+type cacheWarner struct {
+	last       atomic.Int64 // unix nanoseconds of the last warning let through; 0: none yet
+	suppressed atomic.Uint64
+}
+
+// allow reports whether to log now, and how many warnings were held back
+// since the last one logged.
+func (w *cacheWarner) allow() (suppressed uint64, ok bool) {
+	now := time.Now().UnixNano()
+	last := w.last.Load()
+	if (last != 0 && now-last < int64(cacheWarnEvery)) || !w.last.CompareAndSwap(last, now) {
+		w.suppressed.Add(1)
+		return 0, false
+	}
+	return w.suppressed.Swap(0), true
+}
+
+// cacheFlight collapses concurrent misses of one key into one source call:
+// the first request makes it, the others wait for its answer.
+type cacheFlight struct {
+	mu    sync.Mutex
+	calls map[cacheKey]*cacheCall
+}
+
+type cacheCall struct {
+	done    chan struct{}
+	val     any
+	err     error
+	waiters atomic.Int32 // requests waiting for this call besides the one making it
+}
+
+// errCacheFillPanicked is what waiters get if the call they waited for
+// panicked (the panic goes on in the request that made it).
+var errCacheFillPanicked = errors.New("store: cache: source call panicked")
+
+// do runs fn, or waits for the run of fn already in flight for k. shared
+// reports that the answer came from another request's call. A waiter whose
+// ctx ends stops waiting.
+func (f *cacheFlight) do(ctx context.Context, k cacheKey, fn func() (any, error)) (v any, err error, shared bool) {
+	f.mu.Lock()
+	if call, ok := f.calls[k]; ok {
+		call.waiters.Add(1)
+		f.mu.Unlock()
+		select {
+		case <-call.done:
+			return call.val, call.err, true
+		case <-ctx.Done():
+			return nil, ctx.Err(), true
+		}
+	}
+	if f.calls == nil {
+		f.calls = make(map[cacheKey]*cacheCall)
+	}
+	call := &cacheCall{done: make(chan struct{}), err: errCacheFillPanicked}
+	f.calls[k] = call
+	f.mu.Unlock()
+
+	defer func() {
+		f.mu.Lock()
+		delete(f.calls, k)
+		f.mu.Unlock()
+		close(call.done)
+	}()
+	call.val, call.err = fn()
+	return call.val, call.err, false
+}
+
+// memoryTier is a bounded LRU with a TTL per entry. Expired entries go
+// when they are next looked up or when they reach the back of the list.
+type memoryTier struct {
+	mu    sync.Mutex
+	max   int
+	items map[cacheKey]*list.Element
+	order list.List // of *memoryEntry, most recently used at the front
+}
+
+type memoryEntry struct {
+	key     cacheKey
+	val     any
+	expires int64 // unix nanoseconds
+}
+
+func newMemoryTier(maxItems int) *memoryTier {
+	m := &memoryTier{max: maxItems, items: make(map[cacheKey]*list.Element, min(maxItems, 1024))}
+	m.order.Init()
+	return m
+}
+
+func (m *memoryTier) get(_ context.Context, k cacheKey) (any, bool, error) {
+	now := time.Now().UnixNano()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	el, ok := m.items[k]
+	if !ok {
+		return nil, false, nil
+	}
+	e := el.Value.(*memoryEntry)
+	if now >= e.expires {
+		m.order.Remove(el)
+		delete(m.items, k)
+		return nil, false, nil
+	}
+	m.order.MoveToFront(el)
+	return e.val, true, nil
+}
+
+func (m *memoryTier) set(_ context.Context, k cacheKey, v any, ttl time.Duration) error {
+	expires := time.Now().Add(ttl).UnixNano()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if el, ok := m.items[k]; ok {
+		e := el.Value.(*memoryEntry)
+		e.val, e.expires = v, expires
+		m.order.MoveToFront(el)
+		return nil
+	}
+	m.items[k] = m.order.PushFront(&memoryEntry{key: k, val: v, expires: expires})
+	for len(m.items) > m.max {
+		back := m.order.Back()
+		m.order.Remove(back)
+		delete(m.items, back.Value.(*memoryEntry).key)
+	}
+	return nil
+}
+
+// len is the number of entries held, expired ones included.
+func (m *memoryTier) len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.items)
+}
+
+// purge drops every entry.
+func (m *memoryTier) purge() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	clear(m.items)
+	m.order.Init()
+}
+
+func (m *memoryTier) close() error {
+	m.purge()
+	return nil
+}
+
+// redisTier keeps entries in Redis as JSON, with the CSV column names as
+// field names, every key written with SET … EX ttl.
+type redisTier struct {
+	client *redis.Client
+	prefix string
+}
+
+func (r *redisTier) get(ctx context.Context, k cacheKey) (any, bool, error) {
+	b, err := r.client.Get(ctx, k.redisKey(r.prefix)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	v, err := decodeCacheValue(k, b)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: %s: %w", errCacheCorrupt, k.redisKey(r.prefix), err)
+	}
+	return v, true, nil
+}
+
+func (r *redisTier) set(ctx context.Context, k cacheKey, v any, ttl time.Duration) error {
+	b, err := encodeCacheValue(k, v)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", errCacheCorrupt, k.redisKey(r.prefix), err)
+	}
+	return r.client.Set(ctx, k.redisKey(r.prefix), b, ttl).Err()
+}
+
+func (r *redisTier) close() error { return r.client.Close() }
+
+// The JSON forms of the cached values: one object per table row, named as
+// the CSV columns are (store/csv.go). A negative customer entry is
+// {"customer_id": id, "missing": true}.
+type (
+	customerJSON struct {
+		ID                              string  `json:"customer_id"`
+		Missing                         bool    `json:"missing,omitempty"` // a negative entry: nothing else is set
+		Gender                          string  `json:"gender"`
+		Age                             int     `json:"age"`
+		MeanBuyPrice                    float64 `json:"mean_buy_price"`
+		TotalCouponsUsed                int     `json:"total_coupons_used"`
+		MeanDiscountReceived            float64 `json:"mean_discount_received"`
+		UniqueProductsBought            int     `json:"unique_products_bought"`
+		UniqueProductsBoughtWithCoupons int     `json:"unique_products_bought_with_coupons"`
+		TotalItemsBought                int     `json:"total_items_bought"`
+	}
+	couponJSON struct {
+		ID                int     `json:"coupon_id"`
+		Type              string  `json:"coupon_type"`
+		Department        string  `json:"department"`
+		Discount          int     `json:"discount"`
+		HowMany           int     `json:"how_many_products_required"`
+		Start             string  `json:"start_date"`
+		End               string  `json:"end_date"`
+		ProductMeanPrice  float64 `json:"product_mean_price"`
+		ProductsAvailable int     `json:"products_available"`
+	}
+	productJSON struct {
+		ID          int     `json:"product_id"`
+		Name        string  `json:"name"`
+		Category    string  `json:"category"`
+		Sizes       string  `json:"sizes"`
+		Vendor      string  `json:"vendor"`
+		Description string  `json:"description"`
+		BuyPrice    float64 `json:"buy_price"`
+		Department  string  `json:"department"`
+	}
+)
+
+// encodeCacheValue is the JSON of v, which must be of k's kind. A value that
+// would not pass decodeCacheValue is refused: written, it would be a miss on
+// every read.
+func encodeCacheValue(k cacheKey, v any) ([]byte, error) {
+	switch v := v.(type) {
+	case cacheMissing:
+		return json.Marshal(struct {
+			ID      string `json:"customer_id"`
+			Missing bool   `json:"missing"`
+		}{k.id, true})
+	case Customer:
+		if err := checkCachedCustomer(k, &v); err != nil {
+			return nil, err
+		}
+		return json.Marshal(customerJSON{
+			ID: v.ID, Gender: v.Gender, Age: v.Age, MeanBuyPrice: v.MeanBuyPrice,
+			TotalCouponsUsed: v.TotalCouponsUsed, MeanDiscountReceived: v.MeanDiscountReceived,
+			UniqueProductsBought:            v.UniqueProductsBought,
+			UniqueProductsBoughtWithCoupons: v.UniqueProductsBoughtWithCoupons,
+			TotalItemsBought:                v.TotalItemsBought,
+		})
+	case []Coupon:
+		out := make([]couponJSON, len(v))
+		for i := range v {
+			cp := &v[i]
+			if err := checkCachedCoupon(k, cp); err != nil {
+				return nil, err
+			}
+			out[i] = couponJSON{
+				ID: cp.ID, Type: string(cp.Type), Department: cp.Department.String(), Discount: cp.Discount,
+				HowMany: cp.HowMany, Start: cp.Start.String(), End: cp.End.String(),
+				ProductMeanPrice: cp.ProductMeanPrice, ProductsAvailable: cp.ProductsAvailable,
+			}
+		}
+		return json.Marshal(out)
+	case []Product:
+		out := make([]productJSON, len(v))
+		for i := range v {
+			p := &v[i]
+			if err := checkCachedProduct(p); err != nil {
+				return nil, err
+			}
+			out[i] = productJSON{
+				ID: p.ID, Name: p.Name, Category: p.Category, Sizes: p.Sizes, Vendor: p.Vendor,
+				Description: p.Description, BuyPrice: p.BuyPrice, Department: p.Department.String(),
+			}
+		}
+		return json.Marshal(out)
+	}
+	return nil, fmt.Errorf("store: cache: cannot encode %T", v)
+}
+
+// decodeCacheValue parses and validates a value read from Redis for k. Redis
+// is outside input: anything that is not what encodeCacheValue writes for k
+// (wrong shape, wrong key, bad enum or date, negative count) is an error.
+func decodeCacheValue(k cacheKey, b []byte) (any, error) {
+	if len(b) > maxCachedValue {
+		return nil, fmt.Errorf("%d bytes, more than %d", len(b), maxCachedValue)
+	}
+	switch k.kind {
+	case kindCustomer:
+		var j customerJSON
+		if err := json.Unmarshal(b, &j); err != nil {
+			return nil, err
+		}
+		if j.Missing {
+			if j.ID != k.id {
+				return nil, fmt.Errorf("negative entry for customer %q under the key of %q", j.ID, k.id)
+			}
+			return cacheMissing{}, nil
+		}
+		c := Customer{
+			ID: j.ID, Gender: j.Gender, Age: j.Age, MeanBuyPrice: j.MeanBuyPrice,
+			TotalCouponsUsed: j.TotalCouponsUsed, MeanDiscountReceived: j.MeanDiscountReceived,
+			UniqueProductsBought:            j.UniqueProductsBought,
+			UniqueProductsBoughtWithCoupons: j.UniqueProductsBoughtWithCoupons,
+			TotalItemsBought:                j.TotalItemsBought,
+		}
+		if err := checkCachedCustomer(k, &c); err != nil {
+			return nil, err
+		}
+		return c, nil
+	case kindCoupons:
+		var js []couponJSON
+		if err := json.Unmarshal(b, &js); err != nil {
+			return nil, err
+		}
+		if js == nil {
+			return nil, errors.New("null, not a list of coupons")
+		}
+		out := make([]Coupon, len(js))
+		for i := range js {
+			j := &js[i]
+			typ, ok := ParseCouponType(j.Type)
+			if !ok {
+				return nil, fmt.Errorf("coupon %d: coupon_type %q", j.ID, j.Type)
+			}
+			dep, ok := ParseDepartment(j.Department)
+			if !ok {
+				return nil, fmt.Errorf("coupon %d: department %q", j.ID, j.Department)
+			}
+			start, err := ParseDay(j.Start)
+			if err != nil {
+				return nil, fmt.Errorf("coupon %d: start_date: %w", j.ID, err)
+			}
+			end, err := ParseDay(j.End)
+			if err != nil {
+				return nil, fmt.Errorf("coupon %d: end_date: %w", j.ID, err)
+			}
+			out[i] = Coupon{
+				ID: j.ID, Type: typ, Department: dep, Discount: j.Discount, HowMany: j.HowMany,
+				Start: start, End: end, ProductMeanPrice: j.ProductMeanPrice, ProductsAvailable: j.ProductsAvailable,
+			}
+			if err := checkCachedCoupon(k, &out[i]); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	case kindProducts:
+		var js []productJSON
+		if err := json.Unmarshal(b, &js); err != nil {
+			return nil, err
+		}
+		if js == nil {
+			return nil, errors.New("null, not a list of products")
+		}
+		out := make([]Product, len(js))
+		for i := range js {
+			j := &js[i]
+			dep, ok := ParseDepartment(j.Department)
+			if !ok {
+				return nil, fmt.Errorf("product %d: department %q", j.ID, j.Department)
+			}
+			out[i] = Product{
+				ID: j.ID, Name: j.Name, Category: j.Category, Sizes: j.Sizes, Vendor: j.Vendor,
+				Description: j.Description, BuyPrice: j.BuyPrice, Department: dep,
+			}
+			if err := checkCachedProduct(&out[i]); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("unknown kind %v", k.kind)
+}
+
+// checkCachedCustomer holds a customer to what LoadDir accepts, and to the
+// key it is cached under.
+func checkCachedCustomer(k cacheKey, c *Customer) error {
+	switch {
+	case c.ID != k.id:
+		return fmt.Errorf("customer %q under the key of %q", c.ID, k.id)
+	case c.Gender != "M" && c.Gender != "F":
+		return fmt.Errorf("customer %q: gender %q", c.ID, c.Gender)
+	case c.Age < 0 || c.TotalCouponsUsed < 0 || c.UniqueProductsBought < 0 ||
+		c.UniqueProductsBoughtWithCoupons < 0 || c.TotalItemsBought < 0:
+		return fmt.Errorf("customer %q: negative count", c.ID)
+	case !cacheAmount(c.MeanBuyPrice) || !cacheAmount(c.MeanDiscountReceived):
+		return fmt.Errorf("customer %q: negative or non-finite amount", c.ID)
+	}
+	return nil
+}
+
+// checkCachedCoupon holds a coupon to what LoadDir accepts, and to the
+// department and day of the list it is cached in.
+func checkCachedCoupon(k cacheKey, cp *Coupon) error {
+	switch {
+	case cp.Department != k.dep:
+		return fmt.Errorf("coupon %d of %s in the list of %s", cp.ID, cp.Department, k.dep)
+	case !cp.ValidOn(k.day):
+		return fmt.Errorf("coupon %d runs %s to %s, not on %s", cp.ID, cp.Start, cp.End, k.day)
+	case cp.Discount < 0 || cp.ProductsAvailable < 0 || (cp.HowMany < 0 && !(cp.HowMany == -1 && cp.Type == DeptCoupon)):
+		return fmt.Errorf("coupon %d: negative count", cp.ID)
+	case !cacheAmount(cp.ProductMeanPrice):
+		return fmt.Errorf("coupon %d: negative or non-finite product_mean_price", cp.ID)
+	}
+	return nil
+}
+
+func checkCachedProduct(p *Product) error {
+	if p.Department == NoDepartment || int(p.Department) >= len(departmentNames) {
+		return fmt.Errorf("product %d: no department", p.ID)
+	}
+	if !cacheAmount(p.BuyPrice) {
+		return fmt.Errorf("product %d: negative or non-finite buy_price", p.ID)
+	}
+	return nil
+}
+
+func cacheAmount(x float64) bool { return x >= 0 && !math.IsInf(x, 0) }

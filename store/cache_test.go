@@ -1,0 +1,1111 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/url"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/storeflow/storeflow/internal/redistest"
+)
+
+// cacheWait bounds every wait in the cache tests.
+const cacheWait = 15 * time.Second
+
+// cacheCountingSource is the generated catalog behind a counter per method,
+// with switches to make it fail or to hold Customer calls at a gate.
+type cacheCountingSource struct {
+	cat                         *Catalog
+	customer, coupons, products atomic.Int64
+
+	mu   sync.Mutex
+	err  error         // when set, every call fails with it
+	gate chan struct{} // when set, Customer waits until it is closed (or ctx ends)
+}
+
+func (s *cacheCountingSource) fail(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.err = err
+}
+
+func (s *cacheCountingSource) state() (error, chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err, s.gate
+}
+
+func (s *cacheCountingSource) Customer(ctx context.Context, id string) (Customer, error) {
+	s.customer.Add(1)
+	err, gate := s.state()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return Customer{}, ctx.Err()
+		}
+	}
+	if err != nil {
+		return Customer{}, err
+	}
+	return s.cat.Customer(ctx, id)
+}
+
+func (s *cacheCountingSource) ValidCoupons(ctx context.Context, dep Department, day Day, dst []Coupon) ([]Coupon, error) {
+	s.coupons.Add(1)
+	if err, _ := s.state(); err != nil {
+		return dst, err
+	}
+	return s.cat.ValidCoupons(ctx, dep, day, dst)
+}
+
+func (s *cacheCountingSource) CouponProducts(ctx context.Context, couponID int) ([]Product, error) {
+	s.products.Add(1)
+	if err, _ := s.state(); err != nil {
+		return nil, err
+	}
+	return s.cat.CouponProducts(ctx, couponID)
+}
+
+// calls is the number of calls per method: customer, coupons, products.
+func (s *cacheCountingSource) calls() [3]int64 {
+	return [3]int64{s.customer.Load(), s.coupons.Load(), s.products.Load()}
+}
+
+var cacheTestCatalog = sync.OnceValues(func() (*Catalog, error) {
+	return Generate(GenerateConfig{Seed: 1, Reference: testReference})
+})
+
+func newCacheSource(t testing.TB) *cacheCountingSource {
+	t.Helper()
+	cat, err := cacheTestCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &cacheCountingSource{cat: cat}
+}
+
+// cacheDay is the generated catalog's "today"; cacheDept a department with
+// coupons running then and cacheCoupon one of them with products.
+var cacheDay = DayOf(testReference.Unix())
+
+func cacheDeptAndCoupon(t testing.TB, src *cacheCountingSource) (Department, int) {
+	t.Helper()
+	for _, d := range Departments {
+		cs, _ := src.cat.ValidCoupons(context.Background(), d, cacheDay, nil)
+		for _, cp := range cs {
+			if ps, _ := src.cat.CouponProducts(context.Background(), cp.ID); len(ps) > 0 {
+				return d, cp.ID
+			}
+		}
+	}
+	t.Fatal("the generated catalog has no coupon with products running on its reference day")
+	return 0, 0
+}
+
+// cacheUnderTest is a Cache with what a test needs to look behind it: for
+// the Redis cache, the server and a client of its own.
+type cacheUnderTest struct {
+	*Cache
+	src    *cacheCountingSource
+	prefix string
+	srv    *redistest.Redis // nil for the memory cache
+	rdb    *redis.Client    // nil for the memory cache
+}
+
+// cacheKinds are the two caches every shared test runs against.
+var cacheMakers = []struct {
+	name string
+	make func(t testing.TB, cfg CacheConfig) cacheUnderTest
+}{
+	{"redis", newRedisCacheUnderTest},
+	{"memory", newMemoryCacheUnderTest},
+}
+
+func newRedisCacheUnderTest(t testing.TB, cfg CacheConfig) cacheUnderTest {
+	t.Helper()
+	srv := redistest.Start(t)
+	return redisCacheOn(t, srv, srv.URL(), "", cfg, nil)
+}
+
+func redisCacheOn(t testing.TB, srv *redistest.Redis, url, password string, cfg CacheConfig, log *slog.Logger) cacheUnderTest {
+	t.Helper()
+	if cfg.Prefix == "" {
+		cfg.Prefix = "test:"
+	}
+	src := newCacheSource(t)
+	c, err := NewRedisCache(src, url, password, cfg, log)
+	if err != nil {
+		t.Fatalf("NewRedisCache(%s): %v", url, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), Password: srv.Password(), MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	return cacheUnderTest{Cache: c, src: src, prefix: cfg.Prefix, srv: srv, rdb: rdb}
+}
+
+func newMemoryCacheUnderTest(t testing.TB, cfg CacheConfig) cacheUnderTest {
+	t.Helper()
+	src := newCacheSource(t)
+	c := NewMemoryCache(src, cfg)
+	t.Cleanup(func() { c.Close() })
+	return cacheUnderTest{Cache: c, src: src}
+}
+
+// has reports whether the cache holds an entry for k.
+func (c cacheUnderTest) has(t testing.TB, k cacheKey) bool {
+	t.Helper()
+	if c.rdb == nil {
+		_, ok, _ := c.tier.get(context.Background(), k)
+		return ok
+	}
+	n, err := c.rdb.Exists(context.Background(), k.redisKey(c.prefix)).Result()
+	if err != nil {
+		t.Fatalf("EXISTS %s: %v", k.redisKey(c.prefix), err)
+	}
+	return n == 1
+}
+
+// waitFor polls cond until it holds, failing the test after cacheWait.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(cacheWait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, cacheWait)
+		}
+		time.Sleep(10 * time.Millisecond) // a poll interval, not a settle
+	}
+}
+
+func TestCacheHitsAndMisses(t *testing.T) {
+	for _, mk := range cacheMakers {
+		t.Run(mk.name, func(t *testing.T) {
+			c := mk.make(t, CacheConfig{TTL: time.Hour})
+			ctx := context.Background()
+			dep, couponID := cacheDeptAndCoupon(t, c.src)
+			id := c.src.cat.Customers()[0].ID
+
+			wantCustomer, _ := c.src.cat.Customer(ctx, id)
+			wantCoupons, _ := c.src.cat.ValidCoupons(ctx, dep, cacheDay, nil)
+			wantProducts, _ := c.src.cat.CouponProducts(ctx, couponID)
+
+			for round, want := range [][3]int64{{1, 1, 1}, {1, 1, 1}, {1, 1, 1}} {
+				cu, err := c.Customer(ctx, id)
+				if err != nil || cu != wantCustomer {
+					t.Fatalf("round %d: Customer = %+v, %v; want %+v", round, cu, err, wantCustomer)
+				}
+				prefix := []Coupon{{ID: -1}}
+				cs, err := c.ValidCoupons(ctx, dep, cacheDay, prefix)
+				if err != nil || !slices.Equal(cs[1:], wantCoupons) || cs[0].ID != -1 {
+					t.Fatalf("round %d: ValidCoupons = %v, %v; want dst then %v", round, cs, err, wantCoupons)
+				}
+				ps, err := c.CouponProducts(ctx, couponID)
+				if err != nil || !slices.Equal(ps, wantProducts) {
+					t.Fatalf("round %d: CouponProducts = %v, %v; want %v", round, ps, err, wantProducts)
+				}
+				ps[0].Name = "changed by the caller" // must not reach the cache
+				if got := c.src.calls(); got != want {
+					t.Fatalf("round %d: source calls (customer, coupons, products) = %v, want %v", round, got, want)
+				}
+			}
+			st := c.Stats()
+			if want := (CacheKindCounts{1, 1, 1}); st.Misses != want {
+				t.Errorf("Misses = %+v, want %+v", st.Misses, want)
+			}
+			if want := (CacheKindCounts{2, 2, 2}); st.Hits != want {
+				t.Errorf("Hits = %+v, want %+v", st.Hits, want)
+			}
+			if st.Fills != 3 || st.RedisErrors != 0 || st.Corrupt != 0 {
+				t.Errorf("Stats = %+v, want 3 fills and no errors", st)
+			}
+		})
+	}
+}
+
+func TestCacheUnknownDepartmentAndCoupon(t *testing.T) {
+	for _, mk := range cacheMakers {
+		t.Run(mk.name, func(t *testing.T) {
+			c := mk.make(t, CacheConfig{})
+			ctx := context.Background()
+			tests := []struct {
+				name string
+				call func() error
+			}{
+				{"no department", func() error { _, err := c.ValidCoupons(ctx, NoDepartment, cacheDay, nil); return err }},
+				{"unknown coupon", func() error { _, err := c.CouponProducts(ctx, -42); return err }},
+			}
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					for range 2 {
+						if err := tt.call(); !errors.Is(err, ErrNotFound) {
+							t.Fatalf("error = %v, want ErrNotFound", err)
+						}
+					}
+				})
+			}
+			// Neither is cached: both went to the source twice.
+			if got := c.src.calls(); got != [3]int64{0, 2, 2} {
+				t.Errorf("source calls = %v, want [0 2 2]", got)
+			}
+		})
+	}
+}
+
+func TestRedisCacheKeys(t *testing.T) {
+	const ttl = 10 * time.Minute
+	c := newRedisCacheUnderTest(t, CacheConfig{TTL: ttl, Prefix: "shop7:"})
+	ctx := context.Background()
+	dep, couponID := cacheDeptAndCoupon(t, c.src)
+	id := c.src.cat.Customers()[3].ID
+	if _, err := c.Customer(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ValidCoupons(ctx, dep, cacheDay, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CouponProducts(ctx, couponID); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name    string
+		key     string
+		columns []string
+	}{
+		{"customer", "shop7:customer:" + id, customerColumns},
+		{"coupons", fmt.Sprintf("shop7:coupons:%s:%s", dep, cacheDay), couponColumns},
+		{"products", fmt.Sprintf("shop7:products:%d", couponID), productColumns},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			left, err := c.rdb.TTL(ctx, tt.key).Result()
+			if err != nil {
+				t.Fatalf("TTL %s: %v", tt.key, err)
+			}
+			if left <= 0 || left > ttl {
+				t.Errorf("TTL %s = %v, want in (0, %v]", tt.key, left, ttl)
+			}
+			raw, err := c.rdb.Get(ctx, tt.key).Bytes()
+			if err != nil {
+				t.Fatalf("GET %s: %v", tt.key, err)
+			}
+			var obj map[string]any
+			if tt.name == "customer" {
+				err = json.Unmarshal(raw, &obj)
+			} else {
+				var list []map[string]any
+				err = json.Unmarshal(raw, &list)
+				if len(list) > 0 {
+					obj = list[0]
+				}
+			}
+			if err != nil || obj == nil {
+				t.Fatalf("GET %s = %s: %v, want JSON with a row", tt.key, raw, err)
+			}
+			if got, want := slices.Sorted(maps.Keys(obj)), slices.Sorted(slices.Values(tt.columns)); !slices.Equal(got, want) {
+				t.Errorf("fields of %s = %v, want the CSV columns %v", tt.key, got, want)
+			}
+		})
+	}
+	keys, err := c.rdb.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 3 {
+		t.Errorf("keys in Redis = %v, want the 3 above", keys)
+	}
+}
+
+func TestCacheTTLExpiry(t *testing.T) {
+	for _, mk := range cacheMakers {
+		t.Run(mk.name, func(t *testing.T) {
+			c := mk.make(t, CacheConfig{TTL: time.Second})
+			ctx := context.Background()
+			id := c.src.cat.Customers()[1].ID
+			k := cacheKey{kind: kindCustomer, id: id}
+			if _, err := c.Customer(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+			if !c.has(t, k) {
+				t.Fatal("no entry after the first read")
+			}
+			waitFor(t, "entry expires", func() bool { return !c.has(t, k) })
+			if _, err := c.Customer(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+			if n := c.src.customer.Load(); n != 2 {
+				t.Errorf("source Customer calls = %d, want 2 (the expired entry read again)", n)
+			}
+		})
+	}
+}
+
+func TestCachePrefetch(t *testing.T) {
+	for _, mk := range cacheMakers {
+		t.Run(mk.name, func(t *testing.T) {
+			c := mk.make(t, CacheConfig{})
+			ctx := context.Background()
+			id := c.src.cat.Customers()[5].ID
+			k := cacheKey{kind: kindCustomer, id: id}
+			for range 2 {
+				if err := c.Prefetch(ctx, id); err != nil {
+					t.Fatalf("Prefetch: %v", err)
+				}
+			}
+			if !c.has(t, k) {
+				t.Fatal("Prefetch left no entry")
+			}
+			if _, err := c.Customer(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+			if n := c.src.customer.Load(); n != 1 {
+				t.Errorf("source Customer calls = %d, want 1 (Prefetch loads on a miss only)", n)
+			}
+			if err := c.Prefetch(ctx, "nobody"); !errors.Is(err, ErrNotFound) {
+				t.Errorf("Prefetch(unknown) = %v, want ErrNotFound", err)
+			}
+		})
+	}
+}
+
+func TestCacheNegative(t *testing.T) {
+	for _, mk := range cacheMakers {
+		t.Run(mk.name, func(t *testing.T) {
+			c := mk.make(t, CacheConfig{TTL: time.Hour})
+			ctx := context.Background()
+			for i := range 5 {
+				_, err := c.Customer(ctx, "ghost")
+				if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), `"ghost"`) {
+					t.Fatalf("read %d: error = %v, want ErrNotFound naming the id", i, err)
+				}
+			}
+			if n := c.src.customer.Load(); n != 1 {
+				t.Errorf("source Customer calls = %d, want 1", n)
+			}
+			st := c.Stats()
+			if st.SourceNotFound != 1 || st.Hits.Customer != 4 || st.Misses.Customer != 1 {
+				t.Errorf("Stats = %+v, want 1 not-found from the source, 4 hits, 1 miss", st)
+			}
+			if c.rdb == nil {
+				return
+			}
+			key := c.prefix + "customer:ghost"
+			left, err := c.rdb.TTL(ctx, key).Result()
+			if err != nil || left <= 0 || left > maxNegativeTTL {
+				t.Errorf("TTL %s = %v, %v; want in (0, %v]", key, left, err, maxNegativeTTL)
+			}
+			if raw, _ := c.rdb.Get(ctx, key).Result(); raw != `{"customer_id":"ghost","missing":true}` {
+				t.Errorf("GET %s = %s, want the missing marker", key, raw)
+			}
+		})
+	}
+}
+
+func TestRedisCacheCorruptValue(t *testing.T) {
+	c := newRedisCacheUnderTest(t, CacheConfig{})
+	ctx := context.Background()
+	dep, couponID := cacheDeptAndCoupon(t, c.src)
+	cu := c.src.cat.Customers()[7]
+	other := dep%Department(len(Departments)) + 1
+	cuJSON := func(edit func(m map[string]any)) string {
+		b, _ := encodeCacheValue(cacheKey{kind: kindCustomer, id: cu.ID}, cu)
+		var m map[string]any
+		_ = json.Unmarshal(b, &m)
+		edit(m)
+		b, _ = json.Marshal(m)
+		return string(b)
+	}
+	coupons, _ := c.src.cat.ValidCoupons(ctx, dep, cacheDay, nil)
+	cpJSON := func(edit func(cp *Coupon)) string {
+		cs := slices.Clone(coupons)
+		edit(&cs[0])
+		out := make([]couponJSON, len(cs))
+		for i, cp := range cs {
+			out[i] = couponJSON{ID: cp.ID, Type: string(cp.Type), Department: cp.Department.String(), Discount: cp.Discount,
+				HowMany: cp.HowMany, Start: cp.Start.String(), End: cp.End.String(), ProductMeanPrice: cp.ProductMeanPrice,
+				ProductsAvailable: cp.ProductsAvailable}
+		}
+		b, _ := json.Marshal(out)
+		return string(b)
+	}
+	customer := func() error {
+		got, err := c.Customer(ctx, cu.ID)
+		if err == nil && got != cu {
+			err = fmt.Errorf("got %+v, want %+v", got, cu)
+		}
+		return err
+	}
+	validCoupons := func() error {
+		got, err := c.ValidCoupons(ctx, dep, cacheDay, nil)
+		if err == nil && !slices.Equal(got, coupons) {
+			err = fmt.Errorf("got %v, want %v", got, coupons)
+		}
+		return err
+	}
+	couponProducts := func() error {
+		want, _ := c.src.cat.CouponProducts(ctx, couponID)
+		got, err := c.CouponProducts(ctx, couponID)
+		if err == nil && !slices.Equal(got, want) {
+			err = fmt.Errorf("got %v, want %v", got, want)
+		}
+		return err
+	}
+	customerKey := cacheKey{kind: kindCustomer, id: cu.ID}
+	couponsKey := cacheKey{kind: kindCoupons, dep: dep, day: cacheDay}
+	productsKey := cacheKey{kind: kindProducts, coupon: couponID}
+
+	tests := []struct {
+		name  string
+		key   cacheKey
+		value string
+		read  func() error
+	}{
+		{"not JSON", customerKey, "\x00\xffgarbage", customer},
+		{"truncated", customerKey, `{"customer_id":"` + cu.ID + `","gen`, customer},
+		{"trailing data", customerKey, cuJSON(func(map[string]any) {}) + "{}", customer},
+		{"another customer", customerKey, cuJSON(func(m map[string]any) { m["customer_id"] = "someone else" }), customer},
+		{"bad gender", customerKey, cuJSON(func(m map[string]any) { m["gender"] = "X" }), customer},
+		{"negative age", customerKey, cuJSON(func(m map[string]any) { m["age"] = -3 }), customer},
+		{"fractional count", customerKey, cuJSON(func(m map[string]any) { m["total_items_bought"] = 2.5 }), customer},
+		{"string for number", customerKey, cuJSON(func(m map[string]any) { m["age"] = "30" }), customer},
+		{"marker of another id", customerKey, `{"customer_id":"x","missing":true}`, customer},
+		{"array for object", customerKey, `[]`, customer},
+		{"null coupons", couponsKey, `null`, validCoupons},
+		{"object for list", couponsKey, `{}`, validCoupons},
+		{"empty coupon", couponsKey, `[{}]`, validCoupons},
+		{"coupon of another department", couponsKey, cpJSON(func(cp *Coupon) { cp.Department = other }), validCoupons},
+		{"coupon not running that day", couponsKey, cpJSON(func(cp *Coupon) { cp.Start, cp.End = cacheDay+1, cacheDay+5 }), validCoupons},
+		{"bad coupon type", couponsKey, strings.Replace(cpJSON(func(*Coupon) {}), string(coupons[0].Type), "free_lunch", 1), validCoupons},
+		{"bad date", couponsKey, strings.Replace(cpJSON(func(*Coupon) {}), cacheDay.String()[:4], "20x4", 1), validCoupons},
+		{"null products", productsKey, `null`, couponProducts},
+		{"product without department", productsKey, `[{"product_id":1,"buy_price":3}]`, couponProducts},
+		{"negative price", productsKey, `[{"product_id":1,"buy_price":-3,"department":"Men"}]`, couponProducts},
+		{"too large", productsKey, `[` + strings.Repeat(" ", maxCachedValue) + `]`, couponProducts},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			key := tt.key.redisKey(c.prefix)
+			if err := c.rdb.Set(ctx, key, tt.value, time.Hour).Err(); err != nil {
+				t.Fatal(err)
+			}
+			before := c.Stats()
+			if err := tt.read(); err != nil {
+				t.Fatalf("read over a corrupt value: %v", err)
+			}
+			after := c.Stats()
+			if after.Corrupt != before.Corrupt+1 {
+				t.Errorf("Corrupt = %d, want %d", after.Corrupt, before.Corrupt+1)
+			}
+			// Repaired: the value now decodes, and the next read is a hit.
+			raw, err := c.rdb.Get(ctx, key).Bytes()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := decodeCacheValue(tt.key, raw); err != nil {
+				t.Errorf("value after the read still corrupt: %v", err)
+			}
+			if err := tt.read(); err != nil {
+				t.Fatal(err)
+			}
+			if st := c.Stats(); st.Corrupt != after.Corrupt || st.Misses != after.Misses {
+				t.Errorf("second read: Corrupt %d, Misses %+v; want a hit (%d, %+v)", st.Corrupt, st.Misses, after.Corrupt, after.Misses)
+			}
+		})
+	}
+}
+
+// cacheLogRecorder keeps the messages of the records logged through it.
+type cacheLogRecorder struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (r *cacheLogRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *cacheLogRecorder) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *cacheLogRecorder) WithGroup(string) slog.Handler            { return r }
+func (r *cacheLogRecorder) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.recs = append(r.recs, rec.Clone())
+	return nil
+}
+
+// count returns how many records had the message.
+func (r *cacheLogRecorder) count(msg string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, rec := range r.recs {
+		if rec.Message == msg {
+			n++
+		}
+	}
+	return n
+}
+
+func (r *cacheLogRecorder) text() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var b strings.Builder
+	for _, rec := range r.recs {
+		fmt.Fprintf(&b, "%s %s", rec.Level, rec.Message)
+		rec.Attrs(func(a slog.Attr) bool { fmt.Fprintf(&b, " %s=%v", a.Key, a.Value); return true })
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// waitForHit reads the customer until a read is a hit, which needs Redis
+// back and reconnected.
+func waitForHit(t *testing.T, c cacheUnderTest, id string) {
+	t.Helper()
+	waitFor(t, "a cache hit after Redis came back", func() bool {
+		before := c.Stats().Hits.Customer
+		if _, err := c.Customer(context.Background(), id); err != nil {
+			t.Fatalf("Customer while Redis comes back: %v", err)
+		}
+		return c.Stats().Hits.Customer > before
+	})
+}
+
+func TestRedisCacheRedisGoesAway(t *testing.T) {
+	rec := new(cacheLogRecorder)
+	srv := redistest.Start(t)
+	c := redisCacheOn(t, srv, srv.URL(), "", CacheConfig{}, slog.New(rec))
+	ctx := context.Background()
+	customers := c.src.cat.Customers()
+	if _, err := c.Customer(ctx, customers[0].ID); err != nil {
+		t.Fatal(err)
+	}
+
+	srv.Stop()
+	const reads = 50
+	for i := range reads {
+		want := customers[i%10]
+		got, err := c.Customer(ctx, want.ID)
+		if err != nil || got != want {
+			t.Fatalf("Customer(%s) with Redis down = %+v, %v; want %+v from the source", want.ID, got, err, want)
+		}
+	}
+	st := c.Stats()
+	if st.RedisErrors < reads {
+		t.Errorf("RedisErrors = %d, want at least %d (one per read)", st.RedisErrors, reads)
+	}
+	if n := c.src.customer.Load(); n != 1+reads {
+		t.Errorf("source Customer calls = %d, want %d: every read served by the source", n, 1+reads)
+	}
+	if n := rec.count("redis_read_failed"); n != 1 {
+		t.Errorf("%d redis_read_failed lines for %d failures, want 1 (rate-limited):\n%s", n, reads, rec.text())
+	}
+
+	srv.Restart()
+	waitForHit(t, c, customers[0].ID)
+}
+
+func TestRedisCacheStartsWithRedisDown(t *testing.T) {
+	rec := new(cacheLogRecorder)
+	srv := redistest.Start(t)
+	srv.Stop()
+	c := redisCacheOn(t, srv, srv.URL(), "", CacheConfig{}, slog.New(rec))
+	if rec.count("redis_unavailable") != 1 {
+		t.Errorf("log = %q, want one redis_unavailable line", rec.text())
+	}
+	id := c.src.cat.Customers()[0].ID
+	if _, err := c.Customer(context.Background(), id); err != nil {
+		t.Fatalf("Customer with Redis down at start: %v", err)
+	}
+	srv.Restart()
+	waitForHit(t, c, id)
+}
+
+func TestCacheSourceUnavailable(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+	}{
+		{"ErrUnavailable", fmt.Errorf("central: 503: %w", ErrUnavailable)},
+		{"other error", errors.New("connection reset by peer")},
+	}
+	for _, mk := range cacheMakers {
+		for _, tt := range tests {
+			t.Run(mk.name+"/"+tt.name, func(t *testing.T) {
+				c := mk.make(t, CacheConfig{})
+				ctx := context.Background()
+				dep, couponID := cacheDeptAndCoupon(t, c.src)
+				cached, uncached := c.src.cat.Customers()[0], c.src.cat.Customers()[1]
+				if _, err := c.Customer(ctx, cached.ID); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := c.ValidCoupons(ctx, dep, cacheDay, nil); err != nil {
+					t.Fatal(err)
+				}
+
+				c.src.fail(tt.err)
+				if got, err := c.Customer(ctx, cached.ID); err != nil || got != cached {
+					t.Errorf("cached Customer = %+v, %v; want it served from the cache", got, err)
+				}
+				if _, err := c.ValidCoupons(ctx, dep, cacheDay, nil); err != nil {
+					t.Errorf("cached ValidCoupons: %v", err)
+				}
+				for range 2 {
+					if _, err := c.Customer(ctx, uncached.ID); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), tt.err.Error()) {
+						t.Errorf("uncached Customer error = %v, want ErrUnavailable with the source's cause", err)
+					}
+					if _, err := c.CouponProducts(ctx, couponID); !errors.Is(err, ErrUnavailable) {
+						t.Errorf("uncached CouponProducts error = %v, want ErrUnavailable", err)
+					}
+				}
+				if st := c.Stats(); st.SourceUnavailable != 4 || st.SourceNotFound != 0 {
+					t.Errorf("Stats = %+v, want 4 SourceUnavailable", st)
+				}
+
+				// The failure was not cached: the central's answer is, once it is back.
+				c.src.fail(nil)
+				if got, err := c.Customer(ctx, uncached.ID); err != nil || got != uncached {
+					t.Errorf("Customer after the source is back = %+v, %v", got, err)
+				}
+			})
+		}
+	}
+}
+
+func TestRedisCachePassword(t *testing.T) {
+	const pw = "p@ss/w:rd?#1"
+	srv := redistest.StartWithPassword(t, pw)
+	withPW := "redis://:" + url.QueryEscape(pw) + "@" + srv.Addr() + "/0"
+	tests := []struct {
+		name     string
+		url      string
+		password string // REDIS_PASSWORD
+		wantErr  bool
+	}{
+		{name: "from REDIS_PASSWORD", url: srv.URL(), password: pw},
+		{name: "from the URL", url: withPW},
+		{name: "the URL's wins", url: withPW, password: "stale"},
+		{name: "wrong", url: srv.URL(), password: "wrong-secret", wantErr: true},
+		{name: "missing", url: srv.URL(), wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := newCacheSource(t)
+			c, err := NewRedisCache(src, tt.url, tt.password, CacheConfig{Prefix: tt.name + ":"}, nil)
+			if tt.wantErr {
+				if err == nil {
+					c.Close()
+					t.Fatal("NewRedisCache succeeded, want the credentials refused")
+				}
+				msg := err.Error()
+				if !strings.Contains(msg, "REDIS_PASSWORD") || (tt.password != "" && strings.Contains(msg, tt.password)) {
+					t.Errorf("error = %q, want one naming REDIS_PASSWORD and not showing the password", msg)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("NewRedisCache: %v", err)
+			}
+			defer c.Close()
+			id := src.cat.Customers()[0].ID
+			for range 2 {
+				if _, err := c.Customer(context.Background(), id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if st := c.Stats(); st.Hits.Customer != 1 || st.RedisErrors != 0 {
+				t.Errorf("Stats = %+v, want a hit and no Redis errors", st)
+			}
+		})
+	}
+}
+
+func TestRedisOptions(t *testing.T) {
+	tests := []struct {
+		name     string
+		url      string
+		password string
+		check    func(t *testing.T, o *redis.Options)
+	}{
+		{"defaults", "redis://cache:6380/2", "envpw", func(t *testing.T, o *redis.Options) {
+			if o.Addr != "cache:6380" || o.DB != 2 || o.Password != "envpw" || o.TLSConfig != nil {
+				t.Errorf("Addr %s DB %d Password %q TLS %v", o.Addr, o.DB, o.Password, o.TLSConfig)
+			}
+			if o.DialTimeout != redisDialTimeout || o.ReadTimeout != redisIOTimeout || o.WriteTimeout != redisIOTimeout || o.MaxRetries != -1 {
+				t.Errorf("timeouts %v/%v/%v, MaxRetries %d: want the short defaults and no retries", o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.MaxRetries)
+			}
+		}},
+		{"password in the URL", "redis://user:urlpw@cache/0", "envpw", func(t *testing.T, o *redis.Options) {
+			if o.Username != "user" || o.Password != "urlpw" || o.Addr != "cache:6379" {
+				t.Errorf("Username %q Password %q Addr %s", o.Username, o.Password, o.Addr)
+			}
+		}},
+		{"TLS", "rediss://cache.example:6380/0", "", func(t *testing.T, o *redis.Options) {
+			if o.TLSConfig == nil || o.TLSConfig.ServerName != "cache.example" {
+				t.Errorf("TLSConfig = %+v, want ServerName cache.example", o.TLSConfig)
+			}
+		}},
+		{"options from the URL", "redis://cache/0?dial_timeout=3s&pool_size=7&max_retries=2", "", func(t *testing.T, o *redis.Options) {
+			if o.DialTimeout != 3*time.Second || o.PoolSize != 7 || o.MaxRetries != 2 {
+				t.Errorf("DialTimeout %v PoolSize %d MaxRetries %d, want the URL's", o.DialTimeout, o.PoolSize, o.MaxRetries)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := redisOptions(tt.url, tt.password)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, o)
+		})
+	}
+}
+
+func TestNewRedisCacheBadURL(t *testing.T) {
+	const secret = "hunter2"
+	tests := []struct {
+		name   string
+		url    string
+		secret string // what must not show; secret when empty
+	}{
+		{"empty", "", ""},
+		{"not a URL", "redis://:" + secret + "@host:6379/0\x7f", ""},
+		{"password with a slash", "redis://:" + secret + "/x@host:6379/0", ""},
+		{"numeric password with a slash", "redis://:6543/21@host:6379/0", "6543"},
+		{"password with a question mark", "redis://:ab?" + secret + "@host:6379/0", ""},
+		{"wrong scheme", "http://:" + secret + "@host:6379/0", ""},
+		{"unix socket", "unix://:" + secret + "@/tmp/redis.sock", ""},
+		{"no host", "redis://", ""},
+		{"bad database", "redis://:" + secret + "@host:6379/zero", ""},
+		{"unknown option", "redis://:" + secret + "@host:6379/0?colour=blue", ""},
+		{"bad option value", "redis://:" + secret + "@host:6379/0?dial_timeout=soon", ""},
+		{"bare word", secret, ""},
+		{"scheme-like password", secret + ":x", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := NewRedisCache(newCacheSource(t), tt.url, secret, CacheConfig{}, nil)
+			if err == nil {
+				c.Close()
+				t.Fatalf("NewRedisCache(%q) succeeded", tt.url)
+			}
+			hidden := cmp.Or(tt.secret, secret)
+			msg := err.Error()
+			if !strings.Contains(msg, "REDIS_URL") || strings.Contains(msg, hidden) {
+				t.Errorf("error = %q, want one naming REDIS_URL without the password", msg)
+			}
+		})
+	}
+}
+
+func TestMemoryCacheBound(t *testing.T) {
+	const max = 10
+	c := newMemoryCacheUnderTest(t, CacheConfig{MaxItems: max})
+	ctx := context.Background()
+	mem := c.tier.(*memoryTier)
+	customers := c.src.cat.Customers()
+	read := func(i int) {
+		t.Helper()
+		if _, err := c.Customer(ctx, customers[i].ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range max {
+		read(i)
+	}
+	read(0) // now the most recently used
+	for i := max; i < 3*max; i++ {
+		read(i)
+		if n := mem.len(); n > max {
+			t.Fatalf("%d entries after %d customers, want at most %d", n, i+1, max)
+		}
+		if i == max && !c.has(t, cacheKey{kind: kindCustomer, id: customers[0].ID}) {
+			t.Error("the recently used entry was evicted before the least recently used one")
+		}
+	}
+	for i := range 3 * max {
+		want := i >= 2*max
+		if got := c.has(t, cacheKey{kind: kindCustomer, id: customers[i].ID}); got != want {
+			t.Errorf("customer %d cached = %v, want %v (the last %d read stay)", i, got, want, max)
+		}
+	}
+}
+
+func TestCacheCollapsesConcurrentMisses(t *testing.T) {
+	const n = 20
+	for _, mk := range cacheMakers {
+		t.Run(mk.name, func(t *testing.T) {
+			c := mk.make(t, CacheConfig{})
+			gate := make(chan struct{})
+			c.src.mu.Lock()
+			c.src.gate = gate
+			c.src.mu.Unlock()
+			want := c.src.cat.Customers()[9]
+
+			var wg sync.WaitGroup
+			errs := make(chan error, n)
+			for range n {
+				wg.Go(func() {
+					got, err := c.Customer(context.Background(), want.ID)
+					if err == nil && got != want {
+						err = fmt.Errorf("got %+v", got)
+					}
+					errs <- err
+				})
+			}
+			// Every request has missed; all but the first wait for its call.
+			waitFor(t, "all requests waiting", func() bool {
+				return c.Stats().Misses.Customer == n && c.src.customer.Load() == 1 && c.waiting(cacheKey{kind: kindCustomer, id: want.ID}) == n-1
+			})
+			close(gate)
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Error(err)
+				}
+			}
+			if calls := c.src.customer.Load(); calls != 1 {
+				t.Errorf("source Customer calls = %d, want 1 for %d concurrent misses", calls, n)
+			}
+			if st := c.Stats(); st.Shared != n-1 {
+				t.Errorf("Shared = %d, want %d", st.Shared, n-1)
+			}
+		})
+	}
+}
+
+// waiting is how many requests wait on the call in flight for k.
+func (c cacheUnderTest) waiting(k cacheKey) int {
+	c.flight.mu.Lock()
+	defer c.flight.mu.Unlock()
+	if call, ok := c.flight.calls[k]; ok {
+		return int(call.waiters.Load())
+	}
+	return 0
+}
+
+func TestCacheFlightCallerGivesUp(t *testing.T) {
+	c := newMemoryCacheUnderTest(t, CacheConfig{})
+	gate := make(chan struct{})
+	c.src.mu.Lock()
+	c.src.gate = gate
+	c.src.mu.Unlock()
+	want := c.src.cat.Customers()[2]
+	k := cacheKey{kind: kindCustomer, id: want.ID}
+
+	leaderCtx, cancel := context.WithCancel(context.Background())
+	leaderErr := make(chan error, 1)
+	go func() {
+		_, err := c.Customer(leaderCtx, want.ID)
+		leaderErr <- err
+	}()
+	waitFor(t, "the first request in the source", func() bool { return c.src.customer.Load() == 1 })
+	follower := make(chan error, 1)
+	go func() {
+		got, err := c.Customer(context.Background(), want.ID)
+		if err == nil && got != want {
+			err = fmt.Errorf("got %+v", got)
+		}
+		follower <- err
+	}()
+	waitFor(t, "the second request waiting", func() bool { return c.waiting(k) == 1 })
+	cancel()
+	if err := <-leaderErr; !errors.Is(err, context.Canceled) {
+		t.Errorf("first request: %v, want context.Canceled", err)
+	}
+	close(gate) // the second request's own call may pass now
+	if err := <-follower; err != nil {
+		t.Errorf("second request, which did not give up: %v", err)
+	}
+	if st := c.Stats(); st.SourceUnavailable != 0 {
+		t.Errorf("SourceUnavailable = %d, want 0: a caller giving up is not the source failing", st.SourceUnavailable)
+	}
+}
+
+func TestCacheWarnerRateLimits(t *testing.T) {
+	var w cacheWarner
+	if _, ok := w.allow(); !ok {
+		t.Fatal("first warning held back")
+	}
+	for range 5 {
+		if _, ok := w.allow(); ok {
+			t.Fatal("warning let through within the interval")
+		}
+	}
+	w.last.Store(time.Now().Add(-cacheWarnEvery).UnixNano()) // the interval has passed
+	if n, ok := w.allow(); !ok || n != 5 {
+		t.Errorf("allow after the interval = %d, %v; want 5 suppressed, true", n, ok)
+	}
+}
+
+func TestCacheClose(t *testing.T) {
+	for _, mk := range cacheMakers {
+		t.Run(mk.name, func(t *testing.T) {
+			c := mk.make(t, CacheConfig{})
+			for range 2 {
+				if err := c.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			}
+		})
+	}
+}
+
+func FuzzDecodeCacheValue(f *testing.F) {
+	cat, err := cacheTestCatalog()
+	if err != nil {
+		f.Fatal(err)
+	}
+	ctx := context.Background()
+	cu := cat.Customers()[0]
+	dep := Women
+	cs, _ := cat.ValidCoupons(ctx, dep, cacheDay, nil)
+	keys := []cacheKey{
+		{kind: kindCustomer, id: cu.ID},
+		{kind: kindCoupons, dep: dep, day: cacheDay},
+		{kind: kindProducts, coupon: 1},
+	}
+	seed := func(k cacheKey, v any) {
+		b, err := encodeCacheValue(k, v)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(uint8(k.kind), b)
+	}
+	seed(keys[0], cu)
+	seed(keys[0], cacheMissing{})
+	seed(keys[1], cs)
+	if len(cs) > 0 {
+		ps, _ := cat.CouponProducts(ctx, cs[0].ID)
+		seed(keys[2], ps)
+	}
+	f.Add(uint8(1), []byte(`[]`))
+	f.Add(uint8(2), []byte(`null`))
+	f.Fuzz(func(t *testing.T, kind uint8, b []byte) {
+		k := keys[int(kind)%len(keys)]
+		v, err := decodeCacheValue(k, b)
+		if err != nil {
+			return
+		}
+		// Whatever passes validation is written back the same.
+		again, err := encodeCacheValue(k, v)
+		if err != nil {
+			t.Fatalf("decoded %q to %+v, which does not encode: %v", b, v, err)
+		}
+		v2, err := decodeCacheValue(k, again)
+		if err != nil || !reflect.DeepEqual(v, v2) {
+			t.Fatalf("round trip of %+v: %+v, %v", v, v2, err)
+		}
+	})
+}
+
+// The focus path per iteration: the shopper's context, the department's
+// coupons today, the products of the best one.
+func focusPath(b *testing.B, src Source, id string, dep Department, dst []Coupon) []Coupon {
+	ctx := context.Background()
+	if _, err := src.Customer(ctx, id); err != nil {
+		b.Fatal(err)
+	}
+	dst, err := src.ValidCoupons(ctx, dep, cacheDay, dst[:0])
+	if err != nil || len(dst) == 0 {
+		b.Fatalf("ValidCoupons: %d, %v", len(dst), err)
+	}
+	best := 0
+	for i := range dst {
+		if dst[i].Discount > dst[best].Discount {
+			best = i
+		}
+	}
+	if _, err := src.CouponProducts(ctx, dst[best].ID); err != nil {
+		b.Fatal(err)
+	}
+	return dst
+}
+
+// benchSources are the caches in front of the generated catalog, and the
+// catalog alone for scale; flush empties one (nil: nothing to flush).
+func benchSources(b *testing.B) []struct {
+	name  string
+	src   Source
+	flush func()
+} {
+	cat, err := cacheTestCatalog()
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := redistest.Start(b)
+	rc, err := NewRedisCache(cat, srv.URL(), "", CacheConfig{Prefix: "bench:"}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { rc.Close() })
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	b.Cleanup(func() { rdb.Close() })
+	mc := NewMemoryCache(cat, CacheConfig{})
+	return []struct {
+		name  string
+		src   Source
+		flush func()
+	}{
+		{"catalog", cat, nil},
+		{"memory", mc, mc.tier.(*memoryTier).purge},
+		{"redis", rc, func() {
+			if err := rdb.FlushDB(context.Background()).Err(); err != nil {
+				b.Fatal(err)
+			}
+		}},
+	}
+}
+
+func BenchmarkFocusPathWarm(b *testing.B) {
+	for _, s := range benchSources(b) {
+		b.Run(s.name, func(b *testing.B) {
+			cat, _ := cacheTestCatalog()
+			customers := cat.Customers()[:100]
+			dst := make([]Coupon, 0, 16)
+			for _, cu := range customers { // warm
+				dst = focusPath(b, s.src, cu.ID, Women, dst)
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				dst = focusPath(b, s.src, customers[i%len(customers)].ID, Women, dst)
+				i++
+			}
+		})
+	}
+}
+
+func BenchmarkFocusPathCold(b *testing.B) {
+	for _, s := range benchSources(b) {
+		b.Run(s.name, func(b *testing.B) {
+			cat, _ := cacheTestCatalog()
+			customers := cat.Customers()
+			dst := make([]Coupon, 0, 16)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if s.flush != nil {
+					b.StopTimer()
+					s.flush()
+					b.StartTimer()
+				}
+				dst = focusPath(b, s.src, customers[i%len(customers)].ID, Women, dst)
+				i++
+			}
+		})
+	}
+}
