@@ -91,6 +91,17 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		"qos":                    {map[string]string{"MQTT_QOS": "3"}, []string{"MQTT_QOS=3"}},
 		"empty host in the list": {map[string]string{"MQTT_HOST": "a,,b"}, []string{`MQTT_HOST="a,,b"`}},
 		"two bad values at once": {map[string]string{"MQTT_PORT": "0", "STORE_PLAN": "mall"}, []string{"MQTT_PORT=0", `STORE_PLAN="mall"`}},
+		"scorer":                 {map[string]string{"SCORER": "oracle"}, []string{`SCORER="oracle"`}},
+		"prediction url":         {map[string]string{"PREDICTION_URL": "ftp://x"}, []string{`PREDICTION_URL="ftp://x"`}},
+		"prediction protocol":    {map[string]string{"PREDICTION_PROTOCOL": "grpc"}, []string{`PREDICTION_PROTOCOL="grpc"`}},
+		"prediction timeout":     {map[string]string{"PREDICTION_TIMEOUT": "0s"}, []string{"PREDICTION_TIMEOUT=0s"}},
+		"prediction headers":     {map[string]string{"PREDICTION_HEADERS": "Authorization Bearer"}, []string{"PREDICTION_HEADERS"}},
+		"central url":            {map[string]string{"CENTRAL_URL": "central:8000"}, []string{"CENTRAL_URL"}},
+		"central timeout":        {map[string]string{"CENTRAL_TIMEOUT": "-1s"}, []string{"CENTRAL_TIMEOUT=-1s"}},
+		"redis url":              {map[string]string{"REDIS_URL": "http://:pw@redis:6379"}, []string{"REDIS_URL"}},
+		"cache ttl":              {map[string]string{"CACHE_TTL": "10ms"}, []string{"CACHE_TTL=10ms"}},
+		"cache prefix":           {map[string]string{"CACHE_PREFIX": "a b"}, []string{`CACHE_PREFIX="a b"`}},
+		"cache size":             {map[string]string{"CACHE_MAX_ITEMS": "0"}, []string{"CACHE_MAX_ITEMS=0"}},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -103,12 +114,18 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 					t.Errorf("error %q does not mention %q", err, w)
 				}
 			}
+			for _, secret := range []string{":pw@", "Bearer"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("error %q echoes a secret", err)
+				}
+			}
 		})
 	}
 }
 
 func TestRedactedMasksSecrets(t *testing.T) {
-	c, err := Load(map[string]string{"MQTT_HOST": "b", "MQTT_PASSWORD": "hunter2", "MQTT_USERNAME": "store"})
+	c, err := Load(map[string]string{"MQTT_HOST": "b", "MQTT_PASSWORD": "hunter2", "MQTT_USERNAME": "store",
+		"REDIS_URL": "redis://:hunter2@r:6379/0", "REDIS_PASSWORD": "hunter2", "PREDICTION_HEADERS": "Authorization=Bearer hunter2"})
 	if err != nil {
 		t.Fatal(err)
 	}
