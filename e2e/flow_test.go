@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/store"
 )
 
@@ -214,20 +213,7 @@ func TestSimulatorProducesPredictionsForManyShoppers(t *testing.T) {
 // scores some coupon of dep, valid at ts, above the default threshold.
 func customerWithCoupon(t *testing.T, sys *system, dep store.Department, ts int64) string {
 	t.Helper()
-	ctx := context.Background()
-	cat := sys.app.Catalog()
-	coupons, _ := cat.ValidCoupons(ctx, dep, store.DayOf(ts), nil)
-	probs := make([]float64, len(coupons))
-	for _, c := range cat.Customers() {
-		if err := sys.app.Scorer().Score(ctx, &c, coupons, probs); err != nil {
-			t.Fatal(err)
-		}
-		if _, ok := recommender.Best(coupons, probs, 0.2, nil); ok {
-			return c.ID
-		}
-	}
-	t.Fatalf("no customer has a %s coupon above 0.2", dep)
-	return ""
+	return customersWithCoupon(t, sys, dep, ts, 1)[0]
 }
 
 var dateRE = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`)
