@@ -9,9 +9,13 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/storeflow ./cmd/st
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/storeflow /usr/local/bin/storeflow
 # Inside a container the listeners must face the container's network; publish
-# the ports on the host's loopback unless you mean to expose them.
+# the ports on the host's loopback unless you mean to expose them. The demo
+# image lets anonymous MQTT clients in (on those published ports only); for
+# anything more, mount a BROKER_AUTH_FILE and set BROKER_ALLOW_ANONYMOUS=false.
 ENV BROKER_LISTEN_ADDR=0.0.0.0:1883 \
+    BROKER_TLS_LISTEN_ADDR=0.0.0.0:8883 \
+    BROKER_ALLOW_ANONYMOUS=true \
     HTTP_ADDR=0.0.0.0:8000
-EXPOSE 1883 8000
+EXPOSE 1883 8883 8000
 USER nonroot:nonroot
 ENTRYPOINT ["/usr/local/bin/storeflow"]

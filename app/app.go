@@ -100,7 +100,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	if cfg.Broker.Embedded() {
 		a.conn, err = broker.NewEmbedded(cfg.Broker, blog)
 	} else {
-		a.conn, err = broker.Dial(ctx, cfg.Broker, blog)
+		var c *broker.Client
+		if c, err = broker.Dial(ctx, cfg.Broker, blog); err == nil {
+			a.conn = c
+			a.registerBrokerMetrics(c)
+		}
 	}
 	if err != nil {
 		return nil, err

@@ -23,14 +23,28 @@ type Handler = func(topic string, payload []byte)
 
 // Config selects and sets up the MQTT side. Names and defaults are the seeds'.
 type Config struct {
-	Host           string `env:"MQTT_HOST"`                         // empty: embed a broker; else the external broker
-	Port           int    `env:"MQTT_PORT" envDefault:"1883"`       // external broker port; embedded listener port by default
-	Username       string `env:"MQTT_USERNAME"`                     //
-	Password       string `env:"MQTT_PASSWORD"`                     // secret: never logged
-	BrokerCertFile string `env:"MQTT_BROKER_CERT_FILE"`             // CA that signs the external broker; turns TLS on
-	Name           string `env:"MQTT_NAME" envDefault:"demoClient"` // client id with an external broker
-	ListenAddr     string `env:"BROKER_LISTEN_ADDR"`                // embedded listener; default 127.0.0.1:$MQTT_PORT
-	QoS            byte   `env:"MQTT_QOS" envDefault:"0"`           // QoS of subscriptions and publishes
+	Host           string `env:"MQTT_HOST"`                            // empty: embed a broker; else the external broker
+	Port           int    `env:"MQTT_PORT" envDefault:"1883"`          // external broker port; embedded listener port by default
+	Username       string `env:"MQTT_USERNAME"`                        //
+	Password       string `env:"MQTT_PASSWORD"`                        // secret: never logged
+	PasswordFile   string `env:"MQTT_PASSWORD_FILE"`                   // file holding the password (instead of MQTT_PASSWORD)
+	BrokerCertFile string `env:"MQTT_BROKER_CERT_FILE"`                // CA that signs the external broker; turns TLS on
+	ClientCertFile string `env:"MQTT_CLIENT_CERT_FILE"`                // client certificate for mutual TLS
+	ClientKeyFile  string `env:"MQTT_CLIENT_KEY_FILE"`                 // its private key
+	TLSServerName  string `env:"MQTT_TLS_SERVER_NAME"`                 // name to verify the broker's certificate against; default: the host
+	Name           string `env:"MQTT_NAME" envDefault:"demoClient"`    // client id with an external broker
+	QoS            byte   `env:"MQTT_QOS" envDefault:"1"`              // QoS of subscriptions and publishes on an external broker
+	OfflineQueue   int    `env:"MQTT_OFFLINE_QUEUE" envDefault:"1000"` // publishes held while disconnected, at most
+
+	// The embedded broker.
+	ListenAddr      string `env:"BROKER_LISTEN_ADDR"`                                 // plain TCP listener; default 127.0.0.1:$MQTT_PORT
+	TLSListenAddr   string `env:"BROKER_TLS_LISTEN_ADDR" envDefault:"127.0.0.1:8883"` // TLS listener, when BROKER_TLS_CERT_FILE is set
+	TLSCertFile     string `env:"BROKER_TLS_CERT_FILE"`                               // server certificate: turns the TLS listener on
+	TLSKeyFile      string `env:"BROKER_TLS_KEY_FILE"`                                // its private key
+	TLSClientCAFile string `env:"BROKER_TLS_CLIENT_CA_FILE"`                          // require client certificates signed by this CA
+	WSListenAddr    string `env:"BROKER_WS_LISTEN_ADDR"`                              // WebSocket listener for browsers; empty: none
+	AuthFile        string `env:"BROKER_AUTH_FILE"`                                   // users and per-topic ACLs
+	AllowAnonymous  bool   `env:"BROKER_ALLOW_ANONYMOUS" envDefault:"false"`          // anonymous clients on a non-loopback listener without BROKER_AUTH_FILE
 }
 
 // Embedded reports whether this configuration embeds the broker.
@@ -57,17 +71,82 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("MQTT_NAME is empty: it names this client to the broker"))
 	}
 	if c.Embedded() {
-		if _, _, err := net.SplitHostPort(c.Listen()); err != nil {
-			errs = append(errs, fmt.Errorf("BROKER_LISTEN_ADDR=%q: want host:port: %v", c.ListenAddr, err))
-		}
+		errs = append(errs, c.validateEmbedded()...)
 	} else {
-		for _, h := range strings.Split(c.Host, ",") {
-			if strings.TrimSpace(h) == "" {
-				errs = append(errs, fmt.Errorf("MQTT_HOST=%q: empty host in the list", c.Host))
-			}
-		}
+		errs = append(errs, validateExternal(c)...)
 	}
 	return errors.Join(errs...)
+}
+
+// maxClientID is the longest client id every MQTT 3.1.1 broker must accept
+// (§3.1.3.1: 1 to 23 bytes).
+const maxClientID = 23
+
+// validateExternal checks the settings of the client of an external broker.
+func validateExternal(c Config) []error {
+	var errs []error
+	for _, h := range strings.Split(c.Host, ",") {
+		if strings.TrimSpace(h) == "" {
+			errs = append(errs, fmt.Errorf("MQTT_HOST=%q: empty host in the list", c.Host))
+			break
+		}
+	}
+	// The client id names a persistent session on the broker. MQTT 3.1.1
+	// only promises ids of 1 to 23 bytes of [0-9a-zA-Z]; '-' and '_' are
+	// accepted by every broker in use (mosquitto, EMQX, HiveMQ, VerneMQ,
+	// AWS IoT), so they are allowed too. Longer or other ids work on some
+	// brokers and are refused by others: refuse them here, before deploying.
+	if len(c.Name) > maxClientID || strings.IndexFunc(c.Name, func(r rune) bool { return !clientIDRune(r) }) >= 0 {
+		errs = append(errs, fmt.Errorf("MQTT_NAME=%q: want 1 to %d characters of 0-9 A-Z a-z - _ (a client id every MQTT 3.1.1 broker accepts), unique per instance", c.Name, maxClientID))
+	}
+	if c.Password != "" && c.PasswordFile != "" {
+		errs = append(errs, errors.New("MQTT_PASSWORD and MQTT_PASSWORD_FILE are both set: set one"))
+	}
+	if (c.ClientCertFile == "") != (c.ClientKeyFile == "") {
+		errs = append(errs, fmt.Errorf("MQTT_CLIENT_CERT_FILE=%q and MQTT_CLIENT_KEY_FILE=%q: set both for mutual TLS, or neither", c.ClientCertFile, c.ClientKeyFile))
+	}
+	if c.OfflineQueue < 0 {
+		errs = append(errs, fmt.Errorf("MQTT_OFFLINE_QUEUE=%d: must be 0 or more", c.OfflineQueue))
+	}
+	if c.ClientCertFile != "" || c.TLSServerName != "" {
+		if urls, err := BrokerURLs(c); err == nil && !anyTLS(urls) {
+			errs = append(errs, fmt.Errorf("MQTT_HOST=%q uses no TLS, but MQTT_CLIENT_CERT_FILE or MQTT_TLS_SERVER_NAME is set: set MQTT_BROKER_CERT_FILE or use ssl:// hosts", c.Host))
+		}
+	}
+	return errs
+}
+
+func clientIDRune(r rune) bool {
+	return r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '-' || r == '_'
+}
+
+// validateEmbedded checks the BROKER_* values. Whether a listener is open to
+// the network without auth is NewEmbedded's check, where the listeners bind.
+func (c Config) validateEmbedded() []error {
+	var errs []error
+	addr := func(env, v string) {
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: want host:port: %v", env, v, err))
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.Listen()); err != nil {
+		errs = append(errs, fmt.Errorf("BROKER_LISTEN_ADDR=%q: want host:port: %v", c.ListenAddr, err))
+	}
+	switch {
+	case c.TLSCertFile != "" && c.TLSKeyFile == "":
+		errs = append(errs, errors.New("BROKER_TLS_CERT_FILE is set but BROKER_TLS_KEY_FILE is empty: the TLS listener needs both"))
+	case c.TLSCertFile == "" && c.TLSKeyFile != "":
+		errs = append(errs, errors.New("BROKER_TLS_KEY_FILE is set but BROKER_TLS_CERT_FILE is empty: the TLS listener needs both"))
+	case c.TLSCertFile == "" && c.TLSClientCAFile != "":
+		errs = append(errs, errors.New("BROKER_TLS_CLIENT_CA_FILE is set but BROKER_TLS_CERT_FILE is empty: client certificates need the TLS listener"))
+	}
+	if c.TLSCertFile != "" {
+		addr("BROKER_TLS_LISTEN_ADDR", c.TLSListenAddr)
+	}
+	if c.WSListenAddr != "" {
+		addr("BROKER_WS_LISTEN_ADDR", c.WSListenAddr)
+	}
+	return errs
 }
 
 // ValidTopic reports whether name can be published to: non-empty, no wildcards.

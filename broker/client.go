@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -13,23 +14,105 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
 )
 
-// Client is a connection to an external broker. Subscriptions are remembered
-// and renewed on every reconnect.
+// ErrOfflineQueueFull is returned by Publish when the connection is down and
+// MQTT_OFFLINE_QUEUE messages already wait for it: the message is dropped
+// (and counted in ClientStats.OfflineDropped).
+var ErrOfflineQueueFull = errors.New("offline queue full: message dropped")
+
+// Client is a connection to an external broker that loses nothing across a
+// broker restart or a network cut:
+//
+//   - a persistent session (clean session off) under the stable client id
+//     MQTT_NAME, so the broker keeps the subscriptions and the QoS 1/2
+//     messages for it while it is away; MQTT_NAME must therefore be unique
+//     per running instance, or two instances take the session from each other;
+//   - paho's in-memory store, so QoS 1/2 publishes in flight when the
+//     connection drops are sent again after the reconnect;
+//   - automatic reconnect with backoff (at most maxReconnectInterval apart),
+//     subscriptions renewed on every connect (a broker without persistence
+//     forgets them);
+//   - publishes made while disconnected wait in a bounded queue
+//     (MQTT_OFFLINE_QUEUE) and go out in order after the reconnect; what does
+//     not fit is dropped and counted.
+//
+// Messages the broker kept for a previous run of the same client id arrive
+// right after Dial, before any Subscribe: paho acknowledges and drops them.
 type Client struct {
-	c     paho.Client
-	qos   byte
-	log   *slog.Logger
-	mu    sync.Mutex
-	subs  map[string]Handler
-	ready chan struct{}
-	once  sync.Once
+	c        paho.Client
+	qos      byte
+	log      *slog.Logger
+	queueCap int
+
+	mu     sync.Mutex
+	subs   map[string]Handler
+	up     bool          // the connection is open (between onConnect and connection lost)
+	online bool          // up and the offline queue is drained: Publish goes straight to paho
+	lost   chan struct{} // closed when the current connection is lost
+	queue  []outgoing    // publishes waiting for the connection, oldest first
+
+	drainMu sync.Mutex // one drain at a time, in queue order
+
+	ready     chan struct{}
+	readyOnce sync.Once
+	done      chan struct{} // closed by Run's end or Close
+	closeOnce sync.Once
+
+	stats struct {
+		connects, connectionLost, published, publishErrors, offlineQueued, offlineDropped atomic.Uint64
+	}
+	lastDropLog atomic.Int64 // unix nanoseconds of the last "dropped" log line
 }
+
+// outgoing is a publish waiting in the offline queue; payload is a copy.
+type outgoing struct {
+	topic   string
+	payload []byte
+}
+
+// ClientStats counts what the client did since Dial. Counters only grow.
+type ClientStats struct {
+	Connects       uint64 // connections made (the first one and every reconnect)
+	ConnectionLost uint64 // connections lost
+	Published      uint64 // publishes the broker acknowledged (QoS 1/2) or that were written (QoS 0)
+	PublishErrors  uint64 // publishes paho reported failed
+	OfflineQueued  uint64 // publishes put in the offline queue while disconnected
+	OfflineDropped uint64 // publishes dropped because the offline queue was full
+	OfflinePending int    // publishes in the offline queue now
+}
+
+// Stats returns the client's counters.
+func (c *Client) Stats() ClientStats {
+	c.mu.Lock()
+	pending := len(c.queue)
+	c.mu.Unlock()
+	return ClientStats{
+		Connects:       c.stats.connects.Load(),
+		ConnectionLost: c.stats.connectionLost.Load(),
+		Published:      c.stats.published.Load(),
+		PublishErrors:  c.stats.publishErrors.Load(),
+		OfflineQueued:  c.stats.offlineQueued.Load(),
+		OfflineDropped: c.stats.offlineDropped.Load(),
+		OfflinePending: pending,
+	}
+}
+
+const (
+	// maxReconnectInterval caps paho's reconnect backoff (1 s, 2 s, 4 s, …).
+	maxReconnectInterval = 10 * time.Second
+	// connectTimeout bounds one connection attempt (TCP, TLS and CONNACK).
+	connectTimeout = 10 * time.Second
+	// subscribeTimeout bounds the wait for a SUBACK.
+	subscribeTimeout = 10 * time.Second
+	// dropLogEvery rate-limits the log line about offline drops.
+	dropLogEvery = 10 * time.Second
+)
 
 // BrokerURLs turns MQTT_HOST (a comma-separated list; each entry a host, a
 // host:port or a URL such as ssl://host:8883) into the broker URLs to try in
@@ -74,82 +157,220 @@ func BrokerURLs(cfg Config) ([]string, error) {
 // rawTCP are the URL schemes paho dials as a bare host:port (plain or TLS).
 var rawTCP = map[string]bool{"tcp": true, "mqtt": true, "ssl": true, "tls": true, "mqtts": true, "mqtt+ssl": true, "tcps": true}
 
+// isTLSURL reports whether paho dials u (a broker URL) with TLS.
+func isTLSURL(u string) bool {
+	scheme, _, ok := strings.Cut(u, "://")
+	if !ok {
+		return false
+	}
+	switch strings.ToLower(scheme) {
+	case "ssl", "tls", "mqtts", "mqtt+ssl", "tcps", "wss":
+		return true
+	}
+	return false
+}
+
 // Dial connects to the external broker and fails fast: a refused connection,
 // a bad password or a certificate problem is an error here, not a retry loop.
-// After the first connection, the client reconnects on its own.
+// Each host in MQTT_HOST is tried once, in order. After the first connection,
+// the client reconnects on its own.
 func Dial(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
+	if errs := validateExternal(cfg); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
 	urls, err := BrokerURLs(cfg)
 	if err != nil {
 		return nil, err
 	}
-	cl := &Client{qos: cfg.QoS, log: log, subs: map[string]Handler{}, ready: make(chan struct{})}
+	password, err := readPassword(cfg)
+	if err != nil {
+		return nil, err
+	}
+	tc, err := clientTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cl := &Client{
+		qos:      cfg.QoS,
+		log:      log,
+		queueCap: cfg.OfflineQueue,
+		subs:     map[string]Handler{},
+		lost:     make(chan struct{}),
+		ready:    make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	close(cl.lost) // not connected yet
 	opts := paho.NewClientOptions().
 		SetClientID(cfg.Name).
+		SetProtocolVersion(4). // MQTT 3.1.1; no retry with 3.1, whose refusal would hide the first one's reason
 		SetUsername(cfg.Username).
-		SetPassword(cfg.Password).
+		SetPassword(password).
+		SetCleanSession(false).
+		SetStore(paho.NewOrderedMemoryStore()). // in-flight QoS 1/2 publishes are resent in the order they were made
+		SetResumeSubs(false).                   // onConnect renews every subscription itself
 		SetAutoReconnect(true).
-		SetMaxReconnectInterval(10 * time.Second).
-		SetConnectTimeout(10 * time.Second).
+		SetMaxReconnectInterval(maxReconnectInterval).
+		SetConnectRetry(false). // Dial fails fast; only an established connection is retried
+		SetConnectTimeout(connectTimeout).
 		SetKeepAlive(30 * time.Second).
 		SetOrderMatters(true). // per-shopper order: handlers run one after another
+		SetTLSConfig(tc).
+		SetConnectionAttemptHandler(func(broker *url.URL, tc *tls.Config) *tls.Config {
+			// paho's TLS dial behind a proxy does not fill in the name to
+			// verify; do it for every host so the name is always checked.
+			if tc != nil && tc.ServerName == "" {
+				tc = tc.Clone()
+				tc.ServerName = broker.Hostname()
+			}
+			return tc
+		}).
 		SetOnConnectHandler(cl.onConnect).
-		SetConnectionLostHandler(func(_ paho.Client, err error) {
-			log.Warn("mqtt connection lost", "error", err)
+		SetConnectionLostHandler(cl.onConnectionLost).
+		SetReconnectingHandler(func(paho.Client, *paho.ClientOptions) {
+			log.Info("mqtt reconnecting")
 		})
 	for _, u := range urls {
 		opts.AddBroker(u)
-	}
-	if cfg.BrokerCertFile != "" {
-		tc, err := caTLS(cfg.BrokerCertFile)
-		if err != nil {
-			return nil, err
-		}
-		opts.SetTLSConfig(tc)
 	}
 	cl.c = paho.NewClient(opts)
 	tok := cl.c.Connect()
 	select {
 	case <-tok.Done():
 	case <-ctx.Done():
-		// Fix: paho goes on with the attempt; a connection that still comes up
+		// paho goes on with the attempt; a connection that still comes up
 		// would be left open (and reconnecting) with nobody to close it.
 		go func() {
 			<-tok.Done()
-			cl.c.Disconnect(0)
+			cl.shutdown(0)
 		}()
 		return nil, ctx.Err()
 	}
 	if err := tok.Error(); err != nil {
-		// Fix: paho's "not Authorized" alone does not say which setting to
-		// look at; name the variables (never their values: the password is secret).
-		hint := ""
-		if errors.Is(err, packets.ConnErrors[packets.ErrRefusedNotAuthorised]) ||
-			errors.Is(err, packets.ConnErrors[packets.ErrRefusedBadUsernameOrPassword]) {
-			hint = " (check MQTT_USERNAME and MQTT_PASSWORD)"
+		cl.shutdown(0)
+		hint := connectHint(err, cfg, anyTLS(urls))
+		if hint != "" {
+			hint = " (" + hint + ")"
 		}
 		return nil, fmt.Errorf("broker: connect to %s: %w%s", strings.Join(urls, ", "), err, hint)
 	}
-	log.Info("connected to external broker", "brokers", strings.Join(urls, ","), "client_id", cfg.Name)
+	log.Info("connected to external broker", "brokers", strings.Join(urls, ","), "client_id", cfg.Name,
+		"qos", cfg.QoS, "tls", tc != nil && anyTLS(urls))
 	return cl, nil
 }
 
-// caTLS builds a TLS configuration that trusts only the given CA and verifies
-// the broker's certificate and host name.
-func caTLS(caFile string) (*tls.Config, error) {
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("MQTT_BROKER_CERT_FILE=%s: %w", caFile, err)
+func anyTLS(urls []string) bool {
+	for _, u := range urls {
+		if isTLSURL(u) {
+			return true
+		}
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("MQTT_BROKER_CERT_FILE=%s: no PEM certificate in the file", caFile)
-	}
-	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+	return false
 }
 
-// onConnect renews every subscription; it runs on each (re)connect.
+// connectHint says which setting to look at for a failed first connection.
+// It names variables, never their values: the password is secret.
+func connectHint(err error, cfg Config, tlsUsed bool) string {
+	var (
+		unknownCA x509.UnknownAuthorityError
+		badName   x509.HostnameError
+		invalid   x509.CertificateInvalidError
+	)
+	switch {
+	case errors.Is(err, packets.ConnErrors[packets.ErrRefusedNotAuthorised]),
+		errors.Is(err, packets.ConnErrors[packets.ErrRefusedBadUsernameOrPassword]):
+		if cfg.ClientCertFile != "" && cfg.Username == "" {
+			return "check the user of MQTT_CLIENT_CERT_FILE, or MQTT_USERNAME and MQTT_PASSWORD"
+		}
+		return "check MQTT_USERNAME and MQTT_PASSWORD (or MQTT_PASSWORD_FILE)"
+	case errors.Is(err, packets.ConnErrors[packets.ErrRefusedIDRejected]):
+		return "the broker rejected the client id: check MQTT_NAME"
+	case errors.As(err, &unknownCA):
+		if cfg.BrokerCertFile == "" {
+			return "the broker's certificate is not signed by a CA this system trusts: set MQTT_BROKER_CERT_FILE to the broker's CA"
+		}
+		return "the broker's certificate is not signed by the CA in MQTT_BROKER_CERT_FILE"
+	case errors.As(err, &badName):
+		return "the broker's certificate is not valid for the host name: check MQTT_HOST, or set MQTT_TLS_SERVER_NAME to a name in the certificate"
+	case errors.As(err, &invalid):
+		return "the broker's certificate is not valid: check it against MQTT_BROKER_CERT_FILE"
+	case tlsUsed && closedAfterHandshake(err):
+		// With TLS 1.3 the broker checks the client certificate after the
+		// client finished its handshake: the refusal shows as an alert, a
+		// reset or an EOF on the first read or write, not as a Dial error.
+		if cfg.ClientCertFile == "" {
+			return "the broker closed the TLS connection before answering: if it requires a client certificate, set MQTT_CLIENT_CERT_FILE and MQTT_CLIENT_KEY_FILE"
+		}
+		return "the broker closed the TLS connection before answering: it may have refused the client certificate in MQTT_CLIENT_CERT_FILE; is it signed by a CA the broker trusts?"
+	case strings.Contains(err.Error(), "first record does not look like a TLS handshake"):
+		return "the broker does not speak TLS on this port: check MQTT_PORT, or use tcp:// without MQTT_BROKER_CERT_FILE"
+	}
+	return ""
+}
+
+// closedAfterHandshake reports whether err is the peer ending the connection
+// once it was up: a TLS alert, a reset or an EOF on a read or a write (not on
+// the dial).
+func closedAfterHandshake(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op.Op == "read" || op.Op == "write" || op.Op == "remote error"
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// readPassword returns MQTT_PASSWORD, or the content of MQTT_PASSWORD_FILE
+// without its trailing newline. Errors name the file, never the content.
+func readPassword(cfg Config) (string, error) {
+	if cfg.PasswordFile == "" {
+		return cfg.Password, nil
+	}
+	b, err := os.ReadFile(cfg.PasswordFile)
+	if err != nil {
+		return "", fmt.Errorf("MQTT_PASSWORD_FILE=%s: %w", cfg.PasswordFile, err)
+	}
+	pw := strings.TrimRight(string(b), "\r\n")
+	if pw == "" {
+		return "", fmt.Errorf("MQTT_PASSWORD_FILE=%s: the file is empty", cfg.PasswordFile)
+	}
+	return pw, nil
+}
+
+// clientTLS builds the TLS configuration for TLS broker URLs: TLS 1.2 at
+// least, the broker's certificate and host name always verified (against the
+// CA in MQTT_BROKER_CERT_FILE, or the system's CAs without it), the name
+// MQTT_TLS_SERVER_NAME when set, and the client certificate for mutual TLS.
+func clientTLS(cfg Config) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.TLSServerName}
+	if cfg.BrokerCertFile != "" {
+		pem, err := os.ReadFile(cfg.BrokerCertFile)
+		if err != nil {
+			return nil, fmt.Errorf("MQTT_BROKER_CERT_FILE=%s: %w", cfg.BrokerCertFile, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("MQTT_BROKER_CERT_FILE=%s: no PEM certificate in the file", cfg.BrokerCertFile)
+		}
+		tc.RootCAs = pool
+	}
+	if cfg.ClientCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.ClientCertFile, cfg.ClientKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("MQTT_CLIENT_CERT_FILE=%s, MQTT_CLIENT_KEY_FILE=%s: %w", cfg.ClientCertFile, cfg.ClientKeyFile, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// onConnect runs (on a goroutine of its own) after every connect: it renews
+// the subscriptions, then sends what waited in the offline queue.
 func (c *Client) onConnect(pc paho.Client) {
+	c.stats.connects.Add(1)
 	c.mu.Lock()
+	if !c.up {
+		c.up = true
+		c.lost = make(chan struct{})
+	}
 	subs := make(map[string]Handler, len(c.subs))
 	for f, h := range c.subs {
 		subs[f] = h
@@ -160,15 +381,83 @@ func (c *Client) onConnect(pc paho.Client) {
 			c.log.Error("mqtt resubscribe failed", "filter", f, "error", err)
 		}
 	}
-	c.once.Do(func() { close(c.ready) })
+	c.drain()
+	c.readyOnce.Do(func() { close(c.ready) })
+}
+
+func (c *Client) onConnectionLost(pc paho.Client, err error) {
+	c.log.Warn("mqtt connection lost", "error", err)
+	// paho runs this and the next onConnect on goroutines of their own: if
+	// it has reconnected already, the client is up again.
+	if !pc.IsConnectionOpen() {
+		c.mu.Lock()
+		if c.up {
+			c.up, c.online = false, false
+			close(c.lost)
+		}
+		c.mu.Unlock()
+	}
+	c.stats.connectionLost.Add(1) // after the state: whoever sees the count sees Publish queue
+}
+
+// drain hands the offline queue to paho in order, then lets Publish go
+// straight through. It does not wait for the acknowledgements one by one
+// (a round trip each); they are counted as they come.
+func (c *Client) drain() {
+	c.drainMu.Lock()
+	defer c.drainMu.Unlock()
+	var sent []paho.Token
+	for {
+		c.mu.Lock()
+		if !c.up {
+			c.mu.Unlock()
+			break // lost again; the next onConnect goes on
+		}
+		if len(c.queue) == 0 {
+			c.online = true
+			c.queue = nil
+			c.mu.Unlock()
+			break
+		}
+		m := c.queue[0]
+		c.queue[0] = outgoing{}
+		c.queue = c.queue[1:]
+		c.mu.Unlock()
+		// If the connection drops from here on, paho keeps a QoS 1/2
+		// message in its session store and sends it after the reconnect.
+		sent = append(sent, c.c.Publish(m.topic, c.qos, false, m.payload))
+	}
+	if len(sent) == 0 {
+		return
+	}
+	c.log.Info("mqtt offline queue sent", "messages", len(sent))
+	go func() {
+		for _, tok := range sent {
+			select {
+			case <-tok.Done():
+				c.count(tok.Error())
+			case <-c.done:
+				return
+			}
+		}
+	}()
+}
+
+func (c *Client) count(err error) {
+	if err != nil {
+		c.stats.publishErrors.Add(1)
+		c.log.Warn("mqtt publish failed", "error", err)
+		return
+	}
+	c.stats.published.Add(1)
 }
 
 func (c *Client) subscribe(pc paho.Client, filter string, h Handler) error {
 	tok := pc.Subscribe(filter, c.qos, func(_ paho.Client, m paho.Message) {
 		h(m.Topic(), m.Payload())
 	})
-	if !tok.WaitTimeout(10 * time.Second) {
-		return fmt.Errorf("broker: subscribe %s: no SUBACK within 10s", filter)
+	if !tok.WaitTimeout(subscribeTimeout) {
+		return fmt.Errorf("broker: subscribe %s: no SUBACK within %s", filter, subscribeTimeout)
 	}
 	if err := tok.Error(); err != nil {
 		return fmt.Errorf("broker: subscribe %s: %w", filter, err)
@@ -180,29 +469,81 @@ func (c *Client) subscribe(pc paho.Client, filter string, h Handler) error {
 func (c *Client) Subscribe(filter string, h Handler) error {
 	c.mu.Lock()
 	c.subs[filter] = h
+	up := c.up
 	c.mu.Unlock()
-	if !c.c.IsConnectionOpen() {
+	if !up || !c.c.IsConnectionOpen() {
 		return nil // onConnect subscribes
 	}
 	return c.subscribe(c.c, filter, h)
 }
 
-// Publish sends payload and waits until it is written (QoS 0) or acknowledged
-// (QoS 1 and 2), or ctx is done.
+// Publish sends a copy of payload at MQTT_QOS. Connected, it waits until the
+// message is written (QoS 0) or acknowledged (QoS 1 and 2), or ctx is done, or
+// the connection drops (paho then sends a QoS 1/2 message again after the
+// reconnect). Disconnected, it never waits: the message joins the offline
+// queue, sent in order after the reconnect, or, when the queue is full, is
+// dropped with ErrOfflineQueueFull.
 func (c *Client) Publish(ctx context.Context, topic string, payload []byte) error {
-	if !c.c.IsConnected() && !c.c.IsConnectionOpen() {
+	select {
+	case <-c.done:
 		return ErrClosed
+	default:
 	}
-	tok := c.c.Publish(topic, c.qos, false, append([]byte(nil), payload...))
+	payload = append([]byte(nil), payload...)
+	c.mu.Lock()
+	if !c.online {
+		if len(c.queue) >= c.queueCap {
+			c.mu.Unlock()
+			c.stats.offlineDropped.Add(1)
+			c.logDrop(topic)
+			return fmt.Errorf("broker: publish %s: %w (MQTT_OFFLINE_QUEUE=%d)", topic, ErrOfflineQueueFull, c.queueCap)
+		}
+		c.queue = append(c.queue, outgoing{topic, payload})
+		c.mu.Unlock()
+		c.stats.offlineQueued.Add(1)
+		return nil
+	}
+	lost := c.lost
+	c.mu.Unlock()
+
+	tok := c.c.Publish(topic, c.qos, false, payload)
 	select {
 	case <-tok.Done():
-		if err := tok.Error(); err != nil {
+		err := tok.Error()
+		c.count(err)
+		if err != nil {
 			return fmt.Errorf("broker: publish %s: %w", topic, err)
 		}
 		return nil
+	case <-lost:
+		// paho holds the message (QoS 1/2) for the next connection; do
+		// not keep the caller until then.
+		go c.await(tok)
+		return nil
 	case <-ctx.Done():
+		go c.await(tok)
 		return ctx.Err()
 	}
+}
+
+// await counts a publish whose caller did not wait for it.
+func (c *Client) await(tok paho.Token) {
+	select {
+	case <-tok.Done():
+		c.count(tok.Error())
+	case <-c.done:
+	}
+}
+
+// logDrop logs offline drops, at most once per dropLogEvery.
+func (c *Client) logDrop(topic string) {
+	now := time.Now().UnixNano()
+	last := c.lastDropLog.Load()
+	if now-last < int64(dropLogEvery) || !c.lastDropLog.CompareAndSwap(last, now) {
+		return
+	}
+	c.log.Warn("mqtt offline queue full: dropping publishes", "topic", topic,
+		"dropped_total", c.stats.offlineDropped.Load(), "queue", c.queueCap)
 }
 
 // Ready is closed once the first connection is up and subscribed.
@@ -211,15 +552,32 @@ func (c *Client) Ready() <-chan struct{} { return c.ready }
 // Addr is empty: an external broker's address is in MQTT_HOST.
 func (c *Client) Addr() string { return "" }
 
-// Close disconnects at once; for a client that never ran.
+// Close disconnects at once; for a client that never ran. It is idempotent.
 func (c *Client) Close() error {
-	c.c.Disconnect(0)
+	c.shutdown(0)
 	return nil
 }
 
 // Run keeps the connection until ctx is done, then disconnects cleanly.
 func (c *Client) Run(ctx context.Context) error {
 	<-ctx.Done()
-	c.c.Disconnect(250)
+	c.shutdown(250)
 	return nil
+}
+
+// shutdown stops the client once; publishes still in the offline queue are
+// dropped, counted and logged.
+func (c *Client) shutdown(quiesceMillis uint) {
+	c.closeOnce.Do(func() {
+		close(c.done)
+		c.c.Disconnect(quiesceMillis)
+		c.mu.Lock()
+		n := len(c.queue)
+		c.queue = nil
+		c.mu.Unlock()
+		if n > 0 {
+			c.stats.offlineDropped.Add(uint64(n))
+			c.log.Warn("mqtt offline queue dropped at shutdown", "messages", n)
+		}
+	})
 }

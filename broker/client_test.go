@@ -3,13 +3,24 @@ package broker
 import (
 	"bytes"
 	"context"
-	"github.com/storeflow/storeflow/internal/mosquittotest"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"hash/fnv"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/storeflow/storeflow/internal/certtest"
+	"github.com/storeflow/storeflow/internal/mosquittotest"
 )
 
 // Against a real mosquitto: what the client publishes comes back to its own
@@ -189,7 +200,11 @@ func TestClientRenewsSubscriptionsAfterBrokerRestart(t *testing.T) {
 func externalConfig(t *testing.T, hosts, addr string) Config {
 	t.Helper()
 	port, _ := strconv.Atoi(portOf(t, addr))
-	return Config{Host: hosts, Port: port, Name: "storeflow-" + strings.ReplaceAll(t.Name(), "/", "-")}
+	// A client id every MQTT 3.1.1 broker takes (see validateExternal),
+	// unique per test: the session is persistent.
+	h := fnv.New32a()
+	h.Write([]byte(t.Name()))
+	return Config{Host: hosts, Port: port, Name: fmt.Sprintf("storeflow-%08x", h.Sum32()), QoS: 1, OfflineQueue: 1000}
 }
 
 // runClient dials the external broker, runs the client until the test ends
@@ -274,4 +289,382 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Mutual TLS against mosquitto with require_certificate and
+// use_identity_as_username: storeflow connects with its client certificate,
+// publishes and subscribes; a phone with a certificate of its own receives
+// what storeflow publishes. Every way to get TLS wrong fails Dial at once,
+// with an error that names the variable to fix.
+func TestClientMutualTLS(t *testing.T) {
+	ca := certtest.NewCA(t, "shop")
+	m := mosquittotest.NewWith(t, mosquittotest.Options{
+		Conf: "allow_anonymous false",
+		TLS:  &mosquittotest.TLS{CA: ca, ServerNames: []string{"broker.shop.test"}, RequireCertificate: true, UseIdentityAsUsername: true},
+	})
+	addr := m.Addr()
+	storeflow := ca.Client("storeflow")
+	tlsConfig := func(t *testing.T, hosts string) Config {
+		t.Helper()
+		cfg := externalConfig(t, hosts, addr)
+		cfg.BrokerCertFile = ca.CertFile
+		cfg.ClientCertFile, cfg.ClientKeyFile = storeflow.CertFile, storeflow.KeyFile
+		return cfg
+	}
+
+	t.Run("publish and subscribe", func(t *testing.T) {
+		c := runClient(t, tlsConfig(t, "127.0.0.1"))
+		got := make(chan message, 100)
+		if err := c.Subscribe("customer/#", collect(got)); err != nil {
+			t.Fatal(err)
+		}
+		phone := dialPeer(t, peer{addr: addr, id: "phone", tls: peerTLS(t, ca, ca.Client("phone")), filter: "customer/prediction"})
+		if err := c.Publish(context.Background(), "customer/prediction", []byte("coupon")); err != nil {
+			t.Fatal(err)
+		}
+		for _, ch := range []chan message{got, phone.msg} {
+			if m := waitMessage(t, ch, 5*time.Second); m.Topic != "customer/prediction" || string(m.Payload) != "coupon" {
+				t.Fatalf("got %s %q, want customer/prediction coupon", m.Topic, m.Payload)
+			}
+		}
+		phone.publish("customer/move", []byte("aisle 4"))
+		if m := waitMessage(t, got, 5*time.Second); m.Topic != "customer/move" || string(m.Payload) != "aisle 4" {
+			t.Fatalf("handler got %s %q, want the phone's move", m.Topic, m.Payload)
+		}
+	})
+
+	connects := []struct {
+		name, hosts, serverName string
+	}{
+		{"mqtts URL without port", "mqtts://127.0.0.1", ""},
+		{"ssl URL with port", "ssl://" + addr, ""},
+		{"host name", "localhost", ""},
+		{"server name override", "127.0.0.1", "broker.shop.test"},
+	}
+	for _, tt := range connects {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := tlsConfig(t, tt.hosts)
+			cfg.TLSServerName = tt.serverName
+			runClient(t, cfg)
+		})
+	}
+
+	otherCA := certtest.NewCA(t, "elsewhere")
+	intruder := otherCA.Client("storeflow")
+	fails := []struct {
+		name  string
+		edit  func(*Config)
+		wants []string
+	}{
+		{"broker signed by another CA", func(c *Config) { c.BrokerCertFile = otherCA.CertFile },
+			[]string{"ssl://127.0.0.1:", "certificate signed by unknown authority", "MQTT_BROKER_CERT_FILE"}},
+		{"name not in the certificate", func(c *Config) { c.TLSServerName = "wrong.shop.test" },
+			[]string{"wrong.shop.test", "MQTT_TLS_SERVER_NAME"}},
+		{"no client certificate", func(c *Config) { c.ClientCertFile, c.ClientKeyFile = "", "" },
+			[]string{"MQTT_CLIENT_CERT_FILE", "MQTT_CLIENT_KEY_FILE"}},
+		{"client certificate from another CA", func(c *Config) { c.ClientCertFile, c.ClientKeyFile = intruder.CertFile, intruder.KeyFile },
+			[]string{"MQTT_CLIENT_CERT_FILE", "signed by a CA the broker trusts"}},
+		{"plain TCP to the TLS port", func(c *Config) { c.BrokerCertFile, c.ClientCertFile, c.ClientKeyFile = "", "", "" },
+			[]string{"tcp://127.0.0.1:"}},
+		{"CA file missing", func(c *Config) { c.BrokerCertFile = filepath.Join(t.TempDir(), "nope.pem") },
+			[]string{"MQTT_BROKER_CERT_FILE=", "nope.pem", "no such file"}},
+		{"key does not match the certificate", func(c *Config) { c.ClientKeyFile = intruder.KeyFile },
+			[]string{"MQTT_CLIENT_CERT_FILE=", "MQTT_CLIENT_KEY_FILE=", "private key does not match"}},
+	}
+	for _, tt := range fails {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := tlsConfig(t, "127.0.0.1")
+			tt.edit(&cfg)
+			msg := dialFails(t, cfg)
+			for _, want := range tt.wants {
+				if !strings.Contains(msg, want) {
+					t.Errorf("error %q does not contain %q", msg, want)
+				}
+			}
+		})
+	}
+}
+
+// A password broker with an ACL file: storeflow (password read from
+// MQTT_PASSWORD_FILE) publishes and reads customer/#; the phone may only read
+// customer/prediction, and what it publishes elsewhere never arrives.
+func TestClientACL(t *testing.T) {
+	pw := mosquittotest.PasswordFile(t, "storeflow", "s3cret-pw", "phone", "phone-pw")
+	acl := mosquittotest.ACLFile(t, "user storeflow\ntopic readwrite customer/#\n\nuser phone\ntopic read customer/prediction")
+	addr := mosquittotest.Start(t, "allow_anonymous false\npassword_file "+pw+"\nacl_file "+acl)
+
+	cfg := externalConfig(t, "127.0.0.1", addr)
+	cfg.Username = "storeflow"
+	cfg.PasswordFile = filepath.Join(t.TempDir(), "mqtt-password")
+	if err := os.WriteFile(cfg.PasswordFile, []byte("s3cret-pw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := runClient(t, cfg)
+	got := make(chan message, 100)
+	if err := c.Subscribe("customer/#", collect(got)); err != nil {
+		t.Fatal(err)
+	}
+	phone := dialPeer(t, peer{addr: addr, id: "phone", user: "phone", password: "phone-pw", filter: "customer/#"})
+
+	// The phone reads customer/prediction only: the focus published first
+	// would reach it first if it could.
+	for _, topic := range []string{"customer/focus", "customer/prediction"} {
+		if err := c.Publish(context.Background(), topic, []byte("from storeflow")); err != nil {
+			t.Fatal(err)
+		}
+		if m := waitMessage(t, got, 5*time.Second); m.Topic != topic {
+			t.Fatalf("storeflow got %s, want its own %s", m.Topic, topic)
+		}
+	}
+	if m := waitMessage(t, phone.msg, 5*time.Second); m.Topic != "customer/prediction" {
+		t.Fatalf("phone got %s, want customer/prediction only", m.Topic)
+	}
+
+	// The broker acknowledges the phone's QoS 1 publish to customer/focus
+	// and drops it. storeflow publishes a marker after that acknowledgement:
+	// had the phone's message been let through, it would arrive first.
+	if tok := phone.c.Publish("customer/focus", 1, false, "forged"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("phone publish: %v", tok.Error())
+	}
+	if err := c.Publish(context.Background(), "customer/focus", []byte("marker")); err != nil {
+		t.Fatal(err)
+	}
+	if m := waitMessage(t, got, 5*time.Second); string(m.Payload) != "marker" {
+		t.Fatalf("storeflow got %s %q, want its marker: the phone's publish got through", m.Topic, m.Payload)
+	}
+}
+
+// MQTT_PASSWORD_FILE: an unreadable file is an error that names the variable
+// and the file, never a password; a file and MQTT_PASSWORD together are
+// refused.
+func TestClientPasswordFileErrors(t *testing.T) {
+	addr := mosquittotest.FreeAddr(t) // Dial fails before connecting
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, password, file string
+		wants                []string
+	}{
+		{"missing file", "", filepath.Join(dir, "missing"), []string{"MQTT_PASSWORD_FILE=" + filepath.Join(dir, "missing"), "no such file"}},
+		{"a directory", "", dir, []string{"MQTT_PASSWORD_FILE=" + dir}},
+		{"empty file", "", empty, []string{"MQTT_PASSWORD_FILE=" + empty, "empty"}},
+		{"both set", "s3cret-pw", empty, []string{"MQTT_PASSWORD and MQTT_PASSWORD_FILE are both set"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := externalConfig(t, "127.0.0.1", addr)
+			cfg.Username, cfg.Password, cfg.PasswordFile = "storeflow", tt.password, tt.file
+			msg := dialFails(t, cfg)
+			for _, want := range tt.wants {
+				if !strings.Contains(msg, want) {
+					t.Errorf("error %q does not contain %q", msg, want)
+				}
+			}
+			if strings.Contains(msg, "s3cret-pw") {
+				t.Errorf("error %q shows the password", msg)
+			}
+		})
+	}
+}
+
+// Nothing is lost across a broker restart: what storeflow publishes while the
+// broker is down waits in the offline queue (Publish returns at once) and
+// reaches a persistent QoS 1 subscriber, in order, after the restart; what
+// does not fit in the queue is dropped and counted; storeflow's own
+// subscriptions deliver again.
+func TestClientKeepsMessagesAcrossBrokerRestart(t *testing.T) {
+	m := mosquittotest.NewWith(t, mosquittotest.Options{Conf: "allow_anonymous true", Persistent: true})
+	cfg := externalConfig(t, "127.0.0.1", m.Addr())
+	cfg.OfflineQueue = 20
+	c := runClient(t, cfg)
+	got := make(chan message, 100)
+	if err := c.Subscribe("customer/enter", collect(got)); err != nil {
+		t.Fatal(err)
+	}
+	phone := dialPeer(t, peer{addr: m.Addr(), id: "phone", filter: "customer/prediction", qos: 1, persistent: true})
+	ctx := context.Background()
+	if err := c.Publish(ctx, "customer/prediction", []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	if msg := waitMessage(t, phone.msg, 5*time.Second); string(msg.Payload) != "before" {
+		t.Fatalf("phone got %q before the restart", msg.Payload)
+	}
+
+	m.Stop()
+	waitFor(t, 5*time.Second, "storeflow notices the broker is gone", func() bool { return c.Stats().ConnectionLost > 0 })
+	start := time.Now()
+	for i := range 25 {
+		err := c.Publish(ctx, "customer/prediction", fmt.Appendf(nil, "offline %d", i))
+		switch {
+		case i < cfg.OfflineQueue && err != nil:
+			t.Fatalf("publish %d while disconnected: %v", i, err)
+		case i >= cfg.OfflineQueue && !errors.Is(err, ErrOfflineQueueFull):
+			t.Fatalf("publish %d with a full queue: got %v, want ErrOfflineQueueFull", i, err)
+		}
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("25 publishes while disconnected took %s: Publish must not wait for the broker", took)
+	}
+	if s := c.Stats(); s.OfflineQueued != 20 || s.OfflineDropped != 5 || s.OfflinePending != 20 {
+		t.Errorf("stats while disconnected: %+v, want 20 queued, 5 dropped, 20 pending", s)
+	}
+
+	m.Start()
+	for i := range cfg.OfflineQueue {
+		msg := waitMessage(t, phone.msg, 15*time.Second)
+		if want := fmt.Sprintf("offline %d", i); string(msg.Payload) != want {
+			t.Fatalf("phone got %q, want %q", msg.Payload, want)
+		}
+	}
+	t.Logf("offline queue delivered %s after the restart", time.Since(start).Round(time.Millisecond))
+	// The dropped ones never come: the next message is the next publish.
+	if err := c.Publish(ctx, "customer/prediction", []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	if msg := waitMessage(t, phone.msg, 5*time.Second); string(msg.Payload) != "after" {
+		t.Fatalf("phone got %q, want \"after\"", msg.Payload)
+	}
+	// storeflow renewed its subscription before sending its queue.
+	dialPeer(t, peer{addr: m.Addr(), id: "sensor"}).publish("customer/enter", []byte("door"))
+	if msg := waitMessage(t, got, 5*time.Second); string(msg.Payload) != "door" {
+		t.Fatalf("storeflow got %q after the restart", msg.Payload)
+	}
+	waitFor(t, 5*time.Second, "every acknowledgement counted", func() bool { return c.Stats().Published == 22 })
+	if s := c.Stats(); s.Connects != 2 || s.ConnectionLost != 1 || s.PublishErrors != 0 || s.OfflinePending != 0 {
+		t.Errorf("stats after the restart: %+v", s)
+	}
+}
+
+func TestValidateExternalClient(t *testing.T) {
+	valid := Config{Host: "broker.shop.example", Port: 8883, Name: "storeflow-1", QoS: 1, OfflineQueue: 1000}
+	tests := []struct {
+		name string
+		edit func(*Config)
+		want string // "" for valid
+	}{
+		{"valid", func(*Config) {}, ""},
+		{"mutual TLS", func(c *Config) {
+			c.BrokerCertFile, c.ClientCertFile, c.ClientKeyFile, c.TLSServerName = "ca.pem", "c.pem", "k.pem", "broker"
+		}, ""},
+		{"client certificate with an ssl URL", func(c *Config) {
+			c.Host, c.ClientCertFile, c.ClientKeyFile = "ssl://broker", "c.pem", "k.pem"
+		}, ""},
+		{"23 bytes of id", func(c *Config) { c.Name = "storeflow_store-0123456" }, ""},
+		{"24 bytes of id", func(c *Config) { c.Name = "storeflow_store-01234567" }, `MQTT_NAME="storeflow_store-01234567"`},
+		{"id with a slash", func(c *Config) { c.Name = "store/1" }, `MQTT_NAME="store/1"`},
+		{"password and file", func(c *Config) { c.Password, c.PasswordFile = "x", "/run/secrets/mqtt" },
+			"MQTT_PASSWORD and MQTT_PASSWORD_FILE are both set"},
+		{"certificate without key", func(c *Config) { c.BrokerCertFile, c.ClientCertFile = "ca.pem", "c.pem" },
+			"MQTT_CLIENT_CERT_FILE=\"c.pem\" and MQTT_CLIENT_KEY_FILE=\"\": set both"},
+		{"key without certificate", func(c *Config) { c.BrokerCertFile, c.ClientKeyFile = "ca.pem", "k.pem" },
+			"MQTT_CLIENT_CERT_FILE=\"\" and MQTT_CLIENT_KEY_FILE=\"k.pem\": set both"},
+		{"client certificate without TLS", func(c *Config) { c.ClientCertFile, c.ClientKeyFile = "c.pem", "k.pem" },
+			"uses no TLS"},
+		{"negative queue", func(c *Config) { c.OfflineQueue = -1 }, "MQTT_OFFLINE_QUEUE=-1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := valid
+			tt.edit(&cfg)
+			err := cfg.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("Validate: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("Validate: %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// dialFails dials cfg, wants an error within 5 s (fail fast: no retry loop)
+// and returns its message.
+func dialFails(t *testing.T, cfg Config) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	start := time.Now()
+	c, err := Dial(ctx, cfg, testLog(t))
+	if err == nil {
+		c.Close()
+		t.Fatal("Dial succeeded, want an error")
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Dial took %s to fail", took)
+	}
+	t.Logf("Dial: %v", err)
+	return err.Error()
+}
+
+// peer is an outside MQTT client: a phone or a sensor.
+type peer struct {
+	addr, id, user, password string
+	tls                      *tls.Config // nil: plain TCP
+	filter                   string      // subscribed before dialPeer returns, unless empty
+	qos                      byte        // of the subscription
+	persistent               bool        // clean session off and reconnecting: a broker restart loses nothing
+}
+
+func dialPeer(t *testing.T, p peer) *outside {
+	t.Helper()
+	o := &outside{t: t, msg: make(chan message, 10000)}
+	scheme := "tcp://"
+	if p.tls != nil {
+		scheme = "ssl://"
+	}
+	opts := paho.NewClientOptions().AddBroker(scheme + p.addr).SetClientID(p.id).
+		SetUsername(p.user).SetPassword(p.password).SetTLSConfig(p.tls).
+		SetConnectTimeout(5 * time.Second).SetOrderMatters(true).
+		SetCleanSession(!p.persistent).SetAutoReconnect(p.persistent).SetMaxReconnectInterval(time.Second)
+	o.c = paho.NewClient(opts)
+	if tok := o.c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("peer %s: connect to %s: %v", p.id, p.addr, tok.Error())
+	}
+	t.Cleanup(func() { o.c.Disconnect(100) })
+	if p.filter != "" {
+		tok := o.c.Subscribe(p.filter, p.qos, func(_ paho.Client, m paho.Message) {
+			select {
+			case o.msg <- message{m.Topic(), bytes.Clone(m.Payload())}:
+			default:
+				t.Errorf("peer %s: more than %d messages unread", p.id, cap(o.msg))
+			}
+		})
+		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("peer %s: subscribe %s: %v", p.id, p.filter, tok.Error())
+		}
+	}
+	return o
+}
+
+// peerTLS trusts ca and presents the client certificate pair.
+func peerTLS(t *testing.T, ca *certtest.CA, pair certtest.Pair) *tls.Config {
+	t.Helper()
+	pem, err := os.ReadFile(ca.CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	cert, err := tls.LoadX509KeyPair(pair.CertFile, pair.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+}
+
+// waitFor polls cond until it holds, or fails the test after within.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", within, what)
+		}
+		<-tick.C
+	}
 }

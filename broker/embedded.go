@@ -3,24 +3,34 @@ package broker
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // Embedded is an in-process mochi-mqtt v2 broker. Outside clients (phones,
-// mosquitto_sub) reach it over TCP; storeflow's own parts publish and subscribe
-// through the inline client, without a network hop.
+// mosquitto_sub) reach it over TCP, TLS or WebSocket; storeflow's own parts
+// publish and subscribe through the inline client, without a network hop.
 type Embedded struct {
 	srv       *mqtt.Server
 	tcp       *listeners.TCP
-	qos       byte
+	tls       *listeners.TCP // nil: no BROKER_TLS_CERT_FILE
+	ws        *wsListener    // nil: no BROKER_WS_LISTEN_ADDR
 	log       *slog.Logger
 	nextID    atomic.Int32
 	closed    atomic.Bool
@@ -29,32 +39,147 @@ type Embedded struct {
 	closeOnce sync.Once
 }
 
-// NewEmbedded builds the broker and binds its TCP listener, so Addr is known
-// (and a busy port is an error) before Run.
+// endpoint is one listener as configured.
+type endpoint struct {
+	id, env, addr string
+	certs         bool // verified client certificates required
+}
+
+// NewEmbedded builds the broker and binds its listeners, so their addresses
+// are known (and a busy port, a bad certificate or auth file, or a listener
+// open to the network without auth is an error) before Run.
 func NewEmbedded(cfg Config, log *slog.Logger) (*Embedded, error) {
+	tlsConf, err := embeddedTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var auth *Auth
+	if cfg.AuthFile != "" {
+		if auth, err = LoadAuthFile(cfg.AuthFile); err != nil {
+			return nil, fmt.Errorf("broker: BROKER_AUTH_FILE: %w", err)
+		}
+	}
+	eps := []endpoint{{id: "tcp", env: "BROKER_LISTEN_ADDR", addr: cfg.Listen()}}
+	if tlsConf != nil {
+		eps = append(eps, endpoint{id: "tls", env: "BROKER_TLS_LISTEN_ADDR", addr: cfg.TLSListenAddr, certs: cfg.TLSClientCAFile != ""})
+	}
+	if cfg.WSListenAddr != "" {
+		eps = append(eps, endpoint{id: "ws", env: "BROKER_WS_LISTEN_ADDR", addr: cfg.WSListenAddr})
+	}
+	hook := &authHook{auth: auth, certListeners: map[string]bool{}, anonymous: map[string]bool{}, log: log}
+	for _, ep := range eps {
+		switch {
+		case ep.certs:
+			hook.certListeners[ep.id] = true
+		case auth != nil:
+			// Users are checked on every listener; nobody is anonymous.
+		case isLoopback(ep.addr):
+			hook.anonymous[ep.id] = true
+		case cfg.AllowAnonymous:
+			hook.anonymous[ep.id] = true
+			log.Warn("embedded broker accepts anonymous clients from the network", "listener", ep.id, "listen_addr", ep.addr)
+		default:
+			return nil, fmt.Errorf("broker: %s=%s accepts clients from the network: set BROKER_AUTH_FILE, or BROKER_ALLOW_ANONYMOUS=true to allow anonymous clients", ep.env, ep.addr)
+		}
+	}
+	if auth != nil && cfg.AllowAnonymous {
+		log.Warn("BROKER_ALLOW_ANONYMOUS has no effect with BROKER_AUTH_FILE: anonymous clients are refused")
+	}
+
 	srv := mqtt.New(&mqtt.Options{
 		InlineClient: true,
 		Logger:       log,
 	})
-	addr := cfg.Listen()
-	if !isLoopback(addr) {
-		log.Warn("embedded broker listens beyond loopback and accepts anonymous clients", "listen_addr", addr)
-	}
-	// Without an auth hook mochi refuses every client. Anonymous access is the
-	// demo default; the listener is loopback-only unless configured otherwise.
-	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+	// The hook replaces mochi's allow-all: without any auth hook mochi refuses
+	// every client.
+	if err := srv.AddHook(hook, nil); err != nil {
 		return nil, fmt.Errorf("broker: add auth hook: %w", err)
 	}
-	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: addr})
-	if err := srv.AddListener(tcp); err != nil {
-		return nil, fmt.Errorf("broker: listen on %s (BROKER_LISTEN_ADDR): %w", addr, err)
+	b := &Embedded{srv: srv, log: log, ready: make(chan struct{})}
+	for _, ep := range eps {
+		var l listeners.Listener
+		switch ep.id {
+		case "tcp":
+			b.tcp = listeners.NewTCP(listeners.Config{ID: ep.id, Address: ep.addr})
+			l = b.tcp
+		case "tls":
+			b.tls = listeners.NewTCP(listeners.Config{ID: ep.id, Address: ep.addr, TLSConfig: tlsConf})
+			l = b.tls
+		case "ws":
+			// mochi's own WebSocket listener binds only in Serve: a busy port
+			// would be a log line, and port 0 would stay unknown.
+			if b.ws, err = newWSListener(ep.id, ep.addr); err != nil {
+				_ = srv.Close()
+				return nil, fmt.Errorf("broker: listen on %s (%s): %w", ep.addr, ep.env, err)
+			}
+			l = b.ws
+		}
+		if err := srv.AddListener(l); err != nil {
+			_ = srv.Close() // releases the listeners bound so far
+			return nil, fmt.Errorf("broker: listen on %s (%s): %w", ep.addr, ep.env, err)
+		}
 	}
-	return &Embedded{srv: srv, tcp: tcp, qos: cfg.QoS, log: log, ready: make(chan struct{})}, nil
+	return b, nil
+}
+
+// embeddedTLS is the TLS listener's configuration, nil when it is off.
+func embeddedTLS(cfg Config) (*tls.Config, error) {
+	if cfg.TLSCertFile == "" && cfg.TLSKeyFile == "" {
+		if cfg.TLSClientCAFile != "" {
+			return nil, errors.New("broker: BROKER_TLS_CLIENT_CA_FILE is set but BROKER_TLS_CERT_FILE is empty: client certificates need the TLS listener")
+		}
+		return nil, nil
+	}
+	if cfg.TLSCertFile == "" || cfg.TLSKeyFile == "" {
+		return nil, errors.New("broker: set both BROKER_TLS_CERT_FILE and BROKER_TLS_KEY_FILE, or neither")
+	}
+	certPEM, err := os.ReadFile(cfg.TLSCertFile)
+	if err != nil {
+		return nil, fmt.Errorf("broker: BROKER_TLS_CERT_FILE: %w", err)
+	}
+	keyPEM, err := os.ReadFile(cfg.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("broker: BROKER_TLS_KEY_FILE: %w", err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("broker: BROKER_TLS_CERT_FILE=%s with BROKER_TLS_KEY_FILE=%s: %w", cfg.TLSCertFile, cfg.TLSKeyFile, err)
+	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if cfg.TLSClientCAFile != "" {
+		caPEM, err := os.ReadFile(cfg.TLSClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("broker: BROKER_TLS_CLIENT_CA_FILE: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(caPEM) {
+			return nil, fmt.Errorf("broker: BROKER_TLS_CLIENT_CA_FILE=%s: no PEM certificate in it", cfg.TLSClientCAFile)
+		}
+		conf.ClientCAs = pool
+		conf.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return conf, nil
 }
 
 // Addr is the TCP address outside clients connect to (the real port when the
 // configured one was 0).
 func (b *Embedded) Addr() string { return b.tcp.Address() }
+
+// TLSAddr is the TLS listener's address, empty when it is off.
+func (b *Embedded) TLSAddr() string {
+	if b.tls == nil {
+		return ""
+	}
+	return b.tls.Address()
+}
+
+// WSAddr is the WebSocket listener's address, empty when it is off.
+func (b *Embedded) WSAddr() string {
+	if b.ws == nil {
+		return ""
+	}
+	return b.ws.Address()
+}
 
 // Ready is closed once the broker serves.
 func (b *Embedded) Ready() <-chan struct{} { return b.ready }
@@ -65,7 +190,7 @@ func (b *Embedded) Run(ctx context.Context) error {
 	if err := b.srv.Serve(); err != nil {
 		return fmt.Errorf("broker: serve: %w", err)
 	}
-	b.log.Info("embedded broker serving", "addr", b.Addr())
+	b.log.Info("embedded broker serving", "addr", b.Addr(), "tls_addr", b.TLSAddr(), "ws_addr", b.WSAddr())
 	b.once.Do(func() { close(b.ready) })
 	<-ctx.Done()
 	return b.Close()
@@ -84,7 +209,9 @@ func (b *Embedded) Close() error {
 }
 
 // Publish delivers payload to every subscriber. Inline subscribers run before
-// it returns. The payload is copied so the caller may reuse its buffer as soon
+// it returns. It publishes at QoS 0 whatever MQTT_QOS says: in-process
+// delivery cannot be lost, and QoS 1 would only make mochi track every
+// outside subscriber's acknowledgements for nothing storeflow needs. The payload is copied so the caller may reuse its buffer as soon
 // as Publish returns. (Comment corrected: mochi v2.7.9 itself copies the
 // payload for each TCP subscriber's write queue, in packets.Packet.Copy; this
 // copy covers what gets the slice itself, an inline handler that keeps it or a
@@ -93,7 +220,7 @@ func (b *Embedded) Publish(_ context.Context, topic string, payload []byte) erro
 	if b.closed.Load() {
 		return ErrClosed
 	}
-	if err := b.srv.Publish(topic, bytes.Clone(payload), false, b.qos); err != nil {
+	if err := b.srv.Publish(topic, bytes.Clone(payload), false, 0); err != nil {
 		return fmt.Errorf("broker: publish %s: %w", topic, err)
 	}
 	return nil
@@ -110,4 +237,102 @@ func (b *Embedded) Subscribe(filter string, h Handler) error {
 		return fmt.Errorf("broker: subscribe %s: %w", filter, err)
 	}
 	return nil
+}
+
+// wsListener is MQTT over WebSocket, for browsers. Unlike mochi's own
+// listener it binds when built, so a busy port is an error from NewEmbedded
+// and port 0 resolves to a real one.
+type wsListener struct {
+	id  string
+	ln  net.Listener
+	log *slog.Logger
+}
+
+func newWSListener(id, addr string) (*wsListener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &wsListener{id: id, ln: ln}, nil
+}
+
+func (l *wsListener) ID() string       { return l.id }
+func (l *wsListener) Address() string  { return l.ln.Addr().String() }
+func (l *wsListener) Protocol() string { return "ws" }
+
+func (l *wsListener) Init(log *slog.Logger) error {
+	l.log = log
+	return nil
+}
+
+func (l *wsListener) Serve(establish listeners.EstablishFn) {
+	up := &websocket.Upgrader{
+		Subprotocols: []string{"mqtt"},
+		// Browser pages served from anywhere may connect, as with mochi's
+		// listener; who may do what is the auth hook's decision.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	srv := &http.Server{
+		ReadHeaderTimeout: 10 * time.Second,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c, err := up.Upgrade(w, r, nil)
+			if err != nil {
+				return // Upgrade has answered the request
+			}
+			defer c.Close()
+			if err := establish(l.id, &wsConn{Conn: c.NetConn(), c: c}); err != nil {
+				l.log.Debug("websocket client ended", "listener", l.id, "error", err)
+			}
+		}),
+	}
+	_ = srv.Serve(l.ln) // ends when Close closes the listener
+}
+
+// Close stops accepting and disconnects this listener's clients; the
+// WebSocket connections are hijacked, so http.Server does not track them.
+func (l *wsListener) Close(closeClients listeners.CloseFn) {
+	_ = l.ln.Close()
+	closeClients(l.id)
+}
+
+// wsConn carries the MQTT byte stream in binary WebSocket messages.
+type wsConn struct {
+	net.Conn
+	c  *websocket.Conn
+	r  io.Reader  // the message being read, nil between messages
+	mu sync.Mutex // gorilla allows one writer at a time
+}
+
+func (w *wsConn) Read(p []byte) (int, error) {
+	for {
+		if w.r == nil {
+			typ, r, err := w.c.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			if typ != websocket.BinaryMessage {
+				return 0, errors.New("websocket: MQTT needs binary messages")
+			}
+			w.r = r
+		}
+		n, err := w.r.Read(p)
+		if errors.Is(err, io.EOF) {
+			w.r = nil
+			if n == 0 {
+				continue
+			}
+			err = nil
+		}
+		return n, err
+	}
+}
+
+// Write sends p as one message.
+func (w *wsConn) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.c.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }

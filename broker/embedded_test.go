@@ -3,16 +3,22 @@ package broker
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/storeflow/storeflow/internal/certtest"
 )
 
 // A TCP client publishes to an inline subscriber, and Embedded.Publish
@@ -67,11 +73,10 @@ func TestEmbeddedListensOnARealPort(t *testing.T) {
 	if host != "127.0.0.1" || port == "0" || port == "" {
 		t.Fatalf("Addr() = %q, want 127.0.0.1 and the port the kernel chose", b.Addr())
 	}
-	c, err := net.DialTimeout("tcp", b.Addr(), 5*time.Second)
-	if err != nil {
-		t.Fatalf("dial %s: %v", b.Addr(), err)
-	}
-	c.Close()
+	// An MQTT client rather than a bare TCP dial: mochi v2.7.9's Close races
+	// (sync.WaitGroup Add against Wait) with a connection it accepted but has
+	// not yet read a CONNECT from, and -race reports it.
+	dialOutside(t, b.Addr(), "phone", "", "", "")
 }
 
 func TestEmbeddedBusyPortIsAnError(t *testing.T) {
@@ -152,6 +157,15 @@ func TestConfigValidate(t *testing.T) {
 		{"trailing comma", with(func(c *Config) { c.Host = "a," }), []string{"MQTT_HOST", "empty host"}},
 		{"only blanks", with(func(c *Config) { c.Host = "  " }), []string{"MQTT_HOST", "empty host"}},
 		{"blank entry", with(func(c *Config) { c.Host = "a, ,b" }), []string{"MQTT_HOST", "empty host"}},
+		{"TLS listener", with(func(c *Config) { c.TLSCertFile, c.TLSKeyFile, c.TLSListenAddr = "c.pem", "k.pem", "127.0.0.1:8883" }), nil},
+		{"certificate without key", with(func(c *Config) { c.TLSCertFile = "c.pem" }), []string{"BROKER_TLS_KEY_FILE is empty"}},
+		{"key without certificate", with(func(c *Config) { c.TLSKeyFile = "k.pem" }), []string{"BROKER_TLS_CERT_FILE is empty"}},
+		{"client CA without TLS", with(func(c *Config) { c.TLSClientCAFile = "ca.pem" }), []string{"BROKER_TLS_CLIENT_CA_FILE", "BROKER_TLS_CERT_FILE is empty"}},
+		{"TLS address without a port", with(func(c *Config) { c.TLSCertFile, c.TLSKeyFile, c.TLSListenAddr = "c.pem", "k.pem", "x" }), []string{`BROKER_TLS_LISTEN_ADDR="x"`}},
+		{"TLS address unused when TLS is off", with(func(c *Config) { c.TLSListenAddr = "x" }), nil},
+		{"WebSocket listener", with(func(c *Config) { c.WSListenAddr = "127.0.0.1:8080" }), nil},
+		{"WebSocket address without a port", with(func(c *Config) { c.WSListenAddr = "ws" }), []string{`BROKER_WS_LISTEN_ADDR="ws"`}},
+		{"external ignores BROKER_*", with(func(c *Config) { c.Host = "a"; c.TLSCertFile = "c.pem"; c.WSListenAddr = "x" }), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -315,28 +329,57 @@ type outside struct {
 // missed.
 func dialOutside(t *testing.T, addr, id, user, password, filter string) *outside {
 	t.Helper()
-	o := &outside{t: t, msg: make(chan message, 10000)}
-	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).
-		SetUsername(user).SetPassword(password).
-		SetConnectTimeout(5 * time.Second).SetAutoReconnect(false).SetOrderMatters(true)
-	o.c = paho.NewClient(opts)
-	if tok := o.c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("outside client %s: connect to %s: %v", id, addr, tok.Error())
+	o, err := connectOutside(t, "tcp://"+addr, id, func(opts *paho.ClientOptions) {
+		opts.SetUsername(user).SetPassword(password)
+	})
+	if err != nil {
+		t.Fatalf("outside client %s: connect to %s: %v", id, addr, err)
 	}
-	t.Cleanup(func() { o.c.Disconnect(100) })
 	if filter != "" {
-		tok := o.c.Subscribe(filter, 0, func(_ paho.Client, m paho.Message) {
-			select {
-			case o.msg <- message{m.Topic(), bytes.Clone(m.Payload())}:
-			default:
-				t.Errorf("outside client %s: more than %d messages unread", id, cap(o.msg))
-			}
-		})
-		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-			t.Fatalf("outside client %s: subscribe %s: %v", id, filter, tok.Error())
+		if code := o.subscribe(filter); code != 0 {
+			t.Fatalf("outside client %s: subscribe %s: refused with code %#x", id, filter, code)
 		}
 	}
 	return o
+}
+
+// connectOutside connects an outside client to url (tcp://, ssl://, ws://),
+// set up by configure, and returns the broker's refusal as an error.
+func connectOutside(t *testing.T, url, id string, configure func(*paho.ClientOptions)) (*outside, error) {
+	t.Helper()
+	o := &outside{t: t, msg: make(chan message, 10000)}
+	opts := paho.NewClientOptions().AddBroker(url).SetClientID(id).
+		SetConnectTimeout(5 * time.Second).SetAutoReconnect(false).SetConnectRetry(false).SetOrderMatters(true)
+	if configure != nil {
+		configure(opts)
+	}
+	o.c = paho.NewClient(opts)
+	tok := o.c.Connect()
+	if !tok.WaitTimeout(10 * time.Second) {
+		return nil, fmt.Errorf("no CONNACK within 10s")
+	}
+	if err := tok.Error(); err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { o.c.Disconnect(100) })
+	return o, nil
+}
+
+// subscribe subscribes at QoS 0 and returns the SUBACK code: 0 granted,
+// 0x80 refused.
+func (o *outside) subscribe(filter string) byte {
+	o.t.Helper()
+	tok := o.c.Subscribe(filter, 0, func(_ paho.Client, m paho.Message) {
+		select {
+		case o.msg <- message{m.Topic(), bytes.Clone(m.Payload())}:
+		default:
+			o.t.Errorf("outside client: more than %d messages unread", cap(o.msg))
+		}
+	})
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		o.t.Fatalf("outside subscribe %s: %v", filter, tok.Error())
+	}
+	return tok.(*paho.SubscribeToken).Result()[filter]
 }
 
 // publish sends payload at QoS 0 and waits until it is written.
@@ -345,5 +388,390 @@ func (o *outside) publish(topic string, payload []byte) {
 	tok := o.c.Publish(topic, 0, false, payload)
 	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		o.t.Fatalf("outside publish %s: %v", topic, tok.Error())
+	}
+}
+
+// MQTT_QOS is for external brokers: the inline client publishes at QoS 0,
+// so even a QoS 1 subscriber gets QoS 0 messages.
+func TestEmbeddedInlinePublishesAtQoS0(t *testing.T) {
+	b := runEmbedded(t, Config{ListenAddr: "127.0.0.1:0", Name: "test", QoS: 1})
+	o, err := connectOutside(t, "tcp://"+b.Addr(), "phone", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qos := make(chan byte, 1)
+	tok := o.c.Subscribe("out/x", 1, func(_ paho.Client, m paho.Message) { qos <- m.Qos() })
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	if err := b.Publish(context.Background(), "out/x", []byte("p")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case q := <-qos:
+		if q != 0 {
+			t.Fatalf("message arrived at QoS %d, want 0", q)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no message within 5s")
+	}
+}
+
+// trusting returns paho options for TLS with ca as the only root, and the
+// client certificate when pair is not nil.
+func trusting(t *testing.T, caFile string, pair *certtest.Pair) func(*paho.ClientOptions) {
+	t.Helper()
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	conf := &tls.Config{RootCAs: pool}
+	if pair != nil {
+		cert, err := tls.LoadX509KeyPair(pair.CertFile, pair.KeyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	}
+	return func(o *paho.ClientOptions) { o.SetTLSConfig(conf) }
+}
+
+func TestEmbeddedTLSListener(t *testing.T) {
+	ca := certtest.NewCA(t, "storeflow")
+	server := ca.Server("broker")
+	b := runEmbedded(t, Config{ListenAddr: "127.0.0.1:0", Name: "test",
+		TLSListenAddr: "127.0.0.1:0", TLSCertFile: server.CertFile, TLSKeyFile: server.KeyFile})
+	if b.TLSAddr() == "" || strings.HasSuffix(b.TLSAddr(), ":0") || b.TLSAddr() == b.Addr() {
+		t.Fatalf("TLSAddr() = %q (Addr %q), want its own real port", b.TLSAddr(), b.Addr())
+	}
+	if b.WSAddr() != "" {
+		t.Errorf("WSAddr() = %q without BROKER_WS_LISTEN_ADDR, want empty", b.WSAddr())
+	}
+	url := "ssl://" + b.TLSAddr()
+
+	phone, err := connectOutside(t, url, "phone", trusting(t, ca.CertFile, nil))
+	if err != nil {
+		t.Fatalf("client trusting the broker's CA: %v", err)
+	}
+	if code := phone.subscribe("out/#"); code != 0 {
+		t.Fatalf("subscribe refused: %#x", code)
+	}
+	if err := b.Publish(context.Background(), "out/prediction", []byte("coupon")); err != nil {
+		t.Fatal(err)
+	}
+	if got := waitMessage(t, phone.msg, 5*time.Second); got.Topic != "out/prediction" || string(got.Payload) != "coupon" {
+		t.Fatalf("got %s %q", got.Topic, got.Payload)
+	}
+
+	other := certtest.NewCA(t, "other")
+	if _, err := connectOutside(t, url, "stranger", trusting(t, other.CertFile, nil)); err == nil {
+		t.Error("a client trusting another CA connected")
+	}
+	if _, err := connectOutside(t, url, "old", func(o *paho.ClientOptions) {
+		trusting(t, ca.CertFile, nil)(o)
+		o.TLSConfig.MaxVersion = tls.VersionTLS11
+	}); err == nil {
+		t.Error("a TLS 1.1 client connected")
+	}
+}
+
+// authFile writes the users and ACLs the tests share: simulator and phone
+// log in with passwords; shelf-camera only has a client certificate. Each
+// may use test/barrier, so a test can tell "nothing arrived" from "not yet".
+func authFile(t *testing.T) string {
+	t.Helper()
+	return writeFile(t, "auth", strings.Join([]string{
+		"user simulator " + testHash(t, "sim-pw"),
+		"user phone " + testHash(t, "phone-pw"),
+		"acl simulator write customer/enter",
+		"acl simulator write customer/move",
+		"acl simulator write customer/exit",
+		"acl phone read customer/prediction",
+		"acl shelf-camera readwrite shelf/#",
+		"acl * readwrite test/barrier",
+	}, "\n"))
+}
+
+// inlineCollector subscribes the inline client to filter.
+func inlineCollector(t *testing.T, b *Embedded, filter string) chan message {
+	t.Helper()
+	ch := make(chan message, 100)
+	if err := b.Subscribe(filter, func(topic string, payload []byte) {
+		ch <- message{topic, bytes.Clone(payload)}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+func TestEmbeddedAuthFile(t *testing.T) {
+	b := runEmbedded(t, Config{ListenAddr: "127.0.0.1:0", Name: "test", AuthFile: authFile(t)})
+	url := "tcp://" + b.Addr()
+	login := func(user, pw string) func(*paho.ClientOptions) {
+		return func(o *paho.ClientOptions) { o.SetUsername(user).SetPassword(pw) }
+	}
+	refused := []struct{ name, user, pw string }{
+		{"wrong password", "phone", "sim-pw"},
+		{"empty password", "phone", ""},
+		{"unknown user", "mallory", "phone-pw"},
+		{"anonymous", "", ""},
+		{"certificate user without a certificate", "shelf-camera", ""},
+	}
+	for _, r := range refused {
+		if _, err := connectOutside(t, url, "c-"+r.name, login(r.user, r.pw)); err == nil {
+			t.Errorf("%s: connected, want refused", r.name)
+		}
+	}
+
+	inline := inlineCollector(t, b, "#")
+	phone, err := connectOutside(t, url, "phone", login("phone", "phone-pw"))
+	if err != nil {
+		t.Fatalf("phone with its password: %v", err)
+	}
+	sim, err := connectOutside(t, url, "simulator", login("simulator", "sim-pw"))
+	if err != nil {
+		t.Fatalf("simulator with its password: %v", err)
+	}
+
+	// The phone reads predictions; its publish to customer/focus is dropped.
+	if code := phone.subscribe("customer/prediction"); code != 0 {
+		t.Fatalf("phone: subscribe customer/prediction refused: %#x", code)
+	}
+	if code := phone.subscribe("customer/#"); code != 0x80 {
+		t.Errorf("phone: subscribe customer/# = %#x, want 0x80 (beyond its ACL)", code)
+	}
+	if err := b.Publish(context.Background(), "customer/prediction", []byte("coupon")); err != nil {
+		t.Fatal(err)
+	}
+	if got := waitMessage(t, phone.msg, 5*time.Second); got.Topic != "customer/prediction" {
+		t.Fatalf("phone got %s, want customer/prediction", got.Topic)
+	}
+	waitMessage(t, inline, 5*time.Second) // the inline copy of the prediction
+	phone.publish("customer/focus", []byte("forged"))
+	phone.publish("test/barrier", []byte("phone"))
+	if got := waitMessage(t, inline, 5*time.Second); got.Topic != "test/barrier" {
+		t.Fatalf("inline subscriber got %s %q from the phone, want only test/barrier", got.Topic, got.Payload)
+	}
+
+	// The simulator writes moves but cannot read predictions.
+	sim.publish("customer/move", []byte("move"))
+	if got := waitMessage(t, inline, 5*time.Second); got.Topic != "customer/move" {
+		t.Fatalf("inline subscriber got %s, want customer/move", got.Topic)
+	}
+	if code := sim.subscribe("customer/prediction"); code != 0x80 {
+		t.Errorf("simulator: subscribe customer/prediction = %#x, want 0x80", code)
+	}
+	if code := sim.subscribe("test/barrier"); code != 0 {
+		t.Fatalf("simulator: subscribe test/barrier refused: %#x", code)
+	}
+	if err := b.Publish(context.Background(), "customer/prediction", []byte("secret")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(context.Background(), "test/barrier", []byte("end")); err != nil {
+		t.Fatal(err)
+	}
+	if got := waitMessage(t, sim.msg, 5*time.Second); got.Topic != "test/barrier" {
+		t.Fatalf("simulator received %s %q, want only test/barrier", got.Topic, got.Payload)
+	}
+}
+
+func TestEmbeddedClientCertificates(t *testing.T) {
+	ca := certtest.NewCA(t, "storeflow")
+	server := ca.Server("broker")
+	camera := ca.Client("shelf-camera")
+	stranger := certtest.NewCA(t, "other").Client("shelf-camera")
+	b := runEmbedded(t, Config{ListenAddr: "127.0.0.1:0", Name: "test", AuthFile: authFile(t),
+		TLSListenAddr: "127.0.0.1:0", TLSCertFile: server.CertFile, TLSKeyFile: server.KeyFile, TLSClientCAFile: ca.CertFile})
+	url := "ssl://" + b.TLSAddr()
+
+	if _, err := connectOutside(t, url, "no-cert", trusting(t, ca.CertFile, nil)); err == nil {
+		t.Error("a client without a certificate connected")
+	}
+	if _, err := connectOutside(t, url, "no-cert-pw", func(o *paho.ClientOptions) {
+		trusting(t, ca.CertFile, nil)(o)
+		o.SetUsername("phone").SetPassword("phone-pw")
+	}); err == nil {
+		t.Error("a client without a certificate connected with a password")
+	}
+	if _, err := connectOutside(t, url, "forged", trusting(t, ca.CertFile, &stranger)); err == nil {
+		t.Error("a client with a certificate from another CA connected")
+	}
+
+	// The user name the client sends is ignored: the certificate names it.
+	cam, err := connectOutside(t, url, "camera", func(o *paho.ClientOptions) {
+		trusting(t, ca.CertFile, &camera)(o)
+		o.SetUsername("phone")
+	})
+	if err != nil {
+		t.Fatalf("client with a certificate: %v", err)
+	}
+	if code := cam.subscribe("customer/prediction"); code != 0x80 {
+		t.Errorf("shelf-camera: subscribe customer/prediction = %#x, want 0x80 (that is the phone's right)", code)
+	}
+	if code := cam.subscribe("shelf/#"); code != 0 {
+		t.Fatalf("shelf-camera: subscribe shelf/# refused: %#x", code)
+	}
+	inline := inlineCollector(t, b, "shelf/#")
+	cam.publish("shelf/3/photo", []byte("jpeg"))
+	if got := waitMessage(t, inline, 5*time.Second); got.Topic != "shelf/3/photo" {
+		t.Fatalf("inline got %s, want shelf/3/photo", got.Topic)
+	}
+	if got := waitMessage(t, cam.msg, 5*time.Second); got.Topic != "shelf/3/photo" {
+		t.Fatalf("camera got %s, want its own shelf/3/photo", got.Topic)
+	}
+}
+
+func TestEmbeddedWebSocket(t *testing.T) {
+	b := runEmbedded(t, Config{ListenAddr: "127.0.0.1:0", Name: "test", AuthFile: authFile(t), WSListenAddr: "127.0.0.1:0"})
+	if b.WSAddr() == "" || strings.HasSuffix(b.WSAddr(), ":0") {
+		t.Fatalf("WSAddr() = %q, want a real port", b.WSAddr())
+	}
+	url := "ws://" + b.WSAddr() + "/mqtt"
+	if _, err := connectOutside(t, url, "anonymous", nil); err == nil {
+		t.Error("anonymous WebSocket client connected despite BROKER_AUTH_FILE")
+	}
+	phone, err := connectOutside(t, url, "phone", func(o *paho.ClientOptions) { o.SetUsername("phone").SetPassword("phone-pw") })
+	if err != nil {
+		t.Fatalf("WebSocket client: %v", err)
+	}
+	if code := phone.subscribe("customer/prediction"); code != 0 {
+		t.Fatalf("subscribe refused: %#x", code)
+	}
+	big := bytes.Repeat([]byte("c"), 100_000) // more than one read's worth
+	for _, p := range [][]byte{[]byte("coupon"), big} {
+		if err := b.Publish(context.Background(), "customer/prediction", p); err != nil {
+			t.Fatal(err)
+		}
+		if got := waitMessage(t, phone.msg, 5*time.Second); !bytes.Equal(got.Payload, p) {
+			t.Fatalf("WebSocket client got %d bytes, want %d", len(got.Payload), len(p))
+		}
+	}
+}
+
+// A listener reachable from the network needs users or an explicit yes to
+// anonymous clients; one that requires client certificates admits no
+// anonymous client.
+func TestEmbeddedAnonymousOnlyOnLoopback(t *testing.T) {
+	ca := certtest.NewCA(t, "storeflow")
+	server := ca.Server("broker")
+	withTLS := func(c Config) Config {
+		c.TLSListenAddr, c.TLSCertFile, c.TLSKeyFile = "0.0.0.0:0", server.CertFile, server.KeyFile
+		return c
+	}
+	local := Config{ListenAddr: "127.0.0.1:0", Name: "test"}
+	open := Config{ListenAddr: "0.0.0.0:0", Name: "test"}
+	tests := []struct {
+		name string
+		cfg  Config
+		want string // error substring; empty: ok
+	}{
+		{"loopback", local, ""},
+		{"network", open, "BROKER_LISTEN_ADDR=0.0.0.0:0 accepts clients from the network: set BROKER_AUTH_FILE, or BROKER_ALLOW_ANONYMOUS=true to allow anonymous clients"},
+		{"all interfaces by empty host", Config{ListenAddr: ":0", Name: "test"}, "BROKER_LISTEN_ADDR=:0 accepts clients"},
+		{"network, anonymous allowed", Config{ListenAddr: "0.0.0.0:0", Name: "test", AllowAnonymous: true}, ""},
+		{"network with users", Config{ListenAddr: "0.0.0.0:0", Name: "test", AuthFile: authFile(t)}, ""},
+		{"WebSocket on the network", Config{ListenAddr: "127.0.0.1:0", Name: "test", WSListenAddr: "0.0.0.0:0"}, "BROKER_WS_LISTEN_ADDR=0.0.0.0:0 accepts clients"},
+		{"TLS on the network", withTLS(local), "BROKER_TLS_LISTEN_ADDR=0.0.0.0:0 accepts clients"},
+		{"TLS with client certificates on the network", func() Config { c := withTLS(local); c.TLSClientCAFile = ca.CertFile; return c }(), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := NewEmbedded(tt.cfg, testLog(t))
+			if err == nil {
+				defer b.Close()
+			}
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("NewEmbedded: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("NewEmbedded = %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestEmbeddedBadFilesNameTheVariable(t *testing.T) {
+	ca := certtest.NewCA(t, "storeflow")
+	server := ca.Server("broker")
+	other := ca.Server("other")
+	missing := filepath.Join(t.TempDir(), "missing.pem")
+	notPEM := writeFile(t, "ca.pem", "not a certificate")
+	badAuth := writeFile(t, "auth", "user phone "+testHash(t, "pw")+"\nacl phone peek x\n")
+	tlsCfg := func(cert, key, clientCA string) Config {
+		return Config{ListenAddr: "127.0.0.1:0", Name: "test", TLSListenAddr: "127.0.0.1:0", TLSCertFile: cert, TLSKeyFile: key, TLSClientCAFile: clientCA}
+	}
+	tests := []struct {
+		name string
+		cfg  Config
+		want []string
+	}{
+		{"certificate missing", tlsCfg(missing, server.KeyFile, ""), []string{"BROKER_TLS_CERT_FILE", "missing.pem"}},
+		{"key missing", tlsCfg(server.CertFile, missing, ""), []string{"BROKER_TLS_KEY_FILE", "missing.pem"}},
+		{"key of another certificate", tlsCfg(server.CertFile, other.KeyFile, ""), []string{"BROKER_TLS_CERT_FILE", "BROKER_TLS_KEY_FILE"}},
+		{"certificate without key", tlsCfg(server.CertFile, "", ""), []string{"BROKER_TLS_CERT_FILE", "BROKER_TLS_KEY_FILE"}},
+		{"client CA missing", tlsCfg(server.CertFile, server.KeyFile, missing), []string{"BROKER_TLS_CLIENT_CA_FILE", "missing.pem"}},
+		{"client CA not PEM", tlsCfg(server.CertFile, server.KeyFile, notPEM), []string{"BROKER_TLS_CLIENT_CA_FILE", "no PEM certificate"}},
+		{"client CA without TLS", tlsCfg("", "", ca.CertFile), []string{"BROKER_TLS_CLIENT_CA_FILE"}},
+		{"auth file missing", Config{ListenAddr: "127.0.0.1:0", Name: "test", AuthFile: missing}, []string{"BROKER_AUTH_FILE", "missing.pem"}},
+		{"auth file line", Config{ListenAddr: "127.0.0.1:0", Name: "test", AuthFile: badAuth}, []string{"BROKER_AUTH_FILE", badAuth + ":2:", `"peek"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := NewEmbedded(tt.cfg, testLog(t))
+			if err == nil {
+				b.Close()
+				t.Fatalf("NewEmbedded: no error, want one naming %v", tt.want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// A busy TLS or WebSocket port is an error from NewEmbedded naming the
+// variable, and the listeners bound before it are released.
+func TestEmbeddedBusyTLSAndWebSocketPorts(t *testing.T) {
+	ca := certtest.NewCA(t, "storeflow")
+	server := ca.Server("broker")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	freeAddr := free.Addr().String()
+	free.Close()
+	for _, tt := range []struct {
+		env string
+		cfg Config
+	}{
+		{"BROKER_TLS_LISTEN_ADDR", Config{ListenAddr: freeAddr, Name: "test", TLSListenAddr: l.Addr().String(), TLSCertFile: server.CertFile, TLSKeyFile: server.KeyFile}},
+		{"BROKER_WS_LISTEN_ADDR", Config{ListenAddr: freeAddr, Name: "test", WSListenAddr: l.Addr().String()}},
+	} {
+		b, err := NewEmbedded(tt.cfg, testLog(t))
+		if err == nil {
+			b.Close()
+			t.Fatalf("%s busy: no error", tt.env)
+		}
+		if !strings.Contains(err.Error(), tt.env) {
+			t.Errorf("error %q does not name %s", err, tt.env)
+		}
+		// The plain listener bound first was released: the port binds again.
+		again, err := net.Listen("tcp", freeAddr)
+		if err != nil {
+			t.Fatalf("after the %s error, %s is still bound: %v", tt.env, freeAddr, err)
+		}
+		again.Close()
 	}
 }

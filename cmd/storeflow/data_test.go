@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/storeflow/storeflow/broker"
 	"github.com/storeflow/storeflow/recommender"
 )
 
@@ -95,5 +96,36 @@ func TestGenTrainRejectBadUse(t *testing.T) {
 				t.Fatalf("err = %v, output %q; want an error mentioning %q", err, out, tt.want)
 			}
 		})
+	}
+}
+
+// passwd prints an auth-file line whose hash the embedded broker accepts.
+func TestPasswd(t *testing.T) {
+	var out bytes.Buffer
+	if err := passwd([]string{"phone"}, strings.NewReader("s3cret\n"), &out); err != nil {
+		t.Fatal(err)
+	}
+	line := strings.TrimSpace(out.String())
+	if !strings.HasPrefix(line, "user phone pbkdf2-sha256$") || strings.Contains(line, "s3cret") {
+		t.Fatalf("passwd printed %q", line)
+	}
+	path := filepath.Join(t.TempDir(), "auth")
+	if err := os.WriteFile(path, []byte(line+"\nacl phone read customer/prediction\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	auth, err := broker.LoadAuthFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !auth.Authenticate("phone", []byte("s3cret")) || auth.Authenticate("phone", []byte("wrong")) {
+		t.Fatal("the printed hash does not authenticate exactly the password given")
+	}
+	for name, args := range map[string][]string{"no user": nil, "two users": {"a", "b"}, "space in name": {"a b"}} {
+		if err := passwd(args, strings.NewReader("pw\n"), &out); err == nil {
+			t.Errorf("%s: passwd accepted %q", name, args)
+		}
+	}
+	if err := passwd([]string{"phone"}, strings.NewReader(""), &out); err == nil {
+		t.Error("passwd accepted an empty password")
 	}
 }

@@ -35,6 +35,7 @@ const usage = `usage: storeflow [run]                 run the store (settings fr
        storeflow train --data DIR --out FILE
                                        train a model on DIR's history, evaluate it, save it
        storeflow bench [-shoppers N]   measure the pipeline in-process: events/s, latency, allocations
+       storeflow passwd USER < FILE    print a BROKER_AUTH_FILE user line, the password read from stdin
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -51,6 +52,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return gen(args[1:], stdout, stderr)
 	case "train":
 		return train(args[1:], stdout, stderr)
+	case "passwd":
+		return passwd(args[1:], os.Stdin, stdout)
 	case "env":
 		for _, p := range config.Params() {
 			fmt.Fprintf(stdout, "%s=%s\n", p.Key, p.Default)

@@ -13,8 +13,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/storeflow/storeflow/internal/certtest"
 )
 
 // notInstalled is the failure (not a skip: CI must not pass without the
@@ -44,6 +47,48 @@ func Start(t *testing.T, conf string) string {
 // New is Start for tests that stop and restart the broker.
 func New(t *testing.T, conf string) *Mosquitto {
 	t.Helper()
+	return NewWith(t, Options{Conf: conf})
+}
+
+// Options set up a mosquitto for NewWith.
+type Options struct {
+	// Conf holds extra config lines: allow_anonymous, password_file,
+	// acl_file, … (global settings: the broker has one listener).
+	Conf string
+	// TLS, when set, makes the listener a TLS listener.
+	TLS *TLS
+	// Persistent keeps sessions, subscriptions and queued QoS 1/2 messages
+	// across Stop and Start (saved to the test's temporary directory when
+	// mosquitto stops gracefully). Kill and Restart lose them, like a crash.
+	Persistent bool
+}
+
+// TLS is mosquitto's TLS listener setup.
+type TLS struct {
+	// CA signs the server certificate (made for 127.0.0.1, ::1, localhost
+	// and ServerNames) and is the CA client certificates must come from.
+	CA *certtest.CA
+	// ServerNames are extra DNS names in the server certificate.
+	ServerNames []string
+	// RequireCertificate makes clients present a certificate signed by CA.
+	RequireCertificate bool
+	// UseIdentityAsUsername makes the certificate's common name the user
+	// name (for ACLs); the CONNECT user name and password are ignored.
+	UseIdentityAsUsername bool
+}
+
+// StartTLS starts mosquitto with a TLS listener whose certificate ca signs.
+// With requireCert, clients must present a certificate from ca and its
+// common name is their user name (use_identity_as_username).
+func StartTLS(t *testing.T, ca *certtest.CA, requireCert bool, conf string) string {
+	t.Helper()
+	return NewWith(t, Options{Conf: conf, TLS: &TLS{CA: ca, RequireCertificate: requireCert, UseIdentityAsUsername: requireCert}}).addr
+}
+
+// NewWith starts mosquitto on a free loopback port as o says and returns
+// once it accepts TCP connections. It is killed when the test ends.
+func NewWith(t *testing.T, o Options) *Mosquitto {
+	t.Helper()
 	m := &Mosquitto{t: t, bin: bin(t), out: new(syncBuffer)}
 	dir := t.TempDir() // before the Cleanup below, so it is removed after mosquitto stopped
 	t.Cleanup(func() {
@@ -52,19 +97,38 @@ func New(t *testing.T, conf string) *Mosquitto {
 			t.Logf("mosquitto output:\n%s", m.out)
 		}
 	})
+	var tlsConf string
+	if o.TLS != nil {
+		if o.TLS.CA == nil {
+			t.Fatal("mosquittotest: TLS without a CA")
+		}
+		server := o.TLS.CA.Server("mosquitto", o.TLS.ServerNames...)
+		tlsConf = fmt.Sprintf("cafile %s\ncertfile %s\nkeyfile %s\n",
+			o.TLS.CA.CertFile, server.CertFile, server.KeyFile)
+		if o.TLS.RequireCertificate {
+			tlsConf += "require_certificate true\n"
+		}
+		if o.TLS.UseIdentityAsUsername {
+			tlsConf += "use_identity_as_username true\n"
+		}
+	}
+	persistence := "persistence false\n"
+	if o.Persistent {
+		persistence = fmt.Sprintf("persistence true\npersistence_location %s%c\nautosave_interval 0\n", dir, filepath.Separator)
+	}
 	// The port is free when picked but not held: another process may take it
 	// before mosquitto binds. Then mosquitto exits at once; try another port.
 	for attempt := 1; ; attempt++ {
 		m.addr = FreeAddr(t)
 		_, port, _ := net.SplitHostPort(m.addr)
 		var c strings.Builder
-		fmt.Fprintf(&c, "listener %s 127.0.0.1\npersistence false\nlog_dest stderr\n", port)
+		fmt.Fprintf(&c, "listener %s 127.0.0.1\n%s%slog_dest stderr\n", port, tlsConf, persistence)
 		if os.Geteuid() == 0 {
 			// As root mosquitto switches to the mosquitto user, who cannot
 			// read files in the test's private temporary directory.
 			c.WriteString("user root\n")
 		}
-		c.WriteString(conf)
+		c.WriteString(o.Conf)
 		c.WriteString("\n")
 		m.conf = filepath.Join(dir, "mosquitto-"+port+".conf")
 		if err := os.WriteFile(m.conf, []byte(c.String()), 0o600); err != nil {
@@ -129,13 +193,55 @@ func (m *Mosquitto) stop() {
 	}
 }
 
-// restart stops mosquitto and starts it again on the same port and config.
+// Restart kills mosquitto (a crash: nothing saved) and starts it again on
+// the same port and config.
 func (m *Mosquitto) Restart() {
 	m.t.Helper()
 	m.stop()
 	if err := m.start(); err != nil {
 		m.t.Fatalf("restart mosquitto on %s: %v\n%s", m.addr, err, m.out)
 	}
+}
+
+// Stop stops mosquitto gracefully (SIGTERM: a Persistent broker saves its
+// sessions) and waits until it has exited and its port is closed.
+func (m *Mosquitto) Stop() {
+	m.t.Helper()
+	if m.cmd == nil || m.cmd.Process == nil {
+		return
+	}
+	_ = m.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-m.exited:
+		return
+	case <-time.After(10 * time.Second):
+		m.t.Errorf("mosquitto (pid %d) did not exit within 10s of SIGTERM; killing it", m.cmd.Process.Pid)
+	}
+	m.stop()
+}
+
+// Start starts a stopped mosquitto again on the same port and config.
+func (m *Mosquitto) Start() {
+	m.t.Helper()
+	select {
+	case <-m.exited:
+	default:
+		m.t.Fatal("mosquittotest: Start while mosquitto runs; Stop it first")
+	}
+	if err := m.start(); err != nil {
+		m.t.Fatalf("start mosquitto again on %s: %v\n%s", m.addr, err, m.out)
+	}
+}
+
+// ACLFile writes a mosquitto ACL file (acl_file) with the given lines, e.g.
+// "user storeflow\ntopic readwrite customer/#", and returns its path.
+func ACLFile(t *testing.T, rules string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "acl")
+	if err := os.WriteFile(path, []byte(rules+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // PasswordFile writes a mosquitto password file with mosquitto_passwd for
