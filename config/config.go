@@ -24,8 +24,10 @@ import (
 
 // Config is every setting of the program.
 type Config struct {
-	LogLevel LogLevel `env:"LOG_LEVEL" envDefault:"info"`           // debug, info, warn(ing), error
-	HTTPAddr string   `env:"HTTP_ADDR" envDefault:"127.0.0.1:8000"` // HTTP endpoints; "" = off
+	LogLevel  LogLevel `env:"LOG_LEVEL" envDefault:"info"`           // debug, info, warn(ing), error
+	LogFormat string   `env:"LOG_FORMAT" envDefault:"text"`          // text or json
+	LogFile   string   `env:"LOG_FILE"`                              // also append logs to this file (the seeds' messages.log)
+	HTTPAddr  string   `env:"HTTP_ADDR" envDefault:"127.0.0.1:8000"` // HTTP endpoints; "" = off
 
 	Store       store.Config
 	Broker      broker.Config
@@ -79,6 +81,9 @@ func LoadWith(overrides map[string]string) (Config, error) {
 // Validate checks every part and the rules that span parts.
 func (c Config) Validate() error {
 	errs := []error{c.Store.Validate(), c.Broker.Validate(), c.Pipeline.Validate(), c.Recommender.Validate(), c.Simulator.Validate()}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("LOG_FORMAT=%q: must be text or json", c.LogFormat))
+	}
 	if c.HTTPAddr != HTTPOff {
 		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 			errs = append(errs, fmt.Errorf("HTTP_ADDR=%q: want host:port: %v", c.HTTPAddr, err))

@@ -112,11 +112,35 @@ func serve(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel.Level}))
+	log, closeLog, err := newLogger(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
 	log.Info("storeflow starting", cfg.Redacted()...)
 	a, err := app.New(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	return a.Run(ctx)
+}
+
+// newLogger builds the process logger from LOG_LEVEL, LOG_FORMAT and
+// LOG_FILE: always to stderr, and appended to LOG_FILE too when set (the
+// seeds' console and file handlers).
+func newLogger(cfg config.Config, stderr io.Writer) (*slog.Logger, func(), error) {
+	w, closeFn := stderr, func() {}
+	if cfg.LogFile != "" {
+		f, err := os.OpenFile(cfg.LogFile, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o640)
+		if err != nil {
+			return nil, nil, fmt.Errorf("LOG_FILE=%s: %w", cfg.LogFile, err)
+		}
+		w, closeFn = io.MultiWriter(stderr, f), func() { _ = f.Close() }
+	}
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel.Level}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
+	if cfg.LogFormat == "json" {
+		h = slog.NewJSONHandler(w, opts)
+	}
+	return slog.New(h), closeFn, nil
 }

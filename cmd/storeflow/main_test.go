@@ -3,10 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/storeflow/storeflow/config"
 	"github.com/storeflow/storeflow/internal/modeltest"
 )
 
@@ -52,5 +56,39 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if err := run(context.Background(), []string{"bench", "-shoppers", "0"}, &out, &errOut); err == nil {
 		t.Fatal("bench accepted -shoppers 0")
+	}
+}
+
+// LOG_FORMAT=json writes one JSON object per line to stderr and, with
+// LOG_FILE, the same lines to the file.
+func TestLoggerFormatAndFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "messages.log")
+	cfg, err := config.Load(map[string]string{"LOG_FORMAT": "json", "LOG_FILE": path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	log, closeLog, err := newLogger(cfg, &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("hello", "customer_id", "7")
+	closeLog()
+	file, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, out := range map[string][]byte{"stderr": stderr.Bytes(), "LOG_FILE": file} {
+		var rec map[string]any
+		if err := json.Unmarshal(bytes.TrimSpace(out), &rec); err != nil || rec["msg"] != "hello" || rec["customer_id"] != "7" {
+			t.Errorf("%s holds %q, want one JSON record of the message", name, out)
+		}
+	}
+	if _, err := config.Load(map[string]string{"LOG_FORMAT": "xml"}); err == nil || !strings.Contains(err.Error(), "LOG_FORMAT") {
+		t.Errorf("LOG_FORMAT=xml: %v, want an error naming it", err)
+	}
+	cfg.LogFile = filepath.Join(t.TempDir(), "no", "such", "dir", "x.log")
+	if _, _, err := newLogger(cfg, &stderr); err == nil || !strings.Contains(err.Error(), "LOG_FILE") {
+		t.Errorf("unwritable LOG_FILE: %v, want an error naming it", err)
 	}
 }
