@@ -97,7 +97,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	a.registerPredictionMetrics()
 
 	blog := log.With("component", "broker")
-	if cfg.Broker.Embedded() {
+	if cfg.MockMQTT() {
+		m := broker.NewMock(blog)
+		a.conn = m
+		a.registerMockMetrics(m)
+	} else if cfg.Broker.Embedded() {
 		a.conn, err = broker.NewEmbedded(cfg.Broker, blog)
 	} else {
 		var c *broker.Client
@@ -121,6 +125,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		return nil, err
 	}
 
+	if cfg.TestingNoMQTT && cfg.Simulator.Enabled {
+		log.Info("TESTING_NO_MQTT=true: simulator off, events come from the test endpoints")
+		cfg.Simulator.Enabled, a.cfg.Simulator.Enabled = false, false
+	}
 	if cfg.Simulator.Enabled {
 		ids, err := a.shopperIDs()
 		if err != nil {

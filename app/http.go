@@ -18,18 +18,18 @@ func (a *App) routes() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("OK"))
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		select {
-		case <-a.ready:
-			_, _ = w.Write([]byte("ready\n"))
-		default:
+		if why := a.notReady(r.Context()); why != "" {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("not ready: broker or pipeline subscriptions not up yet\n"))
+			_, _ = w.Write([]byte("not ready: " + why + "\n"))
+			return
 		}
+		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
 	a.server.Register(mux)
 	a.central.Register(mux)
+	a.registerTestEndpoints(mux)
 	return mux
 }

@@ -29,6 +29,13 @@ type Config struct {
 	LogFile   string   `env:"LOG_FILE"`                              // also append logs to this file (the seeds' messages.log)
 	HTTPAddr  string   `env:"HTTP_ADDR" envDefault:"127.0.0.1:8000"` // HTTP endpoints; "" = off
 
+	// Testing without MQTT (seeds 000 and 002). Either mode replaces the broker
+	// with broker.Mock, which only logs what is published; TESTING_NO_MQTT also
+	// turns the simulator off. Either mode turns the test endpoints on.
+	TestingNoMQTT     bool `env:"TESTING_NO_MQTT" envDefault:"false"`
+	TestingMockMQTT   bool `env:"TESTING_MOCK_MQTT" envDefault:"false"`
+	HTTPTestEndpoints bool `env:"HTTP_TEST_ENDPOINTS" envDefault:"false"` // /mock_entry, /mock_focus, /produce_*
+
 	Store       store.Config
 	Broker      broker.Config
 	Pipeline    pipeline.Config
@@ -84,6 +91,9 @@ func (c Config) Validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("LOG_FORMAT=%q: must be text or json", c.LogFormat))
 	}
+	if c.MockMQTT() && c.Broker.Host != "" {
+		errs = append(errs, fmt.Errorf("MQTT_HOST=%q with %s=true: the testing mode replaces MQTT with a mock, so the broker would never be used: unset one", c.Broker.Host, c.mockVar()))
+	}
 	if c.HTTPAddr != HTTPOff {
 		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 			errs = append(errs, fmt.Errorf("HTTP_ADDR=%q: want host:port: %v", c.HTTPAddr, err))
@@ -99,6 +109,23 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// MockMQTT reports whether a testing mode replaces the broker with a mock.
+func (c Config) MockMQTT() bool { return c.TestingNoMQTT || c.TestingMockMQTT }
+
+// TestEndpoints reports whether the HTTP test endpoints are served.
+func (c Config) TestEndpoints() bool { return c.HTTPTestEndpoints || c.MockMQTT() }
+
+// mockVar names the testing mode that is on, for error messages.
+func (c Config) mockVar() string {
+	switch {
+	case c.TestingNoMQTT && c.TestingMockMQTT:
+		return "TESTING_NO_MQTT=true and TESTING_MOCK_MQTT"
+	case c.TestingNoMQTT:
+		return "TESTING_NO_MQTT"
+	}
+	return "TESTING_MOCK_MQTT"
 }
 
 // Redacted returns the variables that were set, as slog key-value pairs for

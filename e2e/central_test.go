@@ -187,9 +187,11 @@ func TestSplitRunTakesContextFromTheCentral(t *testing.T) {
 			t.Errorf("the central did not answer %q; it answered %v", path, answers)
 		}
 	}
-	// The entry's prefetch fetched the customer; the focus found it cached.
-	if n := answers["GET /central/customers/"+id+" 200"]; n != 1 {
-		t.Errorf("the central was asked for customer %s %d times, want once", id, n)
+	// The entry's prefetch fetched the customer; the focus found it cached
+	// or shared the call. A second fetch happens only when the first timed
+	// out (CENTRAL_TIMEOUT) on a loaded machine, so allow it, but no more.
+	if n := answers["GET /central/customers/"+id+" 200"]; n < 1 || n > 2 {
+		t.Errorf("the central was asked for customer %s %d times, want once (twice at most)", id, n)
 	}
 	central.waitMetric(t, 1, 5*time.Second, "storeflow_central_server_requests_total", "route=customers", "outcome=ok")
 	sys.waitMetric(t, 3, 5*time.Second, "storeflow_central_client_calls_total", "outcome=ok")

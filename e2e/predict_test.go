@@ -14,6 +14,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -133,8 +134,11 @@ func TestPredictionServiceDownIsCountedAndSurvived(t *testing.T) {
 	if st := sys.app.Scorer().(*recommender.Client).Stats(); st.Calls != 2 || st.OK != 0 || st.Transport != 2 {
 		t.Errorf("client stats %+v, want 2 calls, both transport errors", st)
 	}
-	if code, body := httpGet(t, "http://"+sys.app.HTTPAddr()+"/readyz"); code != http.StatusOK {
-		t.Errorf("GET /readyz = %d %s after the failures, want 200", code, body)
+	// The process keeps running, but it is not ready: a probe takes it out
+	// of rotation until the prediction service answers.
+	if code, body := httpGet(t, "http://"+sys.app.HTTPAddr()+"/readyz"); code != http.StatusServiceUnavailable ||
+		!strings.Contains(body, "not ready: prediction: ") {
+		t.Errorf("GET /readyz = %d %s with the prediction service down, want 503 naming prediction", code, body)
 	}
 }
 

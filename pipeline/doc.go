@@ -31,6 +31,11 @@
 //     and the pipeline goes on. Only a cancelled context stops a stage.
 //   - Bounded everything. Queues have fixed capacity, tracked shoppers are
 //     capped (MAX_SHOPPERS) and forgotten after SHOPPER_TTL without events.
-//   - Shutdown is one context: intake stops (callbacks return at once), every
-//     stage finishes the item in hand, and Run returns; the broker closes last.
+//   - Shutdown is one context. When it ends, intake closes in the order of the
+//     flow: the dwell queues first (callbacks refuse events, counted as dropped
+//     "shutdown"), and once the dwell workers have emptied them and published
+//     their focus events, the focus queue. The focus stages finish what is
+//     queued and in flight, coupons published, within SHUTDOWN_TIMEOUT; then
+//     what is left is cancelled and counted as dropped "shutdown", and Run
+//     returns. The app closes the broker only after Run returned.
 package pipeline

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/storeflow/storeflow/event"
 	"github.com/storeflow/storeflow/store"
@@ -13,6 +14,7 @@ import (
 // focusJob carries one focus event through the stages.
 type focusJob struct {
 	focus    event.Focus
+	received time.Time // when the focus event came in, for storeflow_focus_seconds
 	customer store.Customer
 	coupons  []store.Coupon // the department's coupons valid on the focus day
 	probs    []float64      // one per coupon
@@ -20,55 +22,70 @@ type focusJob struct {
 
 // loadContext is the context stage: who the shopper is and which of the
 // department's coupons are valid at the focus time.
-func (p *Pipeline) loadContext(ctx context.Context, f event.Focus) (*focusJob, bool) {
+// The event counts in p.pending until settled.
+func (p *Pipeline) loadContext(ctx context.Context, in focusIn) (*focusJob, bool) {
+	start := time.Now()
+	defer func() { p.m.stageContext.Observe(time.Since(start).Seconds()) }()
+	j := &focusJob{focus: in.focus, received: in.received}
+	f := in.focus
 	c, err := p.central.Customer(ctx, f.ID)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			p.outcome(OutcomeUnknownCustomer, slog.LevelWarn, "focus of an unknown customer", f, err)
+			p.outcome(OutcomeUnknownCustomer, slog.LevelWarn, "focus of an unknown customer", j, err)
 		} else {
-			p.outcome(OutcomeContextError, slog.LevelError, "customer context failed", f, err)
+			p.outcome(OutcomeContextError, slog.LevelError, "customer context failed", j, err)
 		}
 		return nil, false
 	}
 	coupons, err := p.central.ValidCoupons(ctx, f.Dep, store.DayOf(f.TS), nil)
 	if err != nil {
-		p.outcome(OutcomeContextError, slog.LevelError, "coupon lookup failed", f, err)
+		p.outcome(OutcomeContextError, slog.LevelError, "coupon lookup failed", j, err)
 		return nil, false
 	}
 	if len(coupons) == 0 {
-		p.outcome(OutcomeNoCoupons, slog.LevelDebug, "no coupon valid in the department", f, nil)
+		p.outcome(OutcomeNoCoupons, slog.LevelDebug, "no coupon valid in the department", j, nil)
 		return nil, false
 	}
-	return &focusJob{focus: f, customer: c, coupons: coupons}, true
+	j.customer, j.coupons = c, coupons
+	return j, true
 }
 
 // score is the prediction stage.
 func (p *Pipeline) score(ctx context.Context, j *focusJob) (*focusJob, bool) {
 	j.probs = make([]float64, len(j.coupons))
-	if err := p.scorer.Score(ctx, &j.customer, j.coupons, j.probs); err != nil {
-		p.outcome(OutcomeScoreError, slog.LevelError, "scoring failed", j.focus, err)
+	start := time.Now()
+	err := p.scorer.Score(ctx, &j.customer, j.coupons, j.probs)
+	took := time.Since(start).Seconds()
+	p.m.predictionSeconds.Observe(took)
+	p.m.stageScore.Observe(took)
+	if err != nil {
+		p.m.predictionsError.Inc()
+		p.outcome(OutcomeScoreError, slog.LevelError, "scoring failed", j, err)
 		return nil, false
 	}
+	p.m.predictionsOK.Inc()
 	return j, true
 }
 
 // offer is the select-and-publish stage: the best coupon not yet offered this
 // visit, with its products, as a Prediction Results Message.
 func (p *Pipeline) offer(ctx context.Context, j *focusJob) {
+	start := time.Now()
+	defer func() { p.m.stagePublish.Observe(time.Since(start).Seconds()) }()
 	f := j.focus
 	c, ok, already := p.visits.claim(f.ID, p.now().Unix(), j.coupons, j.probs, p.threshold)
 	if !ok {
 		if already {
-			p.outcome(OutcomeAlreadyIssued, slog.LevelDebug, "every qualifying coupon was offered this visit", f, nil)
+			p.outcome(OutcomeAlreadyIssued, slog.LevelDebug, "every qualifying coupon was offered this visit", j, nil)
 		} else {
-			p.outcome(OutcomeBelowThreshold, slog.LevelDebug, "no coupon above the threshold", f, nil)
+			p.outcome(OutcomeBelowThreshold, slog.LevelDebug, "no coupon above the threshold", j, nil)
 		}
 		return
 	}
 	products, err := p.central.CouponProducts(ctx, c.ID)
 	if err != nil {
 		p.visits.release(f.ID, c.ID)
-		p.outcome(OutcomeContextError, slog.LevelError, "coupon products lookup failed", f, err)
+		p.outcome(OutcomeContextError, slog.LevelError, "coupon products lookup failed", j, err)
 		return
 	}
 	// A department-wide coupon covers the whole department, hundreds of
@@ -80,16 +97,20 @@ func (p *Pipeline) offer(ctx context.Context, j *focusJob) {
 	}
 	if err != nil {
 		p.visits.release(f.ID, c.ID)
-		p.outcome(OutcomePublishError, slog.LevelError, "prediction publish failed", f, err)
+		p.outcome(OutcomePublishError, slog.LevelError, "prediction publish failed", j, err)
 		return
 	}
-	p.m.focusOutcome.WithLabelValues(OutcomePublished).Inc()
+	p.m.published.Inc()
+	p.settle(OutcomePublished, j)
 	p.log.Debug("coupon published", "customer_id", f.ID, "department", f.Dep.String(), "coupon_id", c.ID)
 }
 
 // outcome counts a focus that ended without a coupon and logs why.
-func (p *Pipeline) outcome(outcome string, level slog.Level, msg string, f event.Focus, err error) {
-	p.m.focusOutcome.WithLabelValues(outcome).Inc()
+func (p *Pipeline) outcome(outcome string, level slog.Level, msg string, j *focusJob, err error) {
+	if !p.settle(outcome, j) {
+		return // abandoned at shutdown: the cancellation is no failure to log
+	}
+	f := j.focus
 	if level == slog.LevelDebug {
 		p.log.Debug(msg, "customer_id", f.ID, "department", f.Dep.String())
 		return
@@ -97,10 +118,26 @@ func (p *Pipeline) outcome(outcome string, level slog.Level, msg string, f event
 	p.warn.log(level, "focus:"+outcome, msg, "customer_id", f.ID, "department", f.Dep.String(), "error", err)
 }
 
+// settle records how a focus event ended: its outcome and how long it took.
+// After SHUTDOWN_TIMEOUT whatever did not end in a coupon is counted as
+// dropped "shutdown" instead, and settle returns false.
+func (p *Pipeline) settle(outcome string, j *focusJob) bool {
+	p.pending.Add(-1)
+	if outcome != OutcomePublished && p.abandoned.Load() {
+		p.m.dropShutdown.Inc()
+		return false
+	}
+	p.m.outcome[outcome].Inc()
+	p.m.focusSeconds.Observe(time.Since(j.received).Seconds())
+	return true
+}
+
 // stage runs fn on each value from in with n workers and sends kept results
-// to out, until ctx is done. fn handles its own per-item failures and returns
-// keep=false to stop an item.
-func stage[In, Out any](ctx context.Context, n int, in <-chan In, out chan<- Out, fn func(context.Context, In) (Out, bool)) {
+// to out, until in is closed and empty or ctx is done; then it closes out.
+// fn handles its own per-item failures and returns keep=false to stop an
+// item. lost counts a kept result that could not be handed on because ctx
+// ended.
+func stage[In, Out any](ctx context.Context, n int, in <-chan In, out chan<- Out, fn func(context.Context, In) (Out, bool), lost func()) {
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
@@ -108,7 +145,10 @@ func stage[In, Out any](ctx context.Context, n int, in <-chan In, out chan<- Out
 				select {
 				case <-ctx.Done():
 					return
-				case v := <-in:
+				case v, ok := <-in:
+					if !ok {
+						return
+					}
 					res, keep := fn(ctx, v)
 					if !keep {
 						continue
@@ -116,6 +156,7 @@ func stage[In, Out any](ctx context.Context, n int, in <-chan In, out chan<- Out
 					select {
 					case out <- res:
 					case <-ctx.Done():
+						lost()
 						return
 					}
 				}
@@ -123,12 +164,15 @@ func stage[In, Out any](ctx context.Context, n int, in <-chan In, out chan<- Out
 		})
 	}
 	wg.Wait()
+	if out != nil {
+		close(out)
+	}
 }
 
 // sink is the last stage: fn consumes each value and nothing goes on.
 func sink[In any](ctx context.Context, n int, in <-chan In, fn func(context.Context, In)) {
 	stage(ctx, n, in, nil, func(ctx context.Context, v In) (struct{}, bool) {
 		fn(ctx, v)
-		return struct{}{}, false // never sent: out may be nil
-	})
+		return struct{}{}, false // never sent: out is nil
+	}, nil)
 }

@@ -45,7 +45,29 @@ type metrics struct {
 	expired      prometheus.Counter
 	prefetch     *prometheus.CounterVec // outcome
 	tracked      prometheus.Gauge
+
+	// Latency, in seconds. The hot path observes through the curried
+	// observers and counters below: no label lookup per event.
+	stageSeconds      *prometheus.HistogramVec // stage
+	focusSecondsVec   prometheus.Histogram
+	predictionSecVec  prometheus.Histogram
+	predictions       *prometheus.CounterVec // outcome
+	publishedTotal    prometheus.Counter
+	stageContext      prometheus.Observer
+	stageScore        prometheus.Observer
+	stagePublish      prometheus.Observer
+	focusSeconds      prometheus.Observer
+	predictionSeconds prometheus.Observer
+	predictionsOK     prometheus.Counter
+	predictionsError  prometheus.Counter
+	published         prometheus.Counter
+	outcome           map[string]prometheus.Counter // by outcome: read-only after newMetrics
+	dropShutdown      prometheus.Counter
 }
+
+// latencyBuckets span 100 µs to about 3 s: an in-process scorer answers in
+// microseconds, a remote one in milliseconds, a stuck one at its timeout.
+var latencyBuckets = prometheus.ExponentialBuckets(0.0001, 2, 16)
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
@@ -77,7 +99,37 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "storeflow_shoppers_tracked", Help: "Shoppers the dwell detector holds state for.",
 		}),
 	}
-	reg.MustRegister(m.accepted, m.rejected, m.dropped, m.focus, m.focusOutcome, m.outOfOrder, m.expired, m.prefetch, m.tracked)
+	m.stageSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "storeflow_focus_stage_seconds", Help: "Time a focus event spends in each focus stage: context, score, publish (select and publish).",
+		Buckets: latencyBuckets,
+	}, []string{"stage"})
+	m.focusSecondsVec = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "storeflow_focus_seconds", Help: "Time from a focus event's receipt to its outcome, queues included.",
+		Buckets: latencyBuckets,
+	})
+	m.predictionSecVec = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "storeflow_prediction_seconds", Help: "Time of a scorer call, in-process or remote (PREDICTION_URL).",
+		Buckets: latencyBuckets,
+	})
+	m.predictions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "storeflow_predictions_total", Help: "Scorer calls, by outcome (ok, error).",
+	}, []string{"outcome"})
+	m.publishedTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "storeflow_coupons_published_total", Help: "Prediction messages (coupons) published.",
+	})
+	m.stageContext = m.stageSeconds.WithLabelValues("context")
+	m.stageScore = m.stageSeconds.WithLabelValues("score")
+	m.stagePublish = m.stageSeconds.WithLabelValues("publish")
+	m.focusSeconds, m.predictionSeconds, m.published = m.focusSecondsVec, m.predictionSecVec, m.publishedTotal
+	m.predictionsOK = m.predictions.WithLabelValues("ok")
+	m.predictionsError = m.predictions.WithLabelValues("error")
+	m.dropShutdown = m.dropped.WithLabelValues(dropShutdown)
+	m.outcome = make(map[string]prometheus.Counter, len(outcomes))
+	for _, o := range outcomes {
+		m.outcome[o] = m.focusOutcome.WithLabelValues(o)
+	}
+	reg.MustRegister(m.accepted, m.rejected, m.dropped, m.focus, m.focusOutcome, m.outOfOrder, m.expired, m.prefetch, m.tracked,
+		m.stageSeconds, m.focusSecondsVec, m.predictionSecVec, m.predictions, m.publishedTotal)
 	// Pre-create every series so dashboards see zeros, not gaps.
 	for _, k := range []string{kindEnter, kindMove, kindExit, kindFocus} {
 		m.accepted.WithLabelValues(k)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +40,7 @@ type Config struct {
 	QueueSize       int           `env:"PIPELINE_QUEUE" envDefault:"1024"` // capacity of each intake queue
 	Overflow        string        `env:"PIPELINE_OVERFLOW" envDefault:"block"`
 	MaxProducts     int           `env:"PREDICTION_MAX_PRODUCTS" envDefault:"20"` // products listed in a prediction, at most
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`       // at shutdown, how long queued and in-flight events may take to finish
 }
 
 // Validate checks the values; errors name the variable and the value.
@@ -79,6 +81,9 @@ func (c Config) Validate() error {
 		if n.v < n.lo || n.v > n.h {
 			errs = append(errs, fmt.Errorf("%s=%d: must be between %d and %d", n.name, n.v, n.lo, n.h))
 		}
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("SHUTDOWN_TIMEOUT=%s: must be positive", c.ShutdownTimeout))
 	}
 	if c.Overflow != OverflowBlock && c.Overflow != OverflowDrop {
 		errs = append(errs, fmt.Errorf("PIPELINE_OVERFLOW=%q: must be %q or %q", c.Overflow, OverflowBlock, OverflowDrop))
@@ -125,11 +130,25 @@ type Pipeline struct {
 
 	shards    []chan shopperEvent
 	prefetchQ chan string
-	focusQ    chan event.Focus
+	focusQ    chan focusIn
 	visits    *visits
+
+	// Shutdown closes intake in the order of the flow: first the dwell
+	// queues, then — once the dwell workers have published the focus events
+	// of what they held — the focus queue.
+	dwellGate, focusGate *gate
+	pending              atomic.Int64 // focus events accepted and not yet settled
+	refused              atomic.Int64 // events refused at intake during shutdown
+	abandoned            atomic.Bool  // SHUTDOWN_TIMEOUT passed: what ends now is dropped
 
 	stop  chan struct{} // closed when Run returns: callbacks stop waiting
 	ready chan struct{} // closed once every subscription is in place
+}
+
+// focusIn is a focus event in the focus queue, with when it was received.
+type focusIn struct {
+	focus    event.Focus
+	received time.Time
 }
 
 // New builds a pipeline. reg receives its metrics (nil: a private registry).
@@ -159,11 +178,14 @@ func New(cfg Config, plan *store.Plan, central Central, scorer recommender.Score
 		now:       time.Now,
 		shards:    make([]chan shopperEvent, cfg.DwellWorkers),
 		prefetchQ: make(chan string, cfg.QueueSize),
-		focusQ:    make(chan event.Focus, cfg.QueueSize),
+		focusQ:    make(chan focusIn, cfg.QueueSize),
 		visits:    newVisits(),
+		dwellGate: newGate(),
+		focusGate: newGate(),
 		stop:      make(chan struct{}),
 		ready:     make(chan struct{}),
 	}
+	p.central, p.scorer, p.pub = observe(central, scorer, pub) // so FocusNow learns its outcome (inject.go)
 	for i := range p.shards {
 		p.shards[i] = make(chan shopperEvent, cfg.QueueSize)
 	}
@@ -182,8 +204,11 @@ func New(cfg Config, plan *store.Plan, central Central, scorer recommender.Score
 // Ready is closed once the pipeline is subscribed to every topic it consumes.
 func (p *Pipeline) Ready() <-chan struct{} { return p.ready }
 
-// Run subscribes and processes events until ctx is done. It returns nil on a
-// normal stop and an error only when a subscription fails.
+// Run subscribes and processes events until ctx is done, then shuts down:
+// intake closes (callbacks refuse events, counted as dropped "shutdown"),
+// what is queued or in flight is finished within SHUTDOWN_TIMEOUT, and what
+// is left after it is abandoned and counted. Run returns nil on a normal stop
+// and an error only when a subscription fails.
 func (p *Pipeline) Run(ctx context.Context) error {
 	defer close(p.stop)
 	for _, s := range []struct {
@@ -201,21 +226,80 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	p.log.Info("pipeline started", "dwell", p.cfg.FocusDwell, "gap", p.cfg.FocusGap,
 		"dwell_workers", p.cfg.DwellWorkers, "focus_workers", p.cfg.FocusWorkers, "overflow", p.cfg.Overflow)
 
+	// The workers' context outlives ctx by up to SHUTDOWN_TIMEOUT, so that
+	// what was accepted is finished, its coupon published.
+	work, abandon := context.WithCancel(context.WithoutCancel(ctx))
+	defer abandon()
 	contexts := make(chan *focusJob, p.cfg.FocusWorkers)
 	scored := make(chan *focusJob, p.cfg.FocusWorkers)
-	var wg sync.WaitGroup
+	var side, dwell, focus sync.WaitGroup
 	for _, in := range p.shards {
-		wg.Go(func() { p.dwellWorker(ctx, in) })
+		dwell.Go(func() { p.dwellWorker(work, in) })
 	}
 	for range p.cfg.FocusWorkers {
-		wg.Go(func() { p.prefetchWorker(ctx) })
+		side.Go(func() { p.prefetchWorker(ctx) }) // only warms the cache: stops at once
 	}
-	wg.Go(func() { stage(ctx, p.cfg.FocusWorkers, p.focusQ, contexts, p.loadContext) })
-	wg.Go(func() { stage(ctx, p.cfg.FocusWorkers, contexts, scored, p.score) })
-	wg.Go(func() { sink(ctx, p.cfg.FocusWorkers, scored, p.offer) })
-	wg.Go(func() { p.expireVisits(ctx) })
-	wg.Wait()
+	side.Go(func() { p.expireVisits(ctx) })
+	focus.Go(func() { stage(work, p.cfg.FocusWorkers, p.focusQ, contexts, p.loadContext, p.lost) })
+	focus.Go(func() { stage(work, p.cfg.FocusWorkers, contexts, scored, p.score, p.lost) })
+	focus.Go(func() { sink(work, p.cfg.FocusWorkers, scored, p.offer) })
+
+	<-ctx.Done()
+	start := time.Now()
+	queuedDwell, queuedFocus := p.dwellQueued(), p.pending.Load()
+	timeout := time.NewTimer(p.cfg.ShutdownTimeout)
+	defer timeout.Stop()
+	p.dwellGate.close()
+	for _, q := range p.shards {
+		close(q) // no sender is left: the dwell workers end once they emptied it
+	}
+	drained := waitOr(waitDone(&dwell), timeout.C)
+	p.focusGate.close()
+	if drained {
+		close(p.focusQ)
+		drained = waitOr(waitDone(&focus), timeout.C)
+	}
+	side.Wait()
+	p.m.dropped.WithLabelValues("prefetch").Add(float64(drainCount(p.prefetchQ)))
+	if drained {
+		p.log.Info("shutdown: drained", "dwell_events", queuedDwell, "focus_events", queuedFocus,
+			"refused", p.refused.Load(), "took", time.Since(start).Round(time.Millisecond))
+		return nil
+	}
+
+	p.abandoned.Store(true)
+	abandonedFocus, abandonedDwell := p.pending.Load(), p.dwellQueued()
+	abandon()
+	// Workers return at once when cancelled, unless a call ignores its
+	// context; such a worker is left behind, not waited for.
+	grace := time.NewTimer(min(p.cfg.ShutdownTimeout, time.Second))
+	defer grace.Stop()
+	stopped := waitOr(waitDone(&dwell, &focus), grace.C)
+	p.m.dropShutdown.Add(float64(p.dwellQueued()))
+	for _, q := range p.shards {
+		drainCount(q)
+	}
+	for range drainCount(p.focusQ) + drainCount(contexts) + drainCount(scored) {
+		p.lost()
+	}
+	p.log.Warn("shutdown: timeout", "timeout", p.cfg.ShutdownTimeout, "abandoned_focus_events", abandonedFocus,
+		"abandoned_dwell_events", abandonedDwell, "refused", p.refused.Load(), "workers_stopped", stopped,
+		"took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+func (p *Pipeline) dwellQueued() int64 {
+	var n int
+	for _, q := range p.shards {
+		n += len(q)
+	}
+	return int64(n)
+}
+
+// lost counts a focus event abandoned at SHUTDOWN_TIMEOUT.
+func (p *Pipeline) lost() {
+	p.pending.Add(-1)
+	p.m.dropShutdown.Inc()
 }
 
 // shopperEvent is an enter, move or exit on its way to a dwell worker.
@@ -276,23 +360,31 @@ func (p *Pipeline) onFocus(topic string, payload []byte) {
 		p.reject(kindFocus, topic, event.ReasonOf(err), err)
 		return
 	}
-	if enqueue(p, p.focusQ, f, "focus") {
-		p.m.accepted.WithLabelValues(kindFocus).Inc()
+	p.pending.Add(1)
+	if !enqueue(p, p.focusGate, p.focusQ, focusIn{focus: f, received: time.Now()}, "focus") {
+		p.pending.Add(-1)
+		return
 	}
+	p.m.accepted.WithLabelValues(kindFocus).Inc()
 }
 
 func (p *Pipeline) toDwell(ev shopperEvent) bool {
 	q := p.shards[hashID(ev.id)%uint32(len(p.shards))]
-	if !enqueue(p, q, ev, "dwell") {
+	if !enqueue(p, p.dwellGate, q, ev, "dwell") {
 		return false
 	}
 	p.m.accepted.WithLabelValues(ev.kind).Inc()
 	return true
 }
 
-// enqueue applies the overflow policy. It never waits once the pipeline has
-// stopped.
-func enqueue[T any](p *Pipeline, q chan T, v T, queue string) bool {
+// enqueue applies the overflow policy through g. It never waits once
+// shutdown has begun: then the event is dropped as "shutdown".
+func enqueue[T any](p *Pipeline, g *gate, q chan T, v T, queue string) bool {
+	if !g.enter() {
+		p.refuse()
+		return false
+	}
+	defer g.leave()
 	select {
 	case q <- v:
 		return true
@@ -302,12 +394,21 @@ func enqueue[T any](p *Pipeline, q chan T, v T, queue string) bool {
 		select {
 		case q <- v:
 			return true
+		case <-g.closed:
+			p.refuse()
+			return false
 		case <-p.stop:
 		}
 	}
 	p.m.dropped.WithLabelValues(queue).Inc()
 	p.warn.log(slog.LevelWarn, "drop:"+queue, "event dropped: queue full", "queue", queue, "policy", p.cfg.Overflow)
 	return false
+}
+
+// refuse counts an event refused because the pipeline is shutting down.
+func (p *Pipeline) refuse() {
+	p.refused.Add(1)
+	p.m.dropShutdown.Inc()
 }
 
 func (p *Pipeline) reject(kind, topic string, reason event.Reason, err error) {
@@ -351,7 +452,11 @@ func (p *Pipeline) dwellWorker(ctx context.Context, in <-chan shopperEvent) {
 		case <-tick.C:
 			now = p.now().Unix()
 			expire()
-		case ev := <-in:
+		case ev, ok := <-in:
+			if !ok { // shutdown: the queue is empty and closed
+				p.m.tracked.Sub(float64(len(shoppers)))
+				return
+			}
 			switch ev.kind {
 			case kindEnter, kindExit: // a new visit starts clean; an exit ends it
 				forget(ev.id)

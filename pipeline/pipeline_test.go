@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/storeflow/storeflow/store"
 )
@@ -76,7 +77,7 @@ func testConfig() Config {
 		EntryTopic: "enter", MoveTopic: "move", ExitTopic: "exit", FocusTopic: "focus", PredictionTopic: "prediction",
 		FocusDwell: 10 * time.Second, FocusGap: 20 * time.Second, FocusCooldown: 10 * time.Minute,
 		ShopperTTL: 30 * time.Minute, MaxShoppers: 1000, DwellWorkers: 2, FocusWorkers: 2,
-		QueueSize: 16, Overflow: OverflowBlock, MaxProducts: 20,
+		QueueSize: 16, Overflow: OverflowBlock, MaxProducts: 20, ShutdownTimeout: 5 * time.Second,
 	}
 }
 
@@ -148,6 +149,7 @@ func TestConfigValidate(t *testing.T) {
 		"shoppers":  {func(c *Config) { c.MaxShoppers = 0 }, "MAX_SHOPPERS=0"},
 		"gap":       {func(c *Config) { c.FocusGap = time.Millisecond }, "FOCUS_GAP"},
 		"f workers": {func(c *Config) { c.FocusWorkers = 5000 }, "FOCUS_WORKERS=5000"},
+		"shutdown":  {func(c *Config) { c.ShutdownTimeout = 0 }, "SHUTDOWN_TIMEOUT=0s"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -190,13 +192,13 @@ func TestOverflowDropCountsEveryEvent(t *testing.T) {
 }
 
 // With PIPELINE_OVERFLOW=block a publisher waits for room, and stops waiting
-// once the pipeline has stopped.
+// once the pipeline is stopping: what it could not hand over is counted as
+// dropped "shutdown".
 func TestOverflowBlockReleasesOnStop(t *testing.T) {
 	cfg := testConfig()
 	cfg.QueueSize, cfg.FocusWorkers = 1, 1
 	b := newBus()
 	central := blockingCentral{Catalog: testCatalog(t), release: make(chan struct{})}
-	defer close(central.release)
 	plan, _ := store.GridPlan(6, 10)
 	p, err := New(cfg, plan, central, discountScorer{}, 0.2, b, b, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
@@ -224,10 +226,11 @@ func TestOverflowBlockReleasesOnStop(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("a blocked publisher was not released when the pipeline stopped")
 	}
+	close(central.release) // what was accepted can finish now
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if testutil.ToFloat64(p.m.dropped.WithLabelValues("focus")) == 0 {
+	if testutil.ToFloat64(p.m.dropped.WithLabelValues(dropShutdown)) == 0 {
 		t.Fatal("events refused at stop were not counted as dropped")
 	}
 }
@@ -309,4 +312,174 @@ func (discountScorer) Score(_ context.Context, _ *store.Customer, coupons []stor
 		out[i] = float64(coupons[i].Discount) / 100
 	}
 	return nil
+}
+
+// heldScorer scores like discountScorer once release is closed; until then
+// it holds the call, and gives up only when its context ends.
+type heldScorer struct {
+	entered chan struct{} // receives one value per call
+	release chan struct{}
+}
+
+func (s heldScorer) Score(ctx context.Context, c *store.Customer, coupons []store.Coupon, out []float64) error {
+	s.entered <- struct{}{}
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return discountScorer{}.Score(ctx, c, coupons, out)
+}
+
+// runPipeline runs a pipeline with scorer until cancel is called; the error
+// of Run arrives on done.
+func runPipeline(t *testing.T, cfg Config, scorer heldScorer, b *bus) (p *Pipeline, cancel func(), done <-chan error) {
+	t.Helper()
+	plan, err := store.GridPlan(6, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err = New(cfg, plan, testCatalog(t), scorer, 0, b, b, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	d := make(chan error, 1)
+	go func() { d <- p.Run(ctx) }()
+	select {
+	case <-p.Ready():
+	case <-time.After(5 * time.Second):
+		t.Fatal("pipeline not ready")
+	}
+	return p, cancel, d
+}
+
+// publishFocus sends focus events of n different shoppers in Men, today.
+func publishFocus(b *bus, n int) {
+	ts := time.Now().Unix()
+	for i := range n {
+		_ = b.Publish(context.Background(), "focus", fmt.Appendf(nil, `{"id":"%d","ts":%d,"dep":"Men"}`, i+1, ts))
+	}
+}
+
+func sampleCount(t *testing.T, o prometheus.Observer) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := o.(prometheus.Metric).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
+}
+
+// At shutdown the focus events already queued are finished, their coupons
+// published, before Run returns; new events are refused and counted.
+func TestShutdownDrainsQueuedFocus(t *testing.T) {
+	cfg := testConfig()
+	cfg.FocusWorkers = 1
+	b := newBus()
+	scorer := heldScorer{entered: make(chan struct{}, 100), release: make(chan struct{})}
+	p, cancel, done := runPipeline(t, cfg, scorer, b)
+	const n = 8
+	publishFocus(b, n)
+	select {
+	case <-scorer.entered: // one in the scorer, the rest queued behind it
+	case <-time.After(5 * time.Second):
+		t.Fatal("the scorer was never called")
+	}
+	cancel()
+	close(scorer.release)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return within 5s of the scorer's release")
+	}
+	predictions := 0
+	for len(b.out) > 0 {
+		if strings.HasPrefix(<-b.out, "prediction ") {
+			predictions++
+		}
+	}
+	if predictions != n {
+		t.Errorf("%d predictions published before Run returned, want %d", predictions, n)
+	}
+	for name, got := range map[string]float64{
+		"focus_outcomes{published}": testutil.ToFloat64(p.m.focusOutcome.WithLabelValues(OutcomePublished)),
+		"coupons_published":         testutil.ToFloat64(p.m.publishedTotal),
+		"predictions{ok}":           testutil.ToFloat64(p.m.predictions.WithLabelValues("ok")),
+		"focus_seconds samples":     float64(sampleCount(t, p.m.focusSeconds)),
+		"prediction_seconds count":  float64(sampleCount(t, p.m.predictionSeconds)),
+		"stage{context} samples":    float64(sampleCount(t, p.m.stageContext)),
+		"stage{score} samples":      float64(sampleCount(t, p.m.stageScore)),
+		"stage{publish} samples":    float64(sampleCount(t, p.m.stagePublish)),
+	} {
+		if got != n {
+			t.Errorf("%s = %v, want %d", name, got, n)
+		}
+	}
+	if got := testutil.ToFloat64(p.m.dropped.WithLabelValues(dropShutdown)); got != 0 {
+		t.Errorf("dropped{shutdown} = %v, want 0", got)
+	}
+	if got := testutil.CollectAndCount(p.m.stageSeconds, "storeflow_focus_stage_seconds"); got != 3 {
+		t.Errorf("storeflow_focus_stage_seconds has %d series, want 3", got)
+	}
+	// Intake is closed: a late event is refused and counted.
+	publishFocus(b, 1)
+	if got := testutil.ToFloat64(p.m.dropped.WithLabelValues(dropShutdown)); got != 1 {
+		t.Errorf("dropped{shutdown} = %v after a late event, want 1", got)
+	}
+}
+
+// A scorer that never answers holds shutdown for SHUTDOWN_TIMEOUT, no
+// longer; every focus event it held up is counted as dropped "shutdown".
+func TestShutdownTimeoutAbandons(t *testing.T) {
+	cfg := testConfig()
+	cfg.FocusWorkers, cfg.ShutdownTimeout = 1, 200*time.Millisecond
+	b := newBus()
+	scorer := heldScorer{entered: make(chan struct{}, 100), release: make(chan struct{})}
+	p, cancel, done := runPipeline(t, cfg, scorer, b)
+	const n = 6
+	publishFocus(b, n)
+	select {
+	case <-scorer.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the scorer was never called")
+	}
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return within 5s with SHUTDOWN_TIMEOUT=200ms")
+	}
+	if took := time.Since(start); took < cfg.ShutdownTimeout {
+		t.Errorf("Run returned after %s, before SHUTDOWN_TIMEOUT", took)
+	}
+	if got := testutil.ToFloat64(p.m.dropped.WithLabelValues(dropShutdown)); got != n {
+		t.Errorf("dropped{shutdown} = %v, want the %d abandoned focus events", got, n)
+	}
+	var settled float64
+	for _, o := range outcomes {
+		settled += testutil.ToFloat64(p.m.focusOutcome.WithLabelValues(o))
+	}
+	if settled != 0 {
+		t.Errorf("%v focus outcomes counted, want 0: all were abandoned", settled)
+	}
+	// The held call fails when abandoned; a worker may take one more job
+	// before it sees the cancellation, and that call fails at once.
+	if got := testutil.ToFloat64(p.m.predictions.WithLabelValues("error")); got < 1 {
+		t.Errorf("predictions{error} = %v, want the cancelled call", got)
+	}
+	if got := testutil.ToFloat64(p.m.predictions.WithLabelValues("ok")); got != 0 {
+		t.Errorf("predictions{ok} = %v, want 0", got)
+	}
+	if p.pending.Load() != 0 {
+		t.Errorf("pending = %d after Run, want 0", p.pending.Load())
+	}
 }

@@ -40,6 +40,7 @@ const (
 type Client struct {
 	protocol  string
 	endpoint  string // the URL requests go to
+	readyURL  string // what Ready asks
 	shown     string // the endpoint as errors show it: no user info, no query
 	header    http.Header
 	host      string // a Host from PREDICTION_HEADERS, for ingress routing
@@ -77,6 +78,9 @@ func NewClient(cfg Config) (*Client, error) {
 	header.Set("Content-Type", "application/json")
 	header.Set("Accept", "application/json")
 
+	// Ready asks the V2 readiness route; a /score service has no standard
+	// one, so the same route only shows that an HTTP server answers there.
+	ready := u.JoinPath("v2", "health", "ready")
 	if cfg.Protocol == ProtocolV2 {
 		u = u.JoinPath("v2", "models", cfg.Model, "infer")
 	} else {
@@ -100,6 +104,7 @@ func NewClient(cfg Config) (*Client, error) {
 	return &Client{
 		protocol:  cfg.Protocol,
 		endpoint:  u.String(),
+		readyURL:  ready.String(),
 		shown:     shown.String(),
 		header:    header,
 		host:      host,
@@ -119,6 +124,41 @@ func NewClient(cfg Config) (*Client, error) {
 // call more than once.
 func (c *Client) Close() {
 	c.transport.CloseIdleConnections()
+}
+
+// Ready reports whether the prediction service can take requests, for a
+// readiness probe: with protocol v2, GET {URL}/v2/health/ready must answer
+// 200; with score, any HTTP answer below 500 will do (the service is up).
+// It is not counted in Stats, and errors carry no header value.
+func (c *Client) Ready(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.readyURL, nil)
+	if err != nil {
+		return fmt.Errorf("%s %s: cannot build the request", c.protocol, c.shown)
+	}
+	req.Header = c.header.Clone()
+	req.Header.Del("Content-Type")
+	if c.host != "" {
+		req.Host = c.host
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error repeats the URL, query included
+		}
+		return fmt.Errorf("%s %s: %w", c.protocol, c.shown, err)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+	resp.Body.Close()
+	shown := url.URL{Scheme: req.URL.Scheme, Host: req.URL.Host, Path: req.URL.Path}
+	status := fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
+	switch {
+	case c.protocol == ProtocolV2 && resp.StatusCode != http.StatusOK:
+		return fmt.Errorf("GET %s: %s", shown.String(), status)
+	case resp.StatusCode >= 500:
+		return fmt.Errorf("GET %s: %s", shown.String(), status)
+	}
+	return nil
 }
 
 // ClientStats counts the client's calls since it was made. Every call that

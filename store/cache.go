@@ -420,6 +420,17 @@ func (c *Cache) Stats() CacheStats {
 	}
 }
 
+// Ping checks that Redis answers PING, for a readiness probe: a Cache serves
+// without Redis (degraded), but a process that cannot reach its Redis is not
+// the one to send traffic to. The in-process cache always answers nil.
+func (c *Cache) Ping(ctx context.Context) error {
+	r, ok := c.tier.(*redisTier)
+	if !ok {
+		return nil
+	}
+	return r.client.Ping(ctx).Err()
+}
+
 // Close releases the Redis connections. It is idempotent; the source is not
 // closed.
 func (c *Cache) Close() error {

@@ -20,12 +20,30 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go onSignals(cancel, func() { os.Exit(1) })
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "storeflow:", err)
 		os.Exit(1)
 	}
+}
+
+// onSignals makes the first SIGINT or SIGTERM a graceful shutdown (cancel:
+// intake stops, what is in flight finishes within SHUTDOWN_TIMEOUT) and the
+// second an immediate exit, for an operator who will not wait.
+func onSignals(cancel func(), exit func()) {
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	waitSignals(sig, cancel, exit)
+}
+
+func waitSignals(sig <-chan os.Signal, cancel func(), exit func()) {
+	s := <-sig
+	fmt.Fprintf(os.Stderr, "storeflow: %s: shutting down; send it again to exit at once\n", s)
+	cancel()
+	<-sig
+	exit()
 }
 
 const usage = `usage: storeflow [run]                 run the store (settings from the environment; see README.md)

@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/storeflow/storeflow/config"
 	"github.com/storeflow/storeflow/internal/modeltest"
@@ -90,5 +92,29 @@ func TestLoggerFormatAndFile(t *testing.T) {
 	cfg.LogFile = filepath.Join(t.TempDir(), "no", "such", "dir", "x.log")
 	if _, _, err := newLogger(cfg, &stderr); err == nil || !strings.Contains(err.Error(), "LOG_FILE") {
 		t.Errorf("unwritable LOG_FILE: %v, want an error naming it", err)
+	}
+}
+
+// The first signal cancels (a graceful shutdown), the second exits at once.
+func TestSignals(t *testing.T) {
+	sig := make(chan os.Signal, 2)
+	canceled, exited := make(chan struct{}), make(chan struct{})
+	go waitSignals(sig, func() { close(canceled) }, func() { close(exited) })
+	sig <- os.Interrupt
+	select {
+	case <-canceled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first signal did not cancel")
+	}
+	select {
+	case <-exited:
+		t.Fatal("exited on the first signal")
+	default:
+	}
+	sig <- syscall.SIGTERM
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the second signal did not exit")
 	}
 }

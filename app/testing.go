@@ -1,0 +1,266 @@
+package app
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/storeflow/storeflow/broker"
+	"github.com/storeflow/storeflow/event"
+)
+
+// The test endpoints of the seeds ("Testing without MQTT", "Mock event
+// endpoints", "Producing test messages"), on when HTTP_TEST_ENDPOINTS=true or
+// a testing mode is on:
+//
+//	POST /mock_entry    an entry event, handled as if it came on ENTRY_EVENT_TOPIC_NAME
+//	POST /mock_focus    a focus event run through the focus stages now; answers the outcome
+//	POST /produce_entry publish an enter payload on ENTER_TOPIC, as the simulator does
+//	POST /produce_move  … a move payload on MOVE_TOPIC
+//	POST /produce_exit  … an exit payload on EXIT_TOPIC
+//
+// Bodies are validated by the event decoders: a bad one is a 400 naming the
+// field, one over event.MaxPayload a 413.
+func (a *App) registerTestEndpoints(mux *http.ServeMux) {
+	if !a.cfg.TestEndpoints() {
+		return
+	}
+	log := a.log.With("component", "test_endpoints")
+	log.Warn("test endpoints on: anyone who reaches HTTP_ADDR can inject events",
+		"paths", "/mock_entry /mock_focus /produce_entry /produce_move /produce_exit")
+	mux.HandleFunc("POST /mock_entry", a.mockEntry(log))
+	mux.HandleFunc("POST /mock_focus", a.mockFocus(log))
+	sc := a.cfg.Simulator
+	mux.HandleFunc("POST /produce_entry", a.produce(log, sc.EnterTopic, presence))
+	mux.HandleFunc("POST /produce_move", a.produce(log, sc.MoveTopic, move))
+	mux.HandleFunc("POST /produce_exit", a.produce(log, sc.ExitTopic, presence))
+}
+
+// registerMockMetrics exposes what the mock broker was given to publish.
+func (a *App) registerMockMetrics(m *broker.Mock) {
+	a.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "storeflow_mqtt_mock_published_total",
+		Help: "Messages given to the mock broker (TESTING_NO_MQTT, TESTING_MOCK_MQTT): logged, not delivered.",
+	}, func() float64 { return float64(m.Published()) }))
+}
+
+func (a *App) mockEntry(log *slog.Logger) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, ok := readBody(w, r, log)
+		if !ok {
+			return
+		}
+		body, rename, err := fromEventForm(body, "entry event", false)
+		if err == nil {
+			err = a.pipeline.InjectEnter(body)
+		}
+		if err != nil {
+			writeEventError(w, r, log, err, rename)
+			return
+		}
+		writeJSON(w, r, log, http.StatusAccepted, map[string]string{"accepted": a.cfg.Pipeline.EntryTopic})
+	}
+}
+
+// focusResponse is /mock_focus's answer.
+type focusResponse struct {
+	Outcome    string          `json:"outcome"`
+	Prediction json.RawMessage `json:"prediction,omitempty"`
+}
+
+func (a *App) mockFocus(log *slog.Logger) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, ok := readBody(w, r, log)
+		if !ok {
+			return
+		}
+		body, rename, err := fromEventForm(body, "focus event", true)
+		if err != nil {
+			writeEventError(w, r, log, err, rename)
+			return
+		}
+		res, err := a.pipeline.FocusNow(r.Context(), body)
+		var ee *event.Error
+		switch {
+		case errors.As(err, &ee):
+			writeEventError(w, r, log, err, rename)
+		case err != nil:
+			writeJSON(w, r, log, http.StatusServiceUnavailable, map[string]string{"error": err.Error(), "outcome": res.Outcome})
+		default:
+			writeJSON(w, r, log, http.StatusOK, focusResponse{Outcome: res.Outcome, Prediction: res.Prediction})
+		}
+	}
+}
+
+// presence and move validate a body with the event decoder and encode it as
+// the simulator does.
+func presence(b []byte) ([]byte, error) {
+	p, err := event.DecodePresence(b)
+	if err != nil {
+		return nil, err
+	}
+	return event.AppendPresence(nil, p), nil
+}
+
+func move(b []byte) ([]byte, error) {
+	m, err := event.DecodeMove(b)
+	if err != nil {
+		return nil, err
+	}
+	return event.AppendMove(nil, m), nil
+}
+
+// produce publishes a validated payload through the app's broker connection,
+// exactly as the simulator does: with the embedded broker it reaches the
+// pipeline and outside subscribers, with the mock it is logged.
+func (a *App) produce(log *slog.Logger, topic string, encode func([]byte) ([]byte, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, ok := readBody(w, r, log)
+		if !ok {
+			return
+		}
+		payload, err := encode(body)
+		if err != nil {
+			writeEventError(w, r, log, err, nil)
+			return
+		}
+		if err := a.conn.Publish(r.Context(), topic, payload); err != nil {
+			writeJSON(w, r, log, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSON(w, r, log, http.StatusAccepted, map[string]string{"published": topic})
+	}
+}
+
+// readBody reads at most event.MaxPayload bytes; a larger body is a 413.
+func readBody(w http.ResponseWriter, r *http.Request, log *slog.Logger) ([]byte, bool) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, event.MaxPayload))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeJSON(w, r, log, http.StatusRequestEntityTooLarge,
+				map[string]string{"error": fmt.Sprintf("body over the %d byte limit of an event", event.MaxPayload)})
+		} else {
+			writeJSON(w, r, log, http.StatusBadRequest, map[string]string{"error": "reading body: " + err.Error()})
+		}
+		return nil, false
+	}
+	return b, true
+}
+
+// fromEventForm converts seed 000's second body form,
+//
+//	{"event_type":"focus event","event_timestamp":"2021-03-18T08:29:02.160Z",
+//	 "payload":{"customer_id":8,"category":"Women"}}
+//
+// into the event payload {"id":8,"ts":1616056142,"dep":"Women"}. Any other
+// body is returned as it is, for the decoder to judge. rename maps the event
+// fields back to the names the caller used, for error messages.
+func fromEventForm(body []byte, eventType string, focus bool) ([]byte, map[string]string, error) {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(body, &top) != nil {
+		return body, nil, nil
+	}
+	_, hasPayload := top["payload"]
+	_, hasType := top["event_type"]
+	_, hasTime := top["event_timestamp"]
+	if !hasPayload && !hasType && !hasTime {
+		return body, nil, nil
+	}
+	rename := map[string]string{"id": "payload.customer_id", "ts": "event_timestamp",
+		"dep": "payload.category", "x": "payload.x", "y": "payload.y"}
+	if hasType {
+		var t string
+		if json.Unmarshal(top["event_type"], &t) != nil || !strings.EqualFold(t, eventType) {
+			return nil, rename, &event.Error{Reason: event.ReasonInvalidField, Field: "event_type",
+				Detail: fmt.Sprintf("want %q, got %s", eventType, clip(top["event_type"]))}
+		}
+	}
+	var stamp string
+	if raw := top["event_timestamp"]; len(raw) == 0 || string(raw) == "null" {
+		return nil, rename, &event.Error{Reason: event.ReasonMissingField, Field: "event_timestamp", Detail: "missing"}
+	} else if json.Unmarshal(raw, &stamp) != nil {
+		return nil, rename, &event.Error{Reason: event.ReasonInvalidField, Field: "event_timestamp",
+			Detail: "want an RFC 3339 time string, got " + clip(raw)}
+	}
+	ts, err := time.Parse(time.RFC3339Nano, stamp)
+	if err != nil {
+		return nil, rename, &event.Error{Reason: event.ReasonInvalidField, Field: "event_timestamp",
+			Detail: "want an RFC 3339 time like 2021-03-18T08:29:02.160Z, got " + clip(top["event_timestamp"])}
+	}
+	var payload map[string]json.RawMessage
+	if json.Unmarshal(top["payload"], &payload) != nil || payload == nil {
+		return nil, rename, &event.Error{Reason: event.ReasonMissingField, Field: "payload",
+			Detail: "want an object with customer_id"}
+	}
+	out := map[string]json.RawMessage{"ts": json.RawMessage(fmt.Sprint(ts.Unix()))}
+	copyField := func(from, to string) {
+		if v, ok := payload[from]; ok {
+			out[to] = v
+		}
+	}
+	copyField("customer_id", "id")
+	if focus {
+		copyField("category", "dep")
+		copyField("x", "x")
+		copyField("y", "y")
+	}
+	b, err := json.Marshal(out)
+	if err != nil { // raw values came from a valid document
+		return nil, rename, err
+	}
+	return b, rename, nil
+}
+
+// clip quotes at most 32 bytes of a client's value for an error message.
+func clip(raw []byte) string {
+	s := string(raw)
+	if len(s) > 32 {
+		s = s[:32] + "…"
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+// writeEventError answers a payload the decoders refused: 400 naming the
+// field (as the caller named it), 413 for an oversized one.
+func writeEventError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error, rename map[string]string) {
+	status, resp := http.StatusBadRequest, map[string]string{"error": err.Error()}
+	var ee *event.Error
+	if errors.As(err, &ee) {
+		e := *ee
+		if to, ok := rename[e.Field]; ok {
+			e.Field = to
+			resp["error"] = e.Error()
+		}
+		if e.Field != "" {
+			resp["field"] = e.Field
+		}
+		if e.Reason == event.ReasonTooLarge {
+			status = http.StatusRequestEntityTooLarge
+		}
+	}
+	writeJSON(w, r, log, status, resp)
+}
+
+func writeJSON(w http.ResponseWriter, r *http.Request, log *slog.Logger, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // the prediction goes out as it was published
+	if err := enc.Encode(v); err != nil {
+		status = http.StatusInternalServerError
+		buf.Reset()
+		buf.WriteString(`{"error":"encoding the answer failed"}` + "\n")
+	}
+	log.Debug("test_endpoint", "method", r.Method, "path", r.URL.Path, "status", status)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}

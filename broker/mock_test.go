@@ -1,0 +1,61 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMockLogsAndDeliversNothing(t *testing.T) {
+	var logs bytes.Buffer
+	m := NewMock(slog.New(slog.NewTextHandler(&logs, nil)))
+	select {
+	case <-m.Ready():
+	default:
+		t.Fatal("mock not ready at once")
+	}
+	if m.Addr() != "" {
+		t.Errorf("Addr = %q, want none", m.Addr())
+	}
+	called := false
+	if err := m.Subscribe("customer/#", func(string, []byte) { called = true }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	for range 3 {
+		if err := m.Publish(ctx, "customer/enter", []byte(`{"id":"997","ts":192326400}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if called {
+		t.Error("the mock delivered a message")
+	}
+	if m.Published() != 3 {
+		t.Errorf("Published = %d, want 3", m.Published())
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	// Read only now: Run logs too.
+	if s := logs.String(); !strings.Contains(s, "msg=mock_publish") || !strings.Contains(s, "topic=customer/enter") || !strings.Contains(s, `192326400`) {
+		t.Errorf("log %s, want topic and payload", s)
+	}
+	if err := m.Publish(context.Background(), "x", nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("Publish after Run = %v, want ErrClosed", err)
+	}
+	if m.Close() != nil || m.Close() != nil {
+		t.Error("Close is not idempotent")
+	}
+}
