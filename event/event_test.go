@@ -892,3 +892,21 @@ func TestDecodeOffer(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkPredictionMarshal is the coupon message's encoding, with the 20
+// products a prediction lists at most.
+func BenchmarkPredictionMarshal(b *testing.B) {
+	c := store.Coupon{ID: 492, Type: store.BuyMore, Department: store.Women, Discount: 32, HowMany: 4, Start: 20400, End: 20414}
+	products := make([]store.Product, 20)
+	for i := range products {
+		products[i] = store.Product{ID: 2972 + i, Name: "LINDQUARA - Coral Jeans for Women", Category: "Jeans", Sizes: "24-32",
+			Vendor: "Ravenfield Leather", Description: "LINDQUARA - Coral Jeans for Women. Recycled polyester with a relaxed fit.",
+			BuyPrice: 38.5, Department: store.Women}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := event.NewPrediction("127", 192322811, c, products).Marshal(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
