@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -908,5 +909,41 @@ func BenchmarkPredictionMarshal(b *testing.B) {
 		if _, err := event.NewPrediction("127", 192322811, c, products).Marshal(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Marshal writes exactly what encoding/json writes for the same message,
+// for awkward strings and numbers too.
+func TestPredictionMarshalMatchesEncodingJSON(t *testing.T) {
+	for _, s := range []string{"", "plain", `quote " and \ backslash`, "H&M <b>bold</b>", "tab\tnew\nline", "é ü 世界", "\u2028\u2029", "bad \xff utf8", "\x00\x1f"} {
+		for _, f := range []float64{0, 14, 7.12, 0.1 + 0.2, 1e21, 123456789.5} {
+			p := event.Prediction{
+				Customer: event.PredictionCustomer{ID: s},
+				Coupon: event.PredictionCoupon{ID: 7, Type: s, Department: "Men", Discount: event.Float(f), HowMany: -1,
+					StartDate: "2026-11-22", EndDate: s, Products: []event.PredictionProduct{{ID: 1, Name: s, Category: s, Sizes: s,
+						Vendor: s, Description: s, BuyPrice: event.Float(f), Department: s}}},
+				TS: 192322800,
+			}
+			got, err := p.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := json.Marshal(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("string %q, float %v:\ngot  %s\nwant %s", s, f, got, want)
+			}
+		}
+	}
+	nilProducts := event.Prediction{Coupon: event.PredictionCoupon{Type: "x"}}
+	got, _ := nilProducts.Marshal()
+	want, _ := json.Marshal(nilProducts)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("nil products:\ngot  %s\nwant %s", got, want)
+	}
+	if _, err := (event.Prediction{Coupon: event.PredictionCoupon{Discount: event.Float(math.NaN())}}).Marshal(); err == nil {
+		t.Fatal("a NaN discount was encoded")
 	}
 }
