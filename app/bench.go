@@ -4,10 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/storeflow/storeflow/event"
@@ -16,28 +16,58 @@ import (
 
 // BenchOptions sizes a bench run.
 type BenchOptions struct {
-	Shoppers int // visits to play
-	Linger   int // moves each shopper makes inside the department (more than the dwell)
+	Shoppers         int           // scripted visits to play in the pipeline part
+	Linger           int           // moves each scripted shopper makes inside the department (more than the dwell)
+	Duration         time.Duration // the real-time part; the ceiling part gets a third of it
+	RealtimeShoppers int           // shoppers walking at real speed in the real-time part
+	RealtimeLinger   int           // seconds (moves) a real-time shopper stays before leaving
 }
 
 // BenchReport is what a bench run measured.
 type BenchReport struct {
+	Ceiling  CeilingReport
+	Pipeline PipelineReport
+	Realtime RealtimeReport
+}
+
+// CeilingReport is the broker alone: move payloads through the inline
+// client, decoded and nothing else.
+type CeilingReport struct {
+	Moves   int
+	Elapsed time.Duration
+}
+
+// MovesPerSec is the ceiling's throughput.
+func (c CeilingReport) MovesPerSec() float64 { return perSec(c.Moves, c.Elapsed) }
+
+// PipelineReport is the scripted visits played as fast as the pipeline takes them.
+type PipelineReport struct {
 	Events          int           // enter, move and exit events published
+	Moves           int           // of which moves
 	Focus           int           // focus events detected
-	Predictions     int           // coupons published
-	Elapsed         time.Duration // from the first event to the last prediction (or timeout)
-	LatencyP50      time.Duration // focus-completing move published → prediction received
+	Predictions     int           // coupons received
+	Elapsed         time.Duration // from the first event to the last coupon (or timeout)
+	LatencyP50      time.Duration // focus-completing move published → coupon received
 	LatencyP99      time.Duration //
 	LatencyMax      time.Duration //
 	AllocBytesPerEv float64       // heap bytes allocated per event, whole process
 	AllocsPerEv     float64       // heap allocations per event, whole process
+	AllocsPerMove   float64       // heap allocations per move, whole process
 }
 
-// Bench plays scripted visits through the running app's own broker, as fast
-// as the pipeline accepts them (PIPELINE_OVERFLOW=block paces the publisher),
-// and measures throughput, the latency from the move that completes a focus to
-// the coupon, and allocations. The app must be built with the simulator off;
-// Bench runs it and stops it.
+// MovesPerSec is the pipeline's move throughput.
+func (p PipelineReport) MovesPerSec() float64 { return perSec(p.Moves, p.Elapsed) }
+
+func perSec(n int, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
+}
+
+// Bench runs the app and measures, in one process: the broker's ceiling, the
+// pipeline at full speed, and shoppers at real speed. The app must be built
+// with the simulator off; Bench runs it and stops it.
 func (a *App) Bench(ctx context.Context, opts BenchOptions) (BenchReport, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -49,6 +79,89 @@ func (a *App) Bench(ctx context.Context, opts BenchOptions) (BenchReport, error)
 		return BenchReport{}, fmt.Errorf("bench: app stopped: %w", err)
 	}
 
+	// One subscription for every part: the inline client cannot unsubscribe
+	// through conn, so each part installs its own coupon handler.
+	var onCoupon atomic.Pointer[func(id string, at time.Time)]
+	err := a.conn.Subscribe(a.cfg.Pipeline.PredictionTopic, func(_ string, payload []byte) {
+		now := time.Now()
+		f := onCoupon.Load()
+		if f == nil {
+			return
+		}
+		var p struct{ Customer struct{ ID string } }
+		if json.Unmarshal(payload, &p) != nil {
+			return
+		}
+		(*f)(p.Customer.ID, now)
+	})
+	if err != nil {
+		return BenchReport{}, err
+	}
+
+	var r BenchReport
+	if r.Ceiling, err = a.benchCeiling(ctx, opts.Duration/3); err != nil {
+		return r, err
+	}
+	if r.Pipeline, err = a.benchPipeline(ctx, opts, &onCoupon); err != nil {
+		return r, err
+	}
+	if r.Realtime, err = a.benchRealtime(ctx, opts, &onCoupon); err != nil {
+		return r, err
+	}
+	cancel()
+	if err := <-runErr; err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+// ceilingTopic is private to the bench: nothing in the pipeline listens.
+const ceilingTopic = "bench/ceiling"
+
+// benchCeiling publishes move payloads for d through the inline client to a
+// handler that only decodes them: the most the broker path can carry.
+func (a *App) benchCeiling(ctx context.Context, d time.Duration) (CeilingReport, error) {
+	var received, bad atomic.Int64
+	err := a.conn.Subscribe(ceilingTopic, func(_ string, payload []byte) {
+		if _, err := event.DecodeMove(payload); err != nil {
+			bad.Add(1)
+			return
+		}
+		received.Add(1)
+	})
+	if err != nil {
+		return CeilingReport{}, err
+	}
+	customers := a.catalog.Customers()
+	ts := time.Now().Unix()
+	var buf []byte
+	n := 0
+	start := time.Now()
+	for ctx.Err() == nil {
+		for range 1024 {
+			c := customers[n%len(customers)]
+			buf = event.AppendMove(buf[:0], event.Move{ID: c.ID, TS: ts + int64(n/len(customers)), X: 1, Y: 1})
+			if err := a.conn.Publish(ctx, ceilingTopic, buf); err != nil {
+				return CeilingReport{}, err
+			}
+			n++
+		}
+		if time.Since(start) >= d {
+			break
+		}
+	}
+	elapsed := time.Since(start)
+	if bad.Load() > 0 {
+		return CeilingReport{}, fmt.Errorf("bench: ceiling: %d moves failed to decode", bad.Load())
+	}
+	return CeilingReport{Moves: int(received.Load()), Elapsed: elapsed}, nil
+}
+
+// benchPipeline plays scripted visits through the app's own broker, as fast
+// as the pipeline accepts them (PIPELINE_OVERFLOW=block paces the
+// publisher), and measures throughput, the latency from the move that
+// completes a focus to the coupon, and allocations.
+func (a *App) benchPipeline(ctx context.Context, opts BenchOptions, onCoupon *atomic.Pointer[func(string, time.Time)]) (PipelineReport, error) {
 	var (
 		mu       sync.Mutex
 		sentAt   = make(map[string]time.Time, opts.Shoppers)
@@ -56,41 +169,36 @@ func (a *App) Bench(ctx context.Context, opts BenchOptions) (BenchReport, error)
 		allDone  = make(chan struct{})
 		received int
 	)
-	err := a.conn.Subscribe(a.cfg.Pipeline.PredictionTopic, func(_ string, payload []byte) {
-		now := time.Now()
-		var p struct{ Customer struct{ ID string } }
-		if json.Unmarshal(payload, &p) != nil {
-			return
-		}
+	handler := func(id string, now time.Time) {
 		mu.Lock()
 		defer mu.Unlock()
-		if t, ok := sentAt[p.Customer.ID]; ok {
+		if t, ok := sentAt[id]; ok {
 			lat = append(lat, now.Sub(t))
-			delete(sentAt, p.Customer.ID)
+			delete(sentAt, id)
 		}
 		received++
 		if received == opts.Shoppers {
 			close(allDone)
 		}
-	})
-	if err != nil {
-		return BenchReport{}, err
 	}
+	onCoupon.Store(&handler)
+	defer onCoupon.Store(nil)
 
 	area, ok := a.plan.Area(store.Boys)
 	if !ok {
-		return BenchReport{}, fmt.Errorf("bench: the plan has no Boys department")
+		return PipelineReport{}, fmt.Errorf("bench: the plan has no Boys department")
 	}
 	in := area.Rect.Min
 	customers := a.catalog.Customers()
 	dwellMoves := int(a.cfg.Pipeline.FocusDwell/time.Second) + 1 // the move that completes the dwell
 	ts := time.Now().Unix()
 	var buf []byte
-	events := 0
+	events, moves := 0, 0
 	publish := func(topic string, b []byte) error {
 		events++
 		return a.conn.Publish(ctx, topic, b)
 	}
+	focusBefore := a.metricValue("storeflow_focus_detected_total")
 
 	runtime.GC()
 	var before runtime.MemStats
@@ -100,7 +208,7 @@ func (a *App) Bench(ctx context.Context, opts BenchOptions) (BenchReport, error)
 		id := customers[i%len(customers)].ID
 		buf = event.AppendPresence(buf[:0], event.Presence{ID: id, TS: ts})
 		if err := publish(a.cfg.Pipeline.EntryTopic, buf); err != nil {
-			return BenchReport{}, err
+			return PipelineReport{}, err
 		}
 		for m := range opts.Linger {
 			if m+1 == dwellMoves {
@@ -110,12 +218,13 @@ func (a *App) Bench(ctx context.Context, opts BenchOptions) (BenchReport, error)
 			}
 			buf = event.AppendMove(buf[:0], event.Move{ID: id, TS: ts + int64(m), X: in.X, Y: in.Y})
 			if err := publish(a.cfg.Pipeline.MoveTopic, buf); err != nil {
-				return BenchReport{}, err
+				return PipelineReport{}, err
 			}
+			moves++
 		}
 		buf = event.AppendPresence(buf[:0], event.Presence{ID: id, TS: ts + int64(opts.Linger)})
 		if err := publish(a.cfg.Pipeline.ExitTopic, buf); err != nil {
-			return BenchReport{}, err
+			return PipelineReport{}, err
 		}
 	}
 	select {
@@ -128,48 +237,59 @@ func (a *App) Bench(ctx context.Context, opts BenchOptions) (BenchReport, error)
 	runtime.ReadMemStats(&after)
 
 	mu.Lock()
-	r := BenchReport{
+	defer mu.Unlock()
+	r := PipelineReport{
 		Events:          events,
+		Moves:           moves,
 		Predictions:     received,
 		Elapsed:         elapsed,
 		AllocBytesPerEv: float64(after.TotalAlloc-before.TotalAlloc) / float64(events),
 		AllocsPerEv:     float64(after.Mallocs-before.Mallocs) / float64(events),
+		AllocsPerMove:   float64(after.Mallocs-before.Mallocs) / float64(max(moves, 1)),
+		Focus:           int(a.metricValue("storeflow_focus_detected_total") - focusBefore),
 	}
-	slices.Sort(lat)
-	if n := len(lat); n > 0 {
-		r.LatencyP50, r.LatencyP99, r.LatencyMax = lat[n/2], lat[n*99/100], lat[n-1]
-	}
-	mu.Unlock()
-	r.Focus = int(a.metricValue("storeflow_focus_detected_total"))
-	cancel()
-	if err := <-runErr; err != nil {
-		return r, err
-	}
+	r.LatencyP50, r.LatencyP99, r.LatencyMax = percentiles(lat)
 	return r, nil
 }
 
+// percentiles sorts d and returns its p50, p99 and max (zeros when empty).
+func percentiles(d []time.Duration) (p50, p99, maxd time.Duration) {
+	slices.Sort(d)
+	n := len(d)
+	if n == 0 {
+		return 0, 0, 0
+	}
+	return d[n/2], d[n*99/100], d[n-1]
+}
+
 func (a *App) metricValue(name string) float64 {
+	return a.metricSum(name, nil)
+}
+
+// metricSum adds up the series of name whose labels keep accepts (every
+// series when keep is nil).
+func (a *App) metricSum(name string, keep func(labels map[string]string) bool) float64 {
 	mfs, err := a.reg.Gather()
 	if err != nil {
 		return 0
 	}
 	var sum float64
 	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if keep != nil {
+				labels := make(map[string]string, len(m.GetLabel()))
+				for _, l := range m.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				if !keep(labels) {
+					continue
+				}
 			}
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 		}
 	}
 	return sum
-}
-
-// Print writes the report for people.
-func (r BenchReport) Print(w io.Writer) {
-	secs := r.Elapsed.Seconds()
-	fmt.Fprintf(w, "events      %d in %.2fs = %.0f events/s\n", r.Events, secs, float64(r.Events)/secs)
-	fmt.Fprintf(w, "focus       %d detected, %d coupons published\n", r.Focus, r.Predictions)
-	fmt.Fprintf(w, "latency     move completing the dwell → coupon received: p50 %s  p99 %s  max %s\n",
-		r.LatencyP50.Round(time.Microsecond), r.LatencyP99.Round(time.Microsecond), r.LatencyMax.Round(time.Microsecond))
-	fmt.Fprintf(w, "allocation  %.0f B and %.1f allocs per event (whole process)\n", r.AllocBytesPerEv, r.AllocsPerEv)
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -52,7 +53,9 @@ const usage = `usage: storeflow [run]                 run the store (settings fr
                                        write a catalog with ground truth and history as CSV files
        storeflow train --data DIR --out FILE
                                        train a model on DIR's history, evaluate it, save it
-       storeflow bench [-shoppers N]   measure the pipeline in-process: events/s, latency, allocations
+       storeflow bench [--shoppers N] [--realtime-shoppers N] [--duration D] [--json]
+                                       measure in-process: broker ceiling, pipeline moves/s, latency,
+                                       allocations, and shoppers at real speed (lag, counts, memory)
        storeflow passwd USER < FILE    print a BROKER_AUTH_FILE user line, the password read from stdin
 `
 
@@ -86,16 +89,40 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // bench runs the real wiring with the simulator and HTTP off, on a private
-// broker port, and plays scripted visits through it.
+// broker port: the broker's ceiling, scripted visits at full speed, then
+// shoppers at real speed.
 func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	shoppers := fs.Int("shoppers", 20000, "visits to play; each lingers in Boys until focused")
+	shoppers := fs.Int("shoppers", 20000, "visits to play at full speed; each lingers in Boys until focused")
+	realtime := fs.Int("realtime-shoppers", 0, "shoppers walking at real speed (0: as many as -shoppers)")
+	duration := fs.Duration("duration", 30*time.Second, "how long the shoppers walk at real speed; the ceiling runs a third of it")
+	asJSON := fs.Bool("json", false, "end the output with one JSON line")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole bench to this file (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *shoppers < 1 {
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("bench: --cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("bench: --cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if *realtime == 0 {
+		*realtime = *shoppers
+	}
+	switch {
+	case *shoppers < 1:
 		return fmt.Errorf("bench: -shoppers must be at least 1")
+	case *realtime < 1:
+		return fmt.Errorf("bench: -realtime-shoppers must be at least 1")
+	case *duration < time.Second:
+		return fmt.Errorf("bench: -duration must be at least 1s")
 	}
 	cfg, err := config.LoadWith(map[string]string{
 		"SIMULATOR_ENABLED":    "false",
@@ -115,13 +142,23 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	linger := int(cfg.Pipeline.FocusDwell/time.Second) + 2
-	fmt.Fprintf(stdout, "bench: %d visits (enter, %d moves in Boys, exit), FOCUS_DWELL=%s, DWELL_WORKERS=%d, FOCUS_WORKERS=%d, GOMAXPROCS=%d\n",
-		*shoppers, linger, cfg.Pipeline.FocusDwell, cfg.Pipeline.DwellWorkers, cfg.Pipeline.FocusWorkers, runtime.GOMAXPROCS(0))
-	r, err := a.Bench(ctx, app.BenchOptions{Shoppers: *shoppers, Linger: linger})
+	fmt.Fprintf(stdout, "bench: %d visits (enter, %d moves in Boys, exit), %d real-time shoppers for %s, FOCUS_DWELL=%s, DWELL_WORKERS=%d, FOCUS_WORKERS=%d, GOMAXPROCS=%d\n",
+		*shoppers, linger, *realtime, *duration, cfg.Pipeline.FocusDwell, cfg.Pipeline.DwellWorkers, cfg.Pipeline.FocusWorkers, runtime.GOMAXPROCS(0))
+	r, err := a.Bench(ctx, app.BenchOptions{
+		Shoppers: *shoppers, Linger: linger,
+		Duration: *duration, RealtimeShoppers: *realtime, RealtimeLinger: linger,
+	})
 	if err != nil {
 		return err
 	}
 	r.Print(stdout)
+	if *asJSON {
+		b, err := r.JSON()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s\n", b)
+	}
 	return nil
 }
 

@@ -36,28 +36,62 @@ func TestUnknownCommand(t *testing.T) {
 	}
 }
 
-// bench runs the real wiring and reports every coupon it expects.
+// bench runs the real wiring and reports every coupon it expects, and with
+// --json ends with one object whose real-time count balances.
 func TestBench(t *testing.T) {
 	t.Setenv("MQTT_HOST", "")
 	t.Setenv("MODEL_FILE", modeltest.File(t))
 	var out, errOut bytes.Buffer
-	if err := run(context.Background(), []string{"bench", "-shoppers", "200"}, &out, &errOut); err != nil {
+	args := []string{"bench", "--shoppers", "200", "--realtime-shoppers", "300", "--duration", "3s", "--json"}
+	if err := run(context.Background(), args, &out, &errOut); err != nil {
 		t.Fatalf("bench: %v\n%s", err, errOut.String())
 	}
 	if !regexp.MustCompile(`focus\s+200 detected, 200 coupons published`).MatchString(out.String()) {
 		t.Fatalf("bench output:\n%s", out.String())
 	}
-	for _, want := range []string{"events/s", "p50", "allocs per event"} {
+	for _, want := range []string{"ceiling", "moves/s", "p50", "allocs per move", "ratio", "real time", "lag", "balanced"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("bench output lacks %q:\n%s", want, out.String())
 		}
 	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	var r map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
+		t.Fatalf("last line is not JSON: %v\n%s", err, out.String())
+	}
+	for _, key := range []string{"ceiling_moves_per_s", "pipeline_moves_per_s", "ratio", "p99_focus_to_coupon_ms", "dropped", "rss_bytes_per_shopper"} {
+		if _, ok := r[key]; !ok {
+			t.Errorf("JSON lacks %q: %s", key, lines[len(lines)-1])
+		}
+	}
+	num := func(key string) float64 {
+		t.Helper()
+		v, ok := r[key].(float64)
+		if !ok {
+			t.Fatalf("%s = %v, want a number", key, r[key])
+		}
+		return v
+	}
+	if num("ratio") <= 0 || num("ceiling_moves_per_s") <= 0 || num("pipeline_moves_per_s") <= 0 {
+		t.Errorf("ratio %v, ceiling %v, pipeline %v moves/s: want > 0", r["ratio"], r["ceiling_moves_per_s"], r["pipeline_moves_per_s"])
+	}
+	num("dropped")
+	published, accepted, droppedIntake, rejected := num("published"), num("accepted"), num("dropped_intake"), num("rejected")
+	if published <= 0 || published != accepted+droppedIntake+rejected || r["balanced"] != true {
+		t.Errorf("published %v != accepted %v + dropped at intake %v + rejected %v", published, accepted, droppedIntake, rejected)
+	}
 }
 
 func TestBenchRejectsBadFlags(t *testing.T) {
-	var out, errOut bytes.Buffer
-	if err := run(context.Background(), []string{"bench", "-shoppers", "0"}, &out, &errOut); err == nil {
-		t.Fatal("bench accepted -shoppers 0")
+	for _, args := range [][]string{
+		{"bench", "-shoppers", "0"},
+		{"bench", "--realtime-shoppers", "-1"},
+		{"bench", "--duration", "10ms"},
+	} {
+		var out, errOut bytes.Buffer
+		if err := run(context.Background(), args, &out, &errOut); err == nil {
+			t.Errorf("bench accepted %q", args[1:])
+		}
 	}
 }
 

@@ -1,0 +1,97 @@
+package app
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Ratio is the pipeline's move throughput over the broker's ceiling.
+func (r BenchReport) Ratio() float64 {
+	if c := r.Ceiling.MovesPerSec(); c > 0 {
+		return r.Pipeline.MovesPerSec() / c
+	}
+	return 0
+}
+
+// Print writes the report for people.
+func (r BenchReport) Print(w io.Writer) {
+	us := func(d time.Duration) time.Duration { return d.Round(time.Microsecond) }
+	c, p, rt := r.Ceiling, r.Pipeline, r.Realtime
+	fmt.Fprintf(w, "ceiling     %d moves in %.2fs = %.0f moves/s (inline client, decode only)\n",
+		c.Moves, c.Elapsed.Seconds(), c.MovesPerSec())
+	fmt.Fprintf(w, "pipeline    %d events (%d moves) in %.2fs = %.0f events/s, %.0f moves/s, %.0f focus/s, %.0f coupons/s\n",
+		p.Events, p.Moves, p.Elapsed.Seconds(), perSec(p.Events, p.Elapsed), p.MovesPerSec(),
+		perSec(p.Focus, p.Elapsed), perSec(p.Predictions, p.Elapsed))
+	fmt.Fprintf(w, "focus       %d detected, %d coupons published\n", p.Focus, p.Predictions)
+	fmt.Fprintf(w, "latency     move completing the dwell → coupon received: p50 %s  p99 %s  max %s\n",
+		us(p.LatencyP50), us(p.LatencyP99), us(p.LatencyMax))
+	fmt.Fprintf(w, "allocation  %.0f B and %.1f allocs per event, %.1f allocs per move (whole process)\n",
+		p.AllocBytesPerEv, p.AllocsPerEv, p.AllocsPerMove)
+	fmt.Fprintf(w, "ratio       pipeline/ceiling %.3f (moves/s over moves/s)\n", r.Ratio())
+	fmt.Fprintf(w, "real time   %d shoppers (%d catalog customers), one move/s each, for %.1fs\n",
+		rt.Shoppers, rt.Known, rt.Elapsed.Seconds())
+	fmt.Fprintf(w, "  lag       tick batch finished after its due time: p99 %s  max %s\n", us(rt.LagP99), us(rt.LagMax))
+	fmt.Fprintf(w, "  latency   move completing the dwell → coupon received: p50 %s  p99 %s  max %s\n",
+		us(rt.LatencyP50), us(rt.LatencyP99), us(rt.LatencyMax))
+	balance := "balanced"
+	if !rt.Balanced() {
+		balance = "NOT balanced"
+	}
+	fmt.Fprintf(w, "  count     published %d (%d moves) = accepted %d + dropped at intake %d + rejected %d: %s\n",
+		rt.Published, rt.Moves, rt.Accepted, rt.DroppedIntake, rt.Rejected, balance)
+	fmt.Fprintf(w, "            dropped (all queues) %d, focus detected %d, coupons published %d, unknown customers %d, drained %t\n",
+		rt.Dropped, rt.Focus, rt.Coupons, rt.Unknown, rt.Drained)
+	if rt.PeakRSS < 0 {
+		fmt.Fprintf(w, "  memory    peak RSS n/a, RSS per shopper n/a\n")
+	} else {
+		fmt.Fprintf(w, "  memory    peak RSS %.1f MiB, RSS %.1f → %.1f MiB = %.0f B per shopper\n",
+			mib(rt.PeakRSS), mib(rt.RSSBefore), mib(rt.RSSDuring), rt.RSSPerShopper())
+	}
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+// JSON is the report as one object, for machines. Unknown memory figures are null.
+func (r BenchReport) JSON() ([]byte, error) {
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	p, rt := r.Pipeline, r.Realtime
+	var peak, perShopper any // null where /proc/self/status is not
+	if rt.PeakRSS >= 0 {
+		peak = rt.PeakRSS
+	}
+	if rt.RSSBefore >= 0 && rt.RSSDuring >= 0 {
+		perShopper = rt.RSSPerShopper()
+	}
+	return json.Marshal(map[string]any{
+		"ceiling_moves_per_s":             r.Ceiling.MovesPerSec(),
+		"pipeline_moves_per_s":            p.MovesPerSec(),
+		"pipeline_focus_per_s":            perSec(p.Focus, p.Elapsed),
+		"pipeline_coupons_per_s":          perSec(p.Predictions, p.Elapsed),
+		"pipeline_p50_focus_to_coupon_ms": ms(p.LatencyP50),
+		"pipeline_p99_focus_to_coupon_ms": ms(p.LatencyP99),
+		"pipeline_max_focus_to_coupon_ms": ms(p.LatencyMax),
+		"pipeline_allocs_per_move":        p.AllocsPerMove,
+		"ratio":                           r.Ratio(),
+		"realtime_shoppers":               rt.Shoppers,
+		"realtime_seconds":                rt.Elapsed.Seconds(),
+		"lag_p99_ms":                      ms(rt.LagP99),
+		"lag_max_ms":                      ms(rt.LagMax),
+		"p50_focus_to_coupon_ms":          ms(rt.LatencyP50),
+		"p99_focus_to_coupon_ms":          ms(rt.LatencyP99),
+		"max_focus_to_coupon_ms":          ms(rt.LatencyMax),
+		"published":                       rt.Published,
+		"accepted":                        rt.Accepted,
+		"rejected":                        rt.Rejected,
+		"dropped":                         rt.Dropped,
+		"dropped_intake":                  rt.DroppedIntake,
+		"balanced":                        rt.Balanced(),
+		"drained":                         rt.Drained,
+		"focus_detected":                  rt.Focus,
+		"coupons_published":               rt.Coupons,
+		"unknown_customers":               rt.Unknown,
+		"peak_rss_bytes":                  peak,
+		"rss_bytes_per_shopper":           perShopper,
+	})
+}
