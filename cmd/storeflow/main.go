@@ -53,7 +53,7 @@ const usage = `usage: storeflow [run]                 run the store (settings fr
                                        write a catalog with ground truth and history as CSV files
        storeflow train --data DIR --out FILE
                                        train a model on DIR's history, evaluate it, save it
-       storeflow bench [--shoppers N] [--realtime-shoppers N] [--duration D] [--json]
+       storeflow bench [--shoppers N] [--realtime-shoppers N] [--duration D] [--json] [--cpuprofile FILE]
                                        measure in-process: broker ceiling, pipeline moves/s, latency,
                                        allocations, and shoppers at real speed (lag, counts, memory)
        storeflow passwd USER < FILE    print a BROKER_AUTH_FILE user line, the password read from stdin
