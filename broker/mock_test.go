@@ -55,7 +55,7 @@ func TestMockLogsAndDeliversNothing(t *testing.T) {
 	if err := m.Publish(context.Background(), "x", nil); !errors.Is(err, ErrClosed) {
 		t.Errorf("Publish after Run = %v, want ErrClosed", err)
 	}
-	if m.Close() != nil || m.Close() != nil {
+	if first, second := m.Close(), m.Close(); first != nil || second != nil {
 		t.Error("Close is not idempotent")
 	}
 }

@@ -42,15 +42,15 @@ func (s *cacheCountingSource) fail(err error) {
 	s.err = err
 }
 
-func (s *cacheCountingSource) state() (error, chan struct{}) {
+func (s *cacheCountingSource) state() (chan struct{}, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.err, s.gate
+	return s.gate, s.err
 }
 
 func (s *cacheCountingSource) Customer(ctx context.Context, id string) (Customer, error) {
 	s.customer.Add(1)
-	err, gate := s.state()
+	gate, err := s.state()
 	if gate != nil {
 		select {
 		case <-gate:
@@ -66,7 +66,7 @@ func (s *cacheCountingSource) Customer(ctx context.Context, id string) (Customer
 
 func (s *cacheCountingSource) ValidCoupons(ctx context.Context, dep Department, day Day, dst []Coupon) ([]Coupon, error) {
 	s.coupons.Add(1)
-	if err, _ := s.state(); err != nil {
+	if _, err := s.state(); err != nil {
 		return dst, err
 	}
 	return s.cat.ValidCoupons(ctx, dep, day, dst)
@@ -74,7 +74,7 @@ func (s *cacheCountingSource) ValidCoupons(ctx context.Context, dep Department, 
 
 func (s *cacheCountingSource) CouponProducts(ctx context.Context, couponID int) ([]Product, error) {
 	s.products.Add(1)
-	if err, _ := s.state(); err != nil {
+	if _, err := s.state(); err != nil {
 		return nil, err
 	}
 	return s.cat.CouponProducts(ctx, couponID)
