@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,16 @@ type Embedded struct {
 	ready     chan struct{}
 	once      sync.Once
 	closeOnce sync.Once
+
+	// The fast path: while no outside client has ever subscribed and every
+	// inline subscription is an exact topic, a publish goes straight to the
+	// inline handlers of its topic, without mochi's topic index (which
+	// builds fresh maps per message: most of the hot path's CPU and garbage).
+	// Once an outside client subscribes (a phone, mosquitto_sub) every
+	// publish goes through mochi, for good: correctness first.
+	localMu sync.RWMutex
+	local   map[string][]Handler // exact topic → inline handlers
+	slow    atomic.Bool          // an outside subscriber or an inline wildcard exists
 }
 
 // endpoint is one listener as configured.
@@ -95,7 +106,10 @@ func NewEmbedded(cfg Config, log *slog.Logger) (*Embedded, error) {
 	if err := srv.AddHook(hook, nil); err != nil {
 		return nil, fmt.Errorf("broker: add auth hook: %w", err)
 	}
-	b := &Embedded{srv: srv, log: log, ready: make(chan struct{})}
+	b := &Embedded{srv: srv, log: log, ready: make(chan struct{}), local: map[string][]Handler{}}
+	if err := srv.AddHook(&subscribeWatch{b: b}, nil); err != nil {
+		return nil, fmt.Errorf("broker: add subscribe hook: %w", err)
+	}
 	for _, ep := range eps {
 		var l listeners.Listener
 		switch ep.id {
@@ -220,10 +234,38 @@ func (b *Embedded) Publish(_ context.Context, topic string, payload []byte) erro
 	if b.closed.Load() {
 		return ErrClosed
 	}
+	if !b.slow.Load() {
+		// Handlers must not keep payload (see Handler), so no copy.
+		b.localMu.RLock()
+		hs := b.local[topic]
+		b.localMu.RUnlock()
+		for _, h := range hs {
+			h(topic, payload)
+		}
+		return nil
+	}
 	if err := b.srv.Publish(topic, bytes.Clone(payload), false, 0); err != nil {
 		return fmt.Errorf("broker: publish %s: %w", topic, err)
 	}
 	return nil
+}
+
+// subscribeWatch switches the broker to the full path the moment an outside
+// client subscribes to anything.
+type subscribeWatch struct {
+	mqtt.HookBase
+	b *Embedded
+}
+
+func (w *subscribeWatch) ID() string { return "storeflow-subscribe-watch" }
+
+func (w *subscribeWatch) Provides(b byte) bool { return b == mqtt.OnSubscribed }
+
+func (w *subscribeWatch) OnSubscribed(cl *mqtt.Client, _ packets.Packet, _ []byte) {
+	if !cl.Net.Inline && !w.b.slow.Load() {
+		w.b.slow.Store(true)
+		w.b.log.Debug("outside subscriber: publishes now go through the broker's topic index", "client", cl.ID)
+	}
 }
 
 // Subscribe registers h for messages matching filter. It can be called before
@@ -236,6 +278,13 @@ func (b *Embedded) Subscribe(filter string, h Handler) error {
 	if err != nil {
 		return fmt.Errorf("broker: subscribe %s: %w", filter, err)
 	}
+	if strings.ContainsAny(filter, "+#") || strings.HasPrefix(filter, "$share/") {
+		b.slow.Store(true)
+		return nil
+	}
+	b.localMu.Lock()
+	b.local[filter] = append(b.local[filter], h)
+	b.localMu.Unlock()
 	return nil
 }
 

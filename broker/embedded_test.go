@@ -775,3 +775,54 @@ func TestEmbeddedBusyTLSAndWebSocketPorts(t *testing.T) {
 		again.Close()
 	}
 }
+
+// Inline publishes skip mochi's topic index while nobody outside listens, and
+// switch to the full path the moment an outside client subscribes: the
+// outside subscriber then gets every message, and inline subscribers keep
+// getting each one exactly once.
+func TestEmbeddedFastPathSwitchesOnOutsideSubscriber(t *testing.T) {
+	b := runEmbedded(t, Config{ListenAddr: "127.0.0.1:0", Name: "test"})
+	inline := inlineCollector(t, b, "customer/move")
+	other := inlineCollector(t, b, "customer/exit")
+	publish := func(topic, payload string) {
+		t.Helper()
+		if err := b.Publish(context.Background(), topic, []byte(payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("customer/move", "1")
+	if b.slow.Load() {
+		t.Fatal("exact inline subscriptions only, yet the full path is on")
+	}
+	if got := waitMessage(t, inline, 5*time.Second); string(got.Payload) != "1" {
+		t.Fatalf("fast path delivered %q", got.Payload)
+	}
+	phone := dialOutside(t, b.Addr(), "phone", "", "", "customer/#")
+	if !b.slow.Load() {
+		t.Fatal("an outside client subscribed, yet the fast path is still on")
+	}
+	publish("customer/move", "2")
+	publish("customer/exit", "3")
+	if got := waitMessage(t, inline, 5*time.Second); string(got.Payload) != "2" {
+		t.Fatalf("full path delivered %q to the inline subscriber", got.Payload)
+	}
+	if got := waitMessage(t, other, 5*time.Second); string(got.Payload) != "3" || got.Topic != "customer/exit" {
+		t.Fatalf("full path delivered %s %q to the other inline subscriber", got.Topic, got.Payload)
+	}
+	for _, want := range []string{"2", "3"} {
+		if got := waitMessage(t, phone.msg, 5*time.Second); string(got.Payload) != want {
+			t.Fatalf("outside subscriber got %q, want %q", got.Payload, want)
+		}
+	}
+	select {
+	case m := <-inline:
+		t.Fatalf("inline subscriber got %q twice", m.Payload)
+	default:
+	}
+	// An inline wildcard subscription needs the topic index too.
+	b2 := runEmbedded(t, Config{ListenAddr: "127.0.0.1:0", Name: "test"})
+	inlineCollector(t, b2, "customer/#")
+	if !b2.slow.Load() {
+		t.Fatal("an inline wildcard subscription left the fast path on")
+	}
+}
