@@ -13,9 +13,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/storeflow/storeflow/internal/proctest"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
@@ -257,7 +258,7 @@ func canceled() context.Context {
 // are refused.
 func closedAddr(t *testing.T) string {
 	t.Helper()
-	return mosquittotest.FreeAddr(t)
+	return proctest.FreeAddr(t)
 }
 
 // portOf returns the port of a host:port address as a string.
@@ -271,24 +272,6 @@ func portOf(t *testing.T, addr string) string {
 		t.Fatalf("port of %s: %v", addr, err)
 	}
 	return port
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers and a test reading it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // Mutual TLS against mosquitto with require_certificate and
@@ -438,7 +421,7 @@ func TestClientACL(t *testing.T) {
 // and the file, never a password; a file and MQTT_PASSWORD together are
 // refused.
 func TestClientPasswordFileErrors(t *testing.T) {
-	addr := mosquittotest.FreeAddr(t) // Dial fails before connecting
+	addr := proctest.FreeAddr(t) // Dial fails before connecting
 	dir := t.TempDir()
 	empty := filepath.Join(dir, "empty")
 	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {

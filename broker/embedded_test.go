@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/storeflow/storeflow/internal/proctest"
+
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/storeflow/storeflow/internal/certtest"
@@ -291,7 +293,7 @@ func waitReady(t *testing.T, ready <-chan struct{}, done <-chan error) {
 // cannot write to a finished test.
 func testLog(t *testing.T) *slog.Logger {
 	t.Helper()
-	buf := new(syncBuffer)
+	buf := new(proctest.SyncBuffer)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("log:\n%s", buf)

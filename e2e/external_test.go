@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/storeflow/storeflow/internal/mosquittotest"
 	"net"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/storeflow/storeflow/internal/mosquittotest"
+	"github.com/storeflow/storeflow/internal/proctest"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
@@ -103,7 +105,7 @@ func TestExternalBrokerSimulatorWatchedWithMosquittoSub(t *testing.T) {
 
 	// The real mosquitto_sub, as in the README, with credentials: three
 	// predictions, then it exits (or gives up after 30 s).
-	subBin := mosquittotest.FindTool(t, "mosquitto_sub", "/usr/bin/mosquitto_sub")
+	subBin := proctest.FindTool(t, "mosquitto_sub is not installed: apt-get install -y mosquitto-clients", "mosquitto_sub", "/usr/bin/mosquitto_sub")
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	sub := exec.CommandContext(ctx, subBin, "-h", host, "-p", port, "-u", phoneUser, "-P", phonePassword,

@@ -5,17 +5,17 @@
 package mosquittotest
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/storeflow/storeflow/internal/proctest"
 
 	"github.com/storeflow/storeflow/internal/certtest"
 )
@@ -30,7 +30,7 @@ type Mosquitto struct {
 	bin  string
 	conf string // path of the config file
 	addr string // 127.0.0.1:port
-	out  *syncBuffer
+	out  *proctest.SyncBuffer
 
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when cmd has exited
@@ -89,7 +89,7 @@ func StartTLS(t *testing.T, ca *certtest.CA, requireCert bool, conf string) stri
 // once it accepts TCP connections. It is killed when the test ends.
 func NewWith(t *testing.T, o Options) *Mosquitto {
 	t.Helper()
-	m := &Mosquitto{t: t, bin: bin(t), out: new(syncBuffer)}
+	m := &Mosquitto{t: t, bin: bin(t), out: new(proctest.SyncBuffer)}
 	dir := t.TempDir() // before the Cleanup below, so it is removed after mosquitto stopped
 	t.Cleanup(func() {
 		m.stop()
@@ -119,7 +119,7 @@ func NewWith(t *testing.T, o Options) *Mosquitto {
 	// The port is free when picked but not held: another process may take it
 	// before mosquitto binds. Then mosquitto exits at once; try another port.
 	for attempt := 1; ; attempt++ {
-		m.addr = FreeAddr(t)
+		m.addr = proctest.FreeAddr(t)
 		_, port, _ := net.SplitHostPort(m.addr)
 		var c strings.Builder
 		fmt.Fprintf(&c, "listener %s 127.0.0.1\n%s%slog_dest stderr\n", port, tlsConf, persistence)
@@ -251,7 +251,7 @@ func PasswordFile(t *testing.T, userPassword ...string) string {
 	if len(userPassword) == 0 || len(userPassword)%2 != 0 {
 		t.Fatal("PasswordFile: want user, password pairs")
 	}
-	bin := FindTool(t, "mosquitto_passwd", "/usr/bin/mosquitto_passwd")
+	bin := proctest.FindTool(t, notInstalled, "mosquitto_passwd", "/usr/bin/mosquitto_passwd")
 	path := filepath.Join(t.TempDir(), "passwd")
 	for i := 0; i < len(userPassword); i += 2 {
 		args := []string{"-b", path, userPassword[i], userPassword[i+1]}
@@ -267,50 +267,7 @@ func PasswordFile(t *testing.T, userPassword ...string) string {
 
 func bin(t *testing.T) string {
 	t.Helper()
-	return FindTool(t, "mosquitto", "/usr/sbin/mosquitto")
-}
-
-// FindTool returns the program at path, or name on PATH, or fails the test.
-func FindTool(t *testing.T, name, path string) string {
-	t.Helper()
-	if fi, err := os.Stat(path); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-		return path
-	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	t.Fatal(notInstalled)
-	return ""
-}
-
-// FreeAddr returns a loopback address with a port that was free just now.
-func FreeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// syncBuffer is a bytes.Buffer safe for the writers of a child process and a
-// test reading it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	return proctest.FindTool(t, notInstalled, "mosquitto", "/usr/sbin/mosquitto")
 }
 
 // Addr is the broker's host:port.

@@ -10,13 +10,14 @@ import (
 	"bytes"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/storeflow/storeflow/internal/proctest"
 )
 
 // notInstalled is the failure (not a skip: CI must not pass without the
@@ -34,7 +35,7 @@ type Redis struct {
 	dir      string
 	addr     string // 127.0.0.1:port
 	password string
-	out      *syncBuffer
+	out      *proctest.SyncBuffer
 
 	mu     sync.Mutex // guards cmd and exited against Stop from a helper goroutine
 	cmd    *exec.Cmd
@@ -52,7 +53,7 @@ func Start(t testing.TB) *Redis {
 // empty): clients must AUTH before any other command.
 func StartWithPassword(t testing.TB, password string) *Redis {
 	t.Helper()
-	r := &Redis{t: t, bin: bin(t), password: password, out: new(syncBuffer)}
+	r := &Redis{t: t, bin: bin(t), password: password, out: new(proctest.SyncBuffer)}
 	r.dir = t.TempDir() // before the Cleanup below, so it is removed after redis-server stopped
 	t.Cleanup(func() {
 		r.Stop()
@@ -63,7 +64,7 @@ func StartWithPassword(t testing.TB, password string) *Redis {
 	// The port is free when picked but not held: another process may take it
 	// before redis-server binds. Then redis-server exits at once; try another.
 	for attempt := 1; ; attempt++ {
-		r.addr = freeAddr(t)
+		r.addr = proctest.FreeAddr(t)
 		err := r.start()
 		if err == nil {
 			return r
@@ -211,44 +212,5 @@ func writeCommand(b *bytes.Buffer, args ...string) {
 // bin finds redis-server on PATH or where the Debian package puts it.
 func bin(t testing.TB) string {
 	t.Helper()
-	if p, err := exec.LookPath("redis-server"); err == nil {
-		return p
-	}
-	for _, p := range []string{"/usr/bin/redis-server", "/usr/sbin/redis-server"} {
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-			return p
-		}
-	}
-	t.Fatal(notInstalled)
-	return ""
-}
-
-// freeAddr returns a loopback address with a port that was free just now.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// syncBuffer is a bytes.Buffer safe for the writers of a child process and a
-// test reading it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	return proctest.FindTool(t, notInstalled, "redis-server", "/usr/bin/redis-server", "/usr/sbin/redis-server")
 }
