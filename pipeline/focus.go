@@ -18,11 +18,16 @@ type focusJob struct {
 	customer store.Customer
 	coupons  []store.Coupon // the department's coupons valid on the focus day
 	probs    []float64      // one per coupon
+
+	// How it ended, for a caller that runs the stages itself (FocusNow).
+	outcome    string
+	prediction []byte // the published message, when outcome is OutcomePublished
 }
 
 // loadContext is the context stage: who the shopper is and which of the
 // department's coupons are valid at the focus time.
-// The event counts in p.pending until settled.
+// The event counts in p.pending until settled. Like every stage it returns
+// the job even when it ends it (ok false), so the job carries its outcome.
 func (p *Pipeline) loadContext(ctx context.Context, in focusIn) (*focusJob, bool) {
 	start := time.Now()
 	defer func() { p.m.stageContext.Observe(time.Since(start).Seconds()) }()
@@ -35,16 +40,16 @@ func (p *Pipeline) loadContext(ctx context.Context, in focusIn) (*focusJob, bool
 		} else {
 			p.outcome(OutcomeContextError, slog.LevelError, "customer context failed", j, err)
 		}
-		return nil, false
+		return j, false
 	}
 	coupons, err := p.central.ValidCoupons(ctx, f.Dep, store.DayOf(f.TS), nil)
 	if err != nil {
 		p.outcome(OutcomeContextError, slog.LevelError, "coupon lookup failed", j, err)
-		return nil, false
+		return j, false
 	}
 	if len(coupons) == 0 {
 		p.outcome(OutcomeNoCoupons, slog.LevelDebug, "no coupon valid in the department", j, nil)
-		return nil, false
+		return j, false
 	}
 	j.customer, j.coupons = c, coupons
 	return j, true
@@ -61,7 +66,7 @@ func (p *Pipeline) score(ctx context.Context, j *focusJob) (*focusJob, bool) {
 	if err != nil {
 		p.m.predictionsError.Inc()
 		p.outcome(OutcomeScoreError, slog.LevelError, "scoring failed", j, err)
-		return nil, false
+		return j, false
 	}
 	p.m.predictionsOK.Inc()
 	return j, true
@@ -101,6 +106,7 @@ func (p *Pipeline) offer(ctx context.Context, j *focusJob) {
 		return
 	}
 	p.m.published.Inc()
+	j.prediction = msg
 	p.settle(OutcomePublished, j)
 	p.log.Debug("coupon published", "customer_id", f.ID, "department", f.Dep.String(), "coupon_id", c.ID)
 }
@@ -122,6 +128,7 @@ func (p *Pipeline) outcome(outcome string, level slog.Level, msg string, j *focu
 // After SHUTDOWN_TIMEOUT whatever did not end in a coupon is counted as
 // dropped "shutdown" instead, and settle returns false.
 func (p *Pipeline) settle(outcome string, j *focusJob) bool {
+	j.outcome = outcome
 	p.pending.Add(-1)
 	if outcome != OutcomePublished && p.abandoned.Load() {
 		p.m.dropShutdown.Inc()

@@ -2,14 +2,10 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/storeflow/storeflow/event"
-	"github.com/storeflow/storeflow/recommender"
-	"github.com/storeflow/storeflow/store"
 )
 
 // Entry points for events that arrive without MQTT (the seeds' mock endpoints).
@@ -63,11 +59,6 @@ func (p *Pipeline) FocusNow(ctx context.Context, payload []byte) (FocusResult, e
 	}
 	p.m.accepted.WithLabelValues(kindFocus).Inc()
 
-	// The stages report their outcome in metrics and logs only; the
-	// recorder in ctx hears it from the observed central, scorer and
-	// publisher that New installed.
-	rec := &focusRecord{predictionTopic: p.cfg.PredictionTopic}
-	ctx = context.WithValue(ctx, focusRecordKey{}, rec)
 	p.pending.Add(1) // settled by the stage that ends it, as for a queued one
 	j, ok := p.loadContext(ctx, focusIn{focus: f, received: time.Now()})
 	if ok {
@@ -76,113 +67,9 @@ func (p *Pipeline) FocusNow(ctx context.Context, payload []byte) (FocusResult, e
 	if ok {
 		p.offer(ctx, j)
 	}
-	res := rec.result()
-	if res.Outcome == "" && ok {
-		// offer claimed nothing: the same test claim makes.
-		if _, qualified := recommender.Best(j.coupons, j.probs, p.threshold, nil); qualified {
-			res.Outcome = OutcomeAlreadyIssued
-		} else {
-			res.Outcome = OutcomeBelowThreshold
-		}
-	}
+	res := FocusResult{Outcome: j.outcome, Prediction: j.prediction}
 	if err := ctx.Err(); err != nil && res.Outcome != OutcomePublished {
 		return res, err
 	}
 	return res, nil
-}
-
-// focusRecord collects what the observed dependencies saw during one FocusNow.
-type focusRecord struct {
-	predictionTopic string
-
-	mu         sync.Mutex
-	outcome    string
-	prediction []byte
-}
-
-type focusRecordKey struct{}
-
-func recordOf(ctx context.Context) *focusRecord {
-	r, _ := ctx.Value(focusRecordKey{}).(*focusRecord)
-	return r
-}
-
-// note keeps the first outcome: the stage that failed first decided it.
-func (r *focusRecord) note(outcome string, prediction []byte) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.outcome == "" {
-		r.outcome, r.prediction = outcome, prediction
-	}
-}
-
-func (r *focusRecord) result() FocusResult {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return FocusResult{Outcome: r.outcome, Prediction: r.prediction}
-}
-
-// observe wraps the focus stages' dependencies so that a FocusNow can learn
-// its outcome. Outside a FocusNow (no record in ctx) they only pass through.
-func observe(central Central, scorer recommender.Scorer, pub Publisher) (Central, recommender.Scorer, Publisher) {
-	return observedCentral{central}, observedScorer{scorer}, observedPublisher{pub}
-}
-
-type observedCentral struct{ Central }
-
-func (c observedCentral) Customer(ctx context.Context, id string) (store.Customer, error) {
-	cu, err := c.Central.Customer(ctx, id)
-	if r := recordOf(ctx); r != nil && err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			r.note(OutcomeUnknownCustomer, nil)
-		} else {
-			r.note(OutcomeContextError, nil)
-		}
-	}
-	return cu, err
-}
-
-func (c observedCentral) ValidCoupons(ctx context.Context, dep store.Department, day store.Day, dst []store.Coupon) ([]store.Coupon, error) {
-	cs, err := c.Central.ValidCoupons(ctx, dep, day, dst)
-	if r := recordOf(ctx); r != nil {
-		switch {
-		case err != nil:
-			r.note(OutcomeContextError, nil)
-		case len(cs) == 0:
-			r.note(OutcomeNoCoupons, nil)
-		}
-	}
-	return cs, err
-}
-
-func (c observedCentral) CouponProducts(ctx context.Context, couponID int) ([]store.Product, error) {
-	ps, err := c.Central.CouponProducts(ctx, couponID)
-	if r := recordOf(ctx); r != nil && err != nil {
-		r.note(OutcomeContextError, nil)
-	}
-	return ps, err
-}
-
-type observedScorer struct{ recommender.Scorer }
-
-func (s observedScorer) Score(ctx context.Context, c *store.Customer, coupons []store.Coupon, out []float64) error {
-	err := s.Scorer.Score(ctx, c, coupons, out)
-	if r := recordOf(ctx); r != nil && err != nil {
-		r.note(OutcomeScoreError, nil)
-	}
-	return err
-}
-
-type observedPublisher struct{ Publisher }
-
-func (o observedPublisher) Publish(ctx context.Context, topic string, payload []byte) error {
-	err := o.Publisher.Publish(ctx, topic, payload)
-	if r := recordOf(ctx); r != nil && topic == r.predictionTopic {
-		if err != nil {
-			r.note(OutcomePublishError, nil)
-		} else {
-			r.note(OutcomePublished, append([]byte(nil), payload...))
-		}
-	}
-	return err
 }

@@ -185,7 +185,6 @@ func New(cfg Config, plan *store.Plan, central Central, scorer recommender.Score
 		stop:      make(chan struct{}),
 		ready:     make(chan struct{}),
 	}
-	p.central, p.scorer, p.pub = observe(central, scorer, pub) // so FocusNow learns its outcome (inject.go)
 	for i := range p.shards {
 		p.shards[i] = make(chan shopperEvent, cfg.QueueSize)
 	}
