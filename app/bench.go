@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"runtime"
 	"slices"
@@ -88,11 +87,11 @@ func (a *App) Bench(ctx context.Context, opts BenchOptions) (BenchReport, error)
 		if f == nil {
 			return
 		}
-		var p struct{ Customer struct{ ID string } }
-		if json.Unmarshal(payload, &p) != nil {
+		o, err := event.DecodeOffer(payload)
+		if err != nil {
 			return
 		}
-		(*f)(p.Customer.ID, now)
+		(*f)(o.CustomerID, now)
 	})
 	if err != nil {
 		return BenchReport{}, err
