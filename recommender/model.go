@@ -93,16 +93,7 @@ func (m *Model) logit(x *[width]float32) float64 {
 		z = m.Linear.logit(x)
 	}
 	for t := range m.Trees {
-		tr := &m.Trees[t]
-		i := int32(0)
-		for tr.Feature[i] >= 0 {
-			if x[tr.Feature[i]] <= tr.Threshold[i] {
-				i = tr.Left[i]
-			} else {
-				i = tr.Right[i]
-			}
-		}
-		z += float64(tr.Value[i])
+		z += treeValue(&m.Trees[t], x)
 	}
 	return z
 }

@@ -131,7 +131,7 @@ func Train(train, valid *Dataset, opts TrainOptions) (*Model, error) {
 		}
 		loss := 0.0
 		for i := range vf {
-			vf[i] += treeValue(&tree, vx[i*width:(i+1)*width])
+			vf[i] += treeValue(&tree, (*[width]float32)(vx[i*width:(i+1)*width]))
 			loss += logLoss(vf[i], valid.Labels[i])
 		}
 		if loss < best-1e-9 {
@@ -160,7 +160,8 @@ func logLoss(z float64, y bool) float64 {
 	return -z + math.Log1p(math.Exp(z))
 }
 
-func treeValue(tr *Tree, x []float32) float64 {
+// treeValue walks one tree for an extended row and returns its leaf value.
+func treeValue(tr *Tree, x *[width]float32) float64 {
 	i := int32(0)
 	for tr.Feature[i] >= 0 {
 		if x[tr.Feature[i]] <= tr.Threshold[i] {
