@@ -712,44 +712,14 @@ func (r *redisTier) set(ctx context.Context, k cacheKey, v any, ttl time.Duratio
 
 func (r *redisTier) close() error { return r.client.Close() }
 
-// The JSON forms of the cached values: one object per table row, named as
-// the CSV columns are (store/csv.go). A negative customer entry is
+// The cached values are JSON in the central API's row forms (wireCustomer,
+// wireCoupon, wireProduct in central.go: one object per table row, named as
+// the CSV columns are). A negative customer entry is
 // {"customer_id": id, "missing": true}.
-type (
-	customerJSON struct {
-		ID                              string  `json:"customer_id"`
-		Missing                         bool    `json:"missing,omitempty"` // a negative entry: nothing else is set
-		Gender                          string  `json:"gender"`
-		Age                             int     `json:"age"`
-		MeanBuyPrice                    float64 `json:"mean_buy_price"`
-		TotalCouponsUsed                int     `json:"total_coupons_used"`
-		MeanDiscountReceived            float64 `json:"mean_discount_received"`
-		UniqueProductsBought            int     `json:"unique_products_bought"`
-		UniqueProductsBoughtWithCoupons int     `json:"unique_products_bought_with_coupons"`
-		TotalItemsBought                int     `json:"total_items_bought"`
-	}
-	couponJSON struct {
-		ID                int     `json:"coupon_id"`
-		Type              string  `json:"coupon_type"`
-		Department        string  `json:"department"`
-		Discount          int     `json:"discount"`
-		HowMany           int     `json:"how_many_products_required"`
-		Start             string  `json:"start_date"`
-		End               string  `json:"end_date"`
-		ProductMeanPrice  float64 `json:"product_mean_price"`
-		ProductsAvailable int     `json:"products_available"`
-	}
-	productJSON struct {
-		ID          int     `json:"product_id"`
-		Name        string  `json:"name"`
-		Category    string  `json:"category"`
-		Sizes       string  `json:"sizes"`
-		Vendor      string  `json:"vendor"`
-		Description string  `json:"description"`
-		BuyPrice    float64 `json:"buy_price"`
-		Department  string  `json:"department"`
-	}
-)
+type cachedCustomer struct {
+	wireCustomer
+	Missing bool `json:"missing,omitempty"` // a negative entry: nothing else is set
+}
 
 // encodeCacheValue is the JSON of v, which must be of k's kind. A value that
 // would not pass decodeCacheValue is refused: written, it would be a miss on
@@ -765,38 +735,23 @@ func encodeCacheValue(k cacheKey, v any) ([]byte, error) {
 		if err := checkCachedCustomer(k, &v); err != nil {
 			return nil, err
 		}
-		return json.Marshal(customerJSON{
-			ID: v.ID, Gender: v.Gender, Age: v.Age, MeanBuyPrice: v.MeanBuyPrice,
-			TotalCouponsUsed: v.TotalCouponsUsed, MeanDiscountReceived: v.MeanDiscountReceived,
-			UniqueProductsBought:            v.UniqueProductsBought,
-			UniqueProductsBoughtWithCoupons: v.UniqueProductsBoughtWithCoupons,
-			TotalItemsBought:                v.TotalItemsBought,
-		})
+		return json.Marshal(customerToWire(&v))
 	case []Coupon:
-		out := make([]couponJSON, len(v))
+		out := make([]wireCoupon, len(v))
 		for i := range v {
-			cp := &v[i]
-			if err := checkCachedCoupon(k, cp); err != nil {
+			if err := checkCachedCoupon(k, &v[i]); err != nil {
 				return nil, err
 			}
-			out[i] = couponJSON{
-				ID: cp.ID, Type: string(cp.Type), Department: cp.Department.String(), Discount: cp.Discount,
-				HowMany: cp.HowMany, Start: cp.Start.String(), End: cp.End.String(),
-				ProductMeanPrice: cp.ProductMeanPrice, ProductsAvailable: cp.ProductsAvailable,
-			}
+			out[i] = couponToWire(&v[i])
 		}
 		return json.Marshal(out)
 	case []Product:
-		out := make([]productJSON, len(v))
+		out := make([]wireProduct, len(v))
 		for i := range v {
-			p := &v[i]
-			if err := checkCachedProduct(p); err != nil {
+			if err := checkCachedProduct(&v[i]); err != nil {
 				return nil, err
 			}
-			out[i] = productJSON{
-				ID: p.ID, Name: p.Name, Category: p.Category, Sizes: p.Sizes, Vendor: p.Vendor,
-				Description: p.Description, BuyPrice: p.BuyPrice, Department: p.Department.String(),
-			}
+			out[i] = productToWire(&v[i])
 		}
 		return json.Marshal(out)
 	}
@@ -812,29 +767,23 @@ func decodeCacheValue(k cacheKey, b []byte) (any, error) {
 	}
 	switch k.kind {
 	case kindCustomer:
-		var j customerJSON
+		var j cachedCustomer
 		if err := json.Unmarshal(b, &j); err != nil {
 			return nil, err
 		}
 		if j.Missing {
-			if j.ID != k.id {
-				return nil, fmt.Errorf("negative entry for customer %q under the key of %q", j.ID, k.id)
+			if j.CustomerID != k.id {
+				return nil, fmt.Errorf("negative entry for customer %q under the key of %q", j.CustomerID, k.id)
 			}
 			return cacheMissing{}, nil
 		}
-		c := Customer{
-			ID: j.ID, Gender: j.Gender, Age: j.Age, MeanBuyPrice: j.MeanBuyPrice,
-			TotalCouponsUsed: j.TotalCouponsUsed, MeanDiscountReceived: j.MeanDiscountReceived,
-			UniqueProductsBought:            j.UniqueProductsBought,
-			UniqueProductsBoughtWithCoupons: j.UniqueProductsBoughtWithCoupons,
-			TotalItemsBought:                j.TotalItemsBought,
-		}
+		c := j.customer()
 		if err := checkCachedCustomer(k, &c); err != nil {
 			return nil, err
 		}
 		return c, nil
 	case kindCoupons:
-		var js []couponJSON
+		var js []wireCoupon
 		if err := json.Unmarshal(b, &js); err != nil {
 			return nil, err
 		}
@@ -843,26 +792,9 @@ func decodeCacheValue(k cacheKey, b []byte) (any, error) {
 		}
 		out := make([]Coupon, len(js))
 		for i := range js {
-			j := &js[i]
-			typ, ok := ParseCouponType(j.Type)
-			if !ok {
-				return nil, fmt.Errorf("coupon %d: coupon_type %q", j.ID, j.Type)
-			}
-			dep, ok := ParseDepartment(j.Department)
-			if !ok {
-				return nil, fmt.Errorf("coupon %d: department %q", j.ID, j.Department)
-			}
-			start, err := ParseDay(j.Start)
-			if err != nil {
-				return nil, fmt.Errorf("coupon %d: start_date: %w", j.ID, err)
-			}
-			end, err := ParseDay(j.End)
-			if err != nil {
-				return nil, fmt.Errorf("coupon %d: end_date: %w", j.ID, err)
-			}
-			out[i] = Coupon{
-				ID: j.ID, Type: typ, Department: dep, Discount: j.Discount, HowMany: j.HowMany,
-				Start: start, End: end, ProductMeanPrice: j.ProductMeanPrice, ProductsAvailable: j.ProductsAvailable,
+			var err error
+			if out[i], err = js[i].coupon(); err != nil {
+				return nil, err
 			}
 			if err := checkCachedCoupon(k, &out[i]); err != nil {
 				return nil, err
@@ -870,7 +802,7 @@ func decodeCacheValue(k cacheKey, b []byte) (any, error) {
 		}
 		return out, nil
 	case kindProducts:
-		var js []productJSON
+		var js []wireProduct
 		if err := json.Unmarshal(b, &js); err != nil {
 			return nil, err
 		}
@@ -879,14 +811,9 @@ func decodeCacheValue(k cacheKey, b []byte) (any, error) {
 		}
 		out := make([]Product, len(js))
 		for i := range js {
-			j := &js[i]
-			dep, ok := ParseDepartment(j.Department)
-			if !ok {
-				return nil, fmt.Errorf("product %d: department %q", j.ID, j.Department)
-			}
-			out[i] = Product{
-				ID: j.ID, Name: j.Name, Category: j.Category, Sizes: j.Sizes, Vendor: j.Vendor,
-				Description: j.Description, BuyPrice: j.BuyPrice, Department: dep,
+			var err error
+			if out[i], err = js[i].product(); err != nil {
+				return nil, err
 			}
 			if err := checkCachedProduct(&out[i]); err != nil {
 				return nil, err

@@ -433,11 +433,9 @@ func TestRedisCacheCorruptValue(t *testing.T) {
 	cpJSON := func(edit func(cp *Coupon)) string {
 		cs := slices.Clone(coupons)
 		edit(&cs[0])
-		out := make([]couponJSON, len(cs))
-		for i, cp := range cs {
-			out[i] = couponJSON{ID: cp.ID, Type: string(cp.Type), Department: cp.Department.String(), Discount: cp.Discount,
-				HowMany: cp.HowMany, Start: cp.Start.String(), End: cp.End.String(), ProductMeanPrice: cp.ProductMeanPrice,
-				ProductsAvailable: cp.ProductsAvailable}
+		out := make([]wireCoupon, len(cs))
+		for i := range cs {
+			out[i] = couponToWire(&cs[i])
 		}
 		b, _ := json.Marshal(out)
 		return string(b)

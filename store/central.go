@@ -305,6 +305,51 @@ func productToWire(p *Product) wireProduct {
 	}
 }
 
+func (w *wireCustomer) customer() Customer {
+	return Customer{
+		ID: w.CustomerID, Gender: w.Gender, Age: w.Age, MeanBuyPrice: w.MeanBuyPrice,
+		TotalCouponsUsed: w.TotalCouponsUsed, MeanDiscountReceived: w.MeanDiscountReceived,
+		UniqueProductsBought: w.UniqueProductsBought, UniqueProductsBoughtWithCoupons: w.UniqueProductsBoughtWithCoupons,
+		TotalItemsBought: w.TotalItemsBought,
+	}
+}
+
+// coupon parses the row's names and dates; range checks are the caller's.
+func (w *wireCoupon) coupon() (Coupon, error) {
+	typ, ok := ParseCouponType(w.CouponType)
+	if !ok {
+		return Coupon{}, fmt.Errorf("coupon %d: coupon_type %q", w.CouponID, w.CouponType)
+	}
+	dep, ok := ParseDepartment(w.Department)
+	if !ok {
+		return Coupon{}, fmt.Errorf("coupon %d: department %q", w.CouponID, w.Department)
+	}
+	start, err := ParseDay(w.StartDate)
+	if err != nil {
+		return Coupon{}, fmt.Errorf("coupon %d: start_date: %w", w.CouponID, err)
+	}
+	end, err := ParseDay(w.EndDate)
+	if err != nil {
+		return Coupon{}, fmt.Errorf("coupon %d: end_date: %w", w.CouponID, err)
+	}
+	return Coupon{
+		ID: w.CouponID, Type: typ, Department: dep, Discount: w.Discount, HowMany: w.HowMany,
+		Start: start, End: end, ProductMeanPrice: w.ProductMeanPrice, ProductsAvailable: w.ProductsAvailable,
+	}, nil
+}
+
+// product parses the row's department; range checks are the caller's.
+func (w *wireProduct) product() (Product, error) {
+	dep, ok := ParseDepartment(w.Department)
+	if !ok {
+		return Product{}, fmt.Errorf("product %d: department %q", w.ProductID, w.Department)
+	}
+	return Product{
+		ID: w.ProductID, Name: w.Name, Category: w.Category, Sizes: w.Sizes, Vendor: w.Vendor,
+		Description: w.Description, BuyPrice: w.BuyPrice, Department: dep,
+	}, nil
+}
+
 // The client decodes into pointers, so that a missing or null field is told
 // from a zero: an answer without "discount" is a mismatch, not a 0 % coupon.
 // Unknown fields are passed over, so a newer central may add some.
