@@ -323,7 +323,11 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 
 // peerCommonName is the verified client certificate's common name, or "".
 func peerCommonName(cl *mqtt.Client) string {
-	c, ok := cl.Net.Conn.(*tls.Conn)
+	conn := cl.Net.Conn
+	if g, ok := conn.(*gatedConn); ok {
+		conn = g.Conn
+	}
+	c, ok := conn.(*tls.Conn)
 	if !ok {
 		return ""
 	}

@@ -7,17 +7,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
-
-	"github.com/gorilla/websocket"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -29,9 +23,9 @@ import (
 // publish and subscribe through the inline client, without a network hop.
 type Embedded struct {
 	srv       *mqtt.Server
-	tcp       *listeners.TCP
-	tls       *listeners.TCP // nil: no BROKER_TLS_CERT_FILE
-	ws        *wsListener    // nil: no BROKER_WS_LISTEN_ADDR
+	tcp       *streamListener
+	tls       *streamListener // nil: no BROKER_TLS_CERT_FILE
+	ws        *wsListener     // nil: no BROKER_WS_LISTEN_ADDR
 	log       *slog.Logger
 	nextID    atomic.Int32
 	closed    atomic.Bool
@@ -114,19 +108,18 @@ func NewEmbedded(cfg Config, log *slog.Logger) (*Embedded, error) {
 		var l listeners.Listener
 		switch ep.id {
 		case "tcp":
-			b.tcp = listeners.NewTCP(listeners.Config{ID: ep.id, Address: ep.addr})
+			b.tcp, err = newStreamListener(ep.id, ep.addr, nil, b.disconnect)
 			l = b.tcp
 		case "tls":
-			b.tls = listeners.NewTCP(listeners.Config{ID: ep.id, Address: ep.addr, TLSConfig: tlsConf})
+			b.tls, err = newStreamListener(ep.id, ep.addr, tlsConf, b.disconnect)
 			l = b.tls
 		case "ws":
-			// mochi's own WebSocket listener binds only in Serve: a busy port
-			// would be a log line, and port 0 would stay unknown.
-			if b.ws, err = newWSListener(ep.id, ep.addr); err != nil {
-				_ = srv.Close()
-				return nil, fmt.Errorf("broker: listen on %s (%s): %w", ep.addr, ep.env, err)
-			}
+			b.ws, err = newWSListener(ep.id, ep.addr, b.disconnect)
 			l = b.ws
+		}
+		if err != nil {
+			_ = srv.Close() // releases the listeners bound so far
+			return nil, fmt.Errorf("broker: listen on %s (%s): %w", ep.addr, ep.env, err)
 		}
 		if err := srv.AddListener(l); err != nil {
 			_ = srv.Close() // releases the listeners bound so far
@@ -222,6 +215,17 @@ func (b *Embedded) Close() error {
 	return err
 }
 
+// disconnect sends the clients registered on listener a DISCONNECT (server
+// shutting down) and closes them. It reads the clients with Clients.GetAll,
+// which takes mochi's lock once (see listener.go).
+func (b *Embedded) disconnect(listener string) {
+	for _, cl := range b.srv.Clients.GetAll() {
+		if cl.Net.Listener == listener && !cl.Closed() {
+			_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
+}
+
 // Publish delivers payload to every subscriber. Inline subscribers run before
 // it returns. It publishes at QoS 0 whatever MQTT_QOS says: in-process
 // delivery cannot be lost, and QoS 1 would only make mochi track every
@@ -286,102 +290,4 @@ func (b *Embedded) Subscribe(filter string, h Handler) error {
 	b.local[filter] = append(b.local[filter], h)
 	b.localMu.Unlock()
 	return nil
-}
-
-// wsListener is MQTT over WebSocket, for browsers. Unlike mochi's own
-// listener it binds when built, so a busy port is an error from NewEmbedded
-// and port 0 resolves to a real one.
-type wsListener struct {
-	id  string
-	ln  net.Listener
-	log *slog.Logger
-}
-
-func newWSListener(id, addr string) (*wsListener, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	return &wsListener{id: id, ln: ln}, nil
-}
-
-func (l *wsListener) ID() string       { return l.id }
-func (l *wsListener) Address() string  { return l.ln.Addr().String() }
-func (l *wsListener) Protocol() string { return "ws" }
-
-func (l *wsListener) Init(log *slog.Logger) error {
-	l.log = log
-	return nil
-}
-
-func (l *wsListener) Serve(establish listeners.EstablishFn) {
-	up := &websocket.Upgrader{
-		Subprotocols: []string{"mqtt"},
-		// Browser pages served from anywhere may connect, as with mochi's
-		// listener; who may do what is the auth hook's decision.
-		CheckOrigin: func(*http.Request) bool { return true },
-	}
-	srv := &http.Server{
-		ReadHeaderTimeout: 10 * time.Second,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			c, err := up.Upgrade(w, r, nil)
-			if err != nil {
-				return // Upgrade has answered the request
-			}
-			defer c.Close()
-			if err := establish(l.id, &wsConn{Conn: c.NetConn(), c: c}); err != nil {
-				l.log.Debug("websocket client ended", "listener", l.id, "error", err)
-			}
-		}),
-	}
-	_ = srv.Serve(l.ln) // ends when Close closes the listener
-}
-
-// Close stops accepting and disconnects this listener's clients; the
-// WebSocket connections are hijacked, so http.Server does not track them.
-func (l *wsListener) Close(closeClients listeners.CloseFn) {
-	_ = l.ln.Close()
-	closeClients(l.id)
-}
-
-// wsConn carries the MQTT byte stream in binary WebSocket messages.
-type wsConn struct {
-	net.Conn
-	c  *websocket.Conn
-	r  io.Reader  // the message being read, nil between messages
-	mu sync.Mutex // gorilla allows one writer at a time
-}
-
-func (w *wsConn) Read(p []byte) (int, error) {
-	for {
-		if w.r == nil {
-			typ, r, err := w.c.NextReader()
-			if err != nil {
-				return 0, err
-			}
-			if typ != websocket.BinaryMessage {
-				return 0, errors.New("websocket: MQTT needs binary messages")
-			}
-			w.r = r
-		}
-		n, err := w.r.Read(p)
-		if errors.Is(err, io.EOF) {
-			w.r = nil
-			if n == 0 {
-				continue
-			}
-			err = nil
-		}
-		return n, err
-	}
-}
-
-// Write sends p as one message.
-func (w *wsConn) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := w.c.WriteMessage(websocket.BinaryMessage, p); err != nil {
-		return 0, err
-	}
-	return len(p), nil
 }

@@ -255,6 +255,15 @@ func TestBrokerURLs(t *testing.T) {
 // stopped, and Run's result checked, when the test ends.
 func runEmbedded(t *testing.T, cfg Config) *Embedded {
 	t.Helper()
+	b, stop := startEmbedded(t, cfg)
+	t.Cleanup(func() { stop(10 * time.Second) })
+	return b
+}
+
+// startEmbedded runs a broker until stop, which fails the test unless Run
+// returns nil within the given time.
+func startEmbedded(t *testing.T, cfg Config) (b *Embedded, stop func(within time.Duration)) {
+	t.Helper()
 	b, err := NewEmbedded(cfg, testLog(t))
 	if err != nil {
 		t.Fatal(err)
@@ -262,19 +271,18 @@ func runEmbedded(t *testing.T, cfg Config) *Embedded {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()
-	t.Cleanup(func() {
+	waitReady(t, b.Ready(), done)
+	return b, func(within time.Duration) {
 		cancel()
 		select {
 		case err := <-done:
 			if err != nil {
 				t.Errorf("Run: %v", err)
 			}
-		case <-time.After(10 * time.Second):
-			t.Error("embedded broker did not stop within 10s")
+		case <-time.After(within):
+			t.Errorf("Run did not return within %v of cancel", within)
 		}
-	})
-	waitReady(t, b.Ready(), done)
-	return b
+	}
 }
 
 func waitReady(t *testing.T, ready <-chan struct{}, done <-chan error) {
