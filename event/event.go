@@ -102,94 +102,36 @@ func decodeWire(b []byte) (wire, error) {
 	if len(b) == 0 || b[0] != '{' {
 		return w, &Error{Reason: ReasonMalformed, Detail: "payload is not a JSON object"}
 	}
-	// Validate first (allocation-free), then pick the fields out with a small
-	// scanner that can trust the syntax: the field values stay slices of b.
-	// This is the hot path of every move; encoding/json cost 12 allocations.
-	if !json.Valid(b) {
-		err := json.Unmarshal(b, new(struct{})) // slow path, only for the message
-		return w, &Error{Reason: ReasonMalformed, Detail: "payload is not valid JSON: " + err.Error()}
-	}
-	i := 1
-	for {
-		i = skipSpace(b, i)
-		if b[i] == '}' {
-			return w, nil
-		}
-		keyEnd := skipString(b, i)
-		key := b[i+1 : keyEnd-1]
-		i = skipSpace(b, keyEnd) + 1 // past ':'
-		i = skipSpace(b, i)
-		end := skipValue(b, i)
-		val := json.RawMessage(b[i:end])
+	ok := object(b, func(key, val []byte) {
 		// Keys match case-insensitively, as encoding/json matches them; a key
 		// given twice keeps its last value.
 		switch {
-		case bytes.EqualFold(key, []byte("id")):
+		case keyIs(key, "id"):
 			w.ID = val
-		case bytes.EqualFold(key, []byte("ts")):
+		case keyIs(key, "ts"):
 			w.TS = val
-		case bytes.EqualFold(key, []byte("x")):
+		case keyIs(key, "x"):
 			w.X = val
-		case bytes.EqualFold(key, []byte("y")):
+		case keyIs(key, "y"):
 			w.Y = val
-		case bytes.EqualFold(key, []byte("dep")):
+		case keyIs(key, "dep"):
 			w.Dep = val
 		}
-		i = skipSpace(b, end)
-		if b[i] == ',' {
-			i++
-		}
+	})
+	if !ok {
+		return wire{}, malformed(b)
 	}
+	return w, nil
 }
 
-// The skip functions walk JSON already checked by json.Valid, so they need no
-// error handling: every index they return is inside b.
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
+// malformed is the error for a payload that is not valid JSON, worded by
+// encoding/json (the slow path, taken only for a bad payload).
+func malformed(b []byte) *Error {
+	detail := "payload is not valid JSON"
+	if err := json.Unmarshal(b, new(any)); err != nil {
+		detail += ": " + err.Error()
 	}
-	return i
-}
-
-// skipString returns the index just past the string that starts at b[i].
-func skipString(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-	return i
-}
-
-// skipValue returns the index just past the value that starts at b[i].
-func skipValue(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for ; i < len(b); i++ {
-			switch b[i] {
-			case '"':
-				i = skipString(b, i) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				if depth--; depth == 0 {
-					return i + 1
-				}
-			}
-		}
-		return i
-	}
-	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\n' && b[i] != '\r' {
-		i++
-	}
-	return i
+	return &Error{Reason: ReasonMalformed, Detail: detail}
 }
 
 // DecodePresence decodes an enter or exit payload: {"id":"127","ts":192322800}.

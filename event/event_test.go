@@ -947,3 +947,19 @@ func TestPredictionMarshalMatchesEncodingJSON(t *testing.T) {
 		t.Fatal("a NaN discount was encoded")
 	}
 }
+
+// BenchmarkDecodeOffer reads a coupon message as a phone (or the simulator)
+// does: the golden message, three products.
+func BenchmarkDecodeOffer(b *testing.B) {
+	payload, err := os.ReadFile("testdata/prediction.golden.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(payload)))
+	for b.Loop() {
+		if _, err := event.DecodeOffer(payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -57,7 +57,7 @@ func (p *Pipeline) FocusNow(ctx context.Context, payload []byte) (FocusResult, e
 		p.reject(kindFocus, p.cfg.FocusTopic, event.ReasonOf(err), err)
 		return FocusResult{}, err
 	}
-	p.m.accepted.WithLabelValues(kindFocus).Inc()
+	p.m.acceptedBy[kindFocus].Inc()
 
 	p.pending.Add(1) // settled by the stage that ends it, as for a queued one
 	j, ok := p.loadContext(ctx, focusIn{focus: f, received: time.Now()})

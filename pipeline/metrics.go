@@ -62,6 +62,7 @@ type metrics struct {
 	predictionsError  prometheus.Counter
 	published         prometheus.Counter
 	outcome           map[string]prometheus.Counter // by outcome: read-only after newMetrics
+	acceptedBy        map[string]prometheus.Counter // accepted, by kind: no label hashing per event
 	dropShutdown      prometheus.Counter
 }
 
@@ -131,8 +132,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	reg.MustRegister(m.accepted, m.rejected, m.dropped, m.focus, m.focusOutcome, m.outOfOrder, m.expired, m.prefetch, m.tracked,
 		m.stageSeconds, m.focusSecondsVec, m.predictionSecVec, m.predictions, m.publishedTotal)
 	// Pre-create every series so dashboards see zeros, not gaps.
+	m.acceptedBy = make(map[string]prometheus.Counter, 4)
 	for _, k := range []string{kindEnter, kindMove, kindExit, kindFocus} {
-		m.accepted.WithLabelValues(k)
+		m.acceptedBy[k] = m.accepted.WithLabelValues(k)
 		for _, r := range event.Reasons {
 			m.rejected.WithLabelValues(k, string(r))
 		}

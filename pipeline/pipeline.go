@@ -364,7 +364,7 @@ func (p *Pipeline) onFocus(topic string, payload []byte) {
 		p.pending.Add(-1)
 		return
 	}
-	p.m.accepted.WithLabelValues(kindFocus).Inc()
+	p.m.acceptedBy[kindFocus].Inc()
 }
 
 func (p *Pipeline) toDwell(ev shopperEvent) bool {
@@ -372,7 +372,7 @@ func (p *Pipeline) toDwell(ev shopperEvent) bool {
 	if !enqueue(p, p.dwellGate, q, ev, "dwell") {
 		return false
 	}
-	p.m.accepted.WithLabelValues(ev.kind).Inc()
+	p.m.acceptedBy[ev.kind].Inc()
 	return true
 }
 
@@ -443,6 +443,44 @@ func (p *Pipeline) dwellWorker(ctx context.Context, in <-chan shopperEvent) {
 		}
 	}
 	var buf []byte
+	step := func(ev shopperEvent) {
+		switch ev.kind {
+		case kindEnter, kindExit: // a new visit starts clean; an exit ends it
+			forget(ev.id)
+			return
+		}
+		s := shoppers[ev.id]
+		if s == nil {
+			if len(shoppers) >= limit {
+				now = p.now().Unix()
+				expire()
+			}
+			if len(shoppers) >= limit {
+				p.m.dropped.WithLabelValues("shoppers_full").Inc()
+				p.warn.log(slog.LevelWarn, "shoppers_full", "move dropped: MAX_SHOPPERS reached", "max_shoppers", p.cfg.MaxShoppers)
+				return
+			}
+			s = &shopper{}
+			shoppers[ev.id] = s
+			p.m.tracked.Inc()
+		}
+		s.seen = now
+		switch s.move(&p.rule, ev.ts, p.plan.DepartmentAt(ev.x, ev.y)) {
+		case moveOutOfOrder:
+			p.m.outOfOrder.Inc()
+		case moveFocus:
+			f := event.Focus{ID: ev.id, TS: ev.ts, Dep: s.dep, X: ev.x, Y: ev.y, HasPos: true}
+			buf = event.AppendFocus(buf[:0], f)
+			if err := p.pub.Publish(ctx, p.cfg.FocusTopic, buf); err != nil {
+				p.warn.log(slog.LevelError, "focus_publish", "focus publish failed", "customer_id", ev.id, "error", err)
+				return
+			}
+			p.m.focus.Inc()
+			if p.log.Enabled(ctx, slog.LevelDebug) { // the arguments would allocate even when not logged
+				p.log.Debug("focus", "customer_id", ev.id, "department", s.dep.String(), "ts", ev.ts)
+			}
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -456,43 +494,30 @@ func (p *Pipeline) dwellWorker(ctx context.Context, in <-chan shopperEvent) {
 				p.m.tracked.Sub(float64(len(shoppers)))
 				return
 			}
-			switch ev.kind {
-			case kindEnter, kindExit: // a new visit starts clean; an exit ends it
-				forget(ev.id)
-				continue
-			}
-			s := shoppers[ev.id]
-			if s == nil {
-				if len(shoppers) >= limit {
-					now = p.now().Unix()
-					expire()
-				}
-				if len(shoppers) >= limit {
-					p.m.dropped.WithLabelValues("shoppers_full").Inc()
-					p.warn.log(slog.LevelWarn, "shoppers_full", "move dropped: MAX_SHOPPERS reached", "max_shoppers", p.cfg.MaxShoppers)
+			step(ev)
+			// Then what queued meanwhile, with plain non-blocking receives:
+			// a three-way select per event cost more than the dwell step
+			// itself. The batch is bounded so ticks and ctx are still seen.
+			for range dwellBatch {
+				select {
+				case ev, ok := <-in:
+					if !ok {
+						p.m.tracked.Sub(float64(len(shoppers)))
+						return
+					}
+					step(ev)
 					continue
+				default:
 				}
-				s = &shopper{}
-				shoppers[ev.id] = s
-				p.m.tracked.Inc()
-			}
-			s.seen = now
-			switch s.move(&p.rule, ev.ts, p.plan.DepartmentAt(ev.x, ev.y)) {
-			case moveOutOfOrder:
-				p.m.outOfOrder.Inc()
-			case moveFocus:
-				f := event.Focus{ID: ev.id, TS: ev.ts, Dep: s.dep, X: ev.x, Y: ev.y, HasPos: true}
-				buf = event.AppendFocus(buf[:0], f)
-				if err := p.pub.Publish(ctx, p.cfg.FocusTopic, buf); err != nil {
-					p.warn.log(slog.LevelError, "focus_publish", "focus publish failed", "customer_id", ev.id, "error", err)
-					continue
-				}
-				p.m.focus.Inc()
-				p.log.Debug("focus", "customer_id", ev.id, "department", s.dep.String(), "ts", ev.ts)
+				break
 			}
 		}
 	}
 }
+
+// dwellBatch is how many queued events a dwell worker takes in a row before
+// it looks at its ticker and context again.
+const dwellBatch = 256
 
 func sweepInterval(ttl time.Duration) time.Duration {
 	return min(max(ttl/4, time.Second), time.Minute)
