@@ -28,6 +28,7 @@ type RealtimeReport struct {
 	Rejected      int           // storeflow_events_rejected_total, enter+move+exit
 	Dropped       int           // storeflow_events_dropped_total, every queue
 	DroppedIntake int           // of which refused at intake (queues dwell and shutdown): events never accepted
+	PrefetchSkips int           // of which context prefetches skipped (queue prefetch full): no event lost
 	Focus         int           // storeflow_focus_detected_total
 	Coupons       int           // storeflow_coupons_published_total
 	Unknown       int           // focus outcomes unknown_customer
@@ -210,7 +211,7 @@ func (a *App) benchRealtime(ctx context.Context, opts BenchOptions, onCoupon *at
 		time.Sleep(10 * time.Millisecond)
 	}
 	r.Accepted, r.Rejected = int(d.accepted), int(d.rejected)
-	r.Dropped, r.DroppedIntake = int(d.dropped), int(d.droppedIntake)
+	r.Dropped, r.DroppedIntake, r.PrefetchSkips = int(d.dropped), int(d.droppedIntake), int(d.prefetchSkips)
 	r.Focus, r.Coupons, r.Unknown = int(d.focus), int(d.coupons), int(d.unknown)
 	r.PeakRSS = procStatus("VmHWM")
 	mu.Lock()
@@ -222,7 +223,7 @@ func (a *App) benchRealtime(ctx context.Context, opts BenchOptions, onCoupon *at
 // benchCounts are the pipeline's counters the real-time part balances.
 type benchCounts struct {
 	accepted, rejected, dropped, droppedIntake, focusDropped float64
-	focus, outcomes, coupons, unknown                        float64
+	focus, outcomes, coupons, unknown, prefetchSkips         float64
 }
 
 func (c benchCounts) sub(o benchCounts) benchCounts {
@@ -231,6 +232,7 @@ func (c benchCounts) sub(o benchCounts) benchCounts {
 		dropped: c.dropped - o.dropped, droppedIntake: c.droppedIntake - o.droppedIntake,
 		focusDropped: c.focusDropped - o.focusDropped, focus: c.focus - o.focus,
 		outcomes: c.outcomes - o.outcomes, coupons: c.coupons - o.coupons, unknown: c.unknown - o.unknown,
+		prefetchSkips: c.prefetchSkips - o.prefetchSkips,
 	}
 }
 
@@ -257,6 +259,7 @@ func (a *App) benchCounts() benchCounts {
 		// skips and shoppers_full drops come after an accepted event.
 		droppedIntake: a.metricSum("storeflow_events_dropped_total", queue("dwell", "shutdown")),
 		focusDropped:  a.metricSum("storeflow_events_dropped_total", queue("focus")),
+		prefetchSkips: a.metricSum("storeflow_events_dropped_total", queue("prefetch")),
 		focus:         a.metricValue("storeflow_focus_detected_total"),
 		outcomes:      a.metricValue("storeflow_focus_outcomes_total"),
 		coupons:       a.metricValue("storeflow_coupons_published_total"),

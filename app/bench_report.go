@@ -41,8 +41,8 @@ func (r BenchReport) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  count     published %d (%d moves) = accepted %d + dropped at intake %d + rejected %d: %s\n",
 		rt.Published, rt.Moves, rt.Accepted, rt.DroppedIntake, rt.Rejected, balance)
-	fmt.Fprintf(w, "            dropped (all queues) %d, focus detected %d, coupons published %d, unknown customers %d, drained %t\n",
-		rt.Dropped, rt.Focus, rt.Coupons, rt.Unknown, rt.Drained)
+	fmt.Fprintf(w, "            dropped (all queues) %d (prefetches skipped %d), focus detected %d, coupons published %d, unknown customers %d, drained %t\n",
+		rt.Dropped, rt.PrefetchSkips, rt.Focus, rt.Coupons, rt.Unknown, rt.Drained)
 	if rt.PeakRSS < 0 {
 		fmt.Fprintf(w, "  memory    peak RSS n/a, RSS per shopper n/a\n")
 	} else {
@@ -86,6 +86,7 @@ func (r BenchReport) JSON() ([]byte, error) {
 		"rejected":                        rt.Rejected,
 		"dropped":                         rt.Dropped,
 		"dropped_intake":                  rt.DroppedIntake,
+		"prefetch_skipped":                rt.PrefetchSkips,
 		"balanced":                        rt.Balanced(),
 		"drained":                         rt.Drained,
 		"focus_detected":                  rt.Focus,

@@ -443,44 +443,10 @@ func (p *Pipeline) dwellWorker(ctx context.Context, in <-chan shopperEvent) {
 		}
 	}
 	var buf []byte
-	step := func(ev shopperEvent) {
-		switch ev.kind {
-		case kindEnter, kindExit: // a new visit starts clean; an exit ends it
-			forget(ev.id)
-			return
-		}
-		s := shoppers[ev.id]
-		if s == nil {
-			if len(shoppers) >= limit {
-				now = p.now().Unix()
-				expire()
-			}
-			if len(shoppers) >= limit {
-				p.m.dropped.WithLabelValues("shoppers_full").Inc()
-				p.warn.log(slog.LevelWarn, "shoppers_full", "move dropped: MAX_SHOPPERS reached", "max_shoppers", p.cfg.MaxShoppers)
-				return
-			}
-			s = &shopper{}
-			shoppers[ev.id] = s
-			p.m.tracked.Inc()
-		}
-		s.seen = now
-		switch s.move(&p.rule, ev.ts, p.plan.DepartmentAt(ev.x, ev.y)) {
-		case moveOutOfOrder:
-			p.m.outOfOrder.Inc()
-		case moveFocus:
-			f := event.Focus{ID: ev.id, TS: ev.ts, Dep: s.dep, X: ev.x, Y: ev.y, HasPos: true}
-			buf = event.AppendFocus(buf[:0], f)
-			if err := p.pub.Publish(ctx, p.cfg.FocusTopic, buf); err != nil {
-				p.warn.log(slog.LevelError, "focus_publish", "focus publish failed", "customer_id", ev.id, "error", err)
-				return
-			}
-			p.m.focus.Inc()
-			if p.log.Enabled(ctx, slog.LevelDebug) { // the arguments would allocate even when not logged
-				p.log.Debug("focus", "customer_id", ev.id, "department", s.dep.String(), "ts", ev.ts)
-			}
-		}
-	}
+	// One select per event. Draining the queue with non-blocking receives
+	// instead made the bench's full-speed part 20 % faster but raised the
+	// real-time focus→coupon p99 at 20,000 shoppers from 0.5 ms to 3.4 ms:
+	// a worker that never waits keeps the focus stages it wakes off its core.
 	for {
 		select {
 		case <-ctx.Done():
@@ -494,30 +460,45 @@ func (p *Pipeline) dwellWorker(ctx context.Context, in <-chan shopperEvent) {
 				p.m.tracked.Sub(float64(len(shoppers)))
 				return
 			}
-			step(ev)
-			// Then what queued meanwhile, with plain non-blocking receives:
-			// a three-way select per event cost more than the dwell step
-			// itself. The batch is bounded so ticks and ctx are still seen.
-			for range dwellBatch {
-				select {
-				case ev, ok := <-in:
-					if !ok {
-						p.m.tracked.Sub(float64(len(shoppers)))
-						return
-					}
-					step(ev)
-					continue
-				default:
+			switch ev.kind {
+			case kindEnter, kindExit: // a new visit starts clean; an exit ends it
+				forget(ev.id)
+				continue
+			}
+			s := shoppers[ev.id]
+			if s == nil {
+				if len(shoppers) >= limit {
+					now = p.now().Unix()
+					expire()
 				}
-				break
+				if len(shoppers) >= limit {
+					p.m.dropped.WithLabelValues("shoppers_full").Inc()
+					p.warn.log(slog.LevelWarn, "shoppers_full", "move dropped: MAX_SHOPPERS reached", "max_shoppers", p.cfg.MaxShoppers)
+					continue
+				}
+				s = &shopper{}
+				shoppers[ev.id] = s
+				p.m.tracked.Inc()
+			}
+			s.seen = now
+			switch s.move(&p.rule, ev.ts, p.plan.DepartmentAt(ev.x, ev.y)) {
+			case moveOutOfOrder:
+				p.m.outOfOrder.Inc()
+			case moveFocus:
+				f := event.Focus{ID: ev.id, TS: ev.ts, Dep: s.dep, X: ev.x, Y: ev.y, HasPos: true}
+				buf = event.AppendFocus(buf[:0], f)
+				if err := p.pub.Publish(ctx, p.cfg.FocusTopic, buf); err != nil {
+					p.warn.log(slog.LevelError, "focus_publish", "focus publish failed", "customer_id", ev.id, "error", err)
+					continue
+				}
+				p.m.focus.Inc()
+				if p.log.Enabled(ctx, slog.LevelDebug) { // the arguments would allocate even when not logged
+					p.log.Debug("focus", "customer_id", ev.id, "department", s.dep.String(), "ts", ev.ts)
+				}
 			}
 		}
 	}
 }
-
-// dwellBatch is how many queued events a dwell worker takes in a row before
-// it looks at its ticker and context again.
-const dwellBatch = 256
 
 func sweepInterval(ttl time.Duration) time.Duration {
 	return min(max(ttl/4, time.Second), time.Minute)
