@@ -165,7 +165,9 @@ func (l *streamListener) Serve(establish listeners.EstablishFn) {
 // not used (see the top of this file).
 func (l *streamListener) Close(listeners.CloseFn) {
 	_ = l.ln.Close()
-	l.serveOnce.Do(func() { close(l.done) }) // never served: nothing to wait for
+	// Once.Do waits for a running Serve, which ends now that ln is closed;
+	// a Serve that has not started yet never will.
+	l.serveOnce.Do(func() { close(l.done) })
 	<-l.done
 	l.gate.shut(func() { l.disconnect(l.id) })
 }
