@@ -3,13 +3,11 @@ package recommender
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -18,6 +16,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/storeflow/storeflow/internal/peerhttp"
 	"github.com/storeflow/storeflow/store"
 )
 
@@ -88,19 +87,7 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	shown := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
 
-	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
-	transport := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           dialer.DialContext,
-		ForceAttemptHTTP2:     true, // a custom dialer turns it off otherwise
-		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
-		TLSHandshakeTimeout:   5 * time.Second,
-		MaxIdleConns:          cfg.MaxInFlight,
-		MaxIdleConnsPerHost:   cfg.MaxInFlight,
-		MaxConnsPerHost:       cfg.MaxInFlight,
-		IdleConnTimeout:       90 * time.Second,
-		ExpectContinueTimeout: time.Second,
-	}
+	httpClient, transport := peerhttp.New(cfg.MaxInFlight, cfg.MaxInFlight)
 	return &Client{
 		protocol:  cfg.Protocol,
 		endpoint:  u.String(),
@@ -110,13 +97,8 @@ func NewClient(cfg Config) (*Client, error) {
 		host:      host,
 		timeout:   cfg.Timeout,
 		transport: transport,
-		http: &http.Client{
-			Transport: transport,
-			// A redirect of a POST would become a GET, and may cross to a
-			// host that should not see the headers: it is an error here.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		slots: make(chan struct{}, cfg.MaxInFlight),
+		http:      httpClient,
+		slots:     make(chan struct{}, cfg.MaxInFlight),
 	}, nil
 }
 

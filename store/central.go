@@ -2,14 +2,12 @@ package store
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -18,6 +16,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/storeflow/storeflow/internal/peerhttp"
 )
 
 // The central's HTTP API, as CentralServer serves it and CentralClient asks it:
@@ -656,30 +656,13 @@ func NewCentralClient(baseURL string, timeout time.Duration) (*CentralClient, er
 	u.Path = strings.TrimRight(u.Path, "/")
 	shown := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
 
-	// Each call's context bounds dialing, the TLS handshake and the answer,
-	// so the transport needs no timeouts of its own.
-	dialer := &net.Dialer{KeepAlive: 30 * time.Second}
-	transport := &http.Transport{
-		Proxy:               http.ProxyFromEnvironment,
-		DialContext:         dialer.DialContext,
-		ForceAttemptHTTP2:   true,                                      // a custom dialer turns it off otherwise
-		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12}, // certificates verified
-		MaxIdleConns:        16,
-		MaxIdleConnsPerHost: 16,
-		IdleConnTimeout:     90 * time.Second,
-	}
+	httpClient, transport := peerhttp.New(16, 0)
 	return &CentralClient{
 		base:      u.String(),
 		shown:     shown.String(),
 		timeout:   timeout,
 		transport: transport,
-		http: &http.Client{
-			Transport: transport,
-			// The central answers in place; a redirect is a misconfigured
-			// CENTRAL_URL or a proxy's login page, and following it could
-			// carry the URL's credentials elsewhere.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		http:      httpClient,
 	}, nil
 }
 
