@@ -64,9 +64,7 @@ func TestDataDirAndModelFile(t *testing.T) {
 	sensor := dial(t, sys.app.BrokerAddr(), "sensor", "")
 	s := &script{cl: sensor, id: id, ts: now}
 	s.lingerInBoys()
-	pred := obs.next("customer/prediction", 10*time.Second)
-	checkPredictionShape(t, pred.Payload)
-	o := decodeOffer(t, pred.Payload)
+	o := obs.nextOffer(t, 10*time.Second)
 	if o.Customer.ID != id || o.Coupon.Department != "Boys" {
 		t.Fatalf("prediction for %s in %s, want %s in Boys", o.Customer.ID, o.Coupon.Department, id)
 	}

@@ -75,18 +75,9 @@ func TestExternalBrokerLingerInBoysGetsBoysCoupon(t *testing.T) {
 		t.Fatalf("focus = %s, want id %s and dep Boys", focus.Payload, id)
 	}
 
-	pred := obs.next("customer/prediction", 10*time.Second)
-	checkPredictionShape(t, pred.Payload)
-	var p struct {
-		Customer struct{ ID string }
-		Coupon   struct{ Department string }
-		TS       int64
-	}
-	if err := json.Unmarshal(pred.Payload, &p); err != nil {
-		t.Fatal(err)
-	}
+	p := obs.nextOffer(t, 10*time.Second)
 	if p.Customer.ID != id || p.Coupon.Department != "Boys" || p.TS != f.TS {
-		t.Fatalf("prediction = %s, want customer %s, a Boys coupon, ts %d", pred.Payload, id, f.TS)
+		t.Fatalf("prediction = %s, want customer %s, a Boys coupon, ts %d", p.raw, id, f.TS)
 	}
 	s.exit()
 	sys.waitMetric(t, 1, 5*time.Second, "storeflow_focus_outcomes_total", "outcome=published")

@@ -61,9 +61,7 @@ func TestSplitRunAsksThePeerForPredictions(t *testing.T) {
 			s.lingerInBoys()
 
 			focus := decodeFocus(t, obs.next("customer/focus", 10*time.Second).Payload)
-			pred := obs.next("customer/prediction", 10*time.Second)
-			checkPredictionShape(t, pred.Payload)
-			got := decodeOffer(t, pred.Payload)
+			got := obs.nextOffer(t, 10*time.Second)
 			if got.Customer.ID != id || got.Coupon.Department != "Boys" || got.TS != focus.TS {
 				t.Fatalf("prediction for %s in %s at %d, want %s in Boys at the focus ts %d",
 					got.Customer.ID, got.Coupon.Department, got.TS, id, focus.TS)
@@ -343,7 +341,8 @@ type seenOffer struct {
 		StartDate  string `json:"start_date"`
 		EndDate    string `json:"end_date"`
 	} `json:"coupon"`
-	TS int64 `json:"ts"`
+	TS  int64  `json:"ts"`
+	raw []byte // the whole message, for failure messages
 }
 
 func decodeOffer(t *testing.T, payload []byte) seenOffer {
@@ -352,7 +351,17 @@ func decodeOffer(t *testing.T, payload []byte) seenOffer {
 	if err := json.Unmarshal(payload, &o); err != nil {
 		t.Fatalf("prediction %s: %v", payload, err)
 	}
+	o.raw = payload
 	return o
+}
+
+// nextOffer waits for the next coupon c receives, checks the whole message's
+// shape and decodes the parts the tests compare.
+func (c *client) nextOffer(t *testing.T, within time.Duration) seenOffer {
+	t.Helper()
+	pred := c.next("customer/prediction", within)
+	checkPredictionShape(t, pred.Payload)
+	return decodeOffer(t, pred.Payload)
 }
 
 // countingProxy stands in front of a real peer and counts its answers by

@@ -121,17 +121,9 @@ func TestPasswordAndACLKeepThePhoneFromPublishing(t *testing.T) {
 
 	s := &script{cl: sensor, id: id, ts: now}
 	s.lingerInBoys()
-	pred := phone.next("customer/prediction", 15*time.Second)
-	checkPredictionShape(t, pred.Payload)
-	var p struct {
-		Customer struct{ ID string }
-		Coupon   struct{ Department string }
-	}
-	if err := json.Unmarshal(pred.Payload, &p); err != nil {
-		t.Fatal(err)
-	}
+	p := phone.nextOffer(t, 15*time.Second)
 	if p.Customer.ID != id || p.Coupon.Department != "Boys" {
-		t.Fatalf("prediction = %s, want a Boys coupon for the sensor's shopper %s (the phone spoofed %s)", pred.Payload, id, spoofed)
+		t.Fatalf("prediction = %s, want a Boys coupon for the sensor's shopper %s (the phone spoofed %s)", p.raw, id, spoofed)
 	}
 	s.exit()
 	sys.waitMetric(t, 1, 5*time.Second, "storeflow_focus_outcomes_total", "outcome=published")
