@@ -121,7 +121,7 @@ func (p *Pipeline) outcome(outcome string, level slog.Level, msg string, j *focu
 		p.log.Debug(msg, "customer_id", f.ID, "department", f.Dep.String())
 		return
 	}
-	p.warn.log(level, "focus:"+outcome, msg, "customer_id", f.ID, "department", f.Dep.String(), "error", err)
+	p.warn.Log(level, "focus:"+outcome, msg, "customer_id", f.ID, "department", f.Dep.String(), "error", err)
 }
 
 // settle records how a focus event ended: its outcome and how long it took.

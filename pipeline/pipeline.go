@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/storeflow/storeflow/event"
+	"github.com/storeflow/storeflow/internal/ratelog"
 	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/store"
 )
@@ -124,7 +125,7 @@ type Pipeline struct {
 	pub       Publisher
 	sub       Subscriber
 	log       *slog.Logger
-	warn      *rateLog
+	warn      *ratelog.Logger
 	m         *metrics
 	now       func() time.Time
 
@@ -173,7 +174,7 @@ func New(cfg Config, plan *store.Plan, central Central, scorer recommender.Score
 		pub:       pub,
 		sub:       sub,
 		log:       log,
-		warn:      newRateLog(log, 10*time.Second),
+		warn:      ratelog.New(log, 10*time.Second),
 		m:         newMetrics(reg),
 		now:       time.Now,
 		shards:    make([]chan shopperEvent, cfg.DwellWorkers),
@@ -400,7 +401,7 @@ func enqueue[T any](p *Pipeline, g *gate, q chan T, v T, queue string) bool {
 		}
 	}
 	p.m.dropped.WithLabelValues(queue).Inc()
-	p.warn.log(slog.LevelWarn, "drop:"+queue, "event dropped: queue full", "queue", queue, "policy", p.cfg.Overflow)
+	p.warn.Log(slog.LevelWarn, "drop:"+queue, "event dropped: queue full", "queue", queue, "policy", p.cfg.Overflow)
 	return false
 }
 
@@ -412,7 +413,7 @@ func (p *Pipeline) refuse() {
 
 func (p *Pipeline) reject(kind, topic string, reason event.Reason, err error) {
 	p.m.rejected.WithLabelValues(kind, string(reason)).Inc()
-	p.warn.log(slog.LevelWarn, "reject:"+kind+":"+string(reason), "event rejected",
+	p.warn.Log(slog.LevelWarn, "reject:"+kind+":"+string(reason), "event rejected",
 		"kind", kind, "topic", topic, "reason", reason, "error", err)
 }
 
@@ -473,7 +474,7 @@ func (p *Pipeline) dwellWorker(ctx context.Context, in <-chan shopperEvent) {
 				}
 				if len(shoppers) >= limit {
 					p.m.dropped.WithLabelValues("shoppers_full").Inc()
-					p.warn.log(slog.LevelWarn, "shoppers_full", "move dropped: MAX_SHOPPERS reached", "max_shoppers", p.cfg.MaxShoppers)
+					p.warn.Log(slog.LevelWarn, "shoppers_full", "move dropped: MAX_SHOPPERS reached", "max_shoppers", p.cfg.MaxShoppers)
 					continue
 				}
 				s = &shopper{}
@@ -488,7 +489,7 @@ func (p *Pipeline) dwellWorker(ctx context.Context, in <-chan shopperEvent) {
 				f := event.Focus{ID: ev.id, TS: ev.ts, Dep: s.dep, X: ev.x, Y: ev.y, HasPos: true}
 				buf = event.AppendFocus(buf[:0], f)
 				if err := p.pub.Publish(ctx, p.cfg.FocusTopic, buf); err != nil {
-					p.warn.log(slog.LevelError, "focus_publish", "focus publish failed", "customer_id", ev.id, "error", err)
+					p.warn.Log(slog.LevelError, "focus_publish", "focus publish failed", "customer_id", ev.id, "error", err)
 					continue
 				}
 				p.m.focus.Inc()
@@ -516,10 +517,10 @@ func (p *Pipeline) prefetchWorker(ctx context.Context) {
 				p.m.prefetch.WithLabelValues("ok").Inc()
 			case errors.Is(err, store.ErrNotFound):
 				p.m.prefetch.WithLabelValues(OutcomeUnknownCustomer).Inc()
-				p.warn.log(slog.LevelWarn, "prefetch:unknown", "entry of an unknown customer", "customer_id", id)
+				p.warn.Log(slog.LevelWarn, "prefetch:unknown", "entry of an unknown customer", "customer_id", id)
 			default:
 				p.m.prefetch.WithLabelValues("error").Inc()
-				p.warn.log(slog.LevelError, "prefetch:error", "context prefetch failed", "customer_id", id, "error", err)
+				p.warn.Log(slog.LevelError, "prefetch:error", "context prefetch failed", "customer_id", id, "error", err)
 			}
 		}
 	}
