@@ -102,7 +102,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		a.conn = m
 		a.registerMockMetrics(m)
 	} else if cfg.Broker.Embedded() {
-		a.conn, err = broker.NewEmbedded(cfg.Broker, blog)
+		a.conn, err = broker.NewEmbedded(cfg.Broker, blog, broker.EmbeddedOptions{
+			Registerer: a.reg,
+			OwnTopics:  []string{cfg.Pipeline.FocusTopic, cfg.Pipeline.PredictionTopic},
+		})
 	} else {
 		var c *broker.Client
 		if c, err = broker.Dial(ctx, cfg.Broker, blog); err == nil {

@@ -11,13 +11,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"strconv"
 	"strings"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // The password hash format: pbkdf2-sha256$ITERATIONS$SALT$KEY, salt and key in
@@ -49,16 +47,16 @@ type credential struct {
 }
 
 type aclRule struct {
-	user        string // "*": every user
-	read, write bool
-	filter      string
+	user                string // "*": every user
+	read, write, retain bool
+	filter              string
 }
 
 // LoadAuthFile reads an auth file. Its lines are, blank lines and lines
 // starting with # aside:
 //
 //	user NAME HASH                      HASH from HashPassword
-//	acl NAME|* read|write|readwrite FILTER   MQTT wildcards + and # allowed
+//	acl NAME|* read|write|readwrite|retain FILTER   MQTT wildcards + and # allowed
 //
 // A user named in acl lines but not in user lines can only connect with a
 // client certificate whose common name is NAME. Errors name file:line.
@@ -113,7 +111,7 @@ func (a *Auth) parseLine(f []string) error {
 		a.users[f[1]] = c
 	case "acl":
 		if len(f) != 4 {
-			return fmt.Errorf("want acl NAME|* read|write|readwrite TOPIC_FILTER, got %d fields", len(f))
+			return fmt.Errorf("want acl NAME|* read|write|readwrite|retain TOPIC_FILTER, got %d fields", len(f))
 		}
 		r := aclRule{user: f[1], filter: f[3]}
 		switch f[2] {
@@ -123,8 +121,12 @@ func (a *Auth) parseLine(f []string) error {
 			r.write = true
 		case "readwrite":
 			r.read, r.write = true, true
+		case "retain":
+			// Publishing retained messages on storeflow's own topics (focus,
+			// prediction) needs this; elsewhere write is enough.
+			r.write, r.retain = true, true
 		default:
-			return fmt.Errorf("access %q: want read, write or readwrite", f[2])
+			return fmt.Errorf("access %q: want read, write, readwrite or retain", f[2])
 		}
 		if err := validFilter(r.filter); err != nil {
 			return err
@@ -206,6 +208,17 @@ func (a *Auth) Allows(user, filter string, write bool) bool {
 	return false
 }
 
+// AllowsRetain reports whether user may publish retained messages to topic
+// where retaining needs an explicit grant (storeflow's own topics).
+func (a *Auth) AllowsRetain(user, topic string) bool {
+	for _, r := range a.acls {
+		if (r.user == "*" || r.user == user) && r.retain && filterWithin(topic, r.filter) {
+			return true
+		}
+	}
+	return false
+}
+
 // validFilter checks an MQTT topic filter: # only as the whole last level,
 // + only as a whole level.
 func validFilter(f string) error {
@@ -248,77 +261,6 @@ func filterWithin(sub, acl string) bool {
 		}
 	}
 	return len(s) == len(a)
-}
-
-// authHook decides who connects to the embedded broker and what each client
-// may publish and read. storeflow's own parts use the inline client, which
-// mochi never checks.
-type authHook struct {
-	mqtt.HookBase
-	auth *Auth // nil: no BROKER_AUTH_FILE, every connected client may do anything
-	// certListeners require a verified client certificate whose common name
-	// is the user name; anonymous lists the listeners open without one.
-	certListeners map[string]bool
-	anonymous     map[string]bool
-	log           *slog.Logger
-}
-
-func (h *authHook) ID() string { return "storeflow-auth" }
-
-func (h *authHook) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
-}
-
-func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
-	if cl.Net.Inline {
-		return true
-	}
-	listener := cl.Net.Listener
-	if h.certListeners[listener] {
-		name := peerCommonName(cl)
-		if name == "" {
-			h.refuse(cl, "no client certificate common name")
-			return false
-		}
-		// Identity as user name: the ACLs see the certificate's name, whatever
-		// user name the client sent. The client is not yet visible to other
-		// goroutines, so the write is safe.
-		cl.Properties.Username = []byte(name)
-		return true
-	}
-	if h.auth == nil {
-		if !h.anonymous[listener] {
-			h.refuse(cl, "anonymous clients not allowed on this listener")
-			return false
-		}
-		return true
-	}
-	user := string(pk.Connect.Username)
-	if !pk.Connect.UsernameFlag || user == "" {
-		h.refuse(cl, "anonymous")
-		return false
-	}
-	if !h.auth.Authenticate(user, pk.Connect.Password) {
-		h.refuse(cl, "wrong user name or password")
-		return false
-	}
-	return true
-}
-
-func (h *authHook) refuse(cl *mqtt.Client, reason string) {
-	h.log.Info("client refused", "client_id", cl.ID, "listener", cl.Net.Listener,
-		"remote", cl.Net.Remote, "user", string(cl.Properties.Username), "reason", reason)
-}
-
-func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	if cl.Net.Inline || h.auth == nil {
-		return true
-	}
-	ok := h.auth.Allows(string(cl.Properties.Username), topic, write)
-	if !ok {
-		h.log.Debug("acl denied", "client_id", cl.ID, "user", string(cl.Properties.Username), "topic", topic, "write", write)
-	}
-	return ok
 }
 
 // peerCommonName is the verified client certificate's common name, or "".

@@ -142,7 +142,7 @@ func TestLoadAuthFileErrors(t *testing.T) {
 		{"twice", "user a " + good + "\n\nuser a " + good, []string{":3:", "twice"}},
 		{"star user", "user * " + good, []string{":1:", "reserved"}},
 		{"acl too short", "acl a read", []string{":1:", "want acl NAME"}},
-		{"acl access", "acl a publish x/y", []string{":1:", `"publish"`, "read, write or readwrite"}},
+		{"acl access", "acl a publish x/y", []string{":1:", `"publish"`, "read, write, readwrite or retain"}},
 		{"# in the middle", "acl a read x/#/y", []string{":1:", "x/#/y", "#"}},
 		{"+ inside a level", "acl a read x/y+", []string{":1:", "x/y+", "+"}},
 		{"line too long", "acl a read " + strings.Repeat("x", 70000), []string{":1:", "too long"}},

@@ -13,7 +13,7 @@ import (
 // from the inline client to one inline subscriber, on the fast path and on
 // mochi's full path.
 func BenchmarkEmbeddedPublish(b *testing.B) {
-	br, err := NewEmbedded(Config{Port: 1883, ListenAddr: "127.0.0.1:0", TLSListenAddr: "127.0.0.1:0", Name: "bench"}, slog.New(slog.DiscardHandler))
+	br, err := NewEmbedded(Config{Port: 1883, ListenAddr: "127.0.0.1:0", TLSListenAddr: "127.0.0.1:0", Name: "bench"}, slog.New(slog.DiscardHandler), EmbeddedOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ErrClosed is returned by Publish once the broker or connection has stopped.
@@ -45,6 +46,49 @@ type Config struct {
 	WSListenAddr    string `env:"BROKER_WS_LISTEN_ADDR"`                              // WebSocket listener for browsers; empty: none
 	AuthFile        string `env:"BROKER_AUTH_FILE"`                                   // users and per-topic ACLs
 	AllowAnonymous  bool   `env:"BROKER_ALLOW_ANONYMOUS" envDefault:"false"`          // anonymous clients on a non-loopback listener without BROKER_AUTH_FILE
+
+	// The embedded broker's limits: what one client, or a crowd of them, may
+	// cost before and after it is trusted.
+	MaxPacketSize  int           `env:"BROKER_MAX_PACKET_SIZE" envDefault:"16384"` // largest MQTT packet accepted from a client, bytes
+	MaxConnections int           `env:"BROKER_MAX_CONNECTIONS" envDefault:"10000"` // open client connections, CONNECT sent or not
+	ConnectTimeout time.Duration `env:"BROKER_CONNECT_TIMEOUT" envDefault:"10s"`   // from accept (and TLS handshake) to a complete CONNECT
+	MaxRetained    int           `env:"BROKER_MAX_RETAINED" envDefault:"1000"`     // retained messages held, $SYS included
+	ClientQueue    int           `env:"BROKER_CLIENT_QUEUE" envDefault:"1024"`     // messages waiting to be written to one connected client
+	SessionQueue   int           `env:"BROKER_SESSION_QUEUE" envDefault:"1000"`    // QoS 1/2 messages kept for one offline persistent session
+	SessionExpiry  time.Duration `env:"BROKER_SESSION_EXPIRY" envDefault:"1h"`     // how long an offline persistent session is kept, at most
+}
+
+// Defaults of the embedded broker's limits, as in the env tags above.
+const (
+	defaultMaxPacketSize  = 16384
+	defaultMaxConnections = 10000
+	defaultConnectTimeout = 10 * time.Second
+	defaultMaxRetained    = 1000
+	defaultClientQueue    = 1024
+	defaultSessionQueue   = 1000
+	defaultSessionExpiry  = time.Hour
+)
+
+// withLimitDefaults fills limits left at zero (in the environment, or in a
+// Config built in code): 0 means the default.
+func (c Config) withLimitDefaults() Config {
+	set := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	set(&c.MaxPacketSize, defaultMaxPacketSize)
+	set(&c.MaxConnections, defaultMaxConnections)
+	set(&c.ClientQueue, defaultClientQueue)
+	set(&c.SessionQueue, defaultSessionQueue)
+	set(&c.MaxRetained, defaultMaxRetained)
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = defaultConnectTimeout
+	}
+	if c.SessionExpiry == 0 {
+		c.SessionExpiry = defaultSessionExpiry
+	}
+	return c
 }
 
 // Embedded reports whether this configuration embeds the broker.
@@ -124,6 +168,7 @@ func clientIDRune(r rune) bool {
 // the network without auth is NewEmbedded's check, where the listeners bind.
 func (c Config) validateEmbedded() []error {
 	var errs []error
+	c = c.withLimitDefaults()
 	addr := func(env, v string) {
 		if _, _, err := net.SplitHostPort(v); err != nil {
 			errs = append(errs, fmt.Errorf("%s=%q: want host:port: %v", env, v, err))
@@ -145,6 +190,30 @@ func (c Config) validateEmbedded() []error {
 	}
 	if c.WSListenAddr != "" {
 		addr("BROKER_WS_LISTEN_ADDR", c.WSListenAddr)
+	}
+	for _, l := range []struct {
+		env       string
+		v, lo, hi int
+		why       string
+	}{
+		// A packet must hold a CONNECT and a sensor event (event.MaxPayload
+		// is 4096); 268435455 is MQTT's own ceiling.
+		{"BROKER_MAX_PACKET_SIZE", c.MaxPacketSize, 4096 + 512, 268435455, "bytes"},
+		{"BROKER_MAX_CONNECTIONS", c.MaxConnections, 1, 10_000_000, "connections"},
+		{"BROKER_MAX_RETAINED", c.MaxRetained, 1, 10_000_000, "messages"},
+		{"BROKER_CLIENT_QUEUE", c.ClientQueue, 1, 1 << 20, "messages"},
+		// Packet ids are 16 bits: a session cannot hold more QoS 1 messages.
+		{"BROKER_SESSION_QUEUE", c.SessionQueue, 1, 16384, "messages"},
+	} {
+		if l.v < l.lo || l.v > l.hi {
+			errs = append(errs, fmt.Errorf("%s=%d: want %d..%d %s", l.env, l.v, l.lo, l.hi, l.why))
+		}
+	}
+	if c.ConnectTimeout < 0 || c.ConnectTimeout > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("BROKER_CONNECT_TIMEOUT=%s: want more than 0 and at most 5m", c.ConnectTimeout))
+	}
+	if c.SessionExpiry < time.Second || c.SessionExpiry > 365*24*time.Hour {
+		errs = append(errs, fmt.Errorf("BROKER_SESSION_EXPIRY=%s: want 1s to 8760h", c.SessionExpiry))
 	}
 	return errs
 }

@@ -12,10 +12,14 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/storeflow/storeflow/internal/ratelog"
 )
 
 // Embedded is an in-process mochi-mqtt v2 broker. Outside clients (phones,
@@ -23,6 +27,7 @@ import (
 // publish and subscribe through the inline client, without a network hop.
 type Embedded struct {
 	srv       *mqtt.Server
+	qos       byte // MQTT_QOS: the most an outside subscriber gets
 	tcp       *streamListener
 	tls       *streamListener // nil: no BROKER_TLS_CERT_FILE
 	ws        *wsListener     // nil: no BROKER_WS_LISTEN_ADDR
@@ -50,10 +55,22 @@ type endpoint struct {
 	certs         bool // verified client certificates required
 }
 
+// EmbeddedOptions are what the embedded broker needs from the rest of the
+// program besides its Config.
+type EmbeddedOptions struct {
+	// Registerer receives the broker's metrics; nil: a private registry.
+	Registerer prometheus.Registerer
+	// OwnTopics are the topics only storeflow publishes on (focus,
+	// prediction): outside clients may not retain messages there, directly
+	// or by a will, unless an acl retain line allows it.
+	OwnTopics []string
+}
+
 // NewEmbedded builds the broker and binds its listeners, so their addresses
 // are known (and a busy port, a bad certificate or auth file, or a listener
 // open to the network without auth is an error) before Run.
-func NewEmbedded(cfg Config, log *slog.Logger) (*Embedded, error) {
+func NewEmbedded(cfg Config, log *slog.Logger, opts EmbeddedOptions) (*Embedded, error) {
+	cfg = cfg.withLimitDefaults()
 	tlsConf, err := embeddedTLS(cfg)
 	if err != nil {
 		return nil, err
@@ -71,7 +88,11 @@ func NewEmbedded(cfg Config, log *slog.Logger) (*Embedded, error) {
 	if cfg.WSListenAddr != "" {
 		eps = append(eps, endpoint{id: "ws", env: "BROKER_WS_LISTEN_ADDR", addr: cfg.WSListenAddr})
 	}
-	hook := &authHook{auth: auth, certListeners: map[string]bool{}, anonymous: map[string]bool{}, log: log}
+	hook := &authHook{auth: auth, certListeners: map[string]bool{}, anonymous: map[string]bool{}, log: log,
+		own: map[string]bool{}, maxRetained: cfg.MaxRetained, timeout: cfg.ConnectTimeout, warn: ratelog.New(log, logEvery)}
+	for _, t := range opts.OwnTopics {
+		hook.own[t] = true
+	}
 	for _, ep := range eps {
 		switch {
 		case ep.certs:
@@ -91,30 +112,49 @@ func NewEmbedded(cfg Config, log *slog.Logger) (*Embedded, error) {
 		log.Warn("BROKER_ALLOW_ANONYMOUS has no effect with BROKER_AUTH_FILE: anonymous clients are refused")
 	}
 
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = uint32(cfg.MaxPacketSize)
+	caps.MaximumClients = int64(cfg.MaxConnections)
+	caps.MaximumClientWritesPending = int32(cfg.ClientQueue)
+	// Room for a full offline session plus a full write queue; what a client
+	// leaves unacknowledged beyond that is refused and counted (inflight_full).
+	caps.MaximumInflight = uint16(min(cfg.SessionQueue+cfg.ClientQueue, 65535))
+	caps.MaximumSessionExpiryInterval = uint32(cfg.SessionExpiry / time.Second)
 	srv := mqtt.New(&mqtt.Options{
 		InlineClient: true,
-		Logger:       log,
+		Logger:       slog.New(newThrottledHandler(log.Handler(), logEvery)),
+		Capabilities: caps,
 	})
-	// The hook replaces mochi's allow-all: without any auth hook mochi refuses
-	// every client.
-	if err := srv.AddHook(hook, nil); err != nil {
-		return nil, fmt.Errorf("broker: add auth hook: %w", err)
+	reg := opts.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
 	}
-	b := &Embedded{srv: srv, log: log, ready: make(chan struct{}), local: map[string][]Handler{}}
-	if err := srv.AddHook(&subscribeWatch{b: b}, nil); err != nil {
-		return nil, fmt.Errorf("broker: add subscribe hook: %w", err)
+	m := newMetrics(reg, srv)
+	adm := &admission{max: int64(cfg.MaxConnections), timeout: cfg.ConnectTimeout, m: m, log: hook.warn}
+	hook.srv, hook.m, hook.adm = srv, m, adm
+	if auth != nil {
+		hook.passwords = newPasswordGate(auth, m)
+	}
+	b := &Embedded{srv: srv, log: log, qos: cfg.QoS, ready: make(chan struct{}), local: map[string][]Handler{}}
+	// The auth hook replaces mochi's allow-all: without any auth hook mochi
+	// refuses every client.
+	for _, h := range []mqtt.Hook{hook, newDelivery(srv, cfg.SessionQueue, cfg.ClientQueue, m, log),
+		&subscribeWatch{b: b}, &protocolHook{maxPacket: uint32(cfg.MaxPacketSize)}} {
+		if err := srv.AddHook(h, nil); err != nil {
+			return nil, fmt.Errorf("broker: add hook %s: %w", h.ID(), err)
+		}
 	}
 	for _, ep := range eps {
 		var l listeners.Listener
 		switch ep.id {
 		case "tcp":
-			b.tcp, err = newStreamListener(ep.id, ep.addr, nil, b.disconnect)
+			b.tcp, err = newStreamListener(ep.id, ep.addr, nil, adm, b.disconnect)
 			l = b.tcp
 		case "tls":
-			b.tls, err = newStreamListener(ep.id, ep.addr, tlsConf, b.disconnect)
+			b.tls, err = newStreamListener(ep.id, ep.addr, tlsConf, adm, b.disconnect)
 			l = b.tls
 		case "ws":
-			b.ws, err = newWSListener(ep.id, ep.addr, b.disconnect)
+			b.ws, err = newWSListener(ep.id, ep.addr, adm, b.disconnect)
 			l = b.ws
 		}
 		if err != nil {
@@ -216,8 +256,9 @@ func (b *Embedded) Close() error {
 }
 
 // disconnect sends the clients registered on listener a DISCONNECT (server
-// shutting down) and closes them. It reads the clients with Clients.GetAll,
-// which takes mochi's lock once (see listener.go).
+// shutting down; MQTT 5 clients only, see protocolHook) and closes them. It
+// reads the clients with Clients.GetAll, which takes mochi's lock once (see
+// listener.go).
 func (b *Embedded) disconnect(listener string) {
 	for _, cl := range b.srv.Clients.GetAll() {
 		if cl.Net.Listener == listener && !cl.Closed() {
@@ -227,13 +268,14 @@ func (b *Embedded) disconnect(listener string) {
 }
 
 // Publish delivers payload to every subscriber. Inline subscribers run before
-// it returns. It publishes at QoS 0 whatever MQTT_QOS says: in-process
-// delivery cannot be lost, and QoS 1 would only make mochi track every
-// outside subscriber's acknowledgements for nothing storeflow needs. The payload is copied so the caller may reuse its buffer as soon
-// as Publish returns. (Comment corrected: mochi v2.7.9 itself copies the
-// payload for each TCP subscriber's write queue, in packets.Packet.Copy; this
-// copy covers what gets the slice itself, an inline handler that keeps it or a
-// hook, and a mochi version that stops copying.)
+// it returns. Outside subscribers get it at the QoS they subscribed with, up
+// to MQTT_QOS: a phone at QoS 1 acknowledges each coupon, and one with a
+// persistent session that is offline finds them waiting when it comes back
+// (see delivery). The payload is copied so the caller may reuse its buffer as
+// soon as Publish returns. (mochi v2.7.9 itself copies the payload for each
+// TCP subscriber's write queue, in packets.Packet.Copy; this copy covers what
+// gets the slice itself, an inline handler that keeps it or a hook, and a
+// mochi version that stops copying.)
 func (b *Embedded) Publish(_ context.Context, topic string, payload []byte) error {
 	if b.closed.Load() {
 		return ErrClosed
@@ -248,14 +290,15 @@ func (b *Embedded) Publish(_ context.Context, topic string, payload []byte) erro
 		}
 		return nil
 	}
-	if err := b.srv.Publish(topic, bytes.Clone(payload), false, 0); err != nil {
+	if err := b.srv.Publish(topic, bytes.Clone(payload), false, b.qos); err != nil {
 		return fmt.Errorf("broker: publish %s: %w", topic, err)
 	}
 	return nil
 }
 
 // subscribeWatch switches the broker to the full path the moment an outside
-// client subscribes to anything.
+// client asks to subscribe to anything: before mochi adds the subscription
+// to its index, so no publish can take the fast path past it.
 type subscribeWatch struct {
 	mqtt.HookBase
 	b *Embedded
@@ -263,9 +306,22 @@ type subscribeWatch struct {
 
 func (w *subscribeWatch) ID() string { return "storeflow-subscribe-watch" }
 
-func (w *subscribeWatch) Provides(b byte) bool { return b == mqtt.OnSubscribed }
+func (w *subscribeWatch) Provides(b byte) bool { return b == mqtt.OnSubscribe || b == mqtt.OnSessionEstablish }
 
-func (w *subscribeWatch) OnSubscribed(cl *mqtt.Client, _ packets.Packet, _ []byte) {
+func (w *subscribeWatch) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	w.switchToFullPath(cl)
+	return pk
+}
+
+// OnSessionEstablish covers a session that brings its subscriptions with it
+// (a persistent session taken over by a new connection).
+func (w *subscribeWatch) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	if old, ok := w.b.srv.Clients.Get(cl.ID); ok && len(old.State.Subscriptions.GetAll()) > 0 {
+		w.switchToFullPath(cl)
+	}
+}
+
+func (w *subscribeWatch) switchToFullPath(cl *mqtt.Client) {
 	if !cl.Net.Inline && !w.b.slow.Load() {
 		w.b.slow.Store(true)
 		w.b.log.Debug("outside subscriber: publishes now go through the broker's topic index", "client", cl.ID)

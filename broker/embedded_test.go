@@ -87,7 +87,7 @@ func TestEmbeddedBusyPortIsAnError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	b, err := NewEmbedded(Config{ListenAddr: l.Addr().String(), Name: "test"}, testLog(t))
+	b, err := NewEmbedded(Config{ListenAddr: l.Addr().String(), Name: "test"}, testLog(t), EmbeddedOptions{})
 	if err == nil {
 		// Run and stop it, so its goroutines and listener do not outlive the test.
 		ctx, cancel := context.WithCancel(context.Background())
@@ -103,7 +103,7 @@ func TestEmbeddedBusyPortIsAnError(t *testing.T) {
 }
 
 func TestEmbeddedRunStopsOnCancelAndPublishThenFails(t *testing.T) {
-	b, err := NewEmbedded(Config{ListenAddr: "127.0.0.1:0", Name: "test"}, testLog(t))
+	b, err := NewEmbedded(Config{ListenAddr: "127.0.0.1:0", Name: "test"}, testLog(t), EmbeddedOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +264,7 @@ func runEmbedded(t *testing.T, cfg Config) *Embedded {
 // returns nil within the given time.
 func startEmbedded(t *testing.T, cfg Config) (b *Embedded, stop func(within time.Duration)) {
 	t.Helper()
-	b, err := NewEmbedded(cfg, testLog(t))
+	b, err := NewEmbedded(cfg, testLog(t), EmbeddedOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,29 +401,44 @@ func (o *outside) publish(topic string, payload []byte) {
 	}
 }
 
-// MQTT_QOS is for external brokers: the inline client publishes at QoS 0,
-// so even a QoS 1 subscriber gets QoS 0 messages.
-func TestEmbeddedInlinePublishesAtQoS0(t *testing.T) {
-	b := runEmbedded(t, Config{ListenAddr: "127.0.0.1:0", Name: "test", QoS: 1})
-	o, err := connectOutside(t, "tcp://"+b.Addr(), "phone", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	qos := make(chan byte, 1)
-	tok := o.c.Subscribe("out/x", 1, func(_ paho.Client, m paho.Message) { qos <- m.Qos() })
-	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
-	if err := b.Publish(context.Background(), "out/x", []byte("p")); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case q := <-qos:
-		if q != 0 {
-			t.Fatalf("message arrived at QoS %d, want 0", q)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no message within 5s")
+// Outside subscribers get storeflow's publishes at the QoS they subscribed
+// with, up to MQTT_QOS. (Before, the inline client published at QoS 0 and a
+// QoS 1 phone got QoS 0: nothing kept for it while it was away.)
+func TestEmbeddedDeliversAtTheSubscribersQoS(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		mqttQoS, sub byte
+		want         byte
+	}{
+		{"QoS 1 subscriber", 1, 1, 1},
+		{"QoS 0 subscriber", 1, 0, 0},
+		{"QoS 2 subscriber, MQTT_QOS=1", 1, 2, 1},
+		{"QoS 2 subscriber, MQTT_QOS=2", 2, 2, 2},
+		{"QoS 1 subscriber, MQTT_QOS=0", 0, 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := runEmbedded(t, Config{ListenAddr: "127.0.0.1:0", Name: "test", QoS: tc.mqttQoS})
+			o, err := connectOutside(t, "tcp://"+b.Addr(), "phone", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			qos := make(chan byte, 1)
+			tok := o.c.Subscribe("out/x", tc.sub, func(_ paho.Client, m paho.Message) { qos <- m.Qos() })
+			if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+				t.Fatalf("subscribe: %v", tok.Error())
+			}
+			if err := b.Publish(context.Background(), "out/x", []byte("p")); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case q := <-qos:
+				if q != tc.want {
+					t.Fatalf("message arrived at QoS %d, want %d", q, tc.want)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("no message within 5s")
+			}
+		})
 	}
 }
 
@@ -688,7 +703,7 @@ func TestEmbeddedAnonymousOnlyOnLoopback(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b, err := NewEmbedded(tt.cfg, testLog(t))
+			b, err := NewEmbedded(tt.cfg, testLog(t), EmbeddedOptions{})
 			if err == nil {
 				defer b.Close()
 			}
@@ -732,7 +747,7 @@ func TestEmbeddedBadFilesNameTheVariable(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b, err := NewEmbedded(tt.cfg, testLog(t))
+			b, err := NewEmbedded(tt.cfg, testLog(t), EmbeddedOptions{})
 			if err == nil {
 				b.Close()
 				t.Fatalf("NewEmbedded: no error, want one naming %v", tt.want)
@@ -769,7 +784,7 @@ func TestEmbeddedBusyTLSAndWebSocketPorts(t *testing.T) {
 		{"BROKER_TLS_LISTEN_ADDR", Config{ListenAddr: freeAddr, Name: "test", TLSListenAddr: l.Addr().String(), TLSCertFile: server.CertFile, TLSKeyFile: server.KeyFile}},
 		{"BROKER_WS_LISTEN_ADDR", Config{ListenAddr: freeAddr, Name: "test", WSListenAddr: l.Addr().String()}},
 	} {
-		b, err := NewEmbedded(tt.cfg, testLog(t))
+		b, err := NewEmbedded(tt.cfg, testLog(t), EmbeddedOptions{})
 		if err == nil {
 			b.Close()
 			t.Fatalf("%s busy: no error", tt.env)

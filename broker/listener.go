@@ -7,12 +7,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
 
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // The embedded broker's listeners are storeflow's own, not mochi's. mochi
@@ -31,6 +34,7 @@ import (
 // counted by mochi (it has started reading, which mochi does after Add) or
 // has ended, and which closes the ones mochi has not registered.
 type gate struct {
+	adm     *admission
 	mu      sync.Mutex
 	closed  bool
 	pending sync.WaitGroup // handed to mochi, not yet read from
@@ -42,6 +46,9 @@ type gatedConn struct {
 	net.Conn
 	counted sync.Once
 	g       *gate
+	// Set by the auth hook: admitted once its CONNECT was accepted, refused
+	// when the hook refused it (and counted why).
+	admitted, refused atomic.Bool
 }
 
 func (c *gatedConn) Read(p []byte) (int, error) {
@@ -49,14 +56,23 @@ func (c *gatedConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// enter admits c, or reports false (and closes c) once the gate is shut.
-func (g *gate) enter(c net.Conn) (*gatedConn, bool) {
+// enter admits c, or reports false (and closes c) once the gate is shut or
+// when BROKER_MAX_CONNECTIONS are open. An admitted connection must send its
+// CONNECT (after the TLS handshake, if any) within BROKER_CONNECT_TIMEOUT;
+// mochi replaces the deadline with the keep-alive's once it has the CONNECT.
+func (g *gate) enter(c net.Conn, listener string) (*gatedConn, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
 		_ = c.Close()
 		return nil, false
 	}
+	if !g.adm.acquire() {
+		_ = c.Close()
+		g.adm.refused(refuseTooMany, listener, c.RemoteAddr().String(), "max_connections", g.adm.max)
+		return nil, false
+	}
+	_ = c.SetDeadline(time.Now().Add(g.adm.timeout))
 	if g.live == nil {
 		g.live = map[*gatedConn]struct{}{}
 	}
@@ -66,13 +82,52 @@ func (g *gate) enter(c net.Conn) (*gatedConn, bool) {
 	return gc, true
 }
 
-// leave is called when mochi is done with c.
-func (g *gate) leave(c *gatedConn) {
+// leave is called when mochi is done with c; err is what mochi returned.
+// A connection that ended before its CONNECT was accepted, and that the auth
+// hook did not refuse itself, is counted here with the reason.
+func (g *gate) leave(c *gatedConn, listener string, err error) {
 	c.counted.Do(g.pending.Done) // mochi returned without reading
 	_ = c.Close()
 	g.mu.Lock()
 	delete(g.live, c)
+	closed := g.closed
 	g.mu.Unlock()
+	g.adm.release()
+	if c.admitted.Load() {
+		if errors.Is(err, packets.ErrPacketTooLarge) {
+			g.adm.m.denied.WithLabelValues(denyTooLarge).Inc()
+		}
+		return
+	}
+	if c.refused.Load() || closed {
+		return
+	}
+	if reason := preConnectReason(err); reason != "" {
+		g.adm.refused(reason, listener, c.RemoteAddr().String(), "error", err)
+	}
+}
+
+// preConnectReason classifies why a connection ended before its CONNECT was
+// accepted; "" for a client that just went away.
+func preConnectReason(err error) string {
+	var code packets.Code
+	switch {
+	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+		return ""
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return refuseTimeout
+	case errors.Is(err, packets.ErrPacketTooLarge):
+		return refuseTooLarge
+	case errors.As(err, &code) && code == packets.ErrServerBusy:
+		return refuseTooMany // mochi's own MaximumClients
+	}
+	return refuseProtocol
+}
+
+func (g *gate) isShut() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.closed
 }
 
 // shut admits no more connections, waits until mochi has counted the admitted
@@ -104,7 +159,7 @@ type streamListener struct {
 	serveOnce  sync.Once
 }
 
-func newStreamListener(id, addr string, conf *tls.Config, disconnect func(string)) (*streamListener, error) {
+func newStreamListener(id, addr string, conf *tls.Config, adm *admission, disconnect func(string)) (*streamListener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -114,7 +169,8 @@ func newStreamListener(id, addr string, conf *tls.Config, disconnect func(string
 		ln = tls.NewListener(ln, conf)
 		proto = "tls"
 	}
-	return &streamListener{id: id, proto: proto, ln: ln, disconnect: disconnect, done: make(chan struct{}), log: slog.Default()}, nil
+	return &streamListener{id: id, proto: proto, ln: ln, disconnect: disconnect, gate: gate{adm: adm},
+		done: make(chan struct{}), log: slog.Default()}, nil
 }
 
 func (l *streamListener) ID() string       { return l.id }
@@ -146,13 +202,17 @@ func (l *streamListener) Serve(establish listeners.EstablishFn) {
 				continue
 			}
 			pause = 0
-			gc, ok := l.gate.enter(conn)
+			gc, ok := l.gate.enter(conn, l.id)
 			if !ok {
-				return
+				if l.gate.isShut() {
+					return
+				}
+				continue
 			}
 			go func() {
-				defer l.gate.leave(gc)
-				if err := establish(l.id, gc); err != nil {
+				err := establish(l.id, gc)
+				l.gate.leave(gc, l.id, err)
+				if err != nil {
 					l.log.Debug("client connection ended", "remote", conn.RemoteAddr().String(), "error", err)
 				}
 			}()
@@ -183,12 +243,12 @@ type wsListener struct {
 	gate       gate
 }
 
-func newWSListener(id, addr string, disconnect func(string)) (*wsListener, error) {
+func newWSListener(id, addr string, adm *admission, disconnect func(string)) (*wsListener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	return &wsListener{id: id, ln: ln, disconnect: disconnect, log: slog.Default()}, nil
+	return &wsListener{id: id, ln: ln, disconnect: disconnect, gate: gate{adm: adm}, log: slog.Default()}, nil
 }
 
 func (l *wsListener) ID() string       { return l.id }
@@ -214,12 +274,13 @@ func (l *wsListener) Serve(establish listeners.EstablishFn) {
 			if err != nil {
 				return // Upgrade has answered the request
 			}
-			gc, ok := l.gate.enter(&wsConn{Conn: c.NetConn(), c: c})
+			gc, ok := l.gate.enter(&wsConn{Conn: c.NetConn(), c: c}, l.id)
 			if !ok {
 				return
 			}
-			defer l.gate.leave(gc)
-			if err := establish(l.id, gc); err != nil {
+			err = establish(l.id, gc)
+			l.gate.leave(gc, l.id, err)
+			if err != nil {
 				l.log.Debug("websocket client ended", "remote", r.RemoteAddr, "error", err)
 			}
 		}),
