@@ -306,7 +306,9 @@ type subscribeWatch struct {
 
 func (w *subscribeWatch) ID() string { return "storeflow-subscribe-watch" }
 
-func (w *subscribeWatch) Provides(b byte) bool { return b == mqtt.OnSubscribe || b == mqtt.OnSessionEstablish }
+func (w *subscribeWatch) Provides(b byte) bool {
+	return b == mqtt.OnSubscribe || b == mqtt.OnSessionEstablish
+}
 
 func (w *subscribeWatch) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	w.switchToFullPath(cl)

@@ -292,4 +292,3 @@ func (h *protocolHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packet
 	}
 	return pk
 }
-
