@@ -172,7 +172,10 @@ func (d *delivery) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
 // store without it being acknowledged: a clean session replaced by a new
 // connection, or a message past its expiry.
 func (d *delivery) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
-	if cl.Net.Inline {
+	if cl.Net.Inline || cl.IsTakenOver() {
+		// A persistent session taken over by a new connection: mochi clears
+		// the old client's store after copying it to the new one. (A clean
+		// takeover marks the old client only after clearing: counted.)
 		return
 	}
 	d.mu.Lock()
