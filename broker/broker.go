@@ -53,7 +53,7 @@ type Config struct {
 	MaxConnections int           `env:"BROKER_MAX_CONNECTIONS" envDefault:"10000"` // open client connections, CONNECT sent or not
 	ConnectTimeout time.Duration `env:"BROKER_CONNECT_TIMEOUT" envDefault:"10s"`   // from accept (and TLS handshake) to a complete CONNECT
 	MaxRetained    int           `env:"BROKER_MAX_RETAINED" envDefault:"1000"`     // retained messages held, $SYS included
-	ClientQueue    int           `env:"BROKER_CLIENT_QUEUE" envDefault:"1024"`     // messages waiting to be written to one connected client
+	ClientQueue    int           `env:"BROKER_CLIENT_QUEUE" envDefault:"8192"`     // messages waiting to be written to one connected client
 	SessionQueue   int           `env:"BROKER_SESSION_QUEUE" envDefault:"1000"`    // QoS 1/2 messages kept for one offline persistent session
 	SessionExpiry  time.Duration `env:"BROKER_SESSION_EXPIRY" envDefault:"1h"`     // how long an offline persistent session is kept, at most
 }
@@ -64,7 +64,7 @@ const (
 	defaultMaxConnections = 10000
 	defaultConnectTimeout = 10 * time.Second
 	defaultMaxRetained    = 1000
-	defaultClientQueue    = 1024
+	defaultClientQueue    = 8192
 	defaultSessionQueue   = 1000
 	defaultSessionExpiry  = time.Hour
 )
