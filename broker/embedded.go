@@ -112,6 +112,7 @@ func NewEmbedded(cfg Config, log *slog.Logger, opts EmbeddedOptions) (*Embedded,
 		log.Warn("BROKER_ALLOW_ANONYMOUS has no effect with BROKER_AUTH_FILE: anonymous clients are refused")
 	}
 
+	warnFileLimit(cfg.MaxConnections, log)
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = uint32(cfg.MaxPacketSize)
 	caps.MaximumClients = int64(cfg.MaxConnections)
