@@ -37,6 +37,7 @@ type Embedded struct {
 	ready     chan struct{}
 	once      sync.Once
 	closeOnce sync.Once
+	passwords *passwordGate // nil without BROKER_AUTH_FILE
 
 	// The fast path: while no outside client has ever subscribed and every
 	// inline subscription is an exact topic, a publish goes straight to the
@@ -136,7 +137,7 @@ func NewEmbedded(cfg Config, log *slog.Logger, opts EmbeddedOptions) (*Embedded,
 	if auth != nil {
 		hook.passwords = newPasswordGate(auth, m)
 	}
-	b := &Embedded{srv: srv, log: log, qos: cfg.QoS, ready: make(chan struct{}), local: map[string][]Handler{}}
+	b := &Embedded{srv: srv, log: log, qos: cfg.QoS, ready: make(chan struct{}), local: map[string][]Handler{}, passwords: hook.passwords}
 	// The auth hook replaces mochi's allow-all: without any auth hook mochi
 	// refuses every client.
 	for _, h := range []mqtt.Hook{hook, newDelivery(srv, cfg.SessionQueue, cfg.ClientQueue, m, log),
@@ -251,6 +252,9 @@ func (b *Embedded) Close() error {
 	var err error
 	b.closeOnce.Do(func() {
 		b.closed.Store(true)
+		if b.passwords != nil {
+			b.passwords.stop()
+		}
 		err = b.srv.Close()
 	})
 	return err

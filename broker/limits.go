@@ -70,6 +70,8 @@ type passwordGate struct {
 	maxWaiting int32
 	slot       chan struct{}
 	waiting    atomic.Int32
+	stopped    chan struct{} // closed with the broker: logins waiting for the slot give up
+	stopOnce   sync.Once
 
 	mu      sync.Mutex
 	buckets map[netip.Addr]*bucket
@@ -91,7 +93,13 @@ const (
 
 func newPasswordGate(auth *Auth, m *metrics) *passwordGate {
 	return &passwordGate{auth: auth, m: m, burst: authBurst, refill: authRefill, maxWaiting: authMaxWaiting,
-		slot: make(chan struct{}, 1), buckets: map[netip.Addr]*bucket{}, known: map[string][sha256.Size]byte{}, now: time.Now}
+		slot: make(chan struct{}, 1), stopped: make(chan struct{}), buckets: map[netip.Addr]*bucket{}, known: map[string][sha256.Size]byte{}, now: time.Now}
+}
+
+// stop makes the logins waiting for a password check give up, so stopping
+// the broker does not wait for their PBKDF2 runs one after another.
+func (g *passwordGate) stop() {
+	g.stopOnce.Do(func() { close(g.stopped) })
 }
 
 // check reports whether password is user's, or the refusal reason when it
@@ -120,6 +128,9 @@ func (g *passwordGate) check(ctx context.Context, remote, user string, password 
 	case g.slot <- struct{}{}:
 		g.waiting.Add(-1)
 	case <-ctx.Done():
+		g.waiting.Add(-1)
+		return refuseAuthBusy, false
+	case <-g.stopped:
 		g.waiting.Add(-1)
 		return refuseAuthBusy, false
 	}

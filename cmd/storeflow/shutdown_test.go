@@ -1,0 +1,149 @@
+package main
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/storeflow/storeflow/internal/modeltest"
+	"github.com/storeflow/storeflow/internal/proctest"
+)
+
+// TestMain lets a test run this test binary as the storeflow command itself
+// (STOREFLOW_RUN_MAIN=1), so signals reach the real main.
+func TestMain(m *testing.M) {
+	if os.Getenv("STOREFLOW_RUN_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// A SIGTERM of storeflow closes every MQTT client the way its protocol
+// version allows: MQTT 5 clients get DISCONNECT (server shutting down), 3.1.1
+// and 3.1 clients, which have no DISCONNECT from the server, see the
+// connection close. The clients are the real mosquitto_sub. Before, the
+// embedded broker sent DISCONNECT to 3.1.1 and 3.1 clients too, and
+// mosquitto_sub printed "A network protocol error occurred" and exited 2.
+func TestSIGTERMClosesEveryProtocolVersionCleanly(t *testing.T) {
+	sub := proctest.FindTool(t, "mosquitto_sub is not installed: apt-get install -y mosquitto-clients", "mosquitto_sub", "/usr/bin/mosquitto_sub")
+	stdbuf := proctest.FindTool(t, "stdbuf (coreutils) is not installed", "stdbuf")
+	brokerAddr, httpAddr := proctest.FreeAddr(t), proctest.FreeAddr(t)
+	_, port, _ := net.SplitHostPort(brokerAddr)
+
+	sf := exec.Command(os.Args[0])
+	sf.Env = append(os.Environ(), "STOREFLOW_RUN_MAIN=1", "MQTT_HOST=", "BROKER_LISTEN_ADDR="+brokerAddr,
+		"HTTP_ADDR="+httpAddr, "SIMULATOR_ENABLED=false", "MODEL_FILE="+modeltest.File(t), "LOG_LEVEL=warn")
+	var sfOut proctest.SyncBuffer
+	sf.Stdout, sf.Stderr = &sfOut, &sfOut
+	if err := sf.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- sf.Wait() }()
+	t.Cleanup(func() {
+		_ = sf.Process.Kill()
+		if t.Failed() {
+			t.Logf("storeflow's output:\n%s", &sfOut)
+		}
+	})
+	waitReady(t, httpAddr, exited)
+
+	// Each phone waits 5 s for a message (-W), then exits 27 by itself: long
+	// enough to see how it takes the shutdown.
+	type phone struct {
+		version string
+		cmd     *exec.Cmd
+		out     *proctest.SyncBuffer
+		done    chan error
+	}
+	var phones []*phone
+	for _, v := range []string{"31", "311", "5"} {
+		p := &phone{version: v, out: new(proctest.SyncBuffer), done: make(chan error, 1)}
+		// stdbuf: mosquitto_sub's output is a pipe here, which stdio would
+		// buffer until exit; the test waits for its SUBACK line.
+		p.cmd = exec.Command(stdbuf, "-oL", sub, "-h", "127.0.0.1", "-p", port, "-V", v, "-i", "phone-v"+v, "-W", "5", "-d", "-t", "customer/prediction")
+		p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+		if err := p.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { p.done <- p.cmd.Wait() }()
+		t.Cleanup(func() { _ = p.cmd.Process.Kill() })
+		phones = append(phones, p)
+	}
+	for _, p := range phones {
+		waitOutput(t, p.out, "received SUBACK", "mosquitto_sub -V "+p.version)
+	}
+
+	if err := sf.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("storeflow after SIGTERM: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("storeflow still running 15s after SIGTERM")
+	}
+	for _, p := range phones {
+		var err error
+		select {
+		case err = <-p.done:
+		case <-time.After(15 * time.Second):
+			t.Fatalf("mosquitto_sub -V %s still running 15s after storeflow stopped", p.version)
+		}
+		code := 0
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			code = exit.ExitCode()
+		}
+		// MQTT 5: DISCONNECT 0x8B ends mosquitto_sub with 0. 3.1 and 3.1.1:
+		// it tries to reconnect until its -W timeout (27).
+		want := map[string]int{"31": 27, "311": 27, "5": 0}[p.version]
+		if code != want || strings.Contains(p.out.String(), "rror") {
+			t.Errorf("mosquitto_sub -V %s: exit %d, output %q; want exit %d and no error", p.version, code, p.out.String(), want)
+		}
+	}
+}
+
+// waitReady waits until storeflow's /readyz answers 200.
+func waitReady(t *testing.T, httpAddr string, exited <-chan error) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if resp, err := (&http.Client{Timeout: time.Second}).Get("http://" + httpAddr + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("storeflow exited before it was ready: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("storeflow not ready on %s within 20s", httpAddr)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
+	}
+}
+
+// waitOutput waits until a process's output holds want.
+func waitOutput(t *testing.T, out *proctest.SyncBuffer, want, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s printed no %q within 10s:\n%s", what, want, out)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
+	}
+}
