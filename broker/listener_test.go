@@ -86,7 +86,16 @@ func TestEmbeddedStopsWithSilentConnections(t *testing.T) {
 				t.Fatalf("websocket upgrade answered %q, %v", buf[:n], err)
 			}
 		}
-		time.Sleep(50 * time.Millisecond) // let the broker hand it to mochi
+		// Stop only once the listener has taken the silent connection in:
+		// one refused at the door would pass without testing the stop.
+		adm := b.tcp.gate.adm
+		deadline := time.Now().Add(5 * time.Second)
+		for adm.open.Load() < 2 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the broker holds %d connections after 5s, want 2", addr, adm.open.Load())
+			}
+			time.Sleep(time.Millisecond) // polling a condition with a deadline
+		}
 		stopBroker(5 * time.Second)
 
 		// The connected MQTT 3.1.1 client saw its connection closed: that
