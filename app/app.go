@@ -19,6 +19,7 @@ import (
 
 	"github.com/storeflow/storeflow/broker"
 	"github.com/storeflow/storeflow/config"
+	"github.com/storeflow/storeflow/internal/redact"
 	"github.com/storeflow/storeflow/pipeline"
 	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/simulator"
@@ -216,7 +217,7 @@ func (a *App) loadScorer() (err error) {
 			return fmt.Errorf("app: %w", err)
 		}
 		a.scorer = a.client
-		a.log.Info("predictions from a remote service", "url", rc.URL, "protocol", rc.Protocol, "model", rc.Model)
+		a.log.Info("predictions from a remote service", "url", redact.URL(rc.URL), "protocol", rc.Protocol, "model", rc.Model)
 	default:
 		a.scorer = a.model
 	}

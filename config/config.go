@@ -16,6 +16,7 @@ import (
 	"github.com/caarlos0/env/v10"
 
 	"github.com/storeflow/storeflow/broker"
+	"github.com/storeflow/storeflow/internal/redact"
 	"github.com/storeflow/storeflow/pipeline"
 	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/simulator"
@@ -92,7 +93,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("LOG_FORMAT=%q: must be text or json", c.LogFormat))
 	}
 	if c.MockMQTT() && c.Broker.Host != "" {
-		errs = append(errs, fmt.Errorf("MQTT_HOST=%q with %s=true: the testing mode replaces MQTT with a mock, so the broker would never be used: unset one", c.Broker.Host, c.mockVar()))
+		errs = append(errs, fmt.Errorf("MQTT_HOST=%q with %s=true: the testing mode replaces MQTT with a mock, so the broker would never be used: unset one", redact.URLs(c.Broker.Host), c.mockVar()))
 	}
 	if c.HTTPAddr != HTTPOff {
 		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
@@ -137,8 +138,11 @@ func (c Config) Redacted() []any {
 		if !ok {
 			continue
 		}
-		if p.Secret && v != "" {
-			v = "*****"
+		switch {
+		case p.Secret && v != "":
+			v = redact.Mask
+		case urlSetting(p.Key):
+			v = redact.URLs(v)
 		}
 		out = append(out, p.Key, v)
 	}
@@ -153,7 +157,11 @@ type Param struct {
 }
 
 // secrets are never logged.
-var secrets = map[string]bool{"MQTT_PASSWORD": true, "PREDICTION_HEADERS": true, "REDIS_PASSWORD": true, "REDIS_URL": true}
+var secrets = map[string]bool{"MQTT_PASSWORD": true, "PREDICTION_HEADERS": true, "REDIS_PASSWORD": true}
+
+// urlSetting reports whether key holds URLs (MQTT_HOST a list of them, every
+// *_URL one), which are logged without their credentials.
+func urlSetting(key string) bool { return key == "MQTT_HOST" || strings.HasSuffix(key, "_URL") }
 
 // Params lists every environment variable the program reads, once each, sorted.
 func Params() []Param {
