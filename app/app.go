@@ -19,6 +19,7 @@ import (
 
 	"github.com/storeflow/storeflow/broker"
 	"github.com/storeflow/storeflow/config"
+	"github.com/storeflow/storeflow/internal/redact"
 	"github.com/storeflow/storeflow/pipeline"
 	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/simulator"
@@ -55,8 +56,9 @@ type App struct {
 
 	centralClient *store.CentralClient // nil without CENTRAL_URL
 	pipeline      *pipeline.Pipeline
-	sim           *simulator.Simulator // nil when SIMULATOR_ENABLED=false
-	http          net.Listener         // nil when HTTP_ADDR=off
+	sim           *simulator.Simulator   // nil when SIMULATOR_ENABLED=false
+	http          net.Listener           // nil when HTTP_ADDR=off
+	testRefused   *prometheus.CounterVec // test endpoint requests refused, by reason; nil when they are off
 	ready         chan struct{}
 }
 
@@ -150,9 +152,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	}
 
 	if cfg.HTTPAddr != config.HTTPOff {
-		if a.http, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		l, err := net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
 			return nil, fmt.Errorf("app: listen on HTTP_ADDR=%s: %w", cfg.HTTPAddr, err)
 		}
+		a.http = a.limitConnections(l)
 	}
 	return a, nil
 }
@@ -216,7 +220,7 @@ func (a *App) loadScorer() (err error) {
 			return fmt.Errorf("app: %w", err)
 		}
 		a.scorer = a.client
-		a.log.Info("predictions from a remote service", "url", rc.URL, "protocol", rc.Protocol, "model", rc.Model)
+		a.log.Info("predictions from a remote service", "url", redact.URL(rc.URL), "protocol", rc.Protocol, "model", rc.Model)
 	default:
 		a.scorer = a.model
 	}
@@ -320,7 +324,7 @@ func (a *App) Run(ctx context.Context) error {
 		return a.sim.Run(gctx)
 	})
 	if a.http != nil {
-		srv := &http.Server{Handler: a.routes(), ReadHeaderTimeout: 5 * time.Second}
+		srv := a.httpServer()
 		g.Go(func() error {
 			if err := srv.Serve(a.http); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("app: http: %w", err)

@@ -2,10 +2,10 @@ package app
 
 import (
 	"fmt"
-	"net/url"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/storeflow/storeflow/internal/redact"
 	"github.com/storeflow/storeflow/store"
 )
 
@@ -22,7 +22,7 @@ func (a *App) buildSource() error {
 		}
 		a.centralClient = c
 		central = c
-		a.log.Info("context from a remote central", "url", redactURL(sc.CentralURL), "timeout", sc.CentralTimeout)
+		a.log.Info("context from a remote central", "url", redact.URL(sc.CentralURL), "timeout", sc.CentralTimeout)
 	}
 	cc := store.CacheConfig{TTL: sc.CacheTTL, Prefix: sc.CachePrefix, MaxItems: sc.CacheMaxItems}
 	if sc.RedisURL != "" {
@@ -31,24 +31,12 @@ func (a *App) buildSource() error {
 			return fmt.Errorf("app: %w", err)
 		}
 		a.cache = c
-		a.log.Info("cache in Redis", "url", redactURL(sc.RedisURL), "ttl", sc.CacheTTL, "prefix", sc.CachePrefix)
+		a.log.Info("cache in Redis", "url", redact.URL(sc.RedisURL), "ttl", sc.CacheTTL, "prefix", sc.CachePrefix)
 	} else {
 		a.cache = store.NewMemoryCache(central, cc)
 	}
 	a.registerSourceMetrics()
 	return nil
-}
-
-// redactURL drops the user info (a password) from a URL for the log.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable)"
-	}
-	if u.User != nil {
-		u.User = url.User("*****")
-	}
-	return u.String()
 }
 
 // closeSource releases the central client and the cache.

@@ -1,9 +1,17 @@
 package app
 
 import (
+	"log/slog"
+	"net"
 	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/storeflow/storeflow/internal/ratelog"
 )
 
 // routes is the HTTP surface on HTTP_ADDR.
@@ -32,4 +40,122 @@ func (a *App) routes() http.Handler {
 	a.central.Register(mux)
 	a.registerTestEndpoints(mux)
 	return mux
+}
+
+// headerTimeout bounds the wait for a request's headers (HTTP_READ_TIMEOUT
+// too, when it is shorter).
+const headerTimeout = 5 * time.Second
+
+// httpServer is the server on HTTP_ADDR. A request has HTTP_READ_TIMEOUT to
+// arrive, headers and body; a keep-alive connection may wait
+// HTTP_IDLE_TIMEOUT for its next request; and each part of an answer has
+// HTTP_WRITE_TIMEOUT to be taken by the client (writeDeadline).
+func (a *App) httpServer() *http.Server {
+	c := a.cfg
+	return &http.Server{
+		Handler:           writeDeadline(a.routes(), c.HTTPWriteTimeout),
+		ReadHeaderTimeout: min(headerTimeout, c.HTTPReadTimeout),
+		ReadTimeout:       c.HTTPReadTimeout,
+		IdleTimeout:       c.HTTPIdleTimeout,
+	}
+}
+
+// writeDeadline gives every write of an answer d to complete, counted from
+// that write, not from the request: a client that stops reading is cut off
+// after d, while a long answer that keeps flowing (/metrics to a slow
+// scraper) is never cut, as http.Server's WriteTimeout, one deadline for the
+// whole answer, would. The deadline is cleared when a request starts, so the
+// handler's own work (bounded by its own timeouts) does not count, and a
+// deadline left from the connection's previous answer does not apply.
+func writeDeadline(next http.Handler, d time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		_ = rc.SetWriteDeadline(time.Time{})
+		next.ServeHTTP(&deadlineWriter{ResponseWriter: w, rc: rc, d: d}, r)
+	})
+}
+
+type deadlineWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+	d  time.Duration
+}
+
+func (w *deadlineWriter) extend() { _ = w.rc.SetWriteDeadline(time.Now().Add(w.d)) }
+
+func (w *deadlineWriter) WriteHeader(code int) {
+	w.extend()
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *deadlineWriter) Write(p []byte) (int, error) {
+	w.extend()
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *deadlineWriter) Flush() {
+	w.extend()
+	_ = w.rc.Flush()
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// connLimit holds a listener to HTTP_MAX_CONNECTIONS open connections: one
+// more is closed as soon as it is accepted, counted and logged (at most once
+// per logEvery), so a crowd of idle or slow clients cannot use up the file
+// descriptors the broker and the probes need.
+type connLimit struct {
+	net.Listener
+	max     int64
+	open    atomic.Int64
+	refused prometheus.Counter
+	log     *ratelog.Logger
+}
+
+// logEvery is how often refused connections are logged, at most.
+const logEvery = 10 * time.Second
+
+// limitConnections wraps l in a connLimit and registers its metrics.
+func (a *App) limitConnections(l net.Listener) *connLimit {
+	cl := &connLimit{
+		Listener: l,
+		max:      int64(a.cfg.HTTPMaxConnections),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{Name: "storeflow_http_connections_refused_total",
+			Help: "Connections to HTTP_ADDR closed at accept because HTTP_MAX_CONNECTIONS were open."}),
+		log: ratelog.New(a.log.With("component", "http"), logEvery),
+	}
+	a.reg.MustRegister(cl.refused, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "storeflow_http_connections",
+		Help: "Connections to HTTP_ADDR open now."}, func() float64 { return float64(cl.open.Load()) }))
+	return cl
+}
+
+func (l *connLimit) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.open.Add(1) <= l.max {
+			return &limitedConn{Conn: c, l: l}, nil
+		}
+		l.open.Add(-1)
+		_ = c.Close()
+		l.refused.Inc()
+		l.log.Log(slog.LevelWarn, "too_many_connections", "http connection refused",
+			"reason", "too_many_connections", "max", l.max, "remote", c.RemoteAddr().String())
+	}
+}
+
+// limitedConn gives its slot back when it is closed, once.
+type limitedConn struct {
+	net.Conn
+	l    *connLimit
+	once sync.Once
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.l.open.Add(-1) })
+	return err
 }

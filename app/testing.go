@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strings"
 	"time"
@@ -27,12 +28,16 @@ import (
 //	POST /produce_move  … a move payload on MOVE_TOPIC
 //	POST /produce_exit  … an exit payload on EXIT_TOPIC
 //
-// Bodies are validated by the event decoders: a bad one is a 400 naming the
-// field, one over event.MaxPayload a 413.
+// Bodies must be sent as application/json (else 415) and are validated by
+// the event decoders: a bad one is a 400 naming the field, one over
+// event.MaxPayload a 413.
 func (a *App) registerTestEndpoints(mux *http.ServeMux) {
 	if !a.cfg.TestEndpoints() {
 		return
 	}
+	a.testRefused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "storeflow_test_endpoints_refused_total",
+		Help: "Requests to the test endpoints refused before their body was read, by reason."}, []string{"reason"})
+	a.reg.MustRegister(a.testRefused)
 	log := a.log.With("component", "test_endpoints")
 	log.Warn("test endpoints on: anyone who reaches HTTP_ADDR can inject events",
 		"paths", "/mock_entry /mock_focus /produce_entry /produce_move /produce_exit")
@@ -54,7 +59,7 @@ func (a *App) registerMockMetrics(m *broker.Mock) {
 
 func (a *App) mockEntry(log *slog.Logger) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		body, ok := readBody(w, r, log)
+		body, ok := a.readBody(w, r, log)
 		if !ok {
 			return
 		}
@@ -78,7 +83,7 @@ type focusResponse struct {
 
 func (a *App) mockFocus(log *slog.Logger) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		body, ok := readBody(w, r, log)
+		body, ok := a.readBody(w, r, log)
 		if !ok {
 			return
 		}
@@ -123,7 +128,7 @@ func move(b []byte) ([]byte, error) {
 // pipeline and outside subscribers, with the mock it is logged.
 func (a *App) produce(log *slog.Logger, topic string, encode func([]byte) ([]byte, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		body, ok := readBody(w, r, log)
+		body, ok := a.readBody(w, r, log)
 		if !ok {
 			return
 		}
@@ -140,8 +145,19 @@ func (a *App) produce(log *slog.Logger, topic string, encode func([]byte) ([]byt
 	}
 }
 
-// readBody reads at most event.MaxPayload bytes; a larger body is a 413.
-func readBody(w http.ResponseWriter, r *http.Request, log *slog.Logger) ([]byte, bool) {
+// readBody reads a JSON body of at most event.MaxPayload bytes. A body sent
+// as anything but application/json is a 415: a web page can post text/plain
+// (or a form) to another origin without asking first, but not JSON, so with
+// the test endpoints on, a page a store employee happens to open cannot
+// inject events. A larger body is a 413.
+func (a *App) readBody(w http.ResponseWriter, r *http.Request, log *slog.Logger) ([]byte, bool) {
+	ct := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+		a.testRefused.WithLabelValues("unsupported_media_type").Inc()
+		writeJSON(w, r, log, http.StatusUnsupportedMediaType, map[string]string{
+			"error": "Content-Type " + clip([]byte(ct)) + ": the test endpoints take application/json"})
+		return nil, false
+	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, event.MaxPayload))
 	if err != nil {
 		var tooLarge *http.MaxBytesError

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/storeflow/storeflow/internal/redact"
 )
 
 // ErrClosed is returned by Publish once the broker or connection has stopped.
@@ -131,7 +133,7 @@ func validateExternal(c Config) []error {
 	var errs []error
 	for _, h := range strings.Split(c.Host, ",") {
 		if strings.TrimSpace(h) == "" {
-			errs = append(errs, fmt.Errorf("MQTT_HOST=%q: empty host in the list", c.Host))
+			errs = append(errs, fmt.Errorf("MQTT_HOST=%q: empty host in the list", redact.URLs(c.Host)))
 			break
 		}
 	}
@@ -154,7 +156,7 @@ func validateExternal(c Config) []error {
 	}
 	if c.ClientCertFile != "" || c.TLSServerName != "" {
 		if urls, err := BrokerURLs(c); err == nil && !anyTLS(urls) {
-			errs = append(errs, fmt.Errorf("MQTT_HOST=%q uses no TLS, but MQTT_CLIENT_CERT_FILE or MQTT_TLS_SERVER_NAME is set: set MQTT_BROKER_CERT_FILE or use ssl:// hosts", c.Host))
+			errs = append(errs, fmt.Errorf("MQTT_HOST=%q uses no TLS, but MQTT_CLIENT_CERT_FILE or MQTT_TLS_SERVER_NAME is set: set MQTT_BROKER_CERT_FILE or use ssl:// hosts", redact.URLs(c.Host)))
 		}
 	}
 	return errs

@@ -19,6 +19,8 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
+
+	"github.com/storeflow/storeflow/internal/redact"
 )
 
 // ErrOfflineQueueFull is returned by Publish when the connection is down and
@@ -128,7 +130,7 @@ func BrokerURLs(cfg Config) ([]string, error) {
 		h = strings.TrimSpace(h)
 		switch {
 		case h == "":
-			return nil, fmt.Errorf("MQTT_HOST=%q: empty host in the list", cfg.Host)
+			return nil, fmt.Errorf("MQTT_HOST=%q: empty host in the list", redact.URLs(cfg.Host))
 		case strings.Contains(h, "://"):
 			// Fix: a tcp or TLS URL without a port (ssl://broker.example.com)
 			// used to be passed on as is, and paho dials "host" with no port
@@ -137,7 +139,8 @@ func BrokerURLs(cfg Config) ([]string, error) {
 			// given: their dialers have defaults of their own.
 			u, err := url.Parse(h)
 			if err != nil {
-				return nil, fmt.Errorf("MQTT_HOST=%q: %q is not a broker URL: %v", cfg.Host, h, err)
+				// Not the parser's message: it may quote a piece of a password.
+				return nil, fmt.Errorf(`MQTT_HOST=%q: %q is not a broker URL (percent-encode a "/", "?", "#" or "@" in a password)`, redact.URLs(cfg.Host), redact.URL(h))
 			}
 			if rawTCP[u.Scheme] && u.Hostname() != "" && u.Port() == "" {
 				u.Host = net.JoinHostPort(u.Hostname(), strconv.Itoa(cfg.Port))
@@ -251,9 +254,9 @@ func Dial(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 		if hint != "" {
 			hint = " (" + hint + ")"
 		}
-		return nil, fmt.Errorf("broker: connect to %s: %w%s", strings.Join(urls, ", "), err, hint)
+		return nil, fmt.Errorf("broker: connect to %s: %w%s", redact.URLs(strings.Join(urls, ", ")), redact.Error(err, urls...), hint)
 	}
-	log.Info("connected to external broker", "brokers", strings.Join(urls, ","), "client_id", cfg.Name,
+	log.Info("connected to external broker", "brokers", redact.URLs(strings.Join(urls, ",")), "client_id", cfg.Name,
 		"qos", cfg.QoS, "tls", tc != nil && anyTLS(urls))
 	return cl, nil
 }

@@ -251,6 +251,22 @@ func TestBrokerURLs(t *testing.T) {
 	}
 }
 
+// A bad MQTT_HOST is named in the error, its credentials never: not even a
+// piece of a password that the URL parser would quote.
+func TestBrokerURLErrorsHideCredentials(t *testing.T) {
+	for _, host := range []string{"tcp://u:qz/ss@b:x", "tcp://u:s3cret@a,,b", "tcp://u:s3cret@a b:1"} {
+		_, err := BrokerURLs(Config{Host: host, Port: 1883})
+		if err == nil || !strings.Contains(err.Error(), "MQTT_HOST") {
+			t.Fatalf("BrokerURLs(%q) = %v, want an error naming MQTT_HOST", host, err)
+		}
+		for _, secret := range []string{"qz", "s3cret"} {
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("BrokerURLs(%q): error %q shows %q", host, err, secret)
+			}
+		}
+	}
+}
+
 // runEmbedded starts an embedded broker and returns once it serves. It is
 // stopped, and Run's result checked, when the test ends.
 func runEmbedded(t *testing.T, cfg Config) *Embedded {

@@ -12,10 +12,12 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/caarlos0/env/v10"
 
 	"github.com/storeflow/storeflow/broker"
+	"github.com/storeflow/storeflow/internal/redact"
 	"github.com/storeflow/storeflow/pipeline"
 	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/simulator"
@@ -28,6 +30,12 @@ type Config struct {
 	LogFormat string   `env:"LOG_FORMAT" envDefault:"text"`          // text or json
 	LogFile   string   `env:"LOG_FILE"`                              // also append logs to this file (the seeds' messages.log)
 	HTTPAddr  string   `env:"HTTP_ADDR" envDefault:"127.0.0.1:8000"` // HTTP endpoints; "" = off
+
+	// What one client of the HTTP endpoints can hold.
+	HTTPReadTimeout    time.Duration `env:"HTTP_READ_TIMEOUT" envDefault:"10s"`     // a request, headers and body
+	HTTPWriteTimeout   time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"10s"`    // each write of an answer
+	HTTPIdleTimeout    time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"60s"`     // a keep-alive connection between requests
+	HTTPMaxConnections int           `env:"HTTP_MAX_CONNECTIONS" envDefault:"1000"` // open at once; beyond, closed at accept
 
 	// Testing without MQTT (seeds 000 and 002). Either mode replaces the broker
 	// with broker.Mock, which only logs what is published; TESTING_NO_MQTT also
@@ -92,12 +100,23 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("LOG_FORMAT=%q: must be text or json", c.LogFormat))
 	}
 	if c.MockMQTT() && c.Broker.Host != "" {
-		errs = append(errs, fmt.Errorf("MQTT_HOST=%q with %s=true: the testing mode replaces MQTT with a mock, so the broker would never be used: unset one", c.Broker.Host, c.mockVar()))
+		errs = append(errs, fmt.Errorf("MQTT_HOST=%q with %s=true: the testing mode replaces MQTT with a mock, so the broker would never be used: unset one", redact.URLs(c.Broker.Host), c.mockVar()))
 	}
 	if c.HTTPAddr != HTTPOff {
 		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 			errs = append(errs, fmt.Errorf("HTTP_ADDR=%q: want host:port: %v", c.HTTPAddr, err))
 		}
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"HTTP_READ_TIMEOUT", c.HTTPReadTimeout}, {"HTTP_WRITE_TIMEOUT", c.HTTPWriteTimeout}, {"HTTP_IDLE_TIMEOUT", c.HTTPIdleTimeout}} {
+		if d.v < time.Millisecond || d.v > time.Hour {
+			errs = append(errs, fmt.Errorf("%s=%s: must be between 1ms and 1h", d.name, d.v))
+		}
+	}
+	if c.HTTPMaxConnections < 1 || c.HTTPMaxConnections > 1_000_000 {
+		errs = append(errs, fmt.Errorf("HTTP_MAX_CONNECTIONS=%d: must be between 1 and 1000000", c.HTTPMaxConnections))
 	}
 	for _, t := range []struct{ name, v string }{
 		{"ENTER_TOPIC", c.Simulator.EnterTopic}, {"MOVE_TOPIC", c.Simulator.MoveTopic}, {"EXIT_TOPIC", c.Simulator.ExitTopic},
@@ -137,8 +156,11 @@ func (c Config) Redacted() []any {
 		if !ok {
 			continue
 		}
-		if p.Secret && v != "" {
-			v = "*****"
+		switch {
+		case p.Secret && v != "":
+			v = redact.Mask
+		case urlSetting(p.Key):
+			v = redact.URLs(v)
 		}
 		out = append(out, p.Key, v)
 	}
@@ -153,7 +175,11 @@ type Param struct {
 }
 
 // secrets are never logged.
-var secrets = map[string]bool{"MQTT_PASSWORD": true, "PREDICTION_HEADERS": true, "REDIS_PASSWORD": true, "REDIS_URL": true}
+var secrets = map[string]bool{"MQTT_PASSWORD": true, "PREDICTION_HEADERS": true, "REDIS_PASSWORD": true}
+
+// urlSetting reports whether key holds URLs (MQTT_HOST a list of them, every
+// *_URL one), which are logged without their credentials.
+func urlSetting(key string) bool { return key == "MQTT_HOST" || strings.HasSuffix(key, "_URL") }
 
 // Params lists every environment variable the program reads, once each, sorted.
 func Params() []Param {

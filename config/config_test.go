@@ -20,6 +20,10 @@ func TestLoadDefaults(t *testing.T) {
 		"MQTT_NAME":                    {c.Broker.Name, "demoClient"},
 		"embedded":                     {c.Broker.Embedded(), true},
 		"HTTP_ADDR":                    {c.HTTPAddr, "127.0.0.1:8000"},
+		"HTTP_READ_TIMEOUT":            {c.HTTPReadTimeout, 10 * time.Second},
+		"HTTP_WRITE_TIMEOUT":           {c.HTTPWriteTimeout, 10 * time.Second},
+		"HTTP_IDLE_TIMEOUT":            {c.HTTPIdleTimeout, 60 * time.Second},
+		"HTTP_MAX_CONNECTIONS":         {c.HTTPMaxConnections, 1000},
 		"STORE_WIDTH":                  {c.Store.Width, 6},
 		"STORE_HEIGHT":                 {c.Store.Height, 10},
 		"STORE_PLAN":                   {c.Store.Plan, "grid"},
@@ -70,38 +74,45 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		env  map[string]string
 		want []string
 	}{
-		"speed not a number":     {map[string]string{"SIMULATOR_SPEED": "fast"}, []string{`SIMULATOR_SPEED="fast"`}},
-		"speed zero":             {map[string]string{"SIMULATOR_SPEED": "0"}, []string{"SIMULATOR_SPEED"}},
-		"port out of range":      {map[string]string{"MQTT_PORT": "70000"}, []string{"MQTT_PORT=70000"}},
-		"port not a number":      {map[string]string{"MQTT_PORT": "mqtt"}, []string{`MQTT_PORT="mqtt"`}},
-		"dwell not a duration":   {map[string]string{"FOCUS_DWELL": "ten"}, []string{`FOCUS_DWELL="ten"`, "duration"}},
-		"dwell too short":        {map[string]string{"FOCUS_DWELL": "500ms"}, []string{"FOCUS_DWELL=500ms"}},
-		"gap negative":           {map[string]string{"FOCUS_GAP": "-1s"}, []string{"FOCUS_GAP=-1s"}},
-		"threshold above one":    {map[string]string{"PREDICTION_THRESHOLD": "1.5"}, []string{"PREDICTION_THRESHOLD=1.5"}},
-		"unknown plan":           {map[string]string{"STORE_PLAN": "mall"}, []string{`STORE_PLAN="mall"`}},
-		"grid too small":         {map[string]string{"STORE_WIDTH": "2"}, []string{"STORE_WIDTH=2"}},
-		"bool":                   {map[string]string{"SIMULATOR_ENABLED": "yes please"}, []string{`SIMULATOR_ENABLED="yes please"`}},
-		"log level":              {map[string]string{"LOG_LEVEL": "loud"}, []string{`LOG_LEVEL="loud"`}},
-		"average zero":           {map[string]string{"CUSTOMERS_AVERAGE_IN_STORE": "0"}, []string{"CUSTOMERS_AVERAGE_IN_STORE"}},
-		"listen addr":            {map[string]string{"BROKER_LISTEN_ADDR": "localhost"}, []string{`BROKER_LISTEN_ADDR="localhost"`}},
-		"http addr":              {map[string]string{"HTTP_ADDR": "8000"}, []string{`HTTP_ADDR="8000"`}},
-		"wildcard topic":         {map[string]string{"COUPON_PREDICTION_TOPIC_NAME": "customer/#"}, []string{"COUPON_PREDICTION_TOPIC_NAME"}},
-		"prediction loops back":  {map[string]string{"COUPON_PREDICTION_TOPIC_NAME": "customer/focus"}, []string{"COUPON_PREDICTION_TOPIC_NAME"}},
-		"overflow":               {map[string]string{"PIPELINE_OVERFLOW": "spill"}, []string{`PIPELINE_OVERFLOW="spill"`}},
-		"qos":                    {map[string]string{"MQTT_QOS": "3"}, []string{"MQTT_QOS=3"}},
-		"empty host in the list": {map[string]string{"MQTT_HOST": "a,,b"}, []string{`MQTT_HOST="a,,b"`}},
-		"two bad values at once": {map[string]string{"MQTT_PORT": "0", "STORE_PLAN": "mall"}, []string{"MQTT_PORT=0", `STORE_PLAN="mall"`}},
-		"scorer":                 {map[string]string{"SCORER": "oracle"}, []string{`SCORER="oracle"`}},
-		"prediction url":         {map[string]string{"PREDICTION_URL": "ftp://x"}, []string{`PREDICTION_URL="ftp://x"`}},
-		"prediction protocol":    {map[string]string{"PREDICTION_PROTOCOL": "grpc"}, []string{`PREDICTION_PROTOCOL="grpc"`}},
-		"prediction timeout":     {map[string]string{"PREDICTION_TIMEOUT": "0s"}, []string{"PREDICTION_TIMEOUT=0s"}},
-		"prediction headers":     {map[string]string{"PREDICTION_HEADERS": "Authorization Bearer"}, []string{"PREDICTION_HEADERS"}},
-		"central url":            {map[string]string{"CENTRAL_URL": "central:8000"}, []string{"CENTRAL_URL"}},
-		"central timeout":        {map[string]string{"CENTRAL_TIMEOUT": "-1s"}, []string{"CENTRAL_TIMEOUT=-1s"}},
-		"redis url":              {map[string]string{"REDIS_URL": "http://:pw@redis:6379"}, []string{"REDIS_URL"}},
-		"cache ttl":              {map[string]string{"CACHE_TTL": "10ms"}, []string{"CACHE_TTL=10ms"}},
-		"cache prefix":           {map[string]string{"CACHE_PREFIX": "a b"}, []string{`CACHE_PREFIX="a b"`}},
-		"cache size":             {map[string]string{"CACHE_MAX_ITEMS": "0"}, []string{"CACHE_MAX_ITEMS=0"}},
+		"speed not a number":             {map[string]string{"SIMULATOR_SPEED": "fast"}, []string{`SIMULATOR_SPEED="fast"`}},
+		"speed zero":                     {map[string]string{"SIMULATOR_SPEED": "0"}, []string{"SIMULATOR_SPEED"}},
+		"port out of range":              {map[string]string{"MQTT_PORT": "70000"}, []string{"MQTT_PORT=70000"}},
+		"port not a number":              {map[string]string{"MQTT_PORT": "mqtt"}, []string{`MQTT_PORT="mqtt"`}},
+		"dwell not a duration":           {map[string]string{"FOCUS_DWELL": "ten"}, []string{`FOCUS_DWELL="ten"`, "duration"}},
+		"dwell too short":                {map[string]string{"FOCUS_DWELL": "500ms"}, []string{"FOCUS_DWELL=500ms"}},
+		"gap negative":                   {map[string]string{"FOCUS_GAP": "-1s"}, []string{"FOCUS_GAP=-1s"}},
+		"threshold above one":            {map[string]string{"PREDICTION_THRESHOLD": "1.5"}, []string{"PREDICTION_THRESHOLD=1.5"}},
+		"unknown plan":                   {map[string]string{"STORE_PLAN": "mall"}, []string{`STORE_PLAN="mall"`}},
+		"grid too small":                 {map[string]string{"STORE_WIDTH": "2"}, []string{"STORE_WIDTH=2"}},
+		"bool":                           {map[string]string{"SIMULATOR_ENABLED": "yes please"}, []string{`SIMULATOR_ENABLED="yes please"`}},
+		"log level":                      {map[string]string{"LOG_LEVEL": "loud"}, []string{`LOG_LEVEL="loud"`}},
+		"average zero":                   {map[string]string{"CUSTOMERS_AVERAGE_IN_STORE": "0"}, []string{"CUSTOMERS_AVERAGE_IN_STORE"}},
+		"listen addr":                    {map[string]string{"BROKER_LISTEN_ADDR": "localhost"}, []string{`BROKER_LISTEN_ADDR="localhost"`}},
+		"http addr":                      {map[string]string{"HTTP_ADDR": "8000"}, []string{`HTTP_ADDR="8000"`}},
+		"http read timeout":              {map[string]string{"HTTP_READ_TIMEOUT": "0s"}, []string{"HTTP_READ_TIMEOUT=0s"}},
+		"http write timeout":             {map[string]string{"HTTP_WRITE_TIMEOUT": "soon"}, []string{`HTTP_WRITE_TIMEOUT="soon"`}},
+		"http idle timeout":              {map[string]string{"HTTP_IDLE_TIMEOUT": "2h"}, []string{"HTTP_IDLE_TIMEOUT=2h0m0s"}},
+		"http connections":               {map[string]string{"HTTP_MAX_CONNECTIONS": "0"}, []string{"HTTP_MAX_CONNECTIONS=0"}},
+		"wildcard topic":                 {map[string]string{"COUPON_PREDICTION_TOPIC_NAME": "customer/#"}, []string{"COUPON_PREDICTION_TOPIC_NAME"}},
+		"prediction loops back":          {map[string]string{"COUPON_PREDICTION_TOPIC_NAME": "customer/focus"}, []string{"COUPON_PREDICTION_TOPIC_NAME"}},
+		"overflow":                       {map[string]string{"PIPELINE_OVERFLOW": "spill"}, []string{`PIPELINE_OVERFLOW="spill"`}},
+		"qos":                            {map[string]string{"MQTT_QOS": "3"}, []string{"MQTT_QOS=3"}},
+		"empty host in the list":         {map[string]string{"MQTT_HOST": "a,,b"}, []string{`MQTT_HOST="a,,b"`}},
+		"host list with a password":      {map[string]string{"MQTT_HOST": "tcp://u:pw@a,,b"}, []string{`MQTT_HOST="tcp://*****@a,,b"`}},
+		"mock mode with a host":          {map[string]string{"MQTT_HOST": "tcp://u:pw@a", "TESTING_NO_MQTT": "true"}, []string{`MQTT_HOST="tcp://*****@a"`}},
+		"prediction url with a password": {map[string]string{"PREDICTION_URL": "ftp://u:pw@x"}, []string{`PREDICTION_URL="ftp://*****@x"`}},
+		"two bad values at once":         {map[string]string{"MQTT_PORT": "0", "STORE_PLAN": "mall"}, []string{"MQTT_PORT=0", `STORE_PLAN="mall"`}},
+		"scorer":                         {map[string]string{"SCORER": "oracle"}, []string{`SCORER="oracle"`}},
+		"prediction url":                 {map[string]string{"PREDICTION_URL": "ftp://x"}, []string{`PREDICTION_URL="ftp://x"`}},
+		"prediction protocol":            {map[string]string{"PREDICTION_PROTOCOL": "grpc"}, []string{`PREDICTION_PROTOCOL="grpc"`}},
+		"prediction timeout":             {map[string]string{"PREDICTION_TIMEOUT": "0s"}, []string{"PREDICTION_TIMEOUT=0s"}},
+		"prediction headers":             {map[string]string{"PREDICTION_HEADERS": "Authorization Bearer"}, []string{"PREDICTION_HEADERS"}},
+		"central url":                    {map[string]string{"CENTRAL_URL": "central:8000"}, []string{"CENTRAL_URL"}},
+		"central timeout":                {map[string]string{"CENTRAL_TIMEOUT": "-1s"}, []string{"CENTRAL_TIMEOUT=-1s"}},
+		"redis url":                      {map[string]string{"REDIS_URL": "http://:pw@redis:6379"}, []string{"REDIS_URL"}},
+		"cache ttl":                      {map[string]string{"CACHE_TTL": "10ms"}, []string{"CACHE_TTL=10ms"}},
+		"cache prefix":                   {map[string]string{"CACHE_PREFIX": "a b"}, []string{`CACHE_PREFIX="a b"`}},
+		"cache size":                     {map[string]string{"CACHE_MAX_ITEMS": "0"}, []string{"CACHE_MAX_ITEMS=0"}},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -124,8 +135,9 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 }
 
 func TestRedactedMasksSecrets(t *testing.T) {
-	c, err := Load(map[string]string{"MQTT_HOST": "b", "MQTT_PASSWORD": "hunter2", "MQTT_USERNAME": "store",
-		"REDIS_URL": "redis://:hunter2@r:6379/0", "REDIS_PASSWORD": "hunter2", "PREDICTION_HEADERS": "Authorization=Bearer hunter2"})
+	c, err := Load(map[string]string{"MQTT_HOST": "b,tcp://u:hunter2@c:1883", "MQTT_PASSWORD": "hunter2", "MQTT_USERNAME": "store",
+		"REDIS_URL": "redis://:hunter2@r:6379/0", "REDIS_PASSWORD": "hunter2", "PREDICTION_HEADERS": "Authorization=Bearer hunter2",
+		"PREDICTION_URL": "https://u:hunter2@model.example/", "CENTRAL_URL": "http://hunter2@central:8000"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,8 +147,14 @@ func TestRedactedMasksSecrets(t *testing.T) {
 		joined.WriteString(got[i].(string) + "=" + got[i+1].(string) + " ")
 	}
 	s := joined.String()
-	if strings.Contains(s, "hunter2") || !strings.Contains(s, "MQTT_PASSWORD=*****") || !strings.Contains(s, "MQTT_USERNAME=store") {
-		t.Fatalf("Redacted() = %s", s)
+	for _, want := range []string{"MQTT_PASSWORD=*****", "MQTT_USERNAME=store", "MQTT_HOST=b,tcp://*****@c:1883",
+		"REDIS_URL=redis://*****@r:6379/0", "PREDICTION_URL=https://*****@model.example/", "CENTRAL_URL=http://*****@central:8000"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("Redacted() = %s, want %s", s, want)
+		}
+	}
+	if strings.Contains(s, "hunter2") {
+		t.Errorf("Redacted() = %s shows a secret", s)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"unicode"
 
 	"github.com/storeflow/storeflow/internal/peerhttp"
+	"github.com/storeflow/storeflow/internal/redact"
 	"github.com/storeflow/storeflow/store"
 )
 
@@ -37,17 +38,16 @@ const (
 // concurrent use; at most PREDICTION_MAX_INFLIGHT calls are in flight, the
 // rest wait for a slot within their own deadline.
 type Client struct {
-	protocol  string
-	endpoint  string // the URL requests go to
-	readyURL  string // what Ready asks
-	shown     string // the endpoint as errors show it: no user info, no query
-	header    http.Header
-	host      string // a Host from PREDICTION_HEADERS, for ingress routing
-	timeout   time.Duration
-	transport *http.Transport
-	http      *http.Client
-	slots     chan struct{}
-	stats     clientCounters
+	protocol string
+	endpoint string // the URL requests go to
+	readyURL string // what Ready asks
+	shown    string // the endpoint as errors show it (redact.URL)
+	header   http.Header
+	host     string // a Host from PREDICTION_HEADERS, for ingress routing
+	timeout  time.Duration
+	http     *peerhttp.Client
+	slots    chan struct{}
+	stats    clientCounters
 }
 
 // NewClient checks the client's settings in cfg (URL, Protocol, Model,
@@ -85,27 +85,23 @@ func NewClient(cfg Config) (*Client, error) {
 	} else {
 		u = u.JoinPath("score")
 	}
-	shown := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
-
-	httpClient, transport := peerhttp.New(cfg.MaxInFlight, cfg.MaxInFlight)
 	return &Client{
-		protocol:  cfg.Protocol,
-		endpoint:  u.String(),
-		readyURL:  ready.String(),
-		shown:     shown.String(),
-		header:    header,
-		host:      host,
-		timeout:   cfg.Timeout,
-		transport: transport,
-		http:      httpClient,
-		slots:     make(chan struct{}, cfg.MaxInFlight),
+		protocol: cfg.Protocol,
+		endpoint: u.String(),
+		readyURL: ready.String(),
+		shown:    redact.URL(u.String()),
+		header:   header,
+		host:     host,
+		timeout:  cfg.Timeout,
+		http:     peerhttp.New(cfg.MaxInFlight, cfg.MaxInFlight),
+		slots:    make(chan struct{}, cfg.MaxInFlight),
 	}, nil
 }
 
 // Close closes idle connections. The client stays usable; it is safe to
 // call more than once.
 func (c *Client) Close() {
-	c.transport.CloseIdleConnections()
+	c.http.CloseIdleConnections()
 }
 
 // Ready reports whether the prediction service can take requests, for a
@@ -124,21 +120,16 @@ func (c *Client) Ready(ctx context.Context) error {
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // url.Error repeats the URL, query included
-		}
 		return fmt.Errorf("%s %s: %w", c.protocol, c.shown, err)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 	resp.Body.Close()
-	shown := url.URL{Scheme: req.URL.Scheme, Host: req.URL.Host, Path: req.URL.Path}
 	status := fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 	switch {
 	case c.protocol == ProtocolV2 && resp.StatusCode != http.StatusOK:
-		return fmt.Errorf("GET %s: %s", shown.String(), status)
+		return fmt.Errorf("GET %s: %s", redact.URL(c.readyURL), status)
 	case resp.StatusCode >= 500:
-		return fmt.Errorf("GET %s: %s", shown.String(), status)
+		return fmt.Errorf("GET %s: %s", redact.URL(c.readyURL), status)
 	}
 	return nil
 }
@@ -247,10 +238,6 @@ func (c *Client) post(ctx context.Context, body []byte) ([]byte, error) {
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, c.failCtx(ctx, "")
-		}
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // url.Error repeats the URL, query included
 		}
 		return nil, c.fail(&c.stats.transport, "", err)
 	}

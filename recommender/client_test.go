@@ -387,7 +387,7 @@ func TestClientHidesURLSecrets(t *testing.T) {
 	c := newTestClient(t, url, ProtocolV2, nil)
 	err := c.Score(context.Background(), &testCustomer, testCoupons(), make([]float64, 5))
 	if err == nil || strings.Contains(err.Error(), "pa55word") || strings.Contains(err.Error(), "k3y") ||
-		!strings.Contains(err.Error(), srv.URL+"/prefix/v2/models/coupon/infer: 500") {
+		!strings.Contains(err.Error(), strings.Replace(srv.URL, "http://", "http://*****@", 1)+"/prefix/v2/models/coupon/infer?api_key=*****: 500") {
 		t.Fatalf("got %v", err)
 	}
 }

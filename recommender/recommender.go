@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/storeflow/storeflow/internal/redact"
 	"github.com/storeflow/storeflow/store"
 )
 
@@ -51,7 +52,7 @@ func (c Config) Validate() error {
 	if c.URL != "" {
 		u, err := url.Parse(c.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("PREDICTION_URL=%q: want an http:// or https:// URL with a host", c.URL))
+			errs = append(errs, fmt.Errorf("PREDICTION_URL=%q: want an http:// or https:// URL with a host", redact.URL(c.URL)))
 		}
 	}
 	if c.Protocol != ProtocolScore && c.Protocol != ProtocolV2 {

@@ -19,6 +19,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/storeflow/storeflow/internal/redact"
 )
 
 // CacheConfig sizes a Cache. Zero values take the defaults of Config
@@ -249,16 +251,9 @@ func redisOptions(rawURL, password string) (*redis.Options, error) {
 	if u.Host == "" {
 		return nil, errors.New("REDIS_URL has no host: " + want)
 	}
-	shown := u.Redacted()
 	opts, err := redis.ParseURL(rawURL)
 	if err != nil {
-		msg := err.Error()
-		for _, secret := range []string{urlPassword(u), password} {
-			if secret != "" {
-				msg = strings.ReplaceAll(msg, secret, "xxxxx")
-			}
-		}
-		return nil, fmt.Errorf("REDIS_URL=%s: %s", shown, msg)
+		return nil, fmt.Errorf("REDIS_URL=%s: %w", redact.URL(rawURL), redact.Error(err, rawURL))
 	}
 	if opts.Password == "" {
 		opts.Password = password
@@ -305,14 +300,6 @@ func (b *redisLogBridge) Printf(ctx context.Context, format string, v ...any) {
 	if n, ok := b.warn.allow(); ok {
 		b.log.WarnContext(ctx, "redis_client", "detail", fmt.Sprintf(format, v...), "suppressed", n)
 	}
-}
-
-func urlPassword(u *url.URL) string {
-	if u.User == nil {
-		return ""
-	}
-	p, _ := u.User.Password()
-	return p
 }
 
 func (cfg CacheConfig) normalize() CacheConfig {

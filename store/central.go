@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/storeflow/storeflow/internal/peerhttp"
+	"github.com/storeflow/storeflow/internal/redact"
 )
 
 // The central's HTTP API, as CentralServer serves it and CentralClient asks it:
@@ -629,12 +630,11 @@ func clipText(s string, n int) string {
 // central that has just failed. Each call has its own deadline, the client's
 // timeout, on top of the caller's context. It is safe for concurrent use.
 type CentralClient struct {
-	base      string // the URL requests start with, user info kept for basic auth
-	shown     string // the base as errors show it: no user info
-	timeout   time.Duration
-	transport *http.Transport
-	http      *http.Client
-	stats     centralClientCounters
+	base    string // the URL requests start with, user info kept for basic auth
+	shown   string // the base as errors show it (redact.URL)
+	timeout time.Duration
+	http    *peerhttp.Client
+	stats   centralClientCounters
 }
 
 // NewCentralClient checks baseURL (CENTRAL_URL: http or https, with a host,
@@ -654,22 +654,18 @@ func NewCentralClient(baseURL string, timeout time.Duration) (*CentralClient, er
 	}
 	u.RawPath = ""
 	u.Path = strings.TrimRight(u.Path, "/")
-	shown := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
-
-	httpClient, transport := peerhttp.New(16, 0)
 	return &CentralClient{
-		base:      u.String(),
-		shown:     shown.String(),
-		timeout:   timeout,
-		transport: transport,
-		http:      httpClient,
+		base:    u.String(),
+		shown:   redact.URL(u.String()),
+		timeout: timeout,
+		http:    peerhttp.New(16, 0),
 	}, nil
 }
 
 // Close closes idle connections. The client stays usable; it is safe to
 // call more than once.
 func (c *CentralClient) Close() {
-	c.transport.CloseIdleConnections()
+	c.http.CloseIdleConnections()
 }
 
 // CentralClientStats counts the client's calls since it was made. Every call
@@ -790,10 +786,6 @@ func (c *CentralClient) get(ctx context.Context, path string) ([]byte, error) {
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, c.failCtx(ctx, path, "")
-		}
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // url.Error repeats the URL, user name included
 		}
 		return nil, c.fail(&c.stats.transport, path, "", err)
 	}
