@@ -1,0 +1,35 @@
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// ReferenceString is raw, a valid JSON string, as encoding/json reads it,
+// and whether that text is what was sent: raw is valid UTF-8 and every
+// U+FFFD in the text was sent as one (as itself or escaped), none stands for
+// a lone surrogate. It is exported for the decoders' fuzz targets.
+func ReferenceString(raw []byte) (string, bool) {
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		panic(fmt.Sprintf("ReferenceString(%q): %v", raw, err))
+	}
+	sent := 0 // U+FFFD as sent
+	for i := 1; i < len(raw)-1; i++ {
+		switch {
+		case raw[i] == '\\' && raw[i+1] == 'u':
+			if strings.EqualFold(string(raw[i+2:i+6]), "fffd") {
+				sent++
+			}
+			i += 5
+		case raw[i] == '\\':
+			i++
+		case bytes.HasPrefix(raw[i:], []byte("\ufffd")):
+			sent++
+		}
+	}
+	return s, utf8.Valid(raw) && strings.Count(s, "\ufffd") == sent
+}
