@@ -232,34 +232,36 @@ func eachMember(b []byte, i, depth int, names []string, member func(field int, v
 // lookup returns the index in names of key, a member name as it stands
 // between its quotes (valid), or -1. A name of plain ASCII without escapes,
 // every name a sensor sends, is compared as it stands; any other is decoded
-// first, on the stack for the names the decoders look for.
+// first.
 func lookup(key []byte, names []string) int {
 	for _, c := range key {
 		if c == '\\' || c >= utf8.RuneSelf {
 			return lookupDecoded(key, names)
 		}
 	}
-	for f, name := range names {
-		if string(key) == name {
-			return f
-		}
-	}
-	return -1
+	return indexOf(key, names)
 }
 
+// lookupDecoded is lookup for a name to decode, decoded on the stack for the
+// names the decoders look for.
 func lookupDecoded(key []byte, names []string) int {
 	longest := 0
 	for _, name := range names {
 		longest = max(longest, len(name))
 	}
 	// Every 6 bytes of a name decode to 1 byte at least (\u0069 to "i"), so a
-	// longer one matches nothing; what is left decodes to at most 3 bytes a
-	// byte (an invalid byte becomes U+FFFD), within buf for names up to 16.
+	// longer one matches nothing; a shorter one decodes to at most 3 bytes a
+	// byte (an invalid byte becomes U+FFFD): within buf for names up to 16
+	// bytes.
 	if len(key) > 6*longest {
 		return -1
 	}
 	var buf [3 * 6 * 16]byte
 	name, _ := unquote(buf[:0], key)
+	return indexOf(name, names)
+}
+
+func indexOf(name []byte, names []string) int {
 	for f, n := range names {
 		if string(name) == n {
 			return f
