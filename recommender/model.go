@@ -74,8 +74,9 @@ func modelFeatures() []string {
 
 // extend copies a 14-feature row into x and appends the derived features.
 // For a finite row every derived feature is finite, so the model's
-// probability is too: an infinite one made NaN of the linear part (+Inf
-// times one weight plus +Inf times another of the opposite sign).
+// probability is too: an infinite log price ratio made NaN of the linear
+// part, whose terms for it and for its absolute value then cancel as
+// Inf − Inf.
 func extend(row []float32, x *[width]float32) {
 	copy(x[:NumFeatures], row)
 	x[NumFeatures] = row[fTotalCouponsUsed] / max(1, row[fTotalItemsBought])
