@@ -32,6 +32,7 @@ func (a *App) registerPredictionMetrics() {
 			{"bad_request", func(r recommender.RouteStats) uint64 { return r.BadRequest }},
 			{"not_found", func(r recommender.RouteStats) uint64 { return r.NotFound }},
 			{"too_large", func(r recommender.RouteStats) uint64 { return r.TooLarge }},
+			{"unprocessable", func(r recommender.RouteStats) uint64 { return r.Unprocessable }},
 			{"unavailable", func(r recommender.RouteStats) uint64 { return r.Unavailable }},
 			{"failed", func(r recommender.RouteStats) uint64 { return r.Failed }},
 		} {

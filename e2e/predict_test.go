@@ -235,6 +235,40 @@ func TestPredictionEndpointsServeTheModel(t *testing.T) {
 			}
 		}
 	})
+
+	// The issue's requests: tiny mean_buy_price values were answered 500
+	// "model gave a non-finite probability", counted as failed. A price ratio
+	// beyond float32's range either way made NaN of the model's linear part.
+	t.Run("extreme amounts", func(t *testing.T) {
+		const metric = "storeflow_prediction_server_requests_total"
+		okBefore := sys.metric(t, metric, "route=score", "outcome=ok")
+		extreme := slices.Clone(coupons)
+		extreme[0].ProductMeanPrice = 1e19 // against 1e-20, past float32's range too
+		extreme[1].ProductMeanPrice = 1e-45
+		amounts := []float64{1e-38, 1e-45, 1e-20, math.MaxFloat32}
+		for _, v := range amounts {
+			c := cust
+			c.MeanBuyPrice = v
+			var results []struct {
+				CouponID   int     `json:"coupon_id"`
+				Prediction float64 `json:"prediction"`
+			}
+			httpPostJSON(t, base+"/score", scoreRequest(&c, extreme), &results)
+			for _, r := range results {
+				if !(r.Prediction >= 0 && r.Prediction <= 1) {
+					t.Errorf("mean_buy_price %g, coupon %d: prediction %v", v, r.CouponID, r.Prediction)
+				}
+			}
+		}
+		if got := sys.metric(t, metric, "route=score", "outcome=ok") - okBefore; got != float64(len(amounts)) {
+			t.Errorf("%s{route=score,outcome=ok} rose by %v for %d answered requests", metric, got, len(amounts))
+		}
+		for _, outcome := range []string{"failed", "unprocessable"} {
+			if got := sys.metric(t, metric, "outcome="+outcome); got != 0 {
+				t.Errorf("%s{outcome=%s} = %v, want 0", metric, outcome, got)
+			}
+		}
+	})
 }
 
 // The simulated shoppers receive the published coupons and decide, with the

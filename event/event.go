@@ -93,35 +93,39 @@ type wire struct {
 	ID, TS, X, Y, Dep json.RawMessage
 }
 
+// wireNames are the names of wire's fields on the wire, in its order.
+var wireNames = []string{"id", "ts", "x", "y", "dep"}
+
 func decodeWire(b []byte) (wire, error) {
 	var w wire
 	if len(b) > MaxPayload {
 		return w, &Error{Reason: ReasonTooLarge, Detail: fmt.Sprintf("payload of %d bytes is over the %d byte limit", len(b), MaxPayload)}
 	}
-	b = bytes.TrimSpace(b)
-	if len(b) == 0 || b[0] != '{' {
+	// JSON's space only: bytes.TrimSpace also took \v and U+00A0, which
+	// encoding/json refuses.
+	if i := skipWS(b, 0); i == len(b) || b[i] != '{' {
 		return w, &Error{Reason: ReasonMalformed, Detail: "payload is not a JSON object"}
 	}
-	ok := object(b, func(key, val []byte) {
-		// Keys match case-insensitively, as encoding/json matches them; a key
-		// given twice keeps its last value.
-		switch {
-		case keyIs(key, "id"):
-			w.ID = val
-		case keyIs(key, "ts"):
-			w.TS = val
-		case keyIs(key, "x"):
-			w.X = val
-		case keyIs(key, "y"):
-			w.Y = val
-		case keyIs(key, "dep"):
-			w.Dep = val
+	fields := [...]*json.RawMessage{&w.ID, &w.TS, &w.X, &w.Y, &w.Dep}
+	twice := -1
+	ok := object(b, wireNames, func(f int, val []byte) {
+		if *fields[f] != nil && twice < 0 {
+			twice = f
 		}
+		*fields[f] = val
 	})
 	if !ok {
 		return wire{}, malformed(b)
 	}
+	if twice >= 0 {
+		return wire{}, givenTwice(wireNames[twice])
+	}
 	return w, nil
+}
+
+// givenTwice is the error for a field given more than once (see scan.go).
+func givenTwice(field string) *Error {
+	return &Error{Reason: ReasonInvalidField, Field: field, Detail: "given more than once"}
 }
 
 // malformed is the error for a payload that is not valid JSON, worded by
@@ -197,15 +201,16 @@ func DecodeFocus(b []byte) (Focus, error) {
 	if isNull(w.Dep) {
 		return Focus{}, &Error{Reason: ReasonMissingField, Field: "dep", Detail: "missing"}
 	}
-	var name string
-	if err := json.Unmarshal(w.Dep, &name); err != nil {
+	if w.Dep[0] != '"' {
 		return Focus{}, &Error{Reason: ReasonInvalidField, Field: "dep", Detail: "want a string, got " + clip(w.Dep)}
 	}
-	dep, ok := store.ParseDepartment(name)
+	var buf [16]byte // the longest department name, and then some
+	name, _ := unquote(buf[:0], w.Dep[1:len(w.Dep)-1])
+	dep, ok := store.ParseDepartment(string(name))
 	if !ok {
 		return Focus{}, &Error{Reason: ReasonUnknownDep, Field: "dep",
 			// %s, not %q: clipString already quotes (quoting twice printed "\"Foo\"").
-			Detail: fmt.Sprintf("unknown department %s (want Boys, Girls, Men, Sports or Women)", clipString(name))}
+			Detail: fmt.Sprintf("unknown department %s (want Boys, Girls, Men, Sports or Women)", clipString(string(name)))}
 	}
 	f := Focus{ID: id, TS: ts, Dep: dep}
 	hasX, hasY := !isNull(w.X), !isNull(w.Y)
@@ -239,16 +244,22 @@ func decodeID(raw json.RawMessage) (string, error) {
 		return "", &Error{Reason: ReasonMissingField, Field: "id", Detail: "missing"}
 	}
 	if raw[0] == '"' {
-		// Check the raw bytes: json.Unmarshal silently replaces invalid UTF-8
-		// with U+FFFD, so checking the decoded string could never fail.
-		if !utf8.Valid(raw) {
-			return "", &Error{Reason: ReasonInvalidField, Field: "id", Detail: "not valid UTF-8"}
-		}
+		// Checked as sent: encoding/json would replace invalid UTF-8 and
+		// lone surrogates with U+FFFD, making different ids one.
+		raw = raw[1 : len(raw)-1]
 		var s string
 		if bytes.IndexByte(raw, '\\') < 0 {
-			s = string(raw[1 : len(raw)-1]) // no escapes: the common case, one allocation
-		} else if err := json.Unmarshal(raw, &s); err != nil {
-			return "", &Error{Reason: ReasonInvalidField, Field: "id", Detail: "not a valid string"}
+			if !utf8.Valid(raw) {
+				return "", &Error{Reason: ReasonInvalidField, Field: "id", Detail: "not valid UTF-8"}
+			}
+			s = string(raw) // no escapes: the common case, one allocation
+		} else {
+			var buf [64]byte
+			text, valid := unquote(buf[:0], raw)
+			if !valid {
+				return "", &Error{Reason: ReasonInvalidField, Field: "id", Detail: "not valid UTF-8 (or a lone surrogate escape)"}
+			}
+			s = string(text)
 		}
 		switch {
 		case s == "":

@@ -80,6 +80,19 @@ func commonBad() []bad {
 		{"id float form at 2^53", `{"id":9.007199254740992e15,"ts":192322800` + rest + `}`, event.ReasonInvalidField, "id"},
 		{"id invalid UTF-8", "{\"id\":\"12\xff7\",\"ts\":192322800" + rest + "}", event.ReasonInvalidField, "id"},
 		{"id truncated UTF-8", "{\"id\":\"12\xc3\",\"ts\":192322800" + rest + "}", event.ReasonInvalidField, "id"},
+		// encoding/json would read these as U+FFFD: two different ids, one shopper.
+		{"id lone high surrogate", `{"id":"12\ud83d","ts":192322800` + rest + `}`, event.ReasonInvalidField, "id"},
+		{"id lone low surrogate", `{"id":"\ude00","ts":192322800` + rest + `}`, event.ReasonInvalidField, "id"},
+		{"id surrogates reversed", `{"id":"\ude00\ud83d","ts":192322800` + rest + `}`, event.ReasonInvalidField, "id"},
+		// Names match exactly; a field given twice is refused (scan.go says why).
+		{"upper-case ID is another name", `{"ID":"127","ts":192322800` + rest + `}`, event.ReasonMissingField, "id"},
+		{"Unicode-folded name", `{"id":"127","\u017f":1,"t\u017f":192322800` + rest + `}`, event.ReasonMissingField, "ts"},
+		{"id given twice", `{"id":"127","id":"128","ts":192322800` + rest + `}`, event.ReasonInvalidField, "id"},
+		{"id given twice, once escaped", `{"id":"127","\u0069d":"128","ts":192322800` + rest + `}`, event.ReasonInvalidField, "id"},
+		{"ts given twice", `{"id":"127","ts":192322800,"ts":192322801` + rest + `}`, event.ReasonInvalidField, "ts"},
+		// JSON's space only, as encoding/json.
+		{"vertical tab after", `{"id":"127","ts":192322800` + rest + "}\v", event.ReasonMalformed, ""},
+		{"no-break space before", "\u00a0{\"id\":\"127\",\"ts\":192322800" + rest + "}", event.ReasonMalformed, ""},
 		{"missing ts", `{"id":"127"` + rest + `}`, event.ReasonMissingField, "ts"},
 		{"null ts", `{"id":"127","ts":null` + rest + `}`, event.ReasonMissingField, "ts"},
 		{"ts string", `{"id":"127","ts":"192322800"` + rest + `}`, event.ReasonInvalidField, "ts"},
@@ -136,6 +149,12 @@ func TestDecodePresence(t *testing.T) {
 		{"whitespace around", " \r\n\t{\"id\":\"127\",\"ts\":192322800}\n\n ", event.Presence{ID: "127", TS: 192322800}},
 		{"id escaped", `{"id":"a\"b\\c\u00e9","ts":192322800}`, event.Presence{ID: "a\"b\\cé", TS: 192322800}},
 		{"id non-ASCII", `{"id":"Zoë-日本","ts":192322800}`, event.Presence{ID: "Zoë-日本", TS: 192322800}},
+		// The issue's payload: valid JSON for "id", as encoding/json reads it.
+		{"name escaped", `{"\u0069d":"21","ts":192322800}`, event.Presence{ID: "21", TS: 192322800}},
+		{"names escaped", `{"i\u0064":"21","\u0074\u0073":192322800}`, event.Presence{ID: "21", TS: 192322800}},
+		{"id surrogate pair", `{"id":"\ud83d\ude00","ts":192322800}`, event.Presence{ID: "\U0001F600", TS: 192322800}},
+		{"id U+FFFD as sent", `{"id":"\ufffd\uFFFD","ts":192322800}`, event.Presence{ID: "\ufffd\ufffd", TS: 192322800}},
+		{"other-case names ignored", `{"ID":"7","Id":"8","id":"21","TS":1,"ts":192322800}`, event.Presence{ID: "21", TS: 192322800}},
 		{"id 64 bytes", `{"id":"` + strings.Repeat("a", 64) + `","ts":192322800}`, event.Presence{ID: strings.Repeat("a", 64), TS: 192322800}},
 		{"exactly MaxPayload", padded(event.MaxPayload), event.Presence{ID: "127", TS: 192322800}},
 	}
@@ -231,6 +250,7 @@ func TestDecodeFocus(t *testing.T) {
 		{"x y null is no position", `{"id":"127","ts":192322800,"dep":"Men","x":null,"y":null}`, event.Focus{ID: "127", TS: 192322800, Dep: store.Men}},
 		{"unknown fields ignored", `{"id":"127","ts":192322800,"dep":"Boys","confidence":0.9,"sensor":{"id":"s1"}}`, event.Focus{ID: "127", TS: 192322800, Dep: store.Boys}},
 		{"whitespace around", "\t\r\n{\"id\":\"127\",\"ts\":192322800,\"dep\":\"Boys\"}\r\n", event.Focus{ID: "127", TS: 192322800, Dep: store.Boys}},
+		{"names and dep escaped", `{"\u0069d":"21","ts":192322800,"\u0064ep":"B\u006fys","\u0078":3,"\u0079":7}`, event.Focus{ID: "21", TS: 192322800, Dep: store.Boys, X: 3, Y: 7, HasPos: true}},
 	}
 	for _, tc := range good {
 		t.Run(tc.name, func(t *testing.T) {
@@ -249,6 +269,8 @@ func TestDecodeFocus(t *testing.T) {
 		{"empty dep", `{"id":"127","ts":192322800,"dep":""}`, event.ReasonUnknownDep, "dep"},
 		{"unknown dep", `{"id":"127","ts":192322800,"dep":"Toys"}`, event.ReasonUnknownDep, "dep"},
 		{"dep wrong case", `{"id":"127","ts":192322800,"dep":"boys"}`, event.ReasonUnknownDep, "dep"},
+		{"dep given twice", `{"id":"127","ts":192322800,"dep":"Boys","d\u0065p":"Men"}`, event.ReasonInvalidField, "dep"},
+		{"dep with a lone surrogate", `{"id":"127","ts":192322800,"dep":"Boys\ud800"}`, event.ReasonUnknownDep, "dep"},
 		{"dep padded", `{"id":"127","ts":192322800,"dep":" Boys"}`, event.ReasonUnknownDep, "dep"},
 		{"dep long", `{"id":"127","ts":192322800,"dep":"` + strings.Repeat("Z", 3000) + `"}`, event.ReasonUnknownDep, "dep"},
 		{"dep number", `{"id":"127","ts":192322800,"dep":3}`, event.ReasonInvalidField, "dep"},
@@ -868,14 +890,21 @@ func TestDecodeOffer(t *testing.T) {
 		reason event.Reason
 		field  string
 	}{
-		"schema ints":      {`{"customer":{"id":"11"},"coupon":{"id":22,"type":"buy_more"},"ts":192322800}`, event.Offer{CustomerID: "11", CouponID: 22, TS: 192322800}, "", ""},
-		"seed example ids": {`{"customer":{"id":"11"},"coupon":{"id":"22"},"ts":192322800}`, event.Offer{CustomerID: "11", CouponID: 22, TS: 192322800}, "", ""},
-		"not json":         {`{"customer":`, event.Offer{}, event.ReasonMalformed, ""},
-		"no customer":      {`{"coupon":{"id":1},"ts":1}`, event.Offer{}, event.ReasonMissingField, "customer.id"},
-		"no coupon id":     {`{"customer":{"id":"1"},"coupon":{},"ts":1}`, event.Offer{}, event.ReasonMissingField, "coupon.id"},
-		"negative coupon":  {`{"customer":{"id":"1"},"coupon":{"id":-3},"ts":1}`, event.Offer{}, event.ReasonInvalidField, "coupon.id"},
-		"fraction coupon":  {`{"customer":{"id":"1"},"coupon":{"id":2.5},"ts":1}`, event.Offer{}, event.ReasonInvalidField, "coupon.id"},
-		"no ts":            {`{"customer":{"id":"1"},"coupon":{"id":2}}`, event.Offer{}, event.ReasonMissingField, "ts"},
+		"schema ints":                  {`{"customer":{"id":"11"},"coupon":{"id":22,"type":"buy_more"},"ts":192322800}`, event.Offer{CustomerID: "11", CouponID: 22, TS: 192322800}, "", ""},
+		"seed example ids":             {`{"customer":{"id":"11"},"coupon":{"id":"22"},"ts":192322800}`, event.Offer{CustomerID: "11", CouponID: 22, TS: 192322800}, "", ""},
+		"not json":                     {`{"customer":`, event.Offer{}, event.ReasonMalformed, ""},
+		"no customer":                  {`{"coupon":{"id":1},"ts":1}`, event.Offer{}, event.ReasonMissingField, "customer.id"},
+		"no coupon id":                 {`{"customer":{"id":"1"},"coupon":{},"ts":1}`, event.Offer{}, event.ReasonMissingField, "coupon.id"},
+		"negative coupon":              {`{"customer":{"id":"1"},"coupon":{"id":-3},"ts":1}`, event.Offer{}, event.ReasonInvalidField, "coupon.id"},
+		"fraction coupon":              {`{"customer":{"id":"1"},"coupon":{"id":2.5},"ts":1}`, event.Offer{}, event.ReasonInvalidField, "coupon.id"},
+		"no ts":                        {`{"customer":{"id":"1"},"coupon":{"id":2}}`, event.Offer{}, event.ReasonMissingField, "ts"},
+		"escaped names":                {`{"\u0063ustomer":{"\u0069d":"1\u0031"},"coupon":{"i\u0064":"\u0032\u0032"},"t\u0073":192322800}`, event.Offer{CustomerID: "11", CouponID: 22, TS: 192322800}, "", ""},
+		"coupon id number in a string": {`{"customer":{"id":"11"},"coupon":{"id":"2.2e1"},"ts":1}`, event.Offer{CustomerID: "11", CouponID: 22, TS: 1}, "", ""},
+		"coupon id not a JSON number":  {`{"customer":{"id":"11"},"coupon":{"id":"+22"},"ts":1}`, event.Offer{}, event.ReasonInvalidField, "coupon.id"},
+		"other-case names":             {`{"Customer":{"id":"11"},"coupon":{"ID":22},"ts":1}`, event.Offer{}, event.ReasonMissingField, "customer.id"},
+		"coupon twice":                 {`{"customer":{"id":"1"},"coupon":{"id":2},"coupon":{"id":3},"ts":1}`, event.Offer{}, event.ReasonInvalidField, "coupon"},
+		"customer.id twice":            {`{"customer":{"id":"1","id":"2"},"coupon":{"id":2},"ts":1}`, event.Offer{}, event.ReasonInvalidField, "customer.id"},
+		"customer a list":              {`{"customer":["1"],"coupon":{"id":2},"ts":1}`, event.Offer{}, event.ReasonMalformed, ""},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {

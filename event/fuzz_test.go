@@ -1,13 +1,18 @@
 package event_test
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/storeflow/storeflow/event"
+	"github.com/storeflow/storeflow/store"
 )
 
 // fuzzSeeds are valid and invalid payloads shared by every fuzzer; each
@@ -39,6 +44,257 @@ var fuzzSeeds = []string{
 	`{"id":"127","ts":192322800,"dep":null}`,
 	`{"id":"127","ts":192322800,"dep":3,"x":1}`,
 	`[]`, `"s"`, `1`, `null`, ``, `{`, `{"id":"127","ts":1923`, `{} x`,
+	// Names and strings spelt with escapes, as encoding/json reads them.
+	`{"\u0069d":"21","ts":192322800,"x":3,"y":7,"dep":"Men"}`,
+	`{"i\u0064":"\u0032\u0031","\u0074\u0073":192322800,"\u0078":3,"\u0079":7,"\u0064ep":"B\u006fys"}`,
+	`{"id":"\ud83d\ude00","ts":192322800,"x":3,"y":7,"dep":"Women"}`,
+	`{"id":"\ud83d","ts":192322800,"x":3,"y":7,"dep":"Women"}`,
+	`{"id":"a\ude00b","ts":192322800,"x":3,"y":7,"dep":"Women"}`,
+	`{"id":"\ufffd","ts":192322800,"x":3,"y":7,"dep":"Wom\u0065n"}`,
+	"{\"id\":\"\xef\xbf\xbd\",\"ts\":192322800,\"x\":3,\"y\":7,\"dep\":\"Men\xff\"}",
+	`{"id":"21","\u0069d":"22","ts":192322800,"x":3,"y":7,"dep":"Men"}`,
+	`{"id":"21","Id":"22","ts":192322800,"x":3,"y":7,"dep":"Men"}`,
+	"{\"id\":\"1\",\"ts\":192322800,\"x\":3,\"y\":7,\"dep\":\"Men\"}\v",
+	"\u00a0{\"id\":\"1\",\"ts\":192322800,\"x\":3,\"y\":7,\"dep\":\"Men\"}",
+}
+
+// The fuzz targets compare each decoder with a reading of the same payload by
+// encoding/json: where the reference accepts, the decoder gives the same
+// values; where it refuses, so does the decoder. The reference reads every
+// member with a json.Decoder (names and strings decoded by encoding/json) and
+// then applies the field rules of the README. It departs from encoding/json
+// unmarshalling into a struct in three ways, on purpose (scan.go says why):
+// names match exactly, not case-insensitively; a name the decoder reads must
+// not be given twice (encoding/json keeps the last); and an id must be valid
+// Unicode as sent (encoding/json replaces invalid UTF-8 and lone surrogates
+// with U+FFFD).
+
+// refObject is encoding/json's reading of a payload that must be a JSON
+// object: every value of each name, raw, in order.
+func refObject(data []byte) (map[string][]json.RawMessage, bool) {
+	names, vals, ok := event.ReferenceMembers(data)
+	if !ok {
+		return nil, false
+	}
+	m := map[string][]json.RawMessage{}
+	for i, name := range names {
+		m[name] = append(m[name], vals[i])
+	}
+	return m, true
+}
+
+// errRef is the reference refusing a payload; its text is for the failure
+// message.
+type errRef string
+
+func (e errRef) Error() string { return string(e) }
+
+// refOne is the one value of name in m, nil when absent or null.
+func refOne(m map[string][]json.RawMessage, name string) (json.RawMessage, error) {
+	vals := m[name]
+	switch {
+	case len(vals) > 1:
+		return nil, errRef(name + " given twice")
+	case len(vals) == 0 || string(vals[0]) == "null":
+		return nil, nil
+	}
+	return vals[0], nil
+}
+
+func refID(raw json.RawMessage) (string, error) {
+	switch {
+	case raw == nil:
+		return "", errRef("no id")
+	case raw[0] == '"':
+		s, valid := event.ReferenceString(raw)
+		if !valid || s == "" || len(s) > 64 {
+			return "", errRef(fmt.Sprintf("id %q: not 1-64 bytes of valid Unicode as sent", s))
+		}
+		return s, nil
+	case raw[0] != '-' && (raw[0] < '0' || raw[0] > '9'):
+		return "", errRef("id not a string or number")
+	}
+	var n json.Number
+	if err := json.Unmarshal(raw, &n); err != nil {
+		return "", err
+	}
+	if u, err := strconv.ParseUint(n.String(), 10, 64); err == nil {
+		return strconv.FormatUint(u, 10), nil
+	}
+	f, err := n.Float64()
+	if err != nil || f != math.Trunc(f) || f < 0 || f >= 1<<53 {
+		return "", errRef("id " + n.String() + ": not a whole number in [0, 2^53)")
+	}
+	return strconv.FormatInt(int64(f), 10), nil
+}
+
+// refNumber reads raw with encoding/json into a float64, within [lo, hi].
+func refNumber(name string, raw json.RawMessage, lo, hi float64) (float64, error) {
+	if raw == nil {
+		return 0, errRef("no " + name)
+	}
+	var f float64
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return 0, err
+	}
+	if f < lo || f > hi {
+		return 0, errRef(fmt.Sprintf("%s %v out of range", name, f))
+	}
+	return f, nil
+}
+
+func refTS(raw json.RawMessage) (int64, error) {
+	f, err := refNumber("ts", raw, 1, 253402300799)
+	return int64(f), err
+}
+
+func refCoord(name string, raw json.RawMessage) (int, error) {
+	f, err := refNumber(name, raw, -1e6, 1e6)
+	return int(math.Round(f)), err
+}
+
+// refFields reads the named members of the payload, each once at most.
+func refFields(data []byte, names ...string) ([]json.RawMessage, error) {
+	if len(data) > event.MaxPayload {
+		return nil, errRef("too large")
+	}
+	m, ok := refObject(data)
+	if !ok {
+		return nil, errRef("not a JSON object")
+	}
+	out := make([]json.RawMessage, len(names))
+	for i, name := range names {
+		var err error
+		if out[i], err = refOne(m, name); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func refPresence(data []byte) (p event.Presence, err error) {
+	f, err := refFields(data, "id", "ts")
+	if err != nil {
+		return p, err
+	}
+	if p.ID, err = refID(f[0]); err != nil {
+		return p, err
+	}
+	p.TS, err = refTS(f[1])
+	return p, err
+}
+
+func refMove(data []byte) (m event.Move, err error) {
+	f, err := refFields(data, "id", "ts", "x", "y")
+	if err != nil {
+		return m, err
+	}
+	if m.ID, err = refID(f[0]); err != nil {
+		return m, err
+	}
+	if m.TS, err = refTS(f[1]); err != nil {
+		return m, err
+	}
+	if m.X, err = refCoord("x", f[2]); err != nil {
+		return m, err
+	}
+	m.Y, err = refCoord("y", f[3])
+	return m, err
+}
+
+func refFocus(data []byte) (fc event.Focus, err error) {
+	f, err := refFields(data, "id", "ts", "dep", "x", "y")
+	if err != nil {
+		return fc, err
+	}
+	if fc.ID, err = refID(f[0]); err != nil {
+		return fc, err
+	}
+	if fc.TS, err = refTS(f[1]); err != nil {
+		return fc, err
+	}
+	var name string
+	if f[2] == nil || json.Unmarshal(f[2], &name) != nil {
+		return fc, errRef("dep missing or not a string")
+	}
+	var ok bool
+	if fc.Dep, ok = store.ParseDepartment(name); !ok {
+		return fc, errRef("unknown dep " + name)
+	}
+	if (f[3] == nil) != (f[4] == nil) {
+		return fc, errRef("x without y or y without x")
+	}
+	if f[3] != nil {
+		if fc.X, err = refCoord("x", f[3]); err != nil {
+			return fc, err
+		}
+		if fc.Y, err = refCoord("y", f[4]); err != nil {
+			return fc, err
+		}
+		fc.HasPos = true
+	}
+	return fc, nil
+}
+
+func refOffer(data []byte) (o event.Offer, err error) {
+	if len(data) > event.MaxPredictionPayload {
+		return o, errRef("too large")
+	}
+	m, ok := refObject(data)
+	if !ok {
+		return o, errRef("not a JSON object")
+	}
+	ids := make([]json.RawMessage, 2)
+	for i, name := range []string{"customer", "coupon"} {
+		obj, err := refOne(m, name)
+		if err != nil || obj == nil {
+			return o, errRef(name + " missing or given twice")
+		}
+		inner, ok := refObject(obj)
+		if !ok {
+			return o, errRef(name + " not an object")
+		}
+		if ids[i], err = refOne(inner, "id"); err != nil {
+			return o, err
+		}
+	}
+	if o.CustomerID, err = refID(ids[0]); err != nil {
+		return o, err
+	}
+	raw := ids[1]
+	if raw == nil {
+		return o, errRef("no coupon.id")
+	}
+	if raw[0] == '"' { // a JSON number in a string
+		var s string
+		if json.Unmarshal(raw, &s) != nil || s == "" || !json.Valid([]byte(s)) || (s[0] != '-' && (s[0] < '0' || s[0] > '9')) {
+			return o, errRef("coupon.id not a number")
+		}
+		raw = json.RawMessage(s)
+	}
+	var f float64
+	if err := json.Unmarshal(raw, &f); err != nil || f != math.Trunc(f) || f < 0 || f > math.MaxInt32 {
+		return o, errRef("coupon.id not a whole number in [0, 2^31)")
+	}
+	o.CouponID = int(f)
+	ts, err := refOne(m, "ts")
+	if err != nil {
+		return o, err
+	}
+	o.TS, err = refTS(ts)
+	return o, err
+}
+
+// checkReference fails unless the decoder (got, err) and the reference
+// (want, refErr) agree on data: both refuse, or both read the same values.
+func checkReference[T comparable](t *testing.T, data []byte, got T, err error, want T, refErr error) {
+	t.Helper()
+	switch {
+	case (err == nil) != (refErr == nil):
+		t.Fatalf("%q: decoder: %+v, %v; encoding/json reference: %+v, %v", data, got, err, want, refErr)
+	case err == nil && got != want:
+		t.Fatalf("%q: decoder read %+v, encoding/json reference %+v", data, got, want)
+	}
 }
 
 // checkDecodeError is the failure half of the fuzz property.
@@ -94,6 +350,8 @@ func FuzzDecodePresence(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := event.DecodePresence(data)
+		want, refErr := refPresence(data)
+		checkReference(t, data, p, err, want, refErr)
 		if err != nil {
 			checkDecodeError(t, data, err)
 			return
@@ -115,6 +373,8 @@ func FuzzDecodeMove(f *testing.F) {
 	f.Add([]byte(`{"id":"42","ts":1700000000,"x":null,"y":7}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := event.DecodeMove(data)
+		want, refErr := refMove(data)
+		checkReference(t, data, m, err, want, refErr)
 		if err != nil {
 			checkDecodeError(t, data, err)
 			return
@@ -141,6 +401,8 @@ func FuzzDecodeFocus(f *testing.F) {
 	f.Add([]byte(`{"id":"127","ts":192322800,"dep":"Women","y":null,"x":null}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fc, err := event.DecodeFocus(data)
+		want, refErr := refFocus(data)
+		checkReference(t, data, fc, err, want, refErr)
 		if err != nil {
 			checkDecodeError(t, data, err)
 			return
@@ -170,8 +432,14 @@ func FuzzDecodeOffer(f *testing.F) {
 	f.Add([]byte(`{"customer":{"id":"11"},"coupon":{"id":22},"ts":192322800}`))
 	f.Add([]byte(`{"customer":{"id":11},"coupon":{"id":"22"},"ts":1.5}`))
 	f.Add([]byte(`{"customer":{"id":"11"},"coupon":{"id":"2\"2"},"ts":1}`))
+	f.Add([]byte(`{"\u0063ustomer":{"\u0069d":"1\u0031"},"coupon":{"id":"\u0032\u0032"},"t\u0073":1}`))
+	f.Add([]byte(`{"customer":{"id":"11","id":"12"},"coupon":{"id":22},"ts":1}`))
+	f.Add([]byte(`{"customer":{"id":"11"},"coupon":{"id":"2.2e1"},"ts":1,"coupon":{"id":3}}`))
+	f.Add([]byte(`{"Customer":{"id":"11"},"coupon":{"ID":22},"ts":1}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		o, err := event.DecodeOffer(b)
+		want, refErr := refOffer(b)
+		checkReference(t, b, o, err, want, refErr)
 		if err != nil {
 			var e *event.Error
 			if !errors.As(err, &e) {

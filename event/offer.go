@@ -24,66 +24,84 @@ func DecodeOffer(b []byte) (Offer, error) {
 	if len(b) > MaxPredictionPayload {
 		return Offer{}, &Error{Reason: ReasonTooLarge, Detail: fmt.Sprintf("payload of %d bytes is over the %d byte limit", len(b), MaxPredictionPayload)}
 	}
-	var w struct{ customerID, couponID, ts []byte }
 	if t := skipWS(b, 0); t == len(b) || b[t] != '{' {
 		return Offer{}, &Error{Reason: ReasonMalformed, Detail: "not a JSON object of the prediction shape"}
 	}
-	shape := true // customer and coupon are objects (or null), as encoding/json would insist
-	ok := object(b, func(key, val []byte) {
-		switch {
-		case keyIs(key, "customer"):
-			shape = shape && memberID(val, &w.customerID)
-		case keyIs(key, "coupon"):
-			shape = shape && memberID(val, &w.couponID)
-		case keyIs(key, "ts"):
-			w.ts = val
+	var w [len(offerNames)][]byte // raw values, in offerNames order
+	twice := -1
+	ok := object(b, offerNames[:], func(f int, val []byte) {
+		if w[f] != nil && twice < 0 {
+			twice = f
 		}
+		w[f] = val
 	})
 	if !ok {
 		return Offer{}, malformed(b)
 	}
-	if !shape {
-		return Offer{}, &Error{Reason: ReasonMalformed, Detail: "not a JSON object of the prediction shape: customer and coupon must be objects"}
+	if twice >= 0 {
+		return Offer{}, givenTwice(offerNames[twice])
+	}
+	customerID, err := memberID("customer", w[0])
+	if err != nil {
+		return Offer{}, err
+	}
+	couponID, err := memberID("coupon", w[1])
+	if err != nil {
+		return Offer{}, err
 	}
 	var o Offer
-	var err error
-	if o.CustomerID, err = decodeID(w.customerID); err != nil {
+	if o.CustomerID, err = decodeID(customerID); err != nil {
 		if e, ok := err.(*Error); ok {
 			e.Field = "customer.id"
 		}
 		return Offer{}, err
 	}
-	raw := w.couponID
+	raw := couponID
 	if isNull(raw) {
 		return Offer{}, &Error{Reason: ReasonMissingField, Field: "coupon.id", Detail: "missing"}
 	}
-	if raw[0] == '"' && len(raw) >= 2 {
-		raw = raw[1 : len(raw)-1]
+	if raw[0] == '"' { // a JSON number in a string, escapes decoded
+		var buf [16]byte
+		raw, _ = unquote(buf[:0], raw[1:len(raw)-1])
+		if scanNumber(raw, 0) != len(raw) {
+			raw = nil // not a number: parseNumber refuses it
+		}
 	}
 	f, ok := parseNumber(raw)
 	if !ok || f != math.Trunc(f) || f < 0 || f > math.MaxInt32 {
-		return Offer{}, &Error{Reason: ReasonInvalidField, Field: "coupon.id", Detail: "want a non-negative integer, got " + clip(w.couponID)}
+		return Offer{}, &Error{Reason: ReasonInvalidField, Field: "coupon.id", Detail: "want a non-negative integer, got " + clip(couponID)}
 	}
 	o.CouponID = int(f)
-	if o.TS, err = decodeTS(w.ts); err != nil {
+	if o.TS, err = decodeTS(w[2]); err != nil {
 		return Offer{}, err
 	}
 	return o, nil
 }
 
-// memberID sets *id to the "id" member of obj, an object already validated,
-// and reports whether obj is an object or null.
-func memberID(obj []byte, id *[]byte) bool {
-	switch obj[0] {
-	case 'n':
-		return true
-	case '{':
-		eachMember(obj, 0, 1, func(key, val []byte) {
-			if keyIs(key, "id") {
-				*id = val
-			}
-		})
-		return true
+// offerNames are the members DecodeOffer reads; idName the one it reads of
+// customer and coupon.
+var (
+	offerNames = [...]string{"customer", "coupon", "ts"}
+	idName     = []string{"id"}
+)
+
+// memberID returns the raw "id" member of obj, the value of the member name
+// (already validated; nil when absent). obj must be an object or null, as
+// encoding/json would insist.
+func memberID(name string, obj []byte) (id []byte, err error) {
+	switch {
+	case obj == nil || obj[0] == 'n':
+		return nil, nil
+	case obj[0] != '{':
+		return nil, &Error{Reason: ReasonMalformed, Detail: "not a JSON object of the prediction shape: " + name + " must be an object"}
 	}
-	return false
+	twice := false
+	eachMember(obj, 0, 1, idName, func(_ int, val []byte) {
+		twice = twice || id != nil
+		id = val
+	})
+	if twice {
+		return nil, givenTwice(name + ".id")
+	}
+	return id, nil
 }

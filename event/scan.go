@@ -1,14 +1,37 @@
 package event
 
-import "bytes"
+import (
+	"unicode/utf16"
+	"unicode/utf8"
+)
 
 // A one-pass JSON walker for the decoders of this package. It checks the
 // syntax exactly as encoding/json.Valid does (the fuzz test holds it to that)
-// while it walks, and hands out object members as slices of the payload, so a
-// decoder validates and picks its fields in one pass with no allocation. It
-// replaced json.Valid followed by a trusting scanner: json.Valid's state
-// machine, one indirect call per byte, was the largest single cost of
-// decoding a move.
+// while it walks, and hands out the members a decoder asks for by name as
+// slices of the payload, so a decoder validates and picks its fields in one
+// pass with no allocation. It replaced json.Valid followed by a trusting
+// scanner: json.Valid's state machine, one indirect call per byte, was the
+// largest single cost of decoding a move.
+//
+// Member names and string values read as encoding/json reads them: escapes
+// decoded ({"\u0069d":…} is "id"), surrogate pairs joined, invalid UTF-8 and
+// lone surrogates replaced by U+FFFD (the fuzz tests compare both). The
+// decoders read a payload differently from encoding/json unmarshalling into
+// a struct in three ways, on purpose, so that one message cannot name one
+// shopper to storeflow and another to a phone or screen reading the same
+// topic (encoding/json/v2 makes the same choices by default):
+//
+//   - Names match exactly, as JavaScript's JSON.parse, Python's json and jq
+//     match them. encoding/json matches struct fields case-insensitively,
+//     with Unicode folding (K, the Kelvin sign, is "k"): {"id":"1","ID":"2"}
+//     would be shopper 2 to storeflow and shopper 1 to the phone. "ID" is an
+//     unknown name, ignored.
+//   - A name a decoder reads, given twice, is an invalid field: readers
+//     differ on which one counts (encoding/json and JSON.parse keep the
+//     last), so a payload with two ids is refused, not guessed at.
+//   - An id that is not valid Unicode as sent (invalid UTF-8, a lone
+//     surrogate escape) is an invalid field: encoding/json replaces both with
+//     U+FFFD, so different ids on the wire would name one shopper.
 
 // maxDepth is encoding/json's nesting limit.
 const maxDepth = 10000
@@ -110,7 +133,7 @@ func scanValue(b []byte, i, depth int) int {
 	case c == '"':
 		return scanString(b, i)
 	case c == '{':
-		return eachMember(b, i, depth+1, nil)
+		return eachMember(b, i, depth+1, nil, nil)
 	case c == '[':
 		if depth+1 > maxDepth {
 			return -1
@@ -156,10 +179,11 @@ func literal(b []byte, i int, lit string) int {
 }
 
 // eachMember validates the object that starts at b[i] (b[i] is '{') and
-// calls member, when not nil, with each key (raw, between its quotes) and
-// value (raw JSON, a slice of b). It returns the index just past the object,
-// or -1 when it is not valid JSON; member has then seen a prefix only.
-func eachMember(b []byte, i, depth int, member func(key, val []byte)) int {
+// calls member, when not nil, for each member whose name is one of names,
+// with the index of that name in names and the member's value (raw JSON, a
+// slice of b). It returns the index just past the object, or -1 when it is
+// not valid JSON; member has then seen a prefix only.
+func eachMember(b []byte, i, depth int, names []string, member func(field int, val []byte)) int {
 	if depth > maxDepth {
 		return -1
 	}
@@ -186,7 +210,9 @@ func eachMember(b []byte, i, depth int, member func(key, val []byte)) int {
 			return -1
 		}
 		if member != nil {
-			member(key, b[i:end])
+			if f := lookup(key, names); f >= 0 {
+				member(f, b[i:end])
+			}
 		}
 		i = skipWS(b, end)
 		if i >= len(b) {
@@ -203,12 +229,127 @@ func eachMember(b []byte, i, depth int, member func(key, val []byte)) int {
 	}
 }
 
+// lookup returns the index in names of key, a member name as it stands
+// between its quotes (valid), or -1. A name of plain ASCII without escapes,
+// every name a sensor sends, is compared as it stands; any other is decoded
+// first.
+func lookup(key []byte, names []string) int {
+	for _, c := range key {
+		if c == '\\' || c >= utf8.RuneSelf {
+			return lookupDecoded(key, names)
+		}
+	}
+	return indexOf(key, names)
+}
+
+// lookupDecoded is lookup for a name to decode, decoded on the stack for the
+// names the decoders look for.
+func lookupDecoded(key []byte, names []string) int {
+	longest := 0
+	for _, name := range names {
+		longest = max(longest, len(name))
+	}
+	// Every 6 bytes of a name decode to 1 byte at least (\u0069 to "i"), so a
+	// longer one matches nothing; a shorter one decodes to at most 3 bytes a
+	// byte (an invalid byte becomes U+FFFD): within buf for names up to 16
+	// bytes.
+	if len(key) > 6*longest {
+		return -1
+	}
+	var buf [3 * 6 * 16]byte
+	name, _ := unquote(buf[:0], key)
+	return indexOf(name, names)
+}
+
+func indexOf(name []byte, names []string) int {
+	for f, n := range names {
+		if string(name) == n {
+			return f
+		}
+	}
+	return -1
+}
+
+// unquote appends to dst the text of the JSON string whose contents (between
+// the quotes) are s, valid JSON, decoded exactly as encoding/json decodes
+// it. valid is false when the text had to be repaired: invalid UTF-8 or a
+// lone surrogate escape, each replaced by U+FFFD.
+func unquote(dst, s []byte) (_ []byte, valid bool) {
+	valid = true
+	for i := 0; i < len(s); {
+		switch c := s[i]; {
+		case c == '\\':
+			switch e := s[i+1]; e {
+			case 'b':
+				dst = append(dst, '\b')
+			case 'f':
+				dst = append(dst, '\f')
+			case 'n':
+				dst = append(dst, '\n')
+			case 'r':
+				dst = append(dst, '\r')
+			case 't':
+				dst = append(dst, '\t')
+			case 'u':
+				r := hex4(s[i+2:])
+				i += 6
+				if utf16.IsSurrogate(r) {
+					// A high surrogate joined with the low one escaped right
+					// after it; anything else stands alone and is replaced.
+					if i+6 <= len(s) && s[i] == '\\' && s[i+1] == 'u' {
+						if pair := utf16.DecodeRune(r, hex4(s[i+2:])); pair != utf8.RuneError {
+							dst = utf8.AppendRune(dst, pair)
+							i += 6
+							continue
+						}
+					}
+					r, valid = utf8.RuneError, false
+				}
+				dst = utf8.AppendRune(dst, r)
+				continue
+			default: // '"', '\\', '/'
+				dst = append(dst, e)
+			}
+			i += 2
+		case c < utf8.RuneSelf:
+			dst = append(dst, c)
+			i++
+		default:
+			r, n := utf8.DecodeRune(s[i:])
+			if r == utf8.RuneError && n == 1 {
+				valid = false
+			}
+			dst = utf8.AppendRune(dst, r)
+			i += n
+		}
+	}
+	return dst, valid
+}
+
+// hex4 reads the 4 hex digits at the start of s (valid: scanString checked
+// them).
+func hex4(s []byte) rune {
+	var r rune
+	for _, c := range s[:4] {
+		switch {
+		case c <= '9':
+			c -= '0'
+		case c >= 'a':
+			c -= 'a' - 10
+		default:
+			c -= 'A' - 10
+		}
+		r = r<<4 | rune(c)
+	}
+	return r
+}
+
 // object walks b, which must hold one JSON object and nothing else but
-// space, calling member for each of its members. It reports whether b is
-// valid JSON; whether it is an object the caller checks first.
-func object(b []byte, member func(key, val []byte)) bool {
+// space, calling member for each member named in names. It reports whether b
+// is valid JSON; whether it is an object the caller checks first.
+func object(b []byte, names []string, member func(field int, val []byte)) bool {
 	i := skipWS(b, 0)
-	end := eachMember(b, i, 1, member)
+	end := eachMember(b, i, 1, names, member)
 	return end >= 0 && skipWS(b, end) == len(b)
 }
 
@@ -217,10 +358,4 @@ func valid(b []byte) bool {
 	i := skipWS(b, 0)
 	end := scanValue(b, i, 0)
 	return end >= 0 && skipWS(b, end) == len(b)
-}
-
-// keyIs matches a member key as encoding/json matches a field name:
-// case-insensitively.
-func keyIs(key []byte, name string) bool {
-	return len(key) == len(name) && bytes.EqualFold(key, []byte(name))
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -324,7 +325,7 @@ func TestClientTransportError(t *testing.T) {
 func TestClientInvalidInput(t *testing.T) {
 	c := newTestClient(t, storeflowPeer(t).URL, ProtocolV2, nil)
 	bad := testCustomer
-	bad.MeanBuyPrice = 1e39 // +Inf as a float32 feature
+	bad.MeanBuyPrice = math.NaN() // a finite amount beyond float32's range saturates instead
 	tests := map[string]struct {
 		cust *store.Customer
 		out  []float64

@@ -43,7 +43,9 @@ const (
 	fProductsAvailable
 )
 
-// EncodeCustomer writes the customer's 8 features into row[0:8].
+// EncodeCustomer writes the customer's 8 features into row[0:8]. Amounts
+// beyond float32's range (a catalog may hold any finite number) saturate, so a
+// row of a finite customer and coupon is finite.
 func EncodeCustomer(c *store.Customer, row []float32) {
 	_ = row[fTotalItemsBought]
 	row[fGender] = 0
@@ -51,22 +53,23 @@ func EncodeCustomer(c *store.Customer, row []float32) {
 		row[fGender] = 1
 	}
 	row[fAge] = float32(c.Age)
-	row[fMeanBuyPrice] = float32(c.MeanBuyPrice)
+	row[fMeanBuyPrice] = toFloat32(c.MeanBuyPrice)
 	row[fTotalCouponsUsed] = float32(c.TotalCouponsUsed)
-	row[fMeanDiscountReceived] = float32(c.MeanDiscountReceived)
+	row[fMeanDiscountReceived] = toFloat32(c.MeanDiscountReceived)
 	row[fUniqueProductsBought] = float32(c.UniqueProductsBought)
 	row[fUniqueProductsBoughtWithCoupons] = float32(c.UniqueProductsBoughtWithCoupons)
 	row[fTotalItemsBought] = float32(c.TotalItemsBought)
 }
 
-// EncodeCoupon writes the coupon's 6 features into row[8:14].
+// EncodeCoupon writes the coupon's 6 features into row[8:14], saturating as
+// EncodeCustomer does.
 func EncodeCoupon(cp *store.Coupon, row []float32) {
 	_ = row[fProductsAvailable]
 	row[fCouponType] = float32(store.TypeIndex(cp.Type))
 	row[fDepartment] = float32(int(cp.Department) - 1)
 	row[fDiscount] = float32(cp.Discount)
 	row[fHowMany] = float32(cp.HowMany)
-	row[fProductMeanPrice] = float32(cp.ProductMeanPrice)
+	row[fProductMeanPrice] = toFloat32(cp.ProductMeanPrice)
 	row[fProductsAvailable] = float32(cp.ProductsAvailable)
 }
 

@@ -73,17 +73,42 @@ func modelFeatures() []string {
 }
 
 // extend copies a 14-feature row into x and appends the derived features.
+// For a finite row every derived feature is finite, so the model's
+// probability is too: an infinite log price ratio made NaN of the linear
+// part, whose terms for it and for its absolute value then cancel as
+// Inf − Inf.
 func extend(row []float32, x *[width]float32) {
 	copy(x[:NumFeatures], row)
 	x[NumFeatures] = row[fTotalCouponsUsed] / max(1, row[fTotalItemsBought])
 	x[NumFeatures+1] = row[fUniqueProductsBoughtWithCoupons] / max(1, row[fUniqueProductsBought])
 	lr := float32(0)
 	if row[fProductMeanPrice] > 0 && row[fMeanBuyPrice] > 0 {
-		lr = float32(math.Log(float64(row[fProductMeanPrice] / row[fMeanBuyPrice])))
+		lr = logRatio(row[fProductMeanPrice], row[fMeanBuyPrice])
 	}
 	x[NumFeatures+2] = lr
 	x[NumFeatures+3] = float32(math.Abs(float64(lr)))
-	x[NumFeatures+4] = row[fDiscount] - row[fMeanDiscountReceived]
+	// In float64, then saturated: the float32 difference of two large
+	// features of opposite sign is ±Inf. Where it is finite the two agree
+	// bit for bit (float64 holds more than twice float32's precision).
+	x[NumFeatures+4] = toFloat32(float64(row[fDiscount]) - float64(row[fMeanDiscountReceived]))
+}
+
+// logRatio is ln(a/b) for positive a and b. The quotient is taken in float32,
+// as every model so far was trained, unless it leaves float32's range there:
+// a mean_buy_price of 1e-38 against a product of 40 gave +Inf, a tiny price
+// against a huge one 0 and a log of -Inf. Then the logs are subtracted in
+// float64, where any two positive float32s give a finite result (|ln| < 104).
+func logRatio(a, b float32) float32 {
+	if q := a / b; q > 0 && q <= math.MaxFloat32 {
+		return float32(math.Log(float64(q)))
+	}
+	return float32(math.Log(float64(a)) - math.Log(float64(b)))
+}
+
+// toFloat32 converts v saturating: beyond float32's range it gives float32's
+// largest magnitude, not ±Inf.
+func toFloat32(v float64) float32 {
+	return float32(max(-math.MaxFloat32, min(v, math.MaxFloat32)))
 }
 
 // logit returns the model's log-odds for an extended row.

@@ -3,8 +3,10 @@ package recommender
 import (
 	"bytes"
 	"context"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -174,6 +176,61 @@ func TestModelScoreAllocatesNothing(t *testing.T) {
 	ctx := context.Background()
 	if n := testing.AllocsPerRun(100, func() { _ = m.Score(ctx, &c, coupons, out) }); n != 0 {
 		t.Fatalf("Score allocates %v times per call, want 0", n)
+	}
+}
+
+// extremeAmounts are finite amounts at the edges of float64 and float32: zero,
+// denormals, the smallest normals, values whose ratios leave float32's range,
+// float32's largest, and values beyond it (a catalog may hold any finite
+// amount).
+var extremeAmounts = []float64{0, 5e-324, 1e-45, 1.4e-45, 1e-38, 1.2e-38, 1e-20, 1e-3, 1, 12.68, 1e19, 1e20,
+	3.4e38, math.MaxFloat32, 1e39, 1e308, math.MaxFloat64}
+
+func isProbability(p float64) bool { return p >= 0 && p <= 1 } // false for NaN
+
+// Every finite input gets a probability: tiny prices once overflowed the
+// price ratio to +Inf and made NaN of the linear part (/score answered 500
+// for a mean_buy_price of 1e-38).
+func TestModelScoreFiniteForExtremeInputs(t *testing.T) {
+	m := testModel(t)
+	base := store.Customer{ID: "1", Gender: "M", Age: 35, MeanBuyPrice: 12.68, TotalCouponsUsed: 20,
+		MeanDiscountReceived: 25, UniqueProductsBought: 80, UniqueProductsBoughtWithCoupons: 15, TotalItemsBought: 100}
+	coupon := store.Coupon{ID: 1, Type: store.JustDiscount, Department: store.Women, Discount: 20, HowMany: 1,
+		ProductMeanPrice: 40.68, ProductsAvailable: 3}
+	signed := slices.Clone(extremeAmounts)
+	for _, v := range extremeAmounts {
+		signed = append(signed, -v) // Score takes what it is given; negative amounts too
+	}
+	out := make([]float64, 1)
+	check := func(c store.Customer, cp store.Coupon) {
+		t.Helper()
+		if err := m.Score(context.Background(), &c, []store.Coupon{cp}, out); err != nil {
+			t.Fatal(err)
+		}
+		if !isProbability(out[0]) {
+			t.Errorf("mean_buy_price %g, product_mean_price %g, mean_discount_received %g, discount %d, counts %d: probability %v",
+				c.MeanBuyPrice, cp.ProductMeanPrice, c.MeanDiscountReceived, cp.Discount, c.TotalItemsBought, out[0])
+		}
+	}
+	for _, buy := range signed {
+		for _, product := range signed {
+			c, cp := base, coupon
+			c.MeanBuyPrice, cp.ProductMeanPrice = buy, product
+			check(c, cp)
+		}
+		c, cp := base, coupon
+		c.MeanDiscountReceived = buy
+		check(c, cp)
+		cp.Discount = math.MinInt32
+		check(c, cp)
+		cp.Discount = math.MaxInt32
+		check(c, cp)
+	}
+	for _, n := range []int{0, 1, math.MaxInt32, math.MaxInt64, -1, math.MinInt64} {
+		c, cp := base, coupon
+		c.Age, c.TotalCouponsUsed, c.UniqueProductsBought, c.UniqueProductsBoughtWithCoupons, c.TotalItemsBought = n, n, n, n, n
+		cp.HowMany, cp.ProductsAvailable = n, n
+		check(c, cp)
 	}
 }
 

@@ -13,7 +13,9 @@ import (
 	"slices"
 	"strconv"
 	"sync/atomic"
+	"time"
 
+	"github.com/storeflow/storeflow/internal/ratelog"
 	"github.com/storeflow/storeflow/store"
 )
 
@@ -38,7 +40,8 @@ const (
 	datatypeFP32   = "FP32"
 	datatypeFP64   = "FP64"
 	msgNoModel     = "model not loaded"
-	maxEchoedBytes = 40 // of a bad value quoted back in an error
+	maxEchoedBytes = 40               // of a bad value quoted back in an error
+	logEvery       = 10 * time.Second // at most one line per route about a non-finite probability
 )
 
 // Server answers prediction requests for one RowScorer over HTTP: the
@@ -48,6 +51,7 @@ const (
 type Server struct {
 	model   RowScorer // nil: not ready, every scoring request gets 503
 	log     *slog.Logger
+	warn    *ratelog.Logger // lines a caller can cause with every request
 	version string
 	stats   serverCounters
 }
@@ -62,7 +66,8 @@ func NewServer(model RowScorer, log *slog.Logger) *Server {
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		version = bi.Main.Version
 	}
-	return &Server{model: model, log: log.With("component", "prediction_server"), version: version}
+	log = log.With("component", "prediction_server")
+	return &Server{model: model, log: log, warn: ratelog.New(log, logEvery), version: version}
 }
 
 // Register adds the server's routes to mux. The versioned V2 paths
@@ -91,12 +96,13 @@ type ServerStats struct {
 
 // RouteStats counts one route's answers by outcome.
 type RouteStats struct {
-	OK          uint64 // 2xx
-	BadRequest  uint64 // 400: the body is wrong; the reason is logged at debug
-	NotFound    uint64 // 404: unknown model or version
-	TooLarge    uint64 // 413: body over MaxRequestBytes
-	Unavailable uint64 // 503: no model loaded
-	Failed      uint64 // 500: the model gave a non-finite probability
+	OK            uint64 // 2xx
+	BadRequest    uint64 // 400: the body is wrong; the reason is logged at debug
+	NotFound      uint64 // 404: unknown model or version
+	TooLarge      uint64 // 413: body over MaxRequestBytes
+	Unprocessable uint64 // 422: the model gave a non-finite probability for a row (a model defect)
+	Unavailable   uint64 // 503: no model loaded
+	Failed        uint64 // 500: the answer could not be encoded (a bug)
 }
 
 // Stats returns the counts so far.
@@ -116,7 +122,7 @@ type serverCounters struct {
 }
 
 type routeCounters struct {
-	ok, badRequest, notFound, tooLarge, unavailable, failed atomic.Uint64
+	ok, badRequest, notFound, tooLarge, unprocessable, unavailable, failed atomic.Uint64
 }
 
 func (c *routeCounters) count(status int) {
@@ -127,6 +133,8 @@ func (c *routeCounters) count(status int) {
 		c.notFound.Add(1)
 	case status == http.StatusRequestEntityTooLarge:
 		c.tooLarge.Add(1)
+	case status == http.StatusUnprocessableEntity:
+		c.unprocessable.Add(1)
 	case status == http.StatusServiceUnavailable:
 		c.unavailable.Add(1)
 	case status < 500:
@@ -139,7 +147,8 @@ func (c *routeCounters) count(status int) {
 func (c *routeCounters) load() RouteStats {
 	return RouteStats{
 		OK: c.ok.Load(), BadRequest: c.badRequest.Load(), NotFound: c.notFound.Load(),
-		TooLarge: c.tooLarge.Load(), Unavailable: c.unavailable.Load(), Failed: c.failed.Load(),
+		TooLarge: c.tooLarge.Load(), Unprocessable: c.unprocessable.Load(), Unavailable: c.unavailable.Load(),
+		Failed: c.failed.Load(),
 	}
 }
 
@@ -176,9 +185,9 @@ func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
 	for i := range req.coupons {
 		Encode(&req.customer, &req.coupons[i], rows[i*NumFeatures:(i+1)*NumFeatures])
 	}
-	probs, ok := s.scoreRows(rows, n)
-	if !ok {
-		s.reply(w, rc, http.StatusInternalServerError, errorBody{Error: "model gave a non-finite probability"})
+	probs, bad := s.scoreRows(rows, n)
+	if bad >= 0 {
+		s.nonFinite(w, rc, "score", "coupons["+strconv.Itoa(bad)+"]", rows[bad*NumFeatures:(bad+1)*NumFeatures], true)
 		return
 	}
 	results := make([]scoreResult, n) // never nil: no coupons answer [], not null
@@ -194,22 +203,38 @@ func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
 	s.reply(w, rc, http.StatusOK, results)
 }
 
-// scoreRows runs the model over n rows; ok is false if it gave NaN or ±Inf,
-// which JSON cannot carry and no caller could use.
-func (s *Server) scoreRows(rows []float32, n int) (probs []float64, ok bool) {
+// scoreRows runs the model over n rows. bad is the index of the first row it
+// gave NaN or ±Inf for, which JSON cannot carry and no caller could use, or
+// -1. The model is built to give neither for any finite row (extend), so
+// bad >= 0 is a model defect.
+func (s *Server) scoreRows(rows []float32, n int) (probs []float64, bad int) {
 	probs = make([]float64, n)
 	if n == 0 {
-		return probs, true
+		return probs, -1
 	}
 	s.model.ScoreRows(rows, probs)
 	s.stats.rows.Add(uint64(n))
-	for _, p := range probs {
+	for i, p := range probs {
 		if math.IsNaN(p) || math.IsInf(p, 0) {
-			s.log.Error("model gave a non-finite probability", "rows", n)
-			return nil, false
+			return nil, i
 		}
 	}
-	return probs, true
+	return probs, -1
+}
+
+// nonFinite answers a request with a row the model could not score: a 422
+// naming it, as the caller can do nothing but leave that input out (a 500
+// would invite a retry of the same input). The log line, with the row's
+// features to reproduce it, is rate-limited: any caller can send the row in
+// every request.
+func (s *Server) nonFinite(w http.ResponseWriter, rc *routeCounters, route, field string, row []float32, withField bool) {
+	s.warn.Log(slog.LevelError, "non_finite_"+route, "model gave a non-finite probability",
+		"route", route, "field", field, "features", row)
+	body := errorBody{Error: field + ": the model gave a non-finite probability for this input"}
+	if withField {
+		body.Field = field
+	}
+	s.reply(w, rc, http.StatusUnprocessableEntity, body)
 }
 
 func (s *Server) handleLive(w http.ResponseWriter, _ *http.Request) {
@@ -315,9 +340,9 @@ func (s *Server) handleInfer(w http.ResponseWriter, r *http.Request) {
 		s.badRequest(w, rc, "infer", err, false)
 		return
 	}
-	probs, ok := s.scoreRows(call.rows, call.n)
-	if !ok {
-		s.reply(w, rc, http.StatusInternalServerError, errorBody{Error: "model gave a non-finite probability"})
+	probs, bad := s.scoreRows(call.rows, call.n)
+	if bad >= 0 {
+		s.nonFinite(w, rc, "infer", "inputs[0].data: row "+strconv.Itoa(bad), call.rows[bad*NumFeatures:(bad+1)*NumFeatures], false)
 		return
 	}
 	data := make([]float32, call.n) // never nil: no rows answer "data":[]

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/storeflow/storeflow/store"
@@ -295,13 +297,132 @@ func TestScoreTooLarge(t *testing.T) {
 	}
 }
 
-func TestScoreNonFiniteModel(t *testing.T) {
-	s, mux := newTestMux(nanScorer{})
-	if status, body := serve(t, mux, "POST", "/score", mustJSON(t, scoreJSON())); status != http.StatusInternalServerError {
-		t.Fatalf("got %d %s, want 500", status, body)
+// The issue's requests: valid bodies with tiny amounts were answered 500
+// "model gave a non-finite probability". Every amount /score accepts, and
+// every FP32 value of an infer row, gets a probability from the trained model.
+func TestEndpointsFiniteForExtremeInputs(t *testing.T) {
+	s, mux := newTestMux(testModel(t))
+	var amounts []float64 // what /score accepts: 0 to float32's largest
+	for _, v := range extremeAmounts {
+		if v <= math.MaxFloat32 {
+			amounts = append(amounts, v)
+		}
 	}
-	if got := s.Stats().Score.Failed; got != 1 {
-		t.Fatalf("Failed = %d, want 1", got)
+	requests := 0
+	for _, buy := range amounts {
+		for _, discount := range []float64{0, 1e-45, 100} {
+			body := scoreJSON()
+			customerOf(body)["mean_buy_price"] = buy
+			customerOf(body)["mean_discount_received"] = discount
+			coupon := couponOf(body, 0)
+			var coupons []any
+			for i, product := range amounts { // one coupon per product price
+				cp := maps.Clone(coupon)
+				cp["coupon_id"], cp["product_mean_price"] = i, product
+				coupons = append(coupons, cp)
+			}
+			body["coupons"] = coupons
+			status, resp := serve(t, mux, "POST", "/score", mustJSON(t, body))
+			requests++
+			var got []scoreResult
+			if status != http.StatusOK || json.Unmarshal(resp, &got) != nil || len(got) != len(amounts) {
+				t.Errorf("/score with mean_buy_price %g, mean_discount_received %g: %d %s", buy, discount, status, resp)
+				continue
+			}
+			for _, r := range got {
+				if !isProbability(r.Prediction) {
+					t.Errorf("/score with mean_buy_price %g, product_mean_price %g: prediction %v", buy, amounts[r.CouponID], r.Prediction)
+				}
+			}
+		}
+	}
+	if st := s.Stats().Score; st != (RouteStats{OK: uint64(requests)}) {
+		t.Errorf("/score stats %+v, want %d ok", st, requests)
+	}
+
+	// An infer row is any FP32 values: negative ones, and a discount gap
+	// beyond float32's range.
+	base := testRows(&testCustomer, testCoupons()[:1])[0]
+	var rows [][]float32
+	var signed []float32
+	for _, v := range amounts {
+		signed = append(signed, float32(v), -float32(v))
+	}
+	for _, buy := range signed {
+		for _, product := range signed {
+			row := slices.Clone(base)
+			row[fMeanBuyPrice], row[fProductMeanPrice] = buy, product
+			rows = append(rows, row)
+		}
+		row := slices.Clone(base)
+		row[fDiscount], row[fMeanDiscountReceived] = math.MaxFloat32, buy
+		rows = append(rows, row)
+		row = slices.Clone(row)
+		row[fDiscount] = -math.MaxFloat32
+		rows = append(rows, row)
+	}
+	status, resp := serve(t, mux, "POST", "/v2/models/coupon/infer", inferJSON(t, "FP32", len(rows), flat(rows)))
+	var got struct {
+		Outputs []struct {
+			Data []float32 `json:"data"`
+		} `json:"outputs"`
+	}
+	if status != http.StatusOK || json.Unmarshal(resp, &got) != nil || len(got.Outputs) != 1 || len(got.Outputs[0].Data) != len(rows) {
+		t.Fatalf("infer of %d extreme rows: %d %.300s", len(rows), status, resp)
+	}
+	for i, p := range got.Outputs[0].Data {
+		if !isProbability(float64(p)) {
+			t.Errorf("infer row %v: probability %v", rows[i], p)
+		}
+	}
+}
+
+// lockedBuffer is a log destination safe for concurrent writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A model that gives a non-finite probability (it should not) costs the
+// caller a 422 that names the row, counted as unprocessable, and the log one
+// line however many requests hit it: it was a 500 and an ERROR line each.
+func TestNonFiniteModelIsUnprocessable(t *testing.T) {
+	var logs lockedBuffer
+	s := NewServer(nanScorer{}, slog.New(slog.NewTextHandler(&logs, nil)))
+	mux := http.NewServeMux()
+	s.Register(mux)
+	const requests = 50
+	rows := flat(testRows(&testCustomer, testCoupons()))
+	for range requests {
+		status, body := serve(t, mux, "POST", "/score", mustJSON(t, scoreJSON()))
+		var eb errorBody
+		if status != http.StatusUnprocessableEntity || json.Unmarshal(body, &eb) != nil || eb.Field != "coupons[0]" ||
+			!strings.Contains(eb.Error, "coupons[0]") || !strings.Contains(eb.Error, "non-finite") {
+			t.Fatalf("/score: got %d %s, want 422 naming coupons[0]", status, body)
+		}
+		status, body = serve(t, mux, "POST", "/v2/models/coupon/infer", inferJSON(t, "FP32", 5, rows))
+		if status != http.StatusUnprocessableEntity || !strings.Contains(string(body), "inputs[0].data: row 0") {
+			t.Fatalf("infer: got %d %s, want 422 naming inputs[0].data row 0", status, body)
+		}
+	}
+	st := s.Stats()
+	if st.Score != (RouteStats{Unprocessable: requests}) || st.Infer != (RouteStats{Unprocessable: requests}) {
+		t.Errorf("stats %+v, want %d unprocessable on each route", st, requests)
+	}
+	if n := strings.Count(logs.String(), "non-finite"); n != 2 { // one per route within the interval
+		t.Errorf("%d log lines about non-finite probabilities for %d requests, want 2:\n%s", n, 2*requests, logs.String())
 	}
 }
 
