@@ -72,8 +72,8 @@ func (p *Proxy) accept() {
 		p.mu.Lock()
 		p.conns[cp] = struct{}{}
 		p.mu.Unlock()
-		p.wg.Go(func() { p.pipe(cp, s, c, nil) })
-		p.wg.Go(func() { p.pipe(cp, c, s, &cp.hold) })
+		p.wg.Go(func() { p.pipe(cp, s, c, &cp.hold) }) // client → server: held by Hold
+		p.wg.Go(func() { p.pipe(cp, c, s, nil) })
 	}
 }
 
