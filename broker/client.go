@@ -221,10 +221,10 @@ func Dial(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 		SetUsername(cfg.Username).
 		SetPassword(password).
 		SetCleanSession(false).
-		SetStore(paho.NewOrderedMemoryStore()). // in-flight QoS 1/2 publishes are resent in the order they were made
-		SetResumeSubs(false).                   // onConnect renews every subscription itself
-		SetAutoReconnect(false).                // reconnect does it, on its own schedule
-		SetConnectRetry(false).                 // Dial fails fast; only an established connection is retried
+		SetStore(resendStore{paho.NewOrderedMemoryStore()}). // in-flight QoS 1/2 publishes are resent in the order they were made
+		SetResumeSubs(false).                                // onConnect renews every subscription itself
+		SetAutoReconnect(false).                             // reconnect does it, on its own schedule
+		SetConnectRetry(false).                              // Dial fails fast; only an established connection is retried
 		SetConnectTimeout(connectTimeout).
 		SetKeepAlive(30 * time.Second).
 		SetOrderMatters(true). // per-shopper order: handlers run one after another
@@ -371,6 +371,33 @@ func clientTLS(cfg Config) (*tls.Config, error) {
 		tc.Certificates = []tls.Certificate{cert}
 	}
 	return tc, nil
+}
+
+// resendStore is paho's ordered in-memory store, except that it keeps and
+// hands out copies of PUBLISH packets. A Publish that was waiting for the old
+// connection is written on the new one while paho's resume sends the same
+// message from the store, marked as sent before (DUP): with one packet for
+// both, the writer (which sets the packet's length) and resume (which sets
+// DUP and reads it) race — a data race inside paho
+// (eclipse-paho/paho.mqtt.golang#703), seen here under -race across mosquitto
+// restarts. With copies the two share only the topic and the payload, which
+// nobody writes. (The message then goes out twice: at QoS 1, at least once.)
+type resendStore struct{ *paho.OrderedMemoryStore }
+
+func (s resendStore) Put(key string, p packets.ControlPacket) {
+	s.OrderedMemoryStore.Put(key, copyPublish(p))
+}
+
+func (s resendStore) Get(key string) packets.ControlPacket {
+	return copyPublish(s.OrderedMemoryStore.Get(key))
+}
+
+func copyPublish(p packets.ControlPacket) packets.ControlPacket {
+	if pub, ok := p.(*packets.PublishPacket); ok {
+		c := *pub
+		return &c
+	}
+	return p
 }
 
 // onConnect runs (on a goroutine of its own) after every connect: it renews

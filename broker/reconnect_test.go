@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
+
 	"github.com/storeflow/storeflow/internal/mosquittotest"
 	"github.com/storeflow/storeflow/internal/tcpproxy"
 )
@@ -110,6 +113,32 @@ func TestClientPublishesAtTheMomentOfDisconnectAreNotLost(t *testing.T) {
 	}
 	if s.PublishErrors != 0 {
 		t.Errorf("publish errors counted: %d, want 0", s.PublishErrors)
+	}
+}
+
+// The store keeps its own copy of a PUBLISH and hands out copies: paho's
+// writer (which sets the packet's length) and its resume after a reconnect
+// (which sets DUP) never share a packet.
+func TestResendStoreKeepsAndGivesCopies(t *testing.T) {
+	s := resendStore{paho.NewOrderedMemoryStore()}
+	s.Open()
+	pub := packets.NewControlPacket(packets.Publish).(*packets.PublishPacket)
+	pub.Qos, pub.MessageID, pub.TopicName, pub.Payload = 1, 7, "customer/prediction", []byte("coupon")
+	s.Put("o.7", pub)
+	pub.RemainingLength = 99 // what the writer does to the packet it writes
+	got, ok := s.Get("o.7").(*packets.PublishPacket)
+	if !ok || got == pub {
+		t.Fatalf("Get returned %T %p, want a copy of the stored packet (the caller's is %p)", got, got, pub)
+	}
+	if got.RemainingLength == 99 {
+		t.Error("the store shares the packet Put was given")
+	}
+	got.Dup = true // what resume does
+	if again := s.Get("o.7").(*packets.PublishPacket); again.Dup || again == got {
+		t.Error("setting DUP on what Get returned changed the stored packet")
+	}
+	if got.Qos != 1 || got.MessageID != 7 || got.TopicName != pub.TopicName || string(got.Payload) != "coupon" {
+		t.Errorf("the copy differs: %v", got)
 	}
 }
 
