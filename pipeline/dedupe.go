@@ -23,7 +23,7 @@ type focusKey struct {
 // taken in, so that a focus delivered again is not handled again — the visit
 // ledger would offer the shopper the next best coupon. A ring of keys in
 // arrival order and a map from key to its place in the ring: O(1) per event,
-// at most cap keys held; the oldest goes when a new one comes.
+// at most len(ring) keys held; the oldest goes when a new one comes.
 type recentFocus struct {
 	mu   sync.Mutex
 	seen map[focusKey]uint64 // key → its sequence number (its slot in ring is seq % len(ring))
@@ -65,11 +65,4 @@ func (r *recentFocus) forget(f event.Focus) {
 	r.mu.Lock()
 	delete(r.seen, focusKey{f.ID, f.Dep, f.TS})
 	r.mu.Unlock()
-}
-
-// size is the number of keys held.
-func (r *recentFocus) size() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.seen)
 }

@@ -100,11 +100,11 @@ func TestRecentFocusIsBounded(t *testing.T) {
 		if !r.add(event.Focus{ID: fmt.Sprint(i), TS: 1, Dep: store.Women}) {
 			t.Fatalf("focus %d is not new", i)
 		}
-		if got := r.size(); got > n {
+		if got := len(r.seen); got > n {
 			t.Fatalf("after %d focus events the window holds %d, want at most %d", i+1, got, n)
 		}
 	}
-	if got := r.size(); got != n {
+	if got := len(r.seen); got != n {
 		t.Errorf("the window holds %d keys, want %d", got, n)
 	}
 	if len(r.ring) != n {

@@ -136,13 +136,6 @@ func (p *Proxy) Refuse(on bool) { p.refuse.Store(on) }
 // Refused is the number of connections closed because of Refuse.
 func (p *Proxy) Refused() int64 { return p.refused.Load() }
 
-// Conns is the number of connections open through the proxy now.
-func (p *Proxy) Conns() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.conns)
-}
-
 // abort closes c with a reset rather than an orderly close, so the peer's
 // next read or write fails at once, as when a server dies.
 func abort(c net.Conn) {
