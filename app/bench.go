@@ -205,7 +205,11 @@ func (a *App) benchPipeline(ctx context.Context, opts BenchOptions, onCoupon *at
 	start := time.Now()
 	for i := range opts.Shoppers {
 		id := customers[i%len(customers)].ID
-		buf = event.AppendPresence(buf[:0], event.Presence{ID: id, TS: ts})
+		// A customer's next visit comes after the last one: a focus with the
+		// same shopper, department and ts would be the same focus delivered
+		// again (FOCUS_DEDUP_WINDOW), not a new one.
+		visit := ts + int64(i/len(customers)*(opts.Linger+1))
+		buf = event.AppendPresence(buf[:0], event.Presence{ID: id, TS: visit})
 		if err := publish(a.cfg.Pipeline.EntryTopic, buf); err != nil {
 			return PipelineReport{}, err
 		}
@@ -215,13 +219,13 @@ func (a *App) benchPipeline(ctx context.Context, opts BenchOptions, onCoupon *at
 				sentAt[id] = time.Now()
 				mu.Unlock()
 			}
-			buf = event.AppendMove(buf[:0], event.Move{ID: id, TS: ts + int64(m), X: in.X, Y: in.Y})
+			buf = event.AppendMove(buf[:0], event.Move{ID: id, TS: visit + int64(m), X: in.X, Y: in.Y})
 			if err := publish(a.cfg.Pipeline.MoveTopic, buf); err != nil {
 				return PipelineReport{}, err
 			}
 			moves++
 		}
-		buf = event.AppendPresence(buf[:0], event.Presence{ID: id, TS: ts + int64(opts.Linger)})
+		buf = event.AppendPresence(buf[:0], event.Presence{ID: id, TS: visit + int64(opts.Linger)})
 		if err := publish(a.cfg.Pipeline.ExitTopic, buf); err != nil {
 			return PipelineReport{}, err
 		}

@@ -73,12 +73,13 @@ func (a *App) registerPredictionMetrics() {
 // registerBrokerMetrics exposes the external broker connection's counters.
 func (a *App) registerBrokerMetrics(c *broker.Client) {
 	a.countersByLabel("storeflow_mqtt_client_events_total",
-		"The external broker connection: connects, connections lost, publishes, failed publishes, publishes queued and dropped while disconnected.",
+		"The external broker connection: connects, connections lost, publishes, failed publishes, publishes resent after a connection loss, publishes queued and dropped while disconnected.",
 		"event", map[string]func() uint64{
 			"connect":         func() uint64 { return c.Stats().Connects },
 			"connection_lost": func() uint64 { return c.Stats().ConnectionLost },
 			"published":       func() uint64 { return c.Stats().Published },
 			"publish_error":   func() uint64 { return c.Stats().PublishErrors },
+			"resent":          func() uint64 { return c.Stats().Resent },
 			"offline_queued":  func() uint64 { return c.Stats().OfflineQueued },
 			"offline_dropped": func() uint64 { return c.Stats().OfflineDropped },
 		})

@@ -20,6 +20,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
+	"github.com/storeflow/storeflow/internal/ratelog"
 	"github.com/storeflow/storeflow/internal/redact"
 )
 
@@ -36,13 +37,16 @@ var ErrOfflineQueueFull = errors.New("offline queue full: message dropped")
 //     messages for it while it is away; MQTT_NAME must therefore be unique
 //     per running instance, or two instances take the session from each other;
 //   - paho's in-memory store, so QoS 1/2 publishes in flight when the
-//     connection drops are sent again after the reconnect;
-//   - automatic reconnect with backoff (at most maxReconnectInterval apart),
-//     subscriptions renewed on every connect (a broker without persistence
-//     forgets them);
-//   - publishes made while disconnected wait in a bounded queue
-//     (MQTT_OFFLINE_QUEUE) and go out in order after the reconnect; what does
-//     not fit is dropped and counted.
+//     connection drops, or being written as it drops, are sent again after
+//     the reconnect;
+//   - its own reconnect (see reconnect): the first attempt at once, then at
+//     most reconnectMaxWait apart, subscriptions renewed on every connect,
+//     all at once (a broker without persistence forgets them, and drops what
+//     is published for them until they are back);
+//   - publishes made while disconnected, or refused by paho as the
+//     connection drops, wait in a bounded queue (MQTT_OFFLINE_QUEUE) and go
+//     out in order after the reconnect; what does not fit is dropped and
+//     counted.
 //
 // Messages the broker kept for a previous run of the same client id arrive
 // right after Dial, before any Subscribe: paho acknowledges and drops them.
@@ -60,6 +64,7 @@ type Client struct {
 	queue  []outgoing    // publishes waiting for the connection, oldest first
 
 	drainMu sync.Mutex // one drain at a time, in queue order
+	connMu  sync.Mutex // a reconnect attempt starts only while done is open
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -67,9 +72,10 @@ type Client struct {
 	closeOnce sync.Once
 
 	stats struct {
-		connects, connectionLost, published, publishErrors, offlineQueued, offlineDropped atomic.Uint64
+		connects, connectionLost, published, publishErrors, resent, offlineQueued, offlineDropped atomic.Uint64
 	}
-	lastDropLog atomic.Int64 // unix nanoseconds of the last "dropped" log line
+	warn *ratelog.Logger // at most one line per kind and logEvery
+	urls []string        // the brokers, for hiding their credentials in paho's errors
 }
 
 // outgoing is a publish waiting in the offline queue; payload is a copy.
@@ -84,6 +90,7 @@ type ClientStats struct {
 	ConnectionLost uint64 // connections lost
 	Published      uint64 // publishes the broker acknowledged (QoS 1/2) or that were written (QoS 0)
 	PublishErrors  uint64 // publishes paho reported failed
+	Resent         uint64 // QoS 1/2 publishes the connection broke under as paho wrote them: paho sends them again after the reconnect
 	OfflineQueued  uint64 // publishes put in the offline queue while disconnected
 	OfflineDropped uint64 // publishes dropped because the offline queue was full
 	OfflinePending int    // publishes in the offline queue now
@@ -99,6 +106,7 @@ func (c *Client) Stats() ClientStats {
 		ConnectionLost: c.stats.connectionLost.Load(),
 		Published:      c.stats.published.Load(),
 		PublishErrors:  c.stats.publishErrors.Load(),
+		Resent:         c.stats.resent.Load(),
 		OfflineQueued:  c.stats.offlineQueued.Load(),
 		OfflineDropped: c.stats.offlineDropped.Load(),
 		OfflinePending: pending,
@@ -106,14 +114,20 @@ func (c *Client) Stats() ClientStats {
 }
 
 const (
-	// maxReconnectInterval caps paho's reconnect backoff (1 s, 2 s, 4 s, …).
-	maxReconnectInterval = 10 * time.Second
+	// After a lost connection the first reconnect attempt is made at once;
+	// after a failed one the client waits reconnectFirstWait, then twice as
+	// long each time, up to reconnectMaxWait. A broker that does not answer
+	// spaces the attempts by connectTimeout anyway; one that answers (a
+	// refused connection, a CONNACK refusal) is tried again soon, so the
+	// client is back within reconnectMaxWait of the broker. (paho's own
+	// backoff waited 1, 2, 4, 8 s: with a broker that restarts without
+	// persistence, every event published in that time is lost.)
+	reconnectFirstWait = 50 * time.Millisecond
+	reconnectMaxWait   = 500 * time.Millisecond
 	// connectTimeout bounds one connection attempt (TCP, TLS and CONNACK).
 	connectTimeout = 10 * time.Second
 	// subscribeTimeout bounds the wait for a SUBACK.
 	subscribeTimeout = 10 * time.Second
-	// dropLogEvery rate-limits the log line about offline drops.
-	dropLogEvery = 10 * time.Second
 )
 
 // BrokerURLs turns MQTT_HOST (a comma-separated list; each entry a host, a
@@ -176,7 +190,7 @@ func isTLSURL(u string) bool {
 // Dial connects to the external broker and fails fast: a refused connection,
 // a bad password or a certificate problem is an error here, not a retry loop.
 // Each host in MQTT_HOST is tried once, in order. After the first connection,
-// the client reconnects on its own.
+// the client reconnects on its own (reconnect).
 func Dial(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 	if errs := validateExternal(cfg); len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -201,6 +215,8 @@ func Dial(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 		lost:     make(chan struct{}),
 		ready:    make(chan struct{}),
 		done:     make(chan struct{}),
+		warn:     ratelog.New(log, logEvery),
+		urls:     urls,
 	}
 	close(cl.lost) // not connected yet
 	opts := paho.NewClientOptions().
@@ -209,11 +225,10 @@ func Dial(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 		SetUsername(cfg.Username).
 		SetPassword(password).
 		SetCleanSession(false).
-		SetStore(paho.NewOrderedMemoryStore()). // in-flight QoS 1/2 publishes are resent in the order they were made
-		SetResumeSubs(false).                   // onConnect renews every subscription itself
-		SetAutoReconnect(true).
-		SetMaxReconnectInterval(maxReconnectInterval).
-		SetConnectRetry(false). // Dial fails fast; only an established connection is retried
+		SetStore(resendStore{paho.NewOrderedMemoryStore()}). // in-flight QoS 1/2 publishes are resent in the order they were made
+		SetResumeSubs(false).                                // onConnect renews every subscription itself
+		SetAutoReconnect(false).                             // reconnect does it, on its own schedule
+		SetConnectRetry(false).                              // Dial fails fast; only an established connection is retried
 		SetConnectTimeout(connectTimeout).
 		SetKeepAlive(30 * time.Second).
 		SetOrderMatters(true). // per-shopper order: handlers run one after another
@@ -228,10 +243,7 @@ func Dial(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 			return tc
 		}).
 		SetOnConnectHandler(cl.onConnect).
-		SetConnectionLostHandler(cl.onConnectionLost).
-		SetReconnectingHandler(func(paho.Client, *paho.ClientOptions) {
-			log.Info("mqtt reconnecting")
-		})
+		SetConnectionLostHandler(cl.onConnectionLost)
 	for _, u := range urls {
 		opts.AddBroker(u)
 	}
@@ -365,6 +377,33 @@ func clientTLS(cfg Config) (*tls.Config, error) {
 	return tc, nil
 }
 
+// resendStore is paho's ordered in-memory store, except that it keeps and
+// hands out copies of PUBLISH packets. A Publish that was waiting for the old
+// connection is written on the new one while paho's resume sends the same
+// message from the store, marked as sent before (DUP): with one packet for
+// both, the writer (which sets the packet's length) and resume (which sets
+// DUP and reads it) race — a data race inside paho
+// (eclipse-paho/paho.mqtt.golang#703), seen here under -race across mosquitto
+// restarts. With copies the two share only the topic and the payload, which
+// nobody writes. (The message then goes out twice: at QoS 1, at least once.)
+type resendStore struct{ *paho.OrderedMemoryStore }
+
+func (s resendStore) Put(key string, p packets.ControlPacket) {
+	s.OrderedMemoryStore.Put(key, copyPublish(p))
+}
+
+func (s resendStore) Get(key string) packets.ControlPacket {
+	return copyPublish(s.OrderedMemoryStore.Get(key))
+}
+
+func copyPublish(p packets.ControlPacket) packets.ControlPacket {
+	if pub, ok := p.(*packets.PublishPacket); ok {
+		c := *pub
+		return &c
+	}
+	return p
+}
+
 // onConnect runs (on a goroutine of its own) after every connect: it renews
 // the subscriptions, then sends what waited in the offline queue.
 func (c *Client) onConnect(pc paho.Client) {
@@ -379,8 +418,14 @@ func (c *Client) onConnect(pc paho.Client) {
 		subs[f] = h
 	}
 	c.mu.Unlock()
+	// Every SUBSCRIBE goes out before the first SUBACK is awaited: a broker
+	// that forgot them drops what is published on their topics until then.
+	toks := make(map[string]paho.Token, len(subs))
 	for f, h := range subs {
-		if err := c.subscribe(pc, f, h); err != nil {
+		toks[f] = c.subscribe(pc, f, h)
+	}
+	for f, tok := range toks {
+		if err := subscribed(f, tok); err != nil {
 			c.log.Error("mqtt resubscribe failed", "filter", f, "error", err)
 		}
 	}
@@ -388,19 +433,60 @@ func (c *Client) onConnect(pc paho.Client) {
 	c.readyOnce.Do(func() { close(c.ready) })
 }
 
-func (c *Client) onConnectionLost(pc paho.Client, err error) {
-	c.log.Warn("mqtt connection lost", "error", err)
-	// paho runs this and the next onConnect on goroutines of their own: if
-	// it has reconnected already, the client is up again.
-	if !pc.IsConnectionOpen() {
-		c.mu.Lock()
-		if c.up {
-			c.up, c.online = false, false
-			close(c.lost)
-		}
-		c.mu.Unlock()
+// onConnectionLost runs on a goroutine of its own, after paho has stopped
+// the connection; it marks the client down (Publish queues from now on) and
+// reconnects.
+func (c *Client) onConnectionLost(_ paho.Client, err error) {
+	c.warn.Log(slog.LevelWarn, "mqtt:lost", "mqtt connection lost", "error", redact.Error(err, c.urls...))
+	c.mu.Lock()
+	if c.up {
+		c.up, c.online = false, false
+		close(c.lost)
 	}
+	c.mu.Unlock()
 	c.stats.connectionLost.Add(1) // after the state: whoever sees the count sees Publish queue
+	c.reconnect()
+}
+
+// reconnect connects again until it succeeds or the client is closed: the
+// first attempt at once, the next ones reconnectFirstWait apart, doubling up
+// to reconnectMaxWait. Each attempt tries every host of MQTT_HOST in order.
+func (c *Client) reconnect() {
+	start := time.Now()
+	var wait time.Duration
+	for attempt := 1; ; attempt++ {
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-c.done:
+				t.Stop()
+				return
+			}
+		}
+		c.connMu.Lock()
+		select {
+		case <-c.done: // shutdown has begun: never connect again
+			c.connMu.Unlock()
+			return
+		default:
+		}
+		tok := c.c.Connect()
+		c.connMu.Unlock()
+		select {
+		case <-tok.Done():
+		case <-c.done: // shutdown's Disconnect ends the attempt
+			return
+		}
+		if err := tok.Error(); err != nil {
+			c.warn.Log(slog.LevelWarn, "mqtt:reconnect", "mqtt reconnect failed", "attempt", attempt, "error", redact.Error(err, c.urls...))
+			wait = min(max(2*wait, reconnectFirstWait), reconnectMaxWait)
+			continue
+		}
+		c.warn.Log(slog.LevelInfo, "mqtt:reconnected", "mqtt reconnected", "attempts", attempt,
+			"after", time.Since(start).Round(time.Millisecond))
+		return
+	}
 }
 
 // drain hands the offline queue to paho in order, then lets Publish go
@@ -428,7 +514,12 @@ func (c *Client) drain() {
 		c.mu.Unlock()
 		// If the connection drops from here on, paho keeps a QoS 1/2
 		// message in its session store and sends it after the reconnect.
-		sent = append(sent, c.c.Publish(m.topic, c.qos, false, m.payload))
+		tok := c.c.Publish(m.topic, c.qos, false, m.payload)
+		if refused(tok) {
+			c.requeue(m) // the connection dropped before paho took it
+			break
+		}
+		sent = append(sent, tok)
 	}
 	if len(sent) == 0 {
 		return
@@ -438,7 +529,7 @@ func (c *Client) drain() {
 		for _, tok := range sent {
 			select {
 			case <-tok.Done():
-				c.count(tok.Error())
+				c.settle(tok)
 			case <-c.done:
 				return
 			}
@@ -446,19 +537,60 @@ func (c *Client) drain() {
 	}()
 }
 
-func (c *Client) count(err error) {
-	if err != nil {
-		c.stats.publishErrors.Add(1)
-		c.log.Warn("mqtt publish failed", "error", err)
-		return
-	}
-	c.stats.published.Add(1)
+// requeue puts m back at the head of the offline queue.
+func (c *Client) requeue(m outgoing) {
+	c.mu.Lock()
+	c.queue = append([]outgoing{m}, c.queue...)
+	c.mu.Unlock()
 }
 
-func (c *Client) subscribe(pc paho.Client, filter string, h Handler) error {
-	tok := pc.Subscribe(filter, c.qos, func(_ paho.Client, m paho.Message) {
+// refused reports whether paho refused a publish at once because the
+// connection is down: it did not take the message, which is still ours to
+// send. Any other publish has a packet id (QoS 1/2) and sits in paho's
+// session store until acknowledged, across reconnects.
+func refused(tok paho.Token) bool {
+	select {
+	case <-tok.Done():
+		return errors.Is(tok.Error(), paho.ErrNotConnected)
+	default:
+		return false
+	}
+}
+
+// settle counts how a publish paho took ended and returns its error: nil
+// also when the connection broke as paho wrote the message, which it keeps
+// and sends again after the reconnect (a QoS 1/2 message with a packet id).
+func (c *Client) settle(tok paho.Token) error {
+	err := tok.Error()
+	switch {
+	case err == nil:
+		c.stats.published.Add(1)
+		return nil
+	case held(tok):
+		c.stats.resent.Add(1)
+		return nil
+	}
+	c.stats.publishErrors.Add(1)
+	c.warn.Log(slog.LevelWarn, "mqtt:publish", "mqtt publish failed", "error", err)
+	return err
+}
+
+// held reports whether paho keeps a failed publish in its session store:
+// it gave it a packet id, so it was stored before being written, and is
+// deleted only when the broker acknowledges it.
+func held(tok paho.Token) bool {
+	pt, ok := tok.(*paho.PublishToken)
+	return ok && pt.MessageID() != 0
+}
+
+// subscribe sends a SUBSCRIBE for filter; subscribed waits for its SUBACK.
+func (c *Client) subscribe(pc paho.Client, filter string, h Handler) paho.Token {
+	return pc.Subscribe(filter, c.qos, func(_ paho.Client, m paho.Message) {
 		h(m.Topic(), m.Payload())
 	})
+}
+
+func subscribed(filter string, tok paho.Token) error {
 	if !tok.WaitTimeout(subscribeTimeout) {
 		return fmt.Errorf("broker: subscribe %s: no SUBACK within %s", filter, subscribeTimeout)
 	}
@@ -477,7 +609,7 @@ func (c *Client) Subscribe(filter string, h Handler) error {
 	if !up || !c.c.IsConnectionOpen() {
 		return nil // onConnect subscribes
 	}
-	return c.subscribe(c.c, filter, h)
+	return subscribed(filter, c.subscribe(c.c, filter, h))
 }
 
 // Publish sends a copy of payload at MQTT_QOS. Connected, it waits until the
@@ -485,7 +617,8 @@ func (c *Client) Subscribe(filter string, h Handler) error {
 // the connection drops (paho then sends a QoS 1/2 message again after the
 // reconnect). Disconnected, it never waits: the message joins the offline
 // queue, sent in order after the reconnect, or, when the queue is full, is
-// dropped with ErrOfflineQueueFull.
+// dropped with ErrOfflineQueueFull. A publish the connection drops under is
+// no error: it is either in paho's session store or in the offline queue.
 func (c *Client) Publish(ctx context.Context, topic string, payload []byte) error {
 	select {
 	case <-c.done:
@@ -493,39 +626,52 @@ func (c *Client) Publish(ctx context.Context, topic string, payload []byte) erro
 	default:
 	}
 	payload = append([]byte(nil), payload...)
-	c.mu.Lock()
-	if !c.online {
-		if len(c.queue) >= c.queueCap {
+	for {
+		c.mu.Lock()
+		if !c.online {
+			if len(c.queue) >= c.queueCap {
+				c.mu.Unlock()
+				c.stats.offlineDropped.Add(1)
+				c.warn.Log(slog.LevelWarn, "mqtt:offline_dropped", "mqtt offline queue full: dropping publishes", "topic", topic,
+					"dropped_total", c.stats.offlineDropped.Load(), "queue", c.queueCap)
+				return fmt.Errorf("broker: publish %s: %w (MQTT_OFFLINE_QUEUE=%d)", topic, ErrOfflineQueueFull, c.queueCap)
+			}
+			c.queue = append(c.queue, outgoing{topic, payload})
 			c.mu.Unlock()
-			c.stats.offlineDropped.Add(1)
-			c.logDrop(topic)
-			return fmt.Errorf("broker: publish %s: %w (MQTT_OFFLINE_QUEUE=%d)", topic, ErrOfflineQueueFull, c.queueCap)
+			c.stats.offlineQueued.Add(1)
+			return nil
 		}
-		c.queue = append(c.queue, outgoing{topic, payload})
+		lost := c.lost
 		c.mu.Unlock()
-		c.stats.offlineQueued.Add(1)
-		return nil
-	}
-	lost := c.lost
-	c.mu.Unlock()
 
-	tok := c.c.Publish(topic, c.qos, false, payload)
-	select {
-	case <-tok.Done():
-		err := tok.Error()
-		c.count(err)
-		if err != nil {
-			return fmt.Errorf("broker: publish %s: %w", topic, err)
+		tok := c.c.Publish(topic, c.qos, false, payload)
+		if refused(tok) {
+			// paho saw the connection go before onConnectionLost ran:
+			// once it has, the message is queued.
+			select {
+			case <-lost:
+				continue
+			case <-c.done:
+				return ErrClosed
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
-		return nil
-	case <-lost:
-		// paho holds the message (QoS 1/2) for the next connection; do
-		// not keep the caller until then.
-		go c.await(tok)
-		return nil
-	case <-ctx.Done():
-		go c.await(tok)
-		return ctx.Err()
+		select {
+		case <-tok.Done():
+			if err := c.settle(tok); err != nil {
+				return fmt.Errorf("broker: publish %s: %w", topic, err)
+			}
+			return nil
+		case <-lost:
+			// paho holds the message (QoS 1/2) for the next connection; do
+			// not keep the caller until then.
+			go c.await(tok)
+			return nil
+		case <-ctx.Done():
+			go c.await(tok)
+			return ctx.Err()
+		}
 	}
 }
 
@@ -533,20 +679,9 @@ func (c *Client) Publish(ctx context.Context, topic string, payload []byte) erro
 func (c *Client) await(tok paho.Token) {
 	select {
 	case <-tok.Done():
-		c.count(tok.Error())
+		c.settle(tok)
 	case <-c.done:
 	}
-}
-
-// logDrop logs offline drops, at most once per dropLogEvery.
-func (c *Client) logDrop(topic string) {
-	now := time.Now().UnixNano()
-	last := c.lastDropLog.Load()
-	if now-last < int64(dropLogEvery) || !c.lastDropLog.CompareAndSwap(last, now) {
-		return
-	}
-	c.log.Warn("mqtt offline queue full: dropping publishes", "topic", topic,
-		"dropped_total", c.stats.offlineDropped.Load(), "queue", c.queueCap)
 }
 
 // Ready is closed once the first connection is up and subscribed.
@@ -572,7 +707,9 @@ func (c *Client) Run(ctx context.Context) error {
 // dropped, counted and logged.
 func (c *Client) shutdown(quiesceMillis uint) {
 	c.closeOnce.Do(func() {
+		c.connMu.Lock() // no reconnect attempt starts after this
 		close(c.done)
+		c.connMu.Unlock()
 		c.c.Disconnect(quiesceMillis)
 		c.mu.Lock()
 		n := len(c.queue)

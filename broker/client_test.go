@@ -166,9 +166,8 @@ func TestClientRenewsSubscriptionsAfterBrokerRestart(t *testing.T) {
 	start := time.Now()
 	sensor := dialOutside(t, m.Addr(), "sensor-after", "", "", "customer/prediction")
 	// The new broker knows no subscription until the client has reconnected
-	// (paho backs off up to MQTT's 10 s max reconnect interval) and renewed
-	// it; until then what the sensor publishes is dropped. Publish again
-	// until one arrives.
+	// (it retries at most reconnectMaxWait apart) and renewed it; until then
+	// what the sensor publishes is dropped. Publish again until one arrives.
 	deadline := time.After(30 * time.Second)
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()

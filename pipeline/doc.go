@@ -26,6 +26,10 @@
 //   - Focus from anywhere. The detector publishes focus events to the broker and
 //     the focus stages consume that topic, so focus events from outside the
 //     process take exactly the same path.
+//   - Once per focus. A focus event delivered again (QoS 1 is at least once)
+//     is recognised by shopper, department and ts among the last
+//     FOCUS_DEDUP_WINDOW taken in, counted as outcome "duplicate" and not
+//     handled twice: the visit ledger would offer the next best coupon.
 //   - Per-event failures are values. A bad payload, an unknown customer, no
 //     valid coupon, a scorer error: counted by reason, logged (rate-limited),
 //     and the pipeline goes on. Only a cancelled context stops a stage.

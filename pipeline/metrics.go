@@ -28,10 +28,11 @@ const (
 	OutcomeContextError    = "context_error"    // the central failed
 	OutcomeScoreError      = "score_error"      // the scorer failed
 	OutcomePublishError    = "publish_error"    // the broker refused the prediction
+	OutcomeDuplicate       = "duplicate"        // the same focus delivered again (FOCUS_DEDUP_WINDOW): not handled twice
 )
 
 var outcomes = []string{OutcomePublished, OutcomeUnknownCustomer, OutcomeNoCoupons, OutcomeBelowThreshold,
-	OutcomeAlreadyIssued, OutcomeContextError, OutcomeScoreError, OutcomePublishError}
+	OutcomeAlreadyIssued, OutcomeContextError, OutcomeScoreError, OutcomePublishError, OutcomeDuplicate}
 
 // metrics are the pipeline's counters. Label values are fixed sets: never a
 // customer id.

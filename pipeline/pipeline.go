@@ -42,6 +42,7 @@ type Config struct {
 	Overflow        string        `env:"PIPELINE_OVERFLOW" envDefault:"block"`
 	MaxProducts     int           `env:"PREDICTION_MAX_PRODUCTS" envDefault:"20"` // products listed in a prediction, at most
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`       // at shutdown, how long queued and in-flight events may take to finish
+	DedupWindow     int           `env:"FOCUS_DEDUP_WINDOW" envDefault:"10000"`   // focus events remembered to recognise one delivered again
 }
 
 // Validate checks the values; errors name the variable and the value.
@@ -77,7 +78,7 @@ func (c Config) Validate() error {
 	}{
 		{"MAX_SHOPPERS", c.MaxShoppers, 1, 10_000_000}, {"DWELL_WORKERS", c.DwellWorkers, 1, 256},
 		{"FOCUS_WORKERS", c.FocusWorkers, 1, 1024}, {"PIPELINE_QUEUE", c.QueueSize, 1, 1 << 20},
-		{"PREDICTION_MAX_PRODUCTS", c.MaxProducts, 1, 100_000},
+		{"PREDICTION_MAX_PRODUCTS", c.MaxProducts, 1, 100_000}, {"FOCUS_DEDUP_WINDOW", c.DedupWindow, 1, 1_000_000},
 	} {
 		if n.v < n.lo || n.v > n.h {
 			errs = append(errs, fmt.Errorf("%s=%d: must be between %d and %d", n.name, n.v, n.lo, n.h))
@@ -133,6 +134,7 @@ type Pipeline struct {
 	prefetchQ chan string
 	focusQ    chan focusIn
 	visits    *visits
+	recent    *recentFocus // focus events taken in lately: a second delivery is dropped
 
 	// Shutdown closes intake in the order of the flow: first the dwell
 	// queues, then — once the dwell workers have published the focus events
@@ -181,6 +183,7 @@ func New(cfg Config, plan *store.Plan, central Central, scorer recommender.Score
 		prefetchQ: make(chan string, cfg.QueueSize),
 		focusQ:    make(chan focusIn, cfg.QueueSize),
 		visits:    newVisits(),
+		recent:    newRecentFocus(cfg.DedupWindow),
 		dwellGate: newGate(),
 		focusGate: newGate(),
 		stop:      make(chan struct{}),
@@ -360,9 +363,15 @@ func (p *Pipeline) onFocus(topic string, payload []byte) {
 		p.reject(kindFocus, topic, event.ReasonOf(err), err)
 		return
 	}
+	if !p.recent.add(f) {
+		p.m.outcome[OutcomeDuplicate].Inc()
+		p.log.Debug("focus delivered again", "customer_id", f.ID, "department", f.Dep.String(), "ts", f.TS)
+		return
+	}
 	p.pending.Add(1)
 	if !enqueue(p, p.focusGate, p.focusQ, focusIn{focus: f, received: time.Now()}, "focus") {
 		p.pending.Add(-1)
+		p.recent.forget(f)
 		return
 	}
 	p.m.acceptedBy[kindFocus].Inc()

@@ -77,7 +77,7 @@ func testConfig() Config {
 		EntryTopic: "enter", MoveTopic: "move", ExitTopic: "exit", FocusTopic: "focus", PredictionTopic: "prediction",
 		FocusDwell: 10 * time.Second, FocusGap: 20 * time.Second, FocusCooldown: 10 * time.Minute,
 		ShopperTTL: 30 * time.Minute, MaxShoppers: 1000, DwellWorkers: 2, FocusWorkers: 2,
-		QueueSize: 16, Overflow: OverflowBlock, MaxProducts: 20, ShutdownTimeout: 5 * time.Second,
+		QueueSize: 16, Overflow: OverflowBlock, MaxProducts: 20, ShutdownTimeout: 5 * time.Second, DedupWindow: 1000,
 	}
 }
 
@@ -431,7 +431,7 @@ func TestShutdownDrainsQueuedFocus(t *testing.T) {
 		t.Errorf("storeflow_focus_stage_seconds has %d series, want 3", got)
 	}
 	// Intake is closed: a late event is refused and counted.
-	publishFocus(b, 1)
+	_ = b.Publish(context.Background(), "focus", fmt.Appendf(nil, `{"id":"late","ts":%d,"dep":"Men"}`, time.Now().Unix()))
 	if got := testutil.ToFloat64(p.m.dropped.WithLabelValues(dropShutdown)); got != 1 {
 		t.Errorf("dropped{shutdown} = %v after a late event, want 1", got)
 	}
