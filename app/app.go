@@ -109,11 +109,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 			OwnTopics:  []string{cfg.Pipeline.FocusTopic, cfg.Pipeline.PredictionTopic},
 		})
 	} else {
-		var c *broker.Client
-		if c, err = broker.Dial(ctx, cfg.Broker, blog); err == nil {
-			a.conn = c
-			a.registerBrokerMetrics(c)
-		}
+		a.conn, err = broker.Dial(ctx, cfg.Broker, blog, a.reg)
 	}
 	if err != nil {
 		return nil, err

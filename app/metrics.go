@@ -3,7 +3,6 @@ package app
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/storeflow/storeflow/broker"
 	"github.com/storeflow/storeflow/recommender"
 )
 
@@ -68,22 +67,4 @@ func (a *App) registerPredictionMetrics() {
 	}
 	a.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "storeflow_prediction_client_in_flight",
 		Help: "Calls to the remote prediction service in flight now."}, func() float64 { return float64(c.Stats().InFlight) }))
-}
-
-// registerBrokerMetrics exposes the external broker connection's counters.
-func (a *App) registerBrokerMetrics(c *broker.Client) {
-	a.countersByLabel("storeflow_mqtt_client_events_total",
-		"The external broker connection: connects, connections lost, publishes, failed publishes, publishes resent after a connection loss, publishes queued and dropped while disconnected.",
-		"event", map[string]func() uint64{
-			"connect":         func() uint64 { return c.Stats().Connects },
-			"connection_lost": func() uint64 { return c.Stats().ConnectionLost },
-			"published":       func() uint64 { return c.Stats().Published },
-			"publish_error":   func() uint64 { return c.Stats().PublishErrors },
-			"resent":          func() uint64 { return c.Stats().Resent },
-			"offline_queued":  func() uint64 { return c.Stats().OfflineQueued },
-			"offline_dropped": func() uint64 { return c.Stats().OfflineDropped },
-		})
-	a.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "storeflow_mqtt_client_offline_pending",
-		Help: "Publishes waiting in the offline queue for the external broker to come back."},
-		func() float64 { return float64(c.Stats().OfflinePending) }))
 }

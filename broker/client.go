@@ -14,11 +14,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/storeflow/storeflow/internal/ratelog"
 	"github.com/storeflow/storeflow/internal/redact"
@@ -26,7 +26,7 @@ import (
 
 // ErrOfflineQueueFull is returned by Publish when the connection is down and
 // MQTT_OFFLINE_QUEUE messages already wait for it: the message is dropped
-// (and counted in ClientStats.OfflineDropped).
+// (and counted as storeflow_mqtt_client_events_total{event="offline_dropped"}).
 var ErrOfflineQueueFull = errors.New("offline queue full: message dropped")
 
 // Client is a connection to an external broker that loses nothing across a
@@ -71,9 +71,7 @@ type Client struct {
 	done      chan struct{} // closed by Run's end or Close
 	closeOnce sync.Once
 
-	stats struct {
-		connects, connectionLost, published, publishErrors, resent, offlineQueued, offlineDropped atomic.Uint64
-	}
+	m    clientMetrics
 	warn *ratelog.Logger // at most one line per kind and logEvery
 	urls []string        // the brokers, for hiding their credentials in paho's errors
 }
@@ -84,33 +82,48 @@ type outgoing struct {
 	payload []byte
 }
 
-// ClientStats counts what the client did since Dial. Counters only grow.
-type ClientStats struct {
-	Connects       uint64 // connections made (the first one and every reconnect)
-	ConnectionLost uint64 // connections lost
-	Published      uint64 // publishes the broker acknowledged (QoS 1/2) or that were written (QoS 0)
-	PublishErrors  uint64 // publishes paho reported failed
-	Resent         uint64 // QoS 1/2 publishes the connection broke under as paho wrote them: paho sends them again after the reconnect
-	OfflineQueued  uint64 // publishes put in the offline queue while disconnected
-	OfflineDropped uint64 // publishes dropped because the offline queue was full
-	OfflinePending int    // publishes in the offline queue now
+// clientMetrics are the external broker connection's counters, recorded
+// where things happen (storeflow_mqtt_client_events_total{event}).
+type clientMetrics struct {
+	connects       prometheus.Counter // connections made (the first one and every reconnect)
+	connectionLost prometheus.Counter // connections lost
+	published      prometheus.Counter // publishes the broker acknowledged (QoS 1/2) or that were written (QoS 0)
+	publishErrors  prometheus.Counter // publishes paho reported failed
+	resent         prometheus.Counter // QoS 1/2 publishes the connection broke under: paho sends them again after the reconnect
+	offlineQueued  prometheus.Counter // publishes put in the offline queue while disconnected
+	offlineDropped prometheus.Counter // publishes dropped because the offline queue was full
 }
 
-// Stats returns the client's counters.
-func (c *Client) Stats() ClientStats {
-	c.mu.Lock()
-	pending := len(c.queue)
-	c.mu.Unlock()
-	return ClientStats{
-		Connects:       c.stats.connects.Load(),
-		ConnectionLost: c.stats.connectionLost.Load(),
-		Published:      c.stats.published.Load(),
-		PublishErrors:  c.stats.publishErrors.Load(),
-		Resent:         c.stats.resent.Load(),
-		OfflineQueued:  c.stats.offlineQueued.Load(),
-		OfflineDropped: c.stats.offlineDropped.Load(),
-		OfflinePending: pending,
+// newClientMetrics registers the client's metrics with reg (nil: kept
+// unregistered, for tests); pending reads the offline queue's length.
+func newClientMetrics(reg prometheus.Registerer, pending func() int) clientMetrics {
+	events := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "storeflow_mqtt_client_events_total",
+		Help: "The external broker connection: connects, connections lost, publishes, failed publishes, publishes resent after a connection loss, publishes queued and dropped while disconnected.",
+	}, []string{"event"})
+	m := clientMetrics{
+		connects:       events.WithLabelValues("connect"),
+		connectionLost: events.WithLabelValues("connection_lost"),
+		published:      events.WithLabelValues("published"),
+		publishErrors:  events.WithLabelValues("publish_error"),
+		resent:         events.WithLabelValues("resent"),
+		offlineQueued:  events.WithLabelValues("offline_queued"),
+		offlineDropped: events.WithLabelValues("offline_dropped"),
 	}
+	if reg != nil {
+		reg.MustRegister(events, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "storeflow_mqtt_client_offline_pending",
+			Help: "Publishes waiting in the offline queue for the external broker to come back.",
+		}, func() float64 { return float64(pending()) }))
+	}
+	return m
+}
+
+// pending is the number of publishes in the offline queue now.
+func (c *Client) pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
 }
 
 const (
@@ -191,7 +204,7 @@ func isTLSURL(u string) bool {
 // a bad password or a certificate problem is an error here, not a retry loop.
 // Each host in MQTT_HOST is tried once, in order. After the first connection,
 // the client reconnects on its own (reconnect).
-func Dial(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
+func Dial(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Client, error) {
 	if errs := validateExternal(cfg); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -218,6 +231,7 @@ func Dial(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 		warn:     ratelog.New(log, logEvery),
 		urls:     urls,
 	}
+	cl.m = newClientMetrics(reg, cl.pending)
 	close(cl.lost) // not connected yet
 	opts := paho.NewClientOptions().
 		SetClientID(cfg.Name).
@@ -407,7 +421,7 @@ func copyPublish(p packets.ControlPacket) packets.ControlPacket {
 // onConnect runs (on a goroutine of its own) after every connect: it renews
 // the subscriptions, then sends what waited in the offline queue.
 func (c *Client) onConnect(pc paho.Client) {
-	c.stats.connects.Add(1)
+	c.m.connects.Inc()
 	c.mu.Lock()
 	if !c.up {
 		c.up = true
@@ -444,7 +458,7 @@ func (c *Client) onConnectionLost(_ paho.Client, err error) {
 		close(c.lost)
 	}
 	c.mu.Unlock()
-	c.stats.connectionLost.Add(1) // after the state: whoever sees the count sees Publish queue
+	c.m.connectionLost.Inc() // after the state: whoever sees the count sees Publish queue
 	c.reconnect()
 }
 
@@ -564,13 +578,13 @@ func (c *Client) settle(tok paho.Token) error {
 	err := tok.Error()
 	switch {
 	case err == nil:
-		c.stats.published.Add(1)
+		c.m.published.Inc()
 		return nil
 	case held(tok):
-		c.stats.resent.Add(1)
+		c.m.resent.Inc()
 		return nil
 	}
-	c.stats.publishErrors.Add(1)
+	c.m.publishErrors.Inc()
 	c.warn.Log(slog.LevelWarn, "mqtt:publish", "mqtt publish failed", "error", err)
 	return err
 }
@@ -631,14 +645,14 @@ func (c *Client) Publish(ctx context.Context, topic string, payload []byte) erro
 		if !c.online {
 			if len(c.queue) >= c.queueCap {
 				c.mu.Unlock()
-				c.stats.offlineDropped.Add(1)
+				c.m.offlineDropped.Inc()
 				c.warn.Log(slog.LevelWarn, "mqtt:offline_dropped", "mqtt offline queue full: dropping publishes", "topic", topic,
-					"dropped_total", c.stats.offlineDropped.Load(), "queue", c.queueCap)
+					"queue", c.queueCap)
 				return fmt.Errorf("broker: publish %s: %w (MQTT_OFFLINE_QUEUE=%d)", topic, ErrOfflineQueueFull, c.queueCap)
 			}
 			c.queue = append(c.queue, outgoing{topic, payload})
 			c.mu.Unlock()
-			c.stats.offlineQueued.Add(1)
+			c.m.offlineQueued.Inc()
 			return nil
 		}
 		lost := c.lost
@@ -716,7 +730,7 @@ func (c *Client) shutdown(quiesceMillis uint) {
 		c.queue = nil
 		c.mu.Unlock()
 		if n > 0 {
-			c.stats.offlineDropped.Add(uint64(n))
+			c.m.offlineDropped.Add(float64(n))
 			c.log.Warn("mqtt offline queue dropped at shutdown", "messages", n)
 		}
 	})

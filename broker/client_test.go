@@ -19,6 +19,8 @@ import (
 	"github.com/storeflow/storeflow/internal/proctest"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/storeflow/storeflow/internal/certtest"
 	"github.com/storeflow/storeflow/internal/mosquittotest"
@@ -88,7 +90,7 @@ func TestClientUsernamePassword(t *testing.T) {
 			cfg := externalConfig(t, "127.0.0.1", addr)
 			cfg.Username, cfg.Password = tt.user, tt.password
 			start := time.Now()
-			c, err := Dial(context.Background(), cfg, testLog(t))
+			c, err := Dial(context.Background(), cfg, testLog(t), nil)
 			took := time.Since(start)
 			if err == nil {
 				c.Run(canceled())
@@ -134,7 +136,7 @@ func TestClientFailsOverToTheNextHost(t *testing.T) {
 
 	t.Run("no host answers", func(t *testing.T) {
 		start := time.Now()
-		c, err := Dial(context.Background(), externalConfig(t, refused, refused), testLog(t))
+		c, err := Dial(context.Background(), externalConfig(t, refused, refused), testLog(t), nil)
 		if err == nil {
 			c.Run(canceled())
 			t.Fatal("Dial to a closed port succeeded")
@@ -213,7 +215,7 @@ func runClient(t *testing.T, cfg Config) *Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	c, err := Dial(ctx, cfg, testLog(t))
+	c, err := Dial(ctx, cfg, testLog(t), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
@@ -476,7 +478,7 @@ func TestClientKeepsMessagesAcrossBrokerRestart(t *testing.T) {
 	}
 
 	m.Stop()
-	waitFor(t, 5*time.Second, "storeflow notices the broker is gone", func() bool { return c.Stats().ConnectionLost > 0 })
+	waitFor(t, 5*time.Second, "storeflow notices the broker is gone", func() bool { return stats(c).ConnectionLost > 0 })
 	start := time.Now()
 	for i := range 25 {
 		err := c.Publish(ctx, "customer/prediction", fmt.Appendf(nil, "offline %d", i))
@@ -490,7 +492,7 @@ func TestClientKeepsMessagesAcrossBrokerRestart(t *testing.T) {
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("25 publishes while disconnected took %s: Publish must not wait for the broker", took)
 	}
-	if s := c.Stats(); s.OfflineQueued != 20 || s.OfflineDropped != 5 || s.OfflinePending != 20 {
+	if s := stats(c); s.OfflineQueued != 20 || s.OfflineDropped != 5 || s.OfflinePending != 20 {
 		t.Errorf("stats while disconnected: %+v, want 20 queued, 5 dropped, 20 pending", s)
 	}
 
@@ -514,8 +516,8 @@ func TestClientKeepsMessagesAcrossBrokerRestart(t *testing.T) {
 	if msg := waitMessage(t, got, 5*time.Second); string(msg.Payload) != "door" {
 		t.Fatalf("storeflow got %q after the restart", msg.Payload)
 	}
-	waitFor(t, 5*time.Second, "every acknowledgement counted", func() bool { return c.Stats().Published == 22 })
-	if s := c.Stats(); s.Connects != 2 || s.ConnectionLost != 1 || s.PublishErrors != 0 || s.OfflinePending != 0 {
+	waitFor(t, 5*time.Second, "every acknowledgement counted", func() bool { return stats(c).Published == 22 })
+	if s := stats(c); s.Connects != 2 || s.ConnectionLost != 1 || s.PublishErrors != 0 || s.OfflinePending != 0 {
 		t.Errorf("stats after the restart: %+v", s)
 	}
 }
@@ -569,7 +571,7 @@ func dialFails(t *testing.T, cfg Config) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	start := time.Now()
-	c, err := Dial(ctx, cfg, testLog(t))
+	c, err := Dial(ctx, cfg, testLog(t), prometheus.NewRegistry())
 	if err == nil {
 		c.Close()
 		t.Fatal("Dial succeeded, want an error")
@@ -648,5 +650,20 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 			t.Fatalf("not within %s: %s", within, what)
 		}
 		<-tick.C
+	}
+}
+
+// clientStats is what a test reads of a client's metrics.
+type clientStats struct {
+	Connects, ConnectionLost, Published, PublishErrors, Resent, OfflineQueued, OfflineDropped uint64
+	OfflinePending                                                                            int
+}
+
+func stats(c *Client) clientStats {
+	n := func(m prometheus.Counter) uint64 { return uint64(testutil.ToFloat64(m)) }
+	return clientStats{
+		Connects: n(c.m.connects), ConnectionLost: n(c.m.connectionLost), Published: n(c.m.published),
+		PublishErrors: n(c.m.publishErrors), Resent: n(c.m.resent), OfflineQueued: n(c.m.offlineQueued),
+		OfflineDropped: n(c.m.offlineDropped), OfflinePending: c.pending(),
 	}
 }

@@ -27,7 +27,7 @@ func TestClientReconnectsAtOnceAfterEveryLoss(t *testing.T) {
 	for i := range 4 {
 		start := time.Now()
 		px.Cut()
-		waitFor(t, 15*time.Second, "the client reconnects", func() bool { return c.Stats().Connects == uint64(i+2) })
+		waitFor(t, 15*time.Second, "the client reconnects", func() bool { return stats(c).Connects == uint64(i+2) })
 		if took := time.Since(start); took > 500*time.Millisecond {
 			t.Errorf("loss %d: reconnected after %s, want at once", i+1, took.Round(time.Millisecond))
 		}
@@ -46,7 +46,7 @@ func TestClientRetriesOftenWhileTheBrokerRefuses(t *testing.T) {
 	waitFor(t, 3*time.Second, "five attempts to reconnect", func() bool { return px.Refused() >= 5 })
 	px.Refuse(false)
 	start := time.Now()
-	waitFor(t, 15*time.Second, "the client reconnects", func() bool { return c.Stats().Connects == 2 })
+	waitFor(t, 15*time.Second, "the client reconnects", func() bool { return stats(c).Connects == 2 })
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("reconnected %s after the broker took connections again, want within the backoff's bound", took.Round(time.Millisecond))
 	}
@@ -95,7 +95,7 @@ func TestClientPublishesAtTheMomentOfDisconnectAreNotLost(t *testing.T) {
 		at := int64(i+1) * publishers * each / (cuts + 2)
 		waitFor(t, 30*time.Second, "publishes before the next cut", func() bool { return sent.Load() >= at })
 		px.Cut()
-		waitFor(t, 30*time.Second, "the client reconnects", func() bool { return c.Stats().Connects == uint64(i+2) })
+		waitFor(t, 30*time.Second, "the client reconnects", func() bool { return stats(c).Connects == uint64(i+2) })
 	}
 	wg.Wait()
 
@@ -105,7 +105,7 @@ func TestClientPublishesAtTheMomentOfDisconnectAreNotLost(t *testing.T) {
 	for _, k := range received.counts() {
 		twice += k - 1
 	}
-	s := c.Stats()
+	s := stats(c)
 	t.Logf("%d publishes through %d cuts: all received, %d of them twice so far (QoS 1 resent after a lost PUBACK); stats %+v",
 		n, cuts, twice, s)
 	if len(errs) > 0 {
