@@ -9,9 +9,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/storeflow/storeflow/config"
+	"github.com/storeflow/storeflow/internal/harness"
 	"github.com/storeflow/storeflow/internal/modeltest"
 	"github.com/storeflow/storeflow/internal/redistest"
 )
@@ -33,27 +33,7 @@ func runApp(t *testing.T, env map[string]string) *App {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Error(err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("app did not stop within 15s")
-		}
-	})
-	select {
-	case <-a.Ready():
-	case err := <-done:
-		t.Fatalf("app stopped before it was ready: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("app not ready within 10s")
-	}
+	harness.Start(t, "storeflow", a.Run, a.Ready())
 	return a
 }
 

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/storeflow/storeflow/internal/harness"
 	"github.com/storeflow/storeflow/internal/proctest"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -219,21 +220,7 @@ func runClient(t *testing.T, cfg Config) *Client {
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(runCtx) }()
-	t.Cleanup(func() {
-		stop()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("client did not stop within 10s")
-		}
-	})
-	waitReady(t, c.Ready(), done)
+	harness.Start(t, "external broker client", c.Run, c.Ready())
 	return c
 }
 
@@ -478,7 +465,7 @@ func TestClientKeepsMessagesAcrossBrokerRestart(t *testing.T) {
 	}
 
 	m.Stop()
-	waitFor(t, 5*time.Second, "storeflow notices the broker is gone", func() bool { return stats(c).ConnectionLost > 0 })
+	harness.Until(t, 5*time.Second, "storeflow notices the broker is gone", func() bool { return stats(c).ConnectionLost > 0 })
 	start := time.Now()
 	for i := range 25 {
 		err := c.Publish(ctx, "customer/prediction", fmt.Appendf(nil, "offline %d", i))
@@ -516,7 +503,7 @@ func TestClientKeepsMessagesAcrossBrokerRestart(t *testing.T) {
 	if msg := waitMessage(t, got, 5*time.Second); string(msg.Payload) != "door" {
 		t.Fatalf("storeflow got %q after the restart", msg.Payload)
 	}
-	waitFor(t, 5*time.Second, "every acknowledgement counted", func() bool { return stats(c).Published == 22 })
+	harness.Until(t, 5*time.Second, "every acknowledgement counted", func() bool { return stats(c).Published == 22 })
 	if s := stats(c); s.Connects != 2 || s.ConnectionLost != 1 || s.PublishErrors != 0 || s.OfflinePending != 0 {
 		t.Errorf("stats after the restart: %+v", s)
 	}
@@ -637,20 +624,6 @@ func peerTLS(t *testing.T, ca *certtest.CA, pair certtest.Pair) *tls.Config {
 		t.Fatal(err)
 	}
 	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-}
-
-// waitFor polls cond until it holds, or fails the test after within.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		<-tick.C
-	}
 }
 
 // clientStats is what a test reads of a client's metrics.

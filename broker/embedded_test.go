@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/storeflow/storeflow/internal/harness"
 	"github.com/storeflow/storeflow/internal/proctest"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -107,23 +108,13 @@ func TestEmbeddedRunStopsOnCancelAndPublishThenFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	waitReady(t, b.Ready(), done)
+	stop := harness.Start(t, "embedded broker", b.Run, b.Ready())
 	if err := b.Publish(context.Background(), "out/x", []byte("before")); err != nil {
 		t.Fatalf("publish while running: %v", err)
 	}
-
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run after cancel = %v, want nil", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return within 10s of cancel")
+	stop(10 * time.Second)
+	if t.Failed() {
+		t.FailNow()
 	}
 	if err := b.Publish(context.Background(), "out/x", []byte("after")); !errors.Is(err, ErrClosed) {
 		t.Fatalf("publish after Run stopped = %v, want ErrClosed", err)
@@ -284,32 +275,7 @@ func startEmbedded(t *testing.T, cfg Config) (b *Embedded, stop func(within time
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	waitReady(t, b.Ready(), done)
-	return b, func(within time.Duration) {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(within):
-			t.Errorf("Run did not return within %v of cancel", within)
-		}
-	}
-}
-
-func waitReady(t *testing.T, ready <-chan struct{}, done <-chan error) {
-	t.Helper()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("stopped before it was ready: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("not ready within 10s")
-	}
+	return b, harness.Start(t, "embedded broker", b.Run, b.Ready())
 }
 
 // testLog is a logger whose output is shown when the test fails. It keeps

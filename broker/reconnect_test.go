@@ -12,6 +12,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
+	"github.com/storeflow/storeflow/internal/harness"
 	"github.com/storeflow/storeflow/internal/mosquittotest"
 	"github.com/storeflow/storeflow/internal/tcpproxy"
 )
@@ -27,7 +28,7 @@ func TestClientReconnectsAtOnceAfterEveryLoss(t *testing.T) {
 	for i := range 4 {
 		start := time.Now()
 		px.Cut()
-		waitFor(t, 15*time.Second, "the client reconnects", func() bool { return stats(c).Connects == uint64(i+2) })
+		harness.Until(t, 15*time.Second, "the client reconnects", func() bool { return stats(c).Connects == uint64(i+2) })
 		if took := time.Since(start); took > 500*time.Millisecond {
 			t.Errorf("loss %d: reconnected after %s, want at once", i+1, took.Round(time.Millisecond))
 		}
@@ -43,10 +44,10 @@ func TestClientRetriesOftenWhileTheBrokerRefuses(t *testing.T) {
 	c := runClient(t, externalConfig(t, "127.0.0.1", px.Addr()))
 	px.Refuse(true)
 	px.Cut()
-	waitFor(t, 3*time.Second, "five attempts to reconnect", func() bool { return px.Refused() >= 5 })
+	harness.Until(t, 3*time.Second, "five attempts to reconnect", func() bool { return px.Refused() >= 5 })
 	px.Refuse(false)
 	start := time.Now()
-	waitFor(t, 15*time.Second, "the client reconnects", func() bool { return stats(c).Connects == 2 })
+	harness.Until(t, 15*time.Second, "the client reconnects", func() bool { return stats(c).Connects == 2 })
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("reconnected %s after the broker took connections again, want within the backoff's bound", took.Round(time.Millisecond))
 	}
@@ -93,14 +94,14 @@ func TestClientPublishesAtTheMomentOfDisconnectAreNotLost(t *testing.T) {
 	}
 	for i := range cuts {
 		at := int64(i+1) * publishers * each / (cuts + 2)
-		waitFor(t, 30*time.Second, "publishes before the next cut", func() bool { return sent.Load() >= at })
+		harness.Until(t, 30*time.Second, "publishes before the next cut", func() bool { return sent.Load() >= at })
 		px.Cut()
-		waitFor(t, 30*time.Second, "the client reconnects", func() bool { return stats(c).Connects == uint64(i+2) })
+		harness.Until(t, 30*time.Second, "the client reconnects", func() bool { return stats(c).Connects == uint64(i+2) })
 	}
 	wg.Wait()
 
 	const n = publishers * each
-	waitFor(t, 30*time.Second, "every message at the phone", func() bool { return received.unique() == n })
+	harness.Until(t, 30*time.Second, "every message at the phone", func() bool { return received.unique() == n })
 	twice := 0
 	for _, k := range received.counts() {
 		twice += k - 1

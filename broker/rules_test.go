@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/storeflow/storeflow/internal/harness"
 	"github.com/storeflow/storeflow/internal/proctest"
 	"github.com/storeflow/storeflow/internal/ratelog"
 )
@@ -55,21 +56,7 @@ func runRuled(t *testing.T, cfg Config) *ruled {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	waitReady(t, b.Ready(), done)
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Run did not return within 10s of cancel")
-		}
-	})
+	harness.Start(t, "embedded broker", b.Run, b.Ready())
 	return &ruled{Embedded: b, reg: reg, log: buf}
 }
 
@@ -116,17 +103,7 @@ func hasPairs(m *dto.Metric, labels []string) bool {
 
 func (r *ruled) waitMetric(t *testing.T, want float64, name string, labels ...string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := r.metric(t, name, labels...)
-		if got == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s%v = %v after 10s, want %v", name, labels, got, want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	harness.Until(t, 10*time.Second, fmt.Sprintf("%s%v = %v", name, labels, want), func() bool { return r.metric(t, name, labels...) == want })
 }
 
 // will is a Last Will for rawConnect.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/storeflow/storeflow/internal/harness"
 	"github.com/storeflow/storeflow/internal/redistest"
 	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/store"
@@ -339,18 +340,10 @@ func redisClient(t *testing.T, r *redistest.Redis) *redis.Client {
 // waitKey waits until key exists in Redis.
 func waitKey(t *testing.T, rdb *redis.Client, key string, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
+	harness.Until(t, within, "Redis key "+key, func() bool {
 		n, err := rdb.Exists(t.Context(), key).Result()
-		if err == nil && n == 1 {
-			return
-		}
-		if time.Now().After(deadline) {
-			keys, _ := rdb.Keys(t.Context(), "*").Result()
-			t.Fatalf("Redis key %s not there within %s (err %v); keys: %v", key, within, err, keys)
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline, not settling
-	}
+		return err == nil && n == 1
+	})
 }
 
 // checkTTL checks that key expires, within max.

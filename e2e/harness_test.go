@@ -15,6 +15,7 @@ import (
 
 	"github.com/storeflow/storeflow/app"
 	"github.com/storeflow/storeflow/config"
+	"github.com/storeflow/storeflow/internal/harness"
 	"github.com/storeflow/storeflow/internal/modeltest"
 )
 
@@ -39,32 +40,11 @@ func startSystem(t *testing.T, extra map[string]string) *system {
 		}
 		extra["MODEL_FILE"] = modeltest.File(t)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := newApp(ctx, t, extra)
+	a, err := newApp(context.Background(), t, extra)
 	if err != nil {
-		cancel()
 		t.Fatalf("app.New: %v", err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("app.Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("app did not stop within 10s")
-		}
-	})
-	select {
-	case <-a.Ready():
-	case err := <-done:
-		t.Fatalf("app stopped before it was ready: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("app not ready within 10s")
-	}
+	harness.Start(t, "storeflow", a.Run, a.Ready())
 	return &system{app: a}
 }
 
@@ -211,17 +191,7 @@ func hasLabels(m *dto.Metric, labels []string) bool {
 // waitMetric waits until the metric reaches at least want.
 func (s *system) waitMetric(t *testing.T, want float64, within time.Duration, name string, labels ...string) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		got := s.metric(t, name, labels...)
-		if got >= want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s%v = %v after %s, want at least %v", name, labels, got, within, want)
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline, not settling
-	}
+	harness.Until(t, within, fmt.Sprintf("%s%v at least %v", name, labels, want), func() bool { return s.metric(t, name, labels...) >= want })
 }
 
 // script publishes one shopper's visit as sensors would: enter, moves one

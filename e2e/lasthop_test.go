@@ -20,6 +20,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/storeflow/storeflow/internal/harness"
 	"github.com/storeflow/storeflow/internal/proctest"
 )
 
@@ -78,20 +79,12 @@ func TestPausedPhoneLosesNothingUncounted(t *testing.T) {
 			close(gate)
 
 			published := sys.metric(t, "storeflow_coupons_published_total")
-			deadline := time.Now().Add(20 * time.Second)
 			var delivered, dropped float64
-			for {
+			harness.Until(t, 20*time.Second, "published = delivered + dropped = received + dropped", func() bool {
 				delivered = sys.metric(t, "storeflow_broker_delivered_total")
 				dropped = sys.metric(t, "storeflow_broker_dropped_total")
-				if delivered+dropped == published && float64(received.Load()) == delivered {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("published %v coupons, delivered %v + dropped %v, phone received %d; want published = delivered + dropped = received + dropped",
-						published, delivered, dropped, received.Load())
-				}
-				time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
-			}
+				return delivered+dropped == published && float64(received.Load()) == delivered
+			})
 			t.Logf("published %v coupons: delivered and received %v, dropped and counted %v (client_queue_full %v, inflight_full %v)",
 				published, delivered, dropped, sys.metric(t, "storeflow_broker_dropped_total", "reason=client_queue_full"),
 				sys.metric(t, "storeflow_broker_dropped_total", "reason=inflight_full"))

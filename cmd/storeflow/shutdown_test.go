@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/storeflow/storeflow/internal/harness"
 	"github.com/storeflow/storeflow/internal/modeltest"
 	"github.com/storeflow/storeflow/internal/proctest"
 )
@@ -78,7 +79,7 @@ func TestSIGTERMClosesEveryProtocolVersionCleanly(t *testing.T) {
 		phones = append(phones, p)
 	}
 	for _, p := range phones {
-		waitOutput(t, p.out, "received SUBACK", "mosquitto_sub -V "+p.version)
+		harness.Until(t, 10*time.Second, "mosquitto_sub -V "+p.version+" subscribed", func() bool { return strings.Contains(p.out.String(), "received SUBACK") })
 	}
 
 	if err := sf.Process.Signal(syscall.SIGTERM); err != nil {
@@ -116,34 +117,17 @@ func TestSIGTERMClosesEveryProtocolVersionCleanly(t *testing.T) {
 // waitReady waits until storeflow's /readyz answers 200.
 func waitReady(t *testing.T, httpAddr string, exited <-chan error) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if resp, err := (&http.Client{Timeout: time.Second}).Get("http://" + httpAddr + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
+	harness.Until(t, 20*time.Second, "storeflow ready on "+httpAddr, func() bool {
 		select {
 		case err := <-exited:
 			t.Fatalf("storeflow exited before it was ready: %v", err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("storeflow not ready on %s within 20s", httpAddr)
+		resp, err := (&http.Client{Timeout: time.Second}).Get("http://" + httpAddr + "/readyz")
+		if err != nil {
+			return false
 		}
-		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
-	}
-}
-
-// waitOutput waits until a process's output holds want.
-func waitOutput(t *testing.T, out *proctest.SyncBuffer, want, what string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(out.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s printed no %q within 10s:\n%s", what, want, out)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
