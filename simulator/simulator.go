@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/storeflow/storeflow/event"
+	"github.com/storeflow/storeflow/internal/ratelog"
 	"github.com/storeflow/storeflow/store"
 )
 
@@ -151,7 +152,7 @@ type Simulator struct {
 	buf     []byte // payload under construction, reused
 	running atomic.Bool
 
-	pubErrLog, awayLog rateLimit
+	warn *ratelog.Logger // publish failures and turned-away arrivals, at most one line per logEvery each
 
 	// traceVisit, when set (by tests), sees every itinerary as the visit begins.
 	traceVisit func(id string, stops []stop)
@@ -218,6 +219,7 @@ func New(cfg Config, plan *store.Plan, customers []string, pub Publisher, log *s
 		startNsec: int64(cfg.Start.Nanosecond()),
 		buf:       make([]byte, 0, 128),
 	}
+	s.warn = ratelog.New(s.log, logEvery)
 	for s.seed == 0 {
 		s.seed = rand.Int64()
 	}
@@ -472,9 +474,7 @@ func (s *Simulator) leave(ctx context.Context, slot int32, at time.Duration) {
 
 func (s *Simulator) turnAway(reason string) {
 	s.m.turnedAway.Inc()
-	if n, ok := s.awayLog.allow(time.Now()); ok {
-		s.log.Warn("simulator arrival turned away", "reason", reason, "in_store", s.inStore, "turned_away", n)
-	}
+	s.warn.Log(slog.LevelWarn, "away", "simulator arrival turned away", "reason", reason, "in_store", s.inStore)
 }
 
 // ts is the event timestamp of simulated time at: unix seconds.
@@ -504,31 +504,11 @@ func (s *Simulator) publish(ctx context.Context, topic string, kind prometheus.C
 			return // shutting down: not a failure
 		}
 		s.m.publishErrors.Inc()
-		if n, ok := s.pubErrLog.allow(time.Now()); ok {
-			s.log.Warn("simulator publish failed", "topic", topic, "error", err, "failures", n)
-		}
+		s.warn.Log(slog.LevelWarn, "publish", "simulator publish failed", "topic", topic, "error", err)
 		return
 	}
 	kind.Inc()
 }
 
-// rateLimit lets a repeated log line through at most once per logEvery,
-// counting the occurrences in between.
-type rateLimit struct {
-	last  time.Time
-	count int
-}
-
+// logEvery is how often one kind of trouble is logged, at most.
 const logEvery = 10 * time.Second
-
-// allow counts one occurrence and reports whether to log now, with the
-// occurrences since the last line (this one included).
-func (r *rateLimit) allow(now time.Time) (int, bool) {
-	r.count++
-	if !r.last.IsZero() && now.Sub(r.last) < logEvery {
-		return 0, false
-	}
-	n := r.count
-	r.last, r.count = now, 0
-	return n, true
-}
