@@ -15,10 +15,9 @@ import (
 // but a key built from outside input must not grow the map without end.
 const maxKeys = 4096
 
-// Logger is a rate-limited front of a *slog.Logger. It is safe for
-// concurrent use.
-type Logger struct {
-	out   *slog.Logger
+// Gate decides, per key, whether a line may be written now: at most one per
+// interval. It is safe for concurrent use.
+type Gate struct {
 	every time.Duration
 	mu    sync.Mutex
 	keys  map[string]*key
@@ -29,9 +28,48 @@ type key struct {
 	suppressed int
 }
 
+// NewGate returns a Gate that lets one line per key through every interval.
+func NewGate(every time.Duration) *Gate {
+	return &Gate{every: every, keys: make(map[string]*key)}
+}
+
+// Allow reports whether a line for k may be written now and, if so, how many
+// were held back since the last one.
+func (g *Gate) Allow(k string) (suppressed int, ok bool) {
+	now := time.Now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e := g.keys[k]
+	if e == nil {
+		if len(g.keys) >= maxKeys {
+			for old, v := range g.keys { // forget keys whose interval has passed
+				if now.After(v.next) {
+					delete(g.keys, old)
+				}
+			}
+		}
+		e = &key{}
+		g.keys[k] = e
+	}
+	if now.Before(e.next) {
+		e.suppressed++
+		return 0, false
+	}
+	suppressed = e.suppressed
+	e.suppressed, e.next = 0, now.Add(g.every)
+	return suppressed, true
+}
+
+// Logger is a rate-limited front of a *slog.Logger. It is safe for
+// concurrent use.
+type Logger struct {
+	out  *slog.Logger
+	gate *Gate
+}
+
 // New returns a Logger that writes at most one line per key every interval.
 func New(log *slog.Logger, every time.Duration) *Logger {
-	return &Logger{out: log, every: every, keys: make(map[string]*key)}
+	return &Logger{out: log, gate: NewGate(every)}
 }
 
 // Log writes msg with args unless a line with the same key was written less
@@ -41,28 +79,10 @@ func (r *Logger) Log(level slog.Level, k, msg string, args ...any) {
 	if !r.out.Enabled(context.Background(), level) {
 		return
 	}
-	now := time.Now()
-	r.mu.Lock()
-	e := r.keys[k]
-	if e == nil {
-		if len(r.keys) >= maxKeys {
-			for old, v := range r.keys { // forget keys whose interval has passed
-				if now.After(v.next) {
-					delete(r.keys, old)
-				}
-			}
-		}
-		e = &key{}
-		r.keys[k] = e
-	}
-	if now.Before(e.next) {
-		e.suppressed++
-		r.mu.Unlock()
+	suppressed, ok := r.gate.Allow(k)
+	if !ok {
 		return
 	}
-	suppressed := e.suppressed
-	e.suppressed, e.next = 0, now.Add(r.every)
-	r.mu.Unlock()
 	if suppressed > 0 {
 		args = append(args, "suppressed", suppressed)
 	}
