@@ -57,7 +57,8 @@ type Server struct {
 }
 
 // NewServer returns a server for model. A nil model makes a server that is
-// live but not ready, so it can be mounted before the model is loaded.
+// live but not ready, so it can be mounted before the model is loaded. log is
+// used as given (the caller names the component); nil discards.
 func NewServer(model RowScorer, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -66,7 +67,6 @@ func NewServer(model RowScorer, log *slog.Logger) *Server {
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		version = bi.Main.Version
 	}
-	log = log.With("component", "prediction_server")
 	return &Server{model: model, log: log, warn: ratelog.New(log, logEvery), version: version}
 }
 

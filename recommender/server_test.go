@@ -737,3 +737,17 @@ func BenchmarkServerScore(b *testing.B) {
 		})
 	}
 }
+
+// The caller names the component (the app passes component=prediction_server);
+// the server's lines carry it once, not twice.
+func TestServerLogsComponentOnce(t *testing.T) {
+	var logs lockedBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "prediction_server")
+	s := NewServer(testScorer{}, log)
+	mux := http.NewServeMux()
+	s.Register(mux)
+	serve(t, mux, "POST", "/score", `{}`) // a bad request: one debug line
+	if n := strings.Count(logs.String(), "component="); n != 1 {
+		t.Fatalf("component given %d times in the log line, want once:\n%s", n, logs.String())
+	}
+}
