@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/storeflow/storeflow/internal/clip"
 	"github.com/storeflow/storeflow/internal/ratelog"
 	"github.com/storeflow/storeflow/store"
 )
@@ -694,12 +695,7 @@ func jsonKind(raw json.RawMessage) string {
 
 // quoteShort quotes a caller's value for an error message, cut short: the
 // message must stay small whatever was sent.
-func quoteShort(s string) string {
-	if len(s) > maxEchoedBytes {
-		s = s[:maxEchoedBytes] + "…"
-	}
-	return strconv.Quote(s)
-}
+func quoteShort(s string) string { return clip.Quote(s, maxEchoedBytes) }
 
 // inferCall is a decoded, validated V2 infer request.
 type inferCall struct {
