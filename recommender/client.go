@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"net/url"
@@ -14,7 +13,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-	"unicode"
 
 	"github.com/storeflow/storeflow/internal/peerhttp"
 	"github.com/storeflow/storeflow/internal/redact"
@@ -24,7 +22,7 @@ import (
 // Limits of the client.
 const (
 	maxResponseBytes = 4 << 20 // a response body; larger is a bad response
-	maxErrorBody     = 200     // bytes of an error response quoted in the error
+	maxErrorBody     = 200     // bytes of a readiness answer read
 )
 
 // Client is a Scorer that asks a prediction service over HTTP, with the
@@ -118,18 +116,12 @@ func (c *Client) Ready(ctx context.Context) error {
 	if c.host != "" {
 		req.Host = c.host
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", c.protocol, c.shown, err)
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
-	resp.Body.Close()
-	status := fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
+	r := c.http.Call(req, maxErrorBody)
 	switch {
-	case c.protocol == ProtocolV2 && resp.StatusCode != http.StatusOK:
-		return fmt.Errorf("GET %s: %s", redact.URL(c.readyURL), status)
-	case resp.StatusCode >= 500:
-		return fmt.Errorf("GET %s: %s", redact.URL(c.readyURL), status)
+	case r.Status == 0: // no answer
+		return fmt.Errorf("%s %s: %w", c.protocol, c.shown, r.Err)
+	case c.protocol == ProtocolV2 && r.Status != http.StatusOK, r.Status >= 500:
+		return fmt.Errorf("GET %s: %d %s", redact.URL(c.readyURL), r.Status, http.StatusText(r.Status))
 	}
 	return nil
 }
@@ -169,9 +161,6 @@ type clientCounters struct {
 	inFlight                                                                         atomic.Int64
 }
 
-// errTimeout marks the client's own deadline, to tell it from the caller's.
-var errTimeout = errors.New("prediction timeout")
-
 // Score implements Scorer: one request for all of coupons, out[i] receives
 // coupon i's probability. Every error wraps ErrScore and carries no header
 // value.
@@ -181,7 +170,7 @@ func (c *Client) Score(ctx context.Context, cust *store.Customer, coupons []stor
 	}
 	c.stats.calls.Add(1)
 	if len(out) < len(coupons) {
-		return c.fail(&c.stats.invalid, fmt.Sprintf("out holds %d values for %d coupons", len(out), len(coupons)), nil)
+		return c.fail(outcomeInvalid, fmt.Errorf("out holds %d values for %d coupons", len(out), len(coupons)))
 	}
 	var body []byte
 	var err error
@@ -191,15 +180,16 @@ func (c *Client) Score(ctx context.Context, cust *store.Customer, coupons []stor
 		body, err = scoreBody(cust, coupons)
 	}
 	if err != nil {
-		return c.fail(&c.stats.invalid, "", err)
+		return c.fail(outcomeInvalid, err)
 	}
 
-	ctx, cancel := context.WithTimeoutCause(ctx, c.timeout, errTimeout)
+	ctx, cancel := peerhttp.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	select {
 	case c.slots <- struct{}{}:
 	case <-ctx.Done():
-		return c.failCtx(ctx, "waiting for a free slot")
+		r := peerhttp.Ended(ctx, "waiting for a free slot")
+		return c.fail(r.Outcome, r.Err)
 	}
 	c.stats.inFlight.Add(1)
 	defer func() {
@@ -207,113 +197,61 @@ func (c *Client) Score(ctx context.Context, cust *store.Customer, coupons []stor
 		<-c.slots
 	}()
 
-	reply, err := c.post(ctx, body)
-	if err != nil {
-		return err
-	}
-	if c.protocol == ProtocolV2 {
-		err = parseInferReply(reply, len(coupons), out)
-	} else {
-		err = parseScoreReply(reply, coupons, out)
-	}
-	if err != nil {
-		return c.fail(&c.stats.badResponse, "", err)
-	}
-	c.stats.ok.Add(1)
-	return nil
-}
-
-// post sends body and returns the 2xx response body; its errors are counted
-// and wrapped already.
-func (c *Client) post(ctx context.Context, body []byte) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint, bytes.NewReader(body))
 	if err != nil {
-		return nil, c.fail(&c.stats.invalid, "cannot build the request", nil)
+		return c.fail(outcomeInvalid, errors.New("cannot build the request"))
 	}
 	req.Header = c.header.Clone() // the transport may add to it; c.header is shared
 	if c.host != "" {
 		req.Host = c.host
 	}
-	resp, err := c.http.Do(req)
+	r := c.http.Call(req, maxResponseBytes)
+	if r.Outcome != peerhttp.OK {
+		return c.fail(r.Outcome, r.Err)
+	}
+	if c.protocol == ProtocolV2 {
+		err = parseInferReply(r.Body, len(coupons), out)
+	} else {
+		err = parseScoreReply(r.Body, coupons, out)
+	}
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, c.failCtx(ctx, "")
-		}
-		return nil, c.fail(&c.stats.transport, "", err)
+		return c.fail(peerhttp.BadResponse, err)
 	}
-	defer resp.Body.Close()
-	reply, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, c.failCtx(ctx, "reading the response")
-		}
-		return nil, c.fail(&c.stats.transport, "reading the response", err)
-	}
-	status := fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
-	switch {
-	case resp.StatusCode >= 500:
-		return nil, c.fail(&c.stats.http5xx, status+": "+snippet(reply), nil)
-	case resp.StatusCode >= 400:
-		return nil, c.fail(&c.stats.http4xx, status+": "+snippet(reply), nil)
-	case resp.StatusCode < 200 || resp.StatusCode >= 300:
-		return nil, c.fail(&c.stats.badResponse, "unexpected "+status, nil)
-	case len(reply) > maxResponseBytes:
-		return nil, c.fail(&c.stats.badResponse, fmt.Sprintf("response body over %d bytes", maxResponseBytes), nil)
-	}
-	return reply, nil
+	c.stats.count(peerhttp.OK)
+	return nil
 }
 
-// fail counts an error of one kind and wraps it with what happened:
+// outcomeInvalid is a call that sent nothing: a feature is not finite, out
+// is too short.
+const outcomeInvalid peerhttp.Outcome = "invalid"
+
+// fail counts a failed call by outcome and wraps what happened:
 // "recommender: scoring failed: v2 http://host/v2/models/coupon/infer:
-// <what>: <cause>"; either may be empty. cause is wrapped so callers can
-// test for it.
-func (c *Client) fail(kind *atomic.Uint64, what string, cause error) error {
-	kind.Add(1)
-	prefix := fmt.Sprintf("%s %s", c.protocol, c.shown)
-	switch {
-	case cause == nil:
-		return fmt.Errorf("%w: %s: %s", ErrScore, prefix, what)
-	case what == "":
-		return fmt.Errorf("%w: %s: %w", ErrScore, prefix, cause)
-	}
-	return fmt.Errorf("%w: %s: %s: %w", ErrScore, prefix, what, cause)
+// <err>". err is wrapped so callers can test for what it wraps.
+func (c *Client) fail(o peerhttp.Outcome, err error) error {
+	c.stats.count(o)
+	return fmt.Errorf("%w: %s %s: %w", ErrScore, c.protocol, c.shown, err)
 }
 
-// failCtx reports a call ended by its context: the client's timeout, the
-// caller's deadline or the caller's cancellation.
-func (c *Client) failCtx(ctx context.Context, while string) error {
-	if while != "" {
-		while = " " + while
+func (s *clientCounters) count(o peerhttp.Outcome) {
+	switch o {
+	case peerhttp.OK:
+		s.ok.Add(1)
+	case peerhttp.Timeout:
+		s.timeouts.Add(1)
+	case peerhttp.Canceled:
+		s.canceled.Add(1)
+	case peerhttp.HTTP4xx:
+		s.http4xx.Add(1)
+	case peerhttp.HTTP5xx:
+		s.http5xx.Add(1)
+	case peerhttp.Transport:
+		s.transport.Add(1)
+	case peerhttp.BadResponse:
+		s.badResponse.Add(1)
+	default:
+		s.invalid.Add(1)
 	}
-	cause := context.Cause(ctx)
-	switch {
-	case errors.Is(cause, errTimeout):
-		c.stats.timeouts.Add(1)
-		return fmt.Errorf("%w: %s %s: timed out after %s%s: %w", ErrScore, c.protocol, c.shown, c.timeout, while, context.DeadlineExceeded)
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		c.stats.timeouts.Add(1)
-		return fmt.Errorf("%w: %s %s: the caller's deadline passed%s: %w", ErrScore, c.protocol, c.shown, while, context.DeadlineExceeded)
-	}
-	c.stats.canceled.Add(1)
-	return fmt.Errorf("%w: %s %s: canceled%s: %w", ErrScore, c.protocol, c.shown, while, context.Canceled)
-}
-
-// snippet is the start of an error response, on one printable line.
-func snippet(b []byte) string {
-	if len(b) > maxErrorBody {
-		b = b[:maxErrorBody]
-	}
-	s := strings.ToValidUTF8(string(b), "?")
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, s)
-	if s = strings.TrimSpace(s); s == "" {
-		return "(empty body)"
-	}
-	return s
 }
 
 // The /score request as the original service takes it. customer_id goes as
