@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/storeflow/storeflow/event"
 	"github.com/storeflow/storeflow/internal/clip"
 	"github.com/storeflow/storeflow/internal/ratelog"
 	"github.com/storeflow/storeflow/store"
@@ -479,8 +480,8 @@ func decodeScoreRequest(r io.Reader) (scoreRequest, error) {
 		return scoreRequest{}, err
 	}
 	raw := m["coupons"]
-	if raw[0] != '[' {
-		return scoreRequest{}, badField("coupons", "want a list, got %s", jsonKind(raw))
+	if event.Kind(raw) != event.KindList {
+		return scoreRequest{}, badField("coupons", "want a list, got %s", event.Kind(raw))
 	}
 	var list []json.RawMessage
 	if err := json.Unmarshal(raw, &list); err != nil {
@@ -543,11 +544,11 @@ func decodeCoupon(raw json.RawMessage, path string) (store.Coupon, error) {
 // key is reported before a missing one: a misspelt name is both, and
 // "unknown" points at the typo.
 func object(raw json.RawMessage, path string, want []string) (map[string]json.RawMessage, error) {
-	if raw[0] != '{' {
+	if event.Kind(raw) != event.KindObject {
 		if path == "" {
-			return nil, &requestError{status: http.StatusBadRequest, msg: "want a JSON object, got " + jsonKind(raw)}
+			return nil, &requestError{status: http.StatusBadRequest, msg: "want a JSON object, got " + event.Kind(raw)}
 		}
-		return nil, badField(path, "want an object, got %s", jsonKind(raw))
+		return nil, badField(path, "want an object, got %s", event.Kind(raw))
 	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &m); err != nil {
@@ -596,8 +597,8 @@ func (f *fields) number(key string) (float64, bool) {
 		return 0, false
 	}
 	raw := f.m[key]
-	if !isNumber(raw) {
-		f.fail(key, "want a number, got %s", jsonKind(raw))
+	if event.Kind(raw) != event.KindNumber {
+		f.fail(key, "want a number, got %s", event.Kind(raw))
 		return 0, false
 	}
 	v, err := strconv.ParseFloat(string(raw), 64)
@@ -638,8 +639,8 @@ func (f *fields) str(key string) (string, bool) {
 	}
 	raw := f.m[key]
 	var s string
-	if raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
-		f.fail(key, "want a string, got %s", jsonKind(raw))
+	if event.Kind(raw) != event.KindString || json.Unmarshal(raw, &s) != nil {
+		f.fail(key, "want a string, got %s", event.Kind(raw))
 		return "", false
 	}
 	return s, true
@@ -659,7 +660,7 @@ func (f *fields) customerID(key string) string {
 	if f.err != nil {
 		return ""
 	}
-	if raw := f.m[key]; isNumber(raw) {
+	if raw := f.m[key]; event.Kind(raw) == event.KindNumber {
 		return string(raw)
 	}
 	s, ok := f.str(key)
@@ -667,30 +668,6 @@ func (f *fields) customerID(key string) string {
 		f.fail(key, "must not be empty")
 	}
 	return s
-}
-
-func isNumber(raw json.RawMessage) bool {
-	return len(raw) > 0 && (raw[0] == '-' || ('0' <= raw[0] && raw[0] <= '9'))
-}
-
-// jsonKind names the kind of a valid JSON value, for error messages.
-func jsonKind(raw json.RawMessage) string {
-	if len(raw) == 0 {
-		return "nothing"
-	}
-	switch raw[0] {
-	case '"':
-		return "a string"
-	case '{':
-		return "an object"
-	case '[':
-		return "a list"
-	case 't', 'f':
-		return "a boolean"
-	case 'n':
-		return "null"
-	}
-	return "a number"
 }
 
 // quoteShort quotes a caller's value for an error message, cut short: the
@@ -779,12 +756,11 @@ func decodeInferRequest(r io.Reader) (inferCall, error) {
 // The protocol lets data be flat or nested to the tensor's shape; nested
 // data must match the shape exactly, flat data must hold the shape's
 // product of values. Numbers are parsed at bits precision (32 for FP32, so
-// the value is the sender's float32 exactly). raw must be valid JSON (it
-// comes from a decoder).
+// the value is the sender's float32 exactly). raw comes from a decoder; the
+// event package's walker reads it, so a 1000-row request's 14000 numbers are
+// not 14000 values built first.
 func tensorData(raw []byte, shape []int64, bits int, dst []float64) ([]float64, error) {
-	p := scanner{b: raw, bits: bits}
-	p.space()
-	if !p.is('[') {
+	if event.Kind(raw) != event.KindList {
 		return nil, errors.New("want a list of numbers")
 	}
 	want := int64(1)
@@ -798,11 +774,16 @@ func tensorData(raw []byte, shape []int64, bits int, dst []float64) ([]float64, 
 		want *= d
 	}
 	start := len(dst)
+	nested := false
+	_ = event.EachElement(raw, func(_ int, val []byte) error {
+		nested = event.Kind(val) == event.KindList
+		return errStop
+	})
 	var err error
-	if p.nested() {
-		dst, err = p.nestedList(shape, dst)
+	if nested {
+		dst, err = nestedList(raw, shape, bits, dst)
 	} else {
-		dst, err = p.flatList(dst)
+		dst, err = flatList(raw, bits, dst)
 	}
 	if err != nil {
 		return nil, err
@@ -813,60 +794,17 @@ func tensorData(raw []byte, shape []int64, bits int, dst []float64) ([]float64, 
 	return dst, nil
 }
 
-// scanner reads lists of numbers from valid JSON without building a value
-// per number: a 1000-row request has 14000 of them.
-type scanner struct {
-	b    []byte
-	i    int
-	bits int // 32 or 64
-}
+// errStop ends a walk that has seen what it needed.
+var errStop = errors.New("stop")
 
-func (p *scanner) space() {
-	for p.i < len(p.b) && (p.b[p.i] == ' ' || p.b[p.i] == '\t' || p.b[p.i] == '\n' || p.b[p.i] == '\r') {
-		p.i++
-	}
-}
-
-func (p *scanner) is(c byte) bool { return p.i < len(p.b) && p.b[p.i] == c }
-
-// nested reports whether the list at p starts with a list.
-func (p *scanner) nested() bool {
-	q := scanner{b: p.b, i: p.i + 1, bits: p.bits}
-	q.space()
-	return q.is('[')
-}
-
-// list calls elem for each element of the list at p.
-func (p *scanner) list(elem func(i int) error) error {
-	p.i++ // '['
-	p.space()
-	if p.is(']') {
-		p.i++
-		return nil
-	}
-	for i := 0; ; i++ {
-		p.space()
-		if err := elem(i); err != nil {
-			return err
+func flatList(raw []byte, bits int, dst []float64) ([]float64, error) {
+	err := event.EachElement(raw, func(i int, val []byte) error {
+		if event.Kind(val) != event.KindNumber {
+			return fmt.Errorf("value %d: want a number, got %s", i, event.Kind(val))
 		}
-		p.space()
-		switch {
-		case p.is(','):
-			p.i++
-		case p.is(']'):
-			p.i++
-			return nil
-		default:
-			return errors.New("malformed list")
-		}
-	}
-}
-
-func (p *scanner) flatList(dst []float64) ([]float64, error) {
-	err := p.list(func(i int) error {
-		v, err := p.number()
+		v, err := strconv.ParseFloat(string(val), bits)
 		if err != nil {
-			return fmt.Errorf("value %d: %w", i, err)
+			return fmt.Errorf("value %d: number out of range", i)
 		}
 		dst = append(dst, v)
 		return nil
@@ -874,20 +812,25 @@ func (p *scanner) flatList(dst []float64) ([]float64, error) {
 	return dst, err
 }
 
-func (p *scanner) nestedList(shape []int64, dst []float64) ([]float64, error) {
-	if len(shape) == 0 {
+func nestedList(raw []byte, shape []int64, bits int, dst []float64) ([]float64, error) {
+	switch len(shape) {
+	case 0:
 		return nil, errors.New("nested deeper than the shape")
-	}
-	if len(shape) == 1 {
-		return p.flatListOf(shape[0], dst)
+	case 1:
+		start := len(dst)
+		dst, err := flatList(raw, bits, dst)
+		if err == nil && int64(len(dst)-start) != shape[0] {
+			err = fmt.Errorf("a nested list has %d values where the shape says %d", len(dst)-start, shape[0])
+		}
+		return dst, err
 	}
 	count := int64(0)
-	err := p.list(func(i int) error {
-		if !p.is('[') {
+	err := event.EachElement(raw, func(i int, val []byte) error {
+		if event.Kind(val) != event.KindList {
 			return fmt.Errorf("element %d: want a list, as the shape has %d dimensions", i, len(shape))
 		}
 		var err error
-		dst, err = p.nestedList(shape[1:], dst)
+		dst, err = nestedList(val, shape[1:], bits, dst)
 		count++
 		return err
 	})
@@ -897,38 +840,10 @@ func (p *scanner) nestedList(shape []int64, dst []float64) ([]float64, error) {
 	return dst, err
 }
 
-func (p *scanner) flatListOf(want int64, dst []float64) ([]float64, error) {
-	start := len(dst)
-	dst, err := p.flatList(dst)
-	if err == nil && int64(len(dst)-start) != want {
-		err = fmt.Errorf("a nested list has %d values where the shape says %d", len(dst)-start, want)
-	}
-	return dst, err
-}
-
-func (p *scanner) number() (float64, error) {
-	start := p.i
-	for p.i < len(p.b) && isNumberByte(p.b[p.i]) {
-		p.i++
-	}
-	if start == p.i {
-		return 0, fmt.Errorf("want a number, got %s", jsonKind(p.b[start:]))
-	}
-	v, err := strconv.ParseFloat(string(p.b[start:p.i]), p.bits)
-	if err != nil {
-		return 0, errors.New("number out of range")
-	}
-	return v, nil
-}
-
 // bitSize is the float precision of a V2 datatype.
 func bitSize(datatype string) int {
 	if datatype == datatypeFP64 {
 		return 64
 	}
 	return 32
-}
-
-func isNumberByte(c byte) bool {
-	return ('0' <= c && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E'
 }

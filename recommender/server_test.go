@@ -751,3 +751,33 @@ func TestServerLogsComponentOnce(t *testing.T) {
 		t.Fatalf("component given %d times in the log line, want once:\n%s", n, logs.String())
 	}
 }
+
+func BenchmarkServerInfer(b *testing.B) {
+	for _, n := range []int{5, 50} {
+		coupons := make([]store.Coupon, n)
+		for i := range coupons {
+			coupons[i] = testCoupons()[i%5]
+			coupons[i].ID = i + 1
+		}
+		rows := testRows(&testCustomer, coupons)
+		for _, form := range []string{"flat", "nested"} {
+			b.Run(fmt.Sprintf("rows=%d/%s", n, form), func(b *testing.B) {
+				var data any = flat(rows)
+				if form == "nested" {
+					data = rows
+				}
+				body := []byte(inferJSON(b, "FP32", n, data))
+				_, mux := newTestMux(testScorer{})
+				b.ReportAllocs()
+				for b.Loop() {
+					req := httptest.NewRequest("POST", "/v2/models/coupon/infer", bytes.NewReader(body))
+					rec := httptest.NewRecorder()
+					mux.ServeHTTP(rec, req)
+					if rec.Code != 200 {
+						b.Fatal(rec.Code)
+					}
+				}
+			})
+		}
+	}
+}
