@@ -4,71 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/storeflow/storeflow/broker"
-	"github.com/storeflow/storeflow/recommender"
 )
-
-// registerPredictionMetrics exposes the prediction server's and client's own
-// counters on /metrics, read when scraped.
-func (a *App) registerPredictionMetrics() {
-	counter := func(name, help string, labels prometheus.Labels, read func() uint64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels},
-			func() float64 { return float64(read()) })
-	}
-	srv := a.server
-	for _, route := range []struct {
-		name string
-		get  func(recommender.ServerStats) recommender.RouteStats
-	}{
-		{"score", func(s recommender.ServerStats) recommender.RouteStats { return s.Score }},
-		{"infer", func(s recommender.ServerStats) recommender.RouteStats { return s.Infer }},
-		{"health", func(s recommender.ServerStats) recommender.RouteStats { return s.Health }},
-		{"metadata", func(s recommender.ServerStats) recommender.RouteStats { return s.Metadata }},
-	} {
-		for _, oc := range []struct {
-			name string
-			get  func(recommender.RouteStats) uint64
-		}{
-			{"ok", func(r recommender.RouteStats) uint64 { return r.OK }},
-			{"bad_request", func(r recommender.RouteStats) uint64 { return r.BadRequest }},
-			{"not_found", func(r recommender.RouteStats) uint64 { return r.NotFound }},
-			{"too_large", func(r recommender.RouteStats) uint64 { return r.TooLarge }},
-			{"unprocessable", func(r recommender.RouteStats) uint64 { return r.Unprocessable }},
-			{"unavailable", func(r recommender.RouteStats) uint64 { return r.Unavailable }},
-			{"failed", func(r recommender.RouteStats) uint64 { return r.Failed }},
-		} {
-			a.reg.MustRegister(counter("storeflow_prediction_server_requests_total",
-				"Requests to the prediction server (/score and the Open Inference Protocol) by route and outcome.",
-				prometheus.Labels{"route": route.name, "outcome": oc.name},
-				func() uint64 { return oc.get(route.get(srv.Stats())) }))
-		}
-	}
-	a.reg.MustRegister(counter("storeflow_prediction_server_rows_total", "Feature rows the prediction server scored.",
-		nil, func() uint64 { return srv.Stats().Rows }))
-
-	if a.client == nil {
-		return
-	}
-	c := a.client
-	for _, oc := range []struct {
-		name string
-		get  func(recommender.ClientStats) uint64
-	}{
-		{"ok", func(s recommender.ClientStats) uint64 { return s.OK }},
-		{"timeout", func(s recommender.ClientStats) uint64 { return s.Timeouts }},
-		{"canceled", func(s recommender.ClientStats) uint64 { return s.Canceled }},
-		{"http_4xx", func(s recommender.ClientStats) uint64 { return s.HTTP4xx }},
-		{"http_5xx", func(s recommender.ClientStats) uint64 { return s.HTTP5xx }},
-		{"transport", func(s recommender.ClientStats) uint64 { return s.Transport }},
-		{"bad_response", func(s recommender.ClientStats) uint64 { return s.BadResponse }},
-		{"invalid", func(s recommender.ClientStats) uint64 { return s.Invalid }},
-	} {
-		a.reg.MustRegister(counter("storeflow_prediction_client_calls_total",
-			"Calls to the remote prediction service (PREDICTION_URL) by outcome.",
-			prometheus.Labels{"outcome": oc.name}, func() uint64 { return oc.get(c.Stats()) }))
-	}
-	a.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "storeflow_prediction_client_in_flight",
-		Help: "Calls to the remote prediction service in flight now."}, func() float64 { return float64(c.Stats().InFlight) }))
-}
 
 // registerBrokerMetrics exposes the external broker connection's counters.
 func (a *App) registerBrokerMetrics(c *broker.Client) {

@@ -49,6 +49,13 @@ func (c Config) Validate() error {
 	if c.Scorer != ScorerModel && c.Scorer != ScorerRandom {
 		errs = append(errs, fmt.Errorf("SCORER=%q: must be %q or %q", c.Scorer, ScorerModel, ScorerRandom))
 	}
+	return errors.Join(append(errs, c.ValidateClient())...)
+}
+
+// ValidateClient checks the prediction client's settings alone (the
+// PREDICTION_* variables but the threshold): all a client needs.
+func (c Config) ValidateClient() error {
+	var errs []error
 	if c.URL != "" {
 		u, err := url.Parse(c.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
