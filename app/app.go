@@ -24,6 +24,7 @@ import (
 	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/recommender/protocol"
 	"github.com/storeflow/storeflow/recommender/score"
+	"github.com/storeflow/storeflow/recommender/train"
 	"github.com/storeflow/storeflow/recommender/v2"
 	"github.com/storeflow/storeflow/simulator"
 	"github.com/storeflow/storeflow/store"
@@ -206,7 +207,7 @@ func (a *App) loadScorer() (err error) {
 		if len(a.world.History) == 0 {
 			return fmt.Errorf("app: no model: DATA_DIR %s has no coupon_history.csv to train on; set MODEL_FILE to a model from storeflow train", a.cfg.Store.DataDir)
 		}
-		m, rep, err := recommender.TrainWorld(a.world, recommender.TrainOptions{}, false)
+		m, rep, err := train.World(a.world, train.Options{}, false)
 		if err != nil {
 			return fmt.Errorf("app: %w", err)
 		}

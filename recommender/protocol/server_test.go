@@ -9,17 +9,16 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/storeflow/storeflow/internal/modeltest"
 	"github.com/storeflow/storeflow/internal/proctest"
 	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/recommender/internal/fixture"
 	"github.com/storeflow/storeflow/recommender/protocol"
 	"github.com/storeflow/storeflow/recommender/score"
 	"github.com/storeflow/storeflow/recommender/v2"
-	"github.com/storeflow/storeflow/store"
 )
 
 // newTestMux serves both protocols for model on one mux, as storeflow does.
@@ -44,36 +43,13 @@ func scoreJSON() map[string]any {
 	return fixture.JSONMap(b)
 }
 
-// extremeAmounts are finite amounts at the edges of float64 and float32: zero,
-// denormals, the smallest normals, values whose ratios leave float32's range,
-// float32's largest, and values beyond it (a catalog may hold any finite
-// amount).
-var extremeAmounts = []float64{0, 5e-324, 1e-45, 1.4e-45, 1e-38, 1.2e-38, 1e-20, 1e-3, 1, 12.68, 1e19, 1e20,
-	3.4e38, math.MaxFloat32, 1e39, 1e308, math.MaxFloat64}
-
-func isProbability(p float64) bool { return p >= 0 && p <= 1 } // false for NaN
-
-// testModel is the model trained on the reference world.
-func testModel(t testing.TB) *recommender.Model {
-	t.Helper()
-	w, err := store.GenerateWorld(store.GenerateConfig{Seed: 1, Reference: time.Date(2024, 5, 15, 13, 45, 0, 0, time.UTC)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, _, err := recommender.TrainWorld(w, recommender.TrainOptions{}, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
 // The requests: valid bodies with tiny amounts were answered 500
 // "model gave a non-finite probability". Every amount /score accepts, and
 // every FP32 value of an infer row, gets a probability from the trained model.
 func TestEndpointsFiniteForExtremeInputs(t *testing.T) {
-	m, mux := newTestMux(testModel(t))
+	m, mux := newTestMux(modeltest.Reference(t).Model)
 	var amounts []float64 // what /score accepts: 0 to float32's largest
-	for _, v := range extremeAmounts {
+	for _, v := range modeltest.ExtremeAmounts {
 		if v <= math.MaxFloat32 {
 			amounts = append(amounts, v)
 		}
@@ -103,7 +79,7 @@ func TestEndpointsFiniteForExtremeInputs(t *testing.T) {
 				continue
 			}
 			for _, r := range got {
-				if !isProbability(r.Prediction) {
+				if !modeltest.IsProbability(r.Prediction) {
 					t.Errorf("/score with mean_buy_price %g, product_mean_price %g: prediction %v", buy, amounts[r.CouponID], r.Prediction)
 				}
 			}
@@ -144,7 +120,7 @@ func TestEndpointsFiniteForExtremeInputs(t *testing.T) {
 		t.Fatalf("infer of %d extreme rows: %d %.300s", len(rows), status, resp)
 	}
 	for i, p := range got.Outputs[0].Data {
-		if !isProbability(float64(p)) {
+		if !modeltest.IsProbability(float64(p)) {
 			t.Errorf("infer row %v: probability %v", rows[i], p)
 		}
 	}
