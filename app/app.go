@@ -219,11 +219,11 @@ func (a *App) loadScorer() (err error) {
 		a.scorer = recommender.Random{}
 		a.log.Warn("SCORER=random: coupons are scored at random, for comparison with the model")
 	case rc.URL != "":
-		newClient := score.NewClient
+		codec := score.Codec
 		if rc.Protocol == recommender.ProtocolV2 {
-			newClient = v2.NewClient
+			codec = v2.Codec
 		}
-		if a.client, err = newClient(rc, protocol.NewClientMetrics(a.reg)); err != nil {
+		if a.client, err = protocol.NewClient(rc, codec, protocol.NewClientMetrics(a.reg)); err != nil {
 			return fmt.Errorf("app: %w", err)
 		}
 		a.scorer = a.client

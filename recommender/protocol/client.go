@@ -57,19 +57,19 @@ func NewClientMetrics(reg prometheus.Registerer) *ClientMetrics {
 
 // Codec is one protocol's side of a call: where it goes, the request it
 // sends and how it reads the answer.
-type Codec interface {
+type Codec struct {
 	// Name is the protocol as PREDICTION_PROTOCOL names it; errors show it.
-	Name() string
+	Name string
 	// Endpoint is the URL calls go to, below the service's base URL.
-	Endpoint(base *url.URL, model string) *url.URL
+	Endpoint func(base *url.URL, model string) *url.URL
 	// Encode writes the request of one call; an error is an input the
 	// protocol cannot carry.
-	Encode(c *store.Customer, coupons []store.Coupon) ([]byte, error)
+	Encode func(c *store.Customer, coupons []store.Coupon) ([]byte, error)
 	// Decode takes the probabilities of coupons out of a 2xx answer into out.
-	Decode(body []byte, coupons []store.Coupon, out []float64) error
+	Decode func(body []byte, coupons []store.Coupon, out []float64) error
 	// Ready tells whether the status of GET {URL}/v2/health/ready means the
 	// service can take requests.
-	Ready(status int) bool
+	Ready func(status int) bool
 }
 
 // Client is a recommender.Scorer that asks a prediction service over HTTP
@@ -141,7 +141,7 @@ func (c *Client) Close() {
 func (c *Client) Ready(ctx context.Context) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.readyURL, nil)
 	if err != nil {
-		return fmt.Errorf("%s %s: cannot build the request", c.codec.Name(), c.shown)
+		return fmt.Errorf("%s %s: cannot build the request", c.codec.Name, c.shown)
 	}
 	req.Header = c.header.Clone()
 	req.Header.Del("Content-Type")
@@ -151,7 +151,7 @@ func (c *Client) Ready(ctx context.Context) error {
 	r := c.http.Call(req, maxReadyBytes)
 	switch {
 	case r.Status == 0: // no answer
-		return fmt.Errorf("%s %s: %w", c.codec.Name(), c.shown, r.Err)
+		return fmt.Errorf("%s %s: %w", c.codec.Name, c.shown, r.Err)
 	case !c.codec.Ready(r.Status):
 		return fmt.Errorf("GET %s: %d %s", redact.URL(c.readyURL), r.Status, http.StatusText(r.Status))
 	}
@@ -211,5 +211,5 @@ func (c *Client) Score(ctx context.Context, cust *store.Customer, coupons []stor
 // <err>". err is wrapped so callers can test for what it wraps.
 func (c *Client) fail(o peerhttp.Outcome, err error) error {
 	c.m.Calls.WithLabelValues(string(o)).Inc()
-	return fmt.Errorf("%w: %s %s: %w", recommender.ErrScore, c.codec.Name(), c.shown, err)
+	return fmt.Errorf("%w: %s %s: %w", recommender.ErrScore, c.codec.Name, c.shown, err)
 }

@@ -28,21 +28,11 @@ import (
 // metrics of its own.
 func newTestClient(t testing.TB, url, proto string, edit func(*recommender.Config)) (*protocol.Client, *protocol.ClientMetrics) {
 	t.Helper()
-	cfg := recommender.Config{URL: url, Protocol: proto, Model: recommender.DefaultModel, Timeout: 5 * time.Second, MaxInFlight: 4}
-	if edit != nil {
-		edit(&cfg)
-	}
-	newClient := score.NewClient
+	codec := score.Codec
 	if proto == recommender.ProtocolV2 {
-		newClient = v2.NewClient
+		codec = v2.Codec
 	}
-	m := protocol.NewClientMetrics(prometheus.NewRegistry())
-	c, err := newClient(cfg, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c, m
+	return fixture.Client(t, codec, url, edit)
 }
 
 // checkCalls checks the client's calls ended as want says, and none is in
@@ -58,9 +48,7 @@ func checkCalls(t *testing.T, m *protocol.ClientMetrics, want map[string]float64
 func storeflowPeer(t testing.TB) *httptest.Server {
 	t.Helper()
 	_, mux := newTestMux(fixture.Scorer{})
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return srv
+	return fixture.Peer(t, mux)
 }
 
 func TestClientAgainstServer(t *testing.T) {
@@ -320,7 +308,7 @@ func TestNewClientRefuses(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			cfg := recommender.Config{URL: "http://127.0.0.1:1", Protocol: recommender.ProtocolV2, Model: recommender.DefaultModel, Timeout: time.Second, MaxInFlight: 1}
 			tt.edit(&cfg)
-			_, err := v2.NewClient(cfg, protocol.NewClientMetrics(prometheus.NewRegistry()))
+			_, err := protocol.NewClient(cfg, v2.Codec, protocol.NewClientMetrics(prometheus.NewRegistry()))
 			if err == nil || !strings.Contains(err.Error(), tt.wantError) || strings.Contains(err.Error(), "hunter2") {
 				t.Fatalf("got %v, want an error naming %s without secrets", err, tt.wantError)
 			}

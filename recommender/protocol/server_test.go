@@ -27,21 +27,11 @@ func newTestMux(model recommender.RowScorer) (*protocol.ServerMetrics, *http.Ser
 }
 
 func newTestMuxLog(model recommender.RowScorer, log *slog.Logger) (*protocol.ServerMetrics, *http.ServeMux) {
-	s, m := fixture.Server(model, log)
-	mux := http.NewServeMux()
-	score.Register(mux, s)
-	v2.Register(mux, s)
-	return m, mux
+	return fixture.Mux(model, log, score.Register, v2.Register)
 }
 
 // scoreJSON is a valid /score request as a generic value, for cases to break.
-func scoreJSON() map[string]any {
-	b, err := score.EncodeRequest(&fixture.Customer, fixture.Coupons())
-	if err != nil {
-		panic(err)
-	}
-	return fixture.JSONMap(b)
-}
+func scoreJSON() map[string]any { return fixture.ScoreJSON(score.EncodeRequest) }
 
 // The requests: valid bodies with tiny amounts were answered 500
 // "model gave a non-finite probability". Every amount /score accepts, and

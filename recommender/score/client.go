@@ -11,29 +11,16 @@ import (
 	"github.com/storeflow/storeflow/store"
 )
 
-// NewClient is a client of a /score service at cfg.URL: POST {URL}/score.
-func NewClient(cfg recommender.Config, m *protocol.ClientMetrics) (*protocol.Client, error) {
-	return protocol.NewClient(cfg, codec{}, m)
+// Codec is the client's side of /score, for protocol.NewClient: POST
+// {PREDICTION_URL}/score. A /score service has no readiness route: any
+// answer below 500 shows that it is up.
+var Codec = protocol.Codec{
+	Name:     recommender.ProtocolScore,
+	Endpoint: func(base *url.URL, _ string) *url.URL { return base.JoinPath("score") },
+	Encode:   EncodeRequest,
+	Decode:   parseReply,
+	Ready:    func(status int) bool { return status < 500 },
 }
-
-// codec is the client's side of /score.
-type codec struct{}
-
-func (codec) Name() string { return recommender.ProtocolScore }
-
-func (codec) Endpoint(base *url.URL, _ string) *url.URL { return base.JoinPath("score") }
-
-func (codec) Encode(c *store.Customer, coupons []store.Coupon) ([]byte, error) {
-	return EncodeRequest(c, coupons)
-}
-
-func (codec) Decode(body []byte, coupons []store.Coupon, out []float64) error {
-	return parseReply(body, coupons, out)
-}
-
-// Ready takes any answer below 500: a /score service has no readiness route,
-// so an answer only shows that it is up.
-func (codec) Ready(status int) bool { return status < 500 }
 
 // The /score request as the original service takes it. customer_id goes as
 // a string, whatever it looks like.

@@ -22,20 +22,11 @@ import (
 )
 
 func newTestMux(model recommender.RowScorer) (*protocol.ServerMetrics, *http.ServeMux) {
-	s, m := fixture.Server(model, nil)
-	mux := http.NewServeMux()
-	Register(mux, s)
-	return m, mux
+	return fixture.Mux(model, nil, Register)
 }
 
 // scoreJSON is a valid /score request as a generic value, for cases to break.
-func scoreJSON() map[string]any {
-	b, err := EncodeRequest(&fixture.Customer, fixture.Coupons())
-	if err != nil {
-		panic(err)
-	}
-	return fixture.JSONMap(b)
-}
+func scoreJSON() map[string]any { return fixture.ScoreJSON(EncodeRequest) }
 
 func TestScore(t *testing.T) {
 	sorted := func(c store.Customer, coupons []store.Coupon) []result {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -13,31 +14,18 @@ import (
 	"github.com/storeflow/storeflow/store"
 )
 
-// NewClient is a client of an Open Inference Protocol server at cfg.URL:
-// POST {URL}/v2/models/{cfg.Model}/infer.
-func NewClient(cfg recommender.Config, m *protocol.ClientMetrics) (*protocol.Client, error) {
-	return protocol.NewClient(cfg, codec{}, m)
+// Codec is the client's side of the protocol, for protocol.NewClient: POST
+// {PREDICTION_URL}/v2/models/{PREDICTION_MODEL}/infer. Only 200 from the
+// readiness route means ready.
+var Codec = protocol.Codec{
+	Name:     recommender.ProtocolV2,
+	Endpoint: func(base *url.URL, model string) *url.URL { return base.JoinPath("v2", "models", model, "infer") },
+	Encode:   inferBody,
+	Decode: func(body []byte, coupons []store.Coupon, out []float64) error {
+		return parseInferReply(body, len(coupons), out)
+	},
+	Ready: func(status int) bool { return status == http.StatusOK },
 }
-
-// codec is the client's side of the protocol.
-type codec struct{}
-
-func (codec) Name() string { return recommender.ProtocolV2 }
-
-func (codec) Endpoint(base *url.URL, model string) *url.URL {
-	return base.JoinPath("v2", "models", model, "infer")
-}
-
-func (codec) Encode(c *store.Customer, coupons []store.Coupon) ([]byte, error) {
-	return inferBody(c, coupons)
-}
-
-func (codec) Decode(body []byte, coupons []store.Coupon, out []float64) error {
-	return parseInferReply(body, len(coupons), out)
-}
-
-// Ready takes only 200 from the readiness route.
-func (codec) Ready(status int) bool { return status == 200 }
 
 // inferBody writes the V2 request by hand: one FP32 input, flat row-major
 // data, no requested outputs (servers name their output differently, and
@@ -63,54 +51,6 @@ func inferBody(c *store.Customer, coupons []store.Coupon) ([]byte, error) {
 		}
 	}
 	return append(b, "]}]}"...), nil
-}
-
-// parseScoreReply maps a /score answer back to out by coupon_id, in any
-// order. Every coupon must be answered exactly once.
-func parseScoreReply(body []byte, coupons []store.Coupon, out []float64) error {
-	var results []struct {
-		CouponID   json.Number `json:"coupon_id"`
-		Prediction *float64    `json:"prediction"`
-	}
-	if err := json.Unmarshal(body, &results); err != nil {
-		return fmt.Errorf("want a JSON list of {coupon_id, customer_id, prediction}: %v", err)
-	}
-	if len(results) != len(coupons) {
-		return fmt.Errorf("%d predictions for %d coupons", len(results), len(coupons))
-	}
-	filled := make([]bool, len(coupons))
-	for k, r := range results {
-		id, err := strconv.Atoi(r.CouponID.String())
-		if err != nil {
-			return fmt.Errorf("prediction %d: coupon_id %q is not an integer", k, r.CouponID)
-		}
-		if r.Prediction == nil {
-			return fmt.Errorf("prediction %d: coupon %d has no prediction", k, id)
-		}
-		p := *r.Prediction
-		if !(p >= 0 && p <= 1) {
-			return fmt.Errorf("coupon %d: prediction %v is not a probability", id, p)
-		}
-		// Linear: a focus has a handful of coupons, fewer than a map pays for.
-		i, seen := -1, false
-		for j := range coupons {
-			if coupons[j].ID == id {
-				seen = true
-				if !filled[j] {
-					i = j
-					break
-				}
-			}
-		}
-		switch {
-		case i < 0 && seen:
-			return fmt.Errorf("coupon %d answered twice", id)
-		case i < 0:
-			return fmt.Errorf("coupon %d was not asked for", id)
-		}
-		out[i], filled[i] = p, true
-	}
-	return nil // as many answers as coupons, none twice: all are filled
 }
 
 type inferReply struct {

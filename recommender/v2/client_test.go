@@ -7,34 +7,21 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/recommender/internal/fixture"
 	"github.com/storeflow/storeflow/recommender/protocol"
 )
 
 func newTestClient(t testing.TB, url string) (*protocol.Client, *protocol.ClientMetrics) {
 	t.Helper()
-	cfg := recommender.Config{URL: url, Protocol: recommender.ProtocolV2, Model: recommender.DefaultModel, Timeout: 5 * time.Second, MaxInFlight: 4}
-	m := protocol.NewClientMetrics(prometheus.NewRegistry())
-	c, err := NewClient(cfg, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c, m
+	return fixture.Client(t, Codec, url, nil)
 }
 
 // storeflowPeer is storeflow's own server of the protocol over fixture.Scorer.
 func storeflowPeer(t testing.TB) *httptest.Server {
 	t.Helper()
 	_, mux := newTestMux(fixture.Scorer{})
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return srv
+	return fixture.Peer(t, mux)
 }
 
 // v2Peer plays a model server of the protocol: it checks the request is what the

@@ -19,10 +19,7 @@ import (
 )
 
 func newTestMux(model recommender.RowScorer) (*protocol.ServerMetrics, *http.ServeMux) {
-	s, m := fixture.Server(model, nil)
-	mux := http.NewServeMux()
-	Register(mux, s)
-	return m, mux
+	return fixture.Mux(model, nil, Register)
 }
 
 func TestV2Endpoints(t *testing.T) {
