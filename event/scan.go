@@ -381,13 +381,13 @@ func valid(b []byte) bool {
 // event types do not cover (the prediction protocols' tensors): the same
 // syntax rules, no second scanner.
 
-// ErrSyntax is the error of a walk over input that is not valid JSON.
-var ErrSyntax = errors.New("invalid JSON")
+// errSyntax is the error of a walk over input that is not valid JSON.
+var errSyntax = errors.New("invalid JSON")
 
 // EachElement calls elem, in order, with the index and the raw JSON text of
 // each element of the list b holds (one JSON list, space around it allowed),
 // checking the syntax as it goes. It returns elem's first error, an error
-// naming what b holds when it is not a list, or ErrSyntax.
+// naming what b holds when it is not a list, or one saying it is not valid JSON.
 func EachElement(b []byte, elem func(k int, val []byte) error) error {
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '[' {
@@ -398,7 +398,7 @@ func EachElement(b []byte, elem func(k int, val []byte) error) error {
 	case err != nil:
 		return err
 	case end < 0 || skipWS(b, end) != len(b):
-		return ErrSyntax
+		return errSyntax
 	}
 	return nil
 }

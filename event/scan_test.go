@@ -214,8 +214,8 @@ func TestEachElementStopsAtElemError(t *testing.T) {
 	if err := EachElement([]byte(`{"a":1}`), nil); err == nil || err.Error() != "want a list, got an object" {
 		t.Fatalf("an object: %v", err)
 	}
-	if err := EachElement([]byte(`[1,`), func(int, []byte) error { return nil }); err != ErrSyntax {
-		t.Fatalf("a broken list: %v, want ErrSyntax", err)
+	if err := EachElement([]byte(`[1,`), func(int, []byte) error { return nil }); err != errSyntax {
+		t.Fatalf("a broken list: %v, want the syntax error", err)
 	}
 }
 

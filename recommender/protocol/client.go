@@ -103,7 +103,7 @@ func NewClient(cfg recommender.Config, codec Codec, m *ClientMetrics) (*Client, 
 	if err := cfg.ValidateClient(); err != nil {
 		return nil, err
 	}
-	u, _ := url.Parse(cfg.URL)                         // Validate parsed it
+	u, _ := url.Parse(cfg.URL)                         // ValidateClient parsed it
 	header, _ := recommender.ParseHeaders(cfg.Headers) // and these
 	host := header.Get("Host")
 	header.Del("Host") // net/http sends Request.Host, never a Host header

@@ -139,7 +139,7 @@ func TestClientErrors(t *testing.T) {
 			out := make([]float64, len(coupons))
 			err := c.Score(context.Background(), &fixture.Customer, coupons, out)
 			if !errors.Is(err, recommender.ErrScore) {
-				t.Fatalf("got %v, want an recommender.ErrScore", err)
+				t.Fatalf("got %v, want a recommender.ErrScore", err)
 			}
 			path := "/score"
 			if tt.protocol == recommender.ProtocolV2 {
@@ -235,7 +235,7 @@ func TestClientInvalidInput(t *testing.T) {
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			if err := c.Score(context.Background(), tt.cust, fixture.Coupons(), tt.out); !errors.Is(err, recommender.ErrScore) {
-				t.Fatalf("got %v, want an recommender.ErrScore", err)
+				t.Fatalf("got %v, want a recommender.ErrScore", err)
 			}
 		})
 	}

@@ -30,7 +30,7 @@ func tensorData(raw []byte, shape []int64, bits int, dst []float64) ([]float64, 
 		want *= d
 	}
 	start := len(dst)
-	nested := false
+	nested := false // the first element is a list itself
 	_ = event.EachElement(raw, func(_ int, val []byte) error {
 		nested = event.Kind(val) == event.KindList
 		return errStop
