@@ -22,6 +22,10 @@ import (
 	"github.com/storeflow/storeflow/internal/redact"
 	"github.com/storeflow/storeflow/pipeline"
 	"github.com/storeflow/storeflow/recommender"
+	"github.com/storeflow/storeflow/recommender/protocol"
+	"github.com/storeflow/storeflow/recommender/score"
+	"github.com/storeflow/storeflow/recommender/train"
+	"github.com/storeflow/storeflow/recommender/v2"
 	"github.com/storeflow/storeflow/simulator"
 	"github.com/storeflow/storeflow/store"
 )
@@ -45,10 +49,10 @@ type App struct {
 	plan    *store.Plan
 	world   *store.World
 	catalog *store.Catalog
-	model   *recommender.Model  // the in-process model; nil with PREDICTION_URL and no MODEL_FILE
-	scorer  recommender.Scorer  // what the pipeline asks
-	client  *recommender.Client // nil without PREDICTION_URL
-	server  *recommender.Server // /score and the Open Inference Protocol
+	model   *recommender.Model // the in-process model; nil with PREDICTION_URL and no MODEL_FILE
+	scorer  recommender.Scorer // what the pipeline asks
+	client  *protocol.Client   // nil without PREDICTION_URL
+	server  *protocol.Server   // /score and the Open Inference Protocol
 	accept  *simulator.Acceptance
 	cache   *store.Cache         // what the focus path reads: in front of the central
 	central *store.CentralServer // the central API this process serves from its catalog
@@ -86,17 +90,16 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 			a.closeSource()
 		}
 	}()
+	var model recommender.RowScorer // a nil *Model in it would be a model
 	if a.model != nil {
-		a.server = recommender.NewServer(a.model, log.With("component", "prediction_server"))
-	} else {
-		a.server = recommender.NewServer(nil, log.With("component", "prediction_server"))
+		model = a.model
 	}
+	a.server = protocol.NewServer(model, log.With("component", "prediction_server"), protocol.NewServerMetrics(a.reg))
 	defer func() {
 		if err != nil && a.client != nil {
 			a.client.Close()
 		}
 	}()
-	a.registerPredictionMetrics()
 
 	blog := log.With("component", "broker")
 	if cfg.MockMQTT() {
@@ -200,7 +203,7 @@ func (a *App) loadScorer() (err error) {
 		if len(a.world.History) == 0 {
 			return fmt.Errorf("app: no model: DATA_DIR %s has no coupon_history.csv to train on; set MODEL_FILE to a model from storeflow train", a.cfg.Store.DataDir)
 		}
-		m, rep, err := recommender.TrainWorld(a.world, recommender.TrainOptions{}, false)
+		m, rep, err := train.World(a.world, train.Options{}, false)
 		if err != nil {
 			return fmt.Errorf("app: %w", err)
 		}
@@ -212,7 +215,11 @@ func (a *App) loadScorer() (err error) {
 		a.scorer = recommender.Random{}
 		a.log.Warn("SCORER=random: coupons are scored at random, for comparison with the model")
 	case rc.URL != "":
-		if a.client, err = recommender.NewClient(rc); err != nil {
+		codec := score.Codec
+		if rc.Protocol == recommender.ProtocolV2 {
+			codec = v2.Codec
+		}
+		if a.client, err = protocol.NewClient(rc, codec, protocol.NewClientMetrics(a.reg)); err != nil {
 			return fmt.Errorf("app: %w", err)
 		}
 		a.scorer = a.client

@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/storeflow/storeflow/internal/ratelog"
+	"github.com/storeflow/storeflow/recommender/score"
+	"github.com/storeflow/storeflow/recommender/v2"
 )
 
 // routes is the HTTP surface on HTTP_ADDR.
@@ -36,7 +38,8 @@ func (a *App) routes() http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
-	a.server.Register(mux)
+	score.Register(mux, a.server)
+	v2.Register(mux, a.server)
 	a.central.Register(mux)
 	a.registerTestEndpoints(mux)
 	return mux

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/storeflow/storeflow/recommender"
+	"github.com/storeflow/storeflow/recommender/train"
 	"github.com/storeflow/storeflow/store"
 )
 
@@ -26,7 +26,7 @@ func TestDataDirAndModelFile(t *testing.T) {
 	}
 	// Fewer trees than training at startup would grow: scores equal to
 	// this model's prove the file was loaded, not a model retrained.
-	m, _, err := recommender.TrainWorld(w, recommender.TrainOptions{MaxTrees: 10}, false)
+	m, _, err := train.World(w, train.Options{MaxTrees: 10}, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,8 @@ import (
 
 	"github.com/storeflow/storeflow/internal/modeltest"
 	"github.com/storeflow/storeflow/recommender"
+	"github.com/storeflow/storeflow/recommender/protocol"
+	"github.com/storeflow/storeflow/recommender/v2"
 	"github.com/storeflow/storeflow/store"
 )
 
@@ -79,10 +81,11 @@ func TestSplitRunAsksThePeerForPredictions(t *testing.T) {
 			}
 			// The server counts a request after writing its answer: wait.
 			server.waitMetric(t, 1, 5*time.Second, "storeflow_prediction_server_requests_total", "route="+tc.route, "outcome=ok")
-			if c, ok := sys.app.Scorer().(*recommender.Client); !ok {
+			const calls = "storeflow_prediction_client_calls_total"
+			if _, ok := sys.app.Scorer().(*protocol.Client); !ok {
 				t.Errorf("scorer is %T, want the prediction client", sys.app.Scorer())
-			} else if st := c.Stats(); st.OK < 1 || st.Errors() != 0 {
-				t.Errorf("client stats %+v, want an OK call and no error", st)
+			} else if ok, all := sys.metric(t, calls, "outcome=ok"), sys.metric(t, calls); ok < 1 || all != ok {
+				t.Errorf("client calls: %v ok of %v, want an OK call and no error", ok, all)
 			}
 			s.exit()
 		})
@@ -129,8 +132,9 @@ func TestPredictionServiceDownIsCountedAndSurvived(t *testing.T) {
 		t.Errorf("a prediction was published with the service down: %s", m.Payload)
 	default:
 	}
-	if st := sys.app.Scorer().(*recommender.Client).Stats(); st.Calls != 2 || st.OK != 0 || st.Transport != 2 {
-		t.Errorf("client stats %+v, want 2 calls, both transport errors", st)
+	const calls = "storeflow_prediction_client_calls_total"
+	if all, transport := sys.metric(t, calls), sys.metric(t, calls, "outcome=transport"); all != 2 || transport != 2 {
+		t.Errorf("client calls: %v, %v of them transport errors; want 2 calls, both transport errors", all, transport)
 	}
 	// The process keeps running, but it is not ready: a probe takes it out
 	// of rotation until the prediction service answers.
@@ -205,7 +209,7 @@ func TestPredictionEndpointsServeTheModel(t *testing.T) {
 		req := map[string]any{
 			"id": "e2e-1",
 			"inputs": []map[string]any{{
-				"name": recommender.InputName, "datatype": "FP32",
+				"name": v2.InputName, "datatype": "FP32",
 				"shape": []int{len(coupons), recommender.NumFeatures}, "data": rows,
 			}},
 		}
@@ -220,14 +224,14 @@ func TestPredictionEndpointsServeTheModel(t *testing.T) {
 			} `json:"outputs"`
 		}
 		httpPostJSON(t, base+"/v2/models/coupon/infer", req, &resp)
-		if resp.ModelName != recommender.ModelName || resp.ID != "e2e-1" || len(resp.Outputs) != 1 {
+		if resp.ModelName != v2.ModelName || resp.ID != "e2e-1" || len(resp.Outputs) != 1 {
 			t.Fatalf("infer answer model %q id %q with %d outputs, want %q, e2e-1 and one output",
-				resp.ModelName, resp.ID, len(resp.Outputs), recommender.ModelName)
+				resp.ModelName, resp.ID, len(resp.Outputs), v2.ModelName)
 		}
 		out := resp.Outputs[0]
-		if out.Name != recommender.OutputName || out.Datatype != "FP32" || !slices.Equal(out.Shape, []int{len(coupons)}) || len(out.Data) != len(coupons) {
+		if out.Name != v2.OutputName || out.Datatype != "FP32" || !slices.Equal(out.Shape, []int{len(coupons)}) || len(out.Data) != len(coupons) {
 			t.Fatalf("output %s %s %v with %d values, want %s FP32 [%d]",
-				out.Name, out.Datatype, out.Shape, len(out.Data), recommender.OutputName, len(coupons))
+				out.Name, out.Datatype, out.Shape, len(out.Data), v2.OutputName, len(coupons))
 		}
 		for i, p := range out.Data {
 			if math.Abs(p-want[i]) > 1e-6 {

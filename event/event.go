@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/storeflow/storeflow/internal/clip"
 	"github.com/storeflow/storeflow/store"
 )
 
@@ -202,15 +203,15 @@ func DecodeFocus(b []byte) (Focus, error) {
 		return Focus{}, &Error{Reason: ReasonMissingField, Field: "dep", Detail: "missing"}
 	}
 	if w.Dep[0] != '"' {
-		return Focus{}, &Error{Reason: ReasonInvalidField, Field: "dep", Detail: "want a string, got " + clip(w.Dep)}
+		return Focus{}, &Error{Reason: ReasonInvalidField, Field: "dep", Detail: "want a string, got " + quoted(w.Dep)}
 	}
 	var buf [16]byte // the longest department name, and then some
 	name, _ := unquote(buf[:0], w.Dep[1:len(w.Dep)-1])
 	dep, ok := store.ParseDepartment(string(name))
 	if !ok {
 		return Focus{}, &Error{Reason: ReasonUnknownDep, Field: "dep",
-			// %s, not %q: clipString already quotes (quoting twice printed "\"Foo\"").
-			Detail: fmt.Sprintf("unknown department %s (want Boys, Girls, Men, Sports or Women)", clipString(string(name)))}
+			// %s, not %q: quoted already quotes (quoting twice printed "\"Foo\"").
+			Detail: fmt.Sprintf("unknown department %s (want Boys, Girls, Men, Sports or Women)", quoted(name))}
 	}
 	f := Focus{ID: id, TS: ts, Dep: dep}
 	hasX, hasY := !isNull(w.X), !isNull(w.Y)
@@ -278,7 +279,7 @@ func decodeID(raw json.RawMessage) (string, error) {
 	// exact only below 2^53.
 	f, err := strconv.ParseFloat(string(raw), 64)
 	if err != nil || f != math.Trunc(f) || f < 0 || f >= 1<<53 {
-		return "", &Error{Reason: ReasonInvalidField, Field: "id", Detail: "want a string or a non-negative integer, got " + clip(raw)}
+		return "", &Error{Reason: ReasonInvalidField, Field: "id", Detail: "want a string or a non-negative integer, got " + quoted(raw)}
 	}
 	return strconv.FormatInt(int64(f), 10), nil
 }
@@ -318,11 +319,11 @@ func decodeTS(raw json.RawMessage) (int64, error) {
 	}
 	f, ok := parseNumber(raw)
 	if !ok {
-		return 0, &Error{Reason: ReasonInvalidField, Field: "ts", Detail: "want unix seconds as a number, got " + clip(raw)}
+		return 0, &Error{Reason: ReasonInvalidField, Field: "ts", Detail: "want unix seconds as a number, got " + quoted(raw)}
 	}
 	// f < 1, not f <= 0: 0.5 would truncate to ts 0, which is itself rejected.
 	if f < 1 || f > maxTS {
-		return 0, &Error{Reason: ReasonInvalidField, Field: "ts", Detail: fmt.Sprintf("%s is not unix seconds between 1970 and 9999", clip(raw))}
+		return 0, &Error{Reason: ReasonInvalidField, Field: "ts", Detail: fmt.Sprintf("%s is not unix seconds between 1970 and 9999", quoted(raw))}
 	}
 	return int64(f), nil
 }
@@ -337,23 +338,14 @@ func decodeCoord(field string, raw json.RawMessage, required bool) (int, error) 
 	}
 	f, ok := parseNumber(raw)
 	if !ok {
-		return 0, &Error{Reason: ReasonInvalidField, Field: field, Detail: "want a number, got " + clip(raw)}
+		return 0, &Error{Reason: ReasonInvalidField, Field: field, Detail: "want a number, got " + quoted(raw)}
 	}
 	if f < -1e6 || f > 1e6 {
-		return 0, &Error{Reason: ReasonInvalidField, Field: field, Detail: clip(raw) + " is out of range"}
+		return 0, &Error{Reason: ReasonInvalidField, Field: field, Detail: quoted(raw) + " is out of range"}
 	}
 	return int(math.Round(f)), nil
 }
 
-// clip quotes at most 32 bytes of raw input for an error message, so a hostile
-// payload cannot flood the logs.
-func clip(raw []byte) string {
-	return clipString(string(raw))
-}
-
-func clipString(s string) string {
-	if len(s) > 32 {
-		s = s[:32] + "…"
-	}
-	return strconv.Quote(s)
-}
+// quoted quotes at most 32 bytes of raw input for an error message, so a
+// hostile payload cannot flood the logs.
+func quoted(raw []byte) string { return clip.Quote(string(raw), 32) }

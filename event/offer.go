@@ -69,7 +69,7 @@ func DecodeOffer(b []byte) (Offer, error) {
 	}
 	f, ok := parseNumber(raw)
 	if !ok || f != math.Trunc(f) || f < 0 || f > math.MaxInt32 {
-		return Offer{}, &Error{Reason: ReasonInvalidField, Field: "coupon.id", Detail: "want a non-negative integer, got " + clip(couponID)}
+		return Offer{}, &Error{Reason: ReasonInvalidField, Field: "coupon.id", Detail: "want a non-negative integer, got " + quoted(couponID)}
 	}
 	o.CouponID = int(f)
 	if o.TS, err = decodeTS(w[2]); err != nil {

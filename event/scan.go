@@ -1,6 +1,8 @@
 package event
 
 import (
+	"errors"
+	"fmt"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -135,30 +137,8 @@ func scanValue(b []byte, i, depth int) int {
 	case c == '{':
 		return eachMember(b, i, depth+1, nil, nil)
 	case c == '[':
-		if depth+1 > maxDepth {
-			return -1
-		}
-		i = skipWS(b, i+1)
-		if i < len(b) && b[i] == ']' {
-			return i + 1
-		}
-		for {
-			if i = scanValue(b, i, depth+1); i < 0 {
-				return -1
-			}
-			i = skipWS(b, i)
-			if i >= len(b) {
-				return -1
-			}
-			switch b[i] {
-			case ']':
-				return i + 1
-			case ',':
-				i = skipWS(b, i+1)
-			default:
-				return -1
-			}
-		}
+		end, _ := eachElement(b, i, depth+1, nil)
+		return end
 	case c == '-' || isDigit(c):
 		return scanNumber(b, i)
 	case c == 't':
@@ -176,6 +156,43 @@ func literal(b []byte, i int, lit string) int {
 		return i + len(lit)
 	}
 	return -1
+}
+
+// eachElement validates the list that starts at b[i] (b[i] is '[') and
+// calls elem, when not nil, with each element's index and value (raw JSON, a
+// slice of b). It returns the index just past the list, or -1 when it is not
+// valid JSON or elem failed; err is elem's error.
+func eachElement(b []byte, i, depth int, elem func(k int, val []byte) error) (end int, err error) {
+	if depth > maxDepth {
+		return -1, nil
+	}
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return i + 1, nil
+	}
+	for k := 0; ; k++ {
+		end := scanValue(b, i, depth)
+		if end < 0 {
+			return -1, nil
+		}
+		if elem != nil {
+			if err := elem(k, b[i:end]); err != nil {
+				return -1, err
+			}
+		}
+		i = skipWS(b, end)
+		if i >= len(b) {
+			return -1, nil
+		}
+		switch b[i] {
+		case ']':
+			return i + 1, nil
+		case ',':
+			i = skipWS(b, i+1)
+		default:
+			return -1, nil
+		}
+	}
 }
 
 // eachMember validates the object that starts at b[i] (b[i] is '{') and
@@ -359,3 +376,66 @@ func valid(b []byte) bool {
 	end := scanValue(b, i, 0)
 	return end >= 0 && skipWS(b, end) == len(b)
 }
+
+// The walker for the decoders of other packages that read outside input the
+// event types do not cover (the prediction protocols' tensors): the same
+// syntax rules, no second scanner.
+
+// errSyntax is the error of a walk over input that is not valid JSON.
+var errSyntax = errors.New("invalid JSON")
+
+// EachElement calls elem, in order, with the index and the raw JSON text of
+// each element of the list b holds (one JSON list, space around it allowed),
+// checking the syntax as it goes. It returns elem's first error, an error
+// naming what b holds when it is not a list, or one saying it is not valid JSON.
+func EachElement(b []byte, elem func(k int, val []byte) error) error {
+	i := skipWS(b, 0)
+	if i >= len(b) || b[i] != '[' {
+		return fmt.Errorf("want a list, got %s", Kind(b))
+	}
+	end, err := eachElement(b, i, 1, elem)
+	switch {
+	case err != nil:
+		return err
+	case end < 0 || skipWS(b, end) != len(b):
+		return errSyntax
+	}
+	return nil
+}
+
+// Kind names the kind of the JSON value b starts with (after space), for an
+// error message and for a reader that takes one kind: KindString,
+// KindObject, KindList, KindBoolean, KindNull, KindNumber, or "nothing" for
+// no value. It reads the first byte only: b is a value the walker or
+// encoding/json has checked.
+func Kind(b []byte) string {
+	i := skipWS(b, 0)
+	if i >= len(b) {
+		return "nothing"
+	}
+	switch c := b[i]; {
+	case c == '"':
+		return KindString
+	case c == '{':
+		return KindObject
+	case c == '[':
+		return KindList
+	case c == 't', c == 'f':
+		return KindBoolean
+	case c == 'n':
+		return KindNull
+	case c == '-', isDigit(c):
+		return KindNumber
+	}
+	return "invalid JSON"
+}
+
+// The kinds of JSON values, as Kind names them.
+const (
+	KindString  = "a string"
+	KindObject  = "an object"
+	KindList    = "a list"
+	KindBoolean = "a boolean"
+	KindNull    = "null"
+	KindNumber  = "a number"
+)

@@ -3,6 +3,7 @@ package event
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"slices"
 	"strings"
@@ -167,4 +168,64 @@ func FuzzUnquote(f *testing.F) {
 		}
 		checkUnquote(t, b)
 	})
+}
+
+// FuzzEachElement holds the exported list walker to encoding/json: a list
+// is walked exactly when encoding/json reads it as one, element by element,
+// and anything else is refused.
+func FuzzEachElement(f *testing.F) {
+	for _, s := range validCases {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte(` [1, [2,3] ,{"a":[]},"x",null] `))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var got []json.RawMessage
+		err := EachElement(b, func(k int, val []byte) error {
+			if k != len(got) {
+				t.Fatalf("element %d handed out as %d", len(got), k)
+			}
+			got = append(got, val)
+			return nil
+		})
+		var want []json.RawMessage
+		isList := json.Unmarshal(b, &want) == nil && want != nil
+		if (err == nil) != isList {
+			t.Fatalf("EachElement(%q) = %v, encoding/json reads a list: %v", b, err, isList)
+		}
+		if isList && !slices.EqualFunc(got, want, func(a, b json.RawMessage) bool { return bytes.Equal(a, b) }) {
+			t.Fatalf("EachElement(%q) read %q, encoding/json %q", b, got, want)
+		}
+	})
+}
+
+func TestEachElementStopsAtElemError(t *testing.T) {
+	stop := errors.New("stop")
+	var seen []int
+	err := EachElement([]byte(`[1,2,3]`), func(k int, _ []byte) error {
+		seen = append(seen, k)
+		if k == 1 {
+			return stop
+		}
+		return nil
+	})
+	if err != stop || !slices.Equal(seen, []int{0, 1}) {
+		t.Fatalf("err %v after %v, want stop after [0 1]", err, seen)
+	}
+	if err := EachElement([]byte(`{"a":1}`), nil); err == nil || err.Error() != "want a list, got an object" {
+		t.Fatalf("an object: %v", err)
+	}
+	if err := EachElement([]byte(`[1,`), func(int, []byte) error { return nil }); err != errSyntax {
+		t.Fatalf("a broken list: %v, want the syntax error", err)
+	}
+}
+
+func TestKind(t *testing.T) {
+	for in, want := range map[string]string{
+		`"x"`: "a string", ` {}`: "an object", `[1]`: KindList, `true`: "a boolean", `false`: "a boolean",
+		`null`: "null", `-1`: KindNumber, `0.5`: KindNumber, ``: "nothing", `  `: "nothing",
+	} {
+		if got := Kind([]byte(in)); got != want {
+			t.Errorf("Kind(%q) = %q, want %q", in, got, want)
+		}
+	}
 }

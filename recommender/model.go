@@ -64,20 +64,27 @@ var derivedNames = [...]string{
 	"discount_gap",         // discount − mean_discount_received
 }
 
-// width is the length of a row once the derived features are appended.
-const width = NumFeatures + len(derivedNames)
+// Width is the length of a row once the derived features are appended
+// (Extend): what the trees and the linear part read.
+const Width = NumFeatures + len(derivedNames)
 
 // modelFeatures is the Features list of every model this build writes and reads.
 func modelFeatures() []string {
 	return append(slices.Clone(FeatureNames[:]), derivedNames[:]...)
 }
 
-// extend copies a 14-feature row into x and appends the derived features.
+// NewModel returns a model of this build's format with no trees yet: what
+// training starts from.
+func NewModel(base float64, info TrainInfo) *Model {
+	return &Model{Format: modelFormat, Version: modelVersion, Features: modelFeatures(), Base: base, Info: info}
+}
+
+// Extend copies a 14-feature row into x and appends the derived features.
 // For a finite row every derived feature is finite, so the model's
 // probability is too: an infinite log price ratio made NaN of the linear
 // part, whose terms for it and for its absolute value then cancel as
 // Inf − Inf.
-func extend(row []float32, x *[width]float32) {
+func Extend(row []float32, x *[Width]float32) {
 	copy(x[:NumFeatures], row)
 	x[NumFeatures] = row[fTotalCouponsUsed] / max(1, row[fTotalItemsBought])
 	x[NumFeatures+1] = row[fUniqueProductsBoughtWithCoupons] / max(1, row[fUniqueProductsBought])
@@ -112,30 +119,43 @@ func toFloat32(v float64) float32 {
 }
 
 // logit returns the model's log-odds for an extended row.
-func (m *Model) logit(x *[width]float32) float64 {
+func (m *Model) logit(x *[Width]float32) float64 {
 	z := m.Base
 	if m.Linear != nil {
-		z = m.Linear.logit(x)
+		z = m.Linear.Logit(x)
 	}
 	for t := range m.Trees {
-		z += treeValue(&m.Trees[t], x)
+		z += m.Trees[t].Leaf(x)
 	}
 	return z
 }
 
+// Leaf walks the tree for an extended row and returns its leaf's log-odds.
+func (tr *Tree) Leaf(x *[Width]float32) float64 {
+	i := int32(0)
+	for tr.Feature[i] >= 0 {
+		if x[tr.Feature[i]] <= tr.Threshold[i] {
+			i = tr.Left[i]
+		} else {
+			i = tr.Right[i]
+		}
+	}
+	return float64(tr.Value[i])
+}
+
 // Predict returns the probability for one 14-feature row.
 func (m *Model) Predict(row []float32) float64 {
-	var x [width]float32
-	extend(row, &x)
-	return sigmoid(m.logit(&x))
+	var x [Width]float32
+	Extend(row, &x)
+	return Sigmoid(m.logit(&x))
 }
 
 // ScoreRows implements RowScorer.
 func (m *Model) ScoreRows(rows []float32, out []float64) {
-	var x [width]float32
+	var x [Width]float32
 	for i := range out {
-		extend(rows[i*NumFeatures:(i+1)*NumFeatures], &x)
-		out[i] = sigmoid(m.logit(&x))
+		Extend(rows[i*NumFeatures:(i+1)*NumFeatures], &x)
+		out[i] = Sigmoid(m.logit(&x))
 	}
 }
 
@@ -150,7 +170,8 @@ func (m *Model) Score(_ context.Context, c *store.Customer, coupons []store.Coup
 	return nil
 }
 
-func sigmoid(z float64) float64 { return 1 / (1 + math.Exp(-z)) }
+// Sigmoid turns log-odds into a probability.
+func Sigmoid(z float64) float64 { return 1 / (1 + math.Exp(-z)) }
 
 // Save writes the model as JSON to path, through a temporary file so a crash
 // never leaves half a model behind.
@@ -265,7 +286,7 @@ func (tr *Tree) check() error {
 			}
 			continue
 		}
-		if int(tr.Feature[i]) >= width {
+		if int(tr.Feature[i]) >= Width {
 			return fmt.Errorf("node %d: feature %d out of range", i, tr.Feature[i])
 		}
 		if !finite(float64(tr.Threshold[i])) {

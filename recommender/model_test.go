@@ -1,53 +1,32 @@
-package recommender
+package recommender_test
 
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/storeflow/storeflow/internal/modeltest"
+	. "github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/store"
 )
 
-// trained is the model the held-out evaluation trains on the reference
+// testModel is the model the held-out evaluation trains on the reference
 // world, once per test binary: a full-size training is the slowest thing
 // these tests do under the race detector.
-var trained = func() (*Model, error) {
-	m, _, err := evaluated()
-	return m, err
-}
-
-var evaluation = sync.OnceValues(func() (evaluationResult, error) {
-	w, err := world()
-	if err != nil {
-		return evaluationResult{}, err
-	}
-	m, rep, err := TrainWorld(w, TrainOptions{}, true)
-	return evaluationResult{m, rep}, err
-})
-
-type evaluationResult struct {
-	model  *Model
-	report *Report
-}
-
-func evaluated() (*Model, *Report, error) {
-	r, err := evaluation()
-	return r.model, r.report, err
-}
-
 func testModel(t testing.TB) *Model {
 	t.Helper()
-	m, err := trained()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return modeltest.Reference(t).Model
+}
+
+func testWorld(t testing.TB) *store.World {
+	t.Helper()
+	return modeltest.World(t)
 }
 
 // The trained model must have learned the shop's sense from the history
@@ -132,7 +111,7 @@ func TestReadModelRefusesBadFiles(t *testing.T) {
 	}
 	small := *m
 	small.Trees = []Tree{{Feature: []int16{3, -1, -1}, Threshold: []float32{5, 0, 0}, Left: []int32{1, 0, 0}, Right: []int32{2, 0, 0}, Value: []float32{0, -0.1, 0.1}}}
-	if err := jsonEncode(&good, &small); err != nil {
+	if err := json.NewEncoder(&good).Encode(&small); err != nil {
 		t.Fatal(err)
 	}
 	tests := map[string]struct {
@@ -179,15 +158,6 @@ func TestModelScoreAllocatesNothing(t *testing.T) {
 	}
 }
 
-// extremeAmounts are finite amounts at the edges of float64 and float32: zero,
-// denormals, the smallest normals, values whose ratios leave float32's range,
-// float32's largest, and values beyond it (a catalog may hold any finite
-// amount).
-var extremeAmounts = []float64{0, 5e-324, 1e-45, 1.4e-45, 1e-38, 1.2e-38, 1e-20, 1e-3, 1, 12.68, 1e19, 1e20,
-	3.4e38, math.MaxFloat32, 1e39, 1e308, math.MaxFloat64}
-
-func isProbability(p float64) bool { return p >= 0 && p <= 1 } // false for NaN
-
 // Every finite input gets a probability: tiny prices once overflowed the
 // price ratio to +Inf and made NaN of the linear part (/score answered 500
 // for a mean_buy_price of 1e-38).
@@ -197,8 +167,8 @@ func TestModelScoreFiniteForExtremeInputs(t *testing.T) {
 		MeanDiscountReceived: 25, UniqueProductsBought: 80, UniqueProductsBoughtWithCoupons: 15, TotalItemsBought: 100}
 	coupon := store.Coupon{ID: 1, Type: store.JustDiscount, Department: store.Women, Discount: 20, HowMany: 1,
 		ProductMeanPrice: 40.68, ProductsAvailable: 3}
-	signed := slices.Clone(extremeAmounts)
-	for _, v := range extremeAmounts {
+	signed := slices.Clone(modeltest.ExtremeAmounts)
+	for _, v := range modeltest.ExtremeAmounts {
 		signed = append(signed, -v) // Score takes what it is given; negative amounts too
 	}
 	out := make([]float64, 1)
@@ -207,7 +177,7 @@ func TestModelScoreFiniteForExtremeInputs(t *testing.T) {
 		if err := m.Score(context.Background(), &c, []store.Coupon{cp}, out); err != nil {
 			t.Fatal(err)
 		}
-		if !isProbability(out[0]) {
+		if !modeltest.IsProbability(out[0]) {
 			t.Errorf("mean_buy_price %g, product_mean_price %g, mean_discount_received %g, discount %d, counts %d: probability %v",
 				c.MeanBuyPrice, cp.ProductMeanPrice, c.MeanDiscountReceived, cp.Discount, c.TotalItemsBought, out[0])
 		}
@@ -235,12 +205,9 @@ func TestModelScoreFiniteForExtremeInputs(t *testing.T) {
 }
 
 func FuzzReadModel(f *testing.F) {
-	m, err := trained()
-	if err != nil {
-		f.Fatal(err)
-	}
+	m := testModel(f)
 	var buf bytes.Buffer
-	if err := jsonEncode(&buf, m); err != nil {
+	if err := json.NewEncoder(&buf).Encode(m); err != nil {
 		f.Fatal(err)
 	}
 	f.Add(buf.Bytes())

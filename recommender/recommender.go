@@ -1,6 +1,11 @@
 // Package recommender owns the prediction: the model that scores a shopper's
-// chances of using each candidate coupon, and the coupon selection rule (a
-// pure function).
+// chances of using each candidate coupon (its features, its trees and
+// linear part, loading and saving it), the prediction settings, and the
+// coupon selection rule (a pure function). Around it, each in a room of its
+// own: the two protocols it is served and asked over, both ends side by side
+// (recommender/score for the original POST /score, recommender/v2 for the
+// Open Inference Protocol, recommender/protocol for what they share), and
+// its training and evaluation (recommender/train).
 package recommender
 
 import (
@@ -49,6 +54,13 @@ func (c Config) Validate() error {
 	if c.Scorer != ScorerModel && c.Scorer != ScorerRandom {
 		errs = append(errs, fmt.Errorf("SCORER=%q: must be %q or %q", c.Scorer, ScorerModel, ScorerRandom))
 	}
+	return errors.Join(append(errs, c.ValidateClient())...)
+}
+
+// ValidateClient checks the prediction client's settings alone (the
+// PREDICTION_* variables but the threshold): all a client needs.
+func (c Config) ValidateClient() error {
+	var errs []error
 	if c.URL != "" {
 		u, err := url.Parse(c.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/storeflow/storeflow/recommender"
+	"github.com/storeflow/storeflow/recommender/train"
 	"github.com/storeflow/storeflow/store"
 )
 
@@ -63,9 +63,9 @@ func gen(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// train trains on a directory's history, reports the held-out evaluation and
+// trainModel trains on a directory's history, reports the held-out evaluation and
 // saves the model. The last line is machine-readable.
-func train(args []string, stdout, stderr io.Writer) error {
+func trainModel(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("train", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	data := fs.String("data", "", "directory with the CSV files (storeflow gen, or your own with coupon_history.csv)")
@@ -81,7 +81,7 @@ func train(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	m, rep, err := recommender.TrainWorld(w, recommender.TrainOptions{}, true)
+	m, rep, err := train.World(w, train.Options{}, true)
 	if err != nil {
 		return err
 	}
@@ -93,7 +93,7 @@ func train(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "train: %d trees on a logistic-regression start, trained in %s; saved to %s\n",
 		rep.Trees, rep.Took.Round(time.Millisecond), *out)
 	fmt.Fprintf(stdout, "%-24s %8s %8s\n", "held-out customers", "ROC AUC", "PR AUC")
-	row := func(name string, q recommender.Quality) {
+	row := func(name string, q train.Quality) {
 		fmt.Fprintf(stdout, "%-24s %8s %8s\n", name, f4(q.ROC), f4(q.PR))
 	}
 	row("model", rep.Model)

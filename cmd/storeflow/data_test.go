@@ -23,7 +23,7 @@ func runCmd(t *testing.T, args ...string) (string, error) {
 
 // gen then train, as the README shows: the same seed and reference give the
 // same bytes, and train's last line carries the three figures. (The model's
-// distance to the ceiling at the reference sizes is checked in recommender;
+// distance to the ceiling at the reference sizes is checked in recommender/train;
 // here a smaller world keeps the race detector's cost down.)
 func TestGenTrain(t *testing.T) {
 	dir := t.TempDir()

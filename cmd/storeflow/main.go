@@ -72,7 +72,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "gen":
 		return gen(args[1:], stdout, stderr)
 	case "train":
-		return train(args[1:], stdout, stderr)
+		return trainModel(args[1:], stdout, stderr)
 	case "passwd":
 		return passwd(args[1:], os.Stdin, stdout)
 	case "env":

@@ -1,9 +1,12 @@
-// Package modeltest gives tests a trained model file without paying for a
-// full-size training in every test: training is quick, but under the race
-// detector a full-size one takes seconds, and most tests only need a model.
+// Package modeltest gives tests a trained model without paying for a
+// training in every test: training is quick, but under the race detector a
+// full-size one takes seconds. File is a small model for tests that only
+// need one; Reference is the full-size model, trained once per test binary,
+// for the tests of the model itself.
 package modeltest
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -11,6 +14,7 @@ import (
 	"time"
 
 	"github.com/storeflow/storeflow/recommender"
+	"github.com/storeflow/storeflow/recommender/train"
 	"github.com/storeflow/storeflow/store"
 )
 
@@ -19,7 +23,7 @@ var file = sync.OnceValues(func() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	m, _, err := recommender.TrainWorld(w, recommender.TrainOptions{MaxTrees: 30}, false)
+	m, _, err := train.World(w, train.Options{MaxTrees: 30}, false)
 	if err != nil {
 		return "", err
 	}
@@ -42,3 +46,60 @@ func File(t testing.TB) string {
 	}
 	return path
 }
+
+// Day is the reference world's day: fixed, so its figures are too.
+var Day = time.Date(2024, 5, 15, 13, 45, 0, 0, time.UTC)
+
+// Trained is the reference world and the model trained on it with the
+// held-out evaluation.
+type Trained struct {
+	World  *store.World
+	Model  *recommender.Model
+	Report *train.Report
+}
+
+var world = sync.OnceValues(func() (*store.World, error) {
+	return store.GenerateWorld(store.GenerateConfig{Seed: 1, Reference: Day})
+})
+
+var reference = sync.OnceValues(func() (Trained, error) {
+	w, err := world()
+	if err != nil {
+		return Trained{}, err
+	}
+	m, rep, err := train.World(w, train.Options{}, true)
+	return Trained{World: w, Model: m, Report: rep}, err
+})
+
+// World returns the reference-size world (seed 1, around Day), generated
+// once per test binary.
+func World(t testing.TB) *store.World {
+	t.Helper()
+	w, err := world()
+	if err != nil {
+		t.Fatalf("modeltest: generate the reference world: %v", err)
+	}
+	return w
+}
+
+// Reference returns the reference world and the full-size model trained on
+// it, evaluated on the customers it held out; the training runs once per
+// test binary.
+func Reference(t testing.TB) Trained {
+	t.Helper()
+	r, err := reference()
+	if err != nil {
+		t.Fatalf("modeltest: train the reference model: %v", err)
+	}
+	return r
+}
+
+// ExtremeAmounts are finite amounts at the edges of float64 and float32:
+// zero, denormals, the smallest normals, values whose ratios leave float32's
+// range, float32's largest, and values beyond it (a catalog may hold any
+// finite amount). Every one must get a probability from the model.
+var ExtremeAmounts = []float64{0, 5e-324, 1e-45, 1.4e-45, 1e-38, 1.2e-38, 1e-20, 1e-3, 1, 12.68, 1e19, 1e20,
+	3.4e38, math.MaxFloat32, 1e39, 1e308, math.MaxFloat64}
+
+// IsProbability reports whether p is in [0, 1]; false for NaN.
+func IsProbability(p float64) bool { return p >= 0 && p <= 1 }

@@ -1,6 +1,9 @@
-// Package peerhttp builds the HTTP client storeflow uses to call its peer
+// Package peerhttp is the HTTP client storeflow uses to call its peer
 // services (the central, a prediction service): one place for the policy
-// they share.
+// they share — the transport, a deadline per call told apart from the
+// caller's, a bounded read of the answer, the classification of how every
+// call ended, and errors that quote neither credentials nor more of an
+// answer than a line.
 package peerhttp
 
 import (

@@ -1,38 +1,20 @@
-package recommender
+package train_test
 
 import (
 	"math"
 	"reflect"
-	"sync"
 	"testing"
-	"time"
 
+	"github.com/storeflow/storeflow/internal/modeltest"
+	"github.com/storeflow/storeflow/recommender/train"
 	"github.com/storeflow/storeflow/store"
 )
-
-var testReference = time.Date(2024, 5, 15, 13, 45, 0, 0, time.UTC)
-
-// world generates the reference-size world once per test binary.
-var world = sync.OnceValues(func() (*store.World, error) {
-	return store.GenerateWorld(store.GenerateConfig{Seed: 1, Reference: testReference})
-})
-
-func testWorld(t testing.TB) *store.World {
-	t.Helper()
-	w, err := world()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return w
-}
 
 // The target: on customers the model never saw, its ROC AUC is within
 // 0.02 of the ground truth's own, and well above the popularity baseline.
 func TestTrainWorldMeetsTarget(t *testing.T) {
-	m, rep, err := evaluated()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ref := modeltest.Reference(t)
+	m, rep := ref.Model, ref.Report
 	t.Logf("model %.4f / %.4f, baseline %.4f / %.4f, ceiling %.4f / %.4f (ROC / PR), %d trees in %s",
 		rep.Model.ROC, rep.Model.PR, rep.Baseline.ROC, rep.Baseline.PR, rep.Ceiling.ROC, rep.Ceiling.PR, rep.Trees, rep.Took)
 	if !rep.CeilingKnown {
@@ -56,22 +38,22 @@ func TestTrainWorldMeetsTarget(t *testing.T) {
 }
 
 func TestTrainWorldWithoutHistory(t *testing.T) {
-	w := testWorld(t)
-	if _, _, err := TrainWorld(&store.World{Catalog: w.Catalog}, TrainOptions{}, true); err == nil {
+	w := modeltest.World(t)
+	if _, _, err := train.World(&store.World{Catalog: w.Catalog}, train.Options{}, true); err == nil {
 		t.Fatal("training without history must fail with a clear error")
 	}
 }
 
 func TestTrainingIsDeterministic(t *testing.T) {
-	w, err := store.GenerateWorld(store.GenerateConfig{Seed: 4, Reference: testReference, Customers: 200, Days: 60})
+	w, err := store.GenerateWorld(store.GenerateConfig{Seed: 4, Reference: modeltest.Day, Customers: 200, Days: 60})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, _, err := TrainWorld(w, TrainOptions{MaxTrees: 20}, false)
+	a, _, err := train.World(w, train.Options{MaxTrees: 20}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _, err := TrainWorld(w, TrainOptions{MaxTrees: 20}, false)
+	b, _, err := train.World(w, train.Options{MaxTrees: 20}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,10 +79,10 @@ func TestROCAUC(t *testing.T) {
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			same := func(a, b float64) bool { return math.Abs(a-b) < 1e-12 || (math.IsNaN(a) && math.IsNaN(b)) }
-			if got := ROCAUC(tt.scores, tt.labels); !same(got, tt.roc) {
+			if got := train.ROCAUC(tt.scores, tt.labels); !same(got, tt.roc) {
 				t.Errorf("ROCAUC = %v, want %v", got, tt.roc)
 			}
-			if got := AveragePrecision(tt.scores, tt.labels); !same(got, tt.ap) {
+			if got := train.AveragePrecision(tt.scores, tt.labels); !same(got, tt.ap) {
 				t.Errorf("AveragePrecision = %v, want %v", got, tt.ap)
 			}
 		})

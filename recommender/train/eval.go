@@ -1,4 +1,4 @@
-package recommender
+package train
 
 import (
 	"cmp"
@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/store"
 )
 
@@ -54,11 +55,11 @@ type Report struct {
 	ModelVsCeilingNote string
 }
 
-// TrainWorld trains a model on a world's redemption history. With evaluate,
+// World trains a model on a world's redemption history. With evaluate,
 // a fifth of the customers is held out and the report compares, on their
 // offers, the model with a popularity baseline and with the ground truth (the
 // ceiling); without, every customer but the early-stopping tenth trains.
-func TrainWorld(w *store.World, opts TrainOptions, evaluate bool) (*Model, *Report, error) {
+func World(w *store.World, opts Options, evaluate bool) (*recommender.Model, *Report, error) {
 	if len(w.History) == 0 {
 		return nil, nil, errors.New("recommender: train: the data has no redemption history (coupon_history.csv)")
 	}
@@ -66,7 +67,7 @@ func TrainWorld(w *store.World, opts TrainOptions, evaluate bool) (*Model, *Repo
 	var testOffers []store.Offer
 	rep := &Report{Offers: len(w.History)}
 	customers, testCustomers := map[string]bool{}, map[string]bool{}
-	var row [NumFeatures]float32
+	var row [recommender.NumFeatures]float32
 	ctx := context.Background()
 	for i, o := range w.History {
 		c, err := w.Catalog.Customer(ctx, o.CustomerID)
@@ -77,7 +78,7 @@ func TrainWorld(w *store.World, opts TrainOptions, evaluate bool) (*Model, *Repo
 		if err != nil {
 			return nil, nil, fmt.Errorf("recommender: train: history row %d: %w", i+1, err)
 		}
-		Encode(&c, &cp, row[:])
+		recommender.Encode(&c, &cp, row[:])
 		customers[o.CustomerID] = true
 		if o.Used {
 			rep.Used++
@@ -95,7 +96,7 @@ func TrainWorld(w *store.World, opts TrainOptions, evaluate bool) (*Model, *Repo
 	}
 	rep.Customers, rep.TestCustomers, rep.TestOffers = len(customers), len(testCustomers), test.Len()
 	start := time.Now()
-	m, err := Train(&train, &valid, opts)
+	m, err := Fit(&train, &valid, opts)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,14 +1,21 @@
-package recommender
+// Package train fits the recommender's model on a redemption history and
+// measures it on customers it has never seen: the gradient-boosted trees
+// over a logistic-regression start, the held-out split, and the ranking
+// measures (ROC AUC, average precision). Serving the model is the
+// recommender package's; nothing here runs on the focus path.
+package train
 
 import (
 	"errors"
 	"fmt"
 	"math"
 	"slices"
+
+	"github.com/storeflow/storeflow/recommender"
 )
 
-// TrainOptions tune the gradient boosting. Zero values take the defaults.
-type TrainOptions struct {
+// Options tune the gradient boosting. Zero values take the defaults.
+type Options struct {
 	MaxTrees     int     // default 400; early stopping usually ends sooner
 	LearningRate float64 // default 0.1
 	MaxDepth     int     // default 4
@@ -19,7 +26,7 @@ type TrainOptions struct {
 	NoLinear     bool    // start the trees from the base rate instead of a logistic regression
 }
 
-func (o TrainOptions) withDefaults() TrainOptions {
+func (o Options) withDefaults() Options {
 	if o.MaxTrees == 0 {
 		o.MaxTrees = 400
 	}
@@ -44,7 +51,8 @@ func (o TrainOptions) withDefaults() TrainOptions {
 	return o
 }
 
-// Dataset is a set of labelled rows: n rows of NumFeatures values, row-major.
+// Dataset is a set of labelled rows: n rows of recommender.recommender.NumFeatures
+// values, row-major.
 type Dataset struct {
 	Rows   []float32
 	Labels []bool
@@ -55,20 +63,20 @@ func (d *Dataset) Len() int { return len(d.Labels) }
 
 // Add appends one row.
 func (d *Dataset) Add(row []float32, label bool) {
-	d.Rows = append(d.Rows, row[:NumFeatures]...)
+	d.Rows = append(d.Rows, row[:recommender.NumFeatures]...)
 	d.Labels = append(d.Labels, label)
 }
 
-// Train fits a model on train, stopping early when the log loss on valid has
+// Fit fits a model on train, stopping early when the log loss on valid has
 // not improved for Patience trees (valid may be empty: then all MaxTrees are
 // grown). Training is deterministic: the same data gives the same model.
-func Train(train, valid *Dataset, opts TrainOptions) (*Model, error) {
+func Fit(train, valid *Dataset, opts Options) (*recommender.Model, error) {
 	o := opts.withDefaults()
 	n := train.Len()
 	switch {
 	case n == 0:
 		return nil, errors.New("recommender: train: no rows")
-	case len(train.Rows) != n*NumFeatures || len(valid.Rows) != valid.Len()*NumFeatures:
+	case len(train.Rows) != n*recommender.NumFeatures || len(valid.Rows) != valid.Len()*recommender.NumFeatures:
 		return nil, errors.New("recommender: train: rows and labels disagree")
 	case o.Bins < 2 || o.Bins > 255 || o.MaxDepth < 1 || o.MaxDepth > 12 || o.MinLeaf < 1 || o.LearningRate <= 0 || o.LearningRate > 1:
 		return nil, fmt.Errorf("recommender: train: options out of range: %+v", o)
@@ -83,8 +91,8 @@ func Train(train, valid *Dataset, opts TrainOptions) (*Model, error) {
 		return nil, fmt.Errorf("recommender: train: all %d rows have the same label", n)
 	}
 	for i, v := range train.Rows {
-		if !finite(float64(v)) {
-			return nil, fmt.Errorf("recommender: train: row %d, %s: not a finite number", i/NumFeatures, FeatureNames[i%NumFeatures])
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return nil, fmt.Errorf("recommender: train: row %d, %s: not a finite number", i/recommender.NumFeatures, recommender.FeatureNames[i%recommender.NumFeatures])
 		}
 	}
 
@@ -94,16 +102,13 @@ func Train(train, valid *Dataset, opts TrainOptions) (*Model, error) {
 	bins := binAll(xs, n, edges)
 
 	base := math.Log(float64(pos) / float64(n-pos))
-	m := &Model{
-		Format: modelFormat, Version: modelVersion, Features: modelFeatures(), Base: base,
-		Info: TrainInfo{Rows: n, Positives: pos, LearningRate: o.LearningRate, MaxDepth: o.MaxDepth},
-	}
+	m := recommender.NewModel(base, recommender.TrainInfo{Rows: n, Positives: pos, LearningRate: o.LearningRate, MaxDepth: o.MaxDepth})
 	g := &grower{o: o, n: n, bins: bins, edges: edges, nb: o.Bins + 1,
 		grad: make([]float64, n), hess: make([]float64, n), idx: make([]int32, n)}
 	start := func(x []float32) float64 { return base }
 	if !o.NoLinear {
 		m.Linear = fitLinear(xs, train.Labels, 1)
-		start = func(x []float32) float64 { return m.Linear.logit((*[width]float32)(x)) }
+		start = func(x []float32) float64 { return m.Linear.Logit((*[recommender.Width]float32)(x)) }
 	}
 	f := make([]float64, n) // log-odds per training row
 	for i := range f {
@@ -116,7 +121,7 @@ func Train(train, valid *Dataset, opts TrainOptions) (*Model, error) {
 	best, bestAt := math.Inf(1), 0
 	for t := 0; t < o.MaxTrees; t++ {
 		for i := range n {
-			p := sigmoid(f[i])
+			p := recommender.Sigmoid(f[i])
 			y := 0.0
 			if train.Labels[i] {
 				y = 1
@@ -131,7 +136,7 @@ func Train(train, valid *Dataset, opts TrainOptions) (*Model, error) {
 		}
 		loss := 0.0
 		for i := range vf {
-			vf[i] += treeValue(&tree, (*[width]float32)(vx[i*width:(i+1)*width]))
+			vf[i] += tree.Leaf((*[recommender.Width]float32)(vx[i*width : (i+1)*width]))
 			loss += logLoss(vf[i], valid.Labels[i])
 		}
 		if loss < best-1e-9 {
@@ -160,24 +165,14 @@ func logLoss(z float64, y bool) float64 {
 	return -z + math.Log1p(math.Exp(z))
 }
 
-// treeValue walks one tree for an extended row and returns its leaf value.
-func treeValue(tr *Tree, x *[width]float32) float64 {
-	i := int32(0)
-	for tr.Feature[i] >= 0 {
-		if x[tr.Feature[i]] <= tr.Threshold[i] {
-			i = tr.Left[i]
-		} else {
-			i = tr.Right[i]
-		}
-	}
-	return float64(tr.Value[i])
-}
+// width is the length of an extended row.
+const width = recommender.Width
 
 func extendAll(d *Dataset) []float32 {
 	out := make([]float32, d.Len()*width)
 	var x [width]float32
 	for i := range d.Len() {
-		extend(d.Rows[i*NumFeatures:(i+1)*NumFeatures], &x)
+		recommender.Extend(d.Rows[i*recommender.NumFeatures:(i+1)*recommender.NumFeatures], &x)
 		copy(out[i*width:], x[:])
 	}
 	return out
@@ -233,13 +228,13 @@ func binAll(xs []float32, n int, edges [][]float32) []uint8 {
 
 // grower grows one tree at a time over the binned training rows.
 type grower struct {
-	o          TrainOptions
+	o          Options
 	n, nb      int
 	bins       []uint8
 	edges      [][]float32
 	grad, hess []float64
 	idx        []int32 // row indexes, partitioned by node
-	tree       Tree
+	tree       recommender.Tree
 }
 
 // hist holds gradient sums, hessian sums and counts per feature and bin.
@@ -278,11 +273,11 @@ func (hs *hist) subtract(other *hist) {
 }
 
 // grow builds one tree and adds its leaf values to f.
-func (gr *grower) grow(f []float64) Tree {
+func (gr *grower) grow(f []float64) recommender.Tree {
 	for i := range gr.idx {
 		gr.idx[i] = int32(i)
 	}
-	gr.tree = Tree{}
+	gr.tree = recommender.Tree{}
 	root := gr.newHist()
 	gr.fill(root, gr.idx)
 	gr.node(0, gr.n, 0, root, f)
