@@ -129,9 +129,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		return nil, err
 	}
 
-	if cfg.TestingNoMQTT && cfg.Simulator.Enabled {
+	if cfg.SimulatorOverridden {
 		log.Info("TESTING_NO_MQTT=true: simulator off, events come from the test endpoints")
-		cfg.Simulator.Enabled, a.cfg.Simulator.Enabled = false, false
 	}
 	if cfg.Simulator.Enabled {
 		ids, err := a.shopperIDs()

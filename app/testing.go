@@ -9,13 +9,12 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
-	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/storeflow/storeflow/broker"
 	"github.com/storeflow/storeflow/event"
+	"github.com/storeflow/storeflow/internal/clip"
 )
 
 // The test endpoints of the seeds ("Testing without MQTT", "Mock event
@@ -63,7 +62,7 @@ func (a *App) mockEntry(log *slog.Logger) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		body, rename, err := fromEventForm(body, "entry event", false)
+		body, rename, err := event.FromEnvelope(body, "entry event", false)
 		if err == nil {
 			err = a.pipeline.InjectEnter(body)
 		}
@@ -87,7 +86,7 @@ func (a *App) mockFocus(log *slog.Logger) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		body, rename, err := fromEventForm(body, "focus event", true)
+		body, rename, err := event.FromEnvelope(body, "focus event", true)
 		if err != nil {
 			writeEventError(w, r, log, err, rename)
 			return
@@ -155,7 +154,7 @@ func (a *App) readBody(w http.ResponseWriter, r *http.Request, log *slog.Logger)
 	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 		a.testRefused.WithLabelValues("unsupported_media_type").Inc()
 		writeJSON(w, r, log, http.StatusUnsupportedMediaType, map[string]string{
-			"error": "Content-Type " + clip([]byte(ct)) + ": the test endpoints take application/json"})
+			"error": "Content-Type " + clip.Quote(ct, 32) + ": the test endpoints take application/json"})
 		return nil, false
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, event.MaxPayload))
@@ -170,79 +169,6 @@ func (a *App) readBody(w http.ResponseWriter, r *http.Request, log *slog.Logger)
 		return nil, false
 	}
 	return b, true
-}
-
-// fromEventForm converts seed 000's second body form,
-//
-//	{"event_type":"focus event","event_timestamp":"2021-03-18T08:29:02.160Z",
-//	 "payload":{"customer_id":8,"category":"Women"}}
-//
-// into the event payload {"id":8,"ts":1616056142,"dep":"Women"}. Any other
-// body is returned as it is, for the decoder to judge. rename maps the event
-// fields back to the names the caller used, for error messages.
-func fromEventForm(body []byte, eventType string, focus bool) ([]byte, map[string]string, error) {
-	var top map[string]json.RawMessage
-	if json.Unmarshal(body, &top) != nil {
-		return body, nil, nil
-	}
-	_, hasPayload := top["payload"]
-	_, hasType := top["event_type"]
-	_, hasTime := top["event_timestamp"]
-	if !hasPayload && !hasType && !hasTime {
-		return body, nil, nil
-	}
-	rename := map[string]string{"id": "payload.customer_id", "ts": "event_timestamp",
-		"dep": "payload.category", "x": "payload.x", "y": "payload.y"}
-	if hasType {
-		var t string
-		if json.Unmarshal(top["event_type"], &t) != nil || !strings.EqualFold(t, eventType) {
-			return nil, rename, &event.Error{Reason: event.ReasonInvalidField, Field: "event_type",
-				Detail: fmt.Sprintf("want %q, got %s", eventType, clip(top["event_type"]))}
-		}
-	}
-	var stamp string
-	if raw := top["event_timestamp"]; len(raw) == 0 || string(raw) == "null" {
-		return nil, rename, &event.Error{Reason: event.ReasonMissingField, Field: "event_timestamp", Detail: "missing"}
-	} else if json.Unmarshal(raw, &stamp) != nil {
-		return nil, rename, &event.Error{Reason: event.ReasonInvalidField, Field: "event_timestamp",
-			Detail: "want an RFC 3339 time string, got " + clip(raw)}
-	}
-	ts, err := time.Parse(time.RFC3339Nano, stamp)
-	if err != nil {
-		return nil, rename, &event.Error{Reason: event.ReasonInvalidField, Field: "event_timestamp",
-			Detail: "want an RFC 3339 time like 2021-03-18T08:29:02.160Z, got " + clip(top["event_timestamp"])}
-	}
-	var payload map[string]json.RawMessage
-	if json.Unmarshal(top["payload"], &payload) != nil || payload == nil {
-		return nil, rename, &event.Error{Reason: event.ReasonMissingField, Field: "payload",
-			Detail: "want an object with customer_id"}
-	}
-	out := map[string]json.RawMessage{"ts": json.RawMessage(fmt.Sprint(ts.Unix()))}
-	copyField := func(from, to string) {
-		if v, ok := payload[from]; ok {
-			out[to] = v
-		}
-	}
-	copyField("customer_id", "id")
-	if focus {
-		copyField("category", "dep")
-		copyField("x", "x")
-		copyField("y", "y")
-	}
-	b, err := json.Marshal(out)
-	if err != nil { // raw values came from a valid document
-		return nil, rename, err
-	}
-	return b, rename, nil
-}
-
-// clip quotes at most 32 bytes of a client's value for an error message.
-func clip(raw []byte) string {
-	s := string(raw)
-	if len(s) > 32 {
-		s = s[:32] + "…"
-	}
-	return fmt.Sprintf("%q", s)
 }
 
 // writeEventError answers a payload the decoders refused: 400 naming the

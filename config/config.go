@@ -40,9 +40,11 @@ type Config struct {
 	// Testing without MQTT (seeds 000 and 002). Either mode replaces the broker
 	// with broker.Mock, which only logs what is published; TESTING_NO_MQTT also
 	// turns the simulator off. Either mode turns the test endpoints on.
-	TestingNoMQTT     bool `env:"TESTING_NO_MQTT" envDefault:"false"`
-	TestingMockMQTT   bool `env:"TESTING_MOCK_MQTT" envDefault:"false"`
-	HTTPTestEndpoints bool `env:"HTTP_TEST_ENDPOINTS" envDefault:"false"` // /mock_entry, /mock_focus, /produce_*
+	TestingNoMQTT bool `env:"TESTING_NO_MQTT" envDefault:"false"`
+	// SimulatorOverridden: Load turned the simulator off for TESTING_NO_MQTT.
+	SimulatorOverridden bool `env:"-"`
+	TestingMockMQTT     bool `env:"TESTING_MOCK_MQTT" envDefault:"false"`
+	HTTPTestEndpoints   bool `env:"HTTP_TEST_ENDPOINTS" envDefault:"false"` // /mock_entry, /mock_focus, /produce_*
 
 	Store       store.Config
 	Broker      broker.Config
@@ -80,6 +82,12 @@ func Load(environ map[string]string) (Config, error) {
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	// TESTING_NO_MQTT means events come from the test endpoints only: the
+	// simulator is off, whatever SIMULATOR_ENABLED says (the seed's mode).
+	if c.TestingNoMQTT && c.Simulator.Enabled {
+		c.Simulator.Enabled = false
+		c.SimulatorOverridden = true
 	}
 	return c, nil
 }
