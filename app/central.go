@@ -7,6 +7,8 @@ import (
 
 	"github.com/storeflow/storeflow/internal/redact"
 	"github.com/storeflow/storeflow/store"
+	"github.com/storeflow/storeflow/store/cache"
+	"github.com/storeflow/storeflow/store/central"
 )
 
 // buildSource puts together where the focus path gets its data: the central
@@ -14,26 +16,26 @@ import (
 // (Redis at REDIS_URL, or a bounded in-process one).
 func (a *App) buildSource() error {
 	sc := a.cfg.Store
-	var central store.Source = a.catalog
+	var src store.Source = a.catalog
 	if sc.CentralURL != "" {
-		c, err := store.NewCentralClient(sc.CentralURL, sc.CentralTimeout)
+		c, err := central.NewClient(sc.CentralURL, sc.CentralTimeout)
 		if err != nil {
 			return fmt.Errorf("app: %w", err)
 		}
 		a.centralClient = c
-		central = c
+		src = c
 		a.log.Info("context from a remote central", "url", redact.URL(sc.CentralURL), "timeout", sc.CentralTimeout)
 	}
-	cc := store.CacheConfig{TTL: sc.CacheTTL, Prefix: sc.CachePrefix, MaxItems: sc.CacheMaxItems}
+	cc := cache.Config{TTL: sc.CacheTTL, Prefix: sc.CachePrefix, MaxItems: sc.CacheMaxItems}
 	if sc.RedisURL != "" {
-		c, err := store.NewRedisCache(central, sc.RedisURL, sc.RedisPassword, cc, a.log)
+		c, err := cache.NewRedis(src, sc.RedisURL, sc.RedisPassword, cc, a.log)
 		if err != nil {
 			return fmt.Errorf("app: %w", err)
 		}
 		a.cache = c
 		a.log.Info("cache in Redis", "url", redact.URL(sc.RedisURL), "ttl", sc.CacheTTL, "prefix", sc.CachePrefix)
 	} else {
-		a.cache = store.NewMemoryCache(central, cc)
+		a.cache = cache.NewMemory(src, cc)
 	}
 	a.registerSourceMetrics()
 	return nil
@@ -72,10 +74,10 @@ func (a *App) registerSourceMetrics() {
 		"unavailable": func() uint64 { return c.Stats().SourceUnavailable },
 	})
 	srv := a.central
-	for route, get := range map[string]func(store.CentralServerStats) store.CentralRouteStats{
-		"customers": func(s store.CentralServerStats) store.CentralRouteStats { return s.Customers },
-		"coupons":   func(s store.CentralServerStats) store.CentralRouteStats { return s.Coupons },
-		"products":  func(s store.CentralServerStats) store.CentralRouteStats { return s.Products },
+	for route, get := range map[string]func(central.ServerStats) central.RouteStats{
+		"customers": func(s central.ServerStats) central.RouteStats { return s.Customers },
+		"coupons":   func(s central.ServerStats) central.RouteStats { return s.Coupons },
+		"products":  func(s central.ServerStats) central.RouteStats { return s.Products },
 	} {
 		a.reg.MustRegister(counterVecFunc("storeflow_central_server_requests_total",
 			"Requests to this process's central API, by route and outcome.", prometheus.Labels{"route": route}, "outcome",

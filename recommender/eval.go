@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/storeflow/storeflow/store"
+	"github.com/storeflow/storeflow/store/world"
 )
 
 // Split shares, by customer: a customer's offers all land in one part, so the
@@ -58,7 +59,7 @@ type Report struct {
 // a fifth of the customers is held out and the report compares, on their
 // offers, the model with a popularity baseline and with the ground truth (the
 // ceiling); without, every customer but the early-stopping tenth trains.
-func TrainWorld(w *store.World, opts TrainOptions, evaluate bool) (*Model, *Report, error) {
+func TrainWorld(w *world.World, opts TrainOptions, evaluate bool) (*Model, *Report, error) {
 	if len(w.History) == 0 {
 		return nil, nil, errors.New("recommender: train: the data has no redemption history (coupon_history.csv)")
 	}
@@ -156,7 +157,7 @@ func TrainWorld(w *store.World, opts TrainOptions, evaluate bool) (*Model, *Repo
 			}
 			c, _ := w.Catalog.Customer(ctx, o.CustomerID)
 			cp, _ := w.Catalog.Coupon(ctx, o.CouponID)
-			scores[i] = prefs.Probability(&c, &cp)
+			scores[i] = world.Probability(prefs, &c, &cp)
 		}
 		if known {
 			rep.Ceiling, rep.CeilingKnown = quality(scores, test.Labels), true

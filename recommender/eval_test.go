@@ -7,19 +7,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/storeflow/storeflow/store"
+	"github.com/storeflow/storeflow/store/world"
 )
 
 var testReference = time.Date(2024, 5, 15, 13, 45, 0, 0, time.UTC)
 
-// world generates the reference-size world once per test binary.
-var world = sync.OnceValues(func() (*store.World, error) {
-	return store.GenerateWorld(store.GenerateConfig{Seed: 1, Reference: testReference})
+// referenceWorld generates the reference-size world once per test binary.
+var referenceWorld = sync.OnceValues(func() (*world.World, error) {
+	return world.Generate(world.Config{Seed: 1, Reference: testReference})
 })
 
-func testWorld(t testing.TB) *store.World {
+func testWorld(t testing.TB) *world.World {
 	t.Helper()
-	w, err := world()
+	w, err := referenceWorld()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,13 +57,13 @@ func TestTrainWorldMeetsTarget(t *testing.T) {
 
 func TestTrainWorldWithoutHistory(t *testing.T) {
 	w := testWorld(t)
-	if _, _, err := TrainWorld(&store.World{Catalog: w.Catalog}, TrainOptions{}, true); err == nil {
+	if _, _, err := TrainWorld(&world.World{Catalog: w.Catalog}, TrainOptions{}, true); err == nil {
 		t.Fatal("training without history must fail with a clear error")
 	}
 }
 
 func TestTrainingIsDeterministic(t *testing.T) {
-	w, err := store.GenerateWorld(store.GenerateConfig{Seed: 4, Reference: testReference, Customers: 200, Days: 60})
+	w, err := world.Generate(world.Config{Seed: 4, Reference: testReference, Customers: 200, Days: 60})
 	if err != nil {
 		t.Fatal(err)
 	}

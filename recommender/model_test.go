@@ -21,7 +21,7 @@ var trained = func() (*Model, error) {
 }
 
 var evaluation = sync.OnceValues(func() (evaluationResult, error) {
-	w, err := world()
+	w, err := referenceWorld()
 	if err != nil {
 		return evaluationResult{}, err
 	}

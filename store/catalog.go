@@ -9,9 +9,10 @@ import (
 )
 
 // CouponProduct is one row of coupon_product: a product the coupon covers.
+// It is its own row form.
 type CouponProduct struct {
-	CouponID  int
-	ProductID int
+	CouponID  int `json:"coupon_id"`
+	ProductID int `json:"product_id"`
 }
 
 // Catalog is the central's data held in memory, indexed for the focus path:
@@ -22,7 +23,7 @@ type Catalog struct {
 	customerIdx map[string]int
 	coupons     []Coupon // by ID
 	couponIdx   map[int]int
-	byDept      [len(departmentNames)][]int // indexes into coupons, by Start
+	byDept      [DepartmentSlots][]int // indexes into coupons, by Start
 	products    []Product
 	productIdx  map[int]int
 	links       map[int][]int // coupon id → indexes into products
@@ -61,7 +62,7 @@ func NewCatalog(customers []Customer, coupons []Coupon, products []Product, link
 		switch {
 		case i > 0 && c.coupons[i-1].ID == cp.ID:
 			errs = append(errs, fmt.Errorf("coupon_info: duplicate coupon_id %d", cp.ID))
-		case cp.Department == NoDepartment || int(cp.Department) >= len(departmentNames):
+		case !cp.Department.Valid():
 			errs = append(errs, fmt.Errorf("coupon_info: coupon %d: unknown department", cp.ID))
 		case cp.End < cp.Start:
 			errs = append(errs, fmt.Errorf("coupon_info: coupon %d: end_date %s before start_date %s", cp.ID, cp.End, cp.Start))
@@ -140,7 +141,7 @@ func (c *Catalog) Customer(_ context.Context, id string) (Customer, error) {
 // ValidCoupons appends to dst the department's coupons valid on day and returns it.
 // An empty result is not an error: a department may have nothing running.
 func (c *Catalog) ValidCoupons(_ context.Context, dep Department, day Day, dst []Coupon) ([]Coupon, error) {
-	if dep == NoDepartment || int(dep) >= len(c.byDept) {
+	if !dep.Valid() {
 		return dst, fmt.Errorf("department %d: %w", dep, ErrNotFound)
 	}
 	for _, i := range c.byDept[dep] {

@@ -306,17 +306,12 @@ func TestDay(t *testing.T) {
 	}
 }
 
-func BenchmarkValidCoupons(b *testing.B) {
-	c := generate(b, GenerateConfig{Seed: 1})
-	ctx := context.Background()
-	day := DayOf(testReference.Unix())
-	dst := make([]Coupon, 0, 16)
-	b.ReportAllocs()
-	for b.Loop() {
-		var err error
-		dst, err = c.ValidCoupons(ctx, Women, day, dst[:0])
-		if err != nil {
-			b.Fatal(err)
-		}
+func TestCatalogLinks(t *testing.T) {
+	f := newFixture()
+	f.links = []CouponProduct{{2, 11}, {3, 20}, {1, 10}, {2, 10}}
+	got := f.catalog(t).Links()
+	want := []CouponProduct{{1, 10}, {2, 11}, {2, 10}, {3, 20}}
+	if !slices.Equal(got, want) {
+		t.Errorf("Links() = %v, want %v", got, want)
 	}
 }

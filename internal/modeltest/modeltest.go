@@ -11,11 +11,11 @@ import (
 	"time"
 
 	"github.com/storeflow/storeflow/recommender"
-	"github.com/storeflow/storeflow/store"
+	"github.com/storeflow/storeflow/store/world"
 )
 
 var file = sync.OnceValues(func() (string, error) {
-	w, err := store.GenerateWorld(store.GenerateConfig{Seed: 1, Reference: time.Now(), Customers: 300, Days: 60})
+	w, err := world.Generate(world.Config{Seed: 1, Reference: time.Now(), Customers: 300, Days: 60})
 	if err != nil {
 		return "", err
 	}

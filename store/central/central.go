@@ -1,4 +1,8 @@
-package store
+// Package central owns the central's HTTP API, the shop's catalog served
+// over HTTP: the server that answers it from any store.Source, the client
+// that asks a remote central (CENTRAL_URL) and is itself a store.Source, and
+// the wire forms between them.
+package central
 
 import (
 	"context"
@@ -19,9 +23,10 @@ import (
 
 	"github.com/storeflow/storeflow/internal/peerhttp"
 	"github.com/storeflow/storeflow/internal/redact"
+	"github.com/storeflow/storeflow/store"
 )
 
-// The central's HTTP API, as CentralServer serves it and CentralClient asks it:
+// The central's HTTP API, as Server serves it and Client asks it:
 //
 //	GET /central/customers/{id}                            → a customer_info row
 //	GET /central/departments/{dep}/coupons?date=YYYY-MM-DD → {"department", "date", "coupons": [coupon_info rows]}
@@ -50,25 +55,25 @@ const (
 // ---------------------------------------------------------------------------
 // The server
 
-// CentralServer answers the central's API from a Source, so that any
+// Server answers the central's API from a Source, so that any
 // storeflow can be the central of others. It is safe for concurrent use.
-type CentralServer struct {
-	src   Source
+type Server struct {
+	src   store.Source
 	log   *slog.Logger
 	stats centralServerCounters
 }
 
-// NewCentralServer returns a server answering from src. log is used as given
+// NewServer returns a server answering from src. log is used as given
 // (the caller names the component); nil discards.
-func NewCentralServer(src Source, log *slog.Logger) *CentralServer {
+func NewServer(src store.Source, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &CentralServer{src: src, log: log}
+	return &Server{src: src, log: log}
 }
 
 // Register adds the central's routes to mux.
-func (s *CentralServer) Register(mux *http.ServeMux) {
+func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+centralCustomerPath+"{id}", s.handleCustomer)
 	// An empty id does not match {id}; without this route it would get the
 	// mux's plain-text 404, which a client must not read as "no such customer".
@@ -77,16 +82,16 @@ func (s *CentralServer) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+centralCouponPath+"{id}/products", s.handleProducts)
 }
 
-// CentralServerStats counts the server's answers by route and outcome since
+// ServerStats counts the server's answers by route and outcome since
 // it was made.
-type CentralServerStats struct {
-	Customers CentralRouteStats // GET /central/customers/{id}
-	Coupons   CentralRouteStats // GET /central/departments/{dep}/coupons
-	Products  CentralRouteStats // GET /central/coupons/{id}/products
+type ServerStats struct {
+	Customers RouteStats // GET /central/customers/{id}
+	Coupons   RouteStats // GET /central/departments/{dep}/coupons
+	Products  RouteStats // GET /central/coupons/{id}/products
 }
 
-// CentralRouteStats counts one route's answers by outcome.
-type CentralRouteStats struct {
+// RouteStats counts one route's answers by outcome.
+type RouteStats struct {
 	OK          uint64 // 200
 	NotFound    uint64 // 404: unknown customer, department or coupon
 	BadRequest  uint64 // 400: malformed id or date
@@ -94,8 +99,8 @@ type CentralRouteStats struct {
 }
 
 // Stats returns the counts so far.
-func (s *CentralServer) Stats() CentralServerStats {
-	return CentralServerStats{
+func (s *Server) Stats() ServerStats {
+	return ServerStats{
 		Customers: s.stats.customers.load(),
 		Coupons:   s.stats.coupons.load(),
 		Products:  s.stats.products.load(),
@@ -123,13 +128,13 @@ func (c *centralRouteCounters) count(status int) {
 	}
 }
 
-func (c *centralRouteCounters) load() CentralRouteStats {
-	return CentralRouteStats{
+func (c *centralRouteCounters) load() RouteStats {
+	return RouteStats{
 		OK: c.ok.Load(), NotFound: c.notFound.Load(), BadRequest: c.badRequest.Load(), Unavailable: c.unavailable.Load(),
 	}
 }
 
-func (s *CentralServer) handleCustomer(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleCustomer(w http.ResponseWriter, r *http.Request) {
 	rc := &s.stats.customers
 	id := r.PathValue("id")
 	if !validCustomerID(id) {
@@ -141,25 +146,25 @@ func (s *CentralServer) handleCustomer(w http.ResponseWriter, r *http.Request) {
 		s.sourceFailed(w, r, rc, err)
 		return
 	}
-	s.reply(w, r, rc, http.StatusOK, customerToWire(&cu))
+	s.reply(w, r, rc, http.StatusOK, cu.Row())
 }
 
-func (s *CentralServer) handleCoupons(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleCoupons(w http.ResponseWriter, r *http.Request) {
 	rc := &s.stats.coupons
 	q := r.URL.Query()
 	if !q.Has("date") {
 		s.badRequest(w, r, rc, "date is required (?date=YYYY-MM-DD)")
 		return
 	}
-	day, err := ParseDay(q.Get("date"))
+	day, err := store.ParseDay(q.Get("date"))
 	if err != nil {
 		s.badRequest(w, r, rc, err.Error())
 		return
 	}
 	name := r.PathValue("dep")
-	dep, ok := ParseDepartment(name)
+	dep, ok := store.ParseDepartment(name)
 	if !ok {
-		s.reply(w, r, rc, http.StatusNotFound, centralError{Error: fmt.Sprintf("department %q: %v", name, ErrNotFound)})
+		s.reply(w, r, rc, http.StatusNotFound, centralError{Error: fmt.Sprintf("department %q: %v", name, store.ErrNotFound)})
 		return
 	}
 	list, err := s.src.ValidCoupons(r.Context(), dep, day, nil)
@@ -167,14 +172,14 @@ func (s *CentralServer) handleCoupons(w http.ResponseWriter, r *http.Request) {
 		s.sourceFailed(w, r, rc, err)
 		return
 	}
-	out := wireCoupons{Department: dep.String(), Date: day.String(), Coupons: make([]wireCoupon, len(list))}
+	out := wireCoupons{Department: dep.String(), Date: day.String(), Coupons: make([]store.CouponRow, len(list))}
 	for i := range list {
-		out.Coupons[i] = couponToWire(&list[i])
+		out.Coupons[i] = list[i].Row()
 	}
 	s.reply(w, r, rc, http.StatusOK, out)
 }
 
-func (s *CentralServer) handleProducts(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleProducts(w http.ResponseWriter, r *http.Request) {
 	rc := &s.stats.products
 	id, err := strconv.Atoi(r.PathValue("id"))
 	if err != nil {
@@ -186,22 +191,22 @@ func (s *CentralServer) handleProducts(w http.ResponseWriter, r *http.Request) {
 		s.sourceFailed(w, r, rc, err)
 		return
 	}
-	out := wireProducts{CouponID: id, Products: make([]wireProduct, len(list))}
+	out := wireProducts{CouponID: id, Products: make([]store.ProductRow, len(list))}
 	for i := range list {
-		out.Products[i] = productToWire(&list[i])
+		out.Products[i] = list[i].Row()
 	}
 	s.reply(w, r, rc, http.StatusOK, out)
 }
 
-func (s *CentralServer) badRequest(w http.ResponseWriter, r *http.Request, rc *centralRouteCounters, msg string) {
+func (s *Server) badRequest(w http.ResponseWriter, r *http.Request, rc *centralRouteCounters, msg string) {
 	s.log.Debug("bad request", "path", r.URL.Path, "reason", msg)
 	s.reply(w, r, rc, http.StatusBadRequest, centralError{Error: msg})
 }
 
 // sourceFailed answers a Source error: ErrNotFound is 404, anything else
 // means this central could not answer, 503.
-func (s *CentralServer) sourceFailed(w http.ResponseWriter, r *http.Request, rc *centralRouteCounters, err error) {
-	if errors.Is(err, ErrNotFound) {
+func (s *Server) sourceFailed(w http.ResponseWriter, r *http.Request, rc *centralRouteCounters, err error) {
+	if errors.Is(err, store.ErrNotFound) {
 		s.reply(w, r, rc, http.StatusNotFound, centralError{Error: err.Error()})
 		return
 	}
@@ -209,7 +214,7 @@ func (s *CentralServer) sourceFailed(w http.ResponseWriter, r *http.Request, rc 
 	s.reply(w, r, rc, http.StatusServiceUnavailable, centralError{Error: "the central could not answer: " + err.Error()})
 }
 
-func (s *CentralServer) reply(w http.ResponseWriter, r *http.Request, rc *centralRouteCounters, status int, v any) {
+func (s *Server) reply(w http.ResponseWriter, r *http.Request, rc *centralRouteCounters, status int, v any) {
 	body, err := json.Marshal(v)
 	if err != nil { // a NaN or infinite float from the source: JSON cannot carry it
 		s.log.Warn("source answer not encodable", "path", r.URL.Path, "err", err)
@@ -236,119 +241,15 @@ type centralError struct {
 	Error string `json:"error"`
 }
 
-type wireCustomer struct {
-	CustomerID                      string  `json:"customer_id"`
-	Gender                          string  `json:"gender"`
-	Age                             int     `json:"age"`
-	MeanBuyPrice                    float64 `json:"mean_buy_price"`
-	TotalCouponsUsed                int     `json:"total_coupons_used"`
-	MeanDiscountReceived            float64 `json:"mean_discount_received"`
-	UniqueProductsBought            int     `json:"unique_products_bought"`
-	UniqueProductsBoughtWithCoupons int     `json:"unique_products_bought_with_coupons"`
-	TotalItemsBought                int     `json:"total_items_bought"`
-}
-
 type wireCoupons struct {
-	Department string       `json:"department"`
-	Date       string       `json:"date"`
-	Coupons    []wireCoupon `json:"coupons"`
-}
-
-type wireCoupon struct {
-	CouponID          int     `json:"coupon_id"`
-	CouponType        string  `json:"coupon_type"`
-	Department        string  `json:"department"`
-	Discount          int     `json:"discount"`
-	HowMany           int     `json:"how_many_products_required"`
-	StartDate         string  `json:"start_date"`
-	EndDate           string  `json:"end_date"`
-	ProductMeanPrice  float64 `json:"product_mean_price"`
-	ProductsAvailable int     `json:"products_available"`
+	Department string            `json:"department"`
+	Date       string            `json:"date"`
+	Coupons    []store.CouponRow `json:"coupons"`
 }
 
 type wireProducts struct {
-	CouponID int           `json:"coupon_id"`
-	Products []wireProduct `json:"products"`
-}
-
-type wireProduct struct {
-	ProductID   int     `json:"product_id"`
-	Name        string  `json:"name"`
-	Category    string  `json:"category"`
-	Sizes       string  `json:"sizes"`
-	Vendor      string  `json:"vendor"`
-	Description string  `json:"description"`
-	BuyPrice    float64 `json:"buy_price"`
-	Department  string  `json:"department"`
-}
-
-func customerToWire(c *Customer) wireCustomer {
-	return wireCustomer{
-		CustomerID: c.ID, Gender: c.Gender, Age: c.Age, MeanBuyPrice: c.MeanBuyPrice,
-		TotalCouponsUsed: c.TotalCouponsUsed, MeanDiscountReceived: c.MeanDiscountReceived,
-		UniqueProductsBought: c.UniqueProductsBought, UniqueProductsBoughtWithCoupons: c.UniqueProductsBoughtWithCoupons,
-		TotalItemsBought: c.TotalItemsBought,
-	}
-}
-
-func couponToWire(c *Coupon) wireCoupon {
-	return wireCoupon{
-		CouponID: c.ID, CouponType: string(c.Type), Department: c.Department.String(), Discount: c.Discount,
-		HowMany: c.HowMany, StartDate: c.Start.String(), EndDate: c.End.String(),
-		ProductMeanPrice: c.ProductMeanPrice, ProductsAvailable: c.ProductsAvailable,
-	}
-}
-
-func productToWire(p *Product) wireProduct {
-	return wireProduct{
-		ProductID: p.ID, Name: p.Name, Category: p.Category, Sizes: p.Sizes, Vendor: p.Vendor,
-		Description: p.Description, BuyPrice: p.BuyPrice, Department: p.Department.String(),
-	}
-}
-
-func (w *wireCustomer) customer() Customer {
-	return Customer{
-		ID: w.CustomerID, Gender: w.Gender, Age: w.Age, MeanBuyPrice: w.MeanBuyPrice,
-		TotalCouponsUsed: w.TotalCouponsUsed, MeanDiscountReceived: w.MeanDiscountReceived,
-		UniqueProductsBought: w.UniqueProductsBought, UniqueProductsBoughtWithCoupons: w.UniqueProductsBoughtWithCoupons,
-		TotalItemsBought: w.TotalItemsBought,
-	}
-}
-
-// coupon parses the row's names and dates; range checks are the caller's.
-func (w *wireCoupon) coupon() (Coupon, error) {
-	typ, ok := ParseCouponType(w.CouponType)
-	if !ok {
-		return Coupon{}, fmt.Errorf("coupon %d: coupon_type %q", w.CouponID, w.CouponType)
-	}
-	dep, ok := ParseDepartment(w.Department)
-	if !ok {
-		return Coupon{}, fmt.Errorf("coupon %d: department %q", w.CouponID, w.Department)
-	}
-	start, err := ParseDay(w.StartDate)
-	if err != nil {
-		return Coupon{}, fmt.Errorf("coupon %d: start_date: %w", w.CouponID, err)
-	}
-	end, err := ParseDay(w.EndDate)
-	if err != nil {
-		return Coupon{}, fmt.Errorf("coupon %d: end_date: %w", w.CouponID, err)
-	}
-	return Coupon{
-		ID: w.CouponID, Type: typ, Department: dep, Discount: w.Discount, HowMany: w.HowMany,
-		Start: start, End: end, ProductMeanPrice: w.ProductMeanPrice, ProductsAvailable: w.ProductsAvailable,
-	}, nil
-}
-
-// product parses the row's department; range checks are the caller's.
-func (w *wireProduct) product() (Product, error) {
-	dep, ok := ParseDepartment(w.Department)
-	if !ok {
-		return Product{}, fmt.Errorf("product %d: department %q", w.ProductID, w.Department)
-	}
-	return Product{
-		ID: w.ProductID, Name: w.Name, Category: w.Category, Sizes: w.Sizes, Vendor: w.Vendor,
-		Description: w.Description, BuyPrice: w.BuyPrice, Department: dep,
-	}, nil
+	CouponID int                `json:"coupon_id"`
+	Products []store.ProductRow `json:"products"`
 }
 
 // The client decodes into pointers, so that a missing or null field is told
@@ -460,18 +361,18 @@ func (a *answerCheck) amount(field string, v *float64) float64 {
 	return x
 }
 
-func (a *answerCheck) department(field string, v *string) Department {
+func (a *answerCheck) department(field string, v *string) store.Department {
 	s := a.text(field, v)
-	d, ok := ParseDepartment(s)
+	d, ok := store.ParseDepartment(s)
 	if v != nil && !ok {
 		a.failf(field, "%s is not a department", quoteAnswer(s))
 	}
 	return d
 }
 
-func (a *answerCheck) day(field string, v *string) Day {
+func (a *answerCheck) day(field string, v *string) store.Day {
 	s := a.text(field, v)
-	d, err := ParseDay(s)
+	d, err := store.ParseDay(s)
 	if v != nil && err != nil {
 		a.failf(field, "%s is not a YYYY-MM-DD date", quoteAnswer(s))
 	}
@@ -479,13 +380,13 @@ func (a *answerCheck) day(field string, v *string) Day {
 }
 
 // decodeCustomer reads and checks the answer to GET /central/customers/{id}.
-func decodeCustomer(body []byte, id string) (Customer, error) {
+func decodeCustomer(body []byte, id string) (store.Customer, error) {
 	var in answerCustomer
 	if err := json.Unmarshal(body, &in); err != nil {
-		return Customer{}, fmt.Errorf("not a customer_info row: %v", err)
+		return store.Customer{}, fmt.Errorf("not a customer_info row: %v", err)
 	}
 	var a answerCheck
-	c := Customer{
+	c := store.Customer{
 		ID:                              a.text("customer_id", in.CustomerID),
 		Gender:                          a.text("gender", in.Gender),
 		Age:                             a.count("age", in.Age),
@@ -503,7 +404,7 @@ func decodeCustomer(body []byte, id string) (Customer, error) {
 		a.failf("gender", "%s is not M or F", quoteAnswer(c.Gender))
 	}
 	if a.err != nil {
-		return Customer{}, a.err
+		return store.Customer{}, a.err
 	}
 	return c, nil
 }
@@ -512,7 +413,7 @@ func decodeCustomer(body []byte, id string) (Customer, error) {
 // /central/departments/{dep}/coupons?date=day and appends its coupons to dst.
 // Every coupon must be of dep and valid on day. On error dst is returned as
 // it came.
-func decodeCoupons(body []byte, dep Department, day Day, dst []Coupon) ([]Coupon, error) {
+func decodeCoupons(body []byte, dep store.Department, day store.Day, dst []store.Coupon) ([]store.Coupon, error) {
 	var in answerCoupons
 	if err := json.Unmarshal(body, &in); err != nil {
 		return dst, fmt.Errorf("not a coupon list: %v", err)
@@ -532,9 +433,9 @@ func decodeCoupons(body []byte, dep Department, day Day, dst []Coupon) ([]Coupon
 	for i := range in.Coupons {
 		cp := &in.Coupons[i]
 		a.row = "coupons[" + strconv.Itoa(i) + "]"
-		c := Coupon{
+		c := store.Coupon{
 			ID:                a.int("coupon_id", cp.CouponID),
-			Type:              CouponType(a.text("coupon_type", cp.CouponType)),
+			Type:              store.CouponType(a.text("coupon_type", cp.CouponType)),
 			Department:        a.department("department", cp.Department),
 			Discount:          a.count("discount", cp.Discount),
 			HowMany:           a.int("how_many_products_required", cp.HowMany),
@@ -546,10 +447,10 @@ func decodeCoupons(body []byte, dep Department, day Day, dst []Coupon) ([]Coupon
 		if a.err != nil {
 			return dst[:n], a.err
 		}
-		switch _, ok := ParseCouponType(string(c.Type)); {
+		switch _, ok := store.ParseCouponType(string(c.Type)); {
 		case !ok:
 			a.failf("coupon_type", "%s is not a coupon type", quoteAnswer(string(c.Type)))
-		case c.HowMany < 0 && !(c.HowMany == -1 && c.Type == DeptCoupon):
+		case c.HowMany < 0 && !(c.HowMany == -1 && c.Type == store.DeptCoupon):
 			a.failf("how_many_products_required", "%d is negative (only a department coupon takes -1)", c.HowMany)
 		case c.End < c.Start:
 			a.failf("end_date", "%s before start_date %s", c.End, c.Start)
@@ -568,7 +469,7 @@ func decodeCoupons(body []byte, dep Department, day Day, dst []Coupon) ([]Coupon
 
 // decodeProducts reads and checks the answer to GET
 // /central/coupons/{id}/products.
-func decodeProducts(body []byte, couponID int) ([]Product, error) {
+func decodeProducts(body []byte, couponID int) ([]store.Product, error) {
 	var in answerProducts
 	if err := json.Unmarshal(body, &in); err != nil {
 		return nil, fmt.Errorf("not a product list: %v", err)
@@ -581,11 +482,11 @@ func decodeProducts(body []byte, couponID int) ([]Product, error) {
 	if a.err != nil {
 		return nil, a.err
 	}
-	out := make([]Product, len(in.Products))
+	out := make([]store.Product, len(in.Products))
 	for i := range in.Products {
 		p := &in.Products[i]
 		a.row = "products[" + strconv.Itoa(i) + "]"
-		out[i] = Product{
+		out[i] = store.Product{
 			ID:          a.int("product_id", p.ProductID),
 			Name:        a.text("name", p.Name),
 			Category:    a.text("category", p.Category),
@@ -622,14 +523,14 @@ func clipText(s string, n int) string {
 // ---------------------------------------------------------------------------
 // The client
 
-// CentralClient is a Source that asks a central over HTTP (CENTRAL_URL).
+// Client is a Source that asks a central over HTTP (CENTRAL_URL).
 //
 // Every call is one request and is never retried: the caller decides what a
 // failure costs (the focus path counts it and moves on, a cache may serve
 // what it has), and a retry would spend the focus path's deadline on a
 // central that has just failed. Each call has its own deadline, the client's
 // timeout, on top of the caller's context. It is safe for concurrent use.
-type CentralClient struct {
+type Client struct {
 	base    string // the URL requests start with, user info kept for basic auth
 	shown   string // the base as errors show it (redact.URL)
 	timeout time.Duration
@@ -637,10 +538,10 @@ type CentralClient struct {
 	stats   centralClientCounters
 }
 
-// NewCentralClient checks baseURL (CENTRAL_URL: http or https, with a host,
+// NewClient checks baseURL (CENTRAL_URL: http or https, with a host,
 // optionally a path prefix) and timeout (CENTRAL_TIMEOUT, per request) and
 // builds the client; it makes no request.
-func NewCentralClient(baseURL string, timeout time.Duration) (*CentralClient, error) {
+func NewClient(baseURL string, timeout time.Duration) (*Client, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
 		// The URL may carry a password: it is not echoed.
@@ -654,7 +555,7 @@ func NewCentralClient(baseURL string, timeout time.Duration) (*CentralClient, er
 	}
 	u.RawPath = ""
 	u.Path = strings.TrimRight(u.Path, "/")
-	return &CentralClient{
+	return &Client{
 		base:    u.String(),
 		shown:   redact.URL(u.String()),
 		timeout: timeout,
@@ -664,13 +565,13 @@ func NewCentralClient(baseURL string, timeout time.Duration) (*CentralClient, er
 
 // Close closes idle connections. The client stays usable; it is safe to
 // call more than once.
-func (c *CentralClient) Close() {
+func (c *Client) Close() {
 	c.http.CloseIdleConnections()
 }
 
-// CentralClientStats counts the client's calls since it was made. Every call
+// ClientStats counts the client's calls since it was made. Every call
 // ends in exactly one of OK, NotFound, Canceled or a kind of unavailability.
-type CentralClientStats struct {
+type ClientStats struct {
 	Calls    uint64 // Customer, ValidCoupons and CouponProducts calls
 	OK       uint64 //
 	NotFound uint64 // unknown customer, department or coupon (404, or an id the API cannot carry)
@@ -684,14 +585,14 @@ type CentralClientStats struct {
 }
 
 // Unavailable is the number of calls the central could not answer.
-func (s CentralClientStats) Unavailable() uint64 {
+func (s ClientStats) Unavailable() uint64 {
 	return s.Timeout + s.Transport + s.HTTP5xx + s.BadResponse
 }
 
 // Stats returns the counts so far.
-func (c *CentralClient) Stats() CentralClientStats {
+func (c *Client) Stats() ClientStats {
 	s := &c.stats
-	return CentralClientStats{
+	return ClientStats{
 		Calls: s.calls.Load(), OK: s.ok.Load(), NotFound: s.notFound.Load(), Canceled: s.canceled.Load(),
 		Timeout: s.timeout.Load(), Transport: s.transport.Load(), HTTP5xx: s.http5xx.Load(),
 		BadResponse: s.badResponse.Load(),
@@ -707,22 +608,22 @@ type centralClientCounters struct {
 var errCentralTimeout = errors.New("central timeout")
 
 // Customer implements Source.
-func (c *CentralClient) Customer(ctx context.Context, id string) (Customer, error) {
+func (c *Client) Customer(ctx context.Context, id string) (store.Customer, error) {
 	c.stats.calls.Add(1)
 	if !validCustomerID(id) {
 		// The central would refuse it with 400, which would read as the
 		// central failing; an id no customer can have is simply not found.
 		c.stats.notFound.Add(1)
-		return Customer{}, fmt.Errorf("customer %s: %w", quoteAnswer(id), ErrNotFound)
+		return store.Customer{}, fmt.Errorf("customer %s: %w", quoteAnswer(id), store.ErrNotFound)
 	}
 	path := centralCustomerPath + url.PathEscape(id)
 	body, err := c.get(ctx, path)
 	if err != nil {
-		return Customer{}, err
+		return store.Customer{}, err
 	}
 	cu, err := decodeCustomer(body, id)
 	if err != nil {
-		return Customer{}, c.fail(&c.stats.badResponse, path, "", err)
+		return store.Customer{}, c.fail(&c.stats.badResponse, path, "", err)
 	}
 	c.stats.ok.Add(1)
 	return cu, nil
@@ -730,14 +631,14 @@ func (c *CentralClient) Customer(ctx context.Context, id string) (Customer, erro
 
 // ValidCoupons implements Source: it appends to dst the department's coupons
 // valid on day. On error dst is returned as it came.
-func (c *CentralClient) ValidCoupons(ctx context.Context, dep Department, day Day, dst []Coupon) ([]Coupon, error) {
+func (c *Client) ValidCoupons(ctx context.Context, dep store.Department, day store.Day, dst []store.Coupon) ([]store.Coupon, error) {
 	c.stats.calls.Add(1)
-	if dep == NoDepartment || int(dep) >= len(departmentNames) {
+	if !dep.Valid() {
 		c.stats.notFound.Add(1)
-		return dst, fmt.Errorf("department %d: %w", dep, ErrNotFound)
+		return dst, fmt.Errorf("department %d: %w", dep, store.ErrNotFound)
 	}
 	date := day.String()
-	if d, err := ParseDay(date); err != nil || d != day {
+	if d, err := store.ParseDay(date); err != nil || d != day {
 		// A day outside years 0–9999 has no YYYY-MM-DD form, so no coupon
 		// (whose dates have one) can run on it: nothing, as the Catalog says.
 		c.stats.ok.Add(1)
@@ -757,7 +658,7 @@ func (c *CentralClient) ValidCoupons(ctx context.Context, dep Department, day Da
 }
 
 // CouponProducts implements Source.
-func (c *CentralClient) CouponProducts(ctx context.Context, couponID int) ([]Product, error) {
+func (c *Client) CouponProducts(ctx context.Context, couponID int) ([]store.Product, error) {
 	c.stats.calls.Add(1)
 	path := centralCouponPath + strconv.Itoa(couponID) + "/products"
 	body, err := c.get(ctx, path)
@@ -774,7 +675,7 @@ func (c *CentralClient) CouponProducts(ctx context.Context, couponID int) ([]Pro
 
 // get asks for path and returns the 200 answer's body. Its errors are
 // counted already and wrap ErrNotFound (a JSON 404) or ErrUnavailable.
-func (c *CentralClient) get(ctx context.Context, path string) ([]byte, error) {
+func (c *Client) get(ctx context.Context, path string) ([]byte, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, c.timeout, errCentralTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
@@ -813,7 +714,7 @@ func (c *CentralClient) get(ctx context.Context, path string) ([]byte, error) {
 			return nil, c.fail(&c.stats.badResponse, path, status+" that is not the central's: "+errorText(body), nil)
 		}
 		c.stats.notFound.Add(1)
-		return nil, fmt.Errorf("central %s%s: %s: %w", c.shown, path, errorText(body), ErrNotFound)
+		return nil, fmt.Errorf("central %s%s: %s: %w", c.shown, path, errorText(body), store.ErrNotFound)
 	case resp.StatusCode != http.StatusOK:
 		// A 400 means client and central disagree on the API: not the
 		// caller's fault, and not "not found".
@@ -825,20 +726,20 @@ func (c *CentralClient) get(ctx context.Context, path string) ([]byte, error) {
 // fail counts an error of one kind and wraps it with what happened:
 // "store: central unavailable: http://host/central/customers/7: <what>:
 // <cause>"; either may be empty. cause is wrapped so callers can test for it.
-func (c *CentralClient) fail(kind *atomic.Uint64, path, what string, cause error) error {
+func (c *Client) fail(kind *atomic.Uint64, path, what string, cause error) error {
 	kind.Add(1)
 	switch {
 	case cause == nil:
-		return fmt.Errorf("%w: %s%s: %s", ErrUnavailable, c.shown, path, what)
+		return fmt.Errorf("%w: %s%s: %s", store.ErrUnavailable, c.shown, path, what)
 	case what == "":
-		return fmt.Errorf("%w: %s%s: %w", ErrUnavailable, c.shown, path, cause)
+		return fmt.Errorf("%w: %s%s: %w", store.ErrUnavailable, c.shown, path, cause)
 	}
-	return fmt.Errorf("%w: %s%s: %s: %w", ErrUnavailable, c.shown, path, what, cause)
+	return fmt.Errorf("%w: %s%s: %s: %w", store.ErrUnavailable, c.shown, path, what, cause)
 }
 
 // failCtx reports a call ended by its context: the client's timeout, the
 // caller's deadline or the caller's cancellation.
-func (c *CentralClient) failCtx(ctx context.Context, path, while string) error {
+func (c *Client) failCtx(ctx context.Context, path, while string) error {
 	if while != "" {
 		while = " " + while
 	}
@@ -846,13 +747,13 @@ func (c *CentralClient) failCtx(ctx context.Context, path, while string) error {
 	switch {
 	case errors.Is(cause, errCentralTimeout):
 		c.stats.timeout.Add(1)
-		return fmt.Errorf("%w: %s%s: timed out after %s%s: %w", ErrUnavailable, c.shown, path, c.timeout, while, context.DeadlineExceeded)
+		return fmt.Errorf("%w: %s%s: timed out after %s%s: %w", store.ErrUnavailable, c.shown, path, c.timeout, while, context.DeadlineExceeded)
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		c.stats.timeout.Add(1)
-		return fmt.Errorf("%w: %s%s: the caller's deadline passed%s: %w", ErrUnavailable, c.shown, path, while, context.DeadlineExceeded)
+		return fmt.Errorf("%w: %s%s: the caller's deadline passed%s: %w", store.ErrUnavailable, c.shown, path, while, context.DeadlineExceeded)
 	}
 	c.stats.canceled.Add(1)
-	return fmt.Errorf("%w: %s%s: canceled%s: %w", ErrUnavailable, c.shown, path, while, context.Canceled)
+	return fmt.Errorf("%w: %s%s: canceled%s: %w", store.ErrUnavailable, c.shown, path, while, context.Canceled)
 }
 
 func isJSON(h http.Header) bool {

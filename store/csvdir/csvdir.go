@@ -1,4 +1,8 @@
-package store
+// Package csvdir owns the seed's tables as a directory of CSV files, one file
+// per table with its header row: what DATA_DIR loads and `storeflow gen`
+// writes. It reads every field with file, line and column for each problem,
+// holds the records to the store's rules, and writes tables atomically.
+package csvdir
 
 import (
 	"bufio"
@@ -13,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/storeflow/storeflow/store"
 )
 
 // The interchange format is one CSV file per table, header row first, in the
@@ -29,16 +35,6 @@ const (
 )
 
 var (
-	customerColumns = []string{
-		"customer_id", "gender", "age", "mean_buy_price", "total_coupons_used", "mean_discount_received",
-		"unique_products_bought", "unique_products_bought_with_coupons", "total_items_bought",
-	}
-	couponColumns = []string{
-		"coupon_id", "coupon_type", "department", "discount", "how_many_products_required",
-		"start_date", "end_date", "product_mean_price", "products_available",
-	}
-	productColumns = []string{"product_id", "name", "category", "sizes", "vendor", "description", "buy_price", "department"}
-	linkColumns    = []string{"coupon_id", "product_id"}
 	// The dep_ columns follow Departments and the type_ columns CouponTypes,
 	// so column 2+k is Department[Departments[k]] and 7+k is Type[k].
 	preferenceColumns = []string{
@@ -54,24 +50,32 @@ var (
 // log) is refused at once instead of being read into memory.
 const maxTableBytes = 1 << 30
 
-// maxLoadErrors is how many problems LoadDir spells out before it only counts:
+// maxLoadErrors is how many problems Load spells out before it only counts:
 // enough to fix a file in one pass, not so many that the first scroll away.
 const maxLoadErrors = 10
 
 var errTableTooLarge = errors.New("file is larger than 1 GiB, the limit for a table")
 
-// LoadDir reads a catalog directory into a World: the four catalog tables
+// Tables are what a catalog directory holds: the catalog's four tables and,
+// for a generated shop, the two it alone knows.
+type Tables struct {
+	Catalog     *store.Catalog
+	Preferences []store.Preferences // customer_preferences.csv; nil: no such file
+	History     []store.Offer       // coupon_history.csv; nil: no such file
+}
+
+// Load reads a catalog directory: the four catalog tables
 // (customer_info.csv, coupon_info.csv, products.csv or else product_info.csv,
 // coupon_product.csv) are required; customer_preferences.csv gives the
-// World's Truth and coupon_history.csv its History, each nil when the file
-// is absent.
+// Preferences and coupon_history.csv the History, each nil when the file is
+// absent.
 //
 // A directory with any problem is refused as a whole: the error lists each
 // problem (up to ten, then a count) as file:line:column, where line is the
 // physical line in the file (the header is line 1) and column the 1-based
 // field. Fields are trimmed of surrounding spaces, so text is stored as CSV
 // can carry it: no surrounding spaces, and \r\n within a field reads as \n.
-func LoadDir(dir string) (*World, error) {
+func Load(dir string) (*Tables, error) {
 	fi, err := os.Stat(dir)
 	if err != nil {
 		return nil, fmt.Errorf("store: load: %w", err)
@@ -93,17 +97,11 @@ func LoadDir(dir string) (*World, error) {
 		return nil, fmt.Errorf("store: load %s: %w", dir, errors.Join(l.errs...))
 	}
 
-	cat, err := NewCatalog(customers, coupons, products, links)
+	cat, err := store.NewCatalog(customers, coupons, products, links)
 	if err != nil {
 		return nil, fmt.Errorf("store: load %s: %w", dir, err)
 	}
-	w := &World{Catalog: cat, History: history}
-	if prefs != nil {
-		if w.Truth, err = NewTruth(prefs); err != nil {
-			return nil, fmt.Errorf("store: load %s: %w", dir, err)
-		}
-	}
-	return w, nil
+	return &Tables{Catalog: cat, Preferences: prefs, History: history}, nil
 }
 
 // csvLoader gathers the problems of every table, so that one run reports
@@ -161,11 +159,11 @@ func (s *csvIDs[K]) check(r *csvRow, col int, id K, ok bool) {
 	}
 }
 
-func (l *csvLoader) customers() ([]Customer, *csvIDs[string]) {
+func (l *csvLoader) customers() ([]store.Customer, *csvIDs[string]) {
 	ids := newCSVIDs[string](customersFile, "customer")
-	var out []Customer
-	found, whole := l.readTable(customersFile, customerColumns, func(r *csvRow) {
-		c := Customer{
+	var out []store.Customer
+	found, whole := l.readTable(customersFile, store.CustomerColumns, func(r *csvRow) {
+		c := store.Customer{
 			ID:                              r.text(0),
 			Gender:                          r.gender(1),
 			Age:                             r.count(2),
@@ -187,11 +185,11 @@ func (l *csvLoader) customers() ([]Customer, *csvIDs[string]) {
 	return out, ids
 }
 
-func (l *csvLoader) coupons() ([]Coupon, *csvIDs[int]) {
+func (l *csvLoader) coupons() ([]store.Coupon, *csvIDs[int]) {
 	ids := newCSVIDs[int](couponsFile, "coupon")
-	var out []Coupon
-	found, whole := l.readTable(couponsFile, couponColumns, func(r *csvRow) {
-		c := Coupon{
+	var out []store.Coupon
+	found, whole := l.readTable(couponsFile, store.CouponColumns, func(r *csvRow) {
+		c := store.Coupon{
 			ID:                r.int(0),
 			Type:              r.couponType(1),
 			Department:        r.department(2),
@@ -203,7 +201,7 @@ func (l *csvLoader) coupons() ([]Coupon, *csvIDs[int]) {
 			ProductsAvailable: r.count(8),
 		}
 		ids.add(r, 0, c.ID, r.fine(0))
-		if r.fine(1) && r.fine(4) && c.HowMany < 0 && !(c.HowMany == -1 && c.Type == DeptCoupon) {
+		if r.fine(1) && r.fine(4) && c.HowMany < 0 && !(c.HowMany == -1 && c.Type == store.DeptCoupon) {
 			r.invalid(4, "must not be negative (only a department coupon takes -1)")
 		}
 		if r.fine(5) && r.fine(6) && c.End < c.Start {
@@ -216,11 +214,11 @@ func (l *csvLoader) coupons() ([]Coupon, *csvIDs[int]) {
 	return out, ids
 }
 
-func (l *csvLoader) products() ([]Product, *csvIDs[int]) {
+func (l *csvLoader) products() ([]store.Product, *csvIDs[int]) {
 	ids := newCSVIDs[int](productsFile, "product")
-	var out []Product
+	var out []store.Product
 	row := func(r *csvRow) {
-		p := Product{
+		p := store.Product{
 			ID:          r.int(0),
 			Name:        r.text(1),
 			Category:    r.text(2),
@@ -233,10 +231,10 @@ func (l *csvLoader) products() ([]Product, *csvIDs[int]) {
 		ids.add(r, 0, p.ID, r.fine(0))
 		out = append(out, p)
 	}
-	found, whole := l.readTable(productsFile, productColumns, row)
+	found, whole := l.readTable(productsFile, store.ProductColumns, row)
 	if !found {
 		ids.file = productsFileOld
-		found, whole = l.readTable(productsFileOld, productColumns, row)
+		found, whole = l.readTable(productsFileOld, store.ProductColumns, row)
 	}
 	if !found {
 		l.report(fmt.Errorf("%s (or %s): required file is missing", productsFile, productsFileOld))
@@ -245,10 +243,10 @@ func (l *csvLoader) products() ([]Product, *csvIDs[int]) {
 	return out, ids
 }
 
-func (l *csvLoader) links(coupons, products *csvIDs[int]) []CouponProduct {
-	var out []CouponProduct
-	found, _ := l.readTable(linksFile, linkColumns, func(r *csvRow) {
-		cp := CouponProduct{CouponID: r.int(0), ProductID: r.int(1)}
+func (l *csvLoader) links(coupons, products *csvIDs[int]) []store.CouponProduct {
+	var out []store.CouponProduct
+	found, _ := l.readTable(linksFile, store.CouponProductColumns, func(r *csvRow) {
+		cp := store.CouponProduct{CouponID: r.int(0), ProductID: r.int(1)}
 		coupons.check(r, 0, cp.CouponID, r.fine(0))
 		products.check(r, 1, cp.ProductID, r.fine(1))
 		out = append(out, cp)
@@ -259,16 +257,16 @@ func (l *csvLoader) links(coupons, products *csvIDs[int]) []CouponProduct {
 
 // preferences returns nil when the file is absent, and a non-nil slice
 // (perhaps empty) when it is present.
-func (l *csvLoader) preferences(customers *csvIDs[string]) []Preferences {
+func (l *csvLoader) preferences(customers *csvIDs[string]) []store.Preferences {
 	ids := newCSVIDs[string](preferencesFile, "customer")
-	out := []Preferences{}
+	out := []store.Preferences{}
 	found, _ := l.readTable(preferencesFile, preferenceColumns, func(r *csvRow) {
-		p := Preferences{CustomerID: r.text(0), Propensity: r.float(1)}
-		for k, d := range Departments {
+		p := store.Preferences{CustomerID: r.text(0), Propensity: r.float(1)}
+		for k, d := range store.Departments {
 			p.Department[d] = r.float(2 + k)
 		}
 		for k := range p.Type {
-			p.Type[k] = r.float(2 + len(Departments) + k)
+			p.Type[k] = r.float(2 + len(store.Departments) + k)
 		}
 		p.DiscountSensitivity = r.float(11)
 		p.PriceTolerance = r.float(12)
@@ -284,10 +282,10 @@ func (l *csvLoader) preferences(customers *csvIDs[string]) []Preferences {
 
 // history returns nil when the file is absent, and a non-nil slice (perhaps
 // empty) when it is present.
-func (l *csvLoader) history(customers *csvIDs[string], coupons *csvIDs[int]) []Offer {
-	out := []Offer{}
+func (l *csvLoader) history(customers *csvIDs[string], coupons *csvIDs[int]) []store.Offer {
+	out := []store.Offer{}
 	found, _ := l.readTable(historyFile, historyColumns, func(r *csvRow) {
-		o := Offer{CustomerID: r.text(0), CouponID: r.int(1), Day: r.day(2)}
+		o := store.Offer{CustomerID: r.text(0), CouponID: r.int(1), Day: r.day(2)}
 		switch r.rec[3] {
 		case "0":
 		case "1":
@@ -548,55 +546,54 @@ func (r *csvRow) gender(col int) string {
 	return g
 }
 
-func (r *csvRow) department(col int) Department {
-	d, ok := ParseDepartment(r.rec[col])
+func (r *csvRow) department(col int) store.Department {
+	d, ok := store.ParseDepartment(r.rec[col])
 	if !ok {
 		r.invalid(col, "not a department (Boys, Girls, Men, Sports or Women)")
 	}
 	return d
 }
 
-func (r *csvRow) couponType(col int) CouponType {
-	t, ok := ParseCouponType(r.rec[col])
+func (r *csvRow) couponType(col int) store.CouponType {
+	t, ok := store.ParseCouponType(r.rec[col])
 	if !ok {
 		r.invalid(col, "not a coupon type (buy_all, buy_more, department or just_discount)")
 	}
 	return t
 }
 
-func (r *csvRow) day(col int) Day {
-	d, err := ParseDay(r.rec[col])
+func (r *csvRow) day(col int) store.Day {
+	d, err := store.ParseDay(r.rec[col])
 	if err != nil {
 		r.invalid(col, "not a YYYY-MM-DD date")
 	}
 	return d
 }
 
-// WriteDir writes w's tables into dir, created if missing, in the formats
-// LoadDir reads: the four catalog tables always, customer_preferences.csv
-// when w has a Truth and coupon_history.csv when it has a History (a stale
-// one is removed otherwise, so that LoadDir gives back w). The same World
-// always gives the same bytes. Each table is written to a temporary file and
-// renamed into place, so that neither a reader nor a crash ever sees half a
-// table.
-func WriteDir(dir string, w *World) error {
-	if w == nil || w.Catalog == nil {
-		return errors.New("store: write: the world has no catalog")
+// Write writes t's tables into dir, created if missing, in the formats Load
+// reads: the four catalog tables always, customer_preferences.csv when t has
+// Preferences and coupon_history.csv when it has a History (a stale one is
+// removed otherwise, so that Load gives back t). The same tables always give
+// the same bytes. Each table is written to a temporary file and renamed into
+// place, so that neither a reader nor a crash ever sees half a table.
+func Write(dir string, t *Tables) error {
+	if t == nil || t.Catalog == nil {
+		return errors.New("store: write: no catalog")
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("store: write: %w", err)
 	}
-	err := writeTables(dir, w)
+	err := writeTables(dir, t)
 	if err != nil {
 		return fmt.Errorf("store: write %s: %w", dir, err)
 	}
 	return nil
 }
 
-func writeTables(dir string, w *World) error {
+func writeTables(dir string, w *Tables) error {
 	c := w.Catalog
 	customers := c.Customers()
-	err := writeTable(dir, customersFile, customerColumns, len(customers), func(i int, rec []string) {
+	err := writeTable(dir, customersFile, store.CustomerColumns, len(customers), func(i int, rec []string) {
 		cu := &customers[i]
 		rec[0] = cu.ID
 		rec[1] = cu.Gender
@@ -612,7 +609,7 @@ func writeTables(dir string, w *World) error {
 		return err
 	}
 	coupons := c.Coupons()
-	err = writeTable(dir, couponsFile, couponColumns, len(coupons), func(i int, rec []string) {
+	err = writeTable(dir, couponsFile, store.CouponColumns, len(coupons), func(i int, rec []string) {
 		cp := &coupons[i]
 		rec[0] = strconv.Itoa(cp.ID)
 		rec[1] = string(cp.Type)
@@ -628,7 +625,7 @@ func writeTables(dir string, w *World) error {
 		return err
 	}
 	products := c.Products()
-	err = writeTable(dir, productsFile, productColumns, len(products), func(i int, rec []string) {
+	err = writeTable(dir, productsFile, store.ProductColumns, len(products), func(i int, rec []string) {
 		p := &products[i]
 		rec[0] = strconv.Itoa(p.ID)
 		rec[1] = p.Name
@@ -643,7 +640,7 @@ func writeTables(dir string, w *World) error {
 		return err
 	}
 	links := c.Links()
-	err = writeTable(dir, linksFile, linkColumns, len(links), func(i int, rec []string) {
+	err = writeTable(dir, linksFile, store.CouponProductColumns, len(links), func(i int, rec []string) {
 		rec[0] = strconv.Itoa(links[i].CouponID)
 		rec[1] = strconv.Itoa(links[i].ProductID)
 	})
@@ -651,19 +648,19 @@ func writeTables(dir string, w *World) error {
 		return err
 	}
 
-	if w.Truth == nil {
+	if w.Preferences == nil {
 		err = removeTable(dir, preferencesFile)
 	} else {
-		prefs := w.Truth.All()
+		prefs := w.Preferences
 		err = writeTable(dir, preferencesFile, preferenceColumns, len(prefs), func(i int, rec []string) {
 			p := &prefs[i]
 			rec[0] = p.CustomerID
 			rec[1] = formatFloat(p.Propensity)
-			for k, d := range Departments {
+			for k, d := range store.Departments {
 				rec[2+k] = formatFloat(p.Department[d])
 			}
 			for k, x := range p.Type {
-				rec[2+len(Departments)+k] = formatFloat(x)
+				rec[2+len(store.Departments)+k] = formatFloat(x)
 			}
 			rec[11] = formatFloat(p.DiscountSensitivity)
 			rec[12] = formatFloat(p.PriceTolerance)

@@ -1,4 +1,9 @@
-package store
+// Package cache owns the cache in front of a store.Source (the in-process
+// catalog or a remote central): in Redis, shared by every storeflow that
+// uses it, or in a bounded in-process LRU; one source call for concurrent
+// misses of a key, negative entries for unknown customers, and a degraded
+// mode that serves from the source while Redis is away.
+package cache
 
 import (
 	"container/list"
@@ -21,17 +26,18 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/storeflow/storeflow/internal/redact"
+	"github.com/storeflow/storeflow/store"
 )
 
-// CacheConfig sizes a Cache. Zero values take the defaults of Config
+// Config sizes a Cache. Zero values take the defaults of Config
 // (CACHE_TTL 1h, CACHE_MAX_ITEMS 100000).
-type CacheConfig struct {
+type Config struct {
 	TTL      time.Duration // how long an entry lives
 	Prefix   string        // of every Redis key
 	MaxItems int           // entries of the in-process cache, at most
 }
 
-// Defaults of CacheConfig, the same as Config's envDefault.
+// Defaults of Config, the same as Config's envDefault.
 const (
 	defaultCacheTTL      = time.Hour
 	defaultCacheMaxItems = 100_000
@@ -64,23 +70,23 @@ const maxCachedValue = 8 << 20
 const cacheWarnEvery = 10 * time.Second
 
 // Cache is a Source in front of another Source, backed by Redis
-// (NewRedisCache) or by a bounded in-process LRU (NewMemoryCache). It is safe
+// (NewRedis) or by a bounded in-process LRU (NewMemory). It is safe
 // for concurrent use.
 //
-// What it caches, for CacheConfig.TTL: customers, each department's coupons
+// What it caches, for Config.TTL: customers, each department's coupons
 // valid on a day, and each coupon's products. Unknown customers are cached
 // too, as a "missing" entry for min(TTL, 1m), so that a flood of unknown ids
 // does not hammer the central; unknown departments and coupons are not. An
 // ErrUnavailable answer is never cached.
 //
 // Degraded mode: when Redis cannot be reached, every request is served from
-// the source, counted in CacheStats.RedisErrors and warned about at most once
+// the source, counted in Stats.RedisErrors and warned about at most once
 // per 10 s; go-redis reconnects by itself and the cache is used again once
 // Redis answers. When the source is unavailable, cached values are still
 // served and uncached requests fail with an error wrapping ErrUnavailable.
 // Concurrent misses for the same entry make one source call between them.
 type Cache struct {
-	src    Source
+	src    store.Source
 	tier   cacheTier
 	ttl    time.Duration
 	negTTL time.Duration
@@ -97,12 +103,12 @@ type Cache struct {
 	closeErr  error
 }
 
-// CacheStats counts what a Cache did since it was made.
-type CacheStats struct {
-	Hits   CacheKindCounts // answered from the cache, negative entries included
-	Misses CacheKindCounts // not in the cache (or corrupt there): asked the source
-	Fills  uint64          // entries written, negative ones included
-	Shared uint64          // misses that waited for another request's source call instead of making one
+// Stats counts what a Cache did since it was made.
+type Stats struct {
+	Hits   KindCounts // answered from the cache, negative entries included
+	Misses KindCounts // not in the cache (or corrupt there): asked the source
+	Fills  uint64     // entries written, negative ones included
+	Shared uint64     // misses that waited for another request's source call instead of making one
 
 	RedisErrors uint64 // Redis reads and writes that failed (Redis down, timeout, refused)
 	Corrupt     uint64 // values in Redis that failed validation; each is a miss and is overwritten
@@ -111,8 +117,8 @@ type CacheStats struct {
 	SourceUnavailable uint64 // the source failed otherwise (ErrUnavailable)
 }
 
-// CacheKindCounts splits a count by what was asked for.
-type CacheKindCounts struct {
+// KindCounts splits a count by what was asked for.
+type KindCounts struct {
 	Customer uint64
 	Coupons  uint64
 	Products uint64
@@ -144,10 +150,10 @@ func (k cacheKind) String() string {
 // singleflight use it as a map key without building a string.
 type cacheKey struct {
 	kind   cacheKind
-	id     string     // kindCustomer
-	dep    Department // kindCoupons
-	day    Day        // kindCoupons
-	coupon int        // kindProducts
+	id     string           // kindCustomer
+	dep    store.Department // kindCoupons
+	day    store.Day        // kindCoupons
+	coupon int              // kindProducts
 }
 
 // redisKey is the key's name in Redis: {prefix}customer:{id},
@@ -187,15 +193,15 @@ type cacheTier interface {
 	close() error
 }
 
-// NewMemoryCache puts a bounded in-process cache in front of src: at most
+// NewMemory puts a bounded in-process cache in front of src: at most
 // cfg.MaxItems entries, the least recently used evicted first, each living
 // cfg.TTL.
-func NewMemoryCache(src Source, cfg CacheConfig) *Cache {
+func NewMemory(src store.Source, cfg Config) *Cache {
 	cfg = cfg.normalize()
 	return newCache(src, newMemoryTier(cfg.MaxItems), cfg, nil)
 }
 
-// NewRedisCache puts a Redis cache in front of src. redisURL (REDIS_URL) is
+// NewRedis puts a Redis cache in front of src. redisURL (REDIS_URL) is
 // a redis:// or rediss:// (TLS) URL; the password comes from the URL, else
 // from password (REDIS_PASSWORD).
 //
@@ -203,7 +209,7 @@ func NewMemoryCache(src Source, cfg CacheConfig) *Cache {
 // password), and so is a password Redis refuses. Redis being down is not an
 // error: the cache starts degraded, serving from src, and uses Redis as soon
 // as it answers.
-func NewRedisCache(src Source, redisURL, password string, cfg CacheConfig, log *slog.Logger) (*Cache, error) {
+func NewRedis(src store.Source, redisURL, password string, cfg Config, log *slog.Logger) (*Cache, error) {
 	opts, err := redisOptions(redisURL, password)
 	if err != nil {
 		return nil, err
@@ -302,7 +308,7 @@ func (b *redisLogBridge) Printf(ctx context.Context, format string, v ...any) {
 	}
 }
 
-func (cfg CacheConfig) normalize() CacheConfig {
+func (cfg Config) normalize() Config {
 	if cfg.TTL <= 0 {
 		cfg.TTL = defaultCacheTTL
 	}
@@ -312,7 +318,7 @@ func (cfg CacheConfig) normalize() CacheConfig {
 	return cfg
 }
 
-func newCache(src Source, tier cacheTier, cfg CacheConfig, log *slog.Logger) *Cache {
+func newCache(src store.Source, tier cacheTier, cfg Config, log *slog.Logger) *Cache {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -328,54 +334,54 @@ func newCache(src Source, tier cacheTier, cfg CacheConfig, log *slog.Logger) *Ca
 // Customer returns the customer, from the cache or else from the source.
 // An unknown customer is ErrNotFound, from the source or from a negative
 // entry.
-func (c *Cache) Customer(ctx context.Context, id string) (Customer, error) {
+func (c *Cache) Customer(ctx context.Context, id string) (store.Customer, error) {
 	k := cacheKey{kind: kindCustomer, id: id}
 	v, err := c.lookup(ctx, k, func(ctx context.Context) (any, error) {
 		return c.src.Customer(ctx, id)
 	})
 	if err != nil {
-		return Customer{}, err
+		return store.Customer{}, err
 	}
 	if _, missing := v.(cacheMissing); missing {
-		return Customer{}, fmt.Errorf("customer %q: %w", id, ErrNotFound)
+		return store.Customer{}, fmt.Errorf("customer %q: %w", id, store.ErrNotFound)
 	}
-	return v.(Customer), nil
+	return v.(store.Customer), nil
 }
 
 // ValidCoupons appends the department's coupons valid on day to dst.
-func (c *Cache) ValidCoupons(ctx context.Context, dep Department, day Day, dst []Coupon) ([]Coupon, error) {
-	if dep == NoDepartment || int(dep) >= len(departmentNames) {
+func (c *Cache) ValidCoupons(ctx context.Context, dep store.Department, day store.Day, dst []store.Coupon) ([]store.Coupon, error) {
+	if !dep.Valid() {
 		return c.src.ValidCoupons(ctx, dep, day, dst) // not worth a key
 	}
 	k := cacheKey{kind: kindCoupons, dep: dep, day: day}
 	v, err := c.lookup(ctx, k, func(ctx context.Context) (any, error) {
 		cs, err := c.src.ValidCoupons(ctx, dep, day, nil)
 		if cs == nil {
-			cs = []Coupon{} // an empty list is an answer too
+			cs = []store.Coupon{} // an empty list is an answer too
 		}
 		return cs, err
 	})
 	if err != nil {
 		return dst, err
 	}
-	return append(dst, v.([]Coupon)...), nil
+	return append(dst, v.([]store.Coupon)...), nil
 }
 
 // CouponProducts returns the products the coupon covers, in a slice of the
 // caller's own.
-func (c *Cache) CouponProducts(ctx context.Context, couponID int) ([]Product, error) {
+func (c *Cache) CouponProducts(ctx context.Context, couponID int) ([]store.Product, error) {
 	k := cacheKey{kind: kindProducts, coupon: couponID}
 	v, err := c.lookup(ctx, k, func(ctx context.Context) (any, error) {
 		ps, err := c.src.CouponProducts(ctx, couponID)
 		if ps == nil {
-			ps = []Product{}
+			ps = []store.Product{}
 		}
 		return ps, err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return slices.Clone(v.([]Product)), nil
+	return slices.Clone(v.([]store.Product)), nil
 }
 
 // Prefetch loads the customer into the cache when it is not there yet, so
@@ -387,15 +393,15 @@ func (c *Cache) Prefetch(ctx context.Context, customerID string) error {
 }
 
 // Stats returns the counters.
-func (c *Cache) Stats() CacheStats {
-	kinds := func(a *[cacheKinds]atomic.Uint64) CacheKindCounts {
-		return CacheKindCounts{
+func (c *Cache) Stats() Stats {
+	kinds := func(a *[cacheKinds]atomic.Uint64) KindCounts {
+		return KindCounts{
 			Customer: a[kindCustomer].Load(),
 			Coupons:  a[kindCoupons].Load(),
 			Products: a[kindProducts].Load(),
 		}
 	}
-	return CacheStats{
+	return Stats{
 		Hits:              kinds(&c.hits),
 		Misses:            kinds(&c.misses),
 		Fills:             c.fills.Load(),
@@ -457,7 +463,7 @@ func (c *Cache) lookup(ctx context.Context, k cacheKey, fetch func(context.Conte
 		case err == nil:
 			c.store(ctx, k, v, c.ttl, tierUp)
 			return v, nil
-		case errors.Is(err, ErrNotFound):
+		case errors.Is(err, store.ErrNotFound):
 			c.srcNotFound.Add(1)
 			if k.kind == kindCustomer {
 				c.store(ctx, k, cacheMissing{}, c.negTTL, tierUp)
@@ -470,8 +476,8 @@ func (c *Cache) lookup(ctx context.Context, k cacheKey, fetch func(context.Conte
 			if n, ok := c.warnSource.allow(); ok {
 				c.log.Warn("source_unavailable", "kind", k.kind.String(), "err", err, "suppressed", n)
 			}
-			if !errors.Is(err, ErrUnavailable) {
-				err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+			if !errors.Is(err, store.ErrUnavailable) {
+				err = fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 			}
 			return nil, err
 		}
@@ -699,12 +705,12 @@ func (r *redisTier) set(ctx context.Context, k cacheKey, v any, ttl time.Duratio
 
 func (r *redisTier) close() error { return r.client.Close() }
 
-// The cached values are JSON in the central API's row forms (wireCustomer,
-// wireCoupon, wireProduct in central.go: one object per table row, named as
-// the CSV columns are). A negative customer entry is
+// The cached values are JSON in the store's row forms (store.CustomerRow,
+// store.CouponRow, store.ProductRow: one object per table row, named as the
+// CSV columns are). A negative customer entry is
 // {"customer_id": id, "missing": true}.
 type cachedCustomer struct {
-	wireCustomer
+	store.CustomerRow
 	Missing bool `json:"missing,omitempty"` // a negative entry: nothing else is set
 }
 
@@ -718,27 +724,27 @@ func encodeCacheValue(k cacheKey, v any) ([]byte, error) {
 			ID      string `json:"customer_id"`
 			Missing bool   `json:"missing"`
 		}{k.id, true})
-	case Customer:
+	case store.Customer:
 		if err := checkCachedCustomer(k, &v); err != nil {
 			return nil, err
 		}
-		return json.Marshal(customerToWire(&v))
-	case []Coupon:
-		out := make([]wireCoupon, len(v))
+		return json.Marshal(v.Row())
+	case []store.Coupon:
+		out := make([]store.CouponRow, len(v))
 		for i := range v {
 			if err := checkCachedCoupon(k, &v[i]); err != nil {
 				return nil, err
 			}
-			out[i] = couponToWire(&v[i])
+			out[i] = v[i].Row()
 		}
 		return json.Marshal(out)
-	case []Product:
-		out := make([]wireProduct, len(v))
+	case []store.Product:
+		out := make([]store.ProductRow, len(v))
 		for i := range v {
 			if err := checkCachedProduct(&v[i]); err != nil {
 				return nil, err
 			}
-			out[i] = productToWire(&v[i])
+			out[i] = v[i].Row()
 		}
 		return json.Marshal(out)
 	}
@@ -764,23 +770,23 @@ func decodeCacheValue(k cacheKey, b []byte) (any, error) {
 			}
 			return cacheMissing{}, nil
 		}
-		c := j.customer()
+		c := j.Customer()
 		if err := checkCachedCustomer(k, &c); err != nil {
 			return nil, err
 		}
 		return c, nil
 	case kindCoupons:
-		var js []wireCoupon
+		var js []store.CouponRow
 		if err := json.Unmarshal(b, &js); err != nil {
 			return nil, err
 		}
 		if js == nil {
 			return nil, errors.New("null, not a list of coupons")
 		}
-		out := make([]Coupon, len(js))
+		out := make([]store.Coupon, len(js))
 		for i := range js {
 			var err error
-			if out[i], err = js[i].coupon(); err != nil {
+			if out[i], err = js[i].Coupon(); err != nil {
 				return nil, err
 			}
 			if err := checkCachedCoupon(k, &out[i]); err != nil {
@@ -789,17 +795,17 @@ func decodeCacheValue(k cacheKey, b []byte) (any, error) {
 		}
 		return out, nil
 	case kindProducts:
-		var js []wireProduct
+		var js []store.ProductRow
 		if err := json.Unmarshal(b, &js); err != nil {
 			return nil, err
 		}
 		if js == nil {
 			return nil, errors.New("null, not a list of products")
 		}
-		out := make([]Product, len(js))
+		out := make([]store.Product, len(js))
 		for i := range js {
 			var err error
-			if out[i], err = js[i].product(); err != nil {
+			if out[i], err = js[i].Product(); err != nil {
 				return nil, err
 			}
 			if err := checkCachedProduct(&out[i]); err != nil {
@@ -813,7 +819,7 @@ func decodeCacheValue(k cacheKey, b []byte) (any, error) {
 
 // checkCachedCustomer holds a customer to what LoadDir accepts, and to the
 // key it is cached under.
-func checkCachedCustomer(k cacheKey, c *Customer) error {
+func checkCachedCustomer(k cacheKey, c *store.Customer) error {
 	switch {
 	case c.ID != k.id:
 		return fmt.Errorf("customer %q under the key of %q", c.ID, k.id)
@@ -830,13 +836,13 @@ func checkCachedCustomer(k cacheKey, c *Customer) error {
 
 // checkCachedCoupon holds a coupon to what LoadDir accepts, and to the
 // department and day of the list it is cached in.
-func checkCachedCoupon(k cacheKey, cp *Coupon) error {
+func checkCachedCoupon(k cacheKey, cp *store.Coupon) error {
 	switch {
 	case cp.Department != k.dep:
 		return fmt.Errorf("coupon %d of %s in the list of %s", cp.ID, cp.Department, k.dep)
 	case !cp.ValidOn(k.day):
 		return fmt.Errorf("coupon %d runs %s to %s, not on %s", cp.ID, cp.Start, cp.End, k.day)
-	case cp.Discount < 0 || cp.ProductsAvailable < 0 || (cp.HowMany < 0 && !(cp.HowMany == -1 && cp.Type == DeptCoupon)):
+	case cp.Discount < 0 || cp.ProductsAvailable < 0 || (cp.HowMany < 0 && !(cp.HowMany == -1 && cp.Type == store.DeptCoupon)):
 		return fmt.Errorf("coupon %d: negative count", cp.ID)
 	case !cacheAmount(cp.ProductMeanPrice):
 		return fmt.Errorf("coupon %d: negative or non-finite product_mean_price", cp.ID)
@@ -844,8 +850,8 @@ func checkCachedCoupon(k cacheKey, cp *Coupon) error {
 	return nil
 }
 
-func checkCachedProduct(p *Product) error {
-	if p.Department == NoDepartment || int(p.Department) >= len(departmentNames) {
+func checkCachedProduct(p *store.Product) error {
+	if !p.Department.Valid() {
 		return fmt.Errorf("product %d: no department", p.ID)
 	}
 	if !cacheAmount(p.BuyPrice) {
