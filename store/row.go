@@ -1,7 +1,5 @@
 package store
 
-import "fmt"
-
 // The row forms are the seed's tables as JSON carries them (the central API,
 // the cache in Redis) and as CSV lays them out: one field per column, named
 // and ordered as the column, names and dates as text. Each record has one
@@ -88,48 +86,66 @@ func (p *Product) Row() ProductRow {
 	}
 }
 
-// Customer returns the row's customer.
-func (r *CustomerRow) Customer() Customer {
-	return Customer{
+// Customer returns the row's customer, held to Validate.
+func (r *CustomerRow) Customer() (Customer, error) {
+	c := Customer{
 		ID: r.CustomerID, Gender: r.Gender, Age: r.Age, MeanBuyPrice: r.MeanBuyPrice,
 		TotalCouponsUsed: r.TotalCouponsUsed, MeanDiscountReceived: r.MeanDiscountReceived,
 		UniqueProductsBought: r.UniqueProductsBought, UniqueProductsBoughtWithCoupons: r.UniqueProductsBoughtWithCoupons,
 		TotalItemsBought: r.TotalItemsBought,
 	}
+	if err := c.Validate(); err != nil {
+		return Customer{}, err
+	}
+	return c, nil
 }
 
-// Coupon parses the row's names and dates; range checks are the caller's.
+// Coupon parses the row's type, department and dates and returns its
+// coupon, held to Validate.
 func (r *CouponRow) Coupon() (Coupon, error) {
-	typ, ok := ParseCouponType(r.CouponType)
-	if !ok {
-		return Coupon{}, fmt.Errorf("coupon %d: coupon_type %q", r.CouponID, r.CouponType)
+	var p problems
+	typ, typeKnown := ParseCouponType(r.CouponType)
+	if !typeKnown {
+		p.add("coupon_type", r.CouponType, reasonCouponType)
 	}
 	dep, ok := ParseDepartment(r.Department)
 	if !ok {
-		return Coupon{}, fmt.Errorf("coupon %d: department %q", r.CouponID, r.Department)
+		p.add("department", r.Department, reasonDepartment)
 	}
-	start, err := ParseDay(r.StartDate)
-	if err != nil {
-		return Coupon{}, fmt.Errorf("coupon %d: start_date: %w", r.CouponID, err)
+	start, errStart := ParseDay(r.StartDate)
+	if errStart != nil {
+		p.add("start_date", r.StartDate, reasonDate)
 	}
-	end, err := ParseDay(r.EndDate)
-	if err != nil {
-		return Coupon{}, fmt.Errorf("coupon %d: end_date: %w", r.CouponID, err)
+	end, errEnd := ParseDay(r.EndDate)
+	if errEnd != nil {
+		p.add("end_date", r.EndDate, reasonDate)
 	}
-	return Coupon{
+	c := Coupon{
 		ID: r.CouponID, Type: typ, Department: dep, Discount: r.Discount, HowMany: r.HowMany,
 		Start: start, End: end, ProductMeanPrice: r.ProductMeanPrice, ProductsAvailable: r.ProductsAvailable,
-	}, nil
+	}
+	c.checkRules(&p, typeKnown, errStart == nil && errEnd == nil)
+	if err := p.err(CouponColumns); err != nil {
+		return Coupon{}, err
+	}
+	return c, nil
 }
 
-// Product parses the row's department; range checks are the caller's.
+// Product parses the row's department and returns its product, held to
+// Validate.
 func (r *ProductRow) Product() (Product, error) {
+	var p problems
 	dep, ok := ParseDepartment(r.Department)
 	if !ok {
-		return Product{}, fmt.Errorf("product %d: department %q", r.ProductID, r.Department)
+		p.add("department", r.Department, reasonDepartment)
 	}
-	return Product{
+	pr := Product{
 		ID: r.ProductID, Name: r.Name, Category: r.Category, Sizes: r.Sizes, Vendor: r.Vendor,
 		Description: r.Description, BuyPrice: r.BuyPrice, Department: dep,
-	}, nil
+	}
+	p.amount("buy_price", pr.BuyPrice)
+	if err := p.err(ProductColumns); err != nil {
+		return Product{}, err
+	}
+	return pr, nil
 }

@@ -1,7 +1,8 @@
 // Package store owns the shop's domain: its plan (the floor, the departments,
 // the entrance and the exit); its records — customers, coupons, products and
 // the links between coupons and products, each with one row form (the seed's
-// columns), and the two tables only a generated shop has, a customer's hidden
+// columns) and one set of rules (Validate) that every reader holds them to,
+// and the two tables only a generated shop has, a customer's hidden
 // preferences and the redemption history; the Catalog that indexes them (the
 // data the seed documents call "the central"); and Source, what the focus
 // path reads them through.

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/url"
 	"runtime"
 	"slices"
@@ -725,14 +724,14 @@ func encodeCacheValue(k cacheKey, v any) ([]byte, error) {
 			Missing bool   `json:"missing"`
 		}{k.id, true})
 	case store.Customer:
-		if err := checkCachedCustomer(k, &v); err != nil {
+		if err := errors.Join(v.Validate(), customerFits(k, &v)); err != nil {
 			return nil, err
 		}
 		return json.Marshal(v.Row())
 	case []store.Coupon:
 		out := make([]store.CouponRow, len(v))
 		for i := range v {
-			if err := checkCachedCoupon(k, &v[i]); err != nil {
+			if err := errors.Join(v[i].Validate(), couponFits(k, &v[i])); err != nil {
 				return nil, err
 			}
 			out[i] = v[i].Row()
@@ -741,7 +740,7 @@ func encodeCacheValue(k cacheKey, v any) ([]byte, error) {
 	case []store.Product:
 		out := make([]store.ProductRow, len(v))
 		for i := range v {
-			if err := checkCachedProduct(&v[i]); err != nil {
+			if err := v[i].Validate(); err != nil {
 				return nil, err
 			}
 			out[i] = v[i].Row()
@@ -753,7 +752,7 @@ func encodeCacheValue(k cacheKey, v any) ([]byte, error) {
 
 // decodeCacheValue parses and validates a value read from Redis for k. Redis
 // is outside input: anything that is not what encodeCacheValue writes for k
-// (wrong shape, wrong key, bad enum or date, negative count) is an error.
+// (wrong shape, wrong key, a record the store's rules refuse) is an error.
 func decodeCacheValue(k cacheKey, b []byte) (any, error) {
 	if len(b) > maxCachedValue {
 		return nil, fmt.Errorf("%d bytes, more than %d", len(b), maxCachedValue)
@@ -770,8 +769,11 @@ func decodeCacheValue(k cacheKey, b []byte) (any, error) {
 			}
 			return cacheMissing{}, nil
 		}
-		c := j.Customer()
-		if err := checkCachedCustomer(k, &c); err != nil {
+		c, err := j.Customer()
+		if err == nil {
+			err = customerFits(k, &c)
+		}
+		if err != nil {
 			return nil, err
 		}
 		return c, nil
@@ -786,10 +788,10 @@ func decodeCacheValue(k cacheKey, b []byte) (any, error) {
 		out := make([]store.Coupon, len(js))
 		for i := range js {
 			var err error
-			if out[i], err = js[i].Coupon(); err != nil {
-				return nil, err
+			if out[i], err = js[i].Coupon(); err == nil {
+				err = couponFits(k, &out[i])
 			}
-			if err := checkCachedCoupon(k, &out[i]); err != nil {
+			if err != nil {
 				return nil, err
 			}
 		}
@@ -808,56 +810,29 @@ func decodeCacheValue(k cacheKey, b []byte) (any, error) {
 			if out[i], err = js[i].Product(); err != nil {
 				return nil, err
 			}
-			if err := checkCachedProduct(&out[i]); err != nil {
-				return nil, err
-			}
 		}
 		return out, nil
 	}
 	return nil, fmt.Errorf("unknown kind %v", k.kind)
 }
 
-// checkCachedCustomer holds a customer to what LoadDir accepts, and to the
-// key it is cached under.
-func checkCachedCustomer(k cacheKey, c *store.Customer) error {
-	switch {
-	case c.ID != k.id:
+// customerFits holds a customer to the key it is cached under; the store's
+// rules for a customer are Validate's.
+func customerFits(k cacheKey, c *store.Customer) error {
+	if c.ID != k.id {
 		return fmt.Errorf("customer %q under the key of %q", c.ID, k.id)
-	case c.Gender != "M" && c.Gender != "F":
-		return fmt.Errorf("customer %q: gender %q", c.ID, c.Gender)
-	case c.Age < 0 || c.TotalCouponsUsed < 0 || c.UniqueProductsBought < 0 ||
-		c.UniqueProductsBoughtWithCoupons < 0 || c.TotalItemsBought < 0:
-		return fmt.Errorf("customer %q: negative count", c.ID)
-	case !cacheAmount(c.MeanBuyPrice) || !cacheAmount(c.MeanDiscountReceived):
-		return fmt.Errorf("customer %q: negative or non-finite amount", c.ID)
 	}
 	return nil
 }
 
-// checkCachedCoupon holds a coupon to what LoadDir accepts, and to the
-// department and day of the list it is cached in.
-func checkCachedCoupon(k cacheKey, cp *store.Coupon) error {
+// couponFits holds a coupon to the department and day of the list it is
+// cached in.
+func couponFits(k cacheKey, cp *store.Coupon) error {
 	switch {
 	case cp.Department != k.dep:
 		return fmt.Errorf("coupon %d of %s in the list of %s", cp.ID, cp.Department, k.dep)
 	case !cp.ValidOn(k.day):
 		return fmt.Errorf("coupon %d runs %s to %s, not on %s", cp.ID, cp.Start, cp.End, k.day)
-	case cp.Discount < 0 || cp.ProductsAvailable < 0 || (cp.HowMany < 0 && !(cp.HowMany == -1 && cp.Type == store.DeptCoupon)):
-		return fmt.Errorf("coupon %d: negative count", cp.ID)
-	case !cacheAmount(cp.ProductMeanPrice):
-		return fmt.Errorf("coupon %d: negative or non-finite product_mean_price", cp.ID)
 	}
 	return nil
 }
-
-func checkCachedProduct(p *store.Product) error {
-	if !p.Department.Valid() {
-		return fmt.Errorf("product %d: no department", p.ID)
-	}
-	if !cacheAmount(p.BuyPrice) {
-		return fmt.Errorf("product %d: negative or non-finite buy_price", p.ID)
-	}
-	return nil
-}
-
-func cacheAmount(x float64) bool { return x >= 0 && !math.IsInf(x, 0) }

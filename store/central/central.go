@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -252,159 +251,76 @@ type wireProducts struct {
 	Products []store.ProductRow `json:"products"`
 }
 
-// The client decodes into pointers, so that a missing or null field is told
-// from a zero: an answer without "discount" is a mismatch, not a 0 % coupon.
-// Unknown fields are passed over, so a newer central may add some.
-
-type answerCustomer struct {
-	CustomerID                      *string  `json:"customer_id"`
-	Gender                          *string  `json:"gender"`
-	Age                             *int     `json:"age"`
-	MeanBuyPrice                    *float64 `json:"mean_buy_price"`
-	TotalCouponsUsed                *int     `json:"total_coupons_used"`
-	MeanDiscountReceived            *float64 `json:"mean_discount_received"`
-	UniqueProductsBought            *int     `json:"unique_products_bought"`
-	UniqueProductsBoughtWithCoupons *int     `json:"unique_products_bought_with_coupons"`
-	TotalItemsBought                *int     `json:"total_items_bought"`
-}
+// The client decodes the rows into the store's row forms and checks that
+// each carries every column: an answer without "discount" is a mismatch, not
+// a 0 % coupon. Unknown fields are passed over, so a newer central may add
+// some.
 
 type answerCoupons struct {
-	Department *string        `json:"department"`
-	Date       *string        `json:"date"`
-	Coupons    []answerCoupon `json:"coupons"`
-}
-
-type answerCoupon struct {
-	CouponID          *int     `json:"coupon_id"`
-	CouponType        *string  `json:"coupon_type"`
-	Department        *string  `json:"department"`
-	Discount          *int     `json:"discount"`
-	HowMany           *int     `json:"how_many_products_required"`
-	StartDate         *string  `json:"start_date"`
-	EndDate           *string  `json:"end_date"`
-	ProductMeanPrice  *float64 `json:"product_mean_price"`
-	ProductsAvailable *int     `json:"products_available"`
+	Department *string           `json:"department"`
+	Date       *string           `json:"date"`
+	Coupons    []store.CouponRow `json:"coupons"`
 }
 
 type answerProducts struct {
-	CouponID *int            `json:"coupon_id"`
-	Products []answerProduct `json:"products"`
+	CouponID *int               `json:"coupon_id"`
+	Products []store.ProductRow `json:"products"`
 }
 
-type answerProduct struct {
-	ProductID   *int     `json:"product_id"`
-	Name        *string  `json:"name"`
-	Category    *string  `json:"category"`
-	Sizes       *string  `json:"sizes"`
-	Vendor      *string  `json:"vendor"`
-	Description *string  `json:"description"`
-	BuyPrice    *float64 `json:"buy_price"`
-	Department  *string  `json:"department"`
+// answerColumns reads the rows of an answer (under key "" for a single
+// row) as JSON objects, to see which columns each carries. It is called on
+// a body that has decoded already, so it cannot fail.
+func answerColumns(body []byte, key string) []map[string]json.RawMessage {
+	if key == "" {
+		var row map[string]json.RawMessage
+		_ = json.Unmarshal(body, &row)
+		return []map[string]json.RawMessage{row}
+	}
+	var answer map[string]json.RawMessage
+	var rows []map[string]json.RawMessage
+	_ = json.Unmarshal(body, &answer)
+	_ = json.Unmarshal(answer[key], &rows)
+	return rows
 }
 
-// answerCheck collects the first thing wrong with an answer, checking each
-// field the way the CSV loader checks a column.
-type answerCheck struct {
-	row string // "", "coupons[2]", …
-	err error
+// missingColumn checks the i-th row of rows for every column; a missing or
+// null one is an error naming it, after at (the row's place in the answer).
+func missingColumn(rows []map[string]json.RawMessage, i int, at string, columns []string) error {
+	var row map[string]json.RawMessage
+	if i < len(rows) {
+		row = rows[i]
+	}
+	for _, c := range columns {
+		if v, ok := row[c]; !ok || string(v) == "null" {
+			return fmt.Errorf("%s%s: missing", at, c)
+		}
+	}
+	return nil
 }
 
-func (a *answerCheck) failf(field, format string, args ...any) {
-	if a.err != nil {
-		return
+// brokenRule is the first rule a row broke, after at.
+func brokenRule(at string, err error) error {
+	if fes := store.FieldErrors(err); len(fes) > 0 {
+		return fmt.Errorf("%s%w", at, fes[0])
 	}
-	if a.row != "" {
-		field = a.row + "." + field
-	}
-	a.err = fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...))
-}
-
-func (a *answerCheck) present(field string, ok bool) bool {
-	if !ok {
-		a.failf(field, "missing")
-	}
-	return ok
-}
-
-func (a *answerCheck) text(field string, v *string) string {
-	if !a.present(field, v != nil) {
-		return ""
-	}
-	return *v
-}
-
-func (a *answerCheck) int(field string, v *int) int {
-	if !a.present(field, v != nil) {
-		return 0
-	}
-	return *v
-}
-
-// count is a whole number that must not be negative.
-func (a *answerCheck) count(field string, v *int) int {
-	n := a.int(field, v)
-	if n < 0 {
-		a.failf(field, "%d is negative", n)
-	}
-	return n
-}
-
-// amount is a finite number that must not be negative.
-func (a *answerCheck) amount(field string, v *float64) float64 {
-	if !a.present(field, v != nil) {
-		return 0
-	}
-	x := *v
-	if math.IsNaN(x) || math.IsInf(x, 0) || x < 0 {
-		a.failf(field, "%v is not a finite number ≥ 0", x)
-	}
-	return x
-}
-
-func (a *answerCheck) department(field string, v *string) store.Department {
-	s := a.text(field, v)
-	d, ok := store.ParseDepartment(s)
-	if v != nil && !ok {
-		a.failf(field, "%s is not a department", quoteAnswer(s))
-	}
-	return d
-}
-
-func (a *answerCheck) day(field string, v *string) store.Day {
-	s := a.text(field, v)
-	d, err := store.ParseDay(s)
-	if v != nil && err != nil {
-		a.failf(field, "%s is not a YYYY-MM-DD date", quoteAnswer(s))
-	}
-	return d
+	return err
 }
 
 // decodeCustomer reads and checks the answer to GET /central/customers/{id}.
 func decodeCustomer(body []byte, id string) (store.Customer, error) {
-	var in answerCustomer
-	if err := json.Unmarshal(body, &in); err != nil {
+	var row store.CustomerRow
+	if err := json.Unmarshal(body, &row); err != nil {
 		return store.Customer{}, fmt.Errorf("not a customer_info row: %v", err)
 	}
-	var a answerCheck
-	c := store.Customer{
-		ID:                              a.text("customer_id", in.CustomerID),
-		Gender:                          a.text("gender", in.Gender),
-		Age:                             a.count("age", in.Age),
-		MeanBuyPrice:                    a.amount("mean_buy_price", in.MeanBuyPrice),
-		TotalCouponsUsed:                a.count("total_coupons_used", in.TotalCouponsUsed),
-		MeanDiscountReceived:            a.amount("mean_discount_received", in.MeanDiscountReceived),
-		UniqueProductsBought:            a.count("unique_products_bought", in.UniqueProductsBought),
-		UniqueProductsBoughtWithCoupons: a.count("unique_products_bought_with_coupons", in.UniqueProductsBoughtWithCoupons),
-		TotalItemsBought:                a.count("total_items_bought", in.TotalItemsBought),
+	if err := missingColumn(answerColumns(body, ""), 0, "", store.CustomerColumns); err != nil {
+		return store.Customer{}, err
 	}
-	if in.CustomerID != nil && c.ID != id {
-		a.failf("customer_id", "%s, asked for %s", quoteAnswer(c.ID), quoteAnswer(id))
+	if row.CustomerID != id {
+		return store.Customer{}, fmt.Errorf("customer_id: %s, asked for %s", quoteAnswer(row.CustomerID), quoteAnswer(id))
 	}
-	if in.Gender != nil && c.Gender != "M" && c.Gender != "F" {
-		a.failf("gender", "%s is not M or F", quoteAnswer(c.Gender))
-	}
-	if a.err != nil {
-		return store.Customer{}, a.err
+	c, err := row.Customer()
+	if err != nil {
+		return store.Customer{}, brokenRule("", err)
 	}
 	return c, nil
 }
@@ -418,53 +334,47 @@ func decodeCoupons(body []byte, dep store.Department, day store.Day, dst []store
 	if err := json.Unmarshal(body, &in); err != nil {
 		return dst, fmt.Errorf("not a coupon list: %v", err)
 	}
-	var a answerCheck
-	if d := a.department("department", in.Department); in.Department != nil && a.err == nil && d != dep {
-		a.failf("department", "%s, asked for %s", quoteAnswer(*in.Department), dep)
+	switch {
+	case in.Department == nil:
+		return dst, errors.New("department: missing")
+	case !sameDepartment(*in.Department, dep):
+		return dst, fmt.Errorf("department: %s, asked for %s", quoteAnswer(*in.Department), dep)
+	case in.Date == nil:
+		return dst, errors.New("date: missing")
+	case !sameDay(*in.Date, day):
+		return dst, fmt.Errorf("date: %s, asked for %s", quoteAnswer(*in.Date), day)
+	case in.Coupons == nil: // [] when there are none, never null
+		return dst, errors.New("coupons: missing")
 	}
-	if d := a.day("date", in.Date); in.Date != nil && a.err == nil && d != day {
-		a.failf("date", "%s, asked for %s", quoteAnswer(*in.Date), day)
-	}
-	a.present("coupons", in.Coupons != nil) // [] when there are none, never null
-	if a.err != nil {
-		return dst, a.err
-	}
+	columns := answerColumns(body, "coupons")
 	n := len(dst)
 	for i := range in.Coupons {
-		cp := &in.Coupons[i]
-		a.row = "coupons[" + strconv.Itoa(i) + "]"
-		c := store.Coupon{
-			ID:                a.int("coupon_id", cp.CouponID),
-			Type:              store.CouponType(a.text("coupon_type", cp.CouponType)),
-			Department:        a.department("department", cp.Department),
-			Discount:          a.count("discount", cp.Discount),
-			HowMany:           a.int("how_many_products_required", cp.HowMany),
-			Start:             a.day("start_date", cp.StartDate),
-			End:               a.day("end_date", cp.EndDate),
-			ProductMeanPrice:  a.amount("product_mean_price", cp.ProductMeanPrice),
-			ProductsAvailable: a.count("products_available", cp.ProductsAvailable),
+		at := "coupons[" + strconv.Itoa(i) + "]."
+		if err := missingColumn(columns, i, at, store.CouponColumns); err != nil {
+			return dst[:n], err
 		}
-		if a.err != nil {
-			return dst[:n], a.err
-		}
-		switch _, ok := store.ParseCouponType(string(c.Type)); {
-		case !ok:
-			a.failf("coupon_type", "%s is not a coupon type", quoteAnswer(string(c.Type)))
-		case c.HowMany < 0 && !(c.HowMany == -1 && c.Type == store.DeptCoupon):
-			a.failf("how_many_products_required", "%d is negative (only a department coupon takes -1)", c.HowMany)
-		case c.End < c.Start:
-			a.failf("end_date", "%s before start_date %s", c.End, c.Start)
+		c, err := in.Coupons[i].Coupon()
+		switch {
+		case err != nil:
+			return dst[:n], brokenRule(at, err)
 		case c.Department != dep:
-			a.failf("department", "%s, asked for %s", c.Department, dep)
+			return dst[:n], fmt.Errorf("%sdepartment: %s, asked for %s", at, c.Department, dep)
 		case !c.ValidOn(day):
-			a.failf("start_date", "coupon %d runs %s to %s, not on %s", c.ID, c.Start, c.End, day)
-		}
-		if a.err != nil {
-			return dst[:n], a.err
+			return dst[:n], fmt.Errorf("%sstart_date: coupon %d runs %s to %s, not on %s", at, c.ID, c.Start, c.End, day)
 		}
 		dst = append(dst, c)
 	}
 	return dst, nil
+}
+
+func sameDepartment(name string, dep store.Department) bool {
+	d, ok := store.ParseDepartment(name)
+	return ok && d == dep
+}
+
+func sameDay(date string, day store.Day) bool {
+	d, err := store.ParseDay(date)
+	return err == nil && d == day
 }
 
 // decodeProducts reads and checks the answer to GET
@@ -474,30 +384,24 @@ func decodeProducts(body []byte, couponID int) ([]store.Product, error) {
 	if err := json.Unmarshal(body, &in); err != nil {
 		return nil, fmt.Errorf("not a product list: %v", err)
 	}
-	var a answerCheck
-	if id := a.int("coupon_id", in.CouponID); in.CouponID != nil && id != couponID {
-		a.failf("coupon_id", "%d, asked for %d", id, couponID)
+	switch {
+	case in.CouponID == nil:
+		return nil, errors.New("coupon_id: missing")
+	case *in.CouponID != couponID:
+		return nil, fmt.Errorf("coupon_id: %d, asked for %d", *in.CouponID, couponID)
+	case in.Products == nil:
+		return nil, errors.New("products: missing")
 	}
-	a.present("products", in.Products != nil)
-	if a.err != nil {
-		return nil, a.err
-	}
+	columns := answerColumns(body, "products")
 	out := make([]store.Product, len(in.Products))
 	for i := range in.Products {
-		p := &in.Products[i]
-		a.row = "products[" + strconv.Itoa(i) + "]"
-		out[i] = store.Product{
-			ID:          a.int("product_id", p.ProductID),
-			Name:        a.text("name", p.Name),
-			Category:    a.text("category", p.Category),
-			Sizes:       a.text("sizes", p.Sizes),
-			Vendor:      a.text("vendor", p.Vendor),
-			Description: a.text("description", p.Description),
-			BuyPrice:    a.amount("buy_price", p.BuyPrice),
-			Department:  a.department("department", p.Department),
+		at := "products[" + strconv.Itoa(i) + "]."
+		if err := missingColumn(columns, i, at, store.ProductColumns); err != nil {
+			return nil, err
 		}
-		if a.err != nil {
-			return nil, a.err
+		var err error
+		if out[i], err = in.Products[i].Product(); err != nil {
+			return nil, brokenRule(at, err)
 		}
 	}
 	return out, nil

@@ -14,9 +14,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/storeflow/storeflow/store"
 )
@@ -163,21 +163,20 @@ func (l *csvLoader) customers() ([]store.Customer, *csvIDs[string]) {
 	ids := newCSVIDs[string](customersFile, "customer")
 	var out []store.Customer
 	found, whole := l.readTable(customersFile, store.CustomerColumns, func(r *csvRow) {
-		c := store.Customer{
-			ID:                              r.text(0),
-			Gender:                          r.gender(1),
-			Age:                             r.count(2),
-			MeanBuyPrice:                    r.amount(3),
-			TotalCouponsUsed:                r.count(4),
-			MeanDiscountReceived:            r.amount(5),
-			UniqueProductsBought:            r.count(6),
-			UniqueProductsBoughtWithCoupons: r.count(7),
-			TotalItemsBought:                r.count(8),
+		row := store.CustomerRow{
+			CustomerID:                      r.text(0),
+			Gender:                          r.text(1),
+			Age:                             r.int(2),
+			MeanBuyPrice:                    r.float(3),
+			TotalCouponsUsed:                r.int(4),
+			MeanDiscountReceived:            r.float(5),
+			UniqueProductsBought:            r.int(6),
+			UniqueProductsBoughtWithCoupons: r.int(7),
+			TotalItemsBought:                r.int(8),
 		}
-		if c.ID == "" {
-			r.invalid(0, "must not be empty")
-		}
-		ids.add(r, 0, c.ID, c.ID != "")
+		c, err := row.Customer()
+		r.check(err)
+		ids.add(r, 0, row.CustomerID, row.CustomerID != "")
 		out = append(out, c)
 	})
 	l.require(found, customersFile)
@@ -189,24 +188,20 @@ func (l *csvLoader) coupons() ([]store.Coupon, *csvIDs[int]) {
 	ids := newCSVIDs[int](couponsFile, "coupon")
 	var out []store.Coupon
 	found, whole := l.readTable(couponsFile, store.CouponColumns, func(r *csvRow) {
-		c := store.Coupon{
-			ID:                r.int(0),
-			Type:              r.couponType(1),
-			Department:        r.department(2),
-			Discount:          r.count(3),
+		row := store.CouponRow{
+			CouponID:          r.int(0),
+			CouponType:        r.text(1),
+			Department:        r.text(2),
+			Discount:          r.int(3),
 			HowMany:           r.int(4),
-			Start:             r.day(5),
-			End:               r.day(6),
-			ProductMeanPrice:  r.amount(7),
-			ProductsAvailable: r.count(8),
+			StartDate:         r.text(5),
+			EndDate:           r.text(6),
+			ProductMeanPrice:  r.float(7),
+			ProductsAvailable: r.int(8),
 		}
-		ids.add(r, 0, c.ID, r.fine(0))
-		if r.fine(1) && r.fine(4) && c.HowMany < 0 && !(c.HowMany == -1 && c.Type == store.DeptCoupon) {
-			r.invalid(4, "must not be negative (only a department coupon takes -1)")
-		}
-		if r.fine(5) && r.fine(6) && c.End < c.Start {
-			r.failf(6, "end_date %s before start_date %s", c.End, c.Start)
-		}
+		c, err := row.Coupon()
+		r.check(err)
+		ids.add(r, 0, row.CouponID, r.fine(0))
 		out = append(out, c)
 	})
 	l.require(found, couponsFile)
@@ -218,17 +213,19 @@ func (l *csvLoader) products() ([]store.Product, *csvIDs[int]) {
 	ids := newCSVIDs[int](productsFile, "product")
 	var out []store.Product
 	row := func(r *csvRow) {
-		p := store.Product{
-			ID:          r.int(0),
+		row := store.ProductRow{
+			ProductID:   r.int(0),
 			Name:        r.text(1),
 			Category:    r.text(2),
 			Sizes:       r.text(3),
 			Vendor:      r.text(4),
 			Description: r.text(5),
-			BuyPrice:    r.amount(6),
-			Department:  r.department(7),
+			BuyPrice:    r.float(6),
+			Department:  r.text(7),
 		}
-		ids.add(r, 0, p.ID, r.fine(0))
+		p, err := row.Product()
+		r.check(err)
+		ids.add(r, 0, row.ProductID, r.fine(0))
 		out = append(out, p)
 	}
 	found, whole := l.readTable(productsFile, store.ProductColumns, row)
@@ -463,30 +460,22 @@ type csvRow struct {
 	bad     uint64 // bit i: field i failed
 }
 
-// failf reports a problem with field col (0-based).
-func (r *csvRow) failf(col int, format string, args ...any) {
+// invalid reports field col (0-based) as file:line:column: name "value": why.
+func (r *csvRow) invalid(col int, why string) {
 	r.bad |= 1 << col
 	line, _ := r.cr.FieldPos(col)
-	r.l.report(fmt.Errorf("%s:%d:%d: %s", r.file, line, col+1, fmt.Sprintf(format, args...)))
+	fe := &store.FieldError{Field: r.columns[col], Value: r.rec[col], Reason: why}
+	r.l.report(fmt.Errorf("%s:%d:%d: %w", r.file, line, col+1, fe))
 }
 
-// invalid reports field col as `name "value": why`.
-func (r *csvRow) invalid(col int, why string) {
-	r.failf(col, "%s %q: %s", r.columns[col], shorten(r.rec[col]), why)
-}
-
-// shorten cuts a value for an error message: a runaway field (a missing
-// quote can swallow a whole file) must not swallow the message too.
-func shorten(s string) string {
-	const limit = 64
-	if len(s) <= limit {
-		return s
+// check reports the rules a record broke, each at its field as the file
+// spells it. A field that did not parse is reported already.
+func (r *csvRow) check(err error) {
+	for _, fe := range store.FieldErrors(err) {
+		if col := slices.Index(r.columns, fe.Field); col >= 0 && r.fine(col) {
+			r.invalid(col, fe.Reason)
+		}
 	}
-	cut := limit
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
 }
 
 // fine reports whether field col parsed.
@@ -506,16 +495,6 @@ func (r *csvRow) int(col int) int {
 	return v
 }
 
-// count parses a whole number that must not be negative: a count, an age, a
-// percentage.
-func (r *csvRow) count(col int) int {
-	v := r.int(col)
-	if r.fine(col) && v < 0 {
-		r.invalid(col, "must not be negative")
-	}
-	return v
-}
-
 func (r *csvRow) float(col int) float64 {
 	v, err := strconv.ParseFloat(r.rec[col], 64)
 	switch {
@@ -527,39 +506,6 @@ func (r *csvRow) float(col int) float64 {
 		r.invalid(col, "not a finite number")
 	}
 	return v
-}
-
-// amount parses a number that must not be negative: a price, a mean.
-func (r *csvRow) amount(col int) float64 {
-	v := r.float(col)
-	if r.fine(col) && v < 0 {
-		r.invalid(col, "must not be negative")
-	}
-	return v
-}
-
-func (r *csvRow) gender(col int) string {
-	g := r.rec[col]
-	if g != "M" && g != "F" {
-		r.invalid(col, "must be M or F")
-	}
-	return g
-}
-
-func (r *csvRow) department(col int) store.Department {
-	d, ok := store.ParseDepartment(r.rec[col])
-	if !ok {
-		r.invalid(col, "not a department (Boys, Girls, Men, Sports or Women)")
-	}
-	return d
-}
-
-func (r *csvRow) couponType(col int) store.CouponType {
-	t, ok := store.ParseCouponType(r.rec[col])
-	if !ok {
-		r.invalid(col, "not a coupon type (buy_all, buy_more, department or just_discount)")
-	}
-	return t
 }
 
 func (r *csvRow) day(col int) store.Day {
@@ -594,47 +540,47 @@ func writeTables(dir string, w *Tables) error {
 	c := w.Catalog
 	customers := c.Customers()
 	err := writeTable(dir, customersFile, store.CustomerColumns, len(customers), func(i int, rec []string) {
-		cu := &customers[i]
-		rec[0] = cu.ID
-		rec[1] = cu.Gender
-		rec[2] = strconv.Itoa(cu.Age)
-		rec[3] = formatFloat(cu.MeanBuyPrice)
-		rec[4] = strconv.Itoa(cu.TotalCouponsUsed)
-		rec[5] = formatFloat(cu.MeanDiscountReceived)
-		rec[6] = strconv.Itoa(cu.UniqueProductsBought)
-		rec[7] = strconv.Itoa(cu.UniqueProductsBoughtWithCoupons)
-		rec[8] = strconv.Itoa(cu.TotalItemsBought)
+		row := customers[i].Row()
+		rec[0] = row.CustomerID
+		rec[1] = row.Gender
+		rec[2] = strconv.Itoa(row.Age)
+		rec[3] = formatFloat(row.MeanBuyPrice)
+		rec[4] = strconv.Itoa(row.TotalCouponsUsed)
+		rec[5] = formatFloat(row.MeanDiscountReceived)
+		rec[6] = strconv.Itoa(row.UniqueProductsBought)
+		rec[7] = strconv.Itoa(row.UniqueProductsBoughtWithCoupons)
+		rec[8] = strconv.Itoa(row.TotalItemsBought)
 	})
 	if err != nil {
 		return err
 	}
 	coupons := c.Coupons()
 	err = writeTable(dir, couponsFile, store.CouponColumns, len(coupons), func(i int, rec []string) {
-		cp := &coupons[i]
-		rec[0] = strconv.Itoa(cp.ID)
-		rec[1] = string(cp.Type)
-		rec[2] = cp.Department.String()
-		rec[3] = strconv.Itoa(cp.Discount)
-		rec[4] = strconv.Itoa(cp.HowMany)
-		rec[5] = cp.Start.String()
-		rec[6] = cp.End.String()
-		rec[7] = formatFloat(cp.ProductMeanPrice)
-		rec[8] = strconv.Itoa(cp.ProductsAvailable)
+		row := coupons[i].Row()
+		rec[0] = strconv.Itoa(row.CouponID)
+		rec[1] = row.CouponType
+		rec[2] = row.Department
+		rec[3] = strconv.Itoa(row.Discount)
+		rec[4] = strconv.Itoa(row.HowMany)
+		rec[5] = row.StartDate
+		rec[6] = row.EndDate
+		rec[7] = formatFloat(row.ProductMeanPrice)
+		rec[8] = strconv.Itoa(row.ProductsAvailable)
 	})
 	if err != nil {
 		return err
 	}
 	products := c.Products()
 	err = writeTable(dir, productsFile, store.ProductColumns, len(products), func(i int, rec []string) {
-		p := &products[i]
-		rec[0] = strconv.Itoa(p.ID)
-		rec[1] = p.Name
-		rec[2] = p.Category
-		rec[3] = p.Sizes
-		rec[4] = p.Vendor
-		rec[5] = p.Description
-		rec[6] = formatFloat(p.BuyPrice)
-		rec[7] = p.Department.String()
+		row := products[i].Row()
+		rec[0] = strconv.Itoa(row.ProductID)
+		rec[1] = row.Name
+		rec[2] = row.Category
+		rec[3] = row.Sizes
+		rec[4] = row.Vendor
+		rec[5] = row.Description
+		rec[6] = formatFloat(row.BuyPrice)
+		rec[7] = row.Department
 	})
 	if err != nil {
 		return err

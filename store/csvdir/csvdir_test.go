@@ -399,7 +399,7 @@ func TestLoadRefuses(t *testing.T) {
 		{name: "impossible date", file: historyFile, line: 3, text: "2,3,2024-02-30,0",
 			want: []string{`coupon_history.csv:3:3: date "2024-02-30": not a YYYY-MM-DD date`}},
 		{name: "end before start", file: couponsFile, line: 2, text: "1,just_discount,Women,10,1,2024-05-01,2024-04-01,6,2",
-			want: []string{`coupon_info.csv:2:7: end_date 2024-04-01 before start_date 2024-05-01`}},
+			want: []string{`coupon_info.csv:2:7: end_date "2024-04-01": before start_date 2024-05-01`}},
 		{name: "empty customer id", file: customersFile, line: 3, text: "  ,M,61,35,0,0,4,0,4",
 			want: []string{`customer_info.csv:3:1: customer_id "": must not be empty`}},
 		{name: "duplicate customer", file: customersFile, line: 4, text: "1,M,61,35,0,0,4,0,4",
