@@ -254,6 +254,7 @@ func TestScoreBadBody(t *testing.T) {
 		"lower-case department":       {edit(func(m map[string]any) { couponOf(m, 0)["department"] = "men" }), "coupons[0].department"},
 		"negative products available": {edit(func(m map[string]any) { couponOf(m, 4)["products_available"] = -1 }), "coupons[4].products_available"},
 		"how_many below -1":           {edit(func(m map[string]any) { couponOf(m, 4)["how_many_products_required"] = -2 }), "coupons[4].how_many_products_required"},
+		"-1 on a buy_more coupon":     {edit(func(m map[string]any) { couponOf(m, 0)["how_many_products_required"] = -1 }), "coupons[0].how_many_products_required"},
 		"missing coupon field":        {edit(func(m map[string]any) { delete(couponOf(m, 3), "discount") }), "coupons[3].discount"},
 		"misspelt coupon field": {edit(func(m map[string]any) {
 			c := couponOf(m, 3)
