@@ -81,7 +81,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	if err := a.loadScorer(); err != nil {
 		return nil, err
 	}
-	a.central = central.NewServer(a.catalog, log.With("component", "central_server"))
+	a.central = central.NewServer(a.catalog, log.With("component", "central_server"), a.reg)
 	if err := a.buildSource(); err != nil {
 		return nil, err
 	}

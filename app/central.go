@@ -18,7 +18,7 @@ func (a *App) buildSource() error {
 	sc := a.cfg.Store
 	var src store.Source = a.catalog
 	if sc.CentralURL != "" {
-		c, err := central.NewClient(sc.CentralURL, sc.CentralTimeout)
+		c, err := central.NewClient(sc.CentralURL, sc.CentralTimeout, a.reg)
 		if err != nil {
 			return fmt.Errorf("app: %w", err)
 		}
@@ -51,8 +51,8 @@ func (a *App) closeSource() {
 	}
 }
 
-// registerSourceMetrics exposes the cache's, the central client's and the
-// central server's own counters on /metrics, read when scraped.
+// registerSourceMetrics exposes the cache's own counters on /metrics, read
+// when scraped.
 func (a *App) registerSourceMetrics() {
 	c := a.cache
 	a.countersByLabel("storeflow_cache_hits_total", "Focus-path reads answered from the cache, by kind.", "kind", map[string]func() uint64{
@@ -73,49 +73,13 @@ func (a *App) registerSourceMetrics() {
 		"not_found":   func() uint64 { return c.Stats().SourceNotFound },
 		"unavailable": func() uint64 { return c.Stats().SourceUnavailable },
 	})
-	srv := a.central
-	for route, get := range map[string]func(central.ServerStats) central.RouteStats{
-		"customers": func(s central.ServerStats) central.RouteStats { return s.Customers },
-		"coupons":   func(s central.ServerStats) central.RouteStats { return s.Coupons },
-		"products":  func(s central.ServerStats) central.RouteStats { return s.Products },
-	} {
-		a.reg.MustRegister(counterVecFunc("storeflow_central_server_requests_total",
-			"Requests to this process's central API, by route and outcome.", prometheus.Labels{"route": route}, "outcome",
-			map[string]func() uint64{
-				"ok":          func() uint64 { return get(srv.Stats()).OK },
-				"not_found":   func() uint64 { return get(srv.Stats()).NotFound },
-				"bad_request": func() uint64 { return get(srv.Stats()).BadRequest },
-				"unavailable": func() uint64 { return get(srv.Stats()).Unavailable },
-			})...)
-	}
-	if cl := a.centralClient; cl != nil {
-		a.countersByLabel("storeflow_central_client_calls_total", "Calls to CENTRAL_URL, by outcome.", "outcome", map[string]func() uint64{
-			"ok":           func() uint64 { return cl.Stats().OK },
-			"not_found":    func() uint64 { return cl.Stats().NotFound },
-			"canceled":     func() uint64 { return cl.Stats().Canceled },
-			"timeout":      func() uint64 { return cl.Stats().Timeout },
-			"transport":    func() uint64 { return cl.Stats().Transport },
-			"http_5xx":     func() uint64 { return cl.Stats().HTTP5xx },
-			"bad_response": func() uint64 { return cl.Stats().BadResponse },
-		})
-	}
 }
 
 // countersByLabel registers one counter per label value, each read from its
 // function when scraped.
 func (a *App) countersByLabel(name, help, label string, read map[string]func() uint64) {
-	a.reg.MustRegister(counterVecFunc(name, help, nil, label, read)...)
-}
-
-func counterVecFunc(name, help string, constant prometheus.Labels, label string, read map[string]func() uint64) []prometheus.Collector {
-	var out []prometheus.Collector
 	for value, f := range read {
-		labels := prometheus.Labels{label: value}
-		for k, v := range constant {
-			labels[k] = v
-		}
-		out = append(out, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels},
-			func() float64 { return float64(f()) }))
+		a.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help,
+			ConstLabels: prometheus.Labels{label: value}}, func() float64 { return float64(f()) }))
 	}
-	return out
 }

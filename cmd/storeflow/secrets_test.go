@@ -156,7 +156,7 @@ func checkNoSecret(t *testing.T, what, text string) {
 func failingCentral(t *testing.T, cat *store.Catalog) *httptest.Server {
 	t.Helper()
 	mux := http.NewServeMux()
-	central.NewServer(cat, slog.New(slog.DiscardHandler)).Register(mux)
+	central.NewServer(cat, slog.New(slog.DiscardHandler), nil).Register(mux)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if user, pw, ok := r.BasicAuth(); !ok || user != "user" || pw != secret {
 			http.Error(w, "who are you", http.StatusUnauthorized)

@@ -15,10 +15,11 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/storeflow/storeflow/internal/peerhttp"
 	"github.com/storeflow/storeflow/internal/redact"
@@ -57,18 +58,34 @@ const (
 // Server answers the central's API from a Source, so that any
 // storeflow can be the central of others. It is safe for concurrent use.
 type Server struct {
-	src   store.Source
-	log   *slog.Logger
-	stats centralServerCounters
+	src                          store.Source
+	log                          *slog.Logger
+	customers, coupons, products routeCounters
 }
 
 // NewServer returns a server answering from src. log is used as given
-// (the caller names the component); nil discards.
-func NewServer(src store.Source, log *slog.Logger) *Server {
+// (the caller names the component); nil discards. The answers are counted in
+// storeflow_central_server_requests_total{route,outcome}, registered with
+// reg (nil: a private registry).
+func NewServer(src store.Source, log *slog.Logger, reg prometheus.Registerer) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{src: src, log: log}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "storeflow_central_server_requests_total",
+		Help: "Requests to this process's central API, by route and outcome.",
+	}, []string{"route", "outcome"})
+	reg.MustRegister(requests)
+	return &Server{
+		src:       src,
+		log:       log,
+		customers: newRouteCounters(requests, "customers"),
+		coupons:   newRouteCounters(requests, "coupons"),
+		products:  newRouteCounters(requests, "products"),
+	}
 }
 
 // Register adds the central's routes to mux.
@@ -81,60 +98,38 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+centralCouponPath+"{id}/products", s.handleProducts)
 }
 
-// ServerStats counts the server's answers by route and outcome since
-// it was made.
-type ServerStats struct {
-	Customers RouteStats // GET /central/customers/{id}
-	Coupons   RouteStats // GET /central/departments/{dep}/coupons
-	Products  RouteStats // GET /central/coupons/{id}/products
+// routeCounters count one route's answers by outcome.
+type routeCounters struct {
+	ok          prometheus.Counter // 200
+	notFound    prometheus.Counter // 404: unknown customer, department or coupon
+	badRequest  prometheus.Counter // 400: malformed id or date
+	unavailable prometheus.Counter // 503: the source could not answer
 }
 
-// RouteStats counts one route's answers by outcome.
-type RouteStats struct {
-	OK          uint64 // 200
-	NotFound    uint64 // 404: unknown customer, department or coupon
-	BadRequest  uint64 // 400: malformed id or date
-	Unavailable uint64 // 503: the source could not answer
-}
-
-// Stats returns the counts so far.
-func (s *Server) Stats() ServerStats {
-	return ServerStats{
-		Customers: s.stats.customers.load(),
-		Coupons:   s.stats.coupons.load(),
-		Products:  s.stats.products.load(),
+func newRouteCounters(requests *prometheus.CounterVec, route string) routeCounters {
+	return routeCounters{
+		ok:          requests.WithLabelValues(route, "ok"),
+		notFound:    requests.WithLabelValues(route, "not_found"),
+		badRequest:  requests.WithLabelValues(route, "bad_request"),
+		unavailable: requests.WithLabelValues(route, "unavailable"),
 	}
 }
 
-type centralServerCounters struct {
-	customers, coupons, products centralRouteCounters
-}
-
-type centralRouteCounters struct {
-	ok, notFound, badRequest, unavailable atomic.Uint64
-}
-
-func (c *centralRouteCounters) count(status int) {
+func (c *routeCounters) count(status int) {
 	switch status {
 	case http.StatusOK:
-		c.ok.Add(1)
+		c.ok.Inc()
 	case http.StatusNotFound:
-		c.notFound.Add(1)
+		c.notFound.Inc()
 	case http.StatusBadRequest:
-		c.badRequest.Add(1)
+		c.badRequest.Inc()
 	default:
-		c.unavailable.Add(1)
-	}
-}
-
-func (c *centralRouteCounters) load() RouteStats {
-	return RouteStats{
-		OK: c.ok.Load(), NotFound: c.notFound.Load(), BadRequest: c.badRequest.Load(), Unavailable: c.unavailable.Load(),
+		c.unavailable.Inc()
 	}
 }
 
 func (s *Server) handleCustomer(w http.ResponseWriter, r *http.Request) {
-	rc := &s.stats.customers
+	rc := &s.customers
 	id := r.PathValue("id")
 	if !validCustomerID(id) {
 		s.badRequest(w, r, rc, fmt.Sprintf("customer id must be 1 to %d bytes of UTF-8", MaxCustomerIDBytes))
@@ -149,7 +144,7 @@ func (s *Server) handleCustomer(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleCoupons(w http.ResponseWriter, r *http.Request) {
-	rc := &s.stats.coupons
+	rc := &s.coupons
 	q := r.URL.Query()
 	if !q.Has("date") {
 		s.badRequest(w, r, rc, "date is required (?date=YYYY-MM-DD)")
@@ -179,7 +174,7 @@ func (s *Server) handleCoupons(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleProducts(w http.ResponseWriter, r *http.Request) {
-	rc := &s.stats.products
+	rc := &s.products
 	id, err := strconv.Atoi(r.PathValue("id"))
 	if err != nil {
 		s.badRequest(w, r, rc, "coupon id must be an integer")
@@ -197,14 +192,14 @@ func (s *Server) handleProducts(w http.ResponseWriter, r *http.Request) {
 	s.reply(w, r, rc, http.StatusOK, out)
 }
 
-func (s *Server) badRequest(w http.ResponseWriter, r *http.Request, rc *centralRouteCounters, msg string) {
+func (s *Server) badRequest(w http.ResponseWriter, r *http.Request, rc *routeCounters, msg string) {
 	s.log.Debug("bad request", "path", r.URL.Path, "reason", msg)
 	s.reply(w, r, rc, http.StatusBadRequest, centralError{Error: msg})
 }
 
 // sourceFailed answers a Source error: ErrNotFound is 404, anything else
 // means this central could not answer, 503.
-func (s *Server) sourceFailed(w http.ResponseWriter, r *http.Request, rc *centralRouteCounters, err error) {
+func (s *Server) sourceFailed(w http.ResponseWriter, r *http.Request, rc *routeCounters, err error) {
 	if errors.Is(err, store.ErrNotFound) {
 		s.reply(w, r, rc, http.StatusNotFound, centralError{Error: err.Error()})
 		return
@@ -213,7 +208,7 @@ func (s *Server) sourceFailed(w http.ResponseWriter, r *http.Request, rc *centra
 	s.reply(w, r, rc, http.StatusServiceUnavailable, centralError{Error: "the central could not answer: " + err.Error()})
 }
 
-func (s *Server) reply(w http.ResponseWriter, r *http.Request, rc *centralRouteCounters, status int, v any) {
+func (s *Server) reply(w http.ResponseWriter, r *http.Request, rc *routeCounters, status int, v any) {
 	body, err := json.Marshal(v)
 	if err != nil { // a NaN or infinite float from the source: JSON cannot carry it
 		s.log.Warn("source answer not encodable", "path", r.URL.Path, "err", err)
@@ -439,13 +434,15 @@ type Client struct {
 	shown   string // the base as errors show it (redact.URL)
 	timeout time.Duration
 	http    *peerhttp.Client
-	stats   centralClientCounters
+	calls   clientCounters
 }
 
 // NewClient checks baseURL (CENTRAL_URL: http or https, with a host,
 // optionally a path prefix) and timeout (CENTRAL_TIMEOUT, per request) and
-// builds the client; it makes no request.
-func NewClient(baseURL string, timeout time.Duration) (*Client, error) {
+// builds the client; it makes no request. Every call is counted, by outcome,
+// in storeflow_central_client_calls_total{outcome}, registered with reg (nil:
+// a private registry).
+func NewClient(baseURL string, timeout time.Duration, reg prometheus.Registerer) (*Client, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
 		// The URL may carry a password: it is not echoed.
@@ -459,11 +456,28 @@ func NewClient(baseURL string, timeout time.Duration) (*Client, error) {
 	}
 	u.RawPath = ""
 	u.Path = strings.TrimRight(u.Path, "/")
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	calls := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "storeflow_central_client_calls_total",
+		Help: "Calls to CENTRAL_URL, by outcome.",
+	}, []string{"outcome"})
+	reg.MustRegister(calls)
 	return &Client{
 		base:    u.String(),
 		shown:   redact.URL(u.String()),
 		timeout: timeout,
 		http:    peerhttp.New(16, 0),
+		calls: clientCounters{
+			ok:          calls.WithLabelValues("ok"),
+			notFound:    calls.WithLabelValues("not_found"),
+			canceled:    calls.WithLabelValues("canceled"),
+			timeout:     calls.WithLabelValues("timeout"),
+			transport:   calls.WithLabelValues("transport"),
+			http5xx:     calls.WithLabelValues("http_5xx"),
+			badResponse: calls.WithLabelValues("bad_response"),
+		},
 	}, nil
 }
 
@@ -473,38 +487,18 @@ func (c *Client) Close() {
 	c.http.CloseIdleConnections()
 }
 
-// ClientStats counts the client's calls since it was made. Every call
-// ends in exactly one of OK, NotFound, Canceled or a kind of unavailability.
-type ClientStats struct {
-	Calls    uint64 // Customer, ValidCoupons and CouponProducts calls
-	OK       uint64 //
-	NotFound uint64 // unknown customer, department or coupon (404, or an id the API cannot carry)
-	Canceled uint64 // the caller's context was cancelled
+// clientCounters count the client's calls by outcome: every call ends in
+// exactly one.
+type clientCounters struct {
+	ok       prometheus.Counter
+	notFound prometheus.Counter // unknown customer, department or coupon (404, or an id the API cannot carry)
+	canceled prometheus.Counter // the caller's context was cancelled
 
 	// The central could not answer (ErrUnavailable), by kind.
-	Timeout     uint64 // CENTRAL_TIMEOUT or the caller's deadline passed
-	Transport   uint64 // no answer: connection refused, reset, TLS failure
-	HTTP5xx     uint64 // the central failed
-	BadResponse uint64 // an answer that cannot be used: 4xx other than a JSON 404, 1xx/3xx, not JSON, invalid, too large
-}
-
-// Unavailable is the number of calls the central could not answer.
-func (s ClientStats) Unavailable() uint64 {
-	return s.Timeout + s.Transport + s.HTTP5xx + s.BadResponse
-}
-
-// Stats returns the counts so far.
-func (c *Client) Stats() ClientStats {
-	s := &c.stats
-	return ClientStats{
-		Calls: s.calls.Load(), OK: s.ok.Load(), NotFound: s.notFound.Load(), Canceled: s.canceled.Load(),
-		Timeout: s.timeout.Load(), Transport: s.transport.Load(), HTTP5xx: s.http5xx.Load(),
-		BadResponse: s.badResponse.Load(),
-	}
-}
-
-type centralClientCounters struct {
-	calls, ok, notFound, canceled, timeout, transport, http5xx, badResponse atomic.Uint64
+	timeout     prometheus.Counter // CENTRAL_TIMEOUT or the caller's deadline passed
+	transport   prometheus.Counter // no answer: connection refused, reset, TLS failure
+	http5xx     prometheus.Counter // the central failed
+	badResponse prometheus.Counter // an answer that cannot be used: 4xx other than a JSON 404, 1xx/3xx, not JSON, invalid, too large
 }
 
 // errCentralTimeout marks the client's own deadline, to tell it from the
@@ -513,11 +507,10 @@ var errCentralTimeout = errors.New("central timeout")
 
 // Customer implements Source.
 func (c *Client) Customer(ctx context.Context, id string) (store.Customer, error) {
-	c.stats.calls.Add(1)
 	if !validCustomerID(id) {
 		// The central would refuse it with 400, which would read as the
 		// central failing; an id no customer can have is simply not found.
-		c.stats.notFound.Add(1)
+		c.calls.notFound.Inc()
 		return store.Customer{}, fmt.Errorf("customer %s: %w", quoteAnswer(id), store.ErrNotFound)
 	}
 	path := centralCustomerPath + url.PathEscape(id)
@@ -527,25 +520,24 @@ func (c *Client) Customer(ctx context.Context, id string) (store.Customer, error
 	}
 	cu, err := decodeCustomer(body, id)
 	if err != nil {
-		return store.Customer{}, c.fail(&c.stats.badResponse, path, "", err)
+		return store.Customer{}, c.fail(c.calls.badResponse, path, "", err)
 	}
-	c.stats.ok.Add(1)
+	c.calls.ok.Inc()
 	return cu, nil
 }
 
 // ValidCoupons implements Source: it appends to dst the department's coupons
 // valid on day. On error dst is returned as it came.
 func (c *Client) ValidCoupons(ctx context.Context, dep store.Department, day store.Day, dst []store.Coupon) ([]store.Coupon, error) {
-	c.stats.calls.Add(1)
 	if !dep.Valid() {
-		c.stats.notFound.Add(1)
+		c.calls.notFound.Inc()
 		return dst, fmt.Errorf("department %d: %w", dep, store.ErrNotFound)
 	}
 	date := day.String()
 	if d, err := store.ParseDay(date); err != nil || d != day {
 		// A day outside years 0–9999 has no YYYY-MM-DD form, so no coupon
 		// (whose dates have one) can run on it: nothing, as the Catalog says.
-		c.stats.ok.Add(1)
+		c.calls.ok.Inc()
 		return dst, nil
 	}
 	path := centralDepartmentPath + dep.String() + "/coupons?date=" + date
@@ -555,15 +547,14 @@ func (c *Client) ValidCoupons(ctx context.Context, dep store.Department, day sto
 	}
 	dst, err = decodeCoupons(body, dep, day, dst)
 	if err != nil {
-		return dst, c.fail(&c.stats.badResponse, path, "", err)
+		return dst, c.fail(c.calls.badResponse, path, "", err)
 	}
-	c.stats.ok.Add(1)
+	c.calls.ok.Inc()
 	return dst, nil
 }
 
 // CouponProducts implements Source.
 func (c *Client) CouponProducts(ctx context.Context, couponID int) ([]store.Product, error) {
-	c.stats.calls.Add(1)
 	path := centralCouponPath + strconv.Itoa(couponID) + "/products"
 	body, err := c.get(ctx, path)
 	if err != nil {
@@ -571,9 +562,9 @@ func (c *Client) CouponProducts(ctx context.Context, couponID int) ([]store.Prod
 	}
 	list, err := decodeProducts(body, couponID)
 	if err != nil {
-		return nil, c.fail(&c.stats.badResponse, path, "", err)
+		return nil, c.fail(c.calls.badResponse, path, "", err)
 	}
-	c.stats.ok.Add(1)
+	c.calls.ok.Inc()
 	return list, nil
 }
 
@@ -584,7 +575,7 @@ func (c *Client) get(ctx context.Context, path string) ([]byte, error) {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
 	if err != nil { // the base was checked and the path escaped: a bug if it happens
-		return nil, c.fail(&c.stats.transport, path, "cannot build the request", err)
+		return nil, c.fail(c.calls.transport, path, "cannot build the request", err)
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.http.Do(req)
@@ -592,7 +583,7 @@ func (c *Client) get(ctx context.Context, path string) ([]byte, error) {
 		if ctx.Err() != nil {
 			return nil, c.failCtx(ctx, path, "")
 		}
-		return nil, c.fail(&c.stats.transport, path, "", err)
+		return nil, c.fail(c.calls.transport, path, "", err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, centralMaxResponseBytes+1))
@@ -600,14 +591,14 @@ func (c *Client) get(ctx context.Context, path string) ([]byte, error) {
 		if ctx.Err() != nil {
 			return nil, c.failCtx(ctx, path, "reading the answer")
 		}
-		return nil, c.fail(&c.stats.transport, path, "reading the answer", err)
+		return nil, c.fail(c.calls.transport, path, "reading the answer", err)
 	}
 	status := strconv.Itoa(resp.StatusCode) + " " + http.StatusText(resp.StatusCode)
 	switch {
 	case resp.StatusCode >= 500:
-		return nil, c.fail(&c.stats.http5xx, path, status+": "+errorText(body), nil)
+		return nil, c.fail(c.calls.http5xx, path, status+": "+errorText(body), nil)
 	case len(body) > centralMaxResponseBytes:
-		return nil, c.fail(&c.stats.badResponse, path, fmt.Sprintf("%s: answer over %d bytes", status, centralMaxResponseBytes), nil)
+		return nil, c.fail(c.calls.badResponse, path, fmt.Sprintf("%s: answer over %d bytes", status, centralMaxResponseBytes), nil)
 	case resp.StatusCode == http.StatusNotFound:
 		// Only the central's own JSON 404 means "no such thing": a plain
 		// 404 is a wrong CENTRAL_URL path or a proxy, and reading it as
@@ -615,14 +606,14 @@ func (c *Client) get(ctx context.Context, path string) ([]byte, error) {
 		// customers.
 		var e centralError
 		if !isJSON(resp.Header) || json.Unmarshal(body, &e) != nil || e.Error == "" {
-			return nil, c.fail(&c.stats.badResponse, path, status+" that is not the central's: "+errorText(body), nil)
+			return nil, c.fail(c.calls.badResponse, path, status+" that is not the central's: "+errorText(body), nil)
 		}
-		c.stats.notFound.Add(1)
+		c.calls.notFound.Inc()
 		return nil, fmt.Errorf("central %s%s: %s: %w", c.shown, path, errorText(body), store.ErrNotFound)
 	case resp.StatusCode != http.StatusOK:
 		// A 400 means client and central disagree on the API: not the
 		// caller's fault, and not "not found".
-		return nil, c.fail(&c.stats.badResponse, path, status+": "+errorText(body), nil)
+		return nil, c.fail(c.calls.badResponse, path, status+": "+errorText(body), nil)
 	}
 	return body, nil
 }
@@ -630,8 +621,8 @@ func (c *Client) get(ctx context.Context, path string) ([]byte, error) {
 // fail counts an error of one kind and wraps it with what happened:
 // "store: central unavailable: http://host/central/customers/7: <what>:
 // <cause>"; either may be empty. cause is wrapped so callers can test for it.
-func (c *Client) fail(kind *atomic.Uint64, path, what string, cause error) error {
-	kind.Add(1)
+func (c *Client) fail(kind prometheus.Counter, path, what string, cause error) error {
+	kind.Inc()
 	switch {
 	case cause == nil:
 		return fmt.Errorf("%w: %s%s: %s", store.ErrUnavailable, c.shown, path, what)
@@ -650,13 +641,13 @@ func (c *Client) failCtx(ctx context.Context, path, while string) error {
 	cause := context.Cause(ctx)
 	switch {
 	case errors.Is(cause, errCentralTimeout):
-		c.stats.timeout.Add(1)
+		c.calls.timeout.Inc()
 		return fmt.Errorf("%w: %s%s: timed out after %s%s: %w", store.ErrUnavailable, c.shown, path, c.timeout, while, context.DeadlineExceeded)
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		c.stats.timeout.Add(1)
+		c.calls.timeout.Inc()
 		return fmt.Errorf("%w: %s%s: the caller's deadline passed%s: %w", store.ErrUnavailable, c.shown, path, while, context.DeadlineExceeded)
 	}
-	c.stats.canceled.Add(1)
+	c.calls.canceled.Inc()
 	return fmt.Errorf("%w: %s%s: canceled%s: %w", store.ErrUnavailable, c.shown, path, while, context.Canceled)
 }
 

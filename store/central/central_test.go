@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/storeflow/storeflow/store"
 	"github.com/storeflow/storeflow/store/world"
 )
@@ -98,10 +100,42 @@ func (b centralBroken) CouponProducts(context.Context, int) ([]store.Product, er
 	return nil, b.err
 }
 
+// routeCount is what one route's counters of a Server hold.
+type routeCount struct{ OK, NotFound, BadRequest, Unavailable float64 }
+
+// serverCount is storeflow_central_server_requests_total of a Server, by route.
+type serverCount struct{ Customers, Coupons, Products routeCount }
+
+func countServer(s *Server) serverCount {
+	route := func(r *routeCounters) routeCount {
+		return routeCount{testutil.ToFloat64(r.ok), testutil.ToFloat64(r.notFound),
+			testutil.ToFloat64(r.badRequest), testutil.ToFloat64(r.unavailable)}
+	}
+	return serverCount{route(&s.customers), route(&s.coupons), route(&s.products)}
+}
+
+// clientCount is storeflow_central_client_calls_total of a Client, by outcome.
+type clientCount struct{ OK, NotFound, Canceled, Timeout, Transport, HTTP5xx, BadResponse float64 }
+
+func countClient(c *Client) clientCount {
+	n := &c.calls
+	return clientCount{testutil.ToFloat64(n.ok), testutil.ToFloat64(n.notFound), testutil.ToFloat64(n.canceled),
+		testutil.ToFloat64(n.timeout), testutil.ToFloat64(n.transport), testutil.ToFloat64(n.http5xx),
+		testutil.ToFloat64(n.badResponse)}
+}
+
+// calls is every call counted: each ends in exactly one outcome.
+func (n clientCount) calls() float64 { return n.OK + n.NotFound + n.Canceled + n.unavailable() }
+
+// unavailable is the calls the central could not answer.
+func (n clientCount) unavailable() float64 {
+	return n.Timeout + n.Transport + n.HTTP5xx + n.BadResponse
+}
+
 // centralServe starts src's central on a loopback server.
 func centralServe(t testing.TB, src store.Source) (*Server, *httptest.Server) {
 	t.Helper()
-	s := NewServer(src, nil)
+	s := NewServer(src, nil, nil)
 	mux := http.NewServeMux()
 	s.Register(mux)
 	srv := httptest.NewServer(mux)
@@ -111,7 +145,7 @@ func centralServe(t testing.TB, src store.Source) (*Server, *httptest.Server) {
 
 func centralClient(t testing.TB, url string, timeout time.Duration) *Client {
 	t.Helper()
-	c, err := NewClient(url, timeout)
+	c, err := NewClient(url, timeout, nil)
 	if err != nil {
 		t.Fatalf("NewClient(%q, %s): %v", url, timeout, err)
 	}
@@ -262,28 +296,28 @@ func TestCentralServerCatalog(t *testing.T) {
 	}
 
 	nCust, nCoup, _, _ := cat.Sizes()
-	want := ServerStats{
-		Customers: RouteStats{OK: uint64(nCust)},
-		Coupons:   RouteStats{OK: uint64(len(store.Departments) * 21)},
-		Products:  RouteStats{OK: uint64(nCoup)},
+	want := serverCount{
+		Customers: routeCount{OK: float64(nCust)},
+		Coupons:   routeCount{OK: float64(len(store.Departments) * 21)},
+		Products:  routeCount{OK: float64(nCoup)},
 	}
-	if got := s.Stats(); got != want {
-		t.Errorf("Stats() = %+v, want %+v", got, want)
+	if got := countServer(s); got != want {
+		t.Errorf("counts = %+v, want %+v", got, want)
 	}
 }
 
 func TestCentralServerErrors(t *testing.T) {
 	cat := centralSmall(t)
-	customers := func(s ServerStats) RouteStats { return s.Customers }
-	coupons := func(s ServerStats) RouteStats { return s.Coupons }
-	products := func(s ServerStats) RouteStats { return s.Products }
+	customers := func(s serverCount) routeCount { return s.Customers }
+	coupons := func(s serverCount) routeCount { return s.Coupons }
+	products := func(s serverCount) routeCount { return s.Products }
 	tests := []struct {
 		name    string
 		src     store.Source
 		path    string
 		status  int
 		wantMsg string
-		route   func(ServerStats) RouteStats
+		route   func(serverCount) routeCount
 	}{
 		{"unknown customer", cat, "/central/customers/2", 404, `customer "2": store: not found`, customers},
 		{"customer id too long", cat, "/central/customers/" + strings.Repeat("x", MaxCustomerIDBytes+1), 400, "customer id must be", customers},
@@ -325,7 +359,7 @@ func TestCentralServerErrors(t *testing.T) {
 			if !strings.Contains(e.Error, tt.wantMsg) {
 				t.Errorf("error %q, want it to contain %q", e.Error, tt.wantMsg)
 			}
-			var want RouteStats
+			var want routeCount
 			switch tt.status {
 			case 400:
 				want.BadRequest = 1
@@ -334,7 +368,7 @@ func TestCentralServerErrors(t *testing.T) {
 			case 503:
 				want.Unavailable = 1
 			}
-			if got := tt.route(s.Stats()); got != want {
+			if got := tt.route(countServer(s)); got != want {
 				t.Errorf("route stats %+v, want %+v", got, want)
 			}
 		})
@@ -402,9 +436,9 @@ func TestCentralClientRoundTrip(t *testing.T) {
 				}
 			}
 
-			want := ClientStats{Calls: uint64(calls), OK: uint64(calls)}
-			if got := c.Stats(); got != want {
-				t.Errorf("Stats() = %+v, want %+v", got, want)
+			want := clientCount{OK: float64(calls)}
+			if got := countClient(c); got != want {
+				t.Errorf("counts = %+v, want %+v", got, want)
 			}
 			c.Close()
 			c.Close()
@@ -435,9 +469,9 @@ func TestCentralClientConcurrent(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	n := uint64(workers * len(cat.Customers()))
-	if got := c.Stats(); got.Calls != n || got.OK != n {
-		t.Errorf("Stats() = %+v, want %d calls, all OK", got, n)
+	n := float64(workers * len(cat.Customers()))
+	if got := countClient(c); got.calls() != n || got.OK != n {
+		t.Errorf("counts = %+v, want %v calls, all OK", got, n)
 	}
 }
 
@@ -460,16 +494,16 @@ func TestCentralClientNotFound(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before, beforeServer := c.Stats(), s.Stats()
+			before, beforeServer := countClient(c), countServer(s)
 			err := tt.call()
 			if !errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrUnavailable) {
 				t.Fatalf("err = %v, want ErrNotFound and not ErrUnavailable", err)
 			}
-			after := c.Stats()
-			if after.Calls-before.Calls != 1 || after.NotFound-before.NotFound != 1 || after.Unavailable() != before.Unavailable() {
+			after := countClient(c)
+			if after.calls()-before.calls() != 1 || after.NotFound-before.NotFound != 1 || after.unavailable() != before.unavailable() {
 				t.Errorf("stats went from %+v to %+v, want one call not found", before, after)
 			}
-			asked := s.Stats() != beforeServer
+			asked := countServer(s) != beforeServer
 			if asked != tt.asked {
 				t.Errorf("the central was asked: %v, want %v", asked, tt.asked)
 			}
@@ -542,15 +576,15 @@ func TestCentralClientHostilePeers(t *testing.T) {
 		}
 		return strings.Replace(body, old, new, 1)
 	}
-	http5xx := func(s ClientStats) uint64 { return s.HTTP5xx }
-	bad := func(s ClientStats) uint64 { return s.BadResponse }
+	http5xx := func(s clientCount) float64 { return s.HTTP5xx }
+	bad := func(s clientCount) float64 { return s.BadResponse }
 
 	tests := []struct {
 		name    string
 		kind    string // customer, coupons or products
 		handler http.HandlerFunc
 		wantErr string
-		counted func(ClientStats) uint64
+		counted func(clientCount) float64
 	}{
 		{"500 with the central's error", "customer", answer(500, "application/json", `{"error":"boom"}`), "500 Internal Server Error: boom", http5xx},
 		{"503 from the central", "coupons", answer(503, "application/json", `{"error":"the central could not answer: redis down"}`),
@@ -630,9 +664,9 @@ func TestCentralClientHostilePeers(t *testing.T) {
 			if strings.Contains(msg, "secret") || strings.Contains(msg, "reader") {
 				t.Errorf("err = %q shows the URL's user info", msg)
 			}
-			st := c.Stats()
-			if st.Calls != 1 || tt.counted(st) != 1 || st.Unavailable() != 1 {
-				t.Errorf("Stats() = %+v, want one call counted in its kind", st)
+			st := countClient(c)
+			if st.calls() != 1 || tt.counted(st) != 1 || st.unavailable() != 1 {
+				t.Errorf("counts = %+v, want one call counted in its kind", st)
 			}
 		})
 	}
@@ -672,15 +706,15 @@ func TestCentralClientContext(t *testing.T) {
 		ctx     func(arrived <-chan struct{}) (context.Context, context.CancelFunc)
 		wantErr string
 		want    error
-		counted func(ClientStats) uint64
+		counted func(clientCount) float64
 	}{
 		{"peer sends nothing", "", timeout, nil, "timed out after 150ms", context.DeadlineExceeded,
-			func(s ClientStats) uint64 { return s.Timeout }},
+			func(s clientCount) float64 { return s.Timeout }},
 		{"peer stalls in the body", centralGoodCustomer[:30], timeout, nil, "timed out after 150ms reading the answer", context.DeadlineExceeded,
-			func(s ClientStats) uint64 { return s.Timeout }},
+			func(s clientCount) float64 { return s.Timeout }},
 		{"caller's deadline first", "", time.Minute, func(<-chan struct{}) (context.Context, context.CancelFunc) {
 			return context.WithTimeout(context.Background(), timeout)
-		}, "the caller's deadline passed", context.DeadlineExceeded, func(s ClientStats) uint64 { return s.Timeout }},
+		}, "the caller's deadline passed", context.DeadlineExceeded, func(s clientCount) float64 { return s.Timeout }},
 		{"caller cancels", "", time.Minute, func(arrived <-chan struct{}) (context.Context, context.CancelFunc) {
 			ctx, cancel := context.WithCancel(context.Background())
 			go func() {
@@ -688,7 +722,7 @@ func TestCentralClientContext(t *testing.T) {
 				cancel()
 			}()
 			return ctx, cancel
-		}, "canceled", context.Canceled, func(s ClientStats) uint64 { return s.Canceled }},
+		}, "canceled", context.Canceled, func(s clientCount) float64 { return s.Canceled }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -715,8 +749,8 @@ func TestCentralClientContext(t *testing.T) {
 			if took > timeout+5*time.Second {
 				t.Errorf("the call took %s with a %s deadline", took, timeout)
 			}
-			if st := c.Stats(); st.Calls != 1 || tt.counted(st) != 1 {
-				t.Errorf("Stats() = %+v, want one call counted in its kind", st)
+			if st := countClient(c); st.calls() != 1 || tt.counted(st) != 1 {
+				t.Errorf("counts = %+v, want one call counted in its kind", st)
 			}
 		})
 	}
@@ -756,8 +790,8 @@ func TestCentralClientNoPeer(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("err = %q, want it to contain %q", err, tt.wantErr)
 			}
-			if st := c.Stats(); st.Calls != 1 || st.Transport != 1 {
-				t.Errorf("Stats() = %+v, want one transport failure", st)
+			if st := countClient(c); st.calls() != 1 || st.Transport != 1 {
+				t.Errorf("counts = %+v, want one transport failure", st)
 			}
 		})
 	}
@@ -772,7 +806,7 @@ func TestCentralClientOutOfRangeDay(t *testing.T) {
 			t.Errorf("ValidCoupons(Boys, %d) = %v, %v; want dst as it came, no error", day, got, err)
 		}
 	}
-	if got := s.Stats(); got != (ServerStats{}) {
+	if got := countServer(s); got != (serverCount{}) {
 		t.Errorf("the central was asked about days it cannot be told: %+v", got)
 	}
 }
@@ -800,7 +834,7 @@ func TestNewCentralClient(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := NewClient(tt.url, tt.timeout)
+			c, err := NewClient(tt.url, tt.timeout, nil)
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("err = %v, want a client", err)
