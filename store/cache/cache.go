@@ -23,6 +23,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/storeflow/storeflow/internal/redact"
 	"github.com/storeflow/storeflow/store"
@@ -90,13 +91,13 @@ type Cache struct {
 	ttl    time.Duration
 	negTTL time.Duration
 	log    *slog.Logger
-	flight cacheFlight
+	flight singleflight.Group // of source calls, by key
 
-	hits, misses                      [cacheKinds]atomic.Uint64
-	fills, corrupt, shared, redisErrs atomic.Uint64
-	srcNotFound, srcUnavailable       atomic.Uint64
-	warnRead, warnWrite, warnCorrupt  cacheWarner
-	warnSource                        cacheWarner
+	hits, misses                     [cacheKinds]atomic.Uint64
+	fills, corrupt, redisErrs        atomic.Uint64
+	srcNotFound, srcUnavailable      atomic.Uint64
+	warnRead, warnWrite, warnCorrupt cacheWarner
+	warnSource                       cacheWarner
 
 	closeOnce sync.Once
 	closeErr  error
@@ -107,7 +108,6 @@ type Stats struct {
 	Hits   KindCounts // answered from the cache, negative entries included
 	Misses KindCounts // not in the cache (or corrupt there): asked the source
 	Fills  uint64     // entries written, negative ones included
-	Shared uint64     // misses that waited for another request's source call instead of making one
 
 	RedisErrors uint64 // Redis reads and writes that failed (Redis down, timeout, refused)
 	Corrupt     uint64 // values in Redis that failed validation; each is a miss and is overwritten
@@ -145,8 +145,9 @@ func (k cacheKind) String() string {
 	return fmt.Sprintf("cacheKind(%d)", uint8(k))
 }
 
-// cacheKey names an entry. It is comparable, so the in-process tier and the
-// singleflight use it as a map key without building a string.
+// cacheKey names an entry. It is comparable, so the in-process tier uses it
+// as a map key without building a string; the singleflight keys on its
+// Redis name.
 type cacheKey struct {
 	kind   cacheKind
 	id     string           // kindCustomer
@@ -404,7 +405,6 @@ func (c *Cache) Stats() Stats {
 		Hits:              kinds(&c.hits),
 		Misses:            kinds(&c.misses),
 		Fills:             c.fills.Load(),
-		Shared:            c.shared.Load(),
 		RedisErrors:       c.redisErrs.Load(),
 		Corrupt:           c.corrupt.Load(),
 		SourceNotFound:    c.srcNotFound.Load(),
@@ -454,44 +454,46 @@ func (c *Cache) lookup(ctx context.Context, k cacheKey, fetch func(context.Conte
 			c.log.Warn("redis_read_failed", "kind", k.kind.String(), "err", err, "suppressed", n)
 		}
 	}
-	c.misses[k.kind].Add(1)
+	// Concurrent misses of k share one source call. It runs on a context
+	// of its own, the values of the first caller's without its end: a
+	// caller that gives up returns at once, and the call goes on for the
+	// others (bounded by the source's own deadline, CENTRAL_TIMEOUT for a
+	// remote central).
+	fillCtx := context.WithoutCancel(ctx)
+	call := c.flight.DoChan(k.redisKey(""), func() (any, error) { return c.fill(fillCtx, k, fetch, tierUp) })
+	c.misses[k.kind].Add(1) // once joined, so that a count of n misses means n callers on the call
+	select {
+	case r := <-call:
+		return r.Val, r.Err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
 
-	fill := func() (any, error) {
-		v, err := fetch(ctx)
-		switch {
-		case err == nil:
-			c.store(ctx, k, v, c.ttl, tierUp)
-			return v, nil
-		case errors.Is(err, store.ErrNotFound):
-			c.srcNotFound.Add(1)
-			if k.kind == kindCustomer {
-				c.store(ctx, k, cacheMissing{}, c.negTTL, tierUp)
-			}
-			return nil, err
-		case ctx.Err() != nil:
-			return nil, err // the caller gave up; the source is not to blame
-		default:
-			c.srcUnavailable.Add(1)
-			if n, ok := c.warnSource.allow(); ok {
-				c.log.Warn("source_unavailable", "kind", k.kind.String(), "err", err, "suppressed", n)
-			}
-			if !errors.Is(err, store.ErrUnavailable) {
-				err = fmt.Errorf("%w: %w", store.ErrUnavailable, err)
-			}
-			return nil, err
+// fill asks the source for k and caches its answer: a value, or for an
+// unknown customer a negative entry. An error that is not ErrNotFound is
+// never cached and is returned wrapping ErrUnavailable.
+func (c *Cache) fill(ctx context.Context, k cacheKey, fetch func(context.Context) (any, error), tierUp bool) (any, error) {
+	v, err := fetch(ctx)
+	switch {
+	case err == nil:
+		c.store(ctx, k, v, c.ttl, tierUp)
+		return v, nil
+	case errors.Is(err, store.ErrNotFound):
+		c.srcNotFound.Add(1)
+		if k.kind == kindCustomer {
+			c.store(ctx, k, cacheMissing{}, c.negTTL, tierUp)
 		}
+		return nil, err
 	}
-	for {
-		v, err, shared := c.flight.do(ctx, k, fill)
-		if shared {
-			c.shared.Add(1)
-			// The request that made the call gave up; this one has not.
-			if err != nil && isContextErr(err) && ctx.Err() == nil {
-				continue
-			}
-		}
-		return v, err
+	c.srcUnavailable.Add(1)
+	if n, ok := c.warnSource.allow(); ok {
+		c.log.Warn("source_unavailable", "kind", k.kind.String(), "err", err, "suppressed", n)
 	}
+	if !errors.Is(err, store.ErrUnavailable) {
+		err = fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	return nil, err
 }
 
 // store writes an entry, counting and warning when the tier fails.
@@ -512,17 +514,10 @@ func (c *Cache) store(ctx context.Context, k cacheKey, v any, ttl time.Duration,
 		}
 		return
 	}
-	if ctx.Err() != nil {
-		return
-	}
 	c.redisErrs.Add(1)
 	if n, ok := c.warnWrite.allow(); ok {
 		c.log.Warn("redis_write_failed", "kind", k.kind.String(), "err", err, "suppressed", n)
 	}
-}
-
-func isContextErr(err error) bool {
-	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // cacheWarner lets one warning through per cacheWarnEvery and counts the
@@ -542,56 +537,6 @@ func (w *cacheWarner) allow() (suppressed uint64, ok bool) {
 		return 0, false
 	}
 	return w.suppressed.Swap(0), true
-}
-
-// cacheFlight collapses concurrent misses of one key into one source call:
-// the first request makes it, the others wait for its answer.
-type cacheFlight struct {
-	mu    sync.Mutex
-	calls map[cacheKey]*cacheCall
-}
-
-type cacheCall struct {
-	done    chan struct{}
-	val     any
-	err     error
-	waiters atomic.Int32 // requests waiting for this call besides the one making it
-}
-
-// errCacheFillPanicked is what waiters get if the call they waited for
-// panicked (the panic goes on in the request that made it).
-var errCacheFillPanicked = errors.New("store: cache: source call panicked")
-
-// do runs fn, or waits for the run of fn already in flight for k. shared
-// reports that the answer came from another request's call. A waiter whose
-// ctx ends stops waiting.
-func (f *cacheFlight) do(ctx context.Context, k cacheKey, fn func() (any, error)) (v any, err error, shared bool) {
-	f.mu.Lock()
-	if call, ok := f.calls[k]; ok {
-		call.waiters.Add(1)
-		f.mu.Unlock()
-		select {
-		case <-call.done:
-			return call.val, call.err, true
-		case <-ctx.Done():
-			return nil, ctx.Err(), true
-		}
-	}
-	if f.calls == nil {
-		f.calls = make(map[cacheKey]*cacheCall)
-	}
-	call := &cacheCall{done: make(chan struct{}), err: errCacheFillPanicked}
-	f.calls[k] = call
-	f.mu.Unlock()
-
-	defer func() {
-		f.mu.Lock()
-		delete(f.calls, k)
-		f.mu.Unlock()
-		close(call.done)
-	}()
-	call.val, call.err = fn()
-	return call.val, call.err, false
 }
 
 // memoryTier is a bounded LRU with a TTL per entry. Expired entries go
