@@ -3,8 +3,6 @@ package app
 import (
 	"fmt"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/storeflow/storeflow/internal/redact"
 	"github.com/storeflow/storeflow/store"
 	"github.com/storeflow/storeflow/store/cache"
@@ -28,16 +26,15 @@ func (a *App) buildSource() error {
 	}
 	cc := cache.Config{TTL: sc.CacheTTL, Prefix: sc.CachePrefix, MaxItems: sc.CacheMaxItems}
 	if sc.RedisURL != "" {
-		c, err := cache.NewRedis(src, sc.RedisURL, sc.RedisPassword, cc, a.log)
+		c, err := cache.NewRedis(src, sc.RedisURL, sc.RedisPassword, cc, a.log, a.reg)
 		if err != nil {
 			return fmt.Errorf("app: %w", err)
 		}
 		a.cache = c
 		a.log.Info("cache in Redis", "url", redact.URL(sc.RedisURL), "ttl", sc.CacheTTL, "prefix", sc.CachePrefix)
 	} else {
-		a.cache = cache.NewMemory(src, cc)
+		a.cache = cache.NewMemory(src, cc, a.reg)
 	}
-	a.registerSourceMetrics()
 	return nil
 }
 
@@ -48,38 +45,5 @@ func (a *App) closeSource() {
 	}
 	if a.centralClient != nil {
 		a.centralClient.Close()
-	}
-}
-
-// registerSourceMetrics exposes the cache's own counters on /metrics, read
-// when scraped.
-func (a *App) registerSourceMetrics() {
-	c := a.cache
-	a.countersByLabel("storeflow_cache_hits_total", "Focus-path reads answered from the cache, by kind.", "kind", map[string]func() uint64{
-		"customer": func() uint64 { return c.Stats().Hits.Customer },
-		"coupons":  func() uint64 { return c.Stats().Hits.Coupons },
-		"products": func() uint64 { return c.Stats().Hits.Products },
-	})
-	a.countersByLabel("storeflow_cache_misses_total", "Focus-path reads the cache did not hold (asked the central), by kind.", "kind", map[string]func() uint64{
-		"customer": func() uint64 { return c.Stats().Misses.Customer },
-		"coupons":  func() uint64 { return c.Stats().Misses.Coupons },
-		"products": func() uint64 { return c.Stats().Misses.Products },
-	})
-	a.countersByLabel("storeflow_cache_errors_total", "Cache trouble: Redis unreachable or failing, corrupt values in Redis.", "kind", map[string]func() uint64{
-		"redis":   func() uint64 { return c.Stats().RedisErrors },
-		"corrupt": func() uint64 { return c.Stats().Corrupt },
-	})
-	a.countersByLabel("storeflow_central_answers_total", "Answers of the central behind the cache to cache misses, by outcome.", "outcome", map[string]func() uint64{
-		"not_found":   func() uint64 { return c.Stats().SourceNotFound },
-		"unavailable": func() uint64 { return c.Stats().SourceUnavailable },
-	})
-}
-
-// countersByLabel registers one counter per label value, each read from its
-// function when scraped.
-func (a *App) countersByLabel(name, help, label string, read map[string]func() uint64) {
-	for value, f := range read {
-		a.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help,
-			ConstLabels: prometheus.Labels{label: value}}, func() float64 { return float64(f()) }))
 	}
 }

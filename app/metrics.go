@@ -85,3 +85,12 @@ func (a *App) registerBrokerMetrics(c *broker.Client) {
 		Help: "Publishes waiting in the offline queue for the external broker to come back."},
 		func() float64 { return float64(c.Stats().OfflinePending) }))
 }
+
+// countersByLabel registers one counter per label value, each read from its
+// function when scraped.
+func (a *App) countersByLabel(name, help, label string, read map[string]func() uint64) {
+	for value, f := range read {
+		a.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help,
+			ConstLabels: prometheus.Labels{label: value}}, func() float64 { return float64(f()) }))
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 	"golang.org/x/sync/singleflight"
@@ -80,11 +81,16 @@ const cacheWarnEvery = 10 * time.Second
 // ErrUnavailable answer is never cached.
 //
 // Degraded mode: when Redis cannot be reached, every request is served from
-// the source, counted in Stats.RedisErrors and warned about at most once
+// the source, counted in storeflow_cache_errors_total{kind="redis"} and warned about at most once
 // per 10 s; go-redis reconnects by itself and the cache is used again once
 // Redis answers. When the source is unavailable, cached values are still
 // served and uncached requests fail with an error wrapping ErrUnavailable.
 // Concurrent misses for the same entry make one source call between them.
+//
+// What it does is counted in storeflow_cache_hits_total,
+// storeflow_cache_misses_total, storeflow_cache_errors_total and
+// storeflow_central_answers_total, registered with the prometheus.Registerer
+// given to NewMemory or NewRedis (nil: a private registry).
 type Cache struct {
 	src    store.Source
 	tier   cacheTier
@@ -93,9 +99,7 @@ type Cache struct {
 	log    *slog.Logger
 	flight singleflight.Group // of source calls, by key
 
-	hits, misses                     [cacheKinds]atomic.Uint64
-	fills, corrupt, redisErrs        atomic.Uint64
-	srcNotFound, srcUnavailable      atomic.Uint64
+	m                                metrics
 	warnRead, warnWrite, warnCorrupt cacheWarner
 	warnSource                       cacheWarner
 
@@ -103,24 +107,44 @@ type Cache struct {
 	closeErr  error
 }
 
-// Stats counts what a Cache did since it was made.
-type Stats struct {
-	Hits   KindCounts // answered from the cache, negative entries included
-	Misses KindCounts // not in the cache (or corrupt there): asked the source
-	Fills  uint64     // entries written, negative ones included
+// metrics are the cache's counters, recorded in Prometheus as they happen.
+type metrics struct {
+	hits   [cacheKinds]prometheus.Counter // answered from the cache, negative entries included
+	misses [cacheKinds]prometheus.Counter // not in the cache (or corrupt there): asked the source
 
-	RedisErrors uint64 // Redis reads and writes that failed (Redis down, timeout, refused)
-	Corrupt     uint64 // values in Redis that failed validation; each is a miss and is overwritten
+	redisErrors prometheus.Counter // Redis reads and writes that failed (Redis down, timeout, refused)
+	corrupt     prometheus.Counter // values in Redis that failed validation; each is a miss and is overwritten
 
-	SourceNotFound    uint64 // the source said ErrNotFound
-	SourceUnavailable uint64 // the source failed otherwise (ErrUnavailable)
+	sourceNotFound    prometheus.Counter // the source said ErrNotFound
+	sourceUnavailable prometheus.Counter // the source failed otherwise (ErrUnavailable)
 }
 
-// KindCounts splits a count by what was asked for.
-type KindCounts struct {
-	Customer uint64
-	Coupons  uint64
-	Products uint64
+// newMetrics registers the cache's counters with reg (nil: a private
+// registry), every series at zero.
+func newMetrics(reg prometheus.Registerer) metrics {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	vec := func(name, help, label string) *prometheus.CounterVec {
+		v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{label})
+		reg.MustRegister(v)
+		return v
+	}
+	hits := vec("storeflow_cache_hits_total", "Focus-path reads answered from the cache, by kind.", "kind")
+	misses := vec("storeflow_cache_misses_total", "Focus-path reads the cache did not hold (asked the central), by kind.", "kind")
+	errs := vec("storeflow_cache_errors_total", "Cache trouble: Redis unreachable or failing, corrupt values in Redis.", "kind")
+	answers := vec("storeflow_central_answers_total", "Answers of the central behind the cache to cache misses, by outcome.", "outcome")
+	m := metrics{
+		redisErrors:       errs.WithLabelValues("redis"),
+		corrupt:           errs.WithLabelValues("corrupt"),
+		sourceNotFound:    answers.WithLabelValues("not_found"),
+		sourceUnavailable: answers.WithLabelValues("unavailable"),
+	}
+	for k := range cacheKinds {
+		m.hits[k] = hits.WithLabelValues(k.String())
+		m.misses[k] = misses.WithLabelValues(k.String())
+	}
+	return m
 }
 
 // cacheKind is what an entry holds.
@@ -196,9 +220,9 @@ type cacheTier interface {
 // NewMemory puts a bounded in-process cache in front of src: at most
 // cfg.MaxItems entries, the least recently used evicted first, each living
 // cfg.TTL.
-func NewMemory(src store.Source, cfg Config) *Cache {
+func NewMemory(src store.Source, cfg Config, reg prometheus.Registerer) *Cache {
 	cfg = cfg.normalize()
-	return newCache(src, newMemoryTier(cfg.MaxItems), cfg, nil)
+	return newCache(src, newMemoryTier(cfg.MaxItems), cfg, nil, reg)
 }
 
 // NewRedis puts a Redis cache in front of src. redisURL (REDIS_URL) is
@@ -209,14 +233,14 @@ func NewMemory(src store.Source, cfg Config) *Cache {
 // password), and so is a password Redis refuses. Redis being down is not an
 // error: the cache starts degraded, serving from src, and uses Redis as soon
 // as it answers.
-func NewRedis(src store.Source, redisURL, password string, cfg Config, log *slog.Logger) (*Cache, error) {
+func NewRedis(src store.Source, redisURL, password string, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Cache, error) {
 	opts, err := redisOptions(redisURL, password)
 	if err != nil {
 		return nil, err
 	}
 	cfg = cfg.normalize()
 	client := redis.NewClient(opts)
-	c := newCache(src, &redisTier{client: client, prefix: cfg.Prefix}, cfg, log)
+	c := newCache(src, &redisTier{client: client, prefix: cfg.Prefix}, cfg, log, reg)
 	redisLogOnce.Do(func() { redis.SetLogger(&redisLogBridge{log: c.log}) })
 
 	ctx, cancel := context.WithTimeout(context.Background(), redisStartPing)
@@ -318,7 +342,7 @@ func (cfg Config) normalize() Config {
 	return cfg
 }
 
-func newCache(src store.Source, tier cacheTier, cfg Config, log *slog.Logger) *Cache {
+func newCache(src store.Source, tier cacheTier, cfg Config, log *slog.Logger, reg prometheus.Registerer) *Cache {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -328,6 +352,7 @@ func newCache(src store.Source, tier cacheTier, cfg Config, log *slog.Logger) *C
 		ttl:    cfg.TTL,
 		negTTL: min(cfg.TTL, maxNegativeTTL),
 		log:    log.With("component", "cache"),
+		m:      newMetrics(reg),
 	}
 }
 
@@ -392,26 +417,6 @@ func (c *Cache) Prefetch(ctx context.Context, customerID string) error {
 	return err
 }
 
-// Stats returns the counters.
-func (c *Cache) Stats() Stats {
-	kinds := func(a *[cacheKinds]atomic.Uint64) KindCounts {
-		return KindCounts{
-			Customer: a[kindCustomer].Load(),
-			Coupons:  a[kindCoupons].Load(),
-			Products: a[kindProducts].Load(),
-		}
-	}
-	return Stats{
-		Hits:              kinds(&c.hits),
-		Misses:            kinds(&c.misses),
-		Fills:             c.fills.Load(),
-		RedisErrors:       c.redisErrs.Load(),
-		Corrupt:           c.corrupt.Load(),
-		SourceNotFound:    c.srcNotFound.Load(),
-		SourceUnavailable: c.srcUnavailable.Load(),
-	}
-}
-
 // Ping checks that Redis answers PING, for a readiness probe: a Cache serves
 // without Redis (degraded), but a process that cannot reach its Redis is not
 // the one to send traffic to. The in-process cache always answers nil.
@@ -437,10 +442,10 @@ func (c *Cache) lookup(ctx context.Context, k cacheKey, fetch func(context.Conte
 	tierUp := true
 	switch {
 	case err == nil && ok:
-		c.hits[k.kind].Add(1)
+		c.m.hits[k.kind].Inc()
 		return v, nil
 	case errors.Is(err, errCacheCorrupt):
-		c.corrupt.Add(1)
+		c.m.corrupt.Inc()
 		if n, ok := c.warnCorrupt.allow(); ok {
 			c.log.Warn("cache_value_corrupt", "kind", k.kind.String(), "err", err, "suppressed", n)
 		}
@@ -449,7 +454,7 @@ func (c *Cache) lookup(ctx context.Context, k cacheKey, fetch func(context.Conte
 			return nil, ctxErr
 		}
 		tierUp = false // do not pay for a write that will fail too
-		c.redisErrs.Add(1)
+		c.m.redisErrors.Inc()
 		if n, ok := c.warnRead.allow(); ok {
 			c.log.Warn("redis_read_failed", "kind", k.kind.String(), "err", err, "suppressed", n)
 		}
@@ -461,7 +466,7 @@ func (c *Cache) lookup(ctx context.Context, k cacheKey, fetch func(context.Conte
 	// remote central).
 	fillCtx := context.WithoutCancel(ctx)
 	call := c.flight.DoChan(k.redisKey(""), func() (any, error) { return c.fill(fillCtx, k, fetch, tierUp) })
-	c.misses[k.kind].Add(1) // once joined, so that a count of n misses means n callers on the call
+	c.m.misses[k.kind].Inc() // once joined, so that a count of n misses means n callers on the call
 	select {
 	case r := <-call:
 		return r.Val, r.Err
@@ -480,13 +485,13 @@ func (c *Cache) fill(ctx context.Context, k cacheKey, fetch func(context.Context
 		c.store(ctx, k, v, c.ttl, tierUp)
 		return v, nil
 	case errors.Is(err, store.ErrNotFound):
-		c.srcNotFound.Add(1)
+		c.m.sourceNotFound.Inc()
 		if k.kind == kindCustomer {
 			c.store(ctx, k, cacheMissing{}, c.negTTL, tierUp)
 		}
 		return nil, err
 	}
-	c.srcUnavailable.Add(1)
+	c.m.sourceUnavailable.Inc()
 	if n, ok := c.warnSource.allow(); ok {
 		c.log.Warn("source_unavailable", "kind", k.kind.String(), "err", err, "suppressed", n)
 	}
@@ -503,7 +508,6 @@ func (c *Cache) store(ctx context.Context, k cacheKey, v any, ttl time.Duration,
 	}
 	err := c.tier.set(ctx, k, v, ttl)
 	if err == nil {
-		c.fills.Add(1)
 		return
 	}
 	if errors.Is(err, errCacheCorrupt) {
@@ -514,7 +518,7 @@ func (c *Cache) store(ctx context.Context, k cacheKey, v any, ttl time.Duration,
 		}
 		return
 	}
-	c.redisErrs.Add(1)
+	c.m.redisErrors.Inc()
 	if n, ok := c.warnWrite.allow(); ok {
 		c.log.Warn("redis_write_failed", "kind", k.kind.String(), "err", err, "suppressed", n)
 	}

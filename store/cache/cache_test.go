@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/storeflow/storeflow/internal/redistest"
@@ -152,7 +154,7 @@ func redisCacheOn(t testing.TB, srv *redistest.Redis, url, password string, cfg 
 		cfg.Prefix = "test:"
 	}
 	src := newCacheSource(t)
-	c, err := NewRedis(src, url, password, cfg, log)
+	c, err := NewRedis(src, url, password, cfg, log, nil)
 	if err != nil {
 		t.Fatalf("NewRedis(%s): %v", url, err)
 	}
@@ -165,9 +167,33 @@ func redisCacheOn(t testing.TB, srv *redistest.Redis, url, password string, cfg 
 func newMemoryCacheUnderTest(t testing.TB, cfg Config) cacheUnderTest {
 	t.Helper()
 	src := newCacheSource(t)
-	c := NewMemory(src, cfg)
+	c := NewMemory(src, cfg, nil)
 	t.Cleanup(func() { c.Close() })
 	return cacheUnderTest{Cache: c, src: src}
+}
+
+// kindCounts is a counter of the cache by kind: customer, coupons, products.
+type kindCounts struct{ Customer, Coupons, Products float64 }
+
+// cacheCounts is what the cache's counters hold.
+type cacheCounts struct {
+	Hits, Misses                      kindCounts
+	RedisErrors, Corrupt              float64
+	SourceNotFound, SourceUnavailable float64
+}
+
+func (c cacheUnderTest) counts() cacheCounts { return countsOf(c.Cache) }
+
+func countsOf(c *Cache) cacheCounts {
+	m := &c.m
+	kinds := func(a *[cacheKinds]prometheus.Counter) kindCounts {
+		return kindCounts{testutil.ToFloat64(a[kindCustomer]), testutil.ToFloat64(a[kindCoupons]), testutil.ToFloat64(a[kindProducts])}
+	}
+	return cacheCounts{
+		Hits: kinds(&m.hits), Misses: kinds(&m.misses),
+		RedisErrors: testutil.ToFloat64(m.redisErrors), Corrupt: testutil.ToFloat64(m.corrupt),
+		SourceNotFound: testutil.ToFloat64(m.sourceNotFound), SourceUnavailable: testutil.ToFloat64(m.sourceUnavailable),
+	}
 }
 
 // has reports whether the cache holds an entry for k.
@@ -227,15 +253,20 @@ func TestCacheHitsAndMisses(t *testing.T) {
 					t.Fatalf("round %d: source calls (customer, coupons, products) = %v, want %v", round, got, want)
 				}
 			}
-			st := c.Stats()
-			if want := (KindCounts{1, 1, 1}); st.Misses != want {
+			st := c.counts()
+			if want := (kindCounts{1, 1, 1}); st.Misses != want {
 				t.Errorf("Misses = %+v, want %+v", st.Misses, want)
 			}
-			if want := (KindCounts{2, 2, 2}); st.Hits != want {
+			if want := (kindCounts{2, 2, 2}); st.Hits != want {
 				t.Errorf("Hits = %+v, want %+v", st.Hits, want)
 			}
-			if st.Fills != 3 || st.RedisErrors != 0 || st.Corrupt != 0 {
-				t.Errorf("Stats = %+v, want 3 fills and no errors", st)
+			if st.RedisErrors != 0 || st.Corrupt != 0 {
+				t.Errorf("counts = %+v, want no errors", st)
+			}
+			for _, k := range []cacheKey{{kind: kindCustomer, id: id}, {kind: kindCoupons, dep: dep, day: cacheDay}, {kind: kindProducts, coupon: couponID}} {
+				if !c.has(t, k) {
+					t.Errorf("no %s entry after the first read filled it", k.kind)
+				}
 			}
 		})
 	}
@@ -401,9 +432,9 @@ func TestCacheNegative(t *testing.T) {
 			if n := c.src.customer.Load(); n != 1 {
 				t.Errorf("source Customer calls = %d, want 1", n)
 			}
-			st := c.Stats()
+			st := c.counts()
 			if st.SourceNotFound != 1 || st.Hits.Customer != 4 || st.Misses.Customer != 1 {
-				t.Errorf("Stats = %+v, want 1 not-found from the source, 4 hits, 1 miss", st)
+				t.Errorf("counts = %+v, want 1 not-found from the source, 4 hits, 1 miss", st)
 			}
 			if c.rdb == nil {
 				return
@@ -504,13 +535,13 @@ func TestRedisCacheCorruptValue(t *testing.T) {
 			if err := c.rdb.Set(ctx, key, tt.value, time.Hour).Err(); err != nil {
 				t.Fatal(err)
 			}
-			before := c.Stats()
+			before := c.counts()
 			if err := tt.read(); err != nil {
 				t.Fatalf("read over a corrupt value: %v", err)
 			}
-			after := c.Stats()
+			after := c.counts()
 			if after.Corrupt != before.Corrupt+1 {
-				t.Errorf("Corrupt = %d, want %d", after.Corrupt, before.Corrupt+1)
+				t.Errorf("Corrupt = %v, want %v", after.Corrupt, before.Corrupt+1)
 			}
 			// Repaired: the value now decodes, and the next read is a hit.
 			raw, err := c.rdb.Get(ctx, key).Bytes()
@@ -523,8 +554,8 @@ func TestRedisCacheCorruptValue(t *testing.T) {
 			if err := tt.read(); err != nil {
 				t.Fatal(err)
 			}
-			if st := c.Stats(); st.Corrupt != after.Corrupt || st.Misses != after.Misses {
-				t.Errorf("second read: Corrupt %d, Misses %+v; want a hit (%d, %+v)", st.Corrupt, st.Misses, after.Corrupt, after.Misses)
+			if st := c.counts(); st.Corrupt != after.Corrupt || st.Misses != after.Misses {
+				t.Errorf("second read: Corrupt %v, Misses %+v; want a hit (%v, %+v)", st.Corrupt, st.Misses, after.Corrupt, after.Misses)
 			}
 		})
 	}
@@ -576,11 +607,11 @@ func (r *cacheLogRecorder) text() string {
 func waitForHit(t *testing.T, c cacheUnderTest, id string) {
 	t.Helper()
 	waitFor(t, "a cache hit after Redis came back", func() bool {
-		before := c.Stats().Hits.Customer
+		before := c.counts().Hits.Customer
 		if _, err := c.Customer(context.Background(), id); err != nil {
 			t.Fatalf("Customer while Redis comes back: %v", err)
 		}
-		return c.Stats().Hits.Customer > before
+		return c.counts().Hits.Customer > before
 	})
 }
 
@@ -603,9 +634,9 @@ func TestRedisCacheRedisGoesAway(t *testing.T) {
 			t.Fatalf("Customer(%s) with Redis down = %+v, %v; want %+v from the source", want.ID, got, err, want)
 		}
 	}
-	st := c.Stats()
+	st := c.counts()
 	if st.RedisErrors < reads {
-		t.Errorf("RedisErrors = %d, want at least %d (one per read)", st.RedisErrors, reads)
+		t.Errorf("RedisErrors = %v, want at least %v (one per read)", st.RedisErrors, reads)
 	}
 	if n := c.src.customer.Load(); n != 1+reads {
 		t.Errorf("source Customer calls = %d, want %d: every read served by the source", n, 1+reads)
@@ -671,8 +702,8 @@ func TestCacheSourceUnavailable(t *testing.T) {
 						t.Errorf("uncached CouponProducts error = %v, want ErrUnavailable", err)
 					}
 				}
-				if st := c.Stats(); st.SourceUnavailable != 4 || st.SourceNotFound != 0 {
-					t.Errorf("Stats = %+v, want 4 SourceUnavailable", st)
+				if st := c.counts(); st.SourceUnavailable != 4 || st.SourceNotFound != 0 {
+					t.Errorf("counts = %+v, want 4 SourceUnavailable", st)
 				}
 
 				// The failure was not cached: the central's answer is, once it is back.
@@ -704,7 +735,7 @@ func TestRedisCachePassword(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			src := newCacheSource(t)
-			c, err := NewRedis(src, tt.url, tt.password, Config{Prefix: tt.name + ":"}, nil)
+			c, err := NewRedis(src, tt.url, tt.password, Config{Prefix: tt.name + ":"}, nil, nil)
 			if tt.wantErr {
 				if err == nil {
 					c.Close()
@@ -726,8 +757,8 @@ func TestRedisCachePassword(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if st := c.Stats(); st.Hits.Customer != 1 || st.RedisErrors != 0 {
-				t.Errorf("Stats = %+v, want a hit and no Redis errors", st)
+			if st := countsOf(c); st.Hits.Customer != 1 || st.RedisErrors != 0 {
+				t.Errorf("counts = %+v, want a hit and no Redis errors", st)
 			}
 		})
 	}
@@ -798,7 +829,7 @@ func TestNewRedisCacheBadURL(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := NewRedis(newCacheSource(t), tt.url, secret, Config{}, nil)
+			c, err := NewRedis(newCacheSource(t), tt.url, secret, Config{}, nil, nil)
 			if err == nil {
 				c.Close()
 				t.Fatalf("NewRedis(%q) succeeded", tt.url)
@@ -869,7 +900,7 @@ func TestCacheCollapsesConcurrentMisses(t *testing.T) {
 			}
 			// Every request has missed and joined the one call, held at the gate.
 			waitFor(t, "all requests waiting", func() bool {
-				return c.Stats().Misses.Customer == n && c.src.customer.Load() == 1
+				return c.counts().Misses.Customer == n && c.src.customer.Load() == 1
 			})
 			close(gate)
 			wg.Wait()
@@ -909,7 +940,7 @@ func TestCacheFlightCallerGivesUp(t *testing.T) {
 		}
 		follower <- err
 	}()
-	waitFor(t, "the second request waiting", func() bool { return c.Stats().Misses.Customer == 2 })
+	waitFor(t, "the second request waiting", func() bool { return c.counts().Misses.Customer == 2 })
 	cancel()
 	if err := <-leaderErr; !errors.Is(err, context.Canceled) {
 		t.Errorf("first request: %v, want context.Canceled", err)
@@ -921,8 +952,8 @@ func TestCacheFlightCallerGivesUp(t *testing.T) {
 	if n := c.src.customer.Load(); n != 1 {
 		t.Errorf("source Customer calls = %d, want 1: the shared call goes on when the caller that made it gives up", n)
 	}
-	if st := c.Stats(); st.SourceUnavailable != 0 {
-		t.Errorf("SourceUnavailable = %d, want 0: a caller giving up is not the source failing", st.SourceUnavailable)
+	if st := c.counts(); st.SourceUnavailable != 0 {
+		t.Errorf("SourceUnavailable = %v, want 0: a caller giving up is not the source failing", st.SourceUnavailable)
 	}
 }
 
@@ -1038,14 +1069,14 @@ func benchSources(b *testing.B) []struct {
 		b.Fatal(err)
 	}
 	srv := redistest.Start(b)
-	rc, err := NewRedis(cat, srv.URL(), "", Config{Prefix: "bench:"}, nil)
+	rc, err := NewRedis(cat, srv.URL(), "", Config{Prefix: "bench:"}, nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { rc.Close() })
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	b.Cleanup(func() { rdb.Close() })
-	mc := NewMemory(cat, Config{})
+	mc := NewMemory(cat, Config{}, nil)
 	return []struct {
 		name  string
 		src   store.Source
