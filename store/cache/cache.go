@@ -361,9 +361,7 @@ func newCache(src store.Source, tier cacheTier, cfg Config, log *slog.Logger, re
 // entry.
 func (c *Cache) Customer(ctx context.Context, id string) (store.Customer, error) {
 	k := cacheKey{kind: kindCustomer, id: id}
-	v, err := c.lookup(ctx, k, func(ctx context.Context) (any, error) {
-		return c.src.Customer(ctx, id)
-	})
+	v, err := c.lookup(ctx, k)
 	if err != nil {
 		return store.Customer{}, err
 	}
@@ -379,13 +377,7 @@ func (c *Cache) ValidCoupons(ctx context.Context, dep store.Department, day stor
 		return c.src.ValidCoupons(ctx, dep, day, dst) // not worth a key
 	}
 	k := cacheKey{kind: kindCoupons, dep: dep, day: day}
-	v, err := c.lookup(ctx, k, func(ctx context.Context) (any, error) {
-		cs, err := c.src.ValidCoupons(ctx, dep, day, nil)
-		if cs == nil {
-			cs = []store.Coupon{} // an empty list is an answer too
-		}
-		return cs, err
-	})
+	v, err := c.lookup(ctx, k)
 	if err != nil {
 		return dst, err
 	}
@@ -396,13 +388,7 @@ func (c *Cache) ValidCoupons(ctx context.Context, dep store.Department, day stor
 // caller's own.
 func (c *Cache) CouponProducts(ctx context.Context, couponID int) ([]store.Product, error) {
 	k := cacheKey{kind: kindProducts, coupon: couponID}
-	v, err := c.lookup(ctx, k, func(ctx context.Context) (any, error) {
-		ps, err := c.src.CouponProducts(ctx, couponID)
-		if ps == nil {
-			ps = []store.Product{}
-		}
-		return ps, err
-	})
+	v, err := c.lookup(ctx, k)
 	if err != nil {
 		return nil, err
 	}
@@ -435,9 +421,9 @@ func (c *Cache) Close() error {
 	return c.closeErr
 }
 
-// lookup answers k from the tier, or else from fetch through the
+// lookup answers k from the tier, or else from the source through the
 // singleflight, filling the tier with the answer.
-func (c *Cache) lookup(ctx context.Context, k cacheKey, fetch func(context.Context) (any, error)) (any, error) {
+func (c *Cache) lookup(ctx context.Context, k cacheKey) (any, error) {
 	v, ok, err := c.tier.get(ctx, k)
 	tierUp := true
 	switch {
@@ -459,13 +445,18 @@ func (c *Cache) lookup(ctx context.Context, k cacheKey, fetch func(context.Conte
 			c.log.Warn("redis_read_failed", "kind", k.kind.String(), "err", err, "suppressed", n)
 		}
 	}
-	// Concurrent misses of k share one source call. It runs on a context
-	// of its own, the values of the first caller's without its end: a
-	// caller that gives up returns at once, and the call goes on for the
-	// others (bounded by the source's own deadline, CENTRAL_TIMEOUT for a
-	// remote central).
+	return c.miss(ctx, k, tierUp)
+}
+
+// miss answers k from the source. Concurrent misses of k share one source
+// call. It runs on a context of its own, the values of the first caller's
+// without its end: a caller that gives up returns at once, and the call goes
+// on for the others (bounded by the source's own deadline, CENTRAL_TIMEOUT
+// for a remote central). It is a function of its own so that what the call
+// captures is allocated on a miss only, never on a hit.
+func (c *Cache) miss(ctx context.Context, k cacheKey, tierUp bool) (any, error) {
 	fillCtx := context.WithoutCancel(ctx)
-	call := c.flight.DoChan(k.redisKey(""), func() (any, error) { return c.fill(fillCtx, k, fetch, tierUp) })
+	call := c.flight.DoChan(k.redisKey(""), func() (any, error) { return c.fill(fillCtx, k, tierUp) })
 	c.m.misses[k.kind].Inc() // once joined, so that a count of n misses means n callers on the call
 	select {
 	case r := <-call:
@@ -475,11 +466,31 @@ func (c *Cache) lookup(ctx context.Context, k cacheKey, fetch func(context.Conte
 	}
 }
 
+// fetch asks the source for what k names.
+func (c *Cache) fetch(ctx context.Context, k cacheKey) (any, error) {
+	switch k.kind {
+	case kindCustomer:
+		cu, err := c.src.Customer(ctx, k.id)
+		return cu, err
+	case kindCoupons:
+		cs, err := c.src.ValidCoupons(ctx, k.dep, k.day, nil)
+		if cs == nil {
+			cs = []store.Coupon{} // an empty list is an answer too
+		}
+		return cs, err
+	}
+	ps, err := c.src.CouponProducts(ctx, k.coupon)
+	if ps == nil {
+		ps = []store.Product{}
+	}
+	return ps, err
+}
+
 // fill asks the source for k and caches its answer: a value, or for an
 // unknown customer a negative entry. An error that is not ErrNotFound is
 // never cached and is returned wrapping ErrUnavailable.
-func (c *Cache) fill(ctx context.Context, k cacheKey, fetch func(context.Context) (any, error), tierUp bool) (any, error) {
-	v, err := fetch(ctx)
+func (c *Cache) fill(ctx context.Context, k cacheKey, tierUp bool) (any, error) {
+	v, err := c.fetch(ctx, k)
 	switch {
 	case err == nil:
 		c.store(ctx, k, v, c.ttl, tierUp)
