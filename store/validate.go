@@ -22,15 +22,17 @@ type FieldError struct {
 }
 
 func (e *FieldError) Error() string {
-	return e.Field + " " + strconv.Quote(clip(e.Value, maxValueBytes)) + ": " + e.Reason
+	return e.Field + " " + strconv.Quote(Clip(e.Value, maxValueBytes)) + ": " + e.Reason
 }
 
 // maxValueBytes is how much of a value an error quotes: a runaway field (a
 // missing quote can swallow a whole file) must not swallow the message too.
 const maxValueBytes = 64
 
-// clip cuts s to at most n bytes on a rune boundary, marking the cut.
-func clip(s string, n int) string {
+// Clip cuts s to at most n bytes on a rune boundary, marking the cut: how an
+// error quotes a value that came from outside (a file, a peer), whatever its
+// length.
+func Clip(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}

@@ -405,18 +405,7 @@ func decodeProducts(body []byte, couponID int) ([]store.Product, error) {
 // quoteAnswer quotes a value from an answer for an error message: short, on
 // one line, whatever the peer sent.
 func quoteAnswer(s string) string {
-	return strconv.Quote(clipText(s, 64))
-}
-
-// clipText cuts s to at most n bytes, on a rune boundary, marking the cut.
-func clipText(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
+	return strconv.Quote(store.Clip(s, 64))
 }
 
 // ---------------------------------------------------------------------------
@@ -669,7 +658,7 @@ func errorText(body []byte) string {
 			return ' '
 		}
 		return r
-	}, strings.ToValidUTF8(clipText(s, centralMaxErrorText), "?"))
+	}, strings.ToValidUTF8(store.Clip(s, centralMaxErrorText), "?"))
 	if s = strings.TrimSpace(s); s == "" {
 		return "(empty body)"
 	}
