@@ -738,42 +738,34 @@ func decodeCacheValue(k cacheKey, b []byte) (any, error) {
 		}
 		return c, nil
 	case kindCoupons:
-		var js []store.CouponRow
-		if err := json.Unmarshal(b, &js); err != nil {
-			return nil, err
-		}
-		if js == nil {
-			return nil, errors.New("null, not a list of coupons")
-		}
-		out := make([]store.Coupon, len(js))
-		for i := range js {
-			var err error
-			if out[i], err = js[i].Coupon(); err == nil {
-				err = couponFits(k, &out[i])
-			}
-			if err != nil {
-				return nil, err
-			}
-		}
-		return out, nil
+		return decodeRows(b, "coupons", (*store.CouponRow).Coupon, func(cp *store.Coupon) error { return couponFits(k, cp) })
 	case kindProducts:
-		var js []store.ProductRow
-		if err := json.Unmarshal(b, &js); err != nil {
-			return nil, err
-		}
-		if js == nil {
-			return nil, errors.New("null, not a list of products")
-		}
-		out := make([]store.Product, len(js))
-		for i := range js {
-			var err error
-			if out[i], err = js[i].Product(); err != nil {
-				return nil, err
-			}
-		}
-		return out, nil
+		return decodeRows(b, "products", (*store.ProductRow).Product, func(*store.Product) error { return nil })
 	}
 	return nil, fmt.Errorf("unknown kind %v", k.kind)
+}
+
+// decodeRows reads a JSON list of rows and converts each to its record (which
+// holds it to the store's rules); fits holds the record to the key besides.
+func decodeRows[R, T any](b []byte, what string, convert func(*R) (T, error), fits func(*T) error) ([]T, error) {
+	var rows []R
+	if err := json.Unmarshal(b, &rows); err != nil {
+		return nil, err
+	}
+	if rows == nil {
+		return nil, errors.New("null, not a list of " + what)
+	}
+	out := make([]T, len(rows))
+	for i := range rows {
+		var err error
+		if out[i], err = convert(&rows[i]); err == nil {
+			err = fits(&out[i])
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // customerFits holds a customer to the key it is cached under; the store's
