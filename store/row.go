@@ -108,23 +108,13 @@ func (r *CouponRow) Coupon() (Coupon, error) {
 	if !typeKnown {
 		p.add("coupon_type", r.CouponType, reasonCouponType)
 	}
-	dep, ok := ParseDepartment(r.Department)
-	if !ok {
-		p.add("department", r.Department, reasonDepartment)
-	}
-	start, errStart := ParseDay(r.StartDate)
-	if errStart != nil {
-		p.add("start_date", r.StartDate, reasonDate)
-	}
-	end, errEnd := ParseDay(r.EndDate)
-	if errEnd != nil {
-		p.add("end_date", r.EndDate, reasonDate)
-	}
+	start, startKnown := p.day("start_date", r.StartDate)
+	end, endKnown := p.day("end_date", r.EndDate)
 	c := Coupon{
-		ID: r.CouponID, Type: typ, Department: dep, Discount: r.Discount, HowMany: r.HowMany,
+		ID: r.CouponID, Type: typ, Department: p.department(r.Department), Discount: r.Discount, HowMany: r.HowMany,
 		Start: start, End: end, ProductMeanPrice: r.ProductMeanPrice, ProductsAvailable: r.ProductsAvailable,
 	}
-	c.checkRules(&p, typeKnown, errStart == nil && errEnd == nil)
+	c.checkRules(&p, typeKnown, startKnown && endKnown)
 	if err := p.err(CouponColumns); err != nil {
 		return Coupon{}, err
 	}
@@ -135,13 +125,9 @@ func (r *CouponRow) Coupon() (Coupon, error) {
 // Validate.
 func (r *ProductRow) Product() (Product, error) {
 	var p problems
-	dep, ok := ParseDepartment(r.Department)
-	if !ok {
-		p.add("department", r.Department, reasonDepartment)
-	}
 	pr := Product{
 		ID: r.ProductID, Name: r.Name, Category: r.Category, Sizes: r.Sizes, Vendor: r.Vendor,
-		Description: r.Description, BuyPrice: r.BuyPrice, Department: dep,
+		Description: r.Description, BuyPrice: r.BuyPrice, Department: p.department(r.Department),
 	}
 	p.amount("buy_price", pr.BuyPrice)
 	if err := p.err(ProductColumns); err != nil {

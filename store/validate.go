@@ -77,6 +77,25 @@ func (p *problems) amount(field string, x float64) {
 	}
 }
 
+// department parses a department's name, noting a name it does not know.
+func (p *problems) department(name string) Department {
+	d, ok := ParseDepartment(name)
+	if !ok {
+		p.add("department", name, reasonDepartment)
+	}
+	return d
+}
+
+// day parses a YYYY-MM-DD date, noting one that is not; ok reports whether
+// it parsed.
+func (p *problems) day(field, date string) (d Day, ok bool) {
+	d, err := ParseDay(date)
+	if err != nil {
+		p.add(field, date, reasonDate)
+	}
+	return d, err == nil
+}
+
 // err joins the problems in the order of columns.
 func (p problems) err(columns []string) error {
 	slices.SortStableFunc(p, func(a, b error) int {
