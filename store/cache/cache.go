@@ -30,7 +30,7 @@ import (
 	"github.com/storeflow/storeflow/store"
 )
 
-// Config sizes a Cache. Zero values take the defaults of Config
+// Config sizes a Cache. Zero values take the defaults of store.Config
 // (CACHE_TTL 1h, CACHE_MAX_ITEMS 100000).
 type Config struct {
 	TTL      time.Duration // how long an entry lives
@@ -38,7 +38,7 @@ type Config struct {
 	MaxItems int           // entries of the in-process cache, at most
 }
 
-// Defaults of Config, the same as Config's envDefault.
+// Defaults of Config, the same as store.Config's envDefault.
 const (
 	defaultCacheTTL      = time.Hour
 	defaultCacheMaxItems = 100_000
@@ -81,9 +81,9 @@ const cacheWarnEvery = 10 * time.Second
 // ErrUnavailable answer is never cached.
 //
 // Degraded mode: when Redis cannot be reached, every request is served from
-// the source, counted in storeflow_cache_errors_total{kind="redis"} and warned about at most once
-// per 10 s; go-redis reconnects by itself and the cache is used again once
-// Redis answers. When the source is unavailable, cached values are still
+// the source, counted in storeflow_cache_errors_total{kind="redis"} and
+// warned about at most once per 10 s; go-redis reconnects by itself and the
+// cache is used again once Redis answers. When the source is unavailable, cached values are still
 // served and uncached requests fail with an error wrapping ErrUnavailable.
 // Concurrent misses for the same entry make one source call between them.
 //
@@ -707,7 +707,7 @@ func encodeCacheValue(k cacheKey, v any) ([]byte, error) {
 		}
 		return json.Marshal(out)
 	}
-	return nil, fmt.Errorf("store: cache: cannot encode %T", v)
+	return nil, fmt.Errorf("cache: cannot encode %T", v)
 }
 
 // decodeCacheValue parses and validates a value read from Redis for k. Redis
