@@ -28,6 +28,10 @@ import (
 	"github.com/storeflow/storeflow/recommender/v2"
 	"github.com/storeflow/storeflow/simulator"
 	"github.com/storeflow/storeflow/store"
+	"github.com/storeflow/storeflow/store/cache"
+	"github.com/storeflow/storeflow/store/central"
+	"github.com/storeflow/storeflow/store/csvdir"
+	"github.com/storeflow/storeflow/store/world"
 )
 
 // conn is the broker surface the app needs: the embedded broker and the
@@ -47,18 +51,18 @@ type App struct {
 	log     *slog.Logger
 	reg     *prometheus.Registry
 	plan    *store.Plan
-	world   *store.World
+	world   *world.World
 	catalog *store.Catalog
 	model   *recommender.Model // the in-process model; nil with PREDICTION_URL and no MODEL_FILE
 	scorer  recommender.Scorer // what the pipeline asks
 	client  *protocol.Client   // nil without PREDICTION_URL
 	server  *protocol.Server   // /score and the Open Inference Protocol
 	accept  *simulator.Acceptance
-	cache   *store.Cache         // what the focus path reads: in front of the central
-	central *store.CentralServer // the central API this process serves from its catalog
+	cache   *cache.Cache    // what the focus path reads: in front of the central
+	central *central.Server // the central API this process serves from its catalog
 	conn    conn
 
-	centralClient *store.CentralClient // nil without CENTRAL_URL
+	centralClient *central.Client // nil without CENTRAL_URL
 	pipeline      *pipeline.Pipeline
 	sim           *simulator.Simulator   // nil when SIMULATOR_ENABLED=false
 	http          net.Listener           // nil when HTTP_ADDR=off
@@ -81,7 +85,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	if err := a.loadScorer(); err != nil {
 		return nil, err
 	}
-	a.central = store.NewCentralServer(a.catalog, log.With("component", "central_server"))
+	a.central = central.NewServer(a.catalog, log.With("component", "central_server"), a.reg)
 	if err := a.buildSource(); err != nil {
 		return nil, err
 	}
@@ -167,10 +171,14 @@ const acceptanceLogEvery = 30 * time.Second
 func (a *App) loadWorld() (err error) {
 	start := time.Now()
 	if dir := a.cfg.Store.DataDir; dir != "" {
-		if a.world, err = store.LoadDir(dir); err != nil {
+		t, err := csvdir.Load(dir)
+		if err == nil {
+			a.world, err = world.New(t.Catalog, t.Preferences, t.History)
+		}
+		if err != nil {
 			return fmt.Errorf("app: DATA_DIR: %w", err)
 		}
-	} else if a.world, err = store.GenerateWorld(store.GenerateConfig{Seed: a.cfg.Store.CatalogSeed, Reference: start}); err != nil {
+	} else if a.world, err = world.Generate(world.Config{Seed: a.cfg.Store.CatalogSeed, Reference: start}); err != nil {
 		return fmt.Errorf("app: generate catalog: %w", err)
 	}
 	a.catalog = a.world.Catalog
@@ -233,7 +241,7 @@ func (a *App) loadScorer() (err error) {
 func (a *App) Scorer() recommender.Scorer { return a.scorer }
 
 // World is the catalog with its ground truth and history, when known.
-func (a *App) World() *store.World { return a.world }
+func (a *App) World() *world.World { return a.world }
 
 // Acceptance counts the coupons simulated shoppers receive and would use
 // (nil without the simulator or without ground truth).

@@ -11,7 +11,8 @@ import (
 	"github.com/storeflow/storeflow/config"
 	"github.com/storeflow/storeflow/internal/modeltest"
 	"github.com/storeflow/storeflow/recommender"
-	"github.com/storeflow/storeflow/store"
+	"github.com/storeflow/storeflow/store/csvdir"
+	"github.com/storeflow/storeflow/store/world"
 )
 
 // A part that cannot start makes New fail with the reason, and leaves nothing
@@ -78,16 +79,16 @@ func TestCustomersListFile(t *testing.T) {
 // race detector's cost stays small); with data that has no history it says
 // what to do instead.
 func TestModelAtStart(t *testing.T) {
-	w, err := store.GenerateWorld(store.GenerateConfig{Seed: 1, Reference: time.Now(), Customers: 200, Days: 30})
+	w, err := world.Generate(world.Config{Seed: 1, Reference: time.Now(), Customers: 200, Days: 30})
 	if err != nil {
 		t.Fatal(err)
 	}
 	withHistory, without := t.TempDir(), t.TempDir()
-	if err := store.WriteDir(withHistory, w); err != nil {
+	if err := csvdir.Write(withHistory, &csvdir.Tables{Catalog: w.Catalog, Preferences: w.Preferences(), History: w.History}); err != nil {
 		t.Fatal(err)
 	}
 	w.History = nil
-	if err := store.WriteDir(without, w); err != nil {
+	if err := csvdir.Write(without, &csvdir.Tables{Catalog: w.Catalog, Preferences: w.Preferences(), History: w.History}); err != nil {
 		t.Fatal(err)
 	}
 	env := map[string]string{"BROKER_LISTEN_ADDR": "127.0.0.1:0", "HTTP_ADDR": "off", "SIMULATOR_ENABLED": "false", "DATA_DIR": withHistory}

@@ -37,6 +37,7 @@ func (a *App) registerTestEndpoints(mux *http.ServeMux) {
 	a.testRefused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "storeflow_test_endpoints_refused_total",
 		Help: "Requests to the test endpoints refused before their body was read, by reason."}, []string{"reason"})
 	a.reg.MustRegister(a.testRefused)
+	a.testRefused.WithLabelValues(refusedMediaType) // served at zero from the start, as every series
 	log := a.log.With("component", "test_endpoints")
 	log.Warn("test endpoints on: anyone who reaches HTTP_ADDR can inject events",
 		"paths", "/mock_entry /mock_focus /produce_entry /produce_move /produce_exit")
@@ -144,6 +145,9 @@ func (a *App) produce(log *slog.Logger, topic string, encode func([]byte) ([]byt
 	}
 }
 
+// refusedMediaType is the reason a request without a JSON body is refused.
+const refusedMediaType = "unsupported_media_type"
+
 // readBody reads a JSON body of at most event.MaxPayload bytes. A body sent
 // as anything but application/json is a 415: a web page can post text/plain
 // (or a form) to another origin without asking first, but not JSON, so with
@@ -152,7 +156,7 @@ func (a *App) produce(log *slog.Logger, topic string, encode func([]byte) ([]byt
 func (a *App) readBody(w http.ResponseWriter, r *http.Request, log *slog.Logger) ([]byte, bool) {
 	ct := r.Header.Get("Content-Type")
 	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-		a.testRefused.WithLabelValues("unsupported_media_type").Inc()
+		a.testRefused.WithLabelValues(refusedMediaType).Inc()
 		writeJSON(w, r, log, http.StatusUnsupportedMediaType, map[string]string{
 			"error": "Content-Type " + clip.Quote(ct, 32) + ": the test endpoints take application/json"})
 		return nil, false

@@ -13,6 +13,8 @@ import (
 
 	"github.com/storeflow/storeflow/recommender/train"
 	"github.com/storeflow/storeflow/store"
+	"github.com/storeflow/storeflow/store/csvdir"
+	"github.com/storeflow/storeflow/store/world"
 )
 
 // A shop's own data (DATA_DIR) and a model trained on it offline
@@ -21,7 +23,7 @@ import (
 func TestDataDirAndModelFile(t *testing.T) {
 	w := smallWorld(t)
 	dir := t.TempDir()
-	if err := store.WriteDir(dir, w); err != nil {
+	if err := csvdir.Write(dir, &csvdir.Tables{Catalog: w.Catalog, Preferences: w.Preferences(), History: w.History}); err != nil {
 		t.Fatal(err)
 	}
 	// Fewer trees than training at startup would grow: scores equal to
@@ -86,7 +88,7 @@ func TestDataDirRefused(t *testing.T) {
 	noHistory.History = nil
 	cases := []struct {
 		name  string
-		world *store.World
+		world *world.World
 		edit  func(t *testing.T, dir string) // breaks the written tables
 		want  []string                       // in the error
 	}{
@@ -111,7 +113,7 @@ func TestDataDirRefused(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			if err := store.WriteDir(dir, tc.world); err != nil {
+			if err := csvdir.Write(dir, &csvdir.Tables{Catalog: tc.world.Catalog, Preferences: tc.world.Preferences(), History: tc.world.History}); err != nil {
 				t.Fatal(err)
 			}
 			if tc.edit != nil {
@@ -131,9 +133,9 @@ func TestDataDirRefused(t *testing.T) {
 }
 
 // smallWorld is a generated shop of 300 customers whose coupons run today.
-func smallWorld(t *testing.T) *store.World {
+func smallWorld(t *testing.T) *world.World {
 	t.Helper()
-	w, err := store.GenerateWorld(store.GenerateConfig{Seed: 42, Reference: time.Now(), Customers: 300})
+	w, err := world.Generate(world.Config{Seed: 42, Reference: time.Now(), Customers: 300})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -144,5 +144,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, o := range outcomes {
 		m.focusOutcome.WithLabelValues(o)
 	}
+	for _, o := range []string{"ok", OutcomeUnknownCustomer, "error"} {
+		m.prefetch.WithLabelValues(o)
+	}
 	return m
 }

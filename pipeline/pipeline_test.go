@@ -14,6 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/storeflow/storeflow/store"
+	"github.com/storeflow/storeflow/store/world"
 )
 
 // bus is an in-memory broker with the embedded broker's semantics: exact
@@ -65,7 +66,7 @@ func (c blockingCentral) Customer(ctx context.Context, id string) (store.Custome
 
 func testCatalog(t *testing.T) *store.Catalog {
 	t.Helper()
-	c, err := store.Generate(store.GenerateConfig{Seed: 1, Reference: time.Now()})
+	c, err := world.GenerateCatalog(world.Config{Seed: 1, Reference: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/storeflow/storeflow/internal/modeltest"
 	. "github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/store"
+	"github.com/storeflow/storeflow/store/world"
 )
 
 // testModel is the model the held-out evaluation trains on the reference
@@ -24,7 +25,7 @@ func testModel(t testing.TB) *Model {
 	return modeltest.Reference(t).Model
 }
 
-func testWorld(t testing.TB) *store.World {
+func testWorld(t testing.TB) *world.World {
 	t.Helper()
 	return modeltest.World(t)
 }

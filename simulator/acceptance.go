@@ -12,6 +12,7 @@ import (
 
 	"github.com/storeflow/storeflow/event"
 	"github.com/storeflow/storeflow/store"
+	"github.com/storeflow/storeflow/store/world"
 )
 
 // Subscriber is what the acceptance counter needs from the broker. The handler
@@ -21,12 +22,12 @@ type Subscriber interface {
 }
 
 // Acceptance plays the shoppers' side of a coupon: when a simulated shopper
-// receives one, it decides with the ground-truth probability (store.Truth)
+// receives one, it decides with the ground-truth probability (world.Truth)
 // whether the shopper would use it, and counts coupons received and coupons
 // that would be used. It is how the demo shows what a model is worth.
 type Acceptance struct {
 	catalog *store.Catalog
-	truth   *store.Truth
+	truth   *world.Truth
 	log     *slog.Logger
 	every   time.Duration
 
@@ -42,7 +43,7 @@ type Acceptance struct {
 
 // NewAcceptance builds the counter. seed makes the dice replayable; every is
 // how often Run logs the tally.
-func NewAcceptance(catalog *store.Catalog, truth *store.Truth, seed int64, every time.Duration, log *slog.Logger, reg prometheus.Registerer) *Acceptance {
+func NewAcceptance(catalog *store.Catalog, truth *world.Truth, seed int64, every time.Duration, log *slog.Logger, reg prometheus.Registerer) *Acceptance {
 	a := &Acceptance{
 		catalog: catalog, truth: truth, log: log, every: every,
 		rng: rand.New(rand.NewPCG(uint64(seed), 0x5eed0ffe2)),
@@ -80,7 +81,7 @@ func (a *Acceptance) Handle(_ string, payload []byte) {
 		a.mUnknown.Inc()
 		return
 	}
-	p := prefs.Probability(&c, &cp)
+	p := world.Probability(prefs, &c, &cp)
 	a.mu.Lock()
 	used := a.rng.Float64() < p
 	a.received++

@@ -11,12 +11,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/storeflow/storeflow/store"
+	"github.com/storeflow/storeflow/store/world"
 )
 
-func acceptanceWorld(t *testing.T) *store.World {
+func acceptanceWorld(t *testing.T) *world.World {
 	t.Helper()
-	w, err := store.GenerateWorld(store.GenerateConfig{Seed: 2, Reference: time.Date(2024, 5, 15, 0, 0, 0, 0, time.UTC), Customers: 50, Days: 10})
+	w, err := world.Generate(world.Config{Seed: 2, Reference: time.Date(2024, 5, 15, 0, 0, 0, 0, time.UTC), Customers: 50, Days: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestAcceptanceFollowsTheGroundTruth(t *testing.T) {
 	c := w.Catalog.Customers()[3]
 	cp := w.Catalog.Coupons()[10]
 	prefs, _ := w.Truth.Preferences(c.ID)
-	p := prefs.Probability(&c, &cp)
+	p := world.Probability(prefs, &c, &cp)
 
 	reg := prometheus.NewRegistry()
 	a := NewAcceptance(w.Catalog, w.Truth, 1, time.Minute, slog.New(slog.DiscardHandler), reg)

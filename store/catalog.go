@@ -9,9 +9,10 @@ import (
 )
 
 // CouponProduct is one row of coupon_product: a product the coupon covers.
+// It is its own row form.
 type CouponProduct struct {
-	CouponID  int
-	ProductID int
+	CouponID  int `json:"coupon_id"`
+	ProductID int `json:"product_id"`
 }
 
 // Catalog is the central's data held in memory, indexed for the focus path:
@@ -22,17 +23,17 @@ type Catalog struct {
 	customerIdx map[string]int
 	coupons     []Coupon // by ID
 	couponIdx   map[int]int
-	byDept      [len(departmentNames)][]int // indexes into coupons, by Start
+	byDept      [DepartmentSlots][]int // indexes into coupons, by Start
 	products    []Product
 	productIdx  map[int]int
 	links       map[int][]int // coupon id → indexes into products
 	nLinks      int
 }
 
-// NewCatalog indexes the four tables and checks that they agree with each other:
-// unique ids, known departments and types, start before end, and every
-// coupon_product row naming a coupon and a product that exist. A catalog that
-// fails any check is refused as a whole.
+// NewCatalog indexes the four tables and checks them: every record held to
+// its Validate, unique ids, and every coupon_product row naming a coupon and
+// a product that exist. A catalog that fails any check is refused as a
+// whole.
 func NewCatalog(customers []Customer, coupons []Coupon, products []Product, links []CouponProduct) (*Catalog, error) {
 	c := &Catalog{
 		customers:   slices.Clone(customers),
@@ -46,8 +47,8 @@ func NewCatalog(customers []Customer, coupons []Coupon, products []Product, link
 	}
 	var errs []error
 	for i, cu := range c.customers {
-		if cu.ID == "" {
-			errs = append(errs, fmt.Errorf("customer_info row %d: empty customer_id", i+1))
+		if err := cu.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("customer_info row %d: %w", i+1, err))
 			continue
 		}
 		if _, dup := c.customerIdx[cu.ID]; dup {
@@ -58,26 +59,25 @@ func NewCatalog(customers []Customer, coupons []Coupon, products []Product, link
 	}
 	slices.SortFunc(c.coupons, func(a, b Coupon) int { return cmp.Compare(a.ID, b.ID) })
 	for i, cp := range c.coupons {
-		switch {
-		case i > 0 && c.coupons[i-1].ID == cp.ID:
+		if i > 0 && c.coupons[i-1].ID == cp.ID {
 			errs = append(errs, fmt.Errorf("coupon_info: duplicate coupon_id %d", cp.ID))
-		case cp.Department == NoDepartment || int(cp.Department) >= len(departmentNames):
-			errs = append(errs, fmt.Errorf("coupon_info: coupon %d: unknown department", cp.ID))
-		case cp.End < cp.Start:
-			errs = append(errs, fmt.Errorf("coupon_info: coupon %d: end_date %s before start_date %s", cp.ID, cp.End, cp.Start))
-		default:
-			if _, ok := ParseCouponType(string(cp.Type)); !ok {
-				errs = append(errs, fmt.Errorf("coupon_info: coupon %d: unknown coupon_type %q", cp.ID, cp.Type))
-				continue
-			}
-			c.couponIdx[cp.ID] = i
-			c.byDept[cp.Department] = append(c.byDept[cp.Department], i)
+			continue
 		}
+		if err := cp.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("coupon_info: coupon %d: %w", cp.ID, err))
+			continue
+		}
+		c.couponIdx[cp.ID] = i
+		c.byDept[cp.Department] = append(c.byDept[cp.Department], i)
 	}
 	for d := range c.byDept {
 		slices.SortStableFunc(c.byDept[d], func(a, b int) int { return cmp.Compare(c.coupons[a].Start, c.coupons[b].Start) })
 	}
 	for i, p := range c.products {
+		if err := p.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("product_info: product %d: %w", p.ID, err))
+			continue
+		}
 		if _, dup := c.productIdx[p.ID]; dup {
 			errs = append(errs, fmt.Errorf("product_info: duplicate product_id %d", p.ID))
 			continue
@@ -140,7 +140,7 @@ func (c *Catalog) Customer(_ context.Context, id string) (Customer, error) {
 // ValidCoupons appends to dst the department's coupons valid on day and returns it.
 // An empty result is not an error: a department may have nothing running.
 func (c *Catalog) ValidCoupons(_ context.Context, dep Department, day Day, dst []Coupon) ([]Coupon, error) {
-	if dep == NoDepartment || int(dep) >= len(c.byDept) {
+	if !dep.Valid() {
 		return dst, fmt.Errorf("department %d: %w", dep, ErrNotFound)
 	}
 	for _, i := range c.byDept[dep] {

@@ -75,7 +75,7 @@ func TestNewCatalogRefuses(t *testing.T) {
 		{"duplicate product", func(f *fixture) { f.products[2].ID = 10 }, []string{"duplicate product_id 10"}},
 		{"unknown coupon in link", func(f *fixture) { f.links[2].CouponID = 99 }, []string{"coupon_product row 3", "coupon 99"}},
 		{"unknown product in link", func(f *fixture) { f.links[0].ProductID = 77 }, []string{"coupon_product row 1", "product 77"}},
-		{"end before start", func(f *fixture) { f.coupons[0].End = 99 }, []string{"coupon 2", "end_date 1970-04-10", "start_date 1970-04-12"}},
+		{"end before start", func(f *fixture) { f.coupons[0].End = 99 }, []string{"coupon 2", `end_date "1970-04-10"`, "start_date 1970-04-12"}},
 		{"no department", func(f *fixture) { f.coupons[1].Department = NoDepartment }, []string{"coupon 1", "department"}},
 		{"department out of range", func(f *fixture) { f.coupons[1].Department = 42 }, []string{"coupon 1", "department"}},
 		{"unknown type", func(f *fixture) { f.coupons[2].Type = "bogo" }, []string{"coupon 3", `"bogo"`}},
@@ -306,17 +306,12 @@ func TestDay(t *testing.T) {
 	}
 }
 
-func BenchmarkValidCoupons(b *testing.B) {
-	c := generate(b, GenerateConfig{Seed: 1})
-	ctx := context.Background()
-	day := DayOf(testReference.Unix())
-	dst := make([]Coupon, 0, 16)
-	b.ReportAllocs()
-	for b.Loop() {
-		var err error
-		dst, err = c.ValidCoupons(ctx, Women, day, dst[:0])
-		if err != nil {
-			b.Fatal(err)
-		}
+func TestCatalogLinks(t *testing.T) {
+	f := newFixture()
+	f.links = []CouponProduct{{2, 11}, {3, 20}, {1, 10}, {2, 10}}
+	got := f.catalog(t).Links()
+	want := []CouponProduct{{1, 10}, {2, 11}, {2, 10}, {3, 20}}
+	if !slices.Equal(got, want) {
+		t.Errorf("Links() = %v, want %v", got, want)
 	}
 }

@@ -1,6 +1,17 @@
-// Package store owns the shop itself: its plan (the floor, the departments, the
-// entrance and the exit) and its catalog (customers, coupons, products) — the
-// data the seed documents call "the central".
+// Package store owns the shop's domain: its plan (the floor, the departments,
+// the entrance and the exit); its records — customers, coupons, products and
+// the links between coupons and products, each with one row form (the seed's
+// columns) and one set of rules (Validate) that every reader holds them to,
+// and the two tables only a generated shop has, a customer's hidden
+// preferences and the redemption history; the Catalog that indexes them (the
+// data the seed documents call "the central"); and Source, what the focus
+// path reads them through.
+//
+// What is built on the domain has a room of its own below: store/central (the
+// central's HTTP API, server and client), store/cache (Redis or an
+// in-process cache in front of a Source), store/csvdir (the tables as a
+// directory of CSV files) and store/world (the synthetic shop: generated
+// catalog, ground truth, history). The rooms import store, never each other.
 package store
 
 import (
@@ -34,6 +45,13 @@ const (
 var Departments = [...]Department{Boys, Girls, Men, Sports, Women}
 
 var departmentNames = [...]string{"", "Boys", "Girls", "Men", "Sports", "Women"}
+
+// DepartmentSlots is the length of an array indexed by Department; slot 0,
+// NoDepartment, stays unused.
+const DepartmentSlots = len(departmentNames)
+
+// Valid reports whether d is one of the five departments.
+func (d Department) Valid() bool { return d != NoDepartment && int(d) < len(departmentNames) }
 
 // String returns the department's wire name ("Sports", never the alias "Sport").
 func (d Department) String() string {
@@ -118,6 +136,25 @@ func ParseCouponType(s string) (CouponType, bool) {
 		return t, true
 	}
 	return "", false
+}
+
+// CouponTypes lists the coupon types in their feature order (alphabetical, as
+// a label encoder sorts them). TypeIndex maps a type to its place here.
+var CouponTypes = [...]CouponType{BuyAll, BuyMore, DeptCoupon, JustDiscount}
+
+// TypeIndex returns the type's index in CouponTypes, or -1.
+func TypeIndex(t CouponType) int {
+	switch t {
+	case BuyAll:
+		return 0
+	case BuyMore:
+		return 1
+	case DeptCoupon:
+		return 2
+	case JustDiscount:
+		return 3
+	}
+	return -1
 }
 
 // Coupon is one row of coupon_info.

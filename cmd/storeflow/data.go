@@ -11,6 +11,8 @@ import (
 
 	"github.com/storeflow/storeflow/recommender/train"
 	"github.com/storeflow/storeflow/store"
+	"github.com/storeflow/storeflow/store/csvdir"
+	"github.com/storeflow/storeflow/store/world"
 )
 
 // gen writes a generated world: the four catalog tables, the ground truth
@@ -42,12 +44,12 @@ func gen(args []string, stdout, stderr io.Writer) error {
 	}
 	reference = reference.Truncate(24 * time.Hour)
 	start := time.Now()
-	w, err := store.GenerateWorld(store.GenerateConfig{Seed: *seed, Reference: reference,
+	w, err := world.Generate(world.Config{Seed: *seed, Reference: reference,
 		Customers: *customers, Products: *products, Coupons: *coupons, Days: *days})
 	if err != nil {
 		return err
 	}
-	if err := store.WriteDir(*out, w); err != nil {
+	if err := csvdir.Write(*out, &csvdir.Tables{Catalog: w.Catalog, Preferences: w.Preferences(), History: w.History}); err != nil {
 		return err
 	}
 	used := 0
@@ -58,7 +60,7 @@ func gen(args []string, stdout, stderr io.Writer) error {
 	}
 	nCust, nCoup, nProd, nLinks := w.Catalog.Sizes()
 	fmt.Fprintf(stdout, "gen: wrote %s in %s: %d customers, %d coupons, %d products, %d coupon_product rows, %d preferences, %d offers in %d days of history (%.1f%% used); seed %d, reference %s\n",
-		*out, time.Since(start).Round(time.Millisecond), nCust, nCoup, nProd, nLinks, len(w.Truth.All()), len(w.History), *days,
+		*out, time.Since(start).Round(time.Millisecond), nCust, nCoup, nProd, nLinks, len(w.Preferences()), len(w.History), *days,
 		100*float64(used)/math.Max(1, float64(len(w.History))), *seed, store.DayOf(reference.Unix()))
 	return nil
 }
@@ -77,7 +79,11 @@ func trainModel(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return errors.New("train: --data DIR and --out FILE are required")
 	}
-	w, err := store.LoadDir(*data)
+	t, err := csvdir.Load(*data)
+	if err != nil {
+		return err
+	}
+	w, err := world.New(t.Catalog, t.Preferences, t.History)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,9 @@ import (
 	"github.com/storeflow/storeflow/internal/mosquittotest"
 	"github.com/storeflow/storeflow/internal/proctest"
 	"github.com/storeflow/storeflow/store"
+	"github.com/storeflow/storeflow/store/central"
+	"github.com/storeflow/storeflow/store/csvdir"
+	"github.com/storeflow/storeflow/store/world"
 )
 
 // secret is the password put in every URL setting; no log line, no error and
@@ -29,15 +32,15 @@ const secret = "s3cret-password"
 // the password. The credentials still work: the broker and the central
 // accept only them.
 func TestNoSecretInLogsOrErrors(t *testing.T) {
-	world, err := store.GenerateWorld(store.GenerateConfig{Seed: 3, Reference: time.Now(), Customers: 200, Days: 1})
+	w, err := world.Generate(world.Config{Seed: 3, Reference: time.Now(), Customers: 200, Days: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	dataDir := t.TempDir()
-	if err := store.WriteDir(dataDir, world); err != nil {
+	if err := csvdir.Write(dataDir, &csvdir.Tables{Catalog: w.Catalog, Preferences: w.Preferences(), History: w.History}); err != nil {
 		t.Fatal(err)
 	}
-	central := failingCentral(t, world.Catalog)
+	central := failingCentral(t, w.Catalog)
 	withCredentials := func(scheme, addr string) string { return scheme + "://user:" + secret + "@" + addr }
 	env := map[string]string{
 		"DATA_DIR":                   dataDir,
@@ -153,7 +156,7 @@ func checkNoSecret(t *testing.T, what, text string) {
 func failingCentral(t *testing.T, cat *store.Catalog) *httptest.Server {
 	t.Helper()
 	mux := http.NewServeMux()
-	store.NewCentralServer(cat, slog.New(slog.DiscardHandler)).Register(mux)
+	central.NewServer(cat, slog.New(slog.DiscardHandler), nil).Register(mux)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if user, pw, ok := r.BasicAuth(); !ok || user != "user" || pw != secret {
 			http.Error(w, "who are you", http.StatusUnauthorized)

@@ -15,11 +15,11 @@ import (
 
 	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/recommender/train"
-	"github.com/storeflow/storeflow/store"
+	"github.com/storeflow/storeflow/store/world"
 )
 
 var file = sync.OnceValues(func() (string, error) {
-	w, err := store.GenerateWorld(store.GenerateConfig{Seed: 1, Reference: time.Now(), Customers: 300, Days: 60})
+	w, err := world.Generate(world.Config{Seed: 1, Reference: time.Now(), Customers: 300, Days: 60})
 	if err != nil {
 		return "", err
 	}
@@ -53,17 +53,17 @@ var Day = time.Date(2024, 5, 15, 13, 45, 0, 0, time.UTC)
 // Trained is the reference world and the model trained on it with the
 // held-out evaluation.
 type Trained struct {
-	World  *store.World
+	World  *world.World
 	Model  *recommender.Model
 	Report *train.Report
 }
 
-var world = sync.OnceValues(func() (*store.World, error) {
-	return store.GenerateWorld(store.GenerateConfig{Seed: 1, Reference: Day})
+var referenceWorld = sync.OnceValues(func() (*world.World, error) {
+	return world.Generate(world.Config{Seed: 1, Reference: Day})
 })
 
 var reference = sync.OnceValues(func() (Trained, error) {
-	w, err := world()
+	w, err := referenceWorld()
 	if err != nil {
 		return Trained{}, err
 	}
@@ -73,9 +73,9 @@ var reference = sync.OnceValues(func() (Trained, error) {
 
 // World returns the reference-size world (seed 1, around Day), generated
 // once per test binary.
-func World(t testing.TB) *store.World {
+func World(t testing.TB) *world.World {
 	t.Helper()
-	w, err := world()
+	w, err := referenceWorld()
 	if err != nil {
 		t.Fatalf("modeltest: generate the reference world: %v", err)
 	}

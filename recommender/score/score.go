@@ -145,7 +145,7 @@ func decodeCustomer(raw json.RawMessage) (store.Customer, error) {
 		UniqueProductsBoughtWithCoupons: f.int("unique_products_bought_with_coupons", 0, maxCount),
 		TotalItemsBought:                f.int("total_items_bought", 0, maxCount),
 	}
-	return c, f.err
+	return c, f.validate(c.Validate())
 }
 
 func decodeCoupon(raw json.RawMessage, path string) (store.Coupon, error) {
@@ -166,7 +166,7 @@ func decodeCoupon(raw json.RawMessage, path string) (store.Coupon, error) {
 	dept := f.enum("department", `"Boys", "Girls", "Men", "Sports" or "Women"`,
 		func(s string) bool { _, ok := store.ParseDepartment(s); return ok })
 	cp.Department, _ = store.ParseDepartment(dept)
-	return cp, f.err
+	return cp, f.validate(cp.Validate())
 }
 
 // object parses raw as a JSON object whose keys are exactly want. An unknown
@@ -213,6 +213,14 @@ type fields struct {
 	path string
 	m    map[string]json.RawMessage
 	err  error
+}
+
+// validate holds a decoded record to the store's rules for it.
+func (f *fields) validate(err error) error {
+	if fe := store.FieldErrors(err); len(fe) > 0 {
+		f.fail(fe[0].Field, "%s", fe[0].Reason)
+	}
+	return f.err
 }
 
 func (f *fields) fail(key, format string, args ...any) {

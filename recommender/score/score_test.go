@@ -160,6 +160,7 @@ func TestScoreBadBody(t *testing.T) {
 		"unknown department":          {edit(func(m map[string]any) { fixture.CouponOf(m, 0)["department"] = "Shoes" }), "coupons[0].department"},
 		"lower-case department":       {edit(func(m map[string]any) { fixture.CouponOf(m, 0)["department"] = "men" }), "coupons[0].department"},
 		"negative products available": {edit(func(m map[string]any) { fixture.CouponOf(m, 4)["products_available"] = -1 }), "coupons[4].products_available"},
+		"-1 on a buy_more coupon":     {edit(func(m map[string]any) { fixture.CouponOf(m, 0)["how_many_products_required"] = -1 }), "coupons[0].how_many_products_required"},
 		"how_many below -1":           {edit(func(m map[string]any) { fixture.CouponOf(m, 4)["how_many_products_required"] = -2 }), "coupons[4].how_many_products_required"},
 		"missing coupon field":        {edit(func(m map[string]any) { delete(fixture.CouponOf(m, 3), "discount") }), "coupons[3].discount"},
 		"misspelt coupon field": {edit(func(m map[string]any) {

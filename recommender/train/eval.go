@@ -12,6 +12,7 @@ import (
 
 	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/store"
+	"github.com/storeflow/storeflow/store/world"
 )
 
 // Split shares, by customer: a customer's offers all land in one part, so the
@@ -59,7 +60,7 @@ type Report struct {
 // a fifth of the customers is held out and the report compares, on their
 // offers, the model with a popularity baseline and with the ground truth (the
 // ceiling); without, every customer but the early-stopping tenth trains.
-func World(w *store.World, opts Options, evaluate bool) (*recommender.Model, *Report, error) {
+func World(w *world.World, opts Options, evaluate bool) (*recommender.Model, *Report, error) {
 	if len(w.History) == 0 {
 		return nil, nil, errors.New("recommender: train: the data has no redemption history (coupon_history.csv)")
 	}
@@ -157,7 +158,7 @@ func World(w *store.World, opts Options, evaluate bool) (*recommender.Model, *Re
 			}
 			c, _ := w.Catalog.Customer(ctx, o.CustomerID)
 			cp, _ := w.Catalog.Coupon(ctx, o.CouponID)
-			scores[i] = prefs.Probability(&c, &cp)
+			scores[i] = world.Probability(prefs, &c, &cp)
 		}
 		if known {
 			rep.Ceiling, rep.CeilingKnown = quality(scores, test.Labels), true

@@ -7,7 +7,7 @@ import (
 
 	"github.com/storeflow/storeflow/internal/modeltest"
 	"github.com/storeflow/storeflow/recommender/train"
-	"github.com/storeflow/storeflow/store"
+	"github.com/storeflow/storeflow/store/world"
 )
 
 // The target: on customers the model never saw, its ROC AUC is within
@@ -39,13 +39,13 @@ func TestTrainWorldMeetsTarget(t *testing.T) {
 
 func TestTrainWorldWithoutHistory(t *testing.T) {
 	w := modeltest.World(t)
-	if _, _, err := train.World(&store.World{Catalog: w.Catalog}, train.Options{}, true); err == nil {
+	if _, _, err := train.World(&world.World{Catalog: w.Catalog}, train.Options{}, true); err == nil {
 		t.Fatal("training without history must fail with a clear error")
 	}
 }
 
 func TestTrainingIsDeterministic(t *testing.T) {
-	w, err := store.GenerateWorld(store.GenerateConfig{Seed: 4, Reference: modeltest.Day, Customers: 200, Days: 60})
+	w, err := world.Generate(world.Config{Seed: 4, Reference: modeltest.Day, Customers: 200, Days: 60})
 	if err != nil {
 		t.Fatal(err)
 	}

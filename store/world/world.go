@@ -1,11 +1,48 @@
-package store
+// Package world owns the synthetic shop: a generated catalog in the seed's
+// four tables, the hidden ground truth behind it (every customer's
+// preferences and the rule that turns them into the probability of using a
+// coupon) and a redemption history played with that rule. The demo runs on
+// it, the model trains on its history, and the simulated shoppers decide with
+// its truth. The same config always yields the same world.
+package world
 
 import (
 	"context"
 	"math"
 	"math/rand/v2"
 	"slices"
+
+	"github.com/storeflow/storeflow/store"
 )
+
+// World is a generated (or loaded) shop: the central's catalog and, when
+// known, the ground truth behind it and the history to train a model on.
+type World struct {
+	Catalog *store.Catalog
+	Truth   *Truth        // nil when the data comes without ground truth
+	History []store.Offer // empty when the data comes without history
+}
+
+// New puts a world together from its tables, as a catalog directory gives
+// them: prefs nil means no ground truth, history nil no history.
+func New(cat *store.Catalog, prefs []store.Preferences, history []store.Offer) (*World, error) {
+	w := &World{Catalog: cat, History: history}
+	if prefs != nil {
+		var err error
+		if w.Truth, err = NewTruth(prefs); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// Preferences returns every customer's preferences, nil without ground truth.
+func (w *World) Preferences() []store.Preferences {
+	if w.Truth == nil {
+		return nil
+	}
+	return w.Truth.All()
+}
 
 // History sizes: at the reference sizes, 180 days give about 72,000 offers,
 // enough to train on in a second and to evaluate on a held-out fifth.
@@ -14,19 +51,19 @@ const (
 	maxHistoryDays     = 3650
 )
 
-// GenerateWorld builds the catalog exactly as Generate does, then the ground
+// Generate builds the catalog exactly as GenerateCatalog does, then the ground
 // truth behind it (every customer's Preferences) and a redemption history:
 // over cfg.Days days before the reference day, each customer visits the shop
 // now and then, lingers in one to three departments (the ones they like
 // more often), is shown every coupon of that department valid that day, and
 // uses each with the ground-truth probability. The same config always yields
 // the same world.
-func GenerateWorld(cfg GenerateConfig) (*World, error) {
+func Generate(cfg Config) (*World, error) {
 	cfg, err := cfg.normalize()
 	if err != nil {
 		return nil, err
 	}
-	cat, err := Generate(cfg)
+	cat, err := GenerateCatalog(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -36,8 +73,8 @@ func GenerateWorld(cfg GenerateConfig) (*World, error) {
 	if err != nil {
 		return nil, err
 	}
-	ref := DayOf(cfg.Reference.Unix())
-	history := genHistory(rand.New(rand.NewPCG(seed, streamHistory)), cat, truth, ref-Day(cfg.Days), ref)
+	ref := store.DayOf(cfg.Reference.Unix())
+	history := genHistory(rand.New(rand.NewPCG(seed, streamHistory)), cat, truth, ref-store.Day(cfg.Days), ref)
 	return &World{Catalog: cat, Truth: truth, History: history}, nil
 }
 
@@ -46,24 +83,24 @@ func round4(x float64) float64 { return math.Round(x*1e4) / 1e4 }
 
 // typeBase is the population's taste for each coupon type, in CouponTypes
 // order: a plain discount is the easiest sell, "buy all of these" the hardest.
-var typeBase = [len(CouponTypes)]float64{-0.3, -0.1, 0.2, 0.3}
+var typeBase = [len(store.CouponTypes)]float64{-0.3, -0.1, 0.2, 0.3}
 
 // departmentBase is the demographic part of a customer's department taste:
 // who shops for whom.
-func departmentBase(c *Customer, d Department) float64 {
+func departmentBase(c *store.Customer, d store.Department) float64 {
 	female := c.Gender == "F"
 	switch d {
-	case Women:
+	case store.Women:
 		if female {
 			return 0.6
 		}
 		return -1.2
-	case Men:
+	case store.Men:
 		if female {
 			return -0.5 // some shop for a partner
 		}
 		return 0.6
-	case Boys, Girls:
+	case store.Boys, store.Girls:
 		switch {
 		case c.Age >= 28 && c.Age <= 48: // parents of young children
 			return 0.5
@@ -71,7 +108,7 @@ func departmentBase(c *Customer, d Department) float64 {
 			return -0.1
 		}
 		return -0.9
-	case Sports:
+	case store.Sports:
 		return clampF(0.6-0.03*float64(c.Age-30), -0.8, 0.6)
 	}
 	return 0
@@ -89,8 +126,8 @@ func departmentBase(c *Customer, d Department) float64 {
 //	DiscountSensitivity = (0.25 + 0.5 × clamp((mean_discount_received − 10) / 20, 0, 1.5)) × e^N(0, 0.15)
 //	                      (0.3 × e^N(0, 0.15) for customers who never used a coupon)
 //	PriceTolerance      = 0.8 × e^N(0, 0.2)
-func genPreferences(r *rand.Rand, customers []Customer) []Preferences {
-	out := make([]Preferences, len(customers))
+func genPreferences(r *rand.Rand, customers []store.Customer) []store.Preferences {
+	out := make([]store.Preferences, len(customers))
 	for i := range customers {
 		c := &customers[i]
 		p := &out[i]
@@ -100,7 +137,7 @@ func genPreferences(r *rand.Rand, customers []Customer) []Preferences {
 		if c.TotalCouponsUsed == 0 {
 			p.Propensity -= 0.8
 		}
-		for _, d := range Departments {
+		for _, d := range store.Departments {
 			p.Department[d] = round4(departmentBase(c, d) + r.NormFloat64()*0.15)
 		}
 		for t := range p.Type {
@@ -119,23 +156,23 @@ func genPreferences(r *rand.Rand, customers []Customer) []Preferences {
 
 // genHistory plays the customers' past visits in [from, to) and records every
 // coupon shown and whether it was used. Rows come out by customer, then day.
-func genHistory(r *rand.Rand, cat *Catalog, truth *Truth, from, to Day) []Offer {
-	var out []Offer
-	var valid []Coupon
+func genHistory(r *rand.Rand, cat *store.Catalog, truth *Truth, from, to store.Day) []store.Offer {
+	var out []store.Offer
+	var valid []store.Coupon
 	days := int(to - from)
-	var weights [len(Departments)]float64
+	var weights [len(store.Departments)]float64
 	for _, c := range cat.Customers() {
 		prefs, _ := truth.Preferences(c.ID)
 		// Busier shoppers visit more: from about once a month to twice a week.
 		rate := 0.03 + 0.25*math.Min(1, float64(c.TotalItemsBought)/300)
 		visits := poisson(r, rate*float64(days))
-		visitDays := make([]Day, visits)
+		visitDays := make([]store.Day, visits)
 		for v := range visitDays {
-			visitDays[v] = from + Day(r.IntN(days))
+			visitDays[v] = from + store.Day(r.IntN(days))
 		}
 		slices.Sort(visitDays)
 		for _, day := range visitDays {
-			for k, d := range Departments {
+			for k, d := range store.Departments {
 				weights[k] = math.Exp(prefs.Department[d])
 			}
 			lingers := 1
@@ -147,10 +184,10 @@ func genHistory(r *rand.Rand, cat *Catalog, truth *Truth, from, to Day) []Offer 
 			for range lingers {
 				k := drawWeighted(r, weights[:])
 				weights[k] = 0 // one linger per department and visit
-				valid, _ = cat.ValidCoupons(context.Background(), Departments[k], day, valid[:0])
+				valid, _ = cat.ValidCoupons(context.Background(), store.Departments[k], day, valid[:0])
 				for i := range valid {
-					p := prefs.Probability(&c, &valid[i])
-					out = append(out, Offer{CustomerID: c.ID, CouponID: valid[i].ID, Day: day, Used: r.Float64() < p})
+					p := Probability(prefs, &c, &valid[i])
+					out = append(out, store.Offer{CustomerID: c.ID, CouponID: valid[i].ID, Day: day, Used: r.Float64() < p})
 				}
 			}
 		}

@@ -1,4 +1,4 @@
-package store
+package world
 
 import (
 	"cmp"
@@ -35,8 +35,8 @@ func rocAUC(scores []float64, used []bool) float64 {
 	return (rankSum - pos*(pos+1)/2) / (pos * neg)
 }
 
-func TestGenerateWorldIsRealistic(t *testing.T) {
-	w, err := GenerateWorld(GenerateConfig{Seed: 1, Reference: testReference})
+func TestGenerateIsRealistic(t *testing.T) {
+	w, err := Generate(Config{Seed: 1, Reference: testReference})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestGenerateWorldIsRealistic(t *testing.T) {
 		if !ok {
 			t.Fatalf("no preferences for customer %s", o.CustomerID)
 		}
-		scores[i] = prefs.Probability(&c, &cp)
+		scores[i] = Probability(prefs, &c, &cp)
 		sumP += scores[i]
 		used[i] = o.Used
 		if o.Used {

@@ -1,4 +1,8 @@
-package store
+// Package csvdir owns the seed's tables as a directory of CSV files, one file
+// per table with its header row: what DATA_DIR loads and `storeflow gen`
+// writes. It reads every field with file, line and column for each problem,
+// holds the records to the store's rules, and writes tables atomically.
+package csvdir
 
 import (
 	"bufio"
@@ -10,9 +14,11 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/storeflow/storeflow/store"
 )
 
 // The interchange format is one CSV file per table, header row first, in the
@@ -29,16 +35,6 @@ const (
 )
 
 var (
-	customerColumns = []string{
-		"customer_id", "gender", "age", "mean_buy_price", "total_coupons_used", "mean_discount_received",
-		"unique_products_bought", "unique_products_bought_with_coupons", "total_items_bought",
-	}
-	couponColumns = []string{
-		"coupon_id", "coupon_type", "department", "discount", "how_many_products_required",
-		"start_date", "end_date", "product_mean_price", "products_available",
-	}
-	productColumns = []string{"product_id", "name", "category", "sizes", "vendor", "description", "buy_price", "department"}
-	linkColumns    = []string{"coupon_id", "product_id"}
 	// The dep_ columns follow Departments and the type_ columns CouponTypes,
 	// so column 2+k is Department[Departments[k]] and 7+k is Type[k].
 	preferenceColumns = []string{
@@ -54,24 +50,32 @@ var (
 // log) is refused at once instead of being read into memory.
 const maxTableBytes = 1 << 30
 
-// maxLoadErrors is how many problems LoadDir spells out before it only counts:
+// maxLoadErrors is how many problems Load spells out before it only counts:
 // enough to fix a file in one pass, not so many that the first scroll away.
 const maxLoadErrors = 10
 
 var errTableTooLarge = errors.New("file is larger than 1 GiB, the limit for a table")
 
-// LoadDir reads a catalog directory into a World: the four catalog tables
+// Tables are what a catalog directory holds: the catalog's four tables and,
+// for a generated shop, the two it alone knows.
+type Tables struct {
+	Catalog     *store.Catalog
+	Preferences []store.Preferences // customer_preferences.csv; nil: no such file
+	History     []store.Offer       // coupon_history.csv; nil: no such file
+}
+
+// Load reads a catalog directory: the four catalog tables
 // (customer_info.csv, coupon_info.csv, products.csv or else product_info.csv,
 // coupon_product.csv) are required; customer_preferences.csv gives the
-// World's Truth and coupon_history.csv its History, each nil when the file
-// is absent.
+// Preferences and coupon_history.csv the History, each nil when the file is
+// absent.
 //
 // A directory with any problem is refused as a whole: the error lists each
 // problem (up to ten, then a count) as file:line:column, where line is the
 // physical line in the file (the header is line 1) and column the 1-based
 // field. Fields are trimmed of surrounding spaces, so text is stored as CSV
 // can carry it: no surrounding spaces, and \r\n within a field reads as \n.
-func LoadDir(dir string) (*World, error) {
+func Load(dir string) (*Tables, error) {
 	fi, err := os.Stat(dir)
 	if err != nil {
 		return nil, fmt.Errorf("store: load: %w", err)
@@ -93,17 +97,11 @@ func LoadDir(dir string) (*World, error) {
 		return nil, fmt.Errorf("store: load %s: %w", dir, errors.Join(l.errs...))
 	}
 
-	cat, err := NewCatalog(customers, coupons, products, links)
+	cat, err := store.NewCatalog(customers, coupons, products, links)
 	if err != nil {
 		return nil, fmt.Errorf("store: load %s: %w", dir, err)
 	}
-	w := &World{Catalog: cat, History: history}
-	if prefs != nil {
-		if w.Truth, err = NewTruth(prefs); err != nil {
-			return nil, fmt.Errorf("store: load %s: %w", dir, err)
-		}
-	}
-	return w, nil
+	return &Tables{Catalog: cat, Preferences: prefs, History: history}, nil
 }
 
 // csvLoader gathers the problems of every table, so that one run reports
@@ -161,25 +159,24 @@ func (s *csvIDs[K]) check(r *csvRow, col int, id K, ok bool) {
 	}
 }
 
-func (l *csvLoader) customers() ([]Customer, *csvIDs[string]) {
+func (l *csvLoader) customers() ([]store.Customer, *csvIDs[string]) {
 	ids := newCSVIDs[string](customersFile, "customer")
-	var out []Customer
-	found, whole := l.readTable(customersFile, customerColumns, func(r *csvRow) {
-		c := Customer{
-			ID:                              r.text(0),
-			Gender:                          r.gender(1),
-			Age:                             r.count(2),
-			MeanBuyPrice:                    r.amount(3),
-			TotalCouponsUsed:                r.count(4),
-			MeanDiscountReceived:            r.amount(5),
-			UniqueProductsBought:            r.count(6),
-			UniqueProductsBoughtWithCoupons: r.count(7),
-			TotalItemsBought:                r.count(8),
+	var out []store.Customer
+	found, whole := l.readTable(customersFile, store.CustomerColumns, func(r *csvRow) {
+		row := store.CustomerRow{
+			CustomerID:                      r.text(0),
+			Gender:                          r.text(1),
+			Age:                             r.int(2),
+			MeanBuyPrice:                    r.float(3),
+			TotalCouponsUsed:                r.int(4),
+			MeanDiscountReceived:            r.float(5),
+			UniqueProductsBought:            r.int(6),
+			UniqueProductsBoughtWithCoupons: r.int(7),
+			TotalItemsBought:                r.int(8),
 		}
-		if c.ID == "" {
-			r.invalid(0, "must not be empty")
-		}
-		ids.add(r, 0, c.ID, c.ID != "")
+		c, err := row.Customer()
+		r.check(err)
+		ids.add(r, 0, row.CustomerID, row.CustomerID != "")
 		out = append(out, c)
 	})
 	l.require(found, customersFile)
@@ -187,28 +184,24 @@ func (l *csvLoader) customers() ([]Customer, *csvIDs[string]) {
 	return out, ids
 }
 
-func (l *csvLoader) coupons() ([]Coupon, *csvIDs[int]) {
+func (l *csvLoader) coupons() ([]store.Coupon, *csvIDs[int]) {
 	ids := newCSVIDs[int](couponsFile, "coupon")
-	var out []Coupon
-	found, whole := l.readTable(couponsFile, couponColumns, func(r *csvRow) {
-		c := Coupon{
-			ID:                r.int(0),
-			Type:              r.couponType(1),
-			Department:        r.department(2),
-			Discount:          r.count(3),
+	var out []store.Coupon
+	found, whole := l.readTable(couponsFile, store.CouponColumns, func(r *csvRow) {
+		row := store.CouponRow{
+			CouponID:          r.int(0),
+			CouponType:        r.text(1),
+			Department:        r.text(2),
+			Discount:          r.int(3),
 			HowMany:           r.int(4),
-			Start:             r.day(5),
-			End:               r.day(6),
-			ProductMeanPrice:  r.amount(7),
-			ProductsAvailable: r.count(8),
+			StartDate:         r.text(5),
+			EndDate:           r.text(6),
+			ProductMeanPrice:  r.float(7),
+			ProductsAvailable: r.int(8),
 		}
-		ids.add(r, 0, c.ID, r.fine(0))
-		if r.fine(1) && r.fine(4) && c.HowMany < 0 && !(c.HowMany == -1 && c.Type == DeptCoupon) {
-			r.invalid(4, "must not be negative (only a department coupon takes -1)")
-		}
-		if r.fine(5) && r.fine(6) && c.End < c.Start {
-			r.failf(6, "end_date %s before start_date %s", c.End, c.Start)
-		}
+		c, err := row.Coupon()
+		r.check(err)
+		ids.add(r, 0, row.CouponID, r.fine(0))
 		out = append(out, c)
 	})
 	l.require(found, couponsFile)
@@ -216,27 +209,29 @@ func (l *csvLoader) coupons() ([]Coupon, *csvIDs[int]) {
 	return out, ids
 }
 
-func (l *csvLoader) products() ([]Product, *csvIDs[int]) {
+func (l *csvLoader) products() ([]store.Product, *csvIDs[int]) {
 	ids := newCSVIDs[int](productsFile, "product")
-	var out []Product
+	var out []store.Product
 	row := func(r *csvRow) {
-		p := Product{
-			ID:          r.int(0),
+		row := store.ProductRow{
+			ProductID:   r.int(0),
 			Name:        r.text(1),
 			Category:    r.text(2),
 			Sizes:       r.text(3),
 			Vendor:      r.text(4),
 			Description: r.text(5),
-			BuyPrice:    r.amount(6),
-			Department:  r.department(7),
+			BuyPrice:    r.float(6),
+			Department:  r.text(7),
 		}
-		ids.add(r, 0, p.ID, r.fine(0))
+		p, err := row.Product()
+		r.check(err)
+		ids.add(r, 0, row.ProductID, r.fine(0))
 		out = append(out, p)
 	}
-	found, whole := l.readTable(productsFile, productColumns, row)
+	found, whole := l.readTable(productsFile, store.ProductColumns, row)
 	if !found {
 		ids.file = productsFileOld
-		found, whole = l.readTable(productsFileOld, productColumns, row)
+		found, whole = l.readTable(productsFileOld, store.ProductColumns, row)
 	}
 	if !found {
 		l.report(fmt.Errorf("%s (or %s): required file is missing", productsFile, productsFileOld))
@@ -245,10 +240,10 @@ func (l *csvLoader) products() ([]Product, *csvIDs[int]) {
 	return out, ids
 }
 
-func (l *csvLoader) links(coupons, products *csvIDs[int]) []CouponProduct {
-	var out []CouponProduct
-	found, _ := l.readTable(linksFile, linkColumns, func(r *csvRow) {
-		cp := CouponProduct{CouponID: r.int(0), ProductID: r.int(1)}
+func (l *csvLoader) links(coupons, products *csvIDs[int]) []store.CouponProduct {
+	var out []store.CouponProduct
+	found, _ := l.readTable(linksFile, store.CouponProductColumns, func(r *csvRow) {
+		cp := store.CouponProduct{CouponID: r.int(0), ProductID: r.int(1)}
 		coupons.check(r, 0, cp.CouponID, r.fine(0))
 		products.check(r, 1, cp.ProductID, r.fine(1))
 		out = append(out, cp)
@@ -259,16 +254,16 @@ func (l *csvLoader) links(coupons, products *csvIDs[int]) []CouponProduct {
 
 // preferences returns nil when the file is absent, and a non-nil slice
 // (perhaps empty) when it is present.
-func (l *csvLoader) preferences(customers *csvIDs[string]) []Preferences {
+func (l *csvLoader) preferences(customers *csvIDs[string]) []store.Preferences {
 	ids := newCSVIDs[string](preferencesFile, "customer")
-	out := []Preferences{}
+	out := []store.Preferences{}
 	found, _ := l.readTable(preferencesFile, preferenceColumns, func(r *csvRow) {
-		p := Preferences{CustomerID: r.text(0), Propensity: r.float(1)}
-		for k, d := range Departments {
+		p := store.Preferences{CustomerID: r.text(0), Propensity: r.float(1)}
+		for k, d := range store.Departments {
 			p.Department[d] = r.float(2 + k)
 		}
 		for k := range p.Type {
-			p.Type[k] = r.float(2 + len(Departments) + k)
+			p.Type[k] = r.float(2 + len(store.Departments) + k)
 		}
 		p.DiscountSensitivity = r.float(11)
 		p.PriceTolerance = r.float(12)
@@ -284,10 +279,10 @@ func (l *csvLoader) preferences(customers *csvIDs[string]) []Preferences {
 
 // history returns nil when the file is absent, and a non-nil slice (perhaps
 // empty) when it is present.
-func (l *csvLoader) history(customers *csvIDs[string], coupons *csvIDs[int]) []Offer {
-	out := []Offer{}
+func (l *csvLoader) history(customers *csvIDs[string], coupons *csvIDs[int]) []store.Offer {
+	out := []store.Offer{}
 	found, _ := l.readTable(historyFile, historyColumns, func(r *csvRow) {
-		o := Offer{CustomerID: r.text(0), CouponID: r.int(1), Day: r.day(2)}
+		o := store.Offer{CustomerID: r.text(0), CouponID: r.int(1), Day: r.day(2)}
 		switch r.rec[3] {
 		case "0":
 		case "1":
@@ -465,30 +460,22 @@ type csvRow struct {
 	bad     uint64 // bit i: field i failed
 }
 
-// failf reports a problem with field col (0-based).
-func (r *csvRow) failf(col int, format string, args ...any) {
+// invalid reports field col (0-based) as file:line:column: name "value": why.
+func (r *csvRow) invalid(col int, why string) {
 	r.bad |= 1 << col
 	line, _ := r.cr.FieldPos(col)
-	r.l.report(fmt.Errorf("%s:%d:%d: %s", r.file, line, col+1, fmt.Sprintf(format, args...)))
+	fe := &store.FieldError{Field: r.columns[col], Value: r.rec[col], Reason: why}
+	r.l.report(fmt.Errorf("%s:%d:%d: %w", r.file, line, col+1, fe))
 }
 
-// invalid reports field col as `name "value": why`.
-func (r *csvRow) invalid(col int, why string) {
-	r.failf(col, "%s %q: %s", r.columns[col], shorten(r.rec[col]), why)
-}
-
-// shorten cuts a value for an error message: a runaway field (a missing
-// quote can swallow a whole file) must not swallow the message too.
-func shorten(s string) string {
-	const limit = 64
-	if len(s) <= limit {
-		return s
+// check reports the rules a record broke, each at its field as the file
+// spells it. A field that did not parse is reported already.
+func (r *csvRow) check(err error) {
+	for _, fe := range store.FieldErrors(err) {
+		if col := slices.Index(r.columns, fe.Field); col >= 0 && r.fine(col) {
+			r.invalid(col, fe.Reason)
+		}
 	}
-	cut := limit
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
 }
 
 // fine reports whether field col parsed.
@@ -508,16 +495,6 @@ func (r *csvRow) int(col int) int {
 	return v
 }
 
-// count parses a whole number that must not be negative: a count, an age, a
-// percentage.
-func (r *csvRow) count(col int) int {
-	v := r.int(col)
-	if r.fine(col) && v < 0 {
-		r.invalid(col, "must not be negative")
-	}
-	return v
-}
-
 func (r *csvRow) float(col int) float64 {
 	v, err := strconv.ParseFloat(r.rec[col], 64)
 	switch {
@@ -531,119 +508,85 @@ func (r *csvRow) float(col int) float64 {
 	return v
 }
 
-// amount parses a number that must not be negative: a price, a mean.
-func (r *csvRow) amount(col int) float64 {
-	v := r.float(col)
-	if r.fine(col) && v < 0 {
-		r.invalid(col, "must not be negative")
-	}
-	return v
-}
-
-func (r *csvRow) gender(col int) string {
-	g := r.rec[col]
-	if g != "M" && g != "F" {
-		r.invalid(col, "must be M or F")
-	}
-	return g
-}
-
-func (r *csvRow) department(col int) Department {
-	d, ok := ParseDepartment(r.rec[col])
-	if !ok {
-		r.invalid(col, "not a department (Boys, Girls, Men, Sports or Women)")
-	}
-	return d
-}
-
-func (r *csvRow) couponType(col int) CouponType {
-	t, ok := ParseCouponType(r.rec[col])
-	if !ok {
-		r.invalid(col, "not a coupon type (buy_all, buy_more, department or just_discount)")
-	}
-	return t
-}
-
-func (r *csvRow) day(col int) Day {
-	d, err := ParseDay(r.rec[col])
+func (r *csvRow) day(col int) store.Day {
+	d, err := store.ParseDay(r.rec[col])
 	if err != nil {
 		r.invalid(col, "not a YYYY-MM-DD date")
 	}
 	return d
 }
 
-// WriteDir writes w's tables into dir, created if missing, in the formats
-// LoadDir reads: the four catalog tables always, customer_preferences.csv
-// when w has a Truth and coupon_history.csv when it has a History (a stale
-// one is removed otherwise, so that LoadDir gives back w). The same World
-// always gives the same bytes. Each table is written to a temporary file and
-// renamed into place, so that neither a reader nor a crash ever sees half a
-// table.
-func WriteDir(dir string, w *World) error {
-	if w == nil || w.Catalog == nil {
-		return errors.New("store: write: the world has no catalog")
+// Write writes t's tables into dir, created if missing, in the formats Load
+// reads: the four catalog tables always, customer_preferences.csv when t has
+// Preferences and coupon_history.csv when it has a History (a stale one is
+// removed otherwise, so that Load gives back t). The same tables always give
+// the same bytes. Each table is written to a temporary file and renamed into
+// place, so that neither a reader nor a crash ever sees half a table.
+func Write(dir string, t *Tables) error {
+	if t == nil || t.Catalog == nil {
+		return errors.New("store: write: no catalog")
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("store: write: %w", err)
 	}
-	err := writeTables(dir, w)
+	err := writeTables(dir, t)
 	if err != nil {
 		return fmt.Errorf("store: write %s: %w", dir, err)
 	}
 	return nil
 }
 
-func writeTables(dir string, w *World) error {
+func writeTables(dir string, w *Tables) error {
 	c := w.Catalog
 	customers := c.Customers()
-	err := writeTable(dir, customersFile, customerColumns, len(customers), func(i int, rec []string) {
-		cu := &customers[i]
-		rec[0] = cu.ID
-		rec[1] = cu.Gender
-		rec[2] = strconv.Itoa(cu.Age)
-		rec[3] = formatFloat(cu.MeanBuyPrice)
-		rec[4] = strconv.Itoa(cu.TotalCouponsUsed)
-		rec[5] = formatFloat(cu.MeanDiscountReceived)
-		rec[6] = strconv.Itoa(cu.UniqueProductsBought)
-		rec[7] = strconv.Itoa(cu.UniqueProductsBoughtWithCoupons)
-		rec[8] = strconv.Itoa(cu.TotalItemsBought)
+	err := writeTable(dir, customersFile, store.CustomerColumns, len(customers), func(i int, rec []string) {
+		row := customers[i].Row()
+		rec[0] = row.CustomerID
+		rec[1] = row.Gender
+		rec[2] = strconv.Itoa(row.Age)
+		rec[3] = formatFloat(row.MeanBuyPrice)
+		rec[4] = strconv.Itoa(row.TotalCouponsUsed)
+		rec[5] = formatFloat(row.MeanDiscountReceived)
+		rec[6] = strconv.Itoa(row.UniqueProductsBought)
+		rec[7] = strconv.Itoa(row.UniqueProductsBoughtWithCoupons)
+		rec[8] = strconv.Itoa(row.TotalItemsBought)
 	})
 	if err != nil {
 		return err
 	}
 	coupons := c.Coupons()
-	err = writeTable(dir, couponsFile, couponColumns, len(coupons), func(i int, rec []string) {
-		cp := &coupons[i]
-		rec[0] = strconv.Itoa(cp.ID)
-		rec[1] = string(cp.Type)
-		rec[2] = cp.Department.String()
-		rec[3] = strconv.Itoa(cp.Discount)
-		rec[4] = strconv.Itoa(cp.HowMany)
-		rec[5] = cp.Start.String()
-		rec[6] = cp.End.String()
-		rec[7] = formatFloat(cp.ProductMeanPrice)
-		rec[8] = strconv.Itoa(cp.ProductsAvailable)
+	err = writeTable(dir, couponsFile, store.CouponColumns, len(coupons), func(i int, rec []string) {
+		row := coupons[i].Row()
+		rec[0] = strconv.Itoa(row.CouponID)
+		rec[1] = row.CouponType
+		rec[2] = row.Department
+		rec[3] = strconv.Itoa(row.Discount)
+		rec[4] = strconv.Itoa(row.HowMany)
+		rec[5] = row.StartDate
+		rec[6] = row.EndDate
+		rec[7] = formatFloat(row.ProductMeanPrice)
+		rec[8] = strconv.Itoa(row.ProductsAvailable)
 	})
 	if err != nil {
 		return err
 	}
 	products := c.Products()
-	err = writeTable(dir, productsFile, productColumns, len(products), func(i int, rec []string) {
-		p := &products[i]
-		rec[0] = strconv.Itoa(p.ID)
-		rec[1] = p.Name
-		rec[2] = p.Category
-		rec[3] = p.Sizes
-		rec[4] = p.Vendor
-		rec[5] = p.Description
-		rec[6] = formatFloat(p.BuyPrice)
-		rec[7] = p.Department.String()
+	err = writeTable(dir, productsFile, store.ProductColumns, len(products), func(i int, rec []string) {
+		row := products[i].Row()
+		rec[0] = strconv.Itoa(row.ProductID)
+		rec[1] = row.Name
+		rec[2] = row.Category
+		rec[3] = row.Sizes
+		rec[4] = row.Vendor
+		rec[5] = row.Description
+		rec[6] = formatFloat(row.BuyPrice)
+		rec[7] = row.Department
 	})
 	if err != nil {
 		return err
 	}
 	links := c.Links()
-	err = writeTable(dir, linksFile, linkColumns, len(links), func(i int, rec []string) {
+	err = writeTable(dir, linksFile, store.CouponProductColumns, len(links), func(i int, rec []string) {
 		rec[0] = strconv.Itoa(links[i].CouponID)
 		rec[1] = strconv.Itoa(links[i].ProductID)
 	})
@@ -651,19 +594,19 @@ func writeTables(dir string, w *World) error {
 		return err
 	}
 
-	if w.Truth == nil {
+	if w.Preferences == nil {
 		err = removeTable(dir, preferencesFile)
 	} else {
-		prefs := w.Truth.All()
+		prefs := w.Preferences
 		err = writeTable(dir, preferencesFile, preferenceColumns, len(prefs), func(i int, rec []string) {
 			p := &prefs[i]
 			rec[0] = p.CustomerID
 			rec[1] = formatFloat(p.Propensity)
-			for k, d := range Departments {
+			for k, d := range store.Departments {
 				rec[2+k] = formatFloat(p.Department[d])
 			}
 			for k, x := range p.Type {
-				rec[2+len(Departments)+k] = formatFloat(x)
+				rec[2+len(store.Departments)+k] = formatFloat(x)
 			}
 			rec[11] = formatFloat(p.DiscountSensitivity)
 			rec[12] = formatFloat(p.PriceTolerance)

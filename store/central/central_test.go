@@ -1,4 +1,4 @@
-package store
+package central
 
 import (
 	"context"
@@ -16,23 +16,28 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/storeflow/storeflow/store"
+	"github.com/storeflow/storeflow/store/world"
 )
 
 // centralReference is "today" of the generated catalog the central tests serve.
 var centralReference = time.Date(2026, 11, 22, 9, 30, 0, 0, time.UTC)
 
-func centralGenerated(t testing.TB) *Catalog {
+func centralGenerated(t testing.TB) *store.Catalog {
 	t.Helper()
-	c, err := Generate(GenerateConfig{Seed: 7, Reference: centralReference, Customers: 25, Products: 60, Coupons: 45})
+	c, err := world.GenerateCatalog(world.Config{Seed: 7, Reference: centralReference, Customers: 25, Products: 60, Coupons: 45})
 	if err != nil {
 		t.Fatalf("Generate: %v", err)
 	}
 	return c
 }
 
-func centralDay(t testing.TB, s string) Day {
+func centralDay(t testing.TB, s string) store.Day {
 	t.Helper()
-	d, err := ParseDay(s)
+	d, err := store.ParseDay(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,27 +47,27 @@ func centralDay(t testing.TB, s string) Day {
 // centralSmall is a hand-made catalog whose JSON is spelled out in the tests,
 // with the awkward values: ids that need escaping, floats that do not print
 // short, a department coupon, an empty coupon.
-func centralSmall(t testing.TB) *Catalog {
+func centralSmall(t testing.TB) *store.Catalog {
 	t.Helper()
-	customers := []Customer{
+	customers := []store.Customer{
 		{ID: "1", Gender: "F", Age: 28, MeanBuyPrice: 12.68, TotalCouponsUsed: 22, MeanDiscountReceived: 30.61,
 			UniqueProductsBought: 59, UniqueProductsBoughtWithCoupons: 19, TotalItemsBought: 123},
 		{ID: "a/b c?d#e%f&é", Gender: "M", Age: 90, MeanBuyPrice: 0.30000000000000004, MeanDiscountReceived: 1.0 / 3},
 		{ID: strings.Repeat("x", MaxCustomerIDBytes), Gender: "M", MeanBuyPrice: math.MaxFloat64, MeanDiscountReceived: 5e-324},
 	}
-	coupons := []Coupon{
-		{ID: 5, Type: BuyMore, Department: Sports, Discount: 20, HowMany: 2, Start: centralDay(t, "2026-11-20"),
+	coupons := []store.Coupon{
+		{ID: 5, Type: store.BuyMore, Department: store.Sports, Discount: 20, HowMany: 2, Start: centralDay(t, "2026-11-20"),
 			End: centralDay(t, "2026-11-30"), ProductMeanPrice: 19.99, ProductsAvailable: 1},
-		{ID: 6, Type: DeptCoupon, Department: Sports, Discount: 10, HowMany: -1, Start: centralDay(t, "2026-11-22"),
+		{ID: 6, Type: store.DeptCoupon, Department: store.Sports, Discount: 10, HowMany: -1, Start: centralDay(t, "2026-11-22"),
 			End: centralDay(t, "2026-11-22"), ProductMeanPrice: 1e-7, ProductsAvailable: 0},
-		{ID: -3, Type: JustDiscount, Department: Girls, Discount: 0, HowMany: 1, Start: centralDay(t, "2026-01-01"),
+		{ID: -3, Type: store.JustDiscount, Department: store.Girls, Discount: 0, HowMany: 1, Start: centralDay(t, "2026-01-01"),
 			End: centralDay(t, "2026-12-31"), ProductMeanPrice: 0, ProductsAvailable: 0},
 	}
-	products := []Product{
+	products := []store.Product{
 		{ID: 7, Name: "Runner", Category: "Shoes", Sizes: "40-45", Vendor: "Acme", Description: `Light "fast" shoe`,
-			BuyPrice: 59.9, Department: Sports},
+			BuyPrice: 59.9, Department: store.Sports},
 	}
-	cat, err := NewCatalog(customers, coupons, products, []CouponProduct{{CouponID: 5, ProductID: 7}})
+	cat, err := store.NewCatalog(customers, coupons, products, []store.CouponProduct{{CouponID: 5, ProductID: 7}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,31 +79,63 @@ type centralBroken struct {
 	err error // nil: answer a customer with a NaN
 }
 
-func (b centralBroken) Customer(context.Context, string) (Customer, error) {
+func (b centralBroken) Customer(context.Context, string) (store.Customer, error) {
 	if b.err == nil {
-		return Customer{ID: "1", Gender: "F", MeanBuyPrice: math.NaN()}, nil
+		return store.Customer{ID: "1", Gender: "F", MeanBuyPrice: math.NaN()}, nil
 	}
-	return Customer{}, b.err
+	return store.Customer{}, b.err
 }
 
-func (b centralBroken) ValidCoupons(_ context.Context, _ Department, _ Day, dst []Coupon) ([]Coupon, error) {
+func (b centralBroken) ValidCoupons(_ context.Context, _ store.Department, _ store.Day, dst []store.Coupon) ([]store.Coupon, error) {
 	if b.err == nil {
-		return append(dst, Coupon{ID: 1, Type: BuyAll, Department: Boys, ProductMeanPrice: math.Inf(1)}), nil
+		return append(dst, store.Coupon{ID: 1, Type: store.BuyAll, Department: store.Boys, ProductMeanPrice: math.Inf(1)}), nil
 	}
 	return dst, b.err
 }
 
-func (b centralBroken) CouponProducts(context.Context, int) ([]Product, error) {
+func (b centralBroken) CouponProducts(context.Context, int) ([]store.Product, error) {
 	if b.err == nil {
-		return []Product{{ID: 1, Department: Boys, BuyPrice: math.NaN()}}, nil
+		return []store.Product{{ID: 1, Department: store.Boys, BuyPrice: math.NaN()}}, nil
 	}
 	return nil, b.err
 }
 
+// routeCount is what one route's counters of a Server hold.
+type routeCount struct{ OK, NotFound, BadRequest, Unavailable float64 }
+
+// serverCount is storeflow_central_server_requests_total of a Server, by route.
+type serverCount struct{ Customers, Coupons, Products routeCount }
+
+func countServer(s *Server) serverCount {
+	route := func(r *routeCounters) routeCount {
+		return routeCount{testutil.ToFloat64(r.ok), testutil.ToFloat64(r.notFound),
+			testutil.ToFloat64(r.badRequest), testutil.ToFloat64(r.unavailable)}
+	}
+	return serverCount{route(&s.customers), route(&s.coupons), route(&s.products)}
+}
+
+// clientCount is storeflow_central_client_calls_total of a Client, by outcome.
+type clientCount struct{ OK, NotFound, Canceled, Timeout, Transport, HTTP5xx, BadResponse float64 }
+
+func countClient(c *Client) clientCount {
+	n := &c.calls
+	return clientCount{testutil.ToFloat64(n.ok), testutil.ToFloat64(n.notFound), testutil.ToFloat64(n.canceled),
+		testutil.ToFloat64(n.timeout), testutil.ToFloat64(n.transport), testutil.ToFloat64(n.http5xx),
+		testutil.ToFloat64(n.badResponse)}
+}
+
+// calls is every call counted: each ends in exactly one outcome.
+func (n clientCount) calls() float64 { return n.OK + n.NotFound + n.Canceled + n.unavailable() }
+
+// unavailable is the calls the central could not answer.
+func (n clientCount) unavailable() float64 {
+	return n.Timeout + n.Transport + n.HTTP5xx + n.BadResponse
+}
+
 // centralServe starts src's central on a loopback server.
-func centralServe(t testing.TB, src Source) (*CentralServer, *httptest.Server) {
+func centralServe(t testing.TB, src store.Source) (*Server, *httptest.Server) {
 	t.Helper()
-	s := NewCentralServer(src, nil)
+	s := NewServer(src, nil, nil)
 	mux := http.NewServeMux()
 	s.Register(mux)
 	srv := httptest.NewServer(mux)
@@ -106,11 +143,11 @@ func centralServe(t testing.TB, src Source) (*CentralServer, *httptest.Server) {
 	return s, srv
 }
 
-func centralClient(t testing.TB, url string, timeout time.Duration) *CentralClient {
+func centralClient(t testing.TB, url string, timeout time.Duration) *Client {
 	t.Helper()
-	c, err := NewCentralClient(url, timeout)
+	c, err := NewClient(url, timeout, nil)
 	if err != nil {
-		t.Fatalf("NewCentralClient(%q, %s): %v", url, timeout, err)
+		t.Fatalf("NewClient(%q, %s): %v", url, timeout, err)
 	}
 	t.Cleanup(c.Close)
 	return c
@@ -200,16 +237,16 @@ func TestCentralServerCatalog(t *testing.T) {
 			t.Fatalf("customer %s: status %d, body %s", cu.ID, status, body)
 		}
 		centralCheckHeaders(t, h)
-		var got wireCustomer
+		var got store.CustomerRow
 		centralStrict(t, body, &got)
-		if want := customerToWire(&cu); got != want {
+		if want := cu.Row(); got != want {
 			t.Errorf("customer %s:\n got %+v\nwant %+v", cu.ID, got, want)
 		}
 	}
 
-	ref := DayOf(centralReference.Unix())
+	ref := store.DayOf(centralReference.Unix())
 	found := 0
-	for _, dep := range Departments {
+	for _, dep := range store.Departments {
 		for day := ref - 60; day <= ref+60; day += 6 {
 			want, err := cat.ValidCoupons(ctx, dep, day, nil)
 			if err != nil {
@@ -225,9 +262,9 @@ func TestCentralServerCatalog(t *testing.T) {
 			if got.Department != dep.String() || got.Date != day.String() || got.Coupons == nil {
 				t.Errorf("%s on %s: answered for %q on %q, coupons %v", dep, day, got.Department, got.Date, got.Coupons)
 			}
-			wantWire := make([]wireCoupon, len(want))
+			wantWire := make([]store.CouponRow, len(want))
 			for i := range want {
-				wantWire[i] = couponToWire(&want[i])
+				wantWire[i] = want[i].Row()
 			}
 			if !slices.Equal(got.Coupons, wantWire) {
 				t.Errorf("%s on %s:\n got %+v\nwant %+v", dep, day, got.Coupons, wantWire)
@@ -249,9 +286,9 @@ func TestCentralServerCatalog(t *testing.T) {
 		}
 		var got wireProducts
 		centralStrict(t, body, &got)
-		wantWire := make([]wireProduct, len(want))
+		wantWire := make([]store.ProductRow, len(want))
 		for i := range want {
-			wantWire[i] = productToWire(&want[i])
+			wantWire[i] = want[i].Row()
 		}
 		if got.CouponID != cp.ID || !slices.Equal(got.Products, wantWire) {
 			t.Errorf("coupon %d:\n got %d %+v\nwant %+v", cp.ID, got.CouponID, got.Products, wantWire)
@@ -259,28 +296,28 @@ func TestCentralServerCatalog(t *testing.T) {
 	}
 
 	nCust, nCoup, _, _ := cat.Sizes()
-	want := CentralServerStats{
-		Customers: CentralRouteStats{OK: uint64(nCust)},
-		Coupons:   CentralRouteStats{OK: uint64(len(Departments) * 21)},
-		Products:  CentralRouteStats{OK: uint64(nCoup)},
+	want := serverCount{
+		Customers: routeCount{OK: float64(nCust)},
+		Coupons:   routeCount{OK: float64(len(store.Departments) * 21)},
+		Products:  routeCount{OK: float64(nCoup)},
 	}
-	if got := s.Stats(); got != want {
-		t.Errorf("Stats() = %+v, want %+v", got, want)
+	if got := countServer(s); got != want {
+		t.Errorf("counts = %+v, want %+v", got, want)
 	}
 }
 
 func TestCentralServerErrors(t *testing.T) {
 	cat := centralSmall(t)
-	customers := func(s CentralServerStats) CentralRouteStats { return s.Customers }
-	coupons := func(s CentralServerStats) CentralRouteStats { return s.Coupons }
-	products := func(s CentralServerStats) CentralRouteStats { return s.Products }
+	customers := func(s serverCount) routeCount { return s.Customers }
+	coupons := func(s serverCount) routeCount { return s.Coupons }
+	products := func(s serverCount) routeCount { return s.Products }
 	tests := []struct {
 		name    string
-		src     Source
+		src     store.Source
 		path    string
 		status  int
 		wantMsg string
-		route   func(CentralServerStats) CentralRouteStats
+		route   func(serverCount) routeCount
 	}{
 		{"unknown customer", cat, "/central/customers/2", 404, `customer "2": store: not found`, customers},
 		{"customer id too long", cat, "/central/customers/" + strings.Repeat("x", MaxCustomerIDBytes+1), 400, "customer id must be", customers},
@@ -297,11 +334,11 @@ func TestCentralServerErrors(t *testing.T) {
 		{"coupon id not a number", cat, "/central/coupons/abc/products", 400, "coupon id must be an integer", products},
 		{"coupon id a fraction", cat, "/central/coupons/1.5/products", 400, "coupon id must be an integer", products},
 		{"coupon id out of range", cat, "/central/coupons/99999999999999999999/products", 400, "coupon id must be an integer", products},
-		{"source unavailable, customer", centralBroken{err: ErrUnavailable}, "/central/customers/1", 503,
+		{"source unavailable, customer", centralBroken{err: store.ErrUnavailable}, "/central/customers/1", 503,
 			"the central could not answer: store: central unavailable", customers},
-		{"source unavailable, coupons", centralBroken{err: ErrUnavailable}, "/central/departments/Men/coupons?date=2026-11-22", 503,
+		{"source unavailable, coupons", centralBroken{err: store.ErrUnavailable}, "/central/departments/Men/coupons?date=2026-11-22", 503,
 			"the central could not answer: store: central unavailable", coupons},
-		{"source unavailable, products", centralBroken{err: ErrUnavailable}, "/central/coupons/1/products", 503,
+		{"source unavailable, products", centralBroken{err: store.ErrUnavailable}, "/central/coupons/1/products", 503,
 			"the central could not answer: store: central unavailable", products},
 		{"source fails otherwise", centralBroken{err: errors.New("disk on fire")}, "/central/customers/1", 503,
 			"the central could not answer: disk on fire", customers},
@@ -322,7 +359,7 @@ func TestCentralServerErrors(t *testing.T) {
 			if !strings.Contains(e.Error, tt.wantMsg) {
 				t.Errorf("error %q, want it to contain %q", e.Error, tt.wantMsg)
 			}
-			var want CentralRouteStats
+			var want routeCount
 			switch tt.status {
 			case 400:
 				want.BadRequest = 1
@@ -331,7 +368,7 @@ func TestCentralServerErrors(t *testing.T) {
 			case 503:
 				want.Unavailable = 1
 			}
-			if got := tt.route(s.Stats()); got != want {
+			if got := tt.route(countServer(s)); got != want {
 				t.Errorf("route stats %+v, want %+v", got, want)
 			}
 		})
@@ -342,11 +379,11 @@ func TestCentralClientRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
 		name string
-		cat  *Catalog
-		days []Day
+		cat  *store.Catalog
+		days []store.Day
 	}{
 		{"generated", centralGenerated(t), nil},
-		{"awkward", centralSmall(t), []Day{centralDay(t, "2026-11-21"), centralDay(t, "2026-11-22"), centralDay(t, "2026-11-23")}},
+		{"awkward", centralSmall(t), []store.Day{centralDay(t, "2026-11-21"), centralDay(t, "2026-11-22"), centralDay(t, "2026-11-23")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -354,7 +391,7 @@ func TestCentralClientRoundTrip(t *testing.T) {
 			c := centralClient(t, srv.URL+"/", time.Minute) // a trailing slash is no second slash
 			days := tt.days
 			if days == nil {
-				ref := DayOf(centralReference.Unix())
+				ref := store.DayOf(centralReference.Unix())
 				for d := ref - 60; d <= ref+60; d += 5 {
 					days = append(days, d)
 				}
@@ -372,12 +409,12 @@ func TestCentralClientRoundTrip(t *testing.T) {
 				}
 			}
 
-			sentinel := Coupon{ID: -99}
-			for _, dep := range Departments {
+			sentinel := store.Coupon{ID: -99}
+			for _, dep := range store.Departments {
 				for _, day := range days {
 					calls++
-					want, _ := tt.cat.ValidCoupons(ctx, dep, day, []Coupon{sentinel})
-					got, err := c.ValidCoupons(ctx, dep, day, []Coupon{sentinel})
+					want, _ := tt.cat.ValidCoupons(ctx, dep, day, []store.Coupon{sentinel})
+					got, err := c.ValidCoupons(ctx, dep, day, []store.Coupon{sentinel})
 					if err != nil {
 						t.Fatalf("ValidCoupons(%s, %s): %v", dep, day, err)
 					}
@@ -399,9 +436,9 @@ func TestCentralClientRoundTrip(t *testing.T) {
 				}
 			}
 
-			want := CentralClientStats{Calls: uint64(calls), OK: uint64(calls)}
-			if got := c.Stats(); got != want {
-				t.Errorf("Stats() = %+v, want %+v", got, want)
+			want := clientCount{OK: float64(calls)}
+			if got := countClient(c); got != want {
+				t.Errorf("counts = %+v, want %+v", got, want)
 			}
 			c.Close()
 			c.Close()
@@ -432,9 +469,9 @@ func TestCentralClientConcurrent(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	n := uint64(workers * len(cat.Customers()))
-	if got := c.Stats(); got.Calls != n || got.OK != n {
-		t.Errorf("Stats() = %+v, want %d calls, all OK", got, n)
+	n := float64(workers * len(cat.Customers()))
+	if got := countClient(c); got.calls() != n || got.OK != n {
+		t.Errorf("counts = %+v, want %v calls, all OK", got, n)
 	}
 }
 
@@ -452,21 +489,21 @@ func TestCentralClientNotFound(t *testing.T) {
 		{"empty customer id", func() error { _, err := c.Customer(ctx, ""); return err }, false},
 		{"customer id too long", func() error { _, err := c.Customer(ctx, strings.Repeat("x", MaxCustomerIDBytes+1)); return err }, false},
 		{"customer id not UTF-8", func() error { _, err := c.Customer(ctx, "\xff"); return err }, false},
-		{"no department", func() error { _, err := c.ValidCoupons(ctx, NoDepartment, 0, nil); return err }, false},
-		{"department out of range", func() error { _, err := c.ValidCoupons(ctx, Department(200), 0, nil); return err }, false},
+		{"no department", func() error { _, err := c.ValidCoupons(ctx, store.NoDepartment, 0, nil); return err }, false},
+		{"department out of range", func() error { _, err := c.ValidCoupons(ctx, store.Department(200), 0, nil); return err }, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before, beforeServer := c.Stats(), s.Stats()
+			before, beforeServer := countClient(c), countServer(s)
 			err := tt.call()
-			if !errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnavailable) {
+			if !errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrUnavailable) {
 				t.Fatalf("err = %v, want ErrNotFound and not ErrUnavailable", err)
 			}
-			after := c.Stats()
-			if after.Calls-before.Calls != 1 || after.NotFound-before.NotFound != 1 || after.Unavailable() != before.Unavailable() {
+			after := countClient(c)
+			if after.calls()-before.calls() != 1 || after.NotFound-before.NotFound != 1 || after.unavailable() != before.unavailable() {
 				t.Errorf("stats went from %+v to %+v, want one call not found", before, after)
 			}
-			asked := s.Stats() != beforeServer
+			asked := countServer(s) != beforeServer
 			if asked != tt.asked {
 				t.Errorf("the central was asked: %v, want %v", asked, tt.asked)
 			}
@@ -487,15 +524,15 @@ const (
 )
 
 // centralAsk makes one call of the given kind against the canned questions.
-func centralAsk(ctx context.Context, c *CentralClient, kind string) error {
+func centralAsk(ctx context.Context, c *Client, kind string) error {
 	var err error
 	switch kind {
 	case "customer":
 		_, err = c.Customer(ctx, "1")
 	case "coupons":
-		var day Day
-		if day, err = ParseDay("2026-11-22"); err == nil {
-			_, err = c.ValidCoupons(ctx, Boys, day, nil)
+		var day store.Day
+		if day, err = store.ParseDay("2026-11-22"); err == nil {
+			_, err = c.ValidCoupons(ctx, store.Boys, day, nil)
 		}
 	case "products":
 		_, err = c.CouponProducts(ctx, 5)
@@ -539,15 +576,15 @@ func TestCentralClientHostilePeers(t *testing.T) {
 		}
 		return strings.Replace(body, old, new, 1)
 	}
-	http5xx := func(s CentralClientStats) uint64 { return s.HTTP5xx }
-	bad := func(s CentralClientStats) uint64 { return s.BadResponse }
+	http5xx := func(s clientCount) float64 { return s.HTTP5xx }
+	bad := func(s clientCount) float64 { return s.BadResponse }
 
 	tests := []struct {
 		name    string
 		kind    string // customer, coupons or products
 		handler http.HandlerFunc
 		wantErr string
-		counted func(CentralClientStats) uint64
+		counted func(clientCount) float64
 	}{
 		{"500 with the central's error", "customer", answer(500, "application/json", `{"error":"boom"}`), "500 Internal Server Error: boom", http5xx},
 		{"503 from the central", "coupons", answer(503, "application/json", `{"error":"the central could not answer: redis down"}`),
@@ -573,37 +610,37 @@ func TestCentralClientHostilePeers(t *testing.T) {
 		{"a list for a customer", "customer", ok("[]"), "not a customer_info row", bad},
 		{"customer: another customer", "customer", ok(edit(centralGoodCustomer, `"customer_id":"1"`, `"customer_id":"2"`)),
 			`customer_id: "2", asked for "1"`, bad},
-		{"customer: gender X", "customer", ok(edit(centralGoodCustomer, `"F"`, `"X"`)), `gender: "X" is not M or F`, bad},
-		{"customer: negative age", "customer", ok(edit(centralGoodCustomer, `"age":28`, `"age":-1`)), "age: -1 is negative", bad},
+		{"customer: gender X", "customer", ok(edit(centralGoodCustomer, `"F"`, `"X"`)), `gender "X": must be M or F`, bad},
+		{"customer: negative age", "customer", ok(edit(centralGoodCustomer, `"age":28`, `"age":-1`)), `age "-1": must not be negative`, bad},
 		{"customer: fractional age", "customer", ok(edit(centralGoodCustomer, `"age":28`, `"age":28.5`)), "not a customer_info row", bad},
 		{"customer: age as text", "customer", ok(edit(centralGoodCustomer, `"age":28`, `"age":"28"`)), "not a customer_info row", bad},
 		{"customer: float out of range", "customer", ok(edit(centralGoodCustomer, `12.68`, `1e400`)), "not a customer_info row", bad},
-		{"customer: negative price", "customer", ok(edit(centralGoodCustomer, `12.68`, `-12.68`)), "mean_buy_price: -12.68 is not a finite number ≥ 0", bad},
+		{"customer: negative price", "customer", ok(edit(centralGoodCustomer, `12.68`, `-12.68`)), `mean_buy_price "-12.68": must not be negative`, bad},
 		{"customer: field missing", "customer", ok(edit(centralGoodCustomer, `,"total_items_bought":123`, ``)), "total_items_bought: missing", bad},
 		{"customer: field null", "customer", ok(edit(centralGoodCustomer, `"gender":"F"`, `"gender":null`)), "gender: missing", bad},
 		{"coupons: unknown department", "coupons", ok(edit(centralGoodCoupons, `"department":"Boys","discount"`, `"department":"Toys","discount"`)),
-			`coupons[0].department: "Toys" is not a department`, bad},
+			`coupons[0].department "Toys": not a department`, bad},
 		{"coupons: another department's", "coupons", ok(edit(centralGoodCoupons, `"department":"Boys","discount"`, `"department":"Men","discount"`)),
 			"coupons[0].department: Men, asked for Boys", bad},
 		{"coupons: answered for another department", "coupons", ok(edit(centralGoodCoupons, `{"department":"Boys"`, `{"department":"Girls"`)),
 			`department: "Girls", asked for Boys`, bad},
 		{"coupons: answered for another date", "coupons", ok(edit(centralGoodCoupons, `"date":"2026-11-22"`, `"date":"2026-11-23"`)),
 			`date: "2026-11-23", asked for 2026-11-22`, bad},
-		{"coupons: unknown type", "coupons", ok(edit(centralGoodCoupons, `"buy_more"`, `"bogo"`)), `coupons[0].coupon_type: "bogo" is not a coupon type`, bad},
+		{"coupons: unknown type", "coupons", ok(edit(centralGoodCoupons, `"buy_more"`, `"bogo"`)), `coupons[0].coupon_type "bogo": not a coupon type`, bad},
 		{"coupons: no such day", "coupons", ok(edit(centralGoodCoupons, `"2026-11-20"`, `"2026-11-31"`)),
-			`coupons[0].start_date: "2026-11-31" is not a YYYY-MM-DD date`, bad},
+			`coupons[0].start_date "2026-11-31": not a YYYY-MM-DD date`, bad},
 		{"coupons: date with a time", "coupons", ok(edit(centralGoodCoupons, `"2026-11-30"`, `"2026-11-30T00:00:00Z"`)),
 			"coupons[0].end_date", bad},
 		{"coupons: ends before it starts", "coupons", ok(edit(centralGoodCoupons, `"2026-11-30"`, `"2026-11-19"`)),
-			"coupons[0].end_date: 2026-11-19 before start_date 2026-11-20", bad},
+			`coupons[0].end_date "2026-11-19": before start_date 2026-11-20`, bad},
 		{"coupons: not running on the day", "coupons", ok(edit(centralGoodCoupons, `"2026-11-20"`, `"2026-11-23"`)),
 			"coupon 5 runs 2026-11-23 to 2026-11-30, not on 2026-11-22", bad},
 		{"coupons: -1 on a buy_more", "coupons", ok(edit(centralGoodCoupons, `"how_many_products_required":2`, `"how_many_products_required":-1`)),
-			"coupons[0].how_many_products_required: -1 is negative", bad},
-		{"coupons: negative discount", "coupons", ok(edit(centralGoodCoupons, `"discount":20`, `"discount":-20`)), "coupons[0].discount: -20 is negative", bad},
+			`coupons[0].how_many_products_required "-1": must not be negative (only a department coupon takes -1)`, bad},
+		{"coupons: negative discount", "coupons", ok(edit(centralGoodCoupons, `"discount":20`, `"discount":-20`)), `coupons[0].discount "-20": must not be negative`, bad},
 		{"coupons: null list", "coupons", ok(edit(centralGoodCoupons, `"coupons":[`, `"coupons":null,"x":[`)), "coupons: missing", bad},
 		{"products: another coupon's", "products", ok(edit(centralGoodProducts, `"coupon_id":5`, `"coupon_id":6`)), "coupon_id: 6, asked for 5", bad},
-		{"products: unknown department", "products", ok(edit(centralGoodProducts, `"Boys"`, `"Sport "`)), `products[0].department: "Sport " is not a department`, bad},
+		{"products: unknown department", "products", ok(edit(centralGoodProducts, `"Boys"`, `"Sport "`)), `products[0].department "Sport ": not a department`, bad},
 		{"products: negative price", "products", ok(edit(centralGoodProducts, `59.9`, `-1`)), "products[0].buy_price", bad},
 		{"products: name missing", "products", ok(edit(centralGoodProducts, `"name":"Runner",`, ``)), "products[0].name: missing", bad},
 		{"products: no list", "products", ok(`{"coupon_id":5}`), "products: missing", bad},
@@ -614,7 +651,7 @@ func TestCentralClientHostilePeers(t *testing.T) {
 			t.Cleanup(srv.Close)
 			c := centralClient(t, strings.Replace(srv.URL, "http://", "http://reader:secret@", 1), time.Minute)
 			err := centralAsk(context.Background(), c, tt.kind)
-			if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotFound) {
+			if !errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrNotFound) {
 				t.Fatalf("err = %v, want ErrUnavailable and not ErrNotFound", err)
 			}
 			msg := err.Error()
@@ -627,9 +664,9 @@ func TestCentralClientHostilePeers(t *testing.T) {
 			if strings.Contains(msg, "secret") || strings.Contains(msg, "reader") {
 				t.Errorf("err = %q shows the URL's user info", msg)
 			}
-			st := c.Stats()
-			if st.Calls != 1 || tt.counted(st) != 1 || st.Unavailable() != 1 {
-				t.Errorf("Stats() = %+v, want one call counted in its kind", st)
+			st := countClient(c)
+			if st.calls() != 1 || tt.counted(st) != 1 || st.unavailable() != 1 {
+				t.Errorf("counts = %+v, want one call counted in its kind", st)
 			}
 		})
 	}
@@ -669,15 +706,15 @@ func TestCentralClientContext(t *testing.T) {
 		ctx     func(arrived <-chan struct{}) (context.Context, context.CancelFunc)
 		wantErr string
 		want    error
-		counted func(CentralClientStats) uint64
+		counted func(clientCount) float64
 	}{
 		{"peer sends nothing", "", timeout, nil, "timed out after 150ms", context.DeadlineExceeded,
-			func(s CentralClientStats) uint64 { return s.Timeout }},
+			func(s clientCount) float64 { return s.Timeout }},
 		{"peer stalls in the body", centralGoodCustomer[:30], timeout, nil, "timed out after 150ms reading the answer", context.DeadlineExceeded,
-			func(s CentralClientStats) uint64 { return s.Timeout }},
+			func(s clientCount) float64 { return s.Timeout }},
 		{"caller's deadline first", "", time.Minute, func(<-chan struct{}) (context.Context, context.CancelFunc) {
 			return context.WithTimeout(context.Background(), timeout)
-		}, "the caller's deadline passed", context.DeadlineExceeded, func(s CentralClientStats) uint64 { return s.Timeout }},
+		}, "the caller's deadline passed", context.DeadlineExceeded, func(s clientCount) float64 { return s.Timeout }},
 		{"caller cancels", "", time.Minute, func(arrived <-chan struct{}) (context.Context, context.CancelFunc) {
 			ctx, cancel := context.WithCancel(context.Background())
 			go func() {
@@ -685,7 +722,7 @@ func TestCentralClientContext(t *testing.T) {
 				cancel()
 			}()
 			return ctx, cancel
-		}, "canceled", context.Canceled, func(s CentralClientStats) uint64 { return s.Canceled }},
+		}, "canceled", context.Canceled, func(s clientCount) float64 { return s.Canceled }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -701,7 +738,7 @@ func TestCentralClientContext(t *testing.T) {
 			start := time.Now()
 			_, err := c.Customer(ctx, "1")
 			took := time.Since(start)
-			if !errors.Is(err, ErrUnavailable) || !errors.Is(err, tt.want) {
+			if !errors.Is(err, store.ErrUnavailable) || !errors.Is(err, tt.want) {
 				t.Fatalf("err = %v, want ErrUnavailable and %v", err, tt.want)
 			}
 			if !strings.Contains(err.Error(), tt.wantErr) {
@@ -712,8 +749,8 @@ func TestCentralClientContext(t *testing.T) {
 			if took > timeout+5*time.Second {
 				t.Errorf("the call took %s with a %s deadline", took, timeout)
 			}
-			if st := c.Stats(); st.Calls != 1 || tt.counted(st) != 1 {
-				t.Errorf("Stats() = %+v, want one call counted in its kind", st)
+			if st := countClient(c); st.calls() != 1 || tt.counted(st) != 1 {
+				t.Errorf("counts = %+v, want one call counted in its kind", st)
 			}
 		})
 	}
@@ -747,14 +784,14 @@ func TestCentralClientNoPeer(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := centralClient(t, tt.url, 5*time.Second)
 			_, err := c.Customer(context.Background(), "1")
-			if !errors.Is(err, ErrUnavailable) {
+			if !errors.Is(err, store.ErrUnavailable) {
 				t.Fatalf("err = %v, want ErrUnavailable", err)
 			}
 			if !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("err = %q, want it to contain %q", err, tt.wantErr)
 			}
-			if st := c.Stats(); st.Calls != 1 || st.Transport != 1 {
-				t.Errorf("Stats() = %+v, want one transport failure", st)
+			if st := countClient(c); st.calls() != 1 || st.Transport != 1 {
+				t.Errorf("counts = %+v, want one transport failure", st)
 			}
 		})
 	}
@@ -763,13 +800,13 @@ func TestCentralClientNoPeer(t *testing.T) {
 func TestCentralClientOutOfRangeDay(t *testing.T) {
 	s, srv := centralServe(t, centralSmall(t))
 	c := centralClient(t, srv.URL, time.Minute)
-	for _, day := range []Day{math.MinInt32, -800000, 3000000, math.MaxInt32} {
-		got, err := c.ValidCoupons(context.Background(), Boys, day, []Coupon{{ID: 1}})
+	for _, day := range []store.Day{math.MinInt32, -800000, 3000000, math.MaxInt32} {
+		got, err := c.ValidCoupons(context.Background(), store.Boys, day, []store.Coupon{{ID: 1}})
 		if err != nil || len(got) != 1 || got[0].ID != 1 {
 			t.Errorf("ValidCoupons(Boys, %d) = %v, %v; want dst as it came, no error", day, got, err)
 		}
 	}
-	if got := s.Stats(); got != (CentralServerStats{}) {
+	if got := countServer(s); got != (serverCount{}) {
 		t.Errorf("the central was asked about days it cannot be told: %+v", got)
 	}
 }
@@ -797,7 +834,7 @@ func TestNewCentralClient(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := NewCentralClient(tt.url, tt.timeout)
+			c, err := NewClient(tt.url, tt.timeout, nil)
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("err = %v, want a client", err)
@@ -824,7 +861,7 @@ func TestNewCentralClient(t *testing.T) {
 
 // centralValidCustomer and friends say what the client must never accept,
 // in the words of the CSV loader's checks, written out again here.
-func centralValidCustomer(c Customer) error {
+func centralValidCustomer(c store.Customer) error {
 	switch {
 	case !validCustomerID(c.ID):
 		return errors.New("bad id")
@@ -838,8 +875,8 @@ func centralValidCustomer(c Customer) error {
 	return nil
 }
 
-func centralValidCoupon(c Coupon, dep Department, day Day) error {
-	_, typeOK := ParseCouponType(string(c.Type))
+func centralValidCoupon(c store.Coupon, dep store.Department, day store.Day) error {
+	_, typeOK := store.ParseCouponType(string(c.Type))
 	switch {
 	case !typeOK:
 		return errors.New("bad type")
@@ -847,7 +884,7 @@ func centralValidCoupon(c Coupon, dep Department, day Day) error {
 		return errors.New("wrong department")
 	case !c.ValidOn(day) || c.End < c.Start:
 		return errors.New("not valid on the day")
-	case c.Discount < 0 || c.ProductsAvailable < 0 || (c.HowMany < 0 && (c.HowMany != -1 || c.Type != DeptCoupon)):
+	case c.Discount < 0 || c.ProductsAvailable < 0 || (c.HowMany < 0 && (c.HowMany != -1 || c.Type != store.DeptCoupon)):
 		return errors.New("negative count")
 	case !centralAmount(c.ProductMeanPrice):
 		return errors.New("bad amount")
@@ -855,8 +892,8 @@ func centralValidCoupon(c Coupon, dep Department, day Day) error {
 	return nil
 }
 
-func centralValidProduct(p Product) error {
-	if p.Department == NoDepartment || int(p.Department) >= len(departmentNames) {
+func centralValidProduct(p store.Product) error {
+	if p.Department == store.NoDepartment || int(p.Department) >= store.DepartmentSlots {
 		return errors.New("bad department")
 	}
 	if !centralAmount(p.BuyPrice) {
@@ -882,13 +919,13 @@ func FuzzCentralDecode(f *testing.F) {
 	f.Add([]byte(`null`))
 	f.Add([]byte(`[]`))
 	f.Add([]byte(`{"CUSTOMER_ID":"1"}`))
-	day := DayOf(centralReference.Unix())
+	day := store.DayOf(centralReference.Unix())
 	f.Fuzz(func(t *testing.T, body []byte) {
 		if cu, err := decodeCustomer(body, "1"); err == nil {
 			if err := centralValidCustomer(cu); err != nil || cu.ID != "1" {
 				t.Fatalf("accepted customer %+v: %v", cu, err)
 			}
-			b, err := json.Marshal(customerToWire(&cu))
+			b, err := json.Marshal(cu.Row())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -897,37 +934,37 @@ func FuzzCentralDecode(f *testing.F) {
 			}
 		}
 
-		dst := []Coupon{{ID: -1}}
-		list, err := decodeCoupons(body, Boys, day, dst)
+		dst := []store.Coupon{{ID: -1}}
+		list, err := decodeCoupons(body, store.Boys, day, dst)
 		switch {
-		case len(list) < 1 || list[0] != (Coupon{ID: -1}):
+		case len(list) < 1 || list[0] != (store.Coupon{ID: -1}):
 			t.Fatalf("dst was not kept: %+v", list)
 		case err != nil && len(list) != 1:
 			t.Fatalf("refused (%v) but appended: %+v", err, list)
 		case err == nil:
-			out := wireCoupons{Department: Boys.String(), Date: day.String(), Coupons: []wireCoupon{}}
+			out := wireCoupons{Department: store.Boys.String(), Date: day.String(), Coupons: []store.CouponRow{}}
 			for _, cp := range list[1:] {
-				if err := centralValidCoupon(cp, Boys, day); err != nil {
+				if err := centralValidCoupon(cp, store.Boys, day); err != nil {
 					t.Fatalf("accepted coupon %+v: %v", cp, err)
 				}
-				out.Coupons = append(out.Coupons, couponToWire(&cp))
+				out.Coupons = append(out.Coupons, cp.Row())
 			}
 			b, err := json.Marshal(out)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if again, err := decodeCoupons(b, Boys, day, nil); err != nil || !slices.Equal(again, list[1:]) {
+			if again, err := decodeCoupons(b, store.Boys, day, nil); err != nil || !slices.Equal(again, list[1:]) {
 				t.Fatalf("coupons %+v did not survive the wire: %+v, %v", list[1:], again, err)
 			}
 		}
 
 		if ps, err := decodeProducts(body, 5); err == nil {
-			out := wireProducts{CouponID: 5, Products: []wireProduct{}}
+			out := wireProducts{CouponID: 5, Products: []store.ProductRow{}}
 			for _, p := range ps {
 				if err := centralValidProduct(p); err != nil {
 					t.Fatalf("accepted product %+v: %v", p, err)
 				}
-				out.Products = append(out.Products, productToWire(&p))
+				out.Products = append(out.Products, p.Row())
 			}
 			b, err := json.Marshal(out)
 			if err != nil {

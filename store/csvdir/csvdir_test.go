@@ -1,17 +1,19 @@
-package store
+package csvdir
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/storeflow/storeflow/store"
+	"github.com/storeflow/storeflow/store/world"
 )
 
-// csvTables lists every table file LoadDir reads, in the fuzz target's order.
+// csvTables lists every table file Load reads, in the fuzz target's order.
 var csvTables = []string{customersFile, couponsFile, productsFile, linksFile, preferencesFile, historyFile}
 
 // csvValid is a small consistent directory, every table present. Line numbers
@@ -79,106 +81,97 @@ func csvSameRows[T comparable](t *testing.T, table string, got, want []T) {
 	}
 }
 
-// csvSameWorld fails the test unless got holds the same tables as want.
-func csvSameWorld(t *testing.T, got, want *World) {
+// csvSameTables fails the test unless got holds the same tables as want.
+func csvSameTables(t *testing.T, got, want *Tables) {
 	t.Helper()
 	csvSameRows(t, "customers", got.Catalog.Customers(), want.Catalog.Customers())
 	csvSameRows(t, "coupons", got.Catalog.Coupons(), want.Catalog.Coupons())
 	csvSameRows(t, "products", got.Catalog.Products(), want.Catalog.Products())
 	csvSameRows(t, "links", got.Catalog.Links(), want.Catalog.Links())
-	if (got.Truth == nil) != (want.Truth == nil) {
-		t.Fatalf("Truth = %v, want %v", got.Truth, want.Truth)
+	if (got.Preferences == nil) != (want.Preferences == nil) {
+		t.Fatalf("Preferences nil = %v, want %v", got.Preferences == nil, want.Preferences == nil)
 	}
-	if want.Truth != nil {
-		csvSameRows(t, "preferences", got.Truth.All(), want.Truth.All())
-	}
+	csvSameRows(t, "preferences", got.Preferences, want.Preferences)
 	if (got.History == nil) != (want.History == nil) {
 		t.Fatalf("History nil = %v, want %v", got.History == nil, want.History == nil)
 	}
 	csvSameRows(t, "history", got.History, want.History)
 }
 
-// csvAwkwardWorld is a small hand-made world whose text needs CSV quoting
+// csvAwkwardTables are small hand-made tables whose text needs CSV quoting
 // and whose numbers need every digit.
-func csvAwkwardWorld(t *testing.T) *World {
+func csvAwkwardTables(t *testing.T) *Tables {
 	t.Helper()
-	customers := []Customer{
+	customers := []store.Customer{
 		{ID: "c-1", Gender: "F", Age: 18, MeanBuyPrice: 0.1 + 0.2, TotalCouponsUsed: 3, MeanDiscountReceived: 12.345678901234567, UniqueProductsBought: 10, UniqueProductsBoughtWithCoupons: 2, TotalItemsBought: 14},
 		{ID: "id, with \"comma\"", Gender: "M", Age: 90, MeanBuyPrice: 1e-7, TotalItemsBought: 1},
 	}
-	coupons := []Coupon{
-		{ID: 7, Type: DeptCoupon, Department: Sports, Discount: 5, HowMany: -1, Start: -3, End: 100000, ProductMeanPrice: 1.0 / 3, ProductsAvailable: 1},
-		{ID: -2, Type: BuyMore, Department: Boys, Discount: 40, HowMany: 3, Start: 19800, End: 19800, ProductMeanPrice: 12},
+	coupons := []store.Coupon{
+		{ID: 7, Type: store.DeptCoupon, Department: store.Sports, Discount: 5, HowMany: -1, Start: -3, End: 100000, ProductMeanPrice: 1.0 / 3, ProductsAvailable: 1},
+		{ID: -2, Type: store.BuyMore, Department: store.Boys, Discount: 40, HowMany: 3, Start: 19800, End: 19800, ProductMeanPrice: 12},
 	}
-	products := []Product{
-		{ID: 3, Name: "Café, \"deluxe\" ☕", Category: "#not a comment", Sizes: `\.`, Vendor: "", Description: "two\nlines", BuyPrice: 123456.789, Department: Sports},
-		{ID: 1, Name: "plain", Category: "Caps", Sizes: "One size", Vendor: "V", Description: "d", BuyPrice: 0, Department: Boys},
+	products := []store.Product{
+		{ID: 3, Name: "Café, \"deluxe\" ☕", Category: "#not a comment", Sizes: `\.`, Vendor: "", Description: "two\nlines", BuyPrice: 123456.789, Department: store.Sports},
+		{ID: 1, Name: "plain", Category: "Caps", Sizes: "One size", Vendor: "V", Description: "d", BuyPrice: 0, Department: store.Boys},
 	}
-	links := []CouponProduct{{7, 3}, {-2, 1}, {7, 1}, {7, 3}}
-	cat, err := NewCatalog(customers, coupons, products, links)
+	links := []store.CouponProduct{{CouponID: 7, ProductID: 3}, {CouponID: -2, ProductID: 1}, {CouponID: 7, ProductID: 1}, {CouponID: 7, ProductID: 3}}
+	cat, err := store.NewCatalog(customers, coupons, products, links)
 	if err != nil {
 		t.Fatal(err)
 	}
-	truth, err := NewTruth([]Preferences{
+	prefs := []store.Preferences{
 		{CustomerID: "id, with \"comma\"", Propensity: -1.25, Department: [6]float64{0, 0.1, -0.2, 0.3, -0.4, 0.5}, Type: [4]float64{1, 2, 3, 4}, DiscountSensitivity: 0.3, PriceTolerance: 1e-9},
 		{CustomerID: "c-1", Propensity: 2.5e10},
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
-	history := []Offer{
+	history := []store.Offer{
 		{CustomerID: "c-1", CouponID: 7, Day: -3, Used: true},
 		{CustomerID: "id, with \"comma\"", CouponID: -2, Day: 19800},
 		{CustomerID: "c-1", CouponID: 7, Day: 100000},
 	}
-	return &World{Catalog: cat, Truth: truth, History: history}
+	return &Tables{Catalog: cat, Preferences: prefs, History: history}
 }
 
 func TestCSVRoundTrip(t *testing.T) {
 	ref := time.Date(2024, 5, 15, 12, 0, 0, 0, time.UTC)
-	generated := func(cfg GenerateConfig) func(t *testing.T) *World {
-		return func(t *testing.T) *World {
+	generated := func(cfg world.Config) func(t *testing.T) *Tables {
+		return func(t *testing.T) *Tables {
 			cfg.Reference = ref
-			cat, err := Generate(cfg)
+			cat, err := world.GenerateCatalog(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			return &World{Catalog: cat}
+			return &Tables{Catalog: cat}
 		}
 	}
 	tests := []struct {
-		name  string
-		world func(t *testing.T) *World
+		name   string
+		tables func(t *testing.T) *Tables
 	}{
-		{"generated small", generated(GenerateConfig{Seed: 7, Customers: 40, Products: 60, Coupons: 30})},
-		{"generated reference sizes", generated(GenerateConfig{Seed: 1})},
-		{"awkward text with truth and history", csvAwkwardWorld},
-		{"empty truth and history", func(t *testing.T) *World {
-			w := csvAwkwardWorld(t)
-			truth, err := NewTruth([]Preferences{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return &World{Catalog: w.Catalog, Truth: truth, History: []Offer{}}
+		{"generated small", generated(world.Config{Seed: 7, Customers: 40, Products: 60, Coupons: 30})},
+		{"generated reference sizes", generated(world.Config{Seed: 1})},
+		{"awkward text with truth and history", csvAwkwardTables},
+		{"empty truth and history", func(t *testing.T) *Tables {
+			w := csvAwkwardTables(t)
+			return &Tables{Catalog: w.Catalog, Preferences: []store.Preferences{}, History: []store.Offer{}}
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			want := tt.world(t)
+			want := tt.tables(t)
 			dir := t.TempDir()
-			if err := WriteDir(dir, want); err != nil {
-				t.Fatalf("WriteDir: %v", err)
+			if err := Write(dir, want); err != nil {
+				t.Fatalf("Write: %v", err)
 			}
-			got, err := LoadDir(dir)
+			got, err := Load(dir)
 			if err != nil {
-				t.Fatalf("LoadDir: %v", err)
+				t.Fatalf("Load: %v", err)
 			}
-			csvSameWorld(t, got, want)
+			csvSameTables(t, got, want)
 
-			// Same world, same bytes; and no temporary file left behind.
+			// same tables, same bytes; and no temporary file left behind.
 			again := filepath.Join(t.TempDir(), "new", "dir")
-			if err := WriteDir(again, got); err != nil {
-				t.Fatalf("WriteDir again: %v", err)
+			if err := Write(again, got); err != nil {
+				t.Fatalf("Write again: %v", err)
 			}
 			entries, err := os.ReadDir(dir)
 			if err != nil {
@@ -196,11 +189,11 @@ func TestCSVRoundTrip(t *testing.T) {
 					t.Fatal(err)
 				}
 				if !bytes.Equal(a, b) {
-					t.Errorf("%s differs between two writes of the same world", e.Name())
+					t.Errorf("%s differs between two writes of the same tables", e.Name())
 				}
 			}
 			wantNames := []string{couponsFile, linksFile, customersFile, productsFile}
-			if want.Truth != nil {
+			if want.Preferences != nil {
 				wantNames = append(wantNames, historyFile, preferencesFile)
 			}
 			slices.Sort(wantNames)
@@ -211,9 +204,9 @@ func TestCSVRoundTrip(t *testing.T) {
 	}
 }
 
-func TestWriteDirFormat(t *testing.T) {
+func TestWriteFormat(t *testing.T) {
 	dir := t.TempDir()
-	if err := WriteDir(dir, csvAwkwardWorld(t)); err != nil {
+	if err := Write(dir, csvAwkwardTables(t)); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]string{
@@ -237,10 +230,10 @@ func TestWriteDirFormat(t *testing.T) {
 	}
 }
 
-// TestLoadDirOriginalDemo reads files in the original demo's shape, written
+// TestLoadOriginalDemo reads files in the original demo's shape, written
 // by hand: product_info.csv instead of products.csv, the "Sport" spelling, a
 // spreadsheet's BOM and CRLF, headers in another case, spaces around fields.
-func TestLoadDirOriginalDemo(t *testing.T) {
+func TestLoadOriginalDemo(t *testing.T) {
 	files := map[string]string{
 		customersFile: "\ufeffCUSTOMER_ID, Gender ,Age,Mean_Buy_Price,total_coupons_used,mean_discount_received,unique_products_bought,unique_products_bought_with_coupons,total_items_bought\r\n" +
 			"1000, F , 42 , 19.9 ,3,12.5,10,2,14\r\n" +
@@ -255,37 +248,37 @@ func TestLoadDirOriginalDemo(t *testing.T) {
 	}
 	dir := t.TempDir()
 	csvWriteFiles(t, dir, files)
-	w, err := LoadDir(dir)
+	w, err := Load(dir)
 	if err != nil {
-		t.Fatalf("LoadDir: %v", err)
+		t.Fatalf("Load: %v", err)
 	}
-	if w.Truth != nil || w.History != nil {
-		t.Errorf("Truth = %v, History = %v, want both nil", w.Truth, w.History)
+	if w.Preferences != nil || w.History != nil {
+		t.Errorf("Preferences = %v, History = %v, want both nil", w.Preferences, w.History)
 	}
-	want := &World{}
-	want.Catalog, err = NewCatalog(
-		[]Customer{
+	want := &Tables{}
+	want.Catalog, err = store.NewCatalog(
+		[]store.Customer{
 			{ID: "1000", Gender: "F", Age: 42, MeanBuyPrice: 19.9, TotalCouponsUsed: 3, MeanDiscountReceived: 12.5, UniqueProductsBought: 10, UniqueProductsBoughtWithCoupons: 2, TotalItemsBought: 14},
 			{ID: "1001", Gender: "M", Age: 61, MeanBuyPrice: 35, UniqueProductsBought: 4, TotalItemsBought: 4},
 		},
-		[]Coupon{
-			{ID: 1, Type: JustDiscount, Department: Sports, Discount: 10, HowMany: 1, Start: csvDay(t, "2024-05-01"), End: csvDay(t, "2024-05-10"), ProductMeanPrice: 24.5, ProductsAvailable: 1},
-			{ID: 2, Type: DeptCoupon, Department: Sports, Discount: 5, HowMany: -1, Start: csvDay(t, "2024-04-20"), End: csvDay(t, "2024-06-01"), ProductMeanPrice: 24.5, ProductsAvailable: 2},
+		[]store.Coupon{
+			{ID: 1, Type: store.JustDiscount, Department: store.Sports, Discount: 10, HowMany: 1, Start: csvDay(t, "2024-05-01"), End: csvDay(t, "2024-05-10"), ProductMeanPrice: 24.5, ProductsAvailable: 1},
+			{ID: 2, Type: store.DeptCoupon, Department: store.Sports, Discount: 5, HowMany: -1, Start: csvDay(t, "2024-04-20"), End: csvDay(t, "2024-06-01"), ProductMeanPrice: 24.5, ProductsAvailable: 2},
 		},
-		[]Product{
-			{ID: 1, Name: "ORBENFJELL - Navy blue Yoga mats, for All", Category: "Yoga mats", Sizes: "One size", Vendor: "Kestrel Sportswear", Description: `A mat, "non-slip".`, BuyPrice: 24.5, Department: Sports},
-			{ID: 2, Name: "QUINVERA - Teal Caps for Boys", Category: "Caps", Sizes: "One size", Vendor: "Meadowlark Kids", Description: "A cap.", BuyPrice: 24.5, Department: Sports},
+		[]store.Product{
+			{ID: 1, Name: "ORBENFJELL - Navy blue Yoga mats, for All", Category: "Yoga mats", Sizes: "One size", Vendor: "Kestrel Sportswear", Description: `A mat, "non-slip".`, BuyPrice: 24.5, Department: store.Sports},
+			{ID: 2, Name: "QUINVERA - Teal Caps for Boys", Category: "Caps", Sizes: "One size", Vendor: "Meadowlark Kids", Description: "A cap.", BuyPrice: 24.5, Department: store.Sports},
 		},
-		[]CouponProduct{{1, 1}, {2, 1}, {2, 2}},
+		[]store.CouponProduct{{CouponID: 1, ProductID: 1}, {CouponID: 2, ProductID: 1}, {CouponID: 2, ProductID: 2}},
 	)
 	if err != nil {
 		t.Fatal(err)
 	}
-	csvSameWorld(t, w, want)
+	csvSameTables(t, w, want)
 
 	// Written back, the table takes the new name and the new spelling.
 	out := t.TempDir()
-	if err := WriteDir(out, w); err != nil {
+	if err := Write(out, w); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(filepath.Join(out, productsFile))
@@ -297,17 +290,17 @@ func TestLoadDirOriginalDemo(t *testing.T) {
 	}
 }
 
-func csvDay(t *testing.T, s string) Day {
+func csvDay(t *testing.T, s string) store.Day {
 	t.Helper()
-	d, err := ParseDay(s)
+	d, err := store.ParseDay(s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return d
 }
 
-// TestLoadDirProducts checks which products table is read.
-func TestLoadDirProducts(t *testing.T) {
+// TestLoadProducts checks which products table is read.
+func TestLoadProducts(t *testing.T) {
 	tests := []struct {
 		name       string
 		products   string // content of products.csv; "" for none
@@ -333,10 +326,10 @@ func TestLoadDirProducts(t *testing.T) {
 			if tt.oldProduct != "" {
 				csvWriteFiles(t, dir, map[string]string{productsFileOld: tt.oldProduct})
 			}
-			w, err := LoadDir(dir)
+			w, err := Load(dir)
 			if tt.wantErr == "" {
 				if err != nil {
-					t.Fatalf("LoadDir: %v", err)
+					t.Fatalf("Load: %v", err)
 				}
 				if _, _, n, _ := w.Catalog.Sizes(); n != 3 {
 					t.Errorf("%d products, want 3", n)
@@ -344,7 +337,7 @@ func TestLoadDirProducts(t *testing.T) {
 				return
 			}
 			if w != nil || err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("LoadDir = %v, %v; want an error containing %q", w, err, tt.wantErr)
+				t.Fatalf("Load = %v, %v; want an error containing %q", w, err, tt.wantErr)
 			}
 		})
 	}
@@ -361,8 +354,8 @@ func csvEdit(t *testing.T, content string, n int, text string) string {
 	return strings.Join(lines, "\n")
 }
 
-func TestLoadDirRefuses(t *testing.T) {
-	custHeader := strings.Join(customerColumns, ",")
+func TestLoadRefuses(t *testing.T) {
+	custHeader := strings.Join(store.CustomerColumns, ",")
 	tests := []struct {
 		name    string
 		file    string
@@ -406,7 +399,7 @@ func TestLoadDirRefuses(t *testing.T) {
 		{name: "impossible date", file: historyFile, line: 3, text: "2,3,2024-02-30,0",
 			want: []string{`coupon_history.csv:3:3: date "2024-02-30": not a YYYY-MM-DD date`}},
 		{name: "end before start", file: couponsFile, line: 2, text: "1,just_discount,Women,10,1,2024-05-01,2024-04-01,6,2",
-			want: []string{`coupon_info.csv:2:7: end_date 2024-04-01 before start_date 2024-05-01`}},
+			want: []string{`coupon_info.csv:2:7: end_date "2024-04-01": before start_date 2024-05-01`}},
 		{name: "empty customer id", file: customersFile, line: 3, text: "  ,M,61,35,0,0,4,0,4",
 			want: []string{`customer_info.csv:3:1: customer_id "": must not be empty`}},
 		{name: "duplicate customer", file: customersFile, line: 4, text: "1,M,61,35,0,0,4,0,4",
@@ -466,12 +459,12 @@ func TestLoadDirRefuses(t *testing.T) {
 			}
 			dir := csvValidDir(t)
 			csvWriteFiles(t, dir, map[string]string{tt.file: content})
-			w, err := LoadDir(dir)
+			w, err := Load(dir)
 			if err == nil {
-				t.Fatal("LoadDir: no error")
+				t.Fatal("Load: no error")
 			}
 			if w != nil {
-				t.Errorf("LoadDir returned a world with its error")
+				t.Errorf("Load returned tables with its error")
 			}
 			msg := err.Error()
 			if !strings.HasPrefix(msg, "store: load "+dir+": ") {
@@ -491,18 +484,18 @@ func TestLoadDirRefuses(t *testing.T) {
 	}
 }
 
-func TestLoadDirManyProblems(t *testing.T) {
+func TestLoadManyProblems(t *testing.T) {
 	var b strings.Builder
-	b.WriteString(strings.Join(customerColumns, ",") + "\n")
+	b.WriteString(strings.Join(store.CustomerColumns, ",") + "\n")
 	for i := range 25 {
 		b.WriteString(strings.Repeat("x", i+1) + ",X,30,20.5,3,12.5,10,2,14\n")
 	}
 	b.WriteString("1,F,30,20.5,3,12.5,10,2,14\n2,M,30,20.5,3,12.5,10,2,14\n")
 	dir := csvValidDir(t)
 	csvWriteFiles(t, dir, map[string]string{customersFile: b.String()})
-	_, err := LoadDir(dir)
+	_, err := Load(dir)
 	if err == nil {
-		t.Fatal("LoadDir: no error")
+		t.Fatal("Load: no error")
 	}
 	msg := err.Error()
 	if n := strings.Count(msg, "must be M or F"); n != maxLoadErrors {
@@ -513,7 +506,7 @@ func TestLoadDirManyProblems(t *testing.T) {
 	}
 }
 
-func TestLoadDirMissing(t *testing.T) {
+func TestLoadMissing(t *testing.T) {
 	tests := []struct {
 		name    string
 		remove  string
@@ -531,9 +524,9 @@ func TestLoadDirMissing(t *testing.T) {
 			if err := os.Remove(filepath.Join(dir, tt.remove)); err != nil {
 				t.Fatal(err)
 			}
-			w, err := LoadDir(dir)
+			w, err := Load(dir)
 			if w != nil || err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("LoadDir = %v, %v; want an error containing %q", w, err, tt.want)
+				t.Fatalf("Load = %v, %v; want an error containing %q", w, err, tt.want)
 			}
 			if strings.Contains(err.Error(), tt.without) {
 				t.Errorf("error %q: want only the missing file", err)
@@ -542,7 +535,7 @@ func TestLoadDirMissing(t *testing.T) {
 	}
 }
 
-func TestLoadDirNotATable(t *testing.T) {
+func TestLoadNotATable(t *testing.T) {
 	tests := []struct {
 		name  string
 		setup func(t *testing.T, dir string) string // returns the dir to load
@@ -574,15 +567,15 @@ func TestLoadDirNotATable(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := tt.setup(t, csvValidDir(t))
-			w, err := LoadDir(dir)
+			w, err := Load(dir)
 			if w != nil || err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("LoadDir = %v, %v; want an error containing %q", w, err, tt.want)
+				t.Fatalf("Load = %v, %v; want an error containing %q", w, err, tt.want)
 			}
 		})
 	}
 }
 
-func TestLoadDirOptional(t *testing.T) {
+func TestLoadOptional(t *testing.T) {
 	tests := []struct {
 		name                   string
 		remove                 []string
@@ -601,24 +594,24 @@ func TestLoadDirOptional(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			w, err := LoadDir(dir)
+			w, err := Load(dir)
 			if err != nil {
-				t.Fatalf("LoadDir: %v", err)
+				t.Fatalf("Load: %v", err)
 			}
-			if (w.Truth != nil) != tt.wantTruth || (w.History != nil) != tt.wantHistory {
-				t.Fatalf("Truth = %v, History = %v; want Truth %v, History %v", w.Truth, w.History, tt.wantTruth, tt.wantHistory)
+			if (w.Preferences != nil) != tt.wantTruth || (w.History != nil) != tt.wantHistory {
+				t.Fatalf("Preferences = %v, History = %v; want Preferences %v, History %v", w.Preferences, w.History, tt.wantTruth, tt.wantHistory)
 			}
 			if tt.wantTruth {
-				p, ok := w.Truth.Preferences("2")
-				want := Preferences{CustomerID: "2", Propensity: -2, Department: [6]float64{0, 0, 0, 0.6, 0.1, -1.2},
+				i := slices.IndexFunc(w.Preferences, func(p store.Preferences) bool { return p.CustomerID == "2" })
+				want := store.Preferences{CustomerID: "2", Propensity: -2, Department: [6]float64{0, 0, 0, 0.6, 0.1, -1.2},
 					Type: [4]float64{-0.3, -0.1, 0.2, 0.3}, DiscountSensitivity: 0.3, PriceTolerance: 0.9}
-				if !ok || *p != want {
-					t.Errorf("Preferences(2) = %+v, %v; want %+v", p, ok, want)
+				if i < 0 || w.Preferences[i] != want {
+					t.Errorf("preferences of customer 2 = %+v (row %d); want %+v", w.Preferences, i, want)
 				}
 			}
 			if tt.wantHistory {
 				day := csvDay(t, "2024-05-02")
-				want := []Offer{{"1", 1, day, true}, {"2", 3, day, false}}
+				want := []store.Offer{{CustomerID: "1", CouponID: 1, Day: day, Used: true}, {CustomerID: "2", CouponID: 3, Day: day, Used: false}}
 				if !slices.Equal(w.History, want) {
 					t.Errorf("History = %+v, want %+v", w.History, want)
 				}
@@ -627,30 +620,30 @@ func TestLoadDirOptional(t *testing.T) {
 	}
 }
 
-func TestWriteDir(t *testing.T) {
+func TestWrite(t *testing.T) {
 	t.Run("stale optional tables are removed", func(t *testing.T) {
 		dir := t.TempDir()
-		full := csvAwkwardWorld(t)
-		if err := WriteDir(dir, full); err != nil {
+		full := csvAwkwardTables(t)
+		if err := Write(dir, full); err != nil {
 			t.Fatal(err)
 		}
-		if err := WriteDir(dir, &World{Catalog: full.Catalog}); err != nil {
+		if err := Write(dir, &Tables{Catalog: full.Catalog}); err != nil {
 			t.Fatal(err)
 		}
-		w, err := LoadDir(dir)
+		w, err := Load(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if w.Truth != nil || w.History != nil {
-			t.Errorf("Truth = %v, History = %v after writing a world without them", w.Truth, w.History)
+		if w.Preferences != nil || w.History != nil {
+			t.Errorf("Preferences = %v, History = %v after writing tables without them", w.Preferences, w.History)
 		}
 	})
 	t.Run("no catalog", func(t *testing.T) {
-		if err := WriteDir(t.TempDir(), &World{}); err == nil {
-			t.Error("WriteDir of a world without a catalog: no error")
+		if err := Write(t.TempDir(), &Tables{}); err == nil {
+			t.Error("Write of tables without a catalog: no error")
 		}
-		if err := WriteDir(t.TempDir(), nil); err == nil {
-			t.Error("WriteDir(nil): no error")
+		if err := Write(t.TempDir(), nil); err == nil {
+			t.Error("Write(nil): no error")
 		}
 	})
 	t.Run("unwritable directory", func(t *testing.T) {
@@ -658,25 +651,25 @@ func TestWriteDir(t *testing.T) {
 		if err := os.WriteFile(file, nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if err := WriteDir(filepath.Join(file, "dir"), csvAwkwardWorld(t)); err == nil {
-			t.Error("WriteDir under a file: no error")
+		if err := Write(filepath.Join(file, "dir"), csvAwkwardTables(t)); err == nil {
+			t.Error("Write under a file: no error")
 		}
 	})
 }
 
 // TestCSVColumns pins the preference columns to the arrays they fill.
 func TestCSVColumns(t *testing.T) {
-	if len(preferenceColumns) != 2+len(Departments)+len(CouponTypes)+2 {
+	if len(preferenceColumns) != 2+len(store.Departments)+len(store.CouponTypes)+2 {
 		t.Fatalf("%d preference columns", len(preferenceColumns))
 	}
-	for k, d := range Departments {
+	for k, d := range store.Departments {
 		if got, want := preferenceColumns[2+k], "dep_"+strings.ToLower(d.String()); got != want {
 			t.Errorf("column %d = %s, want %s", 2+k, got, want)
 		}
 	}
-	for k, ct := range CouponTypes {
-		if got, want := preferenceColumns[2+len(Departments)+k], "type_"+string(ct); got != want {
-			t.Errorf("column %d = %s, want %s", 2+len(Departments)+k, got, want)
+	for k, ct := range store.CouponTypes {
+		if got, want := preferenceColumns[2+len(store.Departments)+k], "type_"+string(ct); got != want {
+			t.Errorf("column %d = %s, want %s", 2+len(store.Departments)+k, got, want)
 		}
 	}
 	if preferenceColumns[11] != "discount_sensitivity" || preferenceColumns[12] != "price_tolerance" {
@@ -684,40 +677,11 @@ func TestCSVColumns(t *testing.T) {
 	}
 }
 
-func TestCatalogLinks(t *testing.T) {
-	f := newFixture()
-	f.links = []CouponProduct{{2, 11}, {3, 20}, {1, 10}, {2, 10}}
-	got := f.catalog(t).Links()
-	want := []CouponProduct{{1, 10}, {2, 11}, {2, 10}, {3, 20}}
-	if !slices.Equal(got, want) {
-		t.Errorf("Links() = %v, want %v", got, want)
-	}
-
-	cat, err := Generate(GenerateConfig{Seed: 3, Reference: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), Customers: 10, Products: 50, Coupons: 40})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rows []CouponProduct
-	for _, cp := range cat.Coupons() {
-		ps, err := cat.CouponProducts(context.Background(), cp.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range ps {
-			rows = append(rows, CouponProduct{cp.ID, p.ID})
-		}
-	}
-	_, _, _, n := cat.Sizes()
-	if got := cat.Links(); !slices.Equal(got, rows) || len(got) != n {
-		t.Errorf("Links() has %d rows, want the %d of CouponProducts", len(got), n)
-	}
-}
-
-// FuzzLoadDir writes the fuzzed bytes as one table of an otherwise valid
-// directory. LoadDir must not panic, must return a world or an error and
-// never both, and whatever it accepts must survive WriteDir and LoadDir
+// FuzzLoad writes the fuzzed bytes as one table of an otherwise valid
+// directory. Load must not panic, must return tables or an error and
+// never both, and whatever it accepts must survive Write and Load
 // unchanged.
-func FuzzLoadDir(f *testing.F) {
+func FuzzLoad(f *testing.F) {
 	for i, name := range csvTables {
 		f.Add(uint8(i), []byte(csvValid[name]))
 	}
@@ -731,24 +695,24 @@ func FuzzLoadDir(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		w, err := LoadDir(dir)
+		w, err := Load(dir)
 		if err != nil {
 			if w != nil {
-				t.Fatalf("LoadDir returned a world with error %v", err)
+				t.Fatalf("Load returned tables with error %v", err)
 			}
 			return
 		}
 		if w == nil || w.Catalog == nil {
-			t.Fatal("LoadDir returned neither a world nor an error")
+			t.Fatal("Load returned neither tables nor an error")
 		}
 		out := t.TempDir()
-		if err := WriteDir(out, w); err != nil {
-			t.Fatalf("WriteDir of a loaded world: %v", err)
+		if err := Write(out, w); err != nil {
+			t.Fatalf("Write of loaded tables: %v", err)
 		}
-		again, err := LoadDir(out)
+		again, err := Load(out)
 		if err != nil {
-			t.Fatalf("LoadDir of a written world: %v", err)
+			t.Fatalf("Load of written tables: %v", err)
 		}
-		csvSameWorld(t, again, w)
+		csvSameTables(t, again, w)
 	})
 }

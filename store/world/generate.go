@@ -1,4 +1,4 @@
-package store
+package world
 
 import (
 	"cmp"
@@ -9,16 +9,18 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/storeflow/storeflow/store"
 )
 
-// GenerateConfig sizes a generated catalog. Zero values take the reference sizes.
-type GenerateConfig struct {
+// Config sizes a generated catalog. Zero values take the reference sizes.
+type Config struct {
 	Seed      int64     // same seed + same Reference → same catalog
 	Reference time.Time // "today": coupons run around this date
 	Customers int       // default 997
 	Products  int       // default 3000 (about 600 per department)
 	Coupons   int       // default 971
-	Days      int       // days of redemption history before Reference (GenerateWorld); default 180
+	Days      int       // days of redemption history before Reference (Generate); default 180
 }
 
 // Reference sizes of the original demo data (PRODUCT.md §2).
@@ -40,7 +42,7 @@ const (
 
 // minGenProducts gives every department two products, the least a buy_all
 // coupon can ask for.
-const minGenProducts = 2 * len(Departments)
+const minGenProducts = 2 * len(store.Departments)
 
 // Every table draws from its own PCG stream, so resizing one table leaves the
 // others as they were for the same seed.
@@ -56,10 +58,10 @@ const (
 // lane is a chain of coupons, one after the other.
 const lanesPerDepartment = 3
 
-// Generate builds a catalog in the seed's four tables: customers, coupons,
+// GenerateCatalog builds a catalog in the seed's four tables: customers, coupons,
 // products and the coupon_product links. The same config always yields the
 // same catalog; nothing depends on the clock or on map order.
-func Generate(cfg GenerateConfig) (*Catalog, error) {
+func GenerateCatalog(cfg Config) (*store.Catalog, error) {
 	cfg, err := cfg.normalize()
 	if err != nil {
 		return nil, err
@@ -67,15 +69,15 @@ func Generate(cfg GenerateConfig) (*Catalog, error) {
 	seed := uint64(cfg.Seed)
 	customers := genCustomers(rand.New(rand.NewPCG(seed, streamCustomers)), cfg.Customers)
 	products := genProducts(rand.New(rand.NewPCG(seed, streamProducts)), cfg.Products)
-	ref := DayOf(cfg.Reference.Unix())
+	ref := store.DayOf(cfg.Reference.Unix())
 	coupons, links := genCoupons(rand.New(rand.NewPCG(seed, streamCoupons)), cfg.Coupons, ref, products)
-	return NewCatalog(customers, coupons, products, links)
+	return store.NewCatalog(customers, coupons, products, links)
 }
 
 // normalize fills in the reference sizes and refuses configs whose output would
 // be unusable: negative or absurd sizes, and dates the wire format (YYYY-MM-DD)
 // cannot carry.
-func (cfg GenerateConfig) normalize() (GenerateConfig, error) {
+func (cfg Config) normalize() (Config, error) {
 	if cfg.Customers == 0 {
 		cfg.Customers = refCustomers
 	}
@@ -106,7 +108,7 @@ func (cfg GenerateConfig) normalize() (GenerateConfig, error) {
 		errs = append(errs, fmt.Errorf("reference year %d, want 1000..9000", y))
 	}
 	if len(errs) > 0 {
-		return cfg, fmt.Errorf("store: generate: %w", errors.Join(errs...))
+		return cfg, fmt.Errorf("world: generate: %w", errors.Join(errs...))
 	}
 	return cfg, nil
 }
@@ -125,8 +127,8 @@ func pick[T any](r *rand.Rand, list []T) T { return list[r.IntN(len(list))] }
 // genCustomers draws customers from one latent trait, their coupon affinity,
 // so that the stats hang together: coupon hunters use more coupons, get bigger
 // discounts and buy cheaper items.
-func genCustomers(r *rand.Rand, n int) []Customer {
-	out := make([]Customer, n)
+func genCustomers(r *rand.Rand, n int) []store.Customer {
+	out := make([]store.Customer, n)
 	for i := range out {
 		c := &out[i]
 		c.ID = strconv.Itoa(i + 1)
@@ -181,8 +183,8 @@ var (
 )
 
 // assortment lists each department's categories, indexed by Department.
-var assortment = [len(departmentNames)][]productKind{
-	Women: {
+var assortment = [store.DepartmentSlots][]productKind{
+	store.Women: {
 		{"Dresses", []string{"XS-L", "S-XL"}, 15, 70, forWomen},
 		{"Denim cut-offs", []string{"S-XL", "24-32"}, 8, 35, forWomen},
 		{"Blouses", []string{"XS-L", "S-XL"}, 10, 45, forWomen},
@@ -194,7 +196,7 @@ var assortment = [len(departmentNames)][]productKind{
 		{"Handbags", oneSize, 12, 80, forWomen},
 		{"Scarves", oneSize, 4, 25, forWomen},
 	},
-	Men: {
+	store.Men: {
 		{"T-shirts", []string{"S-XL", "S-XXL"}, 4, 25, forMen},
 		{"Shirts", []string{"S-XL", "S-XXL"}, 12, 50, forMen},
 		{"Chinos", []string{"28-36", "30-38"}, 15, 55, forMen},
@@ -206,7 +208,7 @@ var assortment = [len(departmentNames)][]productKind{
 		{"Swim shorts", []string{"S-XL"}, 8, 30, forMen},
 		{"Sweaters", []string{"S-XL", "S-XXL"}, 15, 60, forMen},
 	},
-	Boys: {
+	store.Boys: {
 		{"T-shirts", kidSizes, 3, 18, forBoys},
 		{"Shorts", kidSizes, 4, 20, forBoys},
 		{"Hoodies", kidSizes, 8, 35, forBoys},
@@ -216,7 +218,7 @@ var assortment = [len(departmentNames)][]productKind{
 		{"Caps", oneSize, 3, 15, forBoys},
 		{"Jackets", kidSizes, 15, 60, forBoys},
 	},
-	Girls: {
+	store.Girls: {
 		{"Dresses", kidSizes, 6, 40, forGirls},
 		{"Leggings", kidSizes, 3, 15, forGirls},
 		{"Tops", kidSizes, 3, 20, forGirls},
@@ -226,7 +228,7 @@ var assortment = [len(departmentNames)][]productKind{
 		{"Sandals", []string{"26-36"}, 6, 35, forGirls},
 		{"Hair accessories", oneSize, 2, 10, forGirls},
 	},
-	Sports: {
+	store.Sports: {
 		{"Running shoes", []string{"36-46"}, 25, 80, forAdult},
 		{"Yoga mats", oneSize, 8, 40, forAll},
 		{"Track jackets", []string{"XS-XL", "S-XL"}, 15, 60, forAll},
@@ -273,17 +275,17 @@ var (
 
 // genProducts fills the departments in equal blocks of consecutive ids
 // (1..600 Boys, 601..1200 Girls, … at the reference size).
-func genProducts(r *rand.Rand, n int) []Product {
-	out := make([]Product, n)
+func genProducts(r *rand.Rand, n int) []store.Product {
+	out := make([]store.Product, n)
 	for i := range out {
-		dep := Departments[i*len(Departments)/n]
+		dep := store.Departments[i*len(store.Departments)/n]
 		kind := pick(r, assortment[dep])
 		name := fmt.Sprintf("%s - %s %s for %s", pick(r, brands), pick(r, colours), kind.category, pick(r, kind.audience))
 		// Squaring the uniform draw puts more products at the cheap end of
 		// a category's range, as in a real shop.
 		u := r.Float64()
 		price := kind.lo + (kind.hi-kind.lo)*u*u
-		out[i] = Product{
+		out[i] = store.Product{
 			ID:          i + 1,
 			Name:        name,
 			Category:    kind.category,
@@ -300,13 +302,13 @@ func genProducts(r *rand.Rand, n int) []Product {
 // couponTypeShares is the type mix of the reference data, in a fixed order so
 // that the rounding below is deterministic.
 var couponTypeShares = [...]struct {
-	t     CouponType
+	t     store.CouponType
 	share float64
 }{
-	{JustDiscount, 0.34},
-	{BuyMore, 0.32},
-	{BuyAll, 0.31},
-	{DeptCoupon, 0.03},
+	{store.JustDiscount, 0.34},
+	{store.BuyMore, 0.32},
+	{store.BuyAll, 0.31},
+	{store.DeptCoupon, 0.03},
 }
 
 // typeCounts splits n coupons over the types by the largest remainder, so the
@@ -333,7 +335,7 @@ func typeCounts(n int) [len(couponTypeShares)]int {
 // draft is a coupon before it gets its id: ids follow the start date, which is
 // only known once every department is scheduled.
 type draft struct {
-	Coupon
+	store.Coupon
 	lane  int
 	prods []int // indexes into products
 }
@@ -345,9 +347,9 @@ type draft struct {
 // or late. Lane 0 never leaves a gap, so a department always has at least one
 // coupon running within its span, and each chain is centred on ref, which puts
 // about half of the coupons in the past.
-func genCoupons(r *rand.Rand, n int, ref Day, products []Product) ([]Coupon, []CouponProduct) {
+func genCoupons(r *rand.Rand, n int, ref store.Day, products []store.Product) ([]store.Coupon, []store.CouponProduct) {
 	counts := typeCounts(n)
-	types := make([]CouponType, 0, n)
+	types := make([]store.CouponType, 0, n)
 	for i, s := range couponTypeShares {
 		for range counts[i] {
 			types = append(types, s.t)
@@ -357,11 +359,11 @@ func genCoupons(r *rand.Rand, n int, ref Day, products []Product) ([]Coupon, []C
 
 	// pools[d] holds the indexes of department d's products. Sampling
 	// permutes a pool in place, which keeps later samples uniform.
-	var pools [len(departmentNames)][]int
+	var pools [store.DepartmentSlots][]int
 	for i, p := range products {
 		pools[p.Department] = append(pools[p.Department], i)
 	}
-	sample := func(d Department, k int) []int {
+	sample := func(d store.Department, k int) []int {
 		pool := pools[d]
 		k = min(k, len(pool))
 		for i := range k {
@@ -374,26 +376,26 @@ func genCoupons(r *rand.Rand, n int, ref Day, products []Product) ([]Coupon, []C
 	drafts := make([]draft, 0, n)
 	var deptDrafts []int // drafts of department coupons, sized in a second pass
 	links := 0
-	for k, dep := range Departments {
-		var laneDay [lanesPerDepartment]Day // next start, relative to the lane's first coupon
+	for k, dep := range store.Departments {
+		var laneDay [lanesPerDepartment]store.Day // next start, relative to the lane's first coupon
 		first := len(drafts)
-		for m, j := 0, k; j < n; m, j = m+1, j+len(Departments) {
+		for m, j := 0, k; j < n; m, j = m+1, j+len(store.Departments) {
 			lane := m % lanesPerDepartment
 			start := laneDay[lane]
-			end := start + Day(between(r, 7, 30)) - 1
+			end := start + store.Day(between(r, 7, 30)) - 1
 			slip := between(r, -3, 3)
 			if lane == 0 {
 				slip = between(r, -2, 0)
 			}
-			laneDay[lane] = end + 1 + Day(slip)
+			laneDay[lane] = end + 1 + store.Day(slip)
 
-			d := draft{Coupon: Coupon{Type: types[j], Department: dep, Start: start, End: end}, lane: lane}
+			d := draft{Coupon: store.Coupon{Type: types[j], Department: dep, Start: start, End: end}, lane: lane}
 			switch d.Type {
-			case JustDiscount:
+			case store.JustDiscount:
 				d.Discount = between(r, 5, 30)
 				d.HowMany = 1
 				d.prods = sample(dep, between(r, 1, 6))
-			case BuyMore:
+			case store.BuyMore:
 				d.Discount = between(r, 10, 40)
 				d.HowMany = between(r, 2, 5)
 				size := 1
@@ -401,11 +403,11 @@ func genCoupons(r *rand.Rand, n int, ref Day, products []Product) ([]Coupon, []C
 					size = between(r, 2, 4)
 				}
 				d.prods = sample(dep, size)
-			case BuyAll:
+			case store.BuyAll:
 				d.Discount = between(r, 15, 50)
 				d.prods = sample(dep, between(r, 2, 5))
 				d.HowMany = len(d.prods)
-			case DeptCoupon:
+			case store.DeptCoupon:
 				d.Discount = between(r, 5, 25)
 				d.HowMany = -1
 				deptDrafts = append(deptDrafts, len(drafts))
@@ -414,7 +416,7 @@ func genCoupons(r *rand.Rand, n int, ref Day, products []Product) ([]Coupon, []C
 			drafts = append(drafts, d)
 		}
 		// Centre every lane on ref: shift it by half its length.
-		var shift [lanesPerDepartment]Day
+		var shift [lanesPerDepartment]store.Day
 		for lane, length := range laneDay {
 			shift[lane] = ref - length/2
 		}
@@ -443,8 +445,8 @@ func genCoupons(r *rand.Rand, n int, ref Day, products []Product) ([]Coupon, []C
 	slices.SortFunc(drafts, func(a, b draft) int {
 		return cmp.Or(cmp.Compare(a.Start, b.Start), cmp.Compare(a.Department, b.Department), cmp.Compare(a.lane, b.lane))
 	})
-	coupons := make([]Coupon, len(drafts))
-	var rows []CouponProduct
+	coupons := make([]store.Coupon, len(drafts))
+	var rows []store.CouponProduct
 	for i := range drafts {
 		d := &drafts[i]
 		d.ID = i + 1
@@ -458,7 +460,7 @@ func genCoupons(r *rand.Rand, n int, ref Day, products []Product) ([]Coupon, []C
 		}
 		coupons[i] = d.Coupon
 		for _, pi := range d.prods {
-			rows = append(rows, CouponProduct{CouponID: d.ID, ProductID: products[pi].ID})
+			rows = append(rows, store.CouponProduct{CouponID: d.ID, ProductID: products[pi].ID})
 		}
 	}
 	return coupons, rows

@@ -1,4 +1,4 @@
-package store
+package world
 
 import (
 	"context"
@@ -8,35 +8,37 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/storeflow/storeflow/store"
 )
 
 // testReference is "today" for generated catalogs; its time of day is not
 // midnight on purpose, so the tests catch a schedule centred on the wrong day.
 var testReference = time.Date(2024, 5, 15, 13, 45, 0, 0, time.UTC)
 
-func generate(t testing.TB, cfg GenerateConfig) *Catalog {
+func generate(t testing.TB, cfg Config) *store.Catalog {
 	t.Helper()
 	if cfg.Reference.IsZero() {
 		cfg.Reference = testReference
 	}
-	c, err := Generate(cfg)
+	c, err := GenerateCatalog(cfg)
 	if err != nil {
-		t.Fatalf("Generate(%+v): %v", cfg, err)
+		t.Fatalf("GenerateCatalog(%+v): %v", cfg, err)
 	}
 	return c
 }
 
 // linkRows lists the coupon_product table of a catalog in coupon id order.
-func linkRows(t testing.TB, c *Catalog) []CouponProduct {
+func linkRows(t testing.TB, c *store.Catalog) []store.CouponProduct {
 	t.Helper()
-	var rows []CouponProduct
+	var rows []store.CouponProduct
 	for _, cp := range c.Coupons() {
 		ps, err := c.CouponProducts(context.Background(), cp.ID)
 		if err != nil {
 			t.Fatalf("CouponProducts(%d): %v", cp.ID, err)
 		}
 		for _, p := range ps {
-			rows = append(rows, CouponProduct{CouponID: cp.ID, ProductID: p.ID})
+			rows = append(rows, store.CouponProduct{CouponID: cp.ID, ProductID: p.ID})
 		}
 	}
 	return rows
@@ -45,7 +47,7 @@ func linkRows(t testing.TB, c *Catalog) []CouponProduct {
 func isCents(x float64) bool { return math.Abs(x*100-math.Round(x*100)) < 1e-6 }
 
 func TestGenerateSizes(t *testing.T) {
-	c := generate(t, GenerateConfig{Seed: 1})
+	c := generate(t, Config{Seed: 1})
 	customers, coupons, products, links := c.Sizes()
 	if customers != refCustomers || coupons != refCoupons || products != refProducts {
 		t.Errorf("sizes = %d customers, %d coupons, %d products; want %d, %d, %d",
@@ -57,20 +59,20 @@ func TestGenerateSizes(t *testing.T) {
 	if got := len(linkRows(t, c)); got != links {
 		t.Errorf("CouponProducts yields %d rows, Sizes says %d", got, links)
 	}
-	var perDept [len(departmentNames)]int
+	var perDept [store.DepartmentSlots]int
 	for _, p := range c.Products() {
 		perDept[p.Department]++
 	}
-	for _, d := range Departments {
-		if perDept[d] != refProducts/len(Departments) {
-			t.Errorf("%s has %d products, want %d", d, perDept[d], refProducts/len(Departments))
+	for _, d := range store.Departments {
+		if perDept[d] != refProducts/len(store.Departments) {
+			t.Errorf("%s has %d products, want %d", d, perDept[d], refProducts/len(store.Departments))
 		}
 	}
 }
 
 func TestGenerateDeterministic(t *testing.T) {
-	a := generate(t, GenerateConfig{Seed: 7})
-	b := generate(t, GenerateConfig{Seed: 7})
+	a := generate(t, Config{Seed: 7})
+	b := generate(t, Config{Seed: 7})
 	if !slices.Equal(a.Customers(), b.Customers()) {
 		t.Error("customer_info differs between two runs with the same seed")
 	}
@@ -84,7 +86,7 @@ func TestGenerateDeterministic(t *testing.T) {
 		t.Error("coupon_product differs between two runs with the same seed")
 	}
 
-	other := generate(t, GenerateConfig{Seed: 8})
+	other := generate(t, Config{Seed: 8})
 	if slices.Equal(a.Customers(), other.Customers()) {
 		t.Error("customer_info is the same for seeds 7 and 8")
 	}
@@ -98,8 +100,8 @@ func TestGenerateDeterministic(t *testing.T) {
 
 // Each table has its own random stream, so resizing one leaves the others be.
 func TestGenerateTablesIndependent(t *testing.T) {
-	a := generate(t, GenerateConfig{Seed: 3})
-	b := generate(t, GenerateConfig{Seed: 3, Customers: 10})
+	a := generate(t, Config{Seed: 3})
+	b := generate(t, Config{Seed: 3, Customers: 10})
 	if !slices.Equal(a.Products(), b.Products()) || !slices.Equal(a.Coupons(), b.Coupons()) {
 		t.Error("changing the number of customers changed products or coupons")
 	}
@@ -110,8 +112,8 @@ func TestGenerateTablesIndependent(t *testing.T) {
 
 func TestGenerateTypeMix(t *testing.T) {
 	for _, seed := range []int64{1, 2, 3} {
-		c := generate(t, GenerateConfig{Seed: seed})
-		count := map[CouponType]int{}
+		c := generate(t, Config{Seed: seed})
+		count := map[store.CouponType]int{}
 		for _, cp := range c.Coupons() {
 			count[cp.Type]++
 		}
@@ -145,10 +147,10 @@ func TestTypeCounts(t *testing.T) {
 func TestGenerateSchedule(t *testing.T) {
 	ctx := context.Background()
 	for _, seed := range []int64{1, 2, 42, -5} {
-		c := generate(t, GenerateConfig{Seed: seed})
-		ref := DayOf(testReference.Unix())
-		var dst []Coupon
-		for _, dep := range Departments {
+		c := generate(t, Config{Seed: seed})
+		ref := store.DayOf(testReference.Unix())
+		var dst []store.Coupon
+		for _, dep := range store.Departments {
 			total, days := 0, 0
 			for day := ref - 60; day <= ref+60; day++ {
 				var err error
@@ -181,7 +183,7 @@ func TestGenerateSchedule(t *testing.T) {
 
 func TestGenerateCoupons(t *testing.T) {
 	ctx := context.Background()
-	c := generate(t, GenerateConfig{Seed: 1})
+	c := generate(t, Config{Seed: 1})
 	for i, cp := range c.Coupons() {
 		if cp.ID != i+1 {
 			t.Fatalf("coupon %d at position %d: ids must run 1..N", cp.ID, i)
@@ -221,19 +223,19 @@ func TestGenerateCoupons(t *testing.T) {
 		}
 
 		switch cp.Type {
-		case JustDiscount:
+		case store.JustDiscount:
 			if cp.HowMany != 1 || len(ps) < 1 || len(ps) > 10 {
 				t.Errorf("just_discount coupon %d: how_many %d, %d products; want 1 and 1..10", cp.ID, cp.HowMany, len(ps))
 			}
-		case BuyMore:
+		case store.BuyMore:
 			if cp.HowMany < 2 || cp.HowMany > 5 || len(ps) < 1 || len(ps) > 5 {
 				t.Errorf("buy_more coupon %d: how_many %d, %d products; want 2..5 and 1..5", cp.ID, cp.HowMany, len(ps))
 			}
-		case BuyAll:
+		case store.BuyAll:
 			if cp.HowMany != len(ps) || cp.HowMany < 2 || cp.HowMany > 5 {
 				t.Errorf("buy_all coupon %d: how_many %d, %d products; want equal, 2..5", cp.ID, cp.HowMany, len(ps))
 			}
-		case DeptCoupon:
+		case store.DeptCoupon:
 			if cp.HowMany != -1 || len(ps) < 50 {
 				t.Errorf("department coupon %d: how_many %d, %d products; want -1 and at least 50", cp.ID, cp.HowMany, len(ps))
 			}
@@ -244,7 +246,7 @@ func TestGenerateCoupons(t *testing.T) {
 }
 
 func TestGenerateProducts(t *testing.T) {
-	c := generate(t, GenerateConfig{Seed: 1})
+	c := generate(t, Config{Seed: 1})
 	vendorsSeen := map[string]bool{}
 	for i, p := range c.Products() {
 		if p.ID != i+1 {
@@ -274,7 +276,7 @@ func TestGenerateProducts(t *testing.T) {
 }
 
 func TestGenerateCustomers(t *testing.T) {
-	c := generate(t, GenerateConfig{Seed: 1})
+	c := generate(t, Config{Seed: 1})
 	var minAge, maxAge, noCoupons = 100, 0, 0
 	for i, cu := range c.Customers() {
 		if want := strconv.Itoa(i + 1); cu.ID != want {
@@ -319,19 +321,19 @@ func TestGenerateCustomers(t *testing.T) {
 func TestGenerateConfig(t *testing.T) {
 	tests := []struct {
 		name    string
-		cfg     GenerateConfig
+		cfg     Config
 		wantErr string // "" for success
 	}{
-		{"smallest", GenerateConfig{Customers: 1, Products: minGenProducts, Coupons: 1}, ""},
-		{"few coupons", GenerateConfig{Coupons: 7}, ""},
-		{"uneven products", GenerateConfig{Products: 13, Coupons: 40}, ""},
-		{"negative customers", GenerateConfig{Customers: -1}, "customers = -1"},
-		{"negative coupons", GenerateConfig{Coupons: -3}, "coupons = -3"},
-		{"too few products", GenerateConfig{Products: minGenProducts - 1}, "products = 9"},
-		{"too many products", GenerateConfig{Products: maxGenProducts + 1}, "products"},
-		{"too many coupons", GenerateConfig{Coupons: maxGenCoupons + 1}, "coupons"},
-		{"no reference", GenerateConfig{Reference: time.Time{}.Add(time.Nanosecond)}, "reference year 1"},
-		{"far reference", GenerateConfig{Reference: time.Date(9500, 1, 1, 0, 0, 0, 0, time.UTC)}, "reference year 9500"},
+		{"smallest", Config{Customers: 1, Products: minGenProducts, Coupons: 1}, ""},
+		{"few coupons", Config{Coupons: 7}, ""},
+		{"uneven products", Config{Products: 13, Coupons: 40}, ""},
+		{"negative customers", Config{Customers: -1}, "customers = -1"},
+		{"negative coupons", Config{Coupons: -3}, "coupons = -3"},
+		{"too few products", Config{Products: minGenProducts - 1}, "products = 9"},
+		{"too many products", Config{Products: maxGenProducts + 1}, "products"},
+		{"too many coupons", Config{Coupons: maxGenCoupons + 1}, "coupons"},
+		{"no reference", Config{Reference: time.Time{}.Add(time.Nanosecond)}, "reference year 1"},
+		{"far reference", Config{Reference: time.Date(9500, 1, 1, 0, 0, 0, 0, time.UTC)}, "reference year 9500"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -339,19 +341,19 @@ func TestGenerateConfig(t *testing.T) {
 			if cfg.Reference.IsZero() {
 				cfg.Reference = testReference
 			}
-			c, err := Generate(cfg)
+			c, err := GenerateCatalog(cfg)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("Generate(%+v) error = %v, want one mentioning %q", cfg, err, tt.wantErr)
+					t.Fatalf("GenerateCatalog(%+v) error = %v, want one mentioning %q", cfg, err, tt.wantErr)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("Generate(%+v): %v", cfg, err)
+				t.Fatalf("GenerateCatalog(%+v): %v", cfg, err)
 			}
 			for _, cp := range c.Coupons() {
 				ps, _ := c.CouponProducts(context.Background(), cp.ID)
-				if cp.Type == BuyAll && (cp.HowMany != len(ps) || cp.HowMany < 2) {
+				if cp.Type == store.BuyAll && (cp.HowMany != len(ps) || cp.HowMany < 2) {
 					t.Errorf("buy_all coupon %d: how_many %d, %d products", cp.ID, cp.HowMany, len(ps))
 				}
 				if len(ps) == 0 {
@@ -361,15 +363,15 @@ func TestGenerateConfig(t *testing.T) {
 		})
 	}
 
-	if _, err := Generate(GenerateConfig{}); err == nil || !strings.Contains(err.Error(), "reference date is not set") {
-		t.Errorf("Generate without a reference: error = %v", err)
+	if _, err := GenerateCatalog(Config{}); err == nil || !strings.Contains(err.Error(), "reference date is not set") {
+		t.Errorf("GenerateCatalog without a reference: error = %v", err)
 	}
 }
 
 func BenchmarkGenerate(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := Generate(GenerateConfig{Seed: 1, Reference: testReference}); err != nil {
+		if _, err := GenerateCatalog(Config{Seed: 1, Reference: testReference}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,4 +1,4 @@
-package store
+package cache
 
 import (
 	"cmp"
@@ -17,10 +17,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/storeflow/storeflow/internal/redistest"
+	"github.com/storeflow/storeflow/store"
+	"github.com/storeflow/storeflow/store/world"
 )
+
+// testReference is "today" of the generated catalog behind the caches.
+var testReference = time.Date(2024, 5, 15, 13, 45, 0, 0, time.UTC)
 
 // cacheWait bounds every wait in the cache tests.
 const cacheWait = 15 * time.Second
@@ -28,7 +35,7 @@ const cacheWait = 15 * time.Second
 // cacheCountingSource is the generated catalog behind a counter per method,
 // with switches to make it fail or to hold Customer calls at a gate.
 type cacheCountingSource struct {
-	cat                         *Catalog
+	cat                         *store.Catalog
 	customer, coupons, products atomic.Int64
 
 	mu   sync.Mutex
@@ -48,23 +55,23 @@ func (s *cacheCountingSource) state() (chan struct{}, error) {
 	return s.gate, s.err
 }
 
-func (s *cacheCountingSource) Customer(ctx context.Context, id string) (Customer, error) {
+func (s *cacheCountingSource) Customer(ctx context.Context, id string) (store.Customer, error) {
 	s.customer.Add(1)
 	gate, err := s.state()
 	if gate != nil {
 		select {
 		case <-gate:
 		case <-ctx.Done():
-			return Customer{}, ctx.Err()
+			return store.Customer{}, ctx.Err()
 		}
 	}
 	if err != nil {
-		return Customer{}, err
+		return store.Customer{}, err
 	}
 	return s.cat.Customer(ctx, id)
 }
 
-func (s *cacheCountingSource) ValidCoupons(ctx context.Context, dep Department, day Day, dst []Coupon) ([]Coupon, error) {
+func (s *cacheCountingSource) ValidCoupons(ctx context.Context, dep store.Department, day store.Day, dst []store.Coupon) ([]store.Coupon, error) {
 	s.coupons.Add(1)
 	if _, err := s.state(); err != nil {
 		return dst, err
@@ -72,7 +79,7 @@ func (s *cacheCountingSource) ValidCoupons(ctx context.Context, dep Department, 
 	return s.cat.ValidCoupons(ctx, dep, day, dst)
 }
 
-func (s *cacheCountingSource) CouponProducts(ctx context.Context, couponID int) ([]Product, error) {
+func (s *cacheCountingSource) CouponProducts(ctx context.Context, couponID int) ([]store.Product, error) {
 	s.products.Add(1)
 	if _, err := s.state(); err != nil {
 		return nil, err
@@ -85,8 +92,8 @@ func (s *cacheCountingSource) calls() [3]int64 {
 	return [3]int64{s.customer.Load(), s.coupons.Load(), s.products.Load()}
 }
 
-var cacheTestCatalog = sync.OnceValues(func() (*Catalog, error) {
-	return Generate(GenerateConfig{Seed: 1, Reference: testReference})
+var cacheTestCatalog = sync.OnceValues(func() (*store.Catalog, error) {
+	return world.GenerateCatalog(world.Config{Seed: 1, Reference: testReference})
 })
 
 func newCacheSource(t testing.TB) *cacheCountingSource {
@@ -100,11 +107,11 @@ func newCacheSource(t testing.TB) *cacheCountingSource {
 
 // cacheDay is the generated catalog's "today"; cacheDept a department with
 // coupons running then and cacheCoupon one of them with products.
-var cacheDay = DayOf(testReference.Unix())
+var cacheDay = store.DayOf(testReference.Unix())
 
-func cacheDeptAndCoupon(t testing.TB, src *cacheCountingSource) (Department, int) {
+func cacheDeptAndCoupon(t testing.TB, src *cacheCountingSource) (store.Department, int) {
 	t.Helper()
-	for _, d := range Departments {
+	for _, d := range store.Departments {
 		cs, _ := src.cat.ValidCoupons(context.Background(), d, cacheDay, nil)
 		for _, cp := range cs {
 			if ps, _ := src.cat.CouponProducts(context.Background(), cp.ID); len(ps) > 0 {
@@ -129,27 +136,27 @@ type cacheUnderTest struct {
 // cacheKinds are the two caches every shared test runs against.
 var cacheMakers = []struct {
 	name string
-	make func(t testing.TB, cfg CacheConfig) cacheUnderTest
+	make func(t testing.TB, cfg Config) cacheUnderTest
 }{
 	{"redis", newRedisCacheUnderTest},
 	{"memory", newMemoryCacheUnderTest},
 }
 
-func newRedisCacheUnderTest(t testing.TB, cfg CacheConfig) cacheUnderTest {
+func newRedisCacheUnderTest(t testing.TB, cfg Config) cacheUnderTest {
 	t.Helper()
 	srv := redistest.Start(t)
 	return redisCacheOn(t, srv, srv.URL(), "", cfg, nil)
 }
 
-func redisCacheOn(t testing.TB, srv *redistest.Redis, url, password string, cfg CacheConfig, log *slog.Logger) cacheUnderTest {
+func redisCacheOn(t testing.TB, srv *redistest.Redis, url, password string, cfg Config, log *slog.Logger) cacheUnderTest {
 	t.Helper()
 	if cfg.Prefix == "" {
 		cfg.Prefix = "test:"
 	}
 	src := newCacheSource(t)
-	c, err := NewRedisCache(src, url, password, cfg, log)
+	c, err := NewRedis(src, url, password, cfg, log, nil)
 	if err != nil {
-		t.Fatalf("NewRedisCache(%s): %v", url, err)
+		t.Fatalf("NewRedis(%s): %v", url, err)
 	}
 	t.Cleanup(func() { c.Close() })
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), Password: srv.Password(), MaxRetries: -1})
@@ -157,12 +164,36 @@ func redisCacheOn(t testing.TB, srv *redistest.Redis, url, password string, cfg 
 	return cacheUnderTest{Cache: c, src: src, prefix: cfg.Prefix, srv: srv, rdb: rdb}
 }
 
-func newMemoryCacheUnderTest(t testing.TB, cfg CacheConfig) cacheUnderTest {
+func newMemoryCacheUnderTest(t testing.TB, cfg Config) cacheUnderTest {
 	t.Helper()
 	src := newCacheSource(t)
-	c := NewMemoryCache(src, cfg)
+	c := NewMemory(src, cfg, nil)
 	t.Cleanup(func() { c.Close() })
 	return cacheUnderTest{Cache: c, src: src}
+}
+
+// kindCounts is a counter of the cache by kind: customer, coupons, products.
+type kindCounts struct{ Customer, Coupons, Products float64 }
+
+// cacheCounts is what the cache's counters hold.
+type cacheCounts struct {
+	Hits, Misses                      kindCounts
+	RedisErrors, Corrupt              float64
+	SourceNotFound, SourceUnavailable float64
+}
+
+func (c cacheUnderTest) counts() cacheCounts { return countsOf(c.Cache) }
+
+func countsOf(c *Cache) cacheCounts {
+	m := &c.m
+	kinds := func(a *[cacheKinds]prometheus.Counter) kindCounts {
+		return kindCounts{testutil.ToFloat64(a[kindCustomer]), testutil.ToFloat64(a[kindCoupons]), testutil.ToFloat64(a[kindProducts])}
+	}
+	return cacheCounts{
+		Hits: kinds(&m.hits), Misses: kinds(&m.misses),
+		RedisErrors: testutil.ToFloat64(m.redisErrors), Corrupt: testutil.ToFloat64(m.corrupt),
+		SourceNotFound: testutil.ToFloat64(m.sourceNotFound), SourceUnavailable: testutil.ToFloat64(m.sourceUnavailable),
+	}
 }
 
 // has reports whether the cache holds an entry for k.
@@ -194,7 +225,7 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 func TestCacheHitsAndMisses(t *testing.T) {
 	for _, mk := range cacheMakers {
 		t.Run(mk.name, func(t *testing.T) {
-			c := mk.make(t, CacheConfig{TTL: time.Hour})
+			c := mk.make(t, Config{TTL: time.Hour})
 			ctx := context.Background()
 			dep, couponID := cacheDeptAndCoupon(t, c.src)
 			id := c.src.cat.Customers()[0].ID
@@ -208,7 +239,7 @@ func TestCacheHitsAndMisses(t *testing.T) {
 				if err != nil || cu != wantCustomer {
 					t.Fatalf("round %d: Customer = %+v, %v; want %+v", round, cu, err, wantCustomer)
 				}
-				prefix := []Coupon{{ID: -1}}
+				prefix := []store.Coupon{{ID: -1}}
 				cs, err := c.ValidCoupons(ctx, dep, cacheDay, prefix)
 				if err != nil || !slices.Equal(cs[1:], wantCoupons) || cs[0].ID != -1 {
 					t.Fatalf("round %d: ValidCoupons = %v, %v; want dst then %v", round, cs, err, wantCoupons)
@@ -222,15 +253,20 @@ func TestCacheHitsAndMisses(t *testing.T) {
 					t.Fatalf("round %d: source calls (customer, coupons, products) = %v, want %v", round, got, want)
 				}
 			}
-			st := c.Stats()
-			if want := (CacheKindCounts{1, 1, 1}); st.Misses != want {
+			st := c.counts()
+			if want := (kindCounts{1, 1, 1}); st.Misses != want {
 				t.Errorf("Misses = %+v, want %+v", st.Misses, want)
 			}
-			if want := (CacheKindCounts{2, 2, 2}); st.Hits != want {
+			if want := (kindCounts{2, 2, 2}); st.Hits != want {
 				t.Errorf("Hits = %+v, want %+v", st.Hits, want)
 			}
-			if st.Fills != 3 || st.RedisErrors != 0 || st.Corrupt != 0 {
-				t.Errorf("Stats = %+v, want 3 fills and no errors", st)
+			if st.RedisErrors != 0 || st.Corrupt != 0 {
+				t.Errorf("counts = %+v, want no errors", st)
+			}
+			for _, k := range []cacheKey{{kind: kindCustomer, id: id}, {kind: kindCoupons, dep: dep, day: cacheDay}, {kind: kindProducts, coupon: couponID}} {
+				if !c.has(t, k) {
+					t.Errorf("no %s entry after the first read filled it", k.kind)
+				}
 			}
 		})
 	}
@@ -239,19 +275,19 @@ func TestCacheHitsAndMisses(t *testing.T) {
 func TestCacheUnknownDepartmentAndCoupon(t *testing.T) {
 	for _, mk := range cacheMakers {
 		t.Run(mk.name, func(t *testing.T) {
-			c := mk.make(t, CacheConfig{})
+			c := mk.make(t, Config{})
 			ctx := context.Background()
 			tests := []struct {
 				name string
 				call func() error
 			}{
-				{"no department", func() error { _, err := c.ValidCoupons(ctx, NoDepartment, cacheDay, nil); return err }},
+				{"no department", func() error { _, err := c.ValidCoupons(ctx, store.NoDepartment, cacheDay, nil); return err }},
 				{"unknown coupon", func() error { _, err := c.CouponProducts(ctx, -42); return err }},
 			}
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
 					for range 2 {
-						if err := tt.call(); !errors.Is(err, ErrNotFound) {
+						if err := tt.call(); !errors.Is(err, store.ErrNotFound) {
 							t.Fatalf("error = %v, want ErrNotFound", err)
 						}
 					}
@@ -267,7 +303,7 @@ func TestCacheUnknownDepartmentAndCoupon(t *testing.T) {
 
 func TestRedisCacheKeys(t *testing.T) {
 	const ttl = 10 * time.Minute
-	c := newRedisCacheUnderTest(t, CacheConfig{TTL: ttl, Prefix: "shop7:"})
+	c := newRedisCacheUnderTest(t, Config{TTL: ttl, Prefix: "shop7:"})
 	ctx := context.Background()
 	dep, couponID := cacheDeptAndCoupon(t, c.src)
 	id := c.src.cat.Customers()[3].ID
@@ -286,9 +322,9 @@ func TestRedisCacheKeys(t *testing.T) {
 		key     string
 		columns []string
 	}{
-		{"customer", "shop7:customer:" + id, customerColumns},
-		{"coupons", fmt.Sprintf("shop7:coupons:%s:%s", dep, cacheDay), couponColumns},
-		{"products", fmt.Sprintf("shop7:products:%d", couponID), productColumns},
+		{"customer", "shop7:customer:" + id, store.CustomerColumns},
+		{"coupons", fmt.Sprintf("shop7:coupons:%s:%s", dep, cacheDay), store.CouponColumns},
+		{"products", fmt.Sprintf("shop7:products:%d", couponID), store.ProductColumns},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -333,7 +369,7 @@ func TestRedisCacheKeys(t *testing.T) {
 func TestCacheTTLExpiry(t *testing.T) {
 	for _, mk := range cacheMakers {
 		t.Run(mk.name, func(t *testing.T) {
-			c := mk.make(t, CacheConfig{TTL: time.Second})
+			c := mk.make(t, Config{TTL: time.Second})
 			ctx := context.Background()
 			id := c.src.cat.Customers()[1].ID
 			k := cacheKey{kind: kindCustomer, id: id}
@@ -357,7 +393,7 @@ func TestCacheTTLExpiry(t *testing.T) {
 func TestCachePrefetch(t *testing.T) {
 	for _, mk := range cacheMakers {
 		t.Run(mk.name, func(t *testing.T) {
-			c := mk.make(t, CacheConfig{})
+			c := mk.make(t, Config{})
 			ctx := context.Background()
 			id := c.src.cat.Customers()[5].ID
 			k := cacheKey{kind: kindCustomer, id: id}
@@ -375,7 +411,7 @@ func TestCachePrefetch(t *testing.T) {
 			if n := c.src.customer.Load(); n != 1 {
 				t.Errorf("source Customer calls = %d, want 1 (Prefetch loads on a miss only)", n)
 			}
-			if err := c.Prefetch(ctx, "nobody"); !errors.Is(err, ErrNotFound) {
+			if err := c.Prefetch(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
 				t.Errorf("Prefetch(unknown) = %v, want ErrNotFound", err)
 			}
 		})
@@ -385,20 +421,20 @@ func TestCachePrefetch(t *testing.T) {
 func TestCacheNegative(t *testing.T) {
 	for _, mk := range cacheMakers {
 		t.Run(mk.name, func(t *testing.T) {
-			c := mk.make(t, CacheConfig{TTL: time.Hour})
+			c := mk.make(t, Config{TTL: time.Hour})
 			ctx := context.Background()
 			for i := range 5 {
 				_, err := c.Customer(ctx, "ghost")
-				if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), `"ghost"`) {
+				if !errors.Is(err, store.ErrNotFound) || !strings.Contains(err.Error(), `"ghost"`) {
 					t.Fatalf("read %d: error = %v, want ErrNotFound naming the id", i, err)
 				}
 			}
 			if n := c.src.customer.Load(); n != 1 {
 				t.Errorf("source Customer calls = %d, want 1", n)
 			}
-			st := c.Stats()
+			st := c.counts()
 			if st.SourceNotFound != 1 || st.Hits.Customer != 4 || st.Misses.Customer != 1 {
-				t.Errorf("Stats = %+v, want 1 not-found from the source, 4 hits, 1 miss", st)
+				t.Errorf("counts = %+v, want 1 not-found from the source, 4 hits, 1 miss", st)
 			}
 			if c.rdb == nil {
 				return
@@ -416,11 +452,11 @@ func TestCacheNegative(t *testing.T) {
 }
 
 func TestRedisCacheCorruptValue(t *testing.T) {
-	c := newRedisCacheUnderTest(t, CacheConfig{})
+	c := newRedisCacheUnderTest(t, Config{})
 	ctx := context.Background()
 	dep, couponID := cacheDeptAndCoupon(t, c.src)
 	cu := c.src.cat.Customers()[7]
-	other := dep%Department(len(Departments)) + 1
+	other := dep%store.Department(len(store.Departments)) + 1
 	cuJSON := func(edit func(m map[string]any)) string {
 		b, _ := encodeCacheValue(cacheKey{kind: kindCustomer, id: cu.ID}, cu)
 		var m map[string]any
@@ -430,12 +466,12 @@ func TestRedisCacheCorruptValue(t *testing.T) {
 		return string(b)
 	}
 	coupons, _ := c.src.cat.ValidCoupons(ctx, dep, cacheDay, nil)
-	cpJSON := func(edit func(cp *Coupon)) string {
+	cpJSON := func(edit func(cp *store.Coupon)) string {
 		cs := slices.Clone(coupons)
 		edit(&cs[0])
-		out := make([]wireCoupon, len(cs))
+		out := make([]store.CouponRow, len(cs))
 		for i := range cs {
-			out[i] = couponToWire(&cs[i])
+			out[i] = cs[i].Row()
 		}
 		b, _ := json.Marshal(out)
 		return string(b)
@@ -485,10 +521,10 @@ func TestRedisCacheCorruptValue(t *testing.T) {
 		{"null coupons", couponsKey, `null`, validCoupons},
 		{"object for list", couponsKey, `{}`, validCoupons},
 		{"empty coupon", couponsKey, `[{}]`, validCoupons},
-		{"coupon of another department", couponsKey, cpJSON(func(cp *Coupon) { cp.Department = other }), validCoupons},
-		{"coupon not running that day", couponsKey, cpJSON(func(cp *Coupon) { cp.Start, cp.End = cacheDay+1, cacheDay+5 }), validCoupons},
-		{"bad coupon type", couponsKey, strings.Replace(cpJSON(func(*Coupon) {}), string(coupons[0].Type), "free_lunch", 1), validCoupons},
-		{"bad date", couponsKey, strings.Replace(cpJSON(func(*Coupon) {}), cacheDay.String()[:4], "20x4", 1), validCoupons},
+		{"coupon of another department", couponsKey, cpJSON(func(cp *store.Coupon) { cp.Department = other }), validCoupons},
+		{"coupon not running that day", couponsKey, cpJSON(func(cp *store.Coupon) { cp.Start, cp.End = cacheDay+1, cacheDay+5 }), validCoupons},
+		{"bad coupon type", couponsKey, strings.Replace(cpJSON(func(*store.Coupon) {}), string(coupons[0].Type), "free_lunch", 1), validCoupons},
+		{"bad date", couponsKey, strings.Replace(cpJSON(func(*store.Coupon) {}), cacheDay.String()[:4], "20x4", 1), validCoupons},
 		{"null products", productsKey, `null`, couponProducts},
 		{"product without department", productsKey, `[{"product_id":1,"buy_price":3}]`, couponProducts},
 		{"negative price", productsKey, `[{"product_id":1,"buy_price":-3,"department":"Men"}]`, couponProducts},
@@ -499,13 +535,13 @@ func TestRedisCacheCorruptValue(t *testing.T) {
 			if err := c.rdb.Set(ctx, key, tt.value, time.Hour).Err(); err != nil {
 				t.Fatal(err)
 			}
-			before := c.Stats()
+			before := c.counts()
 			if err := tt.read(); err != nil {
 				t.Fatalf("read over a corrupt value: %v", err)
 			}
-			after := c.Stats()
+			after := c.counts()
 			if after.Corrupt != before.Corrupt+1 {
-				t.Errorf("Corrupt = %d, want %d", after.Corrupt, before.Corrupt+1)
+				t.Errorf("Corrupt = %v, want %v", after.Corrupt, before.Corrupt+1)
 			}
 			// Repaired: the value now decodes, and the next read is a hit.
 			raw, err := c.rdb.Get(ctx, key).Bytes()
@@ -518,8 +554,8 @@ func TestRedisCacheCorruptValue(t *testing.T) {
 			if err := tt.read(); err != nil {
 				t.Fatal(err)
 			}
-			if st := c.Stats(); st.Corrupt != after.Corrupt || st.Misses != after.Misses {
-				t.Errorf("second read: Corrupt %d, Misses %+v; want a hit (%d, %+v)", st.Corrupt, st.Misses, after.Corrupt, after.Misses)
+			if st := c.counts(); st.Corrupt != after.Corrupt || st.Misses != after.Misses {
+				t.Errorf("second read: Corrupt %v, Misses %+v; want a hit (%v, %+v)", st.Corrupt, st.Misses, after.Corrupt, after.Misses)
 			}
 		})
 	}
@@ -571,18 +607,18 @@ func (r *cacheLogRecorder) text() string {
 func waitForHit(t *testing.T, c cacheUnderTest, id string) {
 	t.Helper()
 	waitFor(t, "a cache hit after Redis came back", func() bool {
-		before := c.Stats().Hits.Customer
+		before := c.counts().Hits.Customer
 		if _, err := c.Customer(context.Background(), id); err != nil {
 			t.Fatalf("Customer while Redis comes back: %v", err)
 		}
-		return c.Stats().Hits.Customer > before
+		return c.counts().Hits.Customer > before
 	})
 }
 
 func TestRedisCacheRedisGoesAway(t *testing.T) {
 	rec := new(cacheLogRecorder)
 	srv := redistest.Start(t)
-	c := redisCacheOn(t, srv, srv.URL(), "", CacheConfig{}, slog.New(rec))
+	c := redisCacheOn(t, srv, srv.URL(), "", Config{}, slog.New(rec))
 	ctx := context.Background()
 	customers := c.src.cat.Customers()
 	if _, err := c.Customer(ctx, customers[0].ID); err != nil {
@@ -598,9 +634,9 @@ func TestRedisCacheRedisGoesAway(t *testing.T) {
 			t.Fatalf("Customer(%s) with Redis down = %+v, %v; want %+v from the source", want.ID, got, err, want)
 		}
 	}
-	st := c.Stats()
+	st := c.counts()
 	if st.RedisErrors < reads {
-		t.Errorf("RedisErrors = %d, want at least %d (one per read)", st.RedisErrors, reads)
+		t.Errorf("RedisErrors = %v, want at least %v (one per read)", st.RedisErrors, reads)
 	}
 	if n := c.src.customer.Load(); n != 1+reads {
 		t.Errorf("source Customer calls = %d, want %d: every read served by the source", n, 1+reads)
@@ -617,7 +653,7 @@ func TestRedisCacheStartsWithRedisDown(t *testing.T) {
 	rec := new(cacheLogRecorder)
 	srv := redistest.Start(t)
 	srv.Stop()
-	c := redisCacheOn(t, srv, srv.URL(), "", CacheConfig{}, slog.New(rec))
+	c := redisCacheOn(t, srv, srv.URL(), "", Config{}, slog.New(rec))
 	if rec.count("redis_unavailable") != 1 {
 		t.Errorf("log = %q, want one redis_unavailable line", rec.text())
 	}
@@ -634,13 +670,13 @@ func TestCacheSourceUnavailable(t *testing.T) {
 		name string
 		err  error
 	}{
-		{"ErrUnavailable", fmt.Errorf("central: 503: %w", ErrUnavailable)},
+		{"ErrUnavailable", fmt.Errorf("central: 503: %w", store.ErrUnavailable)},
 		{"other error", errors.New("connection reset by peer")},
 	}
 	for _, mk := range cacheMakers {
 		for _, tt := range tests {
 			t.Run(mk.name+"/"+tt.name, func(t *testing.T) {
-				c := mk.make(t, CacheConfig{})
+				c := mk.make(t, Config{})
 				ctx := context.Background()
 				dep, couponID := cacheDeptAndCoupon(t, c.src)
 				cached, uncached := c.src.cat.Customers()[0], c.src.cat.Customers()[1]
@@ -659,15 +695,15 @@ func TestCacheSourceUnavailable(t *testing.T) {
 					t.Errorf("cached ValidCoupons: %v", err)
 				}
 				for range 2 {
-					if _, err := c.Customer(ctx, uncached.ID); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), tt.err.Error()) {
+					if _, err := c.Customer(ctx, uncached.ID); !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), tt.err.Error()) {
 						t.Errorf("uncached Customer error = %v, want ErrUnavailable with the source's cause", err)
 					}
-					if _, err := c.CouponProducts(ctx, couponID); !errors.Is(err, ErrUnavailable) {
+					if _, err := c.CouponProducts(ctx, couponID); !errors.Is(err, store.ErrUnavailable) {
 						t.Errorf("uncached CouponProducts error = %v, want ErrUnavailable", err)
 					}
 				}
-				if st := c.Stats(); st.SourceUnavailable != 4 || st.SourceNotFound != 0 {
-					t.Errorf("Stats = %+v, want 4 SourceUnavailable", st)
+				if st := c.counts(); st.SourceUnavailable != 4 || st.SourceNotFound != 0 {
+					t.Errorf("counts = %+v, want 4 SourceUnavailable", st)
 				}
 
 				// The failure was not cached: the central's answer is, once it is back.
@@ -699,11 +735,11 @@ func TestRedisCachePassword(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			src := newCacheSource(t)
-			c, err := NewRedisCache(src, tt.url, tt.password, CacheConfig{Prefix: tt.name + ":"}, nil)
+			c, err := NewRedis(src, tt.url, tt.password, Config{Prefix: tt.name + ":"}, nil, nil)
 			if tt.wantErr {
 				if err == nil {
 					c.Close()
-					t.Fatal("NewRedisCache succeeded, want the credentials refused")
+					t.Fatal("NewRedis succeeded, want the credentials refused")
 				}
 				msg := err.Error()
 				if !strings.Contains(msg, "REDIS_PASSWORD") || (tt.password != "" && strings.Contains(msg, tt.password)) {
@@ -712,7 +748,7 @@ func TestRedisCachePassword(t *testing.T) {
 				return
 			}
 			if err != nil {
-				t.Fatalf("NewRedisCache: %v", err)
+				t.Fatalf("NewRedis: %v", err)
 			}
 			defer c.Close()
 			id := src.cat.Customers()[0].ID
@@ -721,8 +757,8 @@ func TestRedisCachePassword(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if st := c.Stats(); st.Hits.Customer != 1 || st.RedisErrors != 0 {
-				t.Errorf("Stats = %+v, want a hit and no Redis errors", st)
+			if st := countsOf(c); st.Hits.Customer != 1 || st.RedisErrors != 0 {
+				t.Errorf("counts = %+v, want a hit and no Redis errors", st)
 			}
 		})
 	}
@@ -793,10 +829,10 @@ func TestNewRedisCacheBadURL(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := NewRedisCache(newCacheSource(t), tt.url, secret, CacheConfig{}, nil)
+			c, err := NewRedis(newCacheSource(t), tt.url, secret, Config{}, nil, nil)
 			if err == nil {
 				c.Close()
-				t.Fatalf("NewRedisCache(%q) succeeded", tt.url)
+				t.Fatalf("NewRedis(%q) succeeded", tt.url)
 			}
 			hidden := cmp.Or(tt.secret, secret)
 			msg := err.Error()
@@ -809,7 +845,7 @@ func TestNewRedisCacheBadURL(t *testing.T) {
 
 func TestMemoryCacheBound(t *testing.T) {
 	const max = 10
-	c := newMemoryCacheUnderTest(t, CacheConfig{MaxItems: max})
+	c := newMemoryCacheUnderTest(t, Config{MaxItems: max})
 	ctx := context.Background()
 	mem := c.tier.(*memoryTier)
 	customers := c.src.cat.Customers()
@@ -844,7 +880,7 @@ func TestCacheCollapsesConcurrentMisses(t *testing.T) {
 	const n = 20
 	for _, mk := range cacheMakers {
 		t.Run(mk.name, func(t *testing.T) {
-			c := mk.make(t, CacheConfig{})
+			c := mk.make(t, Config{})
 			gate := make(chan struct{})
 			c.src.mu.Lock()
 			c.src.gate = gate
@@ -862,9 +898,9 @@ func TestCacheCollapsesConcurrentMisses(t *testing.T) {
 					errs <- err
 				})
 			}
-			// Every request has missed; all but the first wait for its call.
+			// Every request has missed and joined the one call, held at the gate.
 			waitFor(t, "all requests waiting", func() bool {
-				return c.Stats().Misses.Customer == n && c.src.customer.Load() == 1 && c.waiting(cacheKey{kind: kindCustomer, id: want.ID}) == n-1
+				return c.counts().Misses.Customer == n && c.src.customer.Load() == 1
 			})
 			close(gate)
 			wg.Wait()
@@ -877,31 +913,17 @@ func TestCacheCollapsesConcurrentMisses(t *testing.T) {
 			if calls := c.src.customer.Load(); calls != 1 {
 				t.Errorf("source Customer calls = %d, want 1 for %d concurrent misses", calls, n)
 			}
-			if st := c.Stats(); st.Shared != n-1 {
-				t.Errorf("Shared = %d, want %d", st.Shared, n-1)
-			}
 		})
 	}
 }
 
-// waiting is how many requests wait on the call in flight for k.
-func (c cacheUnderTest) waiting(k cacheKey) int {
-	c.flight.mu.Lock()
-	defer c.flight.mu.Unlock()
-	if call, ok := c.flight.calls[k]; ok {
-		return int(call.waiters.Load())
-	}
-	return 0
-}
-
 func TestCacheFlightCallerGivesUp(t *testing.T) {
-	c := newMemoryCacheUnderTest(t, CacheConfig{})
+	c := newMemoryCacheUnderTest(t, Config{})
 	gate := make(chan struct{})
 	c.src.mu.Lock()
 	c.src.gate = gate
 	c.src.mu.Unlock()
 	want := c.src.cat.Customers()[2]
-	k := cacheKey{kind: kindCustomer, id: want.ID}
 
 	leaderCtx, cancel := context.WithCancel(context.Background())
 	leaderErr := make(chan error, 1)
@@ -918,17 +940,20 @@ func TestCacheFlightCallerGivesUp(t *testing.T) {
 		}
 		follower <- err
 	}()
-	waitFor(t, "the second request waiting", func() bool { return c.waiting(k) == 1 })
+	waitFor(t, "the second request waiting", func() bool { return c.counts().Misses.Customer == 2 })
 	cancel()
 	if err := <-leaderErr; !errors.Is(err, context.Canceled) {
 		t.Errorf("first request: %v, want context.Canceled", err)
 	}
-	close(gate) // the second request's own call may pass now
+	close(gate) // the shared call, which the first request gave up on, may answer now
 	if err := <-follower; err != nil {
 		t.Errorf("second request, which did not give up: %v", err)
 	}
-	if st := c.Stats(); st.SourceUnavailable != 0 {
-		t.Errorf("SourceUnavailable = %d, want 0: a caller giving up is not the source failing", st.SourceUnavailable)
+	if n := c.src.customer.Load(); n != 1 {
+		t.Errorf("source Customer calls = %d, want 1: the shared call goes on when the caller that made it gives up", n)
+	}
+	if st := c.counts(); st.SourceUnavailable != 0 {
+		t.Errorf("SourceUnavailable = %v, want 0: a caller giving up is not the source failing", st.SourceUnavailable)
 	}
 }
 
@@ -951,7 +976,7 @@ func TestCacheWarnerRateLimits(t *testing.T) {
 func TestCacheClose(t *testing.T) {
 	for _, mk := range cacheMakers {
 		t.Run(mk.name, func(t *testing.T) {
-			c := mk.make(t, CacheConfig{})
+			c := mk.make(t, Config{})
 			for range 2 {
 				if err := c.Close(); err != nil {
 					t.Errorf("Close: %v", err)
@@ -968,7 +993,7 @@ func FuzzDecodeCacheValue(f *testing.F) {
 	}
 	ctx := context.Background()
 	cu := cat.Customers()[0]
-	dep := Women
+	dep := store.Women
 	cs, _ := cat.ValidCoupons(ctx, dep, cacheDay, nil)
 	keys := []cacheKey{
 		{kind: kindCustomer, id: cu.ID},
@@ -1011,7 +1036,7 @@ func FuzzDecodeCacheValue(f *testing.F) {
 
 // The focus path per iteration: the shopper's context, the department's
 // coupons today, the products of the best one.
-func focusPath(b *testing.B, src Source, id string, dep Department, dst []Coupon) []Coupon {
+func focusPath(b *testing.B, src store.Source, id string, dep store.Department, dst []store.Coupon) []store.Coupon {
 	ctx := context.Background()
 	if _, err := src.Customer(ctx, id); err != nil {
 		b.Fatal(err)
@@ -1036,7 +1061,7 @@ func focusPath(b *testing.B, src Source, id string, dep Department, dst []Coupon
 // catalog alone for scale; flush empties one (nil: nothing to flush).
 func benchSources(b *testing.B) []struct {
 	name  string
-	src   Source
+	src   store.Source
 	flush func()
 } {
 	cat, err := cacheTestCatalog()
@@ -1044,17 +1069,17 @@ func benchSources(b *testing.B) []struct {
 		b.Fatal(err)
 	}
 	srv := redistest.Start(b)
-	rc, err := NewRedisCache(cat, srv.URL(), "", CacheConfig{Prefix: "bench:"}, nil)
+	rc, err := NewRedis(cat, srv.URL(), "", Config{Prefix: "bench:"}, nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { rc.Close() })
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	b.Cleanup(func() { rdb.Close() })
-	mc := NewMemoryCache(cat, CacheConfig{})
+	mc := NewMemory(cat, Config{}, nil)
 	return []struct {
 		name  string
-		src   Source
+		src   store.Source
 		flush func()
 	}{
 		{"catalog", cat, nil},
@@ -1072,14 +1097,14 @@ func BenchmarkFocusPathWarm(b *testing.B) {
 		b.Run(s.name, func(b *testing.B) {
 			cat, _ := cacheTestCatalog()
 			customers := cat.Customers()[:100]
-			dst := make([]Coupon, 0, 16)
+			dst := make([]store.Coupon, 0, 16)
 			for _, cu := range customers { // warm
-				dst = focusPath(b, s.src, cu.ID, Women, dst)
+				dst = focusPath(b, s.src, cu.ID, store.Women, dst)
 			}
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
-				dst = focusPath(b, s.src, customers[i%len(customers)].ID, Women, dst)
+				dst = focusPath(b, s.src, customers[i%len(customers)].ID, store.Women, dst)
 				i++
 			}
 		})
@@ -1091,7 +1116,7 @@ func BenchmarkFocusPathCold(b *testing.B) {
 		b.Run(s.name, func(b *testing.B) {
 			cat, _ := cacheTestCatalog()
 			customers := cat.Customers()
-			dst := make([]Coupon, 0, 16)
+			dst := make([]store.Coupon, 0, 16)
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
@@ -1100,7 +1125,7 @@ func BenchmarkFocusPathCold(b *testing.B) {
 					s.flush()
 					b.StartTimer()
 				}
-				dst = focusPath(b, s.src, customers[i%len(customers)].ID, Women, dst)
+				dst = focusPath(b, s.src, customers[i%len(customers)].ID, store.Women, dst)
 				i++
 			}
 		})

@@ -1,4 +1,9 @@
-package store
+// Package cache owns the cache in front of a store.Source (the in-process
+// catalog or a remote central): in Redis, shared by every storeflow that
+// uses it, or in a bounded in-process LRU; one source call for concurrent
+// misses of a key, negative entries for unknown customers, and a degraded
+// mode that serves from the source while Redis is away.
+package cache
 
 import (
 	"container/list"
@@ -7,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/url"
 	"runtime"
 	"slices"
@@ -17,21 +21,24 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/storeflow/storeflow/internal/redact"
+	"github.com/storeflow/storeflow/store"
 )
 
-// CacheConfig sizes a Cache. Zero values take the defaults of Config
+// Config sizes a Cache. Zero values take the defaults of store.Config
 // (CACHE_TTL 1h, CACHE_MAX_ITEMS 100000).
-type CacheConfig struct {
+type Config struct {
 	TTL      time.Duration // how long an entry lives
 	Prefix   string        // of every Redis key
 	MaxItems int           // entries of the in-process cache, at most
 }
 
-// Defaults of CacheConfig, the same as Config's envDefault.
+// Defaults of Config, the same as store.Config's envDefault.
 const (
 	defaultCacheTTL      = time.Hour
 	defaultCacheMaxItems = 100_000
@@ -64,58 +71,80 @@ const maxCachedValue = 8 << 20
 const cacheWarnEvery = 10 * time.Second
 
 // Cache is a Source in front of another Source, backed by Redis
-// (NewRedisCache) or by a bounded in-process LRU (NewMemoryCache). It is safe
+// (NewRedis) or by a bounded in-process LRU (NewMemory). It is safe
 // for concurrent use.
 //
-// What it caches, for CacheConfig.TTL: customers, each department's coupons
+// What it caches, for Config.TTL: customers, each department's coupons
 // valid on a day, and each coupon's products. Unknown customers are cached
 // too, as a "missing" entry for min(TTL, 1m), so that a flood of unknown ids
 // does not hammer the central; unknown departments and coupons are not. An
 // ErrUnavailable answer is never cached.
 //
 // Degraded mode: when Redis cannot be reached, every request is served from
-// the source, counted in CacheStats.RedisErrors and warned about at most once
-// per 10 s; go-redis reconnects by itself and the cache is used again once
-// Redis answers. When the source is unavailable, cached values are still
+// the source, counted in storeflow_cache_errors_total{kind="redis"} and
+// warned about at most once per 10 s; go-redis reconnects by itself and the
+// cache is used again once Redis answers. When the source is unavailable, cached values are still
 // served and uncached requests fail with an error wrapping ErrUnavailable.
 // Concurrent misses for the same entry make one source call between them.
+//
+// What it does is counted in storeflow_cache_hits_total,
+// storeflow_cache_misses_total, storeflow_cache_errors_total and
+// storeflow_central_answers_total, registered with the prometheus.Registerer
+// given to NewMemory or NewRedis (nil: a private registry).
 type Cache struct {
-	src    Source
+	src    store.Source
 	tier   cacheTier
 	ttl    time.Duration
 	negTTL time.Duration
 	log    *slog.Logger
-	flight cacheFlight
+	flight singleflight.Group // of source calls, by key
 
-	hits, misses                      [cacheKinds]atomic.Uint64
-	fills, corrupt, shared, redisErrs atomic.Uint64
-	srcNotFound, srcUnavailable       atomic.Uint64
-	warnRead, warnWrite, warnCorrupt  cacheWarner
-	warnSource                        cacheWarner
+	m                                metrics
+	warnRead, warnWrite, warnCorrupt cacheWarner
+	warnSource                       cacheWarner
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// CacheStats counts what a Cache did since it was made.
-type CacheStats struct {
-	Hits   CacheKindCounts // answered from the cache, negative entries included
-	Misses CacheKindCounts // not in the cache (or corrupt there): asked the source
-	Fills  uint64          // entries written, negative ones included
-	Shared uint64          // misses that waited for another request's source call instead of making one
+// metrics are the cache's counters, recorded in Prometheus as they happen.
+type metrics struct {
+	hits   [cacheKinds]prometheus.Counter // answered from the cache, negative entries included
+	misses [cacheKinds]prometheus.Counter // not in the cache (or corrupt there): asked the source
 
-	RedisErrors uint64 // Redis reads and writes that failed (Redis down, timeout, refused)
-	Corrupt     uint64 // values in Redis that failed validation; each is a miss and is overwritten
+	redisErrors prometheus.Counter // Redis reads and writes that failed (Redis down, timeout, refused)
+	corrupt     prometheus.Counter // values in Redis that failed validation; each is a miss and is overwritten
 
-	SourceNotFound    uint64 // the source said ErrNotFound
-	SourceUnavailable uint64 // the source failed otherwise (ErrUnavailable)
+	sourceNotFound    prometheus.Counter // the source said ErrNotFound
+	sourceUnavailable prometheus.Counter // the source failed otherwise (ErrUnavailable)
 }
 
-// CacheKindCounts splits a count by what was asked for.
-type CacheKindCounts struct {
-	Customer uint64
-	Coupons  uint64
-	Products uint64
+// newMetrics registers the cache's counters with reg (nil: a private
+// registry), every series at zero.
+func newMetrics(reg prometheus.Registerer) metrics {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	vec := func(name, help, label string) *prometheus.CounterVec {
+		v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{label})
+		reg.MustRegister(v)
+		return v
+	}
+	hits := vec("storeflow_cache_hits_total", "Focus-path reads answered from the cache, by kind.", "kind")
+	misses := vec("storeflow_cache_misses_total", "Focus-path reads the cache did not hold (asked the central), by kind.", "kind")
+	errs := vec("storeflow_cache_errors_total", "Cache trouble: Redis unreachable or failing, corrupt values in Redis.", "kind")
+	answers := vec("storeflow_central_answers_total", "Answers of the central behind the cache to cache misses, by outcome.", "outcome")
+	m := metrics{
+		redisErrors:       errs.WithLabelValues("redis"),
+		corrupt:           errs.WithLabelValues("corrupt"),
+		sourceNotFound:    answers.WithLabelValues("not_found"),
+		sourceUnavailable: answers.WithLabelValues("unavailable"),
+	}
+	for k := range cacheKinds {
+		m.hits[k] = hits.WithLabelValues(k.String())
+		m.misses[k] = misses.WithLabelValues(k.String())
+	}
+	return m
 }
 
 // cacheKind is what an entry holds.
@@ -140,14 +169,15 @@ func (k cacheKind) String() string {
 	return fmt.Sprintf("cacheKind(%d)", uint8(k))
 }
 
-// cacheKey names an entry. It is comparable, so the in-process tier and the
-// singleflight use it as a map key without building a string.
+// cacheKey names an entry. It is comparable, so the in-process tier uses it
+// as a map key without building a string; the singleflight keys on its
+// Redis name.
 type cacheKey struct {
 	kind   cacheKind
-	id     string     // kindCustomer
-	dep    Department // kindCoupons
-	day    Day        // kindCoupons
-	coupon int        // kindProducts
+	id     string           // kindCustomer
+	dep    store.Department // kindCoupons
+	day    store.Day        // kindCoupons
+	coupon int              // kindProducts
 }
 
 // redisKey is the key's name in Redis: {prefix}customer:{id},
@@ -187,15 +217,15 @@ type cacheTier interface {
 	close() error
 }
 
-// NewMemoryCache puts a bounded in-process cache in front of src: at most
+// NewMemory puts a bounded in-process cache in front of src: at most
 // cfg.MaxItems entries, the least recently used evicted first, each living
 // cfg.TTL.
-func NewMemoryCache(src Source, cfg CacheConfig) *Cache {
+func NewMemory(src store.Source, cfg Config, reg prometheus.Registerer) *Cache {
 	cfg = cfg.normalize()
-	return newCache(src, newMemoryTier(cfg.MaxItems), cfg, nil)
+	return newCache(src, newMemoryTier(cfg.MaxItems), cfg, nil, reg)
 }
 
-// NewRedisCache puts a Redis cache in front of src. redisURL (REDIS_URL) is
+// NewRedis puts a Redis cache in front of src. redisURL (REDIS_URL) is
 // a redis:// or rediss:// (TLS) URL; the password comes from the URL, else
 // from password (REDIS_PASSWORD).
 //
@@ -203,14 +233,14 @@ func NewMemoryCache(src Source, cfg CacheConfig) *Cache {
 // password), and so is a password Redis refuses. Redis being down is not an
 // error: the cache starts degraded, serving from src, and uses Redis as soon
 // as it answers.
-func NewRedisCache(src Source, redisURL, password string, cfg CacheConfig, log *slog.Logger) (*Cache, error) {
+func NewRedis(src store.Source, redisURL, password string, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Cache, error) {
 	opts, err := redisOptions(redisURL, password)
 	if err != nil {
 		return nil, err
 	}
 	cfg = cfg.normalize()
 	client := redis.NewClient(opts)
-	c := newCache(src, &redisTier{client: client, prefix: cfg.Prefix}, cfg, log)
+	c := newCache(src, &redisTier{client: client, prefix: cfg.Prefix}, cfg, log, reg)
 	redisLogOnce.Do(func() { redis.SetLogger(&redisLogBridge{log: c.log}) })
 
 	ctx, cancel := context.WithTimeout(context.Background(), redisStartPing)
@@ -302,7 +332,7 @@ func (b *redisLogBridge) Printf(ctx context.Context, format string, v ...any) {
 	}
 }
 
-func (cfg CacheConfig) normalize() CacheConfig {
+func (cfg Config) normalize() Config {
 	if cfg.TTL <= 0 {
 		cfg.TTL = defaultCacheTTL
 	}
@@ -312,7 +342,7 @@ func (cfg CacheConfig) normalize() CacheConfig {
 	return cfg
 }
 
-func newCache(src Source, tier cacheTier, cfg CacheConfig, log *slog.Logger) *Cache {
+func newCache(src store.Source, tier cacheTier, cfg Config, log *slog.Logger, reg prometheus.Registerer) *Cache {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -322,60 +352,47 @@ func newCache(src Source, tier cacheTier, cfg CacheConfig, log *slog.Logger) *Ca
 		ttl:    cfg.TTL,
 		negTTL: min(cfg.TTL, maxNegativeTTL),
 		log:    log.With("component", "cache"),
+		m:      newMetrics(reg),
 	}
 }
 
 // Customer returns the customer, from the cache or else from the source.
 // An unknown customer is ErrNotFound, from the source or from a negative
 // entry.
-func (c *Cache) Customer(ctx context.Context, id string) (Customer, error) {
+func (c *Cache) Customer(ctx context.Context, id string) (store.Customer, error) {
 	k := cacheKey{kind: kindCustomer, id: id}
-	v, err := c.lookup(ctx, k, func(ctx context.Context) (any, error) {
-		return c.src.Customer(ctx, id)
-	})
+	v, err := c.lookup(ctx, k)
 	if err != nil {
-		return Customer{}, err
+		return store.Customer{}, err
 	}
 	if _, missing := v.(cacheMissing); missing {
-		return Customer{}, fmt.Errorf("customer %q: %w", id, ErrNotFound)
+		return store.Customer{}, fmt.Errorf("customer %q: %w", id, store.ErrNotFound)
 	}
-	return v.(Customer), nil
+	return v.(store.Customer), nil
 }
 
 // ValidCoupons appends the department's coupons valid on day to dst.
-func (c *Cache) ValidCoupons(ctx context.Context, dep Department, day Day, dst []Coupon) ([]Coupon, error) {
-	if dep == NoDepartment || int(dep) >= len(departmentNames) {
+func (c *Cache) ValidCoupons(ctx context.Context, dep store.Department, day store.Day, dst []store.Coupon) ([]store.Coupon, error) {
+	if !dep.Valid() {
 		return c.src.ValidCoupons(ctx, dep, day, dst) // not worth a key
 	}
 	k := cacheKey{kind: kindCoupons, dep: dep, day: day}
-	v, err := c.lookup(ctx, k, func(ctx context.Context) (any, error) {
-		cs, err := c.src.ValidCoupons(ctx, dep, day, nil)
-		if cs == nil {
-			cs = []Coupon{} // an empty list is an answer too
-		}
-		return cs, err
-	})
+	v, err := c.lookup(ctx, k)
 	if err != nil {
 		return dst, err
 	}
-	return append(dst, v.([]Coupon)...), nil
+	return append(dst, v.([]store.Coupon)...), nil
 }
 
 // CouponProducts returns the products the coupon covers, in a slice of the
 // caller's own.
-func (c *Cache) CouponProducts(ctx context.Context, couponID int) ([]Product, error) {
+func (c *Cache) CouponProducts(ctx context.Context, couponID int) ([]store.Product, error) {
 	k := cacheKey{kind: kindProducts, coupon: couponID}
-	v, err := c.lookup(ctx, k, func(ctx context.Context) (any, error) {
-		ps, err := c.src.CouponProducts(ctx, couponID)
-		if ps == nil {
-			ps = []Product{}
-		}
-		return ps, err
-	})
+	v, err := c.lookup(ctx, k)
 	if err != nil {
 		return nil, err
 	}
-	return slices.Clone(v.([]Product)), nil
+	return slices.Clone(v.([]store.Product)), nil
 }
 
 // Prefetch loads the customer into the cache when it is not there yet, so
@@ -384,27 +401,6 @@ func (c *Cache) CouponProducts(ctx context.Context, couponID int) ([]Product, er
 func (c *Cache) Prefetch(ctx context.Context, customerID string) error {
 	_, err := c.Customer(ctx, customerID)
 	return err
-}
-
-// Stats returns the counters.
-func (c *Cache) Stats() CacheStats {
-	kinds := func(a *[cacheKinds]atomic.Uint64) CacheKindCounts {
-		return CacheKindCounts{
-			Customer: a[kindCustomer].Load(),
-			Coupons:  a[kindCoupons].Load(),
-			Products: a[kindProducts].Load(),
-		}
-	}
-	return CacheStats{
-		Hits:              kinds(&c.hits),
-		Misses:            kinds(&c.misses),
-		Fills:             c.fills.Load(),
-		Shared:            c.shared.Load(),
-		RedisErrors:       c.redisErrs.Load(),
-		Corrupt:           c.corrupt.Load(),
-		SourceNotFound:    c.srcNotFound.Load(),
-		SourceUnavailable: c.srcUnavailable.Load(),
-	}
 }
 
 // Ping checks that Redis answers PING, for a readiness probe: a Cache serves
@@ -425,17 +421,17 @@ func (c *Cache) Close() error {
 	return c.closeErr
 }
 
-// lookup answers k from the tier, or else from fetch through the
+// lookup answers k from the tier, or else from the source through the
 // singleflight, filling the tier with the answer.
-func (c *Cache) lookup(ctx context.Context, k cacheKey, fetch func(context.Context) (any, error)) (any, error) {
+func (c *Cache) lookup(ctx context.Context, k cacheKey) (any, error) {
 	v, ok, err := c.tier.get(ctx, k)
 	tierUp := true
 	switch {
 	case err == nil && ok:
-		c.hits[k.kind].Add(1)
+		c.m.hits[k.kind].Inc()
 		return v, nil
 	case errors.Is(err, errCacheCorrupt):
-		c.corrupt.Add(1)
+		c.m.corrupt.Inc()
 		if n, ok := c.warnCorrupt.allow(); ok {
 			c.log.Warn("cache_value_corrupt", "kind", k.kind.String(), "err", err, "suppressed", n)
 		}
@@ -444,49 +440,76 @@ func (c *Cache) lookup(ctx context.Context, k cacheKey, fetch func(context.Conte
 			return nil, ctxErr
 		}
 		tierUp = false // do not pay for a write that will fail too
-		c.redisErrs.Add(1)
+		c.m.redisErrors.Inc()
 		if n, ok := c.warnRead.allow(); ok {
 			c.log.Warn("redis_read_failed", "kind", k.kind.String(), "err", err, "suppressed", n)
 		}
 	}
-	c.misses[k.kind].Add(1)
+	return c.miss(ctx, k, tierUp)
+}
 
-	fill := func() (any, error) {
-		v, err := fetch(ctx)
-		switch {
-		case err == nil:
-			c.store(ctx, k, v, c.ttl, tierUp)
-			return v, nil
-		case errors.Is(err, ErrNotFound):
-			c.srcNotFound.Add(1)
-			if k.kind == kindCustomer {
-				c.store(ctx, k, cacheMissing{}, c.negTTL, tierUp)
-			}
-			return nil, err
-		case ctx.Err() != nil:
-			return nil, err // the caller gave up; the source is not to blame
-		default:
-			c.srcUnavailable.Add(1)
-			if n, ok := c.warnSource.allow(); ok {
-				c.log.Warn("source_unavailable", "kind", k.kind.String(), "err", err, "suppressed", n)
-			}
-			if !errors.Is(err, ErrUnavailable) {
-				err = fmt.Errorf("%w: %w", ErrUnavailable, err)
-			}
-			return nil, err
-		}
+// miss answers k from the source. Concurrent misses of k share one source
+// call. It runs on a context of its own, the values of the first caller's
+// without its end: a caller that gives up returns at once, and the call goes
+// on for the others (bounded by the source's own deadline, CENTRAL_TIMEOUT
+// for a remote central). It is a function of its own so that what the call
+// captures is allocated on a miss only, never on a hit.
+func (c *Cache) miss(ctx context.Context, k cacheKey, tierUp bool) (any, error) {
+	fillCtx := context.WithoutCancel(ctx)
+	call := c.flight.DoChan(k.redisKey(""), func() (any, error) { return c.fill(fillCtx, k, tierUp) })
+	c.m.misses[k.kind].Inc() // once joined, so that a count of n misses means n callers on the call
+	select {
+	case r := <-call:
+		return r.Val, r.Err
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	for {
-		v, err, shared := c.flight.do(ctx, k, fill)
-		if shared {
-			c.shared.Add(1)
-			// The request that made the call gave up; this one has not.
-			if err != nil && isContextErr(err) && ctx.Err() == nil {
-				continue
-			}
+}
+
+// fetch asks the source for what k names.
+func (c *Cache) fetch(ctx context.Context, k cacheKey) (any, error) {
+	switch k.kind {
+	case kindCustomer:
+		cu, err := c.src.Customer(ctx, k.id)
+		return cu, err
+	case kindCoupons:
+		cs, err := c.src.ValidCoupons(ctx, k.dep, k.day, nil)
+		if cs == nil {
+			cs = []store.Coupon{} // an empty list is an answer too
 		}
-		return v, err
+		return cs, err
 	}
+	ps, err := c.src.CouponProducts(ctx, k.coupon)
+	if ps == nil {
+		ps = []store.Product{}
+	}
+	return ps, err
+}
+
+// fill asks the source for k and caches its answer: a value, or for an
+// unknown customer a negative entry. An error that is not ErrNotFound is
+// never cached and is returned wrapping ErrUnavailable.
+func (c *Cache) fill(ctx context.Context, k cacheKey, tierUp bool) (any, error) {
+	v, err := c.fetch(ctx, k)
+	switch {
+	case err == nil:
+		c.store(ctx, k, v, c.ttl, tierUp)
+		return v, nil
+	case errors.Is(err, store.ErrNotFound):
+		c.m.sourceNotFound.Inc()
+		if k.kind == kindCustomer {
+			c.store(ctx, k, cacheMissing{}, c.negTTL, tierUp)
+		}
+		return nil, err
+	}
+	c.m.sourceUnavailable.Inc()
+	if n, ok := c.warnSource.allow(); ok {
+		c.log.Warn("source_unavailable", "kind", k.kind.String(), "err", err, "suppressed", n)
+	}
+	if !errors.Is(err, store.ErrUnavailable) {
+		err = fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	return nil, err
 }
 
 // store writes an entry, counting and warning when the tier fails.
@@ -496,7 +519,6 @@ func (c *Cache) store(ctx context.Context, k cacheKey, v any, ttl time.Duration,
 	}
 	err := c.tier.set(ctx, k, v, ttl)
 	if err == nil {
-		c.fills.Add(1)
 		return
 	}
 	if errors.Is(err, errCacheCorrupt) {
@@ -507,17 +529,10 @@ func (c *Cache) store(ctx context.Context, k cacheKey, v any, ttl time.Duration,
 		}
 		return
 	}
-	if ctx.Err() != nil {
-		return
-	}
-	c.redisErrs.Add(1)
+	c.m.redisErrors.Inc()
 	if n, ok := c.warnWrite.allow(); ok {
 		c.log.Warn("redis_write_failed", "kind", k.kind.String(), "err", err, "suppressed", n)
 	}
-}
-
-func isContextErr(err error) bool {
-	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // cacheWarner lets one warning through per cacheWarnEvery and counts the
@@ -537,56 +552,6 @@ func (w *cacheWarner) allow() (suppressed uint64, ok bool) {
 		return 0, false
 	}
 	return w.suppressed.Swap(0), true
-}
-
-// cacheFlight collapses concurrent misses of one key into one source call:
-// the first request makes it, the others wait for its answer.
-type cacheFlight struct {
-	mu    sync.Mutex
-	calls map[cacheKey]*cacheCall
-}
-
-type cacheCall struct {
-	done    chan struct{}
-	val     any
-	err     error
-	waiters atomic.Int32 // requests waiting for this call besides the one making it
-}
-
-// errCacheFillPanicked is what waiters get if the call they waited for
-// panicked (the panic goes on in the request that made it).
-var errCacheFillPanicked = errors.New("store: cache: source call panicked")
-
-// do runs fn, or waits for the run of fn already in flight for k. shared
-// reports that the answer came from another request's call. A waiter whose
-// ctx ends stops waiting.
-func (f *cacheFlight) do(ctx context.Context, k cacheKey, fn func() (any, error)) (v any, err error, shared bool) {
-	f.mu.Lock()
-	if call, ok := f.calls[k]; ok {
-		call.waiters.Add(1)
-		f.mu.Unlock()
-		select {
-		case <-call.done:
-			return call.val, call.err, true
-		case <-ctx.Done():
-			return nil, ctx.Err(), true
-		}
-	}
-	if f.calls == nil {
-		f.calls = make(map[cacheKey]*cacheCall)
-	}
-	call := &cacheCall{done: make(chan struct{}), err: errCacheFillPanicked}
-	f.calls[k] = call
-	f.mu.Unlock()
-
-	defer func() {
-		f.mu.Lock()
-		delete(f.calls, k)
-		f.mu.Unlock()
-		close(call.done)
-	}()
-	call.val, call.err = fn()
-	return call.val, call.err, false
 }
 
 // memoryTier is a bounded LRU with a TTL per entry. Expired entries go
@@ -699,12 +664,12 @@ func (r *redisTier) set(ctx context.Context, k cacheKey, v any, ttl time.Duratio
 
 func (r *redisTier) close() error { return r.client.Close() }
 
-// The cached values are JSON in the central API's row forms (wireCustomer,
-// wireCoupon, wireProduct in central.go: one object per table row, named as
-// the CSV columns are). A negative customer entry is
+// The cached values are JSON in the store's row forms (store.CustomerRow,
+// store.CouponRow, store.ProductRow: one object per table row, named as the
+// CSV columns are). A negative customer entry is
 // {"customer_id": id, "missing": true}.
 type cachedCustomer struct {
-	wireCustomer
+	store.CustomerRow
 	Missing bool `json:"missing,omitempty"` // a negative entry: nothing else is set
 }
 
@@ -718,36 +683,36 @@ func encodeCacheValue(k cacheKey, v any) ([]byte, error) {
 			ID      string `json:"customer_id"`
 			Missing bool   `json:"missing"`
 		}{k.id, true})
-	case Customer:
-		if err := checkCachedCustomer(k, &v); err != nil {
+	case store.Customer:
+		if err := errors.Join(v.Validate(), customerFits(k, &v)); err != nil {
 			return nil, err
 		}
-		return json.Marshal(customerToWire(&v))
-	case []Coupon:
-		out := make([]wireCoupon, len(v))
+		return json.Marshal(v.Row())
+	case []store.Coupon:
+		out := make([]store.CouponRow, len(v))
 		for i := range v {
-			if err := checkCachedCoupon(k, &v[i]); err != nil {
+			if err := errors.Join(v[i].Validate(), couponFits(k, &v[i])); err != nil {
 				return nil, err
 			}
-			out[i] = couponToWire(&v[i])
+			out[i] = v[i].Row()
 		}
 		return json.Marshal(out)
-	case []Product:
-		out := make([]wireProduct, len(v))
+	case []store.Product:
+		out := make([]store.ProductRow, len(v))
 		for i := range v {
-			if err := checkCachedProduct(&v[i]); err != nil {
+			if err := v[i].Validate(); err != nil {
 				return nil, err
 			}
-			out[i] = productToWire(&v[i])
+			out[i] = v[i].Row()
 		}
 		return json.Marshal(out)
 	}
-	return nil, fmt.Errorf("store: cache: cannot encode %T", v)
+	return nil, fmt.Errorf("cache: cannot encode %T", v)
 }
 
 // decodeCacheValue parses and validates a value read from Redis for k. Redis
 // is outside input: anything that is not what encodeCacheValue writes for k
-// (wrong shape, wrong key, bad enum or date, negative count) is an error.
+// (wrong shape, wrong key, a record the store's rules refuse) is an error.
 func decodeCacheValue(k cacheKey, b []byte) (any, error) {
 	if len(b) > maxCachedValue {
 		return nil, fmt.Errorf("%d bytes, more than %d", len(b), maxCachedValue)
@@ -764,94 +729,62 @@ func decodeCacheValue(k cacheKey, b []byte) (any, error) {
 			}
 			return cacheMissing{}, nil
 		}
-		c := j.customer()
-		if err := checkCachedCustomer(k, &c); err != nil {
+		c, err := j.Customer()
+		if err == nil {
+			err = customerFits(k, &c)
+		}
+		if err != nil {
 			return nil, err
 		}
 		return c, nil
 	case kindCoupons:
-		var js []wireCoupon
-		if err := json.Unmarshal(b, &js); err != nil {
-			return nil, err
-		}
-		if js == nil {
-			return nil, errors.New("null, not a list of coupons")
-		}
-		out := make([]Coupon, len(js))
-		for i := range js {
-			var err error
-			if out[i], err = js[i].coupon(); err != nil {
-				return nil, err
-			}
-			if err := checkCachedCoupon(k, &out[i]); err != nil {
-				return nil, err
-			}
-		}
-		return out, nil
+		return decodeRows(b, "coupons", (*store.CouponRow).Coupon, func(cp *store.Coupon) error { return couponFits(k, cp) })
 	case kindProducts:
-		var js []wireProduct
-		if err := json.Unmarshal(b, &js); err != nil {
-			return nil, err
-		}
-		if js == nil {
-			return nil, errors.New("null, not a list of products")
-		}
-		out := make([]Product, len(js))
-		for i := range js {
-			var err error
-			if out[i], err = js[i].product(); err != nil {
-				return nil, err
-			}
-			if err := checkCachedProduct(&out[i]); err != nil {
-				return nil, err
-			}
-		}
-		return out, nil
+		return decodeRows(b, "products", (*store.ProductRow).Product, func(*store.Product) error { return nil })
 	}
 	return nil, fmt.Errorf("unknown kind %v", k.kind)
 }
 
-// checkCachedCustomer holds a customer to what LoadDir accepts, and to the
-// key it is cached under.
-func checkCachedCustomer(k cacheKey, c *Customer) error {
-	switch {
-	case c.ID != k.id:
+// decodeRows reads a JSON list of rows and converts each to its record (which
+// holds it to the store's rules); fits holds the record to the key besides.
+func decodeRows[R, T any](b []byte, what string, convert func(*R) (T, error), fits func(*T) error) ([]T, error) {
+	var rows []R
+	if err := json.Unmarshal(b, &rows); err != nil {
+		return nil, err
+	}
+	if rows == nil {
+		return nil, errors.New("null, not a list of " + what)
+	}
+	out := make([]T, len(rows))
+	for i := range rows {
+		var err error
+		if out[i], err = convert(&rows[i]); err == nil {
+			err = fits(&out[i])
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// customerFits holds a customer to the key it is cached under; the store's
+// rules for a customer are Validate's.
+func customerFits(k cacheKey, c *store.Customer) error {
+	if c.ID != k.id {
 		return fmt.Errorf("customer %q under the key of %q", c.ID, k.id)
-	case c.Gender != "M" && c.Gender != "F":
-		return fmt.Errorf("customer %q: gender %q", c.ID, c.Gender)
-	case c.Age < 0 || c.TotalCouponsUsed < 0 || c.UniqueProductsBought < 0 ||
-		c.UniqueProductsBoughtWithCoupons < 0 || c.TotalItemsBought < 0:
-		return fmt.Errorf("customer %q: negative count", c.ID)
-	case !cacheAmount(c.MeanBuyPrice) || !cacheAmount(c.MeanDiscountReceived):
-		return fmt.Errorf("customer %q: negative or non-finite amount", c.ID)
 	}
 	return nil
 }
 
-// checkCachedCoupon holds a coupon to what LoadDir accepts, and to the
-// department and day of the list it is cached in.
-func checkCachedCoupon(k cacheKey, cp *Coupon) error {
+// couponFits holds a coupon to the department and day of the list it is
+// cached in.
+func couponFits(k cacheKey, cp *store.Coupon) error {
 	switch {
 	case cp.Department != k.dep:
 		return fmt.Errorf("coupon %d of %s in the list of %s", cp.ID, cp.Department, k.dep)
 	case !cp.ValidOn(k.day):
 		return fmt.Errorf("coupon %d runs %s to %s, not on %s", cp.ID, cp.Start, cp.End, k.day)
-	case cp.Discount < 0 || cp.ProductsAvailable < 0 || (cp.HowMany < 0 && !(cp.HowMany == -1 && cp.Type == DeptCoupon)):
-		return fmt.Errorf("coupon %d: negative count", cp.ID)
-	case !cacheAmount(cp.ProductMeanPrice):
-		return fmt.Errorf("coupon %d: negative or non-finite product_mean_price", cp.ID)
 	}
 	return nil
 }
-
-func checkCachedProduct(p *Product) error {
-	if p.Department == NoDepartment || int(p.Department) >= len(departmentNames) {
-		return fmt.Errorf("product %d: no department", p.ID)
-	}
-	if !cacheAmount(p.BuyPrice) {
-		return fmt.Errorf("product %d: negative or non-finite buy_price", p.ID)
-	}
-	return nil
-}
-
-func cacheAmount(x float64) bool { return x >= 0 && !math.IsInf(x, 0) }
