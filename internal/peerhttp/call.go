@@ -81,7 +81,7 @@ func Ended(ctx context.Context, while string) Response {
 // answer over maxBody is a BadResponse. Call never retries.
 func (c *Client) Call(req *http.Request, maxBody int) Response {
 	ctx := req.Context()
-	resp, err := c.Do(req)
+	resp, err := c.do(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return Ended(ctx, "")

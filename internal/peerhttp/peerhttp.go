@@ -56,12 +56,12 @@ func New(maxIdle, maxConns int) *Client {
 	}
 }
 
-// Do sends req. Its error never shows credentials: net/http's *url.Error,
+// do sends req. Its error never shows credentials: net/http's *url.Error,
 // which repeats the request's URL (user name and query included), is
 // unwrapped to its cause, since callers name the peer themselves
 // (redact.URL); and whatever credentials of the request's URL the cause
 // still quotes are masked.
-func (c *Client) Do(req *http.Request) (*http.Response, error) {
+func (c *Client) do(req *http.Request) (*http.Response, error) {
 	resp, err := c.http.Do(req)
 	if err != nil {
 		var ue *url.Error

@@ -20,7 +20,7 @@ func get(t *testing.T, c *Client, url string) (*http.Response, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c.Do(req)
+	return c.do(req)
 }
 
 func TestNewDoesNotFollowRedirects(t *testing.T) {

@@ -9,14 +9,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,7 +48,6 @@ const (
 	MaxCustomerIDBytes = 64
 
 	centralMaxResponseBytes = 8 << 20 // an answer's body; larger is a bad response
-	centralMaxErrorText     = 200     // bytes of an error answer quoted in an error
 )
 
 // ---------------------------------------------------------------------------
@@ -491,10 +488,6 @@ type clientCounters struct {
 	badResponse prometheus.Counter // an answer that cannot be used: 4xx other than a JSON 404, 1xx/3xx, not JSON, invalid, too large
 }
 
-// errCentralTimeout marks the client's own deadline, to tell it from the
-// caller's.
-var errCentralTimeout = errors.New("central timeout")
-
 // Customer implements Source.
 func (c *Client) Customer(ctx context.Context, id string) (store.Customer, error) {
 	if !validCustomerID(id) {
@@ -510,7 +503,7 @@ func (c *Client) Customer(ctx context.Context, id string) (store.Customer, error
 	}
 	cu, err := decodeCustomer(body, id)
 	if err != nil {
-		return store.Customer{}, c.fail(c.calls.badResponse, path, "", err)
+		return store.Customer{}, c.fail(c.calls.badResponse, path, err)
 	}
 	c.calls.ok.Inc()
 	return cu, nil
@@ -537,7 +530,7 @@ func (c *Client) ValidCoupons(ctx context.Context, dep store.Department, day sto
 	}
 	dst, err = decodeCoupons(body, dep, day, dst)
 	if err != nil {
-		return dst, c.fail(c.calls.badResponse, path, "", err)
+		return dst, c.fail(c.calls.badResponse, path, err)
 	}
 	c.calls.ok.Inc()
 	return dst, nil
@@ -552,116 +545,72 @@ func (c *Client) CouponProducts(ctx context.Context, couponID int) ([]store.Prod
 	}
 	list, err := decodeProducts(body, couponID)
 	if err != nil {
-		return nil, c.fail(c.calls.badResponse, path, "", err)
+		return nil, c.fail(c.calls.badResponse, path, err)
 	}
 	c.calls.ok.Inc()
 	return list, nil
 }
 
 // get asks for path and returns the 200 answer's body. Its errors are
-// counted already and wrap ErrNotFound (a JSON 404) or ErrUnavailable.
+// counted already and wrap ErrNotFound (a JSON 404) or ErrUnavailable. The
+// call itself follows the peer policy (peerhttp.Call): the client's own
+// deadline, a bounded answer, one outcome per call.
 func (c *Client) get(ctx context.Context, path string) ([]byte, error) {
-	ctx, cancel := context.WithTimeoutCause(ctx, c.timeout, errCentralTimeout)
+	ctx, cancel := peerhttp.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
 	if err != nil { // the base was checked and the path escaped: a bug if it happens
-		return nil, c.fail(c.calls.transport, path, "cannot build the request", err)
+		return nil, c.fail(c.calls.transport, path, fmt.Errorf("cannot build the request: %w", err))
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, c.failCtx(ctx, path, "")
-		}
-		return nil, c.fail(c.calls.transport, path, "", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, centralMaxResponseBytes+1))
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, c.failCtx(ctx, path, "reading the answer")
-		}
-		return nil, c.fail(c.calls.transport, path, "reading the answer", err)
-	}
-	status := strconv.Itoa(resp.StatusCode) + " " + http.StatusText(resp.StatusCode)
+	r := c.http.Call(req, centralMaxResponseBytes)
 	switch {
-	case resp.StatusCode >= 500:
-		return nil, c.fail(c.calls.http5xx, path, status+": "+errorText(body), nil)
-	case len(body) > centralMaxResponseBytes:
-		return nil, c.fail(c.calls.badResponse, path, fmt.Sprintf("%s: answer over %d bytes", status, centralMaxResponseBytes), nil)
-	case resp.StatusCode == http.StatusNotFound:
+	case r.Outcome == peerhttp.HTTP4xx && r.Status == http.StatusNotFound:
 		// Only the central's own JSON 404 means "no such thing": a plain
 		// 404 is a wrong CENTRAL_URL path or a proxy, and reading it as
 		// "not found" would hide the outage behind a stream of unknown
 		// customers.
 		var e centralError
-		if !isJSON(resp.Header) || json.Unmarshal(body, &e) != nil || e.Error == "" {
-			return nil, c.fail(c.calls.badResponse, path, status+" that is not the central's: "+errorText(body), nil)
+		if !isJSON(r.Header) || json.Unmarshal(r.Body, &e) != nil || e.Error == "" {
+			return nil, c.fail(c.calls.badResponse, path, fmt.Errorf("404 Not Found that is not the central's: %s", peerhttp.ErrorText(r.Body)))
 		}
 		c.calls.notFound.Inc()
-		return nil, fmt.Errorf("central %s%s: %s: %w", c.shown, path, errorText(body), store.ErrNotFound)
-	case resp.StatusCode != http.StatusOK:
+		return nil, fmt.Errorf("central %s%s: %s: %w", c.shown, path, peerhttp.ErrorText(r.Body), store.ErrNotFound)
+	case r.Outcome == peerhttp.OK && r.Status != http.StatusOK:
+		return nil, c.fail(c.calls.badResponse, path, fmt.Errorf("unexpected %d %s", r.Status, http.StatusText(r.Status)))
+	case r.Outcome != peerhttp.OK:
 		// A 400 means client and central disagree on the API: not the
 		// caller's fault, and not "not found".
-		return nil, c.fail(c.calls.badResponse, path, status+": "+errorText(body), nil)
+		return nil, c.fail(c.counter(r.Outcome), path, r.Err)
 	}
-	return body, nil
+	return r.Body, nil
 }
 
-// fail counts an error of one kind and wraps it with what happened:
-// "store: central unavailable: http://host/central/customers/7: <what>:
-// <cause>"; either may be empty. cause is wrapped so callers can test for it.
-func (c *Client) fail(kind prometheus.Counter, path, what string, cause error) error {
+// counter is the count of a failed call's outcome: a refusal other than the
+// central's 404 is an answer that cannot be used.
+func (c *Client) counter(o peerhttp.Outcome) prometheus.Counter {
+	switch o {
+	case peerhttp.Timeout:
+		return c.calls.timeout
+	case peerhttp.Canceled:
+		return c.calls.canceled
+	case peerhttp.Transport:
+		return c.calls.transport
+	case peerhttp.HTTP5xx:
+		return c.calls.http5xx
+	}
+	return c.calls.badResponse
+}
+
+// fail counts an error of one kind and wraps it with where it happened:
+// "store: central unavailable: http://host/central/customers/7: <err>". err
+// is wrapped so callers can test for it.
+func (c *Client) fail(kind prometheus.Counter, path string, err error) error {
 	kind.Inc()
-	switch {
-	case cause == nil:
-		return fmt.Errorf("%w: %s%s: %s", store.ErrUnavailable, c.shown, path, what)
-	case what == "":
-		return fmt.Errorf("%w: %s%s: %w", store.ErrUnavailable, c.shown, path, cause)
-	}
-	return fmt.Errorf("%w: %s%s: %s: %w", store.ErrUnavailable, c.shown, path, what, cause)
-}
-
-// failCtx reports a call ended by its context: the client's timeout, the
-// caller's deadline or the caller's cancellation.
-func (c *Client) failCtx(ctx context.Context, path, while string) error {
-	if while != "" {
-		while = " " + while
-	}
-	cause := context.Cause(ctx)
-	switch {
-	case errors.Is(cause, errCentralTimeout):
-		c.calls.timeout.Inc()
-		return fmt.Errorf("%w: %s%s: timed out after %s%s: %w", store.ErrUnavailable, c.shown, path, c.timeout, while, context.DeadlineExceeded)
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		c.calls.timeout.Inc()
-		return fmt.Errorf("%w: %s%s: the caller's deadline passed%s: %w", store.ErrUnavailable, c.shown, path, while, context.DeadlineExceeded)
-	}
-	c.calls.canceled.Inc()
-	return fmt.Errorf("%w: %s%s: canceled%s: %w", store.ErrUnavailable, c.shown, path, while, context.Canceled)
+	return fmt.Errorf("%w: %s%s: %w", store.ErrUnavailable, c.shown, path, err)
 }
 
 func isJSON(h http.Header) bool {
 	ct, _, _ := strings.Cut(h.Get("Content-Type"), ";")
 	return strings.EqualFold(strings.TrimSpace(ct), "application/json")
-}
-
-// errorText is an error answer as an error shows it: the central's "error"
-// text, or else the start of the body, on one printable line.
-func errorText(body []byte) string {
-	var e centralError
-	s := string(body)
-	if json.Unmarshal(body, &e) == nil && e.Error != "" {
-		s = e.Error
-	}
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, strings.ToValidUTF8(clip.String(s, centralMaxErrorText), "?"))
-	if s = strings.TrimSpace(s); s == "" {
-		return "(empty body)"
-	}
-	return s
 }
