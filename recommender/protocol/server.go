@@ -170,7 +170,7 @@ type ErrorBody struct {
 func (s *Server) Reply(w http.ResponseWriter, route Route, status int, v any) {
 	body, err := json.Marshal(v)
 	if err != nil { // only our own types get here; a failure is a bug
-		s.log.Error("encode response", "err", err)
+		s.log.Error("encode response", "error", err)
 		status, body = http.StatusInternalServerError, []byte(`{"error":"encode response"}`)
 	}
 	s.answers[route][outcomeOf(status)].Inc()

@@ -252,7 +252,7 @@ func NewRedis(src store.Source, redisURL, password string, cfg Config, log *slog
 		_ = client.Close()
 		return nil, fmt.Errorf("REDIS_URL / REDIS_PASSWORD: Redis at %s refused the credentials: %w", opts.Addr, err)
 	default:
-		c.log.Warn("redis_unavailable", "addr", opts.Addr, "err", err, "detail", "serving from the source until Redis answers")
+		c.log.Warn("redis_unavailable", "addr", opts.Addr, "error", err, "detail", "serving from the source until Redis answers")
 	}
 	return c, nil
 }
@@ -433,7 +433,7 @@ func (c *Cache) lookup(ctx context.Context, k cacheKey) (any, error) {
 	case errors.Is(err, errCacheCorrupt):
 		c.m.corrupt.Inc()
 		if n, ok := c.warnCorrupt.allow(); ok {
-			c.log.Warn("cache_value_corrupt", "kind", k.kind.String(), "err", err, "suppressed", n)
+			c.log.Warn("cache_value_corrupt", "kind", k.kind.String(), "error", err, "suppressed", n)
 		}
 	case err != nil:
 		if ctxErr := ctx.Err(); ctxErr != nil {
@@ -442,7 +442,7 @@ func (c *Cache) lookup(ctx context.Context, k cacheKey) (any, error) {
 		tierUp = false // do not pay for a write that will fail too
 		c.m.redisErrors.Inc()
 		if n, ok := c.warnRead.allow(); ok {
-			c.log.Warn("redis_read_failed", "kind", k.kind.String(), "err", err, "suppressed", n)
+			c.log.Warn("redis_read_failed", "kind", k.kind.String(), "error", err, "suppressed", n)
 		}
 	}
 	return c.miss(ctx, k, tierUp)
@@ -504,7 +504,7 @@ func (c *Cache) fill(ctx context.Context, k cacheKey, tierUp bool) (any, error) 
 	}
 	c.m.sourceUnavailable.Inc()
 	if n, ok := c.warnSource.allow(); ok {
-		c.log.Warn("source_unavailable", "kind", k.kind.String(), "err", err, "suppressed", n)
+		c.log.Warn("source_unavailable", "kind", k.kind.String(), "error", err, "suppressed", n)
 	}
 	if !errors.Is(err, store.ErrUnavailable) {
 		err = fmt.Errorf("%w: %w", store.ErrUnavailable, err)
@@ -525,13 +525,13 @@ func (c *Cache) store(ctx context.Context, k cacheKey, v any, ttl time.Duration,
 		// The source's answer would not pass validation when read back:
 		// serve it, but do not cache it.
 		if n, ok := c.warnCorrupt.allow(); ok {
-			c.log.Warn("cache_value_refused", "kind", k.kind.String(), "err", err, "suppressed", n)
+			c.log.Warn("cache_value_refused", "kind", k.kind.String(), "error", err, "suppressed", n)
 		}
 		return
 	}
 	c.m.redisErrors.Inc()
 	if n, ok := c.warnWrite.allow(); ok {
-		c.log.Warn("redis_write_failed", "kind", k.kind.String(), "err", err, "suppressed", n)
+		c.log.Warn("redis_write_failed", "kind", k.kind.String(), "error", err, "suppressed", n)
 	}
 }
 

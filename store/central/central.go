@@ -202,14 +202,14 @@ func (s *Server) sourceFailed(w http.ResponseWriter, r *http.Request, rc *routeC
 		s.reply(w, r, rc, http.StatusNotFound, centralError{Error: err.Error()})
 		return
 	}
-	s.log.Warn("source failed", "path", r.URL.Path, "err", err)
+	s.log.Warn("source failed", "path", r.URL.Path, "error", err)
 	s.reply(w, r, rc, http.StatusServiceUnavailable, centralError{Error: "the central could not answer: " + err.Error()})
 }
 
 func (s *Server) reply(w http.ResponseWriter, r *http.Request, rc *routeCounters, status int, v any) {
 	body, err := json.Marshal(v)
 	if err != nil { // a NaN or infinite float from the source: JSON cannot carry it
-		s.log.Warn("source answer not encodable", "path", r.URL.Path, "err", err)
+		s.log.Warn("source answer not encodable", "path", r.URL.Path, "error", err)
 		status = http.StatusServiceUnavailable
 		body, _ = json.Marshal(centralError{Error: "the central could not answer: " + err.Error()})
 	}
