@@ -25,10 +25,10 @@ type Preferences struct {
 	PriceTolerance float64
 }
 
-// Offer is one row of the redemption history (coupon_history): a coupon
+// HistoryEntry is one row of the redemption history (coupon_history): a coupon
 // offered to a customer on a day, and whether the customer used it. It is
 // what a model trains on.
-type Offer struct {
+type HistoryEntry struct {
 	CustomerID string
 	CouponID   int
 	Day        Day

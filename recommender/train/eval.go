@@ -65,7 +65,7 @@ func World(w *world.World, opts Options, evaluate bool) (*recommender.Model, *Re
 		return nil, nil, errors.New("recommender: train: the data has no redemption history (coupon_history.csv)")
 	}
 	var train, valid, test Dataset
-	var testOffers []store.Offer
+	var testOffers []store.HistoryEntry
 	rep := &Report{Offers: len(w.History)}
 	customers, testCustomers := map[string]bool{}, map[string]bool{}
 	var row [recommender.NumFeatures]float32

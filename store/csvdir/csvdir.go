@@ -61,7 +61,7 @@ var errTableTooLarge = errors.New("file is larger than 1 GiB, the limit for a ta
 type Tables struct {
 	Catalog     *store.Catalog
 	Preferences []store.Preferences // customer_preferences.csv; nil: no such file
-	History     []store.Offer       // coupon_history.csv; nil: no such file
+	History     []store.HistoryEntry       // coupon_history.csv; nil: no such file
 }
 
 // Load reads a catalog directory: the four catalog tables
@@ -279,10 +279,10 @@ func (l *csvLoader) preferences(customers *csvIDs[string]) []store.Preferences {
 
 // history returns nil when the file is absent, and a non-nil slice (perhaps
 // empty) when it is present.
-func (l *csvLoader) history(customers *csvIDs[string], coupons *csvIDs[int]) []store.Offer {
-	out := []store.Offer{}
+func (l *csvLoader) history(customers *csvIDs[string], coupons *csvIDs[int]) []store.HistoryEntry {
+	out := []store.HistoryEntry{}
 	found, _ := l.readTable(historyFile, historyColumns, func(r *csvRow) {
-		o := store.Offer{CustomerID: r.text(0), CouponID: r.int(1), Day: r.day(2)}
+		o := store.HistoryEntry{CustomerID: r.text(0), CouponID: r.int(1), Day: r.day(2)}
 		switch r.rec[3] {
 		case "0":
 		case "1":

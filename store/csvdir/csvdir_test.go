@@ -123,7 +123,7 @@ func csvAwkwardTables(t *testing.T) *Tables {
 		{CustomerID: "id, with \"comma\"", Propensity: -1.25, Department: [6]float64{0, 0.1, -0.2, 0.3, -0.4, 0.5}, Type: [4]float64{1, 2, 3, 4}, DiscountSensitivity: 0.3, PriceTolerance: 1e-9},
 		{CustomerID: "c-1", Propensity: 2.5e10},
 	}
-	history := []store.Offer{
+	history := []store.HistoryEntry{
 		{CustomerID: "c-1", CouponID: 7, Day: -3, Used: true},
 		{CustomerID: "id, with \"comma\"", CouponID: -2, Day: 19800},
 		{CustomerID: "c-1", CouponID: 7, Day: 100000},
@@ -152,7 +152,7 @@ func TestCSVRoundTrip(t *testing.T) {
 		{"awkward text with truth and history", csvAwkwardTables},
 		{"empty truth and history", func(t *testing.T) *Tables {
 			w := csvAwkwardTables(t)
-			return &Tables{Catalog: w.Catalog, Preferences: []store.Preferences{}, History: []store.Offer{}}
+			return &Tables{Catalog: w.Catalog, Preferences: []store.Preferences{}, History: []store.HistoryEntry{}}
 		}},
 	}
 	for _, tt := range tests {
@@ -611,7 +611,7 @@ func TestLoadOptional(t *testing.T) {
 			}
 			if tt.wantHistory {
 				day := csvDay(t, "2024-05-02")
-				want := []store.Offer{{CustomerID: "1", CouponID: 1, Day: day, Used: true}, {CustomerID: "2", CouponID: 3, Day: day, Used: false}}
+				want := []store.HistoryEntry{{CustomerID: "1", CouponID: 1, Day: day, Used: true}, {CustomerID: "2", CouponID: 3, Day: day, Used: false}}
 				if !slices.Equal(w.History, want) {
 					t.Errorf("History = %+v, want %+v", w.History, want)
 				}

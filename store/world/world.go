@@ -20,12 +20,12 @@ import (
 type World struct {
 	Catalog *store.Catalog
 	Truth   *Truth        // nil when the data comes without ground truth
-	History []store.Offer // empty when the data comes without history
+	History []store.HistoryEntry // empty when the data comes without history
 }
 
 // New puts a world together from its tables, as a catalog directory gives
 // them: prefs nil means no ground truth, history nil no history.
-func New(cat *store.Catalog, prefs []store.Preferences, history []store.Offer) (*World, error) {
+func New(cat *store.Catalog, prefs []store.Preferences, history []store.HistoryEntry) (*World, error) {
 	w := &World{Catalog: cat, History: history}
 	if prefs != nil {
 		var err error
@@ -156,8 +156,8 @@ func genPreferences(r *rand.Rand, customers []store.Customer) []store.Preference
 
 // genHistory plays the customers' past visits in [from, to) and records every
 // coupon shown and whether it was used. Rows come out by customer, then day.
-func genHistory(r *rand.Rand, cat *store.Catalog, truth *Truth, from, to store.Day) []store.Offer {
-	var out []store.Offer
+func genHistory(r *rand.Rand, cat *store.Catalog, truth *Truth, from, to store.Day) []store.HistoryEntry {
+	var out []store.HistoryEntry
 	var valid []store.Coupon
 	days := int(to - from)
 	var weights [len(store.Departments)]float64
@@ -187,7 +187,7 @@ func genHistory(r *rand.Rand, cat *store.Catalog, truth *Truth, from, to store.D
 				valid, _ = cat.ValidCoupons(context.Background(), store.Departments[k], day, valid[:0])
 				for i := range valid {
 					p := Probability(prefs, &c, &valid[i])
-					out = append(out, store.Offer{CustomerID: c.ID, CouponID: valid[i].ID, Day: day, Used: r.Float64() < p})
+					out = append(out, store.HistoryEntry{CustomerID: c.ID, CouponID: valid[i].ID, Day: day, Used: r.Float64() < p})
 				}
 			}
 		}
