@@ -24,21 +24,10 @@ var Codec = protocol.Codec{
 
 // The /score request as the original service takes it. customer_id goes as
 // a string, whatever it looks like.
+// The customer is its customer_info row.
 type requestBody struct {
-	Customer wireCustomer `json:"customer"`
-	Coupons  []wireCoupon `json:"coupons"`
-}
-
-type wireCustomer struct {
-	CustomerID                      string  `json:"customer_id"`
-	Gender                          string  `json:"gender"`
-	Age                             int     `json:"age"`
-	MeanBuyPrice                    float64 `json:"mean_buy_price"`
-	TotalCouponsUsed                int     `json:"total_coupons_used"`
-	MeanDiscountReceived            float64 `json:"mean_discount_received"`
-	UniqueProductsBought            int     `json:"unique_products_bought"`
-	UniqueProductsBoughtWithCoupons int     `json:"unique_products_bought_with_coupons"`
-	TotalItemsBought                int     `json:"total_items_bought"`
+	Customer store.CustomerRow `json:"customer"`
+	Coupons  []wireCoupon      `json:"coupons"`
 }
 
 type wireCoupon struct {
@@ -55,13 +44,8 @@ type wireCoupon struct {
 // sends it.
 func EncodeRequest(c *store.Customer, coupons []store.Coupon) ([]byte, error) {
 	req := requestBody{
-		Customer: wireCustomer{
-			CustomerID: c.ID, Gender: c.Gender, Age: c.Age, MeanBuyPrice: c.MeanBuyPrice,
-			TotalCouponsUsed: c.TotalCouponsUsed, MeanDiscountReceived: c.MeanDiscountReceived,
-			UniqueProductsBought: c.UniqueProductsBought, UniqueProductsBoughtWithCoupons: c.UniqueProductsBoughtWithCoupons,
-			TotalItemsBought: c.TotalItemsBought,
-		},
-		Coupons: make([]wireCoupon, len(coupons)),
+		Customer: c.Row(),
+		Coupons:  make([]wireCoupon, len(coupons)),
 	}
 	for i := range coupons {
 		cp := &coupons[i]
