@@ -30,16 +30,17 @@ import (
 
 var departments = []string{"Boys", "Girls", "Men", "Sports", "Women"}
 
-// focusBurst publishes focus events for customers 1..n in every department,
-// as an outside sensor would, and waits until storeflow has decided each one.
-// With PREDICTION_THRESHOLD=0 most of them become coupons.
-func focusBurst(t *testing.T, sys *system, sensor *client, n int) {
+// focusBurst publishes a visit for customers 1..n, as an outside sensor
+// would: an entry, then a focus event in every department, at ts; and waits
+// until storeflow has decided each focus. With PREDICTION_THRESHOLD=0 most of
+// them become coupons.
+func focusBurst(t *testing.T, sys *system, sensor *client, n int, ts int64) {
 	t.Helper()
 	before := sys.metric(t, "storeflow_focus_outcomes_total")
-	now := time.Now().Unix()
 	for i := 1; i <= n; i++ {
+		sensor.publish("customer/enter", fmt.Sprintf(`{"id":"%d","ts":%d}`, i, ts))
 		for _, dep := range departments {
-			sensor.publish("customer/focus", fmt.Sprintf(`{"id":"%d","ts":%d,"dep":%q}`, i, now, dep))
+			sensor.publish("customer/focus", fmt.Sprintf(`{"id":"%d","ts":%d,"dep":%q}`, i, ts, dep))
 		}
 	}
 	sys.waitMetric(t, before+float64(n*len(departments)), 30*time.Second, "storeflow_focus_outcomes_total")
@@ -75,7 +76,16 @@ func TestPausedPhoneLosesNothingUncounted(t *testing.T) {
 				t.Fatalf("phone: subscribe: %v", tok.Error())
 			}
 
-			focusBurst(t, sys, sensor, 400)
+			// Visits until the paused phone's socket buffers and its
+			// BROKER_CLIENT_QUEUE are full and the broker drops: how many
+			// coupons the kernel holds for it varies from run to run.
+			now := time.Now().Unix()
+			for round := int64(0); sys.metric(t, "storeflow_broker_dropped_total") == 0; round++ {
+				if round == 10 {
+					t.Fatalf("the paused phone dropped nothing after %v coupons", sys.metric(t, "storeflow_coupons_published_total"))
+				}
+				focusBurst(t, sys, sensor, 400, now+100*round)
+			}
 			close(gate)
 
 			published := sys.metric(t, "storeflow_coupons_published_total")
@@ -88,9 +98,6 @@ func TestPausedPhoneLosesNothingUncounted(t *testing.T) {
 			t.Logf("published %v coupons: delivered and received %v, dropped and counted %v (client_queue_full %v, inflight_full %v)",
 				published, delivered, dropped, sys.metric(t, "storeflow_broker_dropped_total", "reason=client_queue_full"),
 				sys.metric(t, "storeflow_broker_dropped_total", "reason=inflight_full"))
-			if dropped == 0 {
-				t.Fatalf("the paused phone dropped nothing (published %v): the test did not fill its queue", published)
-			}
 		})
 	}
 }

@@ -60,8 +60,8 @@ var errTableTooLarge = errors.New("file is larger than 1 GiB, the limit for a ta
 // for a generated shop, the two it alone knows.
 type Tables struct {
 	Catalog     *store.Catalog
-	Preferences []store.Preferences // customer_preferences.csv; nil: no such file
-	History     []store.HistoryEntry       // coupon_history.csv; nil: no such file
+	Preferences []store.Preferences  // customer_preferences.csv; nil: no such file
+	History     []store.HistoryEntry // coupon_history.csv; nil: no such file
 }
 
 // Load reads a catalog directory: the four catalog tables

@@ -19,7 +19,7 @@ import (
 // known, the ground truth behind it and the history to train a model on.
 type World struct {
 	Catalog *store.Catalog
-	Truth   *Truth        // nil when the data comes without ground truth
+	Truth   *Truth               // nil when the data comes without ground truth
 	History []store.HistoryEntry // empty when the data comes without history
 }
 
