@@ -43,6 +43,8 @@ type metrics struct {
 	focusOutcome *prometheus.CounterVec // outcome
 	outOfOrder   prometheus.Counter
 	expired      prometheus.Counter
+	evictedVec   *prometheus.CounterVec // reason
+	evicted      [evictedLeastRecent + 1]prometheus.Counter
 	prefetch     *prometheus.CounterVec // outcome
 	tracked      prometheus.Gauge
 
@@ -99,7 +101,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		tracked: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "storeflow_shoppers_tracked", Help: "Shoppers the dwell detector holds state for.",
 		}),
+		evictedVec: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "storeflow_shoppers_evicted_total", Help: "Shoppers forgotten to make room for a new one at MAX_SHOPPERS, by reason: one_move (seen in one move only) or least_recent (an established shopper, the least recently active).",
+		}, []string{"reason"}),
 	}
+	m.evicted[evictedOneMove] = m.evictedVec.WithLabelValues("one_move")
+	m.evicted[evictedLeastRecent] = m.evictedVec.WithLabelValues("least_recent")
 	m.stageSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "storeflow_focus_stage_seconds", Help: "Time a focus event spends in each focus stage: context, score, publish (select and publish).",
 		Buckets: latencyBuckets,
@@ -129,7 +136,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, o := range outcomes {
 		m.outcome[o] = m.focusOutcome.WithLabelValues(o)
 	}
-	reg.MustRegister(m.accepted, m.rejected, m.dropped, m.focus, m.focusOutcome, m.outOfOrder, m.expired, m.prefetch, m.tracked,
+	reg.MustRegister(m.accepted, m.rejected, m.dropped, m.focus, m.focusOutcome, m.outOfOrder, m.expired, m.evictedVec, m.prefetch, m.tracked,
 		m.stageSeconds, m.focusSecondsVec, m.predictionSecVec, m.predictions, m.publishedTotal)
 	// Pre-create every series so dashboards see zeros, not gaps.
 	m.acceptedBy = make(map[string]prometheus.Counter, 4)

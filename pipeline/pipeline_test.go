@@ -63,7 +63,7 @@ func (c blockingCentral) Customer(ctx context.Context, id string) (store.Custome
 	return c.Catalog.Customer(ctx, id)
 }
 
-func testCatalog(t *testing.T) *store.Catalog {
+func testCatalog(t testing.TB) *store.Catalog {
 	t.Helper()
 	c, err := store.Generate(store.GenerateConfig{Seed: 1, Reference: time.Now()})
 	if err != nil {
@@ -236,7 +236,7 @@ func TestOverflowBlockReleasesOnStop(t *testing.T) {
 }
 
 // Shoppers who vanish without an exit are forgotten after SHOPPER_TTL, and
-// MAX_SHOPPERS bounds how many are tracked.
+// MAX_SHOPPERS bounds how many are tracked: a new shopper evicts one.
 func TestShopperExpiryAndLimit(t *testing.T) {
 	cfg := testConfig()
 	cfg.DwellWorkers, cfg.MaxShoppers, cfg.ShopperTTL = 1, 2, time.Second
@@ -249,8 +249,8 @@ func TestShopperExpiryAndLimit(t *testing.T) {
 	for _, id := range []string{"1", "2", "3"} {
 		_ = b.Publish(context.Background(), "move", fmt.Appendf(nil, `{"id":%q,"ts":1795000000,"x":0,"y":0}`, id))
 	}
-	waitFor(t, "third shopper dropped at MAX_SHOPPERS=2", func() bool {
-		return testutil.ToFloat64(p.m.dropped.WithLabelValues("shoppers_full")) == 1
+	waitFor(t, "third shopper evicts the first at MAX_SHOPPERS=2", func() bool {
+		return testutil.ToFloat64(p.m.evicted[evictedOneMove]) == 1
 	})
 	if got := testutil.ToFloat64(p.m.tracked); got != 2 {
 		t.Fatalf("tracked = %v, want 2", got)
