@@ -20,13 +20,15 @@ package pipeline
 // exception is a shopper demoted to probation while the table is that full:
 // it is forgotten when it reaches the tail, evicted or expired.
 //
-// The shoppers live in one slab, linked by index: no allocation and no
-// pointer per shopper for the collector to trace, and memory bounded by the
-// limit (bytes per shopper: BenchmarkShopperTableMemory).
+// The shoppers live in chunks of slots, linked by index: no allocation per
+// shopper and no pointer for the collector to trace but the id, a table
+// that grows without copying what it holds, and memory bounded by the limit
+// (bytes per shopper: BenchmarkShopperTableMemory).
 type shopperTable struct {
 	index        map[string]int32
-	slots        []tracked
-	free         int32 // first free slot, chained through next; none: -1
+	chunks       [][]tracked // of slotChunk slots; the last one may be short
+	used         int32       // slots handed out so far
+	free         int32       // first free slot, chained through next; none: -1
 	lists        [2]shopperList
 	limit        int
 	protectedMax int
@@ -63,11 +65,13 @@ const (
 	evictedLeastRecent         // an established shopper: MAX_SHOPPERS is small for the store
 )
 
+// slotChunk is the slots of one chunk: 72 KB.
+const slotChunk = 1024
+
 func newShopperTable(limit int) *shopperTable {
 	limit = max(limit, 1)
 	return &shopperTable{
-		index:        make(map[string]int32, min(limit, 1024)),
-		slots:        make([]tracked, 0, min(limit, 1024)),
+		index:        make(map[string]int32, min(limit, slotChunk)),
 		free:         -1,
 		lists:        [2]shopperList{{head: -1, tail: -1}, {head: -1, tail: -1}},
 		limit:        limit,
@@ -76,6 +80,8 @@ func newShopperTable(limit int) *shopperTable {
 }
 
 func (t *shopperTable) len() int { return len(t.index) }
+
+func (t *shopperTable) slot(i int32) *tracked { return &t.chunks[i/slotChunk][i%slotChunk] }
 
 func (t *shopperTable) full() bool { return len(t.index) >= t.limit }
 
@@ -87,15 +93,18 @@ func (t *shopperTable) touch(id string, now int64) *shopper {
 	if !ok {
 		return nil
 	}
-	s := &t.slots[i]
+	s := t.slot(i)
 	s.seen = now
+	if s.seg == protected && t.lists[protected].head == i {
+		return &s.shopper // the most recently active already: the common case of a shopper on the move
+	}
 	t.unlink(i)
 	if s.seg == probation {
 		s.seg = protected
 		if t.lists[protected].n >= t.protectedMax {
 			demote := t.lists[protected].tail
 			t.unlink(demote)
-			t.slots[demote].seg = probation
+			t.slot(demote).seg = probation
 			t.pushHead(demote)
 		}
 	}
@@ -117,18 +126,21 @@ func (t *shopperTable) add(id string, now int64) (*shopper, evicted) {
 		}
 		t.remove(victim)
 	}
-	var i int32
-	if t.free >= 0 {
-		i = t.free
-		t.free = t.slots[i].next
+	i := t.free
+	if i >= 0 {
+		t.free = t.slot(i).next
 	} else {
-		t.slots = append(t.slots, tracked{})
-		i = int32(len(t.slots) - 1)
+		if t.used%slotChunk == 0 {
+			t.chunks = append(t.chunks, make([]tracked, min(slotChunk, t.limit-int(t.used))))
+		}
+		i = t.used
+		t.used++
 	}
-	t.slots[i] = tracked{id: id, seen: now, seg: probation}
+	s := t.slot(i)
+	*s = tracked{id: id, seen: now, seg: probation}
 	t.pushHead(i)
 	t.index[id] = i
-	return &t.slots[i].shopper, ev
+	return &s.shopper, ev
 }
 
 // forget drops id and reports whether it was tracked.
@@ -145,7 +157,7 @@ func (t *shopperTable) forget(id string) bool {
 func (t *shopperTable) expire(cutoff int64) int {
 	n := 0
 	for seg := range t.lists {
-		for i := t.lists[seg].tail; i >= 0 && t.slots[i].seen <= cutoff; i = t.lists[seg].tail {
+		for i := t.lists[seg].tail; i >= 0 && t.slot(i).seen <= cutoff; i = t.lists[seg].tail {
 			t.remove(i)
 			n++
 		}
@@ -155,21 +167,22 @@ func (t *shopperTable) expire(cutoff int64) int {
 
 func (t *shopperTable) remove(i int32) {
 	t.unlink(i)
-	delete(t.index, t.slots[i].id)
-	t.slots[i] = tracked{next: t.free} // drop the id string for the collector
+	s := t.slot(i)
+	delete(t.index, s.id)
+	*s = tracked{next: t.free} // drop the id string for the collector
 	t.free = i
 }
 
 func (t *shopperTable) unlink(i int32) {
-	s := &t.slots[i]
+	s := t.slot(i)
 	l := &t.lists[s.seg]
 	if s.prev >= 0 {
-		t.slots[s.prev].next = s.next
+		t.slot(s.prev).next = s.next
 	} else {
 		l.head = s.next
 	}
 	if s.next >= 0 {
-		t.slots[s.next].prev = s.prev
+		t.slot(s.next).prev = s.prev
 	} else {
 		l.tail = s.prev
 	}
@@ -177,11 +190,11 @@ func (t *shopperTable) unlink(i int32) {
 }
 
 func (t *shopperTable) pushHead(i int32) {
-	s := &t.slots[i]
+	s := t.slot(i)
 	l := &t.lists[s.seg]
 	s.prev, s.next = -1, l.head
 	if l.head >= 0 {
-		t.slots[l.head].prev = i
+		t.slot(l.head).prev = i
 	} else {
 		l.tail = i
 	}
