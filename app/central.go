@@ -16,7 +16,7 @@ func (a *App) buildSource() error {
 	sc := a.cfg.Store
 	var central store.Source = a.catalog
 	if sc.CentralURL != "" {
-		c, err := store.NewCentralClient(sc.CentralURL, sc.CentralTimeout)
+		c, err := store.NewCentralClient(sc.CentralURL, sc.CentralTimeout, sc.CentralLimits())
 		if err != nil {
 			return fmt.Errorf("app: %w", err)
 		}
@@ -107,7 +107,10 @@ func (a *App) registerSourceMetrics() {
 			"transport":    func() uint64 { return cl.Stats().Transport },
 			"http_5xx":     func() uint64 { return cl.Stats().HTTP5xx },
 			"bad_response": func() uint64 { return cl.Stats().BadResponse },
+			"limited":      func() uint64 { return cl.Stats().Limited },
+			"breaker_open": func() uint64 { return cl.Stats().BreakerOpen },
 		})
+		a.registerBreakerMetrics("central", cl.BreakerState, func() uint64 { return cl.Stats().BreakerOpened })
 	}
 }
 

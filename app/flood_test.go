@@ -3,10 +3,19 @@ package app
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/storeflow/storeflow/event"
+	"github.com/storeflow/storeflow/internal/modeltest"
+	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/store"
 )
 
@@ -116,5 +125,191 @@ func TestFloodOfFakeIDsDoesNotLockShoppersOut(t *testing.T) {
 	}
 	if got, want := a.metricValue("storeflow_shoppers_evicted_total"), float64(flood-a.cfg.Pipeline.MaxShoppers); got < want {
 		t.Errorf("storeflow_shoppers_evicted_total = %v, want at least %v", got, want)
+	}
+}
+
+// A prediction service that never answers costs focus events their coupons,
+// counted, and nothing else: 3,000 moves of shoppers who never focus are
+// handled at once while it hangs, its circuit breaker opens and /readyz
+// says so, and coupons come again within 2 s of it answering. Before, once
+// the focus queue was full the dwell workers waited for it: the 3,000 moves
+// took 18 s (PIPELINE_QUEUE=1024; minutes here).
+func TestHangingPredictorDoesNotHoldUpTheStore(t *testing.T) {
+	model, err := recommender.LoadModel(modeltest.File(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	service := http.NewServeMux()
+	recommender.NewServer(model, slog.New(slog.DiscardHandler)).Register(service)
+	var hanging atomic.Bool
+	hanging.Store(true)
+	back := make(chan struct{})
+	pred := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hanging.Load() {
+			select {
+			case <-back: // comes back: answers what it held too
+			case <-r.Context().Done():
+				return
+			}
+		}
+		service.ServeHTTP(w, r)
+	}))
+	t.Cleanup(pred.Close)
+	var once sync.Once
+	comeBack := func() { once.Do(func() { hanging.Store(false); close(back) }) }
+	t.Cleanup(comeBack) // before pred.Close, which waits for the handlers
+
+	// A queue of 256 (not 1,024) so that the catalog has customers enough
+	// to overfill the focus stages; PREDICTION_TIMEOUT is its default, 1 s.
+	a := runApp(t, map[string]string{"PREDICTION_URL": pred.URL, "PREDICTION_THRESHOLD": "0", "PIPELINE_QUEUE": "256"})
+	coupons := couponsFor(t, a)
+	ts := time.Now().Unix()
+	boysShopper(t, a, ts, 0)
+	const lingerers, walkers = 600, 3000
+	var start time.Time
+	published := make(chan struct{})
+	go func() { // the publisher may be held: the test watches from here
+		defer close(published)
+		for i := range lingerers { // each completes a focus: far more than the stages and the queue hold
+			lingerInBoys(t, a, a.catalog.Customers()[i].ID, ts)
+		}
+		start = time.Now()
+		for i := range walkers { // shoppers in the cross aisle: no focus
+			publish(t, a, a.cfg.Pipeline.MoveTopic, fmt.Appendf(nil, `{"id":"walker-%d","ts":%d,"x":2,"y":5}`, i, ts))
+		}
+	}()
+	deadline := time.Now().Add(5 * time.Second) // generous: about 0.1 s here, 18 s before
+	for a.metricValue("storeflow_shoppers_tracked") < lingerers+walkers {
+		if time.Now().After(deadline) {
+			t.Fatalf("%v of %d shoppers' moves handled within 5s while the prediction service hangs",
+				a.metricValue("storeflow_shoppers_tracked"), lingerers+walkers)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
+	}
+	<-published
+	t.Logf("%d moves of shoppers who do not focus handled in %s with the prediction service hanging",
+		walkers, time.Since(start).Round(time.Millisecond))
+	if got := a.metricSum("storeflow_events_dropped_total", func(l map[string]string) bool { return l["queue"] == "focus" }); got == 0 {
+		t.Error("no focus event dropped, although the stages and their queue were full")
+	}
+
+	// After PREDICTION_BREAKER_FAILURES timeouts (about 2 s) the breaker
+	// opens: the held focus events fail fast, and /readyz says why.
+	deadline = time.Now().Add(10 * time.Second)
+	for a.metricSum("storeflow_focus_outcomes_total", func(l map[string]string) bool { return l["outcome"] == "predictor_unavailable" }) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no focus event failed fast as predictor_unavailable within 10s")
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
+	}
+	if code, body := readyz(t, a); code != http.StatusServiceUnavailable || !strings.Contains(body, "prediction: circuit breaker open") {
+		t.Errorf("GET /readyz = %d %q with the breaker open, want 503 naming it", code, body)
+	}
+
+	// The service answers again: within 2 s coupons come again, for the
+	// shoppers who keep lingering.
+	comeBack()
+	answering := time.Now()
+	for i := lingerers; ; i++ {
+		if time.Since(answering) > 2*time.Second || i == len(a.catalog.Customers()) {
+			t.Fatalf("no coupon within %s of the prediction service answering again", time.Since(answering).Round(time.Millisecond))
+		}
+		lingerInBoys(t, a, a.catalog.Customers()[i].ID, ts)
+		select {
+		case <-coupons:
+			t.Logf("first coupon %s after the prediction service answered again", time.Since(answering).Round(time.Millisecond))
+			return
+		case <-time.After(20 * time.Millisecond): // the next shopper comes in
+		}
+	}
+}
+
+// 50,000 focus events of unique unknown ids — no entry seen, so nothing
+// cached — make at most CENTRAL_MAX_RPS requests a second to the central
+// (plus one second's burst); the others fail fast as central_limited.
+// Before, each made a request: 50,001 in 6.6 s.
+func TestUnknownIDsDoNotFloodTheCentral(t *testing.T) {
+	cat, err := store.Generate(store.GenerateConfig{Seed: 1, Reference: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	store.NewCentralServer(cat, nil).Register(mux)
+	var requests atomic.Int64
+	central := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		mux.ServeHTTP(w, r)
+	}))
+	t.Cleanup(central.Close)
+	const maxRPS = 100
+	a := runApp(t, map[string]string{"CENTRAL_URL": central.URL, "CENTRAL_MAX_RPS": fmt.Sprint(maxRPS)})
+
+	const n = 50_000
+	ts := time.Now().Unix()
+	start := time.Now()
+	var buf []byte
+	for i := range n {
+		buf = fmt.Appendf(buf[:0], `{"id":"nobody-%d","ts":%d,"dep":"Boys"}`, i, ts)
+		publish(t, a, a.cfg.Pipeline.FocusTopic, buf)
+	}
+	focus := func(l map[string]string) bool { return l["kind"] == "focus" || l["queue"] == "focus" }
+	deadline := time.Now().Add(30 * time.Second)
+	for a.metricSum("storeflow_events_accepted_total", focus)+a.metricSum("storeflow_events_dropped_total", focus) < n ||
+		a.metricValue("storeflow_focus_outcomes_total") < a.metricSum("storeflow_events_accepted_total", focus) {
+		if time.Now().After(deadline) {
+			t.Fatal("the focus events did not all reach an outcome within 30s")
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
+	}
+	elapsed := time.Since(start)
+	bound := int64(maxRPS * (1 + elapsed.Seconds()))
+	t.Logf("%d focus events of unknown ids: %d requests to the central in %s (bound %d)",
+		n, requests.Load(), elapsed.Round(time.Millisecond), bound)
+	if got := requests.Load(); got > bound {
+		t.Errorf("%d requests to the central in %s, want at most %d (CENTRAL_MAX_RPS=%d)", got, elapsed, bound, maxRPS)
+	}
+	limited := a.metricSum("storeflow_focus_outcomes_total", func(l map[string]string) bool { return l["outcome"] == "central_limited" })
+	if limited == 0 {
+		t.Error("no focus event counted as central_limited")
+	}
+}
+
+// A central that cannot be reached opens its circuit breaker after
+// CENTRAL_BREAKER_FAILURES failures: the focus events after that fail fast
+// as central_unavailable without a request, and /readyz says so while the
+// process stays ready (the cache still serves what it holds).
+func TestCentralBreakerFailsFocusFast(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	a := runApp(t, map[string]string{"CENTRAL_URL": "http://" + closed, "CENTRAL_BREAKER_FAILURES": "2", "CENTRAL_BREAKER_COOLDOWN": "1h"})
+	ts := time.Now().Unix()
+	for i := range 10 {
+		publish(t, a, a.cfg.Pipeline.FocusTopic, fmt.Appendf(nil, `{"id":"%d","ts":%d,"dep":"Boys"}`, i+1, ts))
+	}
+	outcome := func(o string) float64 {
+		return a.metricSum("storeflow_focus_outcomes_total", func(l map[string]string) bool { return l["outcome"] == o })
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for outcome("context_error")+outcome("central_unavailable") < 10 {
+		if time.Now().After(deadline) {
+			t.Fatal("the focus events did not all reach an outcome within 10s")
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
+	}
+	// The context workers ask in parallel: a few calls may be out when the
+	// breaker opens.
+	st := a.centralClient.Stats()
+	if st.Transport < 2 || st.Transport > 2+uint64(a.cfg.Pipeline.FocusWorkers) || st.Transport+st.BreakerOpen != 10 {
+		t.Errorf("central client %+v: want 2 to %d refused connections, the rest not asked", st, 2+a.cfg.Pipeline.FocusWorkers)
+	}
+	if got := outcome("context_error"); got != float64(st.Transport) {
+		t.Errorf("%v focus events failed with the central's error, want the %d that asked", got, st.Transport)
+	}
+	if code, body := readyz(t, a); code != http.StatusOK || !strings.HasPrefix(body, "ready, degraded: central: circuit breaker open") {
+		t.Errorf("GET /readyz = %d %q, want 200 saying the central's breaker is open", code, body)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/storeflow/storeflow/broker"
+	"github.com/storeflow/storeflow/internal/breaker"
 	"github.com/storeflow/storeflow/recommender"
 )
 
@@ -60,6 +61,7 @@ func (a *App) registerPredictionMetrics() {
 		{"transport", func(s recommender.ClientStats) uint64 { return s.Transport }},
 		{"bad_response", func(s recommender.ClientStats) uint64 { return s.BadResponse }},
 		{"invalid", func(s recommender.ClientStats) uint64 { return s.Invalid }},
+		{"breaker_open", func(s recommender.ClientStats) uint64 { return s.BreakerOpen }},
 	} {
 		a.reg.MustRegister(counter("storeflow_prediction_client_calls_total",
 			"Calls to the remote prediction service (PREDICTION_URL) by outcome.",
@@ -67,6 +69,18 @@ func (a *App) registerPredictionMetrics() {
 	}
 	a.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "storeflow_prediction_client_in_flight",
 		Help: "Calls to the remote prediction service in flight now."}, func() float64 { return float64(c.Stats().InFlight) }))
+	a.registerBreakerMetrics("prediction", c.BreakerState, func() uint64 { return c.Stats().BreakerOpened })
+}
+
+// registerBreakerMetrics exposes a peer's circuit breaker: its state and how
+// often it opened.
+func (a *App) registerBreakerMetrics(peer string, state func() breaker.State, opened func() uint64) {
+	labels := prometheus.Labels{"peer": peer}
+	a.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "storeflow_breaker_state", ConstLabels: labels,
+		Help: "A remote peer's circuit breaker: 0 closed (calls go through), 1 open (calls refused), 2 half-open (one probe out)."},
+		func() float64 { return float64(state()) }))
+	a.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "storeflow_breaker_opened_total", ConstLabels: labels,
+		Help: "Times a remote peer's circuit breaker opened."}, func() float64 { return float64(opened()) }))
 }
 
 // registerBrokerMetrics exposes the external broker connection's counters.

@@ -28,10 +28,17 @@ const (
 	OutcomeContextError    = "context_error"    // the central failed
 	OutcomeScoreError      = "score_error"      // the scorer failed
 	OutcomePublishError    = "publish_error"    // the broker refused the prediction
+
+	// Not asked, so that a failing peer costs a fast error, not a worker
+	// held until its timeout.
+	OutcomeCentralUnavailable   = "central_unavailable"   // the central's circuit breaker is open
+	OutcomeCentralLimited       = "central_limited"       // CENTRAL_MAX_RPS spent
+	OutcomePredictorUnavailable = "predictor_unavailable" // the prediction service's circuit breaker is open
 )
 
 var outcomes = []string{OutcomePublished, OutcomeUnknownCustomer, OutcomeNoCoupons, OutcomeBelowThreshold,
-	OutcomeAlreadyIssued, OutcomeContextError, OutcomeScoreError, OutcomePublishError}
+	OutcomeAlreadyIssued, OutcomeContextError, OutcomeScoreError, OutcomePublishError,
+	OutcomeCentralUnavailable, OutcomeCentralLimited, OutcomePredictorUnavailable}
 
 // metrics are the pipeline's counters. Label values are fixed sets: never a
 // customer id.
@@ -66,6 +73,7 @@ type metrics struct {
 	outcome           map[string]prometheus.Counter // by outcome: read-only after newMetrics
 	acceptedBy        map[string]prometheus.Counter // accepted, by kind: no label hashing per event
 	dropShutdown      prometheus.Counter
+	dropFocus         prometheus.Counter
 }
 
 // latencyBuckets span 100 µs to about 3 s: an in-process scorer answers in
@@ -132,6 +140,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.predictionsOK = m.predictions.WithLabelValues("ok")
 	m.predictionsError = m.predictions.WithLabelValues("error")
 	m.dropShutdown = m.dropped.WithLabelValues(dropShutdown)
+	m.dropFocus = m.dropped.WithLabelValues(queueFocus)
 	m.outcome = make(map[string]prometheus.Counter, len(outcomes))
 	for _, o := range outcomes {
 		m.outcome[o] = m.focusOutcome.WithLabelValues(o)

@@ -141,6 +141,8 @@ type Pipeline struct {
 	pending              atomic.Int64 // focus events accepted and not yet settled
 	refused              atomic.Int64 // events refused at intake during shutdown
 	abandoned            atomic.Bool  // SHUTDOWN_TIMEOUT passed: what ends now is dropped
+	focusStuck           atomic.Bool  // the focus stages let a hand-off wait out focusWait: shed (bulkhead.go)
+	focusWait            time.Duration
 
 	stop  chan struct{} // closed when Run returns: callbacks stop waiting
 	ready chan struct{} // closed once every subscription is in place
@@ -183,6 +185,7 @@ func New(cfg Config, plan *store.Plan, central Central, scorer recommender.Score
 		visits:    newVisits(),
 		dwellGate: newGate(),
 		focusGate: newGate(),
+		focusWait: defaultFocusWait,
 		stop:      make(chan struct{}),
 		ready:     make(chan struct{}),
 	}
@@ -361,7 +364,7 @@ func (p *Pipeline) onFocus(topic string, payload []byte) {
 		return
 	}
 	p.pending.Add(1)
-	if !enqueue(p, p.focusGate, p.focusQ, focusIn{focus: f, received: time.Now()}, "focus") {
+	if !p.enqueueFocus(focusIn{focus: f, received: time.Now()}) {
 		p.pending.Add(-1)
 		return
 	}
@@ -516,6 +519,8 @@ func (p *Pipeline) prefetchWorker(ctx context.Context) {
 			case errors.Is(err, store.ErrNotFound):
 				p.m.prefetch.WithLabelValues(OutcomeUnknownCustomer).Inc()
 				p.warn.Log(slog.LevelWarn, "prefetch:unknown", "entry of an unknown customer", "customer_id", id)
+			case centralOutcome(err) != OutcomeContextError: // not asked, to spare the central: counted, not logged
+				p.m.prefetch.WithLabelValues(centralOutcome(err)).Inc()
 			default:
 				p.m.prefetch.WithLabelValues("error").Inc()
 				p.warn.Log(slog.LevelError, "prefetch:error", "context prefetch failed", "customer_id", id, "error", err)

@@ -16,6 +16,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/storeflow/storeflow/internal/breaker"
 	"github.com/storeflow/storeflow/internal/peerhttp"
 	"github.com/storeflow/storeflow/store"
 )
@@ -35,7 +36,10 @@ const (
 // focus without a coupon, which the caller counts and moves past, while a
 // retry would hold a worker beyond PREDICTION_TIMEOUT. It is safe for
 // concurrent use; at most PREDICTION_MAX_INFLIGHT calls are in flight, the
-// rest wait for a slot within their own deadline.
+// rest wait for a slot within their own deadline. A circuit breaker
+// (PREDICTION_BREAKER_FAILURES, PREDICTION_BREAKER_COOLDOWN) stops calling a
+// service that keeps failing: Score then fails at once with an error that
+// wraps breaker.ErrOpen.
 type Client struct {
 	protocol  string
 	endpoint  string // the URL requests go to
@@ -47,6 +51,7 @@ type Client struct {
 	transport *http.Transport
 	http      *http.Client
 	slots     chan struct{}
+	breaker   *breaker.Breaker
 	stats     clientCounters
 }
 
@@ -67,6 +72,9 @@ func NewClient(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("PREDICTION_TIMEOUT=%s: must be positive", cfg.Timeout)
 	case cfg.MaxInFlight < 1 || cfg.MaxInFlight > 10000:
 		return nil, fmt.Errorf("PREDICTION_MAX_INFLIGHT=%d: must be between 1 and 10000", cfg.MaxInFlight)
+	}
+	if err := cfg.validateBreaker(); err != nil {
+		return nil, err
 	}
 	header, err := ParseHeaders(cfg.Headers)
 	if err != nil {
@@ -99,6 +107,7 @@ func NewClient(cfg Config) (*Client, error) {
 		transport: transport,
 		http:      httpClient,
 		slots:     make(chan struct{}, cfg.MaxInFlight),
+		breaker:   breaker.New(cfg.BreakerFailures, cfg.BreakerCooldown),
 	}, nil
 }
 
@@ -155,12 +164,15 @@ type ClientStats struct {
 	Transport   uint64 // no answer: connection refused, reset, TLS failure
 	BadResponse uint64 // an answer that cannot be used: not JSON, wrong rows, out of range, 1xx/3xx
 	Invalid     uint64 // nothing sent: a feature is not finite, out is too short
+	BreakerOpen uint64 // nothing sent: the circuit breaker is open
 	InFlight    int64  // calls holding a slot now
+
+	BreakerOpened uint64 // times the circuit breaker opened
 }
 
 // Errors is the number of failed calls.
 func (s ClientStats) Errors() uint64 {
-	return s.Timeouts + s.Canceled + s.HTTP4xx + s.HTTP5xx + s.Transport + s.BadResponse + s.Invalid
+	return s.Timeouts + s.Canceled + s.HTTP4xx + s.HTTP5xx + s.Transport + s.BadResponse + s.Invalid + s.BreakerOpen
 }
 
 // Stats returns the counts so far.
@@ -169,9 +181,18 @@ func (c *Client) Stats() ClientStats {
 	return ClientStats{
 		Calls: s.calls.Load(), OK: s.ok.Load(), Timeouts: s.timeouts.Load(), Canceled: s.canceled.Load(),
 		HTTP4xx: s.http4xx.Load(), HTTP5xx: s.http5xx.Load(), Transport: s.transport.Load(),
-		BadResponse: s.badResponse.Load(), Invalid: s.invalid.Load(), InFlight: s.inFlight.Load(),
+		BadResponse: s.badResponse.Load(), Invalid: s.invalid.Load(), BreakerOpen: c.breaker.Refused(),
+		InFlight: s.inFlight.Load(), BreakerOpened: c.breaker.Opened(),
 	}
 }
+
+// BreakerErr is nil while the circuit breaker is closed, else why it is
+// not: the service failed PREDICTION_BREAKER_FAILURES calls in a row and is
+// not called, or the probe is out.
+func (c *Client) BreakerErr() error { return c.breaker.Err() }
+
+// BreakerState is the circuit breaker's state.
+func (c *Client) BreakerState() breaker.State { return c.breaker.State() }
 
 type clientCounters struct {
 	calls, ok, timeouts, canceled, http4xx, http5xx, transport, badResponse, invalid atomic.Uint64
@@ -203,20 +224,12 @@ func (c *Client) Score(ctx context.Context, cust *store.Customer, coupons []stor
 		return c.fail(&c.stats.invalid, "", err)
 	}
 
-	ctx, cancel := context.WithTimeoutCause(ctx, c.timeout, errTimeout)
-	defer cancel()
-	select {
-	case c.slots <- struct{}{}:
-	case <-ctx.Done():
-		return c.failCtx(ctx, "waiting for a free slot")
+	probe, err := c.breaker.Allow()
+	if err != nil {
+		return fmt.Errorf("%w: %s %s: %w", ErrScore, c.protocol, c.shown, err)
 	}
-	c.stats.inFlight.Add(1)
-	defer func() {
-		c.stats.inFlight.Add(-1)
-		<-c.slots
-	}()
-
-	reply, err := c.post(ctx, body)
+	reply, status, err := c.call(ctx, body)
+	c.breaker.Record(probe, breaker.ResultOf(status, err), err)
 	if err != nil {
 		return err
 	}
@@ -232,12 +245,29 @@ func (c *Client) Score(ctx context.Context, cust *store.Customer, coupons []stor
 	return nil
 }
 
-// post sends body and returns the 2xx response body; its errors are counted
-// and wrapped already.
-func (c *Client) post(ctx context.Context, body []byte) ([]byte, error) {
+// call waits for a slot and posts body within PREDICTION_TIMEOUT.
+func (c *Client) call(ctx context.Context, body []byte) ([]byte, int, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, c.timeout, errTimeout)
+	defer cancel()
+	select {
+	case c.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, 0, c.failCtx(ctx, "waiting for a free slot")
+	}
+	c.stats.inFlight.Add(1)
+	defer func() {
+		c.stats.inFlight.Add(-1)
+		<-c.slots
+	}()
+	return c.post(ctx, body)
+}
+
+// post sends body and returns the 2xx response body and the status (0:
+// none); its errors are counted and wrapped already.
+func (c *Client) post(ctx context.Context, body []byte) ([]byte, int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint, bytes.NewReader(body))
 	if err != nil {
-		return nil, c.fail(&c.stats.invalid, "cannot build the request", nil)
+		return nil, 0, c.fail(&c.stats.invalid, "cannot build the request", nil)
 	}
 	req.Header = c.header.Clone() // the transport may add to it; c.header is shared
 	if c.host != "" {
@@ -246,34 +276,34 @@ func (c *Client) post(ctx context.Context, body []byte) ([]byte, error) {
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, c.failCtx(ctx, "")
+			return nil, 0, c.failCtx(ctx, "")
 		}
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err // url.Error repeats the URL, query included
 		}
-		return nil, c.fail(&c.stats.transport, "", err)
+		return nil, 0, c.fail(&c.stats.transport, "", err)
 	}
 	defer resp.Body.Close()
 	reply, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, c.failCtx(ctx, "reading the response")
+			return nil, 0, c.failCtx(ctx, "reading the response")
 		}
-		return nil, c.fail(&c.stats.transport, "reading the response", err)
+		return nil, 0, c.fail(&c.stats.transport, "reading the response", err)
 	}
 	status := fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 	switch {
 	case resp.StatusCode >= 500:
-		return nil, c.fail(&c.stats.http5xx, status+": "+snippet(reply), nil)
+		return nil, resp.StatusCode, c.fail(&c.stats.http5xx, status+": "+snippet(reply), nil)
 	case resp.StatusCode >= 400:
-		return nil, c.fail(&c.stats.http4xx, status+": "+snippet(reply), nil)
+		return nil, resp.StatusCode, c.fail(&c.stats.http4xx, status+": "+snippet(reply), nil)
 	case resp.StatusCode < 200 || resp.StatusCode >= 300:
-		return nil, c.fail(&c.stats.badResponse, "unexpected "+status, nil)
+		return nil, resp.StatusCode, c.fail(&c.stats.badResponse, "unexpected "+status, nil)
 	case len(reply) > maxResponseBytes:
-		return nil, c.fail(&c.stats.badResponse, fmt.Sprintf("response body over %d bytes", maxResponseBytes), nil)
+		return nil, resp.StatusCode, c.fail(&c.stats.badResponse, fmt.Sprintf("response body over %d bytes", maxResponseBytes), nil)
 	}
-	return reply, nil
+	return reply, resp.StatusCode, nil
 }
 
 // fail counts an error of one kind and wraps it with what happened:

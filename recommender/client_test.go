@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/storeflow/storeflow/internal/breaker"
 	"github.com/storeflow/storeflow/store"
 )
 
@@ -537,5 +538,68 @@ func BenchmarkClientV2(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// A service that hangs opens the circuit breaker after
+// PREDICTION_BREAKER_FAILURES timeouts: calls then fail at once without a
+// request, until a probe after the cooldown finds the service back.
+func TestClientBreaker(t *testing.T) {
+	var hang atomic.Bool
+	var requests atomic.Int64
+	peer := storeflowPeer(t)
+	done := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		if hang.Load() {
+			select {
+			case <-r.Context().Done():
+			case <-done:
+			}
+			return
+		}
+		peer.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(done) })
+
+	const failures, cooldown = 3, time.Second // far longer than the 100 refused calls take
+	c := newTestClient(t, srv.URL, ProtocolV2, func(cfg *Config) {
+		cfg.Timeout, cfg.BreakerFailures, cfg.BreakerCooldown = 50*time.Millisecond, failures, cooldown
+	})
+	score := func() error {
+		return c.Score(context.Background(), &testCustomer, testCoupons(), make([]float64, 5))
+	}
+	hang.Store(true)
+	for i := range failures {
+		if err := score(); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("call %d: %v, want a timeout", i, err)
+		}
+	}
+	if err := c.BreakerErr(); err == nil || c.BreakerState() != breaker.Open {
+		t.Fatalf("breaker %s (%v) after %d timeouts, want open", c.BreakerState(), err, failures)
+	}
+	for range 100 {
+		if err := score(); !errors.Is(err, breaker.ErrOpen) || !errors.Is(err, ErrScore) {
+			t.Fatalf("call with the breaker open: %v, want ErrScore and breaker.ErrOpen", err)
+		}
+	}
+	if got := requests.Load(); got != failures {
+		t.Errorf("%d requests reached the service, want only the %d before the breaker opened", got, failures)
+	}
+	hang.Store(false)
+	deadline := time.Now().Add(5 * time.Second)
+	for score() != nil { // the probe goes once the cooldown has passed
+		if time.Now().After(deadline) {
+			t.Fatalf("no call went through within 5s of the service coming back; breaker %v", c.BreakerErr())
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
+	}
+	if c.BreakerState() != breaker.Closed {
+		t.Fatalf("breaker %s after a good probe", c.BreakerState())
+	}
+	st := c.Stats()
+	if st.BreakerOpened != 1 || st.BreakerOpen < 100 || st.Timeouts != failures || st.OK != 1 {
+		t.Errorf("stats %+v: want 1 opening, at least 100 refused calls, %d timeouts, 1 ok", st, failures)
 	}
 }

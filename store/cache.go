@@ -478,6 +478,8 @@ func (c *Cache) lookup(ctx context.Context, k cacheKey, fetch func(context.Conte
 			return nil, err
 		case ctx.Err() != nil:
 			return nil, err // the caller gave up; the source is not to blame
+		case errors.Is(err, ErrLimited):
+			return nil, err // not asked: the client counts it, and the central is fine
 		default:
 			c.srcUnavailable.Add(1)
 			if n, ok := c.warnSource.allow(); ok {

@@ -12,11 +12,13 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/storeflow/storeflow/internal/breaker"
 	"github.com/storeflow/storeflow/internal/peerhttp"
 )
 
@@ -628,19 +630,52 @@ func clipText(s string, n int) string {
 // what it has), and a retry would spend the focus path's deadline on a
 // central that has just failed. Each call has its own deadline, the client's
 // timeout, on top of the caller's context. It is safe for concurrent use.
+//
+// It protects the central (CentralLimits): at most MaxRPS requests a second
+// (a call beyond is ErrLimited, no request made), and a circuit breaker
+// that stops asking a central that keeps failing (a call is then
+// ErrUnavailable wrapping breaker.ErrOpen, no request made).
 type CentralClient struct {
 	base      string // the URL requests start with, user info kept for basic auth
 	shown     string // the base as errors show it: no user info
 	timeout   time.Duration
 	transport *http.Transport
 	http      *http.Client
+	budget    *requestBudget // nil: no bound
+	breaker   *breaker.Breaker
 	stats     centralClientCounters
 }
 
+// CentralLimits are what storeflow may ask of a remote central. Zero values
+// turn each off.
+type CentralLimits struct {
+	MaxRPS          int           // CENTRAL_MAX_RPS: requests a second, at most, in bursts of up to as many
+	BreakerFailures int           // CENTRAL_BREAKER_FAILURES: failed requests in a row that open the breaker
+	BreakerCooldown time.Duration // CENTRAL_BREAKER_COOLDOWN: how long it stays open before a probe
+}
+
+// CentralLimits are the configured limits on a remote central.
+func (c Config) CentralLimits() CentralLimits {
+	return CentralLimits{MaxRPS: c.CentralMaxRPS, BreakerFailures: c.CentralBreakerFailures, BreakerCooldown: c.CentralBreakerCooldown}
+}
+
+func (l CentralLimits) validate() error {
+	var errs []error
+	if l.MaxRPS < 0 || l.MaxRPS > 1_000_000 {
+		errs = append(errs, fmt.Errorf("CENTRAL_MAX_RPS=%d: must be between 0 (no bound) and 1000000", l.MaxRPS))
+	}
+	if l.BreakerFailures < 0 || l.BreakerFailures > 10000 {
+		errs = append(errs, fmt.Errorf("CENTRAL_BREAKER_FAILURES=%d: must be between 0 (never open) and 10000", l.BreakerFailures))
+	} else if l.BreakerFailures > 0 && l.BreakerCooldown <= 0 {
+		errs = append(errs, fmt.Errorf("CENTRAL_BREAKER_COOLDOWN=%s: must be positive", l.BreakerCooldown))
+	}
+	return errors.Join(errs...)
+}
+
 // NewCentralClient checks baseURL (CENTRAL_URL: http or https, with a host,
-// optionally a path prefix) and timeout (CENTRAL_TIMEOUT, per request) and
-// builds the client; it makes no request.
-func NewCentralClient(baseURL string, timeout time.Duration) (*CentralClient, error) {
+// optionally a path prefix), timeout (CENTRAL_TIMEOUT, per request) and
+// limits, and builds the client; it makes no request.
+func NewCentralClient(baseURL string, timeout time.Duration, limits CentralLimits) (*CentralClient, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
 		// The URL may carry a password: it is not echoed.
@@ -651,6 +686,9 @@ func NewCentralClient(baseURL string, timeout time.Duration) (*CentralClient, er
 	}
 	if timeout <= 0 {
 		return nil, fmt.Errorf("CENTRAL_TIMEOUT=%s: must be positive", timeout)
+	}
+	if err := limits.validate(); err != nil {
+		return nil, err
 	}
 	u.RawPath = ""
 	u.Path = strings.TrimRight(u.Path, "/")
@@ -663,6 +701,8 @@ func NewCentralClient(baseURL string, timeout time.Duration) (*CentralClient, er
 		timeout:   timeout,
 		transport: transport,
 		http:      httpClient,
+		budget:    newRequestBudget(limits.MaxRPS),
+		breaker:   breaker.New(limits.BreakerFailures, limits.BreakerCooldown),
 	}, nil
 }
 
@@ -673,23 +713,28 @@ func (c *CentralClient) Close() {
 }
 
 // CentralClientStats counts the client's calls since it was made. Every call
-// ends in exactly one of OK, NotFound, Canceled or a kind of unavailability.
+// ends in exactly one of OK, NotFound, Canceled, Limited or a kind of
+// unavailability.
 type CentralClientStats struct {
 	Calls    uint64 // Customer, ValidCoupons and CouponProducts calls
 	OK       uint64 //
 	NotFound uint64 // unknown customer, department or coupon (404, or an id the API cannot carry)
 	Canceled uint64 // the caller's context was cancelled
+	Limited  uint64 // not asked: CENTRAL_MAX_RPS spent (ErrLimited)
 
 	// The central could not answer (ErrUnavailable), by kind.
 	Timeout     uint64 // CENTRAL_TIMEOUT or the caller's deadline passed
 	Transport   uint64 // no answer: connection refused, reset, TLS failure
 	HTTP5xx     uint64 // the central failed
 	BadResponse uint64 // an answer that cannot be used: 4xx other than a JSON 404, 1xx/3xx, not JSON, invalid, too large
+	BreakerOpen uint64 // not asked: the circuit breaker is open
+
+	BreakerOpened uint64 // times the circuit breaker opened
 }
 
 // Unavailable is the number of calls the central could not answer.
 func (s CentralClientStats) Unavailable() uint64 {
-	return s.Timeout + s.Transport + s.HTTP5xx + s.BadResponse
+	return s.Timeout + s.Transport + s.HTTP5xx + s.BadResponse + s.BreakerOpen
 }
 
 // Stats returns the counts so far.
@@ -697,13 +742,56 @@ func (c *CentralClient) Stats() CentralClientStats {
 	s := &c.stats
 	return CentralClientStats{
 		Calls: s.calls.Load(), OK: s.ok.Load(), NotFound: s.notFound.Load(), Canceled: s.canceled.Load(),
-		Timeout: s.timeout.Load(), Transport: s.transport.Load(), HTTP5xx: s.http5xx.Load(),
-		BadResponse: s.badResponse.Load(),
+		Limited: s.limited.Load(), Timeout: s.timeout.Load(), Transport: s.transport.Load(), HTTP5xx: s.http5xx.Load(),
+		BadResponse: s.badResponse.Load(), BreakerOpen: c.breaker.Refused(), BreakerOpened: c.breaker.Opened(),
 	}
 }
 
+// BreakerErr is nil while the circuit breaker is closed, else why it is
+// not, for a readiness probe.
+func (c *CentralClient) BreakerErr() error { return c.breaker.Err() }
+
+// BreakerState is the circuit breaker's state.
+func (c *CentralClient) BreakerState() breaker.State { return c.breaker.State() }
+
 type centralClientCounters struct {
-	calls, ok, notFound, canceled, timeout, transport, http5xx, badResponse atomic.Uint64
+	calls, ok, notFound, canceled, limited, timeout, transport, http5xx, badResponse atomic.Uint64
+}
+
+// requestBudget is a token bucket: at most rate requests a second, in bursts
+// of up to rate. In any span of t seconds it lets through at most
+// rate × (1 + t) requests.
+type requestBudget struct {
+	rate float64
+	now  func() time.Time
+
+	mu     sync.Mutex
+	tokens float64
+	last   time.Time
+}
+
+func newRequestBudget(rate int) *requestBudget {
+	if rate <= 0 {
+		return nil
+	}
+	return &requestBudget{rate: float64(rate), now: time.Now, tokens: float64(rate), last: time.Now()}
+}
+
+// take spends one request of the budget, if there is one left.
+func (b *requestBudget) take() bool {
+	if b == nil {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	b.tokens = min(b.rate, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }
 
 // errCentralTimeout marks the client's own deadline, to tell it from the
@@ -776,41 +864,59 @@ func (c *CentralClient) CouponProducts(ctx context.Context, couponID int) ([]Pro
 	return list, nil
 }
 
-// get asks for path and returns the 200 answer's body. Its errors are
-// counted already and wrap ErrNotFound (a JSON 404) or ErrUnavailable.
+// get asks for path and returns the 200 answer's body, within the request
+// budget and unless the breaker is open. Its errors are counted already and
+// wrap ErrNotFound (a JSON 404), ErrLimited or ErrUnavailable.
 func (c *CentralClient) get(ctx context.Context, path string) ([]byte, error) {
+	probe, err := c.breaker.Allow()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s%s: %w", ErrUnavailable, c.shown, path, err)
+	}
+	if !c.budget.take() {
+		c.breaker.Record(probe, breaker.Neutral, nil)
+		c.stats.limited.Add(1)
+		return nil, fmt.Errorf("%s%s: %w", c.shown, path, ErrLimited)
+	}
+	body, status, err := c.request(ctx, path)
+	c.breaker.Record(probe, breaker.ResultOf(status, err), err)
+	return body, err
+}
+
+// request is get's one request; it also returns the answer's status (0:
+// none).
+func (c *CentralClient) request(ctx context.Context, path string) ([]byte, int, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, c.timeout, errCentralTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
 	if err != nil { // the base was checked and the path escaped: a bug if it happens
-		return nil, c.fail(&c.stats.transport, path, "cannot build the request", err)
+		return nil, 0, c.fail(&c.stats.transport, path, "cannot build the request", err)
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, c.failCtx(ctx, path, "")
+			return nil, 0, c.failCtx(ctx, path, "")
 		}
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err // url.Error repeats the URL, user name included
 		}
-		return nil, c.fail(&c.stats.transport, path, "", err)
+		return nil, 0, c.fail(&c.stats.transport, path, "", err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, centralMaxResponseBytes+1))
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, c.failCtx(ctx, path, "reading the answer")
+			return nil, 0, c.failCtx(ctx, path, "reading the answer")
 		}
-		return nil, c.fail(&c.stats.transport, path, "reading the answer", err)
+		return nil, 0, c.fail(&c.stats.transport, path, "reading the answer", err)
 	}
 	status := strconv.Itoa(resp.StatusCode) + " " + http.StatusText(resp.StatusCode)
 	switch {
 	case resp.StatusCode >= 500:
-		return nil, c.fail(&c.stats.http5xx, path, status+": "+errorText(body), nil)
+		return nil, resp.StatusCode, c.fail(&c.stats.http5xx, path, status+": "+errorText(body), nil)
 	case len(body) > centralMaxResponseBytes:
-		return nil, c.fail(&c.stats.badResponse, path, fmt.Sprintf("%s: answer over %d bytes", status, centralMaxResponseBytes), nil)
+		return nil, resp.StatusCode, c.fail(&c.stats.badResponse, path, fmt.Sprintf("%s: answer over %d bytes", status, centralMaxResponseBytes), nil)
 	case resp.StatusCode == http.StatusNotFound:
 		// Only the central's own JSON 404 means "no such thing": a plain
 		// 404 is a wrong CENTRAL_URL path or a proxy, and reading it as
@@ -818,16 +924,16 @@ func (c *CentralClient) get(ctx context.Context, path string) ([]byte, error) {
 		// customers.
 		var e centralError
 		if !isJSON(resp.Header) || json.Unmarshal(body, &e) != nil || e.Error == "" {
-			return nil, c.fail(&c.stats.badResponse, path, status+" that is not the central's: "+errorText(body), nil)
+			return nil, resp.StatusCode, c.fail(&c.stats.badResponse, path, status+" that is not the central's: "+errorText(body), nil)
 		}
 		c.stats.notFound.Add(1)
-		return nil, fmt.Errorf("central %s%s: %s: %w", c.shown, path, errorText(body), ErrNotFound)
+		return nil, resp.StatusCode, fmt.Errorf("central %s%s: %s: %w", c.shown, path, errorText(body), ErrNotFound)
 	case resp.StatusCode != http.StatusOK:
 		// A 400 means client and central disagree on the API: not the
 		// caller's fault, and not "not found".
-		return nil, c.fail(&c.stats.badResponse, path, status+": "+errorText(body), nil)
+		return nil, resp.StatusCode, c.fail(&c.stats.badResponse, path, status+": "+errorText(body), nil)
 	}
-	return body, nil
+	return body, resp.StatusCode, nil
 }
 
 // fail counts an error of one kind and wraps it with what happened:

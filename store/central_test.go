@@ -14,8 +14,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/storeflow/storeflow/internal/breaker"
 )
 
 // centralReference is "today" of the generated catalog the central tests serve.
@@ -108,7 +111,7 @@ func centralServe(t testing.TB, src Source) (*CentralServer, *httptest.Server) {
 
 func centralClient(t testing.TB, url string, timeout time.Duration) *CentralClient {
 	t.Helper()
-	c, err := NewCentralClient(url, timeout)
+	c, err := NewCentralClient(url, timeout, CentralLimits{})
 	if err != nil {
 		t.Fatalf("NewCentralClient(%q, %s): %v", url, timeout, err)
 	}
@@ -797,7 +800,7 @@ func TestNewCentralClient(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := NewCentralClient(tt.url, tt.timeout)
+			c, err := NewCentralClient(tt.url, tt.timeout, CentralLimits{})
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("err = %v, want a client", err)
@@ -954,5 +957,88 @@ func BenchmarkCentralClientCustomer(b *testing.B) {
 		if _, err := c.Customer(ctx, id); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// The client asks the central at most CENTRAL_MAX_RPS times a second: 1,000
+// lookups of unique unknown ids in one instant make MaxRPS requests, the rest
+// fail at once with ErrLimited, and the budget refills with time.
+func TestCentralClientRequestBudget(t *testing.T) {
+	var requests atomic.Int64
+	_, central := centralServe(t, centralGenerated(t))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		central.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	const rps = 10
+	c, err := NewCentralClient(srv.URL, time.Minute, CentralLimits{MaxRPS: rps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	now := time.Unix(1_800_000_000, 0)
+	c.budget.now = func() time.Time { return now }
+	c.budget.last = now
+	ask := func(calls int) (limited int) {
+		for i := range calls {
+			_, err := c.Customer(context.Background(), fmt.Sprintf("unknown-%d-%d", now.Unix(), i))
+			switch {
+			case errors.Is(err, ErrLimited):
+				if errors.Is(err, ErrUnavailable) {
+					t.Fatalf("err = %v: a limited call is not the central's failure", err)
+				}
+				limited++
+			case !errors.Is(err, ErrNotFound):
+				t.Fatalf("err = %v, want ErrNotFound or ErrLimited", err)
+			}
+		}
+		return limited
+	}
+	if limited := ask(1000); limited != 1000-rps {
+		t.Fatalf("%d of 1000 calls limited, want all but the %d of the budget", limited, rps)
+	}
+	now = now.Add(500 * time.Millisecond)
+	if limited := ask(100); limited != 100-rps/2 {
+		t.Fatalf("half a second later %d of 100 calls limited, want all but %d", limited, rps/2)
+	}
+	if got, want := requests.Load(), int64(rps+rps/2); got != want {
+		t.Errorf("the central got %d requests, want %d", got, want)
+	}
+	if st := c.Stats(); st.Limited != 1000+100-rps-rps/2 || st.NotFound != rps+rps/2 || st.Unavailable() != 0 {
+		t.Errorf("Stats() = %+v", st)
+	}
+}
+
+// A central that hangs opens the breaker after CENTRAL_BREAKER_FAILURES
+// timeouts: then calls fail at once as ErrUnavailable wrapping
+// breaker.ErrOpen, and no request is made.
+func TestCentralClientBreaker(t *testing.T) {
+	arrived := make(chan struct{}, 100)
+	srv := centralStall(t, "", arrived)
+	c, err := NewCentralClient(srv.URL, 50*time.Millisecond, CentralLimits{BreakerFailures: 2, BreakerCooldown: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	for i := range 2 {
+		if _, err := c.Customer(context.Background(), "1"); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("call %d: %v, want a timeout", i, err)
+		}
+	}
+	if c.BreakerErr() == nil {
+		t.Fatal("breaker closed after 2 timeouts")
+	}
+	for _, kind := range []string{"customer", "coupons", "products"} {
+		err := centralAsk(context.Background(), c, kind)
+		if !errors.Is(err, ErrUnavailable) || !errors.Is(err, breaker.ErrOpen) {
+			t.Fatalf("%s with the breaker open: %v, want ErrUnavailable and breaker.ErrOpen", kind, err)
+		}
+	}
+	if got := len(arrived); got != 2 {
+		t.Errorf("%d requests reached the central, want the 2 before the breaker opened", got)
+	}
+	if st := c.Stats(); st.BreakerOpen != 3 || st.BreakerOpened != 1 || st.Timeout != 2 || st.Unavailable() != 5 {
+		t.Errorf("Stats() = %+v", st)
 	}
 }
