@@ -490,9 +490,9 @@ func (p *Pipeline) dwellWorker(ctx context.Context, in <-chan shopperEvent) {
 	}
 }
 
-// countEviction counts a shopper a full table let go and warns, rate-limited: one
-// seen in one move only is what a flood of fake ids costs; an established
-// one means MAX_SHOPPERS is too small for the store.
+// countEviction counts a shopper a full table let go, and warns
+// (rate-limited): one seen in one move only is what a flood of fake ids
+// costs; an established one means MAX_SHOPPERS is too small for the store.
 func (p *Pipeline) countEviction(gone evicted) {
 	p.m.evicted[gone].Inc()
 	if gone == evictedOneMove {
