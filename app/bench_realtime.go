@@ -256,7 +256,7 @@ func (a *App) benchCounts() benchCounts {
 		rejected: a.metricSum("storeflow_events_rejected_total", shopperEvent),
 		dropped:  a.metricSum("storeflow_events_dropped_total", nil),
 		// An event refused at the dwell queue was never accepted; prefetch
-		// skips and shoppers_full drops come after an accepted event.
+		// skips come after an accepted event.
 		droppedIntake: a.metricSum("storeflow_events_dropped_total", queue("dwell", "shutdown")),
 		focusDropped:  a.metricSum("storeflow_events_dropped_total", queue("focus")),
 		prefetchSkips: a.metricSum("storeflow_events_dropped_total", queue("prefetch")),

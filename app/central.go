@@ -16,7 +16,7 @@ func (a *App) buildSource() error {
 	sc := a.cfg.Store
 	var src store.Source = a.catalog
 	if sc.CentralURL != "" {
-		c, err := central.NewClient(sc.CentralURL, sc.CentralTimeout, a.reg)
+		c, err := central.NewClient(sc.CentralURL, sc.CentralTimeout, sc.CentralLimits(), a.reg)
 		if err != nil {
 			return fmt.Errorf("app: %w", err)
 		}

@@ -35,6 +35,10 @@ func (a *App) routes() http.Handler {
 			_, _ = w.Write([]byte("not ready: " + why + "\n"))
 			return
 		}
+		if d := a.degraded(); d != "" {
+			_, _ = w.Write([]byte("ready, degraded: " + d + "\n"))
+			return
+		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))

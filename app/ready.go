@@ -12,8 +12,8 @@ const readyCheckTimeout = 500 * time.Millisecond
 // notReady says why the process should not take traffic ("" when it
 // should): the broker not serving or the pipeline not subscribed, Redis
 // (REDIS_URL) not answering, the prediction service (PREDICTION_URL) not
-// ready. The dependency checks run in parallel, each within
-// readyCheckTimeout.
+// ready or its circuit breaker open. The dependency checks run in
+// parallel, each within readyCheckTimeout.
 func (a *App) notReady(ctx context.Context) string {
 	select {
 	case <-a.ready:
@@ -28,8 +28,13 @@ func (a *App) notReady(ctx context.Context) string {
 	if a.cfg.Store.RedisURL != "" {
 		checks = append(checks, check{"redis", a.cache.Ping})
 	}
-	if a.client != nil {
-		checks = append(checks, check{"prediction", a.client.Ready})
+	if c := a.client; c != nil {
+		checks = append(checks, check{"prediction", func(ctx context.Context) error {
+			if err := c.BreakerErr(); err != nil {
+				return err // a service that answers its health route may still hang on scoring
+			}
+			return c.Ready(ctx)
+		}})
 	}
 	errs := make([]error, len(checks))
 	done := make(chan struct{}, len(checks))
@@ -47,6 +52,19 @@ func (a *App) notReady(ctx context.Context) string {
 	for i, err := range errs {
 		if err != nil {
 			return checks[i].name + ": " + err.Error()
+		}
+	}
+	return ""
+}
+
+// degraded says what a ready process does only in part ("" when nothing):
+// with the central's (CENTRAL_URL) circuit breaker open, cached contexts are
+// served and the rest fail fast. A central that is down leaves the process
+// ready, as it always has: the cache keeps serving.
+func (a *App) degraded() string {
+	if c := a.centralClient; c != nil {
+		if err := c.BreakerErr(); err != nil {
+			return "central: " + err.Error()
 		}
 	}
 	return ""

@@ -34,7 +34,9 @@
 //     valid coupon, a scorer error: counted by reason, logged (rate-limited),
 //     and the pipeline goes on. Only a cancelled context stops a stage.
 //   - Bounded everything. Queues have fixed capacity, tracked shoppers are
-//     capped (MAX_SHOPPERS) and forgotten after SHOPPER_TTL without events.
+//     capped (MAX_SHOPPERS: a full table evicts, shoppers seen in one move
+//     first, so a flood of fake ids cannot lock real shoppers out) and
+//     forgotten after SHOPPER_TTL without events.
 //   - Shutdown is one context. When it ends, intake closes in the order of the
 //     flow: the dwell queues first (callbacks refuse events, counted as dropped
 //     "shutdown"), and once the dwell workers have emptied them and published

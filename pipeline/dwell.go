@@ -15,12 +15,11 @@ type DwellRule struct {
 
 // shopper is what the dwell detector remembers about one shopper.
 type shopper struct {
-	dep     store.Department // department of the last move (NoDepartment: aisle)
 	since   int64            // ts of the first move of the current run in dep
 	last    int64            // ts of the last move; 0 = no move yet
+	focusAt int64            // ts of the focus of this stay
+	dep     store.Department // department of the last move (NoDepartment: aisle)
 	focused bool             // a focus was published for this stay in dep
-	focusAt int64            // ts of that focus
-	seen    int64            // wall clock (unix seconds) of the last event, for expiry
 }
 
 // moveResult says what a move did.

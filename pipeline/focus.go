@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/storeflow/storeflow/event"
+	"github.com/storeflow/storeflow/internal/breaker"
 	"github.com/storeflow/storeflow/store"
 )
 
@@ -38,13 +39,13 @@ func (p *Pipeline) loadContext(ctx context.Context, in focusIn) (*focusJob, bool
 		if errors.Is(err, store.ErrNotFound) {
 			p.outcome(OutcomeUnknownCustomer, slog.LevelWarn, "focus of an unknown customer", j, err)
 		} else {
-			p.outcome(OutcomeContextError, slog.LevelError, "customer context failed", j, err)
+			p.outcome(centralOutcome(err), slog.LevelError, "customer context failed", j, err)
 		}
 		return j, false
 	}
 	coupons, err := p.central.ValidCoupons(ctx, f.Dep, store.DayOf(f.TS), nil)
 	if err != nil {
-		p.outcome(OutcomeContextError, slog.LevelError, "coupon lookup failed", j, err)
+		p.outcome(centralOutcome(err), slog.LevelError, "coupon lookup failed", j, err)
 		return j, false
 	}
 	if len(coupons) == 0 {
@@ -65,7 +66,11 @@ func (p *Pipeline) score(ctx context.Context, j *focusJob) (*focusJob, bool) {
 	p.m.stageScore.Observe(took)
 	if err != nil {
 		p.m.predictionsError.Inc()
-		p.outcome(OutcomeScoreError, slog.LevelError, "scoring failed", j, err)
+		if errors.Is(err, breaker.ErrOpen) {
+			p.outcome(OutcomePredictorUnavailable, slog.LevelWarn, "prediction service not called: circuit breaker open", j, err)
+		} else {
+			p.outcome(OutcomeScoreError, slog.LevelError, "scoring failed", j, err)
+		}
 		return j, false
 	}
 	p.m.predictionsOK.Inc()
@@ -90,7 +95,7 @@ func (p *Pipeline) offer(ctx context.Context, j *focusJob) {
 	products, err := p.central.CouponProducts(ctx, c.ID)
 	if err != nil {
 		p.visits.release(f.ID, c.ID)
-		p.outcome(OutcomeContextError, slog.LevelError, "coupon products lookup failed", j, err)
+		p.outcome(centralOutcome(err), slog.LevelError, "coupon products lookup failed", j, err)
 		return
 	}
 	// A department-wide coupon covers the whole department, hundreds of

@@ -29,10 +29,17 @@ const (
 	OutcomeScoreError      = "score_error"      // the scorer failed
 	OutcomePublishError    = "publish_error"    // the broker refused the prediction
 	OutcomeDuplicate       = "duplicate"        // the same focus delivered again (FOCUS_DEDUP_WINDOW): not handled twice
+
+	// Not asked, so that a failing peer costs a fast error, not a worker
+	// held until its timeout.
+	OutcomeCentralUnavailable   = "central_unavailable"   // the central's circuit breaker is open
+	OutcomeCentralLimited       = "central_limited"       // CENTRAL_MAX_RPS spent
+	OutcomePredictorUnavailable = "predictor_unavailable" // the prediction service's circuit breaker is open
 )
 
 var outcomes = []string{OutcomePublished, OutcomeUnknownCustomer, OutcomeNoCoupons, OutcomeBelowThreshold,
-	OutcomeAlreadyIssued, OutcomeContextError, OutcomeScoreError, OutcomePublishError, OutcomeDuplicate}
+	OutcomeAlreadyIssued, OutcomeContextError, OutcomeScoreError, OutcomePublishError, OutcomeDuplicate,
+	OutcomeCentralUnavailable, OutcomeCentralLimited, OutcomePredictorUnavailable}
 
 // metrics are the pipeline's counters. Label values are fixed sets: never a
 // customer id.
@@ -44,6 +51,8 @@ type metrics struct {
 	focusOutcome *prometheus.CounterVec // outcome
 	outOfOrder   prometheus.Counter
 	expired      prometheus.Counter
+	evictedVec   *prometheus.CounterVec // reason
+	evicted      [evictedLeastRecent + 1]prometheus.Counter
 	prefetch     *prometheus.CounterVec // outcome
 	tracked      prometheus.Gauge
 
@@ -65,6 +74,7 @@ type metrics struct {
 	outcome           map[string]prometheus.Counter // by outcome: read-only after newMetrics
 	acceptedBy        map[string]prometheus.Counter // accepted, by kind: no label hashing per event
 	dropShutdown      prometheus.Counter
+	dropFocus         prometheus.Counter
 }
 
 // latencyBuckets span 100 µs to about 3 s: an in-process scorer answers in
@@ -100,7 +110,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		tracked: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "storeflow_shoppers_tracked", Help: "Shoppers the dwell detector holds state for.",
 		}),
+		evictedVec: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "storeflow_shoppers_evicted_total", Help: "Shoppers forgotten to make room for a new one at MAX_SHOPPERS, by reason: one_move (seen in one move only) or least_recent (an established shopper, the least recently active).",
+		}, []string{"reason"}),
 	}
+	m.evicted[evictedOneMove] = m.evictedVec.WithLabelValues("one_move")
+	m.evicted[evictedLeastRecent] = m.evictedVec.WithLabelValues("least_recent")
 	m.stageSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "storeflow_focus_stage_seconds", Help: "Time a focus event spends in each focus stage: context, score, publish (select and publish).",
 		Buckets: latencyBuckets,
@@ -126,11 +141,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.predictionsOK = m.predictions.WithLabelValues("ok")
 	m.predictionsError = m.predictions.WithLabelValues("error")
 	m.dropShutdown = m.dropped.WithLabelValues(dropShutdown)
+	m.dropFocus = m.dropped.WithLabelValues(queueFocus)
 	m.outcome = make(map[string]prometheus.Counter, len(outcomes))
 	for _, o := range outcomes {
 		m.outcome[o] = m.focusOutcome.WithLabelValues(o)
 	}
-	reg.MustRegister(m.accepted, m.rejected, m.dropped, m.focus, m.focusOutcome, m.outOfOrder, m.expired, m.prefetch, m.tracked,
+	reg.MustRegister(m.accepted, m.rejected, m.dropped, m.focus, m.focusOutcome, m.outOfOrder, m.expired, m.evictedVec, m.prefetch, m.tracked,
 		m.stageSeconds, m.focusSecondsVec, m.predictionSecVec, m.predictions, m.publishedTotal)
 	// Pre-create every series so dashboards see zeros, not gaps.
 	m.acceptedBy = make(map[string]prometheus.Counter, 4)

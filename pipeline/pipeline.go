@@ -143,6 +143,8 @@ type Pipeline struct {
 	pending              atomic.Int64 // focus events accepted and not yet settled
 	refused              atomic.Int64 // events refused at intake during shutdown
 	abandoned            atomic.Bool  // SHUTDOWN_TIMEOUT passed: what ends now is dropped
+	focusStuck           atomic.Bool  // the focus stages let a hand-off wait out focusWait: shed (bulkhead.go)
+	focusWait            time.Duration
 
 	stop  chan struct{} // closed when Run returns: callbacks stop waiting
 	ready chan struct{} // closed once every subscription is in place
@@ -186,6 +188,7 @@ func New(cfg Config, plan *store.Plan, central Central, scorer recommender.Score
 		recent:    newRecentFocus(cfg.DedupWindow),
 		dwellGate: newGate(),
 		focusGate: newGate(),
+		focusWait: defaultFocusWait,
 		stop:      make(chan struct{}),
 		ready:     make(chan struct{}),
 	}
@@ -369,7 +372,7 @@ func (p *Pipeline) onFocus(topic string, payload []byte) {
 		return
 	}
 	p.pending.Add(1)
-	if !enqueue(p, p.focusGate, p.focusQ, focusIn{focus: f, received: time.Now()}, "focus") {
+	if !p.enqueueFocus(focusIn{focus: f, received: time.Now()}) {
 		p.pending.Add(-1)
 		p.recent.forget(f)
 		return
@@ -427,30 +430,17 @@ func (p *Pipeline) reject(kind, topic string, reason event.Reason, err error) {
 }
 
 // dwellWorker owns the state of the shoppers hashed to it; nothing else
-// touches that map, so there are no locks on the move path.
+// touches that table, so there are no locks on the move path.
 func (p *Pipeline) dwellWorker(ctx context.Context, in <-chan shopperEvent) {
-	shoppers := make(map[string]*shopper)
-	limit := max(1, p.cfg.MaxShoppers/len(p.shards))
+	shoppers := newShopperTable(p.cfg.MaxShoppers / len(p.shards))
 	tick := time.NewTicker(sweepInterval(p.cfg.ShopperTTL))
 	defer tick.Stop()
 	now := p.now().Unix()
 	ttl := int64(p.cfg.ShopperTTL / time.Second)
 	expire := func() {
-		n := 0
-		for id, s := range shoppers {
-			if s.seen <= now-ttl {
-				delete(shoppers, id)
-				n++
-			}
-		}
+		n := shoppers.expire(now - ttl)
 		p.m.expired.Add(float64(n))
 		p.m.tracked.Sub(float64(n))
-	}
-	forget := func(id string) {
-		if _, ok := shoppers[id]; ok {
-			delete(shoppers, id)
-			p.m.tracked.Dec()
-		}
 	}
 	var buf []byte
 	// One select per event. Draining the queue with non-blocking receives
@@ -460,37 +450,36 @@ func (p *Pipeline) dwellWorker(ctx context.Context, in <-chan shopperEvent) {
 	for {
 		select {
 		case <-ctx.Done():
-			p.m.tracked.Sub(float64(len(shoppers)))
+			p.m.tracked.Sub(float64(shoppers.len()))
 			return
 		case <-tick.C:
 			now = p.now().Unix()
 			expire()
 		case ev, ok := <-in:
 			if !ok { // shutdown: the queue is empty and closed
-				p.m.tracked.Sub(float64(len(shoppers)))
+				p.m.tracked.Sub(float64(shoppers.len()))
 				return
 			}
 			switch ev.kind {
 			case kindEnter, kindExit: // a new visit starts clean; an exit ends it
-				forget(ev.id)
+				if shoppers.forget(ev.id) {
+					p.m.tracked.Dec()
+				}
 				continue
 			}
-			s := shoppers[ev.id]
+			s := shoppers.touch(ev.id, now)
 			if s == nil {
-				if len(shoppers) >= limit {
+				if shoppers.full() {
 					now = p.now().Unix()
 					expire()
 				}
-				if len(shoppers) >= limit {
-					p.m.dropped.WithLabelValues("shoppers_full").Inc()
-					p.warn.Log(slog.LevelWarn, "shoppers_full", "move dropped: MAX_SHOPPERS reached", "max_shoppers", p.cfg.MaxShoppers)
-					continue
+				var gone evicted
+				if s, gone = shoppers.add(ev.id, now); gone == evictedNone {
+					p.m.tracked.Inc()
+				} else {
+					p.countEviction(gone)
 				}
-				s = &shopper{}
-				shoppers[ev.id] = s
-				p.m.tracked.Inc()
 			}
-			s.seen = now
 			switch s.move(&p.rule, ev.ts, p.plan.DepartmentAt(ev.x, ev.y)) {
 			case moveOutOfOrder:
 				p.m.outOfOrder.Inc()
@@ -507,6 +496,18 @@ func (p *Pipeline) dwellWorker(ctx context.Context, in <-chan shopperEvent) {
 				}
 			}
 		}
+	}
+}
+
+// countEviction counts a shopper a full table let go, and warns
+// (rate-limited): one seen in one move only is what a flood of fake ids
+// costs; an established one means MAX_SHOPPERS is too small for the store.
+func (p *Pipeline) countEviction(gone evicted) {
+	p.m.evicted[gone].Inc()
+	if gone == evictedOneMove {
+		p.warn.Log(slog.LevelWarn, "evicted:one_move", "MAX_SHOPPERS reached: a shopper seen in one move only was forgotten for a new one")
+	} else {
+		p.warn.Log(slog.LevelWarn, "evicted:least_recent", "MAX_SHOPPERS reached: the least recently active shopper was forgotten for a new one; raise MAX_SHOPPERS")
 	}
 }
 
@@ -527,6 +528,8 @@ func (p *Pipeline) prefetchWorker(ctx context.Context) {
 			case errors.Is(err, store.ErrNotFound):
 				p.m.prefetch.WithLabelValues(OutcomeUnknownCustomer).Inc()
 				p.warn.Log(slog.LevelWarn, "prefetch:unknown", "entry of an unknown customer", "customer_id", id)
+			case centralOutcome(err) != OutcomeContextError: // not asked, to spare the central: counted, not logged
+				p.m.prefetch.WithLabelValues(centralOutcome(err)).Inc()
 			default:
 				p.m.prefetch.WithLabelValues("error").Inc()
 				p.warn.Log(slog.LevelError, "prefetch:error", "context prefetch failed", "customer_id", id, "error", err)

@@ -64,7 +64,7 @@ func (c blockingCentral) Customer(ctx context.Context, id string) (store.Custome
 	return c.Catalog.Customer(ctx, id)
 }
 
-func testCatalog(t *testing.T) *store.Catalog {
+func testCatalog(t testing.TB) *store.Catalog {
 	t.Helper()
 	c, err := world.GenerateCatalog(world.Config{Seed: 1, Reference: time.Now()})
 	if err != nil {
@@ -192,16 +192,33 @@ func TestOverflowDropCountsEveryEvent(t *testing.T) {
 	})
 }
 
-// With PIPELINE_OVERFLOW=block a publisher waits for room, and stops waiting
-// once the pipeline is stopping: what it could not hand over is counted as
-// dropped "shutdown".
+// heldBroker is a bus that does not take focus events until release is
+// closed: a dwell worker publishing one waits.
+type heldBroker struct {
+	*bus
+	release chan struct{}
+}
+
+func (h heldBroker) Publish(ctx context.Context, topic string, payload []byte) error {
+	if topic == "focus" {
+		select {
+		case <-h.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return h.bus.Publish(ctx, topic, payload)
+}
+
+// With PIPELINE_OVERFLOW=block a publisher waits for room in a dwell queue,
+// and stops waiting once the pipeline is stopping: what it could not hand
+// over is counted as dropped "shutdown".
 func TestOverflowBlockReleasesOnStop(t *testing.T) {
 	cfg := testConfig()
-	cfg.QueueSize, cfg.FocusWorkers = 1, 1
-	b := newBus()
-	central := blockingCentral{Catalog: testCatalog(t), release: make(chan struct{})}
+	cfg.QueueSize, cfg.DwellWorkers = 1, 1
+	b := heldBroker{bus: newBus(), release: make(chan struct{})}
 	plan, _ := store.GridPlan(6, 10)
-	p, err := New(cfg, plan, central, discountScorer{}, 0.2, b, b, slog.New(slog.DiscardHandler), nil)
+	p, err := New(cfg, plan, testCatalog(t), discountScorer{}, 0.2, b, b, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,13 +229,13 @@ func TestOverflowBlockReleasesOnStop(t *testing.T) {
 	published := make(chan struct{})
 	go func() {
 		defer close(published)
-		for i := range 10 { // more than the stages and queues hold
-			_ = b.Publish(context.Background(), "focus", fmt.Appendf(nil, `{"id":"%d","ts":1795000000,"dep":"Men"}`, i+1))
+		for i := range 30 { // the 11th completes a focus, which the broker holds
+			_ = b.Publish(context.Background(), "move", fmt.Appendf(nil, `{"id":"5","ts":%d,"x":0,"y":7}`, 1795000000+i))
 		}
 	}()
 	select {
 	case <-published:
-		t.Fatal("the publisher never waited although every stage is held")
+		t.Fatal("the publisher never waited although the dwell worker is held")
 	case <-time.After(200 * time.Millisecond): // the publisher is expected to be blocked now
 	}
 	cancel()
@@ -227,7 +244,7 @@ func TestOverflowBlockReleasesOnStop(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("a blocked publisher was not released when the pipeline stopped")
 	}
-	close(central.release) // what was accepted can finish now
+	close(b.release) // what was accepted can finish now
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +254,7 @@ func TestOverflowBlockReleasesOnStop(t *testing.T) {
 }
 
 // Shoppers who vanish without an exit are forgotten after SHOPPER_TTL, and
-// MAX_SHOPPERS bounds how many are tracked.
+// MAX_SHOPPERS bounds how many are tracked: a new shopper evicts one.
 func TestShopperExpiryAndLimit(t *testing.T) {
 	cfg := testConfig()
 	cfg.DwellWorkers, cfg.MaxShoppers, cfg.ShopperTTL = 1, 2, time.Second
@@ -250,8 +267,8 @@ func TestShopperExpiryAndLimit(t *testing.T) {
 	for _, id := range []string{"1", "2", "3"} {
 		_ = b.Publish(context.Background(), "move", fmt.Appendf(nil, `{"id":%q,"ts":1795000000,"x":0,"y":0}`, id))
 	}
-	waitFor(t, "third shopper dropped at MAX_SHOPPERS=2", func() bool {
-		return testutil.ToFloat64(p.m.dropped.WithLabelValues("shoppers_full")) == 1
+	waitFor(t, "third shopper evicts the first at MAX_SHOPPERS=2", func() bool {
+		return testutil.ToFloat64(p.m.evicted[evictedOneMove]) == 1
 	})
 	if got := testutil.ToFloat64(p.m.tracked); got != 2 {
 		t.Fatalf("tracked = %v, want 2", got)

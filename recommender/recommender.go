@@ -37,6 +37,12 @@ type Config struct {
 	Timeout     time.Duration `env:"PREDICTION_TIMEOUT" envDefault:"1s"`      // per call, connection included
 	Headers     string        `env:"PREDICTION_HEADERS"`                      // extra headers: "Name=value,Name2=value2"
 	MaxInFlight int           `env:"PREDICTION_MAX_INFLIGHT" envDefault:"16"` // calls in flight at once
+
+	// The circuit breaker in front of the service: after BreakerFailures
+	// calls in a row that time out, find no connection or get a 5xx, no
+	// call is made for BreakerCooldown; then one call probes.
+	BreakerFailures int           `env:"PREDICTION_BREAKER_FAILURES" envDefault:"5"`  // 0: never open
+	BreakerCooldown time.Duration `env:"PREDICTION_BREAKER_COOLDOWN" envDefault:"1s"` // open this long before a probe
 }
 
 // The values of SCORER and PREDICTION_PROTOCOL.
@@ -79,10 +85,21 @@ func (c Config) ValidateClient() error {
 	if c.MaxInFlight < 1 || c.MaxInFlight > 10000 {
 		errs = append(errs, fmt.Errorf("PREDICTION_MAX_INFLIGHT=%d: must be between 1 and 10000", c.MaxInFlight))
 	}
+	errs = append(errs, c.validateBreaker())
 	if _, err := ParseHeaders(c.Headers); err != nil {
 		errs = append(errs, fmt.Errorf("PREDICTION_HEADERS: %w", err)) // the value may hold a token: not echoed
 	}
 	return errors.Join(errs...)
+}
+
+func (c Config) validateBreaker() error {
+	switch {
+	case c.BreakerFailures < 0 || c.BreakerFailures > 10000:
+		return fmt.Errorf("PREDICTION_BREAKER_FAILURES=%d: must be between 0 (never open) and 10000", c.BreakerFailures)
+	case c.BreakerFailures > 0 && c.BreakerCooldown <= 0:
+		return fmt.Errorf("PREDICTION_BREAKER_COOLDOWN=%s: must be positive", c.BreakerCooldown)
+	}
+	return nil
 }
 
 // ValidateThreshold checks PREDICTION_THRESHOLD alone: all the selection needs.

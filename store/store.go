@@ -201,6 +201,11 @@ type Config struct {
 	CacheTTL       time.Duration `env:"CACHE_TTL" envDefault:"1h"`            // how long cached context, coupons and products live
 	CachePrefix    string        `env:"CACHE_PREFIX" envDefault:"storeflow:"` // prefix of every Redis key
 	CacheMaxItems  int           `env:"CACHE_MAX_ITEMS" envDefault:"100000"`  // entries of the in-process cache, at most
+
+	// What storeflow may ask of a remote central (CentralLimits).
+	CentralMaxRPS          int           `env:"CENTRAL_MAX_RPS" envDefault:"200"`         // requests a second, at most; 0: no bound
+	CentralBreakerFailures int           `env:"CENTRAL_BREAKER_FAILURES" envDefault:"5"`  // failed requests in a row that open the breaker; 0: never open
+	CentralBreakerCooldown time.Duration `env:"CENTRAL_BREAKER_COOLDOWN" envDefault:"1s"` // open this long before a probe
 }
 
 // Source is where the focus path gets its data: the in-process Catalog, a
@@ -217,6 +222,11 @@ type Source interface {
 // source) cannot be reached or answers with an error. Callers count it and
 // go on.
 var ErrUnavailable = errors.New("store: central unavailable")
+
+// ErrLimited is returned, without asking the central, when the requests
+// storeflow may make of it this second (CENTRAL_MAX_RPS) are spent. Callers
+// count it and go on.
+var ErrLimited = errors.New("store: central request limit reached")
 
 // Validate checks the values; errors name the variable and the value.
 func (c Config) Validate() error {
@@ -241,6 +251,7 @@ func (c Config) Validate() error {
 	if c.CentralTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("CENTRAL_TIMEOUT=%s: must be positive", c.CentralTimeout))
 	}
+	errs = append(errs, c.CentralLimits().Validate())
 	if c.RedisURL != "" {
 		// The URL may carry a password: never echo it.
 		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {

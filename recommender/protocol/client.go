@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/storeflow/storeflow/internal/breaker"
 	"github.com/storeflow/storeflow/internal/peerhttp"
 	"github.com/storeflow/storeflow/internal/redact"
 	"github.com/storeflow/storeflow/recommender"
@@ -27,9 +28,13 @@ const (
 // finite, out is too short. The other outcomes are peerhttp's.
 const Invalid peerhttp.Outcome = "invalid"
 
+// BreakerOpen is the outcome of a call the circuit breaker refused: nothing
+// was sent.
+const BreakerOpen peerhttp.Outcome = "breaker_open"
+
 // clientOutcomes are the outcome label's values, in the README's order.
 var clientOutcomes = []peerhttp.Outcome{peerhttp.OK, peerhttp.Timeout, peerhttp.Canceled, peerhttp.HTTP4xx,
-	peerhttp.HTTP5xx, peerhttp.Transport, peerhttp.BadResponse, Invalid}
+	peerhttp.HTTP5xx, peerhttp.Transport, peerhttp.BadResponse, Invalid, BreakerOpen}
 
 // ClientMetrics are the prediction client's metrics.
 type ClientMetrics struct {
@@ -37,6 +42,8 @@ type ClientMetrics struct {
 	// call that sent, or tried to send, a request ends in exactly one.
 	Calls    *prometheus.CounterVec
 	InFlight prometheus.Gauge // calls holding a slot now
+
+	reg prometheus.Registerer // for the circuit breaker's metrics
 }
 
 // NewClientMetrics registers the prediction client's metrics with reg, every
@@ -47,6 +54,7 @@ func NewClientMetrics(reg prometheus.Registerer) *ClientMetrics {
 			Help: "Calls to the remote prediction service (PREDICTION_URL) by outcome."}, []string{"outcome"}),
 		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "storeflow_prediction_client_in_flight",
 			Help: "Calls to the remote prediction service in flight now."}),
+		reg: reg,
 	}
 	for _, o := range clientOutcomes {
 		m.Calls.WithLabelValues(string(o))
@@ -79,7 +87,10 @@ type Codec struct {
 // focus without a coupon, which the caller counts and moves past, while a
 // retry would hold a worker beyond PREDICTION_TIMEOUT. It is safe for
 // concurrent use; at most PREDICTION_MAX_INFLIGHT calls are in flight, the
-// rest wait for a slot within their own deadline.
+// rest wait for a slot within their own deadline. A circuit breaker
+// (PREDICTION_BREAKER_FAILURES, PREDICTION_BREAKER_COOLDOWN) stops calling a
+// service that keeps failing: Score then fails at once with an error that
+// wraps breaker.ErrOpen.
 type Client struct {
 	codec    Codec
 	endpoint string // the URL requests go to
@@ -90,6 +101,7 @@ type Client struct {
 	timeout  time.Duration
 	http     *peerhttp.Client
 	slots    chan struct{}
+	breaker  *breaker.Breaker
 	m        *ClientMetrics
 }
 
@@ -114,6 +126,8 @@ func NewClient(cfg recommender.Config, codec Codec, m *ClientMetrics) (*Client, 
 	// one, so the same route only shows that an HTTP server answers there.
 	ready := u.JoinPath("v2", "health", "ready")
 	u = codec.Endpoint(u, cfg.Model)
+	br := breaker.New(cfg.BreakerFailures, cfg.BreakerCooldown)
+	br.Register(m.reg, "prediction")
 	return &Client{
 		codec:    codec,
 		endpoint: u.String(),
@@ -124,6 +138,7 @@ func NewClient(cfg recommender.Config, codec Codec, m *ClientMetrics) (*Client, 
 		timeout:  cfg.Timeout,
 		http:     peerhttp.New(cfg.MaxInFlight, cfg.MaxInFlight),
 		slots:    make(chan struct{}, cfg.MaxInFlight),
+		breaker:  br,
 		m:        m,
 	}, nil
 }
@@ -173,13 +188,35 @@ func (c *Client) Score(ctx context.Context, cust *store.Customer, coupons []stor
 		return c.fail(Invalid, err)
 	}
 
+	probe, err := c.breaker.Allow()
+	if err != nil {
+		return c.fail(BreakerOpen, err)
+	}
+	r := c.call(ctx, body)
+	c.breaker.Record(probe, breaker.ResultOf(r.Status, r.Err), r.Err)
+	if r.Outcome != peerhttp.OK {
+		return c.fail(r.Outcome, r.Err)
+	}
+	if err := c.codec.Decode(r.Body, coupons, out); err != nil {
+		return c.fail(peerhttp.BadResponse, err)
+	}
+	c.m.Calls.WithLabelValues(string(peerhttp.OK)).Inc()
+	return nil
+}
+
+// BreakerErr is nil while the circuit breaker is closed, else why it is
+// not: the service failed PREDICTION_BREAKER_FAILURES calls in a row and is
+// not called, or the probe is out.
+func (c *Client) BreakerErr() error { return c.breaker.Err() }
+
+// call waits for a slot and posts body within PREDICTION_TIMEOUT.
+func (c *Client) call(ctx context.Context, body []byte) peerhttp.Response {
 	ctx, cancel := peerhttp.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	select {
 	case c.slots <- struct{}{}:
 	case <-ctx.Done():
-		r := peerhttp.Ended(ctx, "waiting for a free slot")
-		return c.fail(r.Outcome, r.Err)
+		return peerhttp.Ended(ctx, "waiting for a free slot")
 	}
 	c.m.InFlight.Inc()
 	defer func() {
@@ -189,21 +226,13 @@ func (c *Client) Score(ctx context.Context, cust *store.Customer, coupons []stor
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint, bytes.NewReader(body))
 	if err != nil {
-		return c.fail(Invalid, errors.New("cannot build the request"))
+		return peerhttp.Response{Outcome: Invalid, Err: errors.New("cannot build the request")}
 	}
 	req.Header = c.header.Clone() // the transport may add to it; c.header is shared
 	if c.host != "" {
 		req.Host = c.host
 	}
-	r := c.http.Call(req, maxResponseBytes)
-	if r.Outcome != peerhttp.OK {
-		return c.fail(r.Outcome, r.Err)
-	}
-	if err := c.codec.Decode(r.Body, coupons, out); err != nil {
-		return c.fail(peerhttp.BadResponse, err)
-	}
-	c.m.Calls.WithLabelValues(string(peerhttp.OK)).Inc()
-	return nil
+	return c.http.Call(req, maxResponseBytes)
 }
 
 // fail counts a failed call by outcome and wraps what happened:

@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/storeflow/storeflow/internal/breaker"
+	"github.com/storeflow/storeflow/internal/harness"
 	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/recommender/internal/fixture"
 	"github.com/storeflow/storeflow/recommender/protocol"
@@ -374,5 +376,62 @@ func TestClientMaxInFlight(t *testing.T) {
 	}
 	if ok, inFlight := fixture.CallCounts(t, m)["ok"], testutil.ToFloat64(m.InFlight); ok != calls || inFlight != 0 {
 		t.Fatalf("%v ok, %v in flight; want %d ok, none in flight", ok, inFlight, calls)
+	}
+}
+
+// A service that hangs opens the circuit breaker after
+// PREDICTION_BREAKER_FAILURES timeouts: calls then fail at once without a
+// request, until a probe after the cooldown finds the service back.
+func TestClientBreaker(t *testing.T) {
+	var hang atomic.Bool
+	var requests atomic.Int64
+	peer := storeflowPeer(t)
+	done := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		if hang.Load() {
+			select {
+			case <-r.Context().Done():
+			case <-done:
+			}
+			return
+		}
+		peer.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(done) })
+
+	const failures, cooldown = 3, time.Second // far longer than the 100 refused calls take
+	c, m := newTestClient(t, srv.URL, recommender.ProtocolV2, func(cfg *recommender.Config) {
+		cfg.Timeout, cfg.BreakerFailures, cfg.BreakerCooldown = 50*time.Millisecond, failures, cooldown
+	})
+	score := func() error {
+		return c.Score(context.Background(), &fixture.Customer, fixture.Coupons(), make([]float64, 5))
+	}
+	hang.Store(true)
+	for i := range failures {
+		if err := score(); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("call %d: %v, want a timeout", i, err)
+		}
+	}
+	if err := c.BreakerErr(); err == nil {
+		t.Fatalf("breaker closed after %d timeouts, want open", failures)
+	}
+	for range 100 {
+		if err := score(); !errors.Is(err, breaker.ErrOpen) || !errors.Is(err, recommender.ErrScore) {
+			t.Fatalf("call with the breaker open: %v, want ErrScore and breaker.ErrOpen", err)
+		}
+	}
+	if got := requests.Load(); got != failures {
+		t.Errorf("%d requests reached the service, want only the %d before the breaker opened", got, failures)
+	}
+	hang.Store(false)
+	harness.Until(t, 5*time.Second, "a call through after the service came back", func() bool { return score() == nil })
+	if err := c.BreakerErr(); err != nil {
+		t.Fatalf("breaker %v after a good probe", err)
+	}
+	got := fixture.CallCounts(t, m)
+	if got["breaker_open"] < 100 || got["timeout"] != failures || got["ok"] != 1 {
+		t.Errorf("calls %v: want at least 100 breaker_open, %d timeouts, 1 ok", got, failures)
 	}
 }

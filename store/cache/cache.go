@@ -501,6 +501,8 @@ func (c *Cache) fill(ctx context.Context, k cacheKey, tierUp bool) (any, error) 
 			c.store(ctx, k, cacheMissing{}, c.negTTL, tierUp)
 		}
 		return nil, err
+	case errors.Is(err, store.ErrLimited):
+		return nil, err // not asked: the client counts it, and the central is fine
 	}
 	c.m.sourceUnavailable.Inc()
 	if n, ok := c.warnSource.allow(); ok {

@@ -14,11 +14,13 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/storeflow/storeflow/internal/breaker"
 	"github.com/storeflow/storeflow/internal/clip"
 	"github.com/storeflow/storeflow/internal/peerhttp"
 	"github.com/storeflow/storeflow/internal/redact"
@@ -416,11 +418,18 @@ func quoteAnswer(s string) string {
 // what it has), and a retry would spend the focus path's deadline on a
 // central that has just failed. Each call has its own deadline, the client's
 // timeout, on top of the caller's context. It is safe for concurrent use.
+//
+// It protects the central (store.CentralLimits): at most CENTRAL_MAX_RPS
+// requests a second (a call beyond is store.ErrLimited, no request made), and
+// a circuit breaker that stops asking a central that keeps failing (a call is
+// then store.ErrUnavailable wrapping breaker.ErrOpen, no request made).
 type Client struct {
 	base    string // the URL requests start with, user info kept for basic auth
 	shown   string // the base as errors show it (redact.URL)
 	timeout time.Duration
 	http    *peerhttp.Client
+	budget  *requestBudget // nil: no bound
+	breaker *breaker.Breaker
 	calls   clientCounters
 }
 
@@ -429,7 +438,7 @@ type Client struct {
 // builds the client; it makes no request. Every call is counted, by outcome,
 // in storeflow_central_client_calls_total{outcome}, registered with reg (nil:
 // a private registry).
-func NewClient(baseURL string, timeout time.Duration, reg prometheus.Registerer) (*Client, error) {
+func NewClient(baseURL string, timeout time.Duration, limits store.CentralLimits, reg prometheus.Registerer) (*Client, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
 		// The URL may carry a password: it is not echoed.
@@ -441,6 +450,9 @@ func NewClient(baseURL string, timeout time.Duration, reg prometheus.Registerer)
 	if timeout <= 0 {
 		return nil, fmt.Errorf("CENTRAL_TIMEOUT=%s: must be positive", timeout)
 	}
+	if err := limits.Validate(); err != nil {
+		return nil, err
+	}
 	u.RawPath = ""
 	u.Path = strings.TrimRight(u.Path, "/")
 	if reg == nil {
@@ -451,11 +463,15 @@ func NewClient(baseURL string, timeout time.Duration, reg prometheus.Registerer)
 		Help: "Calls to CENTRAL_URL, by outcome.",
 	}, []string{"outcome"})
 	reg.MustRegister(calls)
+	br := breaker.New(limits.BreakerFailures, limits.BreakerCooldown)
+	br.Register(reg, "central")
 	return &Client{
 		base:    u.String(),
 		shown:   redact.URL(u.String()),
 		timeout: timeout,
 		http:    peerhttp.New(16, 0),
+		budget:  newRequestBudget(limits.MaxRPS),
+		breaker: br,
 		calls: clientCounters{
 			ok:          calls.WithLabelValues("ok"),
 			notFound:    calls.WithLabelValues("not_found"),
@@ -464,6 +480,8 @@ func NewClient(baseURL string, timeout time.Duration, reg prometheus.Registerer)
 			transport:   calls.WithLabelValues("transport"),
 			http5xx:     calls.WithLabelValues("http_5xx"),
 			badResponse: calls.WithLabelValues("bad_response"),
+			limited:     calls.WithLabelValues("limited"),
+			breakerOpen: calls.WithLabelValues("breaker_open"),
 		},
 	}, nil
 }
@@ -486,6 +504,49 @@ type clientCounters struct {
 	transport   prometheus.Counter // no answer: connection refused, reset, TLS failure
 	http5xx     prometheus.Counter // the central failed
 	badResponse prometheus.Counter // an answer that cannot be used: 4xx other than a JSON 404, 1xx/3xx, not JSON, invalid, too large
+	breakerOpen prometheus.Counter // not asked: the circuit breaker is open
+
+	limited prometheus.Counter // not asked: CENTRAL_MAX_RPS spent (store.ErrLimited)
+}
+
+// BreakerErr is nil while the circuit breaker is closed, else why it is
+// not, for a readiness probe.
+func (c *Client) BreakerErr() error { return c.breaker.Err() }
+
+// requestBudget is a token bucket: at most rate requests a second, in bursts
+// of up to rate. In any span of t seconds it lets through at most
+// rate × (1 + t) requests.
+type requestBudget struct {
+	rate float64
+	now  func() time.Time
+
+	mu     sync.Mutex
+	tokens float64
+	last   time.Time
+}
+
+func newRequestBudget(rate int) *requestBudget {
+	if rate <= 0 {
+		return nil
+	}
+	return &requestBudget{rate: float64(rate), now: time.Now, tokens: float64(rate), last: time.Now()}
+}
+
+// take spends one request of the budget, if there is one left.
+func (b *requestBudget) take() bool {
+	if b == nil {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	b.tokens = min(b.rate, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }
 
 // Customer implements Source.
@@ -556,11 +617,29 @@ func (c *Client) CouponProducts(ctx context.Context, couponID int) ([]store.Prod
 // call itself follows the peer policy (peerhttp.Call): the client's own
 // deadline, a bounded answer, one outcome per call.
 func (c *Client) get(ctx context.Context, path string) ([]byte, error) {
+	probe, err := c.breaker.Allow()
+	if err != nil {
+		c.calls.breakerOpen.Inc()
+		return nil, fmt.Errorf("%w: %s%s: %w", store.ErrUnavailable, c.shown, path, err)
+	}
+	if !c.budget.take() {
+		c.breaker.Record(probe, breaker.Neutral, nil)
+		c.calls.limited.Inc()
+		return nil, fmt.Errorf("%s%s: %w", c.shown, path, store.ErrLimited)
+	}
+	body, status, err := c.request(ctx, path)
+	c.breaker.Record(probe, breaker.ResultOf(status, err), err)
+	return body, err
+}
+
+// request is get's one request, through the peer policy; it also returns
+// the answer's status (0: none) for the breaker.
+func (c *Client) request(ctx context.Context, path string) ([]byte, int, error) {
 	ctx, cancel := peerhttp.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
 	if err != nil { // the base was checked and the path escaped: a bug if it happens
-		return nil, c.fail(c.calls.transport, path, fmt.Errorf("cannot build the request: %w", err))
+		return nil, 0, c.fail(c.calls.transport, path, fmt.Errorf("cannot build the request: %w", err))
 	}
 	req.Header.Set("Accept", "application/json")
 	r := c.http.Call(req, centralMaxResponseBytes)
@@ -572,18 +651,18 @@ func (c *Client) get(ctx context.Context, path string) ([]byte, error) {
 		// customers.
 		var e centralError
 		if !isJSON(r.Header) || json.Unmarshal(r.Body, &e) != nil || e.Error == "" {
-			return nil, c.fail(c.calls.badResponse, path, fmt.Errorf("404 Not Found that is not the central's: %s", peerhttp.ErrorText(r.Body)))
+			return nil, r.Status, c.fail(c.calls.badResponse, path, fmt.Errorf("404 Not Found that is not the central's: %s", peerhttp.ErrorText(r.Body)))
 		}
 		c.calls.notFound.Inc()
-		return nil, fmt.Errorf("central %s%s: %s: %w", c.shown, path, peerhttp.ErrorText(r.Body), store.ErrNotFound)
+		return nil, r.Status, fmt.Errorf("central %s%s: %s: %w", c.shown, path, peerhttp.ErrorText(r.Body), store.ErrNotFound)
 	case r.Outcome == peerhttp.OK && r.Status != http.StatusOK:
-		return nil, c.fail(c.calls.badResponse, path, fmt.Errorf("unexpected %d %s", r.Status, http.StatusText(r.Status)))
+		return nil, r.Status, c.fail(c.calls.badResponse, path, fmt.Errorf("unexpected %d %s", r.Status, http.StatusText(r.Status)))
 	case r.Outcome != peerhttp.OK:
 		// A 400 means client and central disagree on the API: not the
 		// caller's fault, and not "not found".
-		return nil, c.fail(c.counter(r.Outcome), path, r.Err)
+		return nil, r.Status, c.fail(c.counter(r.Outcome), path, r.Err)
 	}
-	return r.Body, nil
+	return r.Body, r.Status, nil
 }
 
 // counter is the count of a failed call's outcome: a refusal other than the

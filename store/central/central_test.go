@@ -14,11 +14,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/storeflow/storeflow/internal/breaker"
 	"github.com/storeflow/storeflow/store"
 	"github.com/storeflow/storeflow/store/world"
 )
@@ -115,21 +117,25 @@ func countServer(s *Server) serverCount {
 }
 
 // clientCount is storeflow_central_client_calls_total of a Client, by outcome.
-type clientCount struct{ OK, NotFound, Canceled, Timeout, Transport, HTTP5xx, BadResponse float64 }
+type clientCount struct {
+	OK, NotFound, Canceled, Timeout, Transport, HTTP5xx, BadResponse, Limited, BreakerOpen float64
+}
 
 func countClient(c *Client) clientCount {
 	n := &c.calls
 	return clientCount{testutil.ToFloat64(n.ok), testutil.ToFloat64(n.notFound), testutil.ToFloat64(n.canceled),
 		testutil.ToFloat64(n.timeout), testutil.ToFloat64(n.transport), testutil.ToFloat64(n.http5xx),
-		testutil.ToFloat64(n.badResponse)}
+		testutil.ToFloat64(n.badResponse), testutil.ToFloat64(n.limited), testutil.ToFloat64(n.breakerOpen)}
 }
 
 // calls is every call counted: each ends in exactly one outcome.
-func (n clientCount) calls() float64 { return n.OK + n.NotFound + n.Canceled + n.unavailable() }
+func (n clientCount) calls() float64 {
+	return n.OK + n.NotFound + n.Canceled + n.Limited + n.unavailable()
+}
 
 // unavailable is the calls the central could not answer.
 func (n clientCount) unavailable() float64 {
-	return n.Timeout + n.Transport + n.HTTP5xx + n.BadResponse
+	return n.Timeout + n.Transport + n.HTTP5xx + n.BadResponse + n.BreakerOpen
 }
 
 // centralServe starts src's central on a loopback server.
@@ -145,7 +151,7 @@ func centralServe(t testing.TB, src store.Source) (*Server, *httptest.Server) {
 
 func centralClient(t testing.TB, url string, timeout time.Duration) *Client {
 	t.Helper()
-	c, err := NewClient(url, timeout, nil)
+	c, err := NewClient(url, timeout, store.CentralLimits{}, nil)
 	if err != nil {
 		t.Fatalf("NewClient(%q, %s): %v", url, timeout, err)
 	}
@@ -834,7 +840,7 @@ func TestNewCentralClient(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := NewClient(tt.url, tt.timeout, nil)
+			c, err := NewClient(tt.url, tt.timeout, store.CentralLimits{}, nil)
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("err = %v, want a client", err)
@@ -991,5 +997,88 @@ func BenchmarkCentralClientCustomer(b *testing.B) {
 		if _, err := c.Customer(ctx, id); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// The client asks the central at most CENTRAL_MAX_RPS times a second: 1,000
+// lookups of unique unknown ids in one instant make MaxRPS requests, the rest
+// fail at once with ErrLimited, and the budget refills with time.
+func TestCentralClientRequestBudget(t *testing.T) {
+	var requests atomic.Int64
+	_, central := centralServe(t, centralGenerated(t))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		central.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	const rps = 10
+	c, err := NewClient(srv.URL, time.Minute, store.CentralLimits{MaxRPS: rps}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	now := time.Unix(1_800_000_000, 0)
+	c.budget.now = func() time.Time { return now }
+	c.budget.last = now
+	ask := func(calls int) (limited int) {
+		for i := range calls {
+			_, err := c.Customer(context.Background(), fmt.Sprintf("unknown-%d-%d", now.Unix(), i))
+			switch {
+			case errors.Is(err, store.ErrLimited):
+				if errors.Is(err, store.ErrUnavailable) {
+					t.Fatalf("err = %v: a limited call is not the central's failure", err)
+				}
+				limited++
+			case !errors.Is(err, store.ErrNotFound):
+				t.Fatalf("err = %v, want ErrNotFound or ErrLimited", err)
+			}
+		}
+		return limited
+	}
+	if limited := ask(1000); limited != 1000-rps {
+		t.Fatalf("%d of 1000 calls limited, want all but the %d of the budget", limited, rps)
+	}
+	now = now.Add(500 * time.Millisecond)
+	if limited := ask(100); limited != 100-rps/2 {
+		t.Fatalf("half a second later %d of 100 calls limited, want all but %d", limited, rps/2)
+	}
+	if got, want := requests.Load(), int64(rps+rps/2); got != want {
+		t.Errorf("the central got %d requests, want %d", got, want)
+	}
+	if st := countClient(c); st.Limited != 1000+100-rps-rps/2 || st.NotFound != rps+rps/2 || st.unavailable() != 0 {
+		t.Errorf("counts = %+v", st)
+	}
+}
+
+// A central that hangs opens the breaker after CENTRAL_BREAKER_FAILURES
+// timeouts: then calls fail at once as ErrUnavailable wrapping
+// breaker.ErrOpen, and no request is made.
+func TestCentralClientBreaker(t *testing.T) {
+	arrived := make(chan struct{}, 100)
+	srv := centralStall(t, "", arrived)
+	c, err := NewClient(srv.URL, 50*time.Millisecond, store.CentralLimits{BreakerFailures: 2, BreakerCooldown: time.Hour}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	for i := range 2 {
+		if _, err := c.Customer(context.Background(), "1"); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("call %d: %v, want a timeout", i, err)
+		}
+	}
+	if c.BreakerErr() == nil {
+		t.Fatal("breaker closed after 2 timeouts")
+	}
+	for _, kind := range []string{"customer", "coupons", "products"} {
+		err := centralAsk(context.Background(), c, kind)
+		if !errors.Is(err, store.ErrUnavailable) || !errors.Is(err, breaker.ErrOpen) {
+			t.Fatalf("%s with the breaker open: %v, want ErrUnavailable and breaker.ErrOpen", kind, err)
+		}
+	}
+	if got := len(arrived); got != 2 {
+		t.Errorf("%d requests reached the central, want the 2 before the breaker opened", got)
+	}
+	if st := countClient(c); st.BreakerOpen != 3 || c.breaker.Opened() != 1 || st.Timeout != 2 || st.unavailable() != 5 {
+		t.Errorf("counts = %+v, opened %d", st, c.breaker.Opened())
 	}
 }
