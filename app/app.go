@@ -127,8 +127,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		}
 	}()
 
-	a.pipeline, err = pipeline.New(cfg.Pipeline, a.plan, a.cache, a.scorer, cfg.Recommender.Threshold,
-		a.conn, a.conn, log.With("component", "pipeline"), a.reg)
+	a.pipeline, err = pipeline.New(cfg.Pipeline, pipeline.Parts{Plan: a.plan, Source: a.cache, Scorer: a.scorer,
+		Threshold: cfg.Recommender.Threshold, Sub: a.conn, Pub: a.conn, Log: log.With("component", "pipeline"), Registerer: a.reg})
 	if err != nil {
 		return nil, err
 	}

@@ -21,7 +21,7 @@ func startWith(t *testing.T, cfg Config, scorer heldScorer, b *bus, tweak func(*
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := New(cfg, plan, testCatalog(t), scorer, 0, b, b, slog.New(slog.DiscardHandler), nil)
+	p, err := New(cfg, Parts{Plan: plan, Source: testCatalog(t), Scorer: scorer, Threshold: 0, Sub: b, Pub: b, Log: slog.New(slog.DiscardHandler), Registerer: nil})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -106,12 +106,18 @@ type Publisher interface {
 	Publish(ctx context.Context, topic string, payload []byte) error
 }
 
-// Central is where customer context and coupons come from (the catalog, later
-// a cache in front of a remote central). store.ErrNotFound means unknown.
-type Central interface {
-	Customer(ctx context.Context, id string) (store.Customer, error)
-	ValidCoupons(ctx context.Context, dep store.Department, day store.Day, dst []store.Coupon) ([]store.Coupon, error)
-	CouponProducts(ctx context.Context, couponID int) ([]store.Product, error)
+// Parts are what a pipeline works with besides its Config.
+type Parts struct {
+	Plan *store.Plan
+	// Source gives customer context and coupons (the catalog, or the cache in
+	// front of a remote central); store.ErrNotFound means unknown.
+	Source     store.Source
+	Scorer     recommender.Scorer
+	Threshold  float64 // PREDICTION_THRESHOLD: the least probability a coupon is offered at
+	Sub        Subscriber
+	Pub        Publisher
+	Log        *slog.Logger
+	Registerer prometheus.Registerer // receives the metrics (nil: a private registry)
 }
 
 // Pipeline turns shopper events into focus events and focus events into
@@ -120,7 +126,7 @@ type Pipeline struct {
 	cfg       Config
 	rule      DwellRule
 	plan      *store.Plan
-	central   Central
+	central   store.Source
 	scorer    recommender.Scorer
 	threshold float64
 	pub       Publisher
@@ -156,9 +162,10 @@ type focusIn struct {
 	received time.Time
 }
 
-// New builds a pipeline. reg receives its metrics (nil: a private registry).
-func New(cfg Config, plan *store.Plan, central Central, scorer recommender.Scorer, threshold float64,
-	sub Subscriber, pub Publisher, log *slog.Logger, reg prometheus.Registerer) (*Pipeline, error) {
+// New builds a pipeline of parts.
+func New(cfg Config, parts Parts) (*Pipeline, error) {
+	plan, central, scorer, threshold := parts.Plan, parts.Source, parts.Scorer, parts.Threshold
+	sub, pub, log, reg := parts.Sub, parts.Pub, parts.Log, parts.Registerer
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}

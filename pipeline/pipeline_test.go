@@ -83,14 +83,13 @@ func testConfig() Config {
 }
 
 // start runs a pipeline on b until the test ends.
-func start(t *testing.T, cfg Config, central Central, b *bus, reg *prometheus.Registry, tweak func(*Pipeline)) *Pipeline {
+func start(t *testing.T, cfg Config, central store.Source, b *bus, reg *prometheus.Registry, tweak func(*Pipeline)) *Pipeline {
 	t.Helper()
 	plan, err := store.GridPlan(6, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := New(cfg, plan, central, discountScorer{}, 0, b, b,
-		slog.New(slog.DiscardHandler), reg)
+	p, err := New(cfg, Parts{Plan: plan, Source: central, Scorer: discountScorer{}, Threshold: 0, Sub: b, Pub: b, Log: slog.New(slog.DiscardHandler), Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +217,7 @@ func TestOverflowBlockReleasesOnStop(t *testing.T) {
 	cfg.QueueSize, cfg.DwellWorkers = 1, 1
 	b := heldBroker{bus: newBus(), release: make(chan struct{})}
 	plan, _ := store.GridPlan(6, 10)
-	p, err := New(cfg, plan, testCatalog(t), discountScorer{}, 0.2, b, b, slog.New(slog.DiscardHandler), nil)
+	p, err := New(cfg, Parts{Plan: plan, Source: testCatalog(t), Scorer: discountScorer{}, Threshold: 0.2, Sub: b, Pub: b, Log: slog.New(slog.DiscardHandler), Registerer: nil})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,7 +360,7 @@ func runPipeline(t *testing.T, cfg Config, scorer heldScorer, b *bus) (p *Pipeli
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err = New(cfg, plan, testCatalog(t), scorer, 0, b, b, slog.New(slog.DiscardHandler), nil)
+	p, err = New(cfg, Parts{Plan: plan, Source: testCatalog(t), Scorer: scorer, Threshold: 0, Sub: b, Pub: b, Log: slog.New(slog.DiscardHandler), Registerer: nil})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -288,7 +288,7 @@ func BenchmarkNewShopperMoves(b *testing.B) {
 			cfg.MaxShoppers, cfg.QueueSize = bc.max, 1024
 			bus := newBus()
 			plan, _ := store.GridPlan(6, 10)
-			p, err := New(cfg, plan, testCatalog(b), discountScorer{}, 0, bus, bus, slog.New(slog.DiscardHandler), nil)
+			p, err := New(cfg, Parts{Plan: plan, Source: testCatalog(b), Scorer: discountScorer{}, Threshold: 0, Sub: bus, Pub: bus, Log: slog.New(slog.DiscardHandler), Registerer: nil})
 			if err != nil {
 				b.Fatal(err)
 			}
