@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/storeflow/storeflow/internal/harness"
 )
 
 // connectPacket is an MQTT 3.1.1 CONNECT with client id "c" and a clean
@@ -89,13 +91,7 @@ func TestEmbeddedStopsWithSilentConnections(t *testing.T) {
 		// Stop only once the listener has taken the silent connection in:
 		// one refused at the door would pass without testing the stop.
 		adm := b.tcp.gate.adm
-		deadline := time.Now().Add(5 * time.Second)
-		for adm.open.Load() < 2 {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: the broker holds %d connections after 5s, want 2", addr, adm.open.Load())
-			}
-			time.Sleep(time.Millisecond) // polling a condition with a deadline
-		}
+		harness.Until(t, 5*time.Second, addr+": the broker holds both connections", func() bool { return adm.open.Load() == 2 })
 		stopBroker(5 * time.Second)
 
 		// The connected MQTT 3.1.1 client saw its connection closed: that

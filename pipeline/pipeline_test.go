@@ -15,6 +15,8 @@ import (
 
 	"github.com/storeflow/storeflow/store"
 	"github.com/storeflow/storeflow/store/world"
+
+	"github.com/storeflow/storeflow/internal/harness"
 )
 
 // bus is an in-memory broker with the embedded broker's semantics: exact
@@ -120,13 +122,7 @@ func start(t *testing.T, cfg Config, central store.Source, b *bus, reg *promethe
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 5s", what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
-	}
+	harness.Until(t, 5*time.Second, what, cond)
 }
 
 func TestConfigValidate(t *testing.T) {

@@ -24,6 +24,8 @@ import (
 	"github.com/storeflow/storeflow/internal/redistest"
 	"github.com/storeflow/storeflow/store"
 	"github.com/storeflow/storeflow/store/world"
+
+	"github.com/storeflow/storeflow/internal/harness"
 )
 
 // testReference is "today" of the generated catalog behind the caches.
@@ -213,13 +215,7 @@ func (c cacheUnderTest) has(t testing.TB, k cacheKey) bool {
 // waitFor polls cond until it holds, failing the test after cacheWait.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(cacheWait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, cacheWait)
-		}
-		time.Sleep(10 * time.Millisecond) // a poll interval, not a settle
-	}
+	harness.Until(t, cacheWait, what, cond)
 }
 
 func TestCacheHitsAndMisses(t *testing.T) {
