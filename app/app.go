@@ -34,11 +34,17 @@ import (
 	"github.com/storeflow/storeflow/store/world"
 )
 
+// Broker is the process's own broker connection: with the embedded broker,
+// its inline client (no TCP hop).
+type Broker interface {
+	Publish(ctx context.Context, topic string, payload []byte) error
+	Subscribe(filter string, h broker.Handler) error
+}
+
 // conn is the broker surface the app needs: the embedded broker and the
 // external client both provide it.
 type conn interface {
-	Publish(ctx context.Context, topic string, payload []byte) error
-	Subscribe(filter string, h broker.Handler) error
+	Broker
 	Run(ctx context.Context) error
 	Ready() <-chan struct{}
 	Addr() string
@@ -293,6 +299,15 @@ func (a *App) Catalog() *store.Catalog { return a.catalog }
 
 // Plan is the store plan in use.
 func (a *App) Plan() *store.Plan { return a.plan }
+
+// Broker publishes and subscribes on the process's own broker connection.
+func (a *App) Broker() Broker { return a.conn }
+
+// Config is the configuration the process runs with.
+func (a *App) Config() config.Config { return a.cfg }
+
+// Pipeline is the flow from moves to coupons; its Counts say what it did.
+func (a *App) Pipeline() *pipeline.Pipeline { return a.pipeline }
 
 // Ready is closed once the broker serves (or is connected) and the pipeline is
 // subscribed: from then on no event is missed.

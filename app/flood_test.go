@@ -326,3 +326,36 @@ func TestCentralBreakerFailsFocusFast(t *testing.T) {
 		t.Errorf("GET /readyz = %d %q, want 200 saying the central's breaker is open", code, body)
 	}
 }
+
+// metricValue is the sum of every series of name, as /metrics shows it.
+func (a *App) metricValue(name string) float64 {
+	return a.metricSum(name, nil)
+}
+
+// metricSum adds up the series of name whose labels keep accepts (every
+// series when keep is nil).
+func (a *App) metricSum(name string, keep func(labels map[string]string) bool) float64 {
+	mfs, err := a.reg.Gather()
+	if err != nil {
+		return 0
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if keep != nil {
+				labels := make(map[string]string, len(m.GetLabel()))
+				for _, l := range m.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				if !keep(labels) {
+					continue
+				}
+			}
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return sum
+}

@@ -14,6 +14,12 @@ const (
 	kindFocus = "focus"
 )
 
+// Queues, as the dropped-events label (also queueFocus and dropShutdown).
+const (
+	queueDwell    = "dwell"
+	queuePrefetch = "prefetch"
+)
+
 // reasonOffPlan rejects a move whose coordinates are not on the store plan:
 // usually a STORE_PLAN that does not match the sensors.
 const reasonOffPlan event.Reason = "off_plan"

@@ -273,7 +273,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		drained = waitOr(waitDone(&focus), timeout.C)
 	}
 	side.Wait()
-	p.m.dropped.WithLabelValues("prefetch").Add(float64(drainCount(p.prefetchQ)))
+	p.m.dropped.WithLabelValues(queuePrefetch).Add(float64(drainCount(p.prefetchQ)))
 	if drained {
 		p.log.Info("shutdown: drained", "dwell_events", queuedDwell, "focus_events", queuedFocus,
 			"refused", p.refused.Load(), "took", time.Since(start).Round(time.Millisecond))
@@ -338,7 +338,7 @@ func (p *Pipeline) onEnter(topic string, payload []byte) {
 		select {
 		case p.prefetchQ <- e.ID:
 		default:
-			p.m.dropped.WithLabelValues("prefetch").Inc()
+			p.m.dropped.WithLabelValues(queuePrefetch).Inc()
 		}
 	}
 }
@@ -389,7 +389,7 @@ func (p *Pipeline) onFocus(topic string, payload []byte) {
 
 func (p *Pipeline) toDwell(ev shopperEvent) bool {
 	q := p.shards[hashID(ev.id)%uint32(len(p.shards))]
-	if !enqueue(p, p.dwellGate, q, ev, "dwell") {
+	if !enqueue(p, p.dwellGate, q, ev, queueDwell) {
 		return false
 	}
 	p.m.acceptedBy[ev.kind].Inc()

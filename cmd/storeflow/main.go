@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/storeflow/storeflow/app"
+	"github.com/storeflow/storeflow/bench"
 	"github.com/storeflow/storeflow/config"
 )
 
@@ -68,7 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "run":
 		return serve(ctx, stderr)
 	case "bench":
-		return bench(ctx, args[1:], stdout, stderr)
+		return runBench(ctx, args[1:], stdout, stderr)
 	case "gen":
 		return gen(args[1:], stdout, stderr)
 	case "train":
@@ -88,10 +89,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return fmt.Errorf("unknown command %q", cmd)
 }
 
-// bench runs the real wiring with the simulator and HTTP off, on a private
+// runBench runs the real wiring with the simulator and HTTP off, on a private
 // broker port: the broker's ceiling, scripted visits at full speed, then
 // shoppers at real speed.
-func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	shoppers := fs.Int("shoppers", 20000, "visits to play at full speed; each lingers in Boys until focused")
@@ -144,7 +145,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	linger := int(cfg.Pipeline.FocusDwell/time.Second) + 2
 	fmt.Fprintf(stdout, "bench: %d visits (enter, %d moves in Boys, exit), %d real-time shoppers for %s, FOCUS_DWELL=%s, DWELL_WORKERS=%d, FOCUS_WORKERS=%d, GOMAXPROCS=%d\n",
 		*shoppers, linger, *realtime, *duration, cfg.Pipeline.FocusDwell, cfg.Pipeline.DwellWorkers, cfg.Pipeline.FocusWorkers, runtime.GOMAXPROCS(0))
-	r, err := a.Bench(ctx, app.BenchOptions{
+	r, err := bench.Run(ctx, a, bench.Options{
 		Shoppers: *shoppers, Linger: linger,
 		Duration: *duration, RealtimeShoppers: *realtime, RealtimeLinger: linger,
 	})

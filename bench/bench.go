@@ -1,4 +1,7 @@
-package app
+// Package bench measures the real wiring in one process: the broker's
+// ceiling, the pipeline at full speed and shoppers at real speed. It reads
+// what the pipeline did through the pipeline's own Counts, not /metrics.
+package bench
 
 import (
 	"context"
@@ -9,12 +12,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/storeflow/storeflow/app"
 	"github.com/storeflow/storeflow/event"
+	"github.com/storeflow/storeflow/pipeline"
 	"github.com/storeflow/storeflow/store"
 )
 
-// BenchOptions sizes a bench run.
-type BenchOptions struct {
+// Options sizes a bench run.
+type Options struct {
 	Shoppers         int           // scripted visits to play in the pipeline part
 	Linger           int           // moves each scripted shopper makes inside the department (more than the dwell)
 	Duration         time.Duration // the real-time part; the ceiling part gets a third of it
@@ -22,8 +27,8 @@ type BenchOptions struct {
 	RealtimeLinger   int           // seconds (moves) a real-time shopper stays before leaving
 }
 
-// BenchReport is what a bench run measured.
-type BenchReport struct {
+// Report is what a bench run measured.
+type Report struct {
 	Ceiling  CeilingReport
 	Pipeline PipelineReport
 	Realtime RealtimeReport
@@ -64,10 +69,10 @@ func perSec(n int, d time.Duration) float64 {
 	return float64(n) / d.Seconds()
 }
 
-// Bench runs the app and measures, in one process: the broker's ceiling, the
+// Run runs the app and measures, in one process: the broker's ceiling, the
 // pipeline at full speed, and shoppers at real speed. The app must be built
-// with the simulator off; Bench runs it and stops it.
-func (a *App) Bench(ctx context.Context, opts BenchOptions) (BenchReport, error) {
+// with the simulator off; Run runs it and stops it.
+func Run(ctx context.Context, a *app.App, opts Options) (Report, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	runErr := make(chan error, 1)
@@ -75,13 +80,14 @@ func (a *App) Bench(ctx context.Context, opts BenchOptions) (BenchReport, error)
 	select {
 	case <-a.Ready():
 	case err := <-runErr:
-		return BenchReport{}, fmt.Errorf("bench: app stopped: %w", err)
+		return Report{}, fmt.Errorf("bench: app stopped: %w", err)
 	}
 
 	// One subscription for every part: the inline client cannot unsubscribe
-	// through conn, so each part installs its own coupon handler.
+	// through app.Broker, so each part installs its own coupon handler.
+	b := bench{br: a.Broker(), cfg: a.Config().Pipeline, plan: a.Plan(), catalog: a.Catalog(), pipeline: a.Pipeline()}
 	var onCoupon atomic.Pointer[func(id string, at time.Time)]
-	err := a.conn.Subscribe(a.cfg.Pipeline.PredictionTopic, func(_ string, payload []byte) {
+	err := b.br.Subscribe(b.cfg.PredictionTopic, func(_ string, payload []byte) {
 		now := time.Now()
 		f := onCoupon.Load()
 		if f == nil {
@@ -94,17 +100,17 @@ func (a *App) Bench(ctx context.Context, opts BenchOptions) (BenchReport, error)
 		(*f)(o.CustomerID, now)
 	})
 	if err != nil {
-		return BenchReport{}, err
+		return Report{}, err
 	}
 
-	var r BenchReport
-	if r.Ceiling, err = a.benchCeiling(ctx, opts.Duration/3); err != nil {
+	var r Report
+	if r.Ceiling, err = b.ceiling(ctx, opts.Duration/3); err != nil {
 		return r, err
 	}
-	if r.Pipeline, err = a.benchPipeline(ctx, opts, &onCoupon); err != nil {
+	if r.Pipeline, err = b.pipelineRun(ctx, opts, &onCoupon); err != nil {
 		return r, err
 	}
-	if r.Realtime, err = a.benchRealtime(ctx, opts, &onCoupon); err != nil {
+	if r.Realtime, err = b.realtime(ctx, opts, &onCoupon); err != nil {
 		return r, err
 	}
 	cancel()
@@ -117,11 +123,20 @@ func (a *App) Bench(ctx context.Context, opts BenchOptions) (BenchReport, error)
 // ceilingTopic is private to the bench: nothing in the pipeline listens.
 const ceilingTopic = "bench/ceiling"
 
-// benchCeiling publishes move payloads for d through the inline client to a
+// bench is what a run reaches of the running app.
+type bench struct {
+	br       app.Broker
+	cfg      pipeline.Config
+	plan     *store.Plan
+	catalog  *store.Catalog
+	pipeline *pipeline.Pipeline
+}
+
+// ceiling publishes move payloads for d through the inline client to a
 // handler that only decodes them: the most the broker path can carry.
-func (a *App) benchCeiling(ctx context.Context, d time.Duration) (CeilingReport, error) {
+func (b *bench) ceiling(ctx context.Context, d time.Duration) (CeilingReport, error) {
 	var received, bad atomic.Int64
-	err := a.conn.Subscribe(ceilingTopic, func(_ string, payload []byte) {
+	err := b.br.Subscribe(ceilingTopic, func(_ string, payload []byte) {
 		if _, err := event.DecodeMove(payload); err != nil {
 			bad.Add(1)
 			return
@@ -131,7 +146,7 @@ func (a *App) benchCeiling(ctx context.Context, d time.Duration) (CeilingReport,
 	if err != nil {
 		return CeilingReport{}, err
 	}
-	customers := a.catalog.Customers()
+	customers := b.catalog.Customers()
 	ts := time.Now().Unix()
 	var buf []byte
 	n := 0
@@ -140,7 +155,7 @@ func (a *App) benchCeiling(ctx context.Context, d time.Duration) (CeilingReport,
 		for range 1024 {
 			c := customers[n%len(customers)]
 			buf = event.AppendMove(buf[:0], event.Move{ID: c.ID, TS: ts + int64(n/len(customers)), X: 1, Y: 1})
-			if err := a.conn.Publish(ctx, ceilingTopic, buf); err != nil {
+			if err := b.br.Publish(ctx, ceilingTopic, buf); err != nil {
 				return CeilingReport{}, err
 			}
 			n++
@@ -156,11 +171,11 @@ func (a *App) benchCeiling(ctx context.Context, d time.Duration) (CeilingReport,
 	return CeilingReport{Moves: int(received.Load()), Elapsed: elapsed}, nil
 }
 
-// benchPipeline plays scripted visits through the app's own broker, as fast
+// pipelineRun plays scripted visits through the app's own broker, as fast
 // as the pipeline accepts them (PIPELINE_OVERFLOW=block paces the
 // publisher), and measures throughput, the latency from the move that
 // completes a focus to the coupon, and allocations.
-func (a *App) benchPipeline(ctx context.Context, opts BenchOptions, onCoupon *atomic.Pointer[func(string, time.Time)]) (PipelineReport, error) {
+func (b *bench) pipelineRun(ctx context.Context, opts Options, onCoupon *atomic.Pointer[func(string, time.Time)]) (PipelineReport, error) {
 	var (
 		mu       sync.Mutex
 		sentAt   = make(map[string]time.Time, opts.Shoppers)
@@ -183,21 +198,21 @@ func (a *App) benchPipeline(ctx context.Context, opts BenchOptions, onCoupon *at
 	onCoupon.Store(&handler)
 	defer onCoupon.Store(nil)
 
-	area, ok := a.plan.Area(store.Boys)
+	area, ok := b.plan.Area(store.Boys)
 	if !ok {
 		return PipelineReport{}, fmt.Errorf("bench: the plan has no Boys department")
 	}
 	in := area.Rect.Min
-	customers := a.catalog.Customers()
-	dwellMoves := int(a.cfg.Pipeline.FocusDwell/time.Second) + 1 // the move that completes the dwell
+	customers := b.catalog.Customers()
+	dwellMoves := int(b.cfg.FocusDwell/time.Second) + 1 // the move that completes the dwell
 	ts := time.Now().Unix()
 	var buf []byte
 	events, moves := 0, 0
-	publish := func(topic string, b []byte) error {
+	publish := func(topic string, payload []byte) error {
 		events++
-		return a.conn.Publish(ctx, topic, b)
+		return b.br.Publish(ctx, topic, payload)
 	}
-	focusBefore := a.metricValue("storeflow_focus_detected_total")
+	focusBefore := b.pipeline.Counts().Focus
 
 	runtime.GC()
 	var before runtime.MemStats
@@ -210,7 +225,7 @@ func (a *App) benchPipeline(ctx context.Context, opts BenchOptions, onCoupon *at
 		// again (FOCUS_DEDUP_WINDOW), not a new one.
 		visit := ts + int64(i/len(customers)*(opts.Linger+1))
 		buf = event.AppendPresence(buf[:0], event.Presence{ID: id, TS: visit})
-		if err := publish(a.cfg.Pipeline.EntryTopic, buf); err != nil {
+		if err := publish(b.cfg.EntryTopic, buf); err != nil {
 			return PipelineReport{}, err
 		}
 		for m := range opts.Linger {
@@ -220,13 +235,13 @@ func (a *App) benchPipeline(ctx context.Context, opts BenchOptions, onCoupon *at
 				mu.Unlock()
 			}
 			buf = event.AppendMove(buf[:0], event.Move{ID: id, TS: visit + int64(m), X: in.X, Y: in.Y})
-			if err := publish(a.cfg.Pipeline.MoveTopic, buf); err != nil {
+			if err := publish(b.cfg.MoveTopic, buf); err != nil {
 				return PipelineReport{}, err
 			}
 			moves++
 		}
 		buf = event.AppendPresence(buf[:0], event.Presence{ID: id, TS: visit + int64(opts.Linger)})
-		if err := publish(a.cfg.Pipeline.ExitTopic, buf); err != nil {
+		if err := publish(b.cfg.ExitTopic, buf); err != nil {
 			return PipelineReport{}, err
 		}
 	}
@@ -249,7 +264,7 @@ func (a *App) benchPipeline(ctx context.Context, opts BenchOptions, onCoupon *at
 		AllocBytesPerEv: float64(after.TotalAlloc-before.TotalAlloc) / float64(events),
 		AllocsPerEv:     float64(after.Mallocs-before.Mallocs) / float64(events),
 		AllocsPerMove:   float64(after.Mallocs-before.Mallocs) / float64(max(moves, 1)),
-		Focus:           int(a.metricValue("storeflow_focus_detected_total") - focusBefore),
+		Focus:           int(b.pipeline.Counts().Focus - focusBefore),
 	}
 	r.LatencyP50, r.LatencyP99, r.LatencyMax = percentiles(lat)
 	return r, nil
@@ -263,36 +278,4 @@ func percentiles(d []time.Duration) (p50, p99, maxd time.Duration) {
 		return 0, 0, 0
 	}
 	return d[n/2], d[n*99/100], d[n-1]
-}
-
-func (a *App) metricValue(name string) float64 {
-	return a.metricSum(name, nil)
-}
-
-// metricSum adds up the series of name whose labels keep accepts (every
-// series when keep is nil).
-func (a *App) metricSum(name string, keep func(labels map[string]string) bool) float64 {
-	mfs, err := a.reg.Gather()
-	if err != nil {
-		return 0
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if keep != nil {
-				labels := make(map[string]string, len(m.GetLabel()))
-				for _, l := range m.GetLabel() {
-					labels[l.GetName()] = l.GetValue()
-				}
-				if !keep(labels) {
-					continue
-				}
-			}
-			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return sum
 }

@@ -1,4 +1,4 @@
-package app
+package bench
 
 import (
 	"encoding/json"
@@ -8,7 +8,7 @@ import (
 )
 
 // Ratio is the pipeline's move throughput over the broker's ceiling.
-func (r BenchReport) Ratio() float64 {
+func (r Report) Ratio() float64 {
 	if c := r.Ceiling.MovesPerSec(); c > 0 {
 		return r.Pipeline.MovesPerSec() / c
 	}
@@ -16,7 +16,7 @@ func (r BenchReport) Ratio() float64 {
 }
 
 // Print writes the report for people.
-func (r BenchReport) Print(w io.Writer) {
+func (r Report) Print(w io.Writer) {
 	us := func(d time.Duration) time.Duration { return d.Round(time.Microsecond) }
 	c, p, rt := r.Ceiling, r.Pipeline, r.Realtime
 	fmt.Fprintf(w, "ceiling     %d moves in %.2fs = %.0f moves/s (inline client, decode only)\n",
@@ -54,7 +54,7 @@ func (r BenchReport) Print(w io.Writer) {
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
 // JSON is the report as one object, for machines. Unknown memory figures are null.
-func (r BenchReport) JSON() ([]byte, error) {
+func (r Report) JSON() ([]byte, error) {
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	p, rt := r.Pipeline, r.Realtime
 	var peak, perShopper any // null where /proc/self/status is not

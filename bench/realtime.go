@@ -1,4 +1,4 @@
-package app
+package bench
 
 import (
 	"bufio"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/storeflow/storeflow/event"
+	"github.com/storeflow/storeflow/pipeline"
 	"github.com/storeflow/storeflow/store"
 )
 
@@ -24,13 +25,13 @@ type RealtimeReport struct {
 	Elapsed       time.Duration // publishing, wall time
 	Published     int           // enter, move and exit events published
 	Moves         int           // of which moves
-	Accepted      int           // storeflow_events_accepted_total, enter+move+exit
-	Rejected      int           // storeflow_events_rejected_total, enter+move+exit
-	Dropped       int           // storeflow_events_dropped_total, every queue
+	Accepted      int           // enter, move and exit events accepted (storeflow_events_accepted_total)
+	Rejected      int           // enter, move and exit events rejected (storeflow_events_rejected_total)
+	Dropped       int           // events dropped, every queue (storeflow_events_dropped_total)
 	DroppedIntake int           // of which refused at intake (queues dwell and shutdown): events never accepted
 	PrefetchSkips int           // of which context prefetches skipped (queue prefetch full): no event lost
-	Focus         int           // storeflow_focus_detected_total
-	Coupons       int           // storeflow_coupons_published_total
+	Focus         int           // focus events detected (storeflow_focus_detected_total)
+	Coupons       int           // coupons published (storeflow_coupons_published_total)
 	Unknown       int           // focus outcomes unknown_customer
 	Drained       bool          // every event accounted for and every focus settled before the deadline
 	LagP99        time.Duration // how late each tick's batch finished after its due time
@@ -60,14 +61,14 @@ func (r RealtimeReport) RSSPerShopper() float64 {
 // ticksPerSecond spreads the shoppers' phases over the second.
 const ticksPerSecond = 100
 
-// benchRealtime walks RealtimeShoppers shoppers at real speed for Duration:
+// realtime walks RealtimeShoppers shoppers at real speed for Duration:
 // a publisher goroutine per core, woken every 1/ticksPerSecond s, publishes
 // the moves of its shoppers whose phase falls in that tick. Each shopper
 // enters, moves once a second in Boys for RealtimeLinger seconds, leaves and
 // comes back.
-func (a *App) benchRealtime(ctx context.Context, opts BenchOptions, onCoupon *atomic.Pointer[func(string, time.Time)]) (RealtimeReport, error) {
+func (b *bench) realtime(ctx context.Context, opts Options, onCoupon *atomic.Pointer[func(string, time.Time)]) (RealtimeReport, error) {
 	n, cycle := opts.RealtimeShoppers, max(opts.RealtimeLinger, 2)
-	area, ok := a.plan.Area(store.Boys)
+	area, ok := b.plan.Area(store.Boys)
 	if !ok {
 		return RealtimeReport{}, fmt.Errorf("bench: the plan has no Boys department")
 	}
@@ -75,7 +76,7 @@ func (a *App) benchRealtime(ctx context.Context, opts BenchOptions, onCoupon *at
 	// Shoppers walk at once, so each needs an id of its own; the catalog
 	// has fewer customers than that, and the rest are unknown to the
 	// central: detected, but no coupon.
-	customers := a.catalog.Customers()
+	customers := b.catalog.Customers()
 	known := min(n, len(customers))
 	ids := make([]string, n)
 	index := make(map[string]int, known)
@@ -108,7 +109,7 @@ func (a *App) benchRealtime(ctx context.Context, opts BenchOptions, onCoupon *at
 
 	runtime.GC()
 	r := RealtimeReport{Shoppers: n, Known: known, RSSBefore: procStatus("VmRSS")}
-	before := a.benchCounts()
+	before := b.pipeline.Counts()
 
 	workers := runtime.GOMAXPROCS(0)
 	tick := time.Second / ticksPerSecond
@@ -135,8 +136,8 @@ func (a *App) benchRealtime(ctx context.Context, opts BenchOptions, onCoupon *at
 			defer timer.Stop()
 			<-timer.C
 			var buf []byte
-			publish := func(topic string, b []byte) bool {
-				if err := a.conn.Publish(ctx, topic, b); err != nil {
+			publish := func(topic string, payload []byte) bool {
+				if err := b.br.Publish(ctx, topic, payload); err != nil {
 					res.err = err
 					return false
 				}
@@ -161,7 +162,7 @@ func (a *App) benchRealtime(ctx context.Context, opts BenchOptions, onCoupon *at
 					step := (sec + i%cycle) % cycle
 					if step == 0 || sec == 0 {
 						buf = event.AppendPresence(buf[:0], event.Presence{ID: id, TS: ts})
-						if !publish(a.cfg.Pipeline.EntryTopic, buf) {
+						if !publish(b.cfg.EntryTopic, buf) {
 							return
 						}
 					}
@@ -169,13 +170,13 @@ func (a *App) benchRealtime(ctx context.Context, opts BenchOptions, onCoupon *at
 						lastMove[i].Store(time.Now().UnixNano())
 					}
 					buf = event.AppendMove(buf[:0], event.Move{ID: id, TS: ts, X: in.X, Y: in.Y})
-					if !publish(a.cfg.Pipeline.MoveTopic, buf) {
+					if !publish(b.cfg.MoveTopic, buf) {
 						return
 					}
 					res.moves++
 					if step == cycle-1 {
 						buf = event.AppendPresence(buf[:0], event.Presence{ID: id, TS: ts})
-						if !publish(a.cfg.Pipeline.ExitTopic, buf) {
+						if !publish(b.cfg.ExitTopic, buf) {
 							return
 						}
 					}
@@ -200,73 +201,24 @@ func (a *App) benchRealtime(ctx context.Context, opts BenchOptions, onCoupon *at
 
 	// Wait, bounded, until the pipeline has accounted for every event and
 	// settled every focus.
-	var d benchCounts
+	var d pipeline.Counts
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		d = a.benchCounts().sub(before)
-		r.Drained = int(d.accepted+d.rejected+d.droppedIntake) == r.Published && d.outcomes+d.focusDropped >= d.focus
+		d = b.pipeline.Counts().Sub(before)
+		r.Drained = int(d.Accepted+d.Rejected+d.DroppedIntake) == r.Published && d.Outcomes+d.DroppedFocus >= d.Focus
 		if r.Drained || time.Now().After(deadline) || ctx.Err() != nil {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	r.Accepted, r.Rejected = int(d.accepted), int(d.rejected)
-	r.Dropped, r.DroppedIntake, r.PrefetchSkips = int(d.dropped), int(d.droppedIntake), int(d.prefetchSkips)
-	r.Focus, r.Coupons, r.Unknown = int(d.focus), int(d.coupons), int(d.unknown)
+	r.Accepted, r.Rejected = int(d.Accepted), int(d.Rejected)
+	r.Dropped, r.DroppedIntake, r.PrefetchSkips = int(d.Dropped), int(d.DroppedIntake), int(d.PrefetchSkipped)
+	r.Focus, r.Coupons, r.Unknown = int(d.Focus), int(d.Coupons), int(d.UnknownCustomer)
 	r.PeakRSS = procStatus("VmHWM")
 	mu.Lock()
 	r.LatencyP50, r.LatencyP99, r.LatencyMax = percentiles(lat)
 	mu.Unlock()
 	return r, nil
-}
-
-// benchCounts are the pipeline's counters the real-time part balances.
-type benchCounts struct {
-	accepted, rejected, dropped, droppedIntake, focusDropped float64
-	focus, outcomes, coupons, unknown, prefetchSkips         float64
-}
-
-func (c benchCounts) sub(o benchCounts) benchCounts {
-	return benchCounts{
-		accepted: c.accepted - o.accepted, rejected: c.rejected - o.rejected,
-		dropped: c.dropped - o.dropped, droppedIntake: c.droppedIntake - o.droppedIntake,
-		focusDropped: c.focusDropped - o.focusDropped, focus: c.focus - o.focus,
-		outcomes: c.outcomes - o.outcomes, coupons: c.coupons - o.coupons, unknown: c.unknown - o.unknown,
-		prefetchSkips: c.prefetchSkips - o.prefetchSkips,
-	}
-}
-
-func (a *App) benchCounts() benchCounts {
-	shopperEvent := func(l map[string]string) bool {
-		k := l["kind"]
-		return k == "enter" || k == "move" || k == "exit"
-	}
-	queue := func(qs ...string) func(map[string]string) bool {
-		return func(l map[string]string) bool {
-			for _, q := range qs {
-				if l["queue"] == q {
-					return true
-				}
-			}
-			return false
-		}
-	}
-	return benchCounts{
-		accepted: a.metricSum("storeflow_events_accepted_total", shopperEvent),
-		rejected: a.metricSum("storeflow_events_rejected_total", shopperEvent),
-		dropped:  a.metricSum("storeflow_events_dropped_total", nil),
-		// An event refused at the dwell queue was never accepted; prefetch
-		// skips come after an accepted event.
-		droppedIntake: a.metricSum("storeflow_events_dropped_total", queue("dwell", "shutdown")),
-		focusDropped:  a.metricSum("storeflow_events_dropped_total", queue("focus")),
-		prefetchSkips: a.metricSum("storeflow_events_dropped_total", queue("prefetch")),
-		focus:         a.metricValue("storeflow_focus_detected_total"),
-		outcomes:      a.metricValue("storeflow_focus_outcomes_total"),
-		coupons:       a.metricValue("storeflow_coupons_published_total"),
-		unknown: a.metricSum("storeflow_focus_outcomes_total", func(l map[string]string) bool {
-			return l["outcome"] == "unknown_customer"
-		}),
-	}
 }
 
 // procStatus reads a kB field of /proc/self/status in bytes; -1 where there
