@@ -57,17 +57,29 @@ func (a *App) registerMockMetrics(m *broker.Mock) {
 	}, func() float64 { return float64(m.Published()) }))
 }
 
+// seedBody reads a seed endpoint's body, in either of seed 000's forms, as
+// an event payload; rename names its fields as the caller wrote them. On
+// false the answer has been written.
+func (a *App) seedBody(w http.ResponseWriter, r *http.Request, log *slog.Logger, eventType string, focus bool) ([]byte, map[string]string, bool) {
+	body, ok := a.readBody(w, r, log)
+	if !ok {
+		return nil, nil, false
+	}
+	body, rename, err := event.FromEnvelope(body, eventType, focus)
+	if err != nil {
+		writeEventError(w, r, log, err, rename)
+		return nil, nil, false
+	}
+	return body, rename, true
+}
+
 func (a *App) mockEntry(log *slog.Logger) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		body, ok := a.readBody(w, r, log)
+		body, rename, ok := a.seedBody(w, r, log, "entry event", false)
 		if !ok {
 			return
 		}
-		body, rename, err := event.FromEnvelope(body, "entry event", false)
-		if err == nil {
-			err = a.pipeline.InjectEnter(body)
-		}
-		if err != nil {
+		if err := a.pipeline.InjectEnter(body); err != nil {
 			writeEventError(w, r, log, err, rename)
 			return
 		}
@@ -83,13 +95,8 @@ type focusResponse struct {
 
 func (a *App) mockFocus(log *slog.Logger) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		body, ok := a.readBody(w, r, log)
+		body, rename, ok := a.seedBody(w, r, log, "focus event", true)
 		if !ok {
-			return
-		}
-		body, rename, err := event.FromEnvelope(body, "focus event", true)
-		if err != nil {
-			writeEventError(w, r, log, err, rename)
 			return
 		}
 		res, err := a.pipeline.FocusNow(r.Context(), body)
