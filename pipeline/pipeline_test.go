@@ -84,40 +84,35 @@ func testConfig() Config {
 	}
 }
 
-// start runs a pipeline on b until the test ends.
-func start(t *testing.T, cfg Config, central store.Source, b *bus, reg *prometheus.Registry, tweak func(*Pipeline)) *Pipeline {
-	t.Helper()
+// newTestPipeline builds a quiet pipeline on the 6×10 test plan from parts.
+func newTestPipeline(tb testing.TB, cfg Config, parts Parts) *Pipeline {
+	tb.Helper()
 	plan, err := store.GridPlan(6, 10)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	p, err := New(cfg, Parts{Plan: plan, Source: central, Scorer: discountScorer{}, Threshold: 0, Sub: b, Pub: b, Log: slog.New(slog.DiscardHandler), Registerer: reg})
+	parts.Plan, parts.Log = plan, slog.New(slog.DiscardHandler)
+	p, err := New(cfg, parts)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
+	return p
+}
+
+// runUntilEnd runs p until the test ends; tweak may adjust it before it runs.
+func runUntilEnd(t *testing.T, p *Pipeline, tweak func(*Pipeline)) *Pipeline {
+	t.Helper()
 	if tweak != nil {
 		tweak(p)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Error(err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("pipeline did not stop within 5s")
-		}
-	})
-	select {
-	case <-p.Ready():
-	case <-time.After(5 * time.Second):
-		t.Fatal("pipeline not ready")
-	}
+	harness.Start(t, "pipeline", p.Run, p.Ready())
 	return p
+}
+
+// start runs a pipeline on b until the test ends.
+func start(t *testing.T, cfg Config, central store.Source, b *bus, reg *prometheus.Registry, tweak func(*Pipeline)) *Pipeline {
+	t.Helper()
+	return runUntilEnd(t, newTestPipeline(t, cfg, Parts{Source: central, Scorer: discountScorer{}, Sub: b, Pub: b, Registerer: reg}), tweak)
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -212,11 +207,7 @@ func TestOverflowBlockReleasesOnStop(t *testing.T) {
 	cfg := testConfig()
 	cfg.QueueSize, cfg.DwellWorkers = 1, 1
 	b := heldBroker{bus: newBus(), release: make(chan struct{})}
-	plan, _ := store.GridPlan(6, 10)
-	p, err := New(cfg, Parts{Plan: plan, Source: testCatalog(t), Scorer: discountScorer{}, Threshold: 0.2, Sub: b, Pub: b, Log: slog.New(slog.DiscardHandler), Registerer: nil})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newTestPipeline(t, cfg, Parts{Source: testCatalog(t), Scorer: discountScorer{}, Threshold: 0.2, Sub: b, Pub: b})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
@@ -352,14 +343,7 @@ func (s heldScorer) Score(ctx context.Context, c *store.Customer, coupons []stor
 // of Run arrives on done.
 func runPipeline(t *testing.T, cfg Config, scorer heldScorer, b *bus) (p *Pipeline, cancel func(), done <-chan error) {
 	t.Helper()
-	plan, err := store.GridPlan(6, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err = New(cfg, Parts{Plan: plan, Source: testCatalog(t), Scorer: scorer, Threshold: 0, Sub: b, Pub: b, Log: slog.New(slog.DiscardHandler), Registerer: nil})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p = newTestPipeline(t, cfg, Parts{Source: testCatalog(t), Scorer: scorer, Sub: b, Pub: b})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	d := make(chan error, 1)
