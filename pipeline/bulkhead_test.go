@@ -3,46 +3,27 @@ package pipeline
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/storeflow/storeflow/store"
 )
 
 // startWith runs a pipeline with scorer on b until the test ends; tweak may
 // adjust it before it runs.
 func startWith(t *testing.T, cfg Config, scorer heldScorer, b *bus, tweak func(*Pipeline)) *Pipeline {
 	t.Helper()
-	plan, err := store.GridPlan(6, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := New(cfg, Parts{Plan: plan, Source: testCatalog(t), Scorer: scorer, Threshold: 0, Sub: b, Pub: b, Log: slog.New(slog.DiscardHandler), Registerer: nil})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tweak != nil {
-		tweak(p)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
+	p := runUntilEnd(t, newTestPipeline(t, cfg, Parts{Source: testCatalog(t), Scorer: scorer, Sub: b, Pub: b}), tweak)
+	// Registered after the run's own cleanup, so it runs first: what is held
+	// finishes, and Run can return.
 	t.Cleanup(func() {
-		cancel()
 		select {
 		case <-scorer.release:
 		default:
-			close(scorer.release) // let what is held finish, so Run returns
-		}
-		if err := <-done; err != nil {
-			t.Error(err)
+			close(scorer.release)
 		}
 	})
-	<-p.Ready()
 	return p
 }
 

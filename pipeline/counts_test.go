@@ -55,16 +55,8 @@ func TestCountsAreTheMetrics(t *testing.T) {
 
 // The drops by queue are the dropped-events series by queue.
 func TestCountsSplitTheDrops(t *testing.T) {
-	cfg := testConfig()
-	cfg.Overflow, cfg.QueueSize, cfg.FocusWorkers = OverflowDrop, 1, 1
-	reg := prometheus.NewRegistry()
-	b := newBus()
-	central := blockingCentral{Catalog: testCatalog(t), release: make(chan struct{})}
-	p := start(t, cfg, central, b, reg, nil)
-	ts := time.Now().Unix()
-	for i := range 20 {
-		_ = b.Publish(context.Background(), "focus", fmt.Appendf(nil, `{"id":"%d","ts":%d,"dep":"Men"}`, i+10, ts))
-	}
+	p, b, central, reg := startShedding(t)
+	publishFocusFrom(b, 10, 20)
 	c := p.Counts()
 	if c.DroppedFocus == 0 || c.Dropped != c.DroppedFocus || c.DroppedIntake != 0 || c.Accepted != 0 {
 		t.Fatalf("counts %+v: want focus events shed at the focus hand-off and nothing else", c)

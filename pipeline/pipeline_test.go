@@ -84,40 +84,48 @@ func testConfig() Config {
 	}
 }
 
-// start runs a pipeline on b until the test ends.
-func start(t *testing.T, cfg Config, central store.Source, b *bus, reg *prometheus.Registry, tweak func(*Pipeline)) *Pipeline {
-	t.Helper()
+// newTestPipeline builds a quiet pipeline on the 6×10 test plan from parts.
+func newTestPipeline(tb testing.TB, cfg Config, parts Parts) *Pipeline {
+	tb.Helper()
 	plan, err := store.GridPlan(6, 10)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	p, err := New(cfg, Parts{Plan: plan, Source: central, Scorer: discountScorer{}, Threshold: 0, Sub: b, Pub: b, Log: slog.New(slog.DiscardHandler), Registerer: reg})
+	parts.Plan, parts.Log = plan, slog.New(slog.DiscardHandler)
+	p, err := New(cfg, parts)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
+	return p
+}
+
+// runUntilEnd runs p until the test ends; tweak may adjust it before it runs.
+func runUntilEnd(t *testing.T, p *Pipeline, tweak func(*Pipeline)) *Pipeline {
+	t.Helper()
 	if tweak != nil {
 		tweak(p)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Error(err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("pipeline did not stop within 5s")
-		}
-	})
-	select {
-	case <-p.Ready():
-	case <-time.After(5 * time.Second):
-		t.Fatal("pipeline not ready")
-	}
+	harness.Start(t, "pipeline", p.Run, p.Ready())
 	return p
+}
+
+// start runs a pipeline on b until the test ends.
+func start(t *testing.T, cfg Config, central store.Source, b *bus, reg *prometheus.Registry, tweak func(*Pipeline)) *Pipeline {
+	t.Helper()
+	return runUntilEnd(t, newTestPipeline(t, cfg, Parts{Source: central, Scorer: discountScorer{}, Sub: b, Pub: b, Registerer: reg}), tweak)
+}
+
+// startShedding runs a pipeline with PIPELINE_OVERFLOW=drop, a focus queue
+// of one and one focus worker, whose central blocks until its release is
+// closed: focus events published now are shed at the focus hand-off.
+func startShedding(t *testing.T) (*Pipeline, *bus, blockingCentral, *prometheus.Registry) {
+	t.Helper()
+	cfg := testConfig()
+	cfg.Overflow, cfg.QueueSize, cfg.FocusWorkers = OverflowDrop, 1, 1
+	reg := prometheus.NewRegistry()
+	b := newBus()
+	central := blockingCentral{Catalog: testCatalog(t), release: make(chan struct{})}
+	return start(t, cfg, central, b, reg, nil), b, central, reg
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -161,17 +169,9 @@ func TestConfigValidate(t *testing.T) {
 // With PIPELINE_OVERFLOW=drop a full queue drops events, and every event is
 // either accepted or counted as dropped: nothing is lost silently.
 func TestOverflowDropCountsEveryEvent(t *testing.T) {
-	cfg := testConfig()
-	cfg.Overflow, cfg.QueueSize, cfg.FocusWorkers = OverflowDrop, 1, 1
-	reg := prometheus.NewRegistry()
-	b := newBus()
-	central := blockingCentral{Catalog: testCatalog(t), release: make(chan struct{})}
-	p := start(t, cfg, central, b, reg, nil)
+	p, b, central, _ := startShedding(t)
 	const n = 50
-	ts := time.Now().Unix()
-	for i := range n {
-		_ = b.Publish(context.Background(), "focus", fmt.Appendf(nil, `{"id":"%d","ts":%d,"dep":"Men"}`, i%900+1, ts))
-	}
+	publishFocus(b, n)
 	accepted := testutil.ToFloat64(p.m.accepted.WithLabelValues(kindFocus))
 	dropped := testutil.ToFloat64(p.m.dropped.WithLabelValues("focus"))
 	if accepted+dropped != n || dropped == 0 {
@@ -212,11 +212,7 @@ func TestOverflowBlockReleasesOnStop(t *testing.T) {
 	cfg := testConfig()
 	cfg.QueueSize, cfg.DwellWorkers = 1, 1
 	b := heldBroker{bus: newBus(), release: make(chan struct{})}
-	plan, _ := store.GridPlan(6, 10)
-	p, err := New(cfg, Parts{Plan: plan, Source: testCatalog(t), Scorer: discountScorer{}, Threshold: 0.2, Sub: b, Pub: b, Log: slog.New(slog.DiscardHandler), Registerer: nil})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newTestPipeline(t, cfg, Parts{Source: testCatalog(t), Scorer: discountScorer{}, Threshold: 0.2, Sub: b, Pub: b})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
@@ -352,14 +348,7 @@ func (s heldScorer) Score(ctx context.Context, c *store.Customer, coupons []stor
 // of Run arrives on done.
 func runPipeline(t *testing.T, cfg Config, scorer heldScorer, b *bus) (p *Pipeline, cancel func(), done <-chan error) {
 	t.Helper()
-	plan, err := store.GridPlan(6, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err = New(cfg, Parts{Plan: plan, Source: testCatalog(t), Scorer: scorer, Threshold: 0, Sub: b, Pub: b, Log: slog.New(slog.DiscardHandler), Registerer: nil})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p = newTestPipeline(t, cfg, Parts{Source: testCatalog(t), Scorer: scorer, Sub: b, Pub: b})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	d := make(chan error, 1)
@@ -372,11 +361,39 @@ func runPipeline(t *testing.T, cfg Config, scorer heldScorer, b *bus) (p *Pipeli
 	return p, cancel, d
 }
 
+// scorerEntered waits until scorer holds a call.
+func scorerEntered(t *testing.T, scorer heldScorer) {
+	t.Helper()
+	select {
+	case <-scorer.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the scorer was never called")
+	}
+}
+
+// runReturned fails the test unless Run, reporting on done, returns nil
+// within 5s; after says what it returns after.
+func runReturned(t *testing.T, done <-chan error, after string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return within 5s " + after)
+	}
+}
+
 // publishFocus sends focus events of n different shoppers in Men, today.
-func publishFocus(b *bus, n int) {
+func publishFocus(b *bus, n int) { publishFocusFrom(b, 1, n) }
+
+// publishFocusFrom sends focus events of n shoppers in Men, today, the
+// first of them with id first.
+func publishFocusFrom(b *bus, first, n int) {
 	ts := time.Now().Unix()
 	for i := range n {
-		_ = b.Publish(context.Background(), "focus", fmt.Appendf(nil, `{"id":"%d","ts":%d,"dep":"Men"}`, i+1, ts))
+		_ = b.Publish(context.Background(), "focus", fmt.Appendf(nil, `{"id":"%d","ts":%d,"dep":"Men"}`, first+i, ts))
 	}
 }
 
@@ -399,21 +416,10 @@ func TestShutdownDrainsQueuedFocus(t *testing.T) {
 	p, cancel, done := runPipeline(t, cfg, scorer, b)
 	const n = 8
 	publishFocus(b, n)
-	select {
-	case <-scorer.entered: // one in the scorer, the rest queued behind it
-	case <-time.After(5 * time.Second):
-		t.Fatal("the scorer was never called")
-	}
+	scorerEntered(t, scorer) // one in the scorer, the rest queued behind it
 	cancel()
 	close(scorer.release)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not return within 5s of the scorer's release")
-	}
+	runReturned(t, done, "of the scorer's release")
 	predictions := 0
 	for len(b.out) > 0 {
 		if strings.HasPrefix(<-b.out, "prediction ") {
@@ -460,21 +466,10 @@ func TestShutdownTimeoutAbandons(t *testing.T) {
 	p, cancel, done := runPipeline(t, cfg, scorer, b)
 	const n = 6
 	publishFocus(b, n)
-	select {
-	case <-scorer.entered:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the scorer was never called")
-	}
+	scorerEntered(t, scorer)
 	start := time.Now()
 	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not return within 5s with SHUTDOWN_TIMEOUT=200ms")
-	}
+	runReturned(t, done, "with SHUTDOWN_TIMEOUT=200ms")
 	if took := time.Since(start); took < cfg.ShutdownTimeout {
 		t.Errorf("Run returned after %s, before SHUTDOWN_TIMEOUT", took)
 	}

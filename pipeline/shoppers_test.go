@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -14,8 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/storeflow/storeflow/store"
 )
 
 // check holds t to its invariants: every tracked id in exactly one list, the
@@ -287,11 +284,7 @@ func BenchmarkNewShopperMoves(b *testing.B) {
 			cfg := testConfig()
 			cfg.MaxShoppers, cfg.QueueSize = bc.max, 1024
 			bus := newBus()
-			plan, _ := store.GridPlan(6, 10)
-			p, err := New(cfg, Parts{Plan: plan, Source: testCatalog(b), Scorer: discountScorer{}, Threshold: 0, Sub: bus, Pub: bus, Log: slog.New(slog.DiscardHandler), Registerer: nil})
-			if err != nil {
-				b.Fatal(err)
-			}
+			p := newTestPipeline(b, cfg, Parts{Source: testCatalog(b), Scorer: discountScorer{}, Sub: bus, Pub: bus})
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- p.Run(ctx) }()

@@ -6,6 +6,7 @@
 package cache
 
 import (
+	"cmp"
 	"container/list"
 	"context"
 	"encoding/json"
@@ -285,21 +286,11 @@ func redisOptions(rawURL, password string) (*redis.Options, error) {
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL=%s: %w", redact.URL(rawURL), redact.Error(err, rawURL))
 	}
-	if opts.Password == "" {
-		opts.Password = password
-	}
-	if opts.DialTimeout == 0 {
-		opts.DialTimeout = redisDialTimeout
-	}
-	if opts.ReadTimeout == 0 {
-		opts.ReadTimeout = redisIOTimeout
-	}
-	if opts.WriteTimeout == 0 {
-		opts.WriteTimeout = redisIOTimeout
-	}
-	if opts.PoolTimeout == 0 {
-		opts.PoolTimeout = redisPoolTimeout
-	}
+	opts.Password = cmp.Or(opts.Password, password)
+	opts.DialTimeout = cmp.Or(opts.DialTimeout, redisDialTimeout)
+	opts.ReadTimeout = cmp.Or(opts.ReadTimeout, redisIOTimeout)
+	opts.WriteTimeout = cmp.Or(opts.WriteTimeout, redisIOTimeout)
+	opts.PoolTimeout = cmp.Or(opts.PoolTimeout, redisPoolTimeout)
 	if opts.MaxRetries == 0 {
 		opts.MaxRetries = -1 // none: the source is the fallback, not a retry
 	}

@@ -136,6 +136,14 @@ type cacheUnderTest struct {
 }
 
 // cacheKinds are the two caches every shared test runs against.
+// forEachCache runs test as a subtest on each kind of cache, built with cfg.
+func forEachCache(t *testing.T, cfg Config, test func(t *testing.T, c cacheUnderTest)) {
+	t.Helper()
+	for _, mk := range cacheMakers {
+		t.Run(mk.name, func(t *testing.T) { test(t, mk.make(t, cfg)) })
+	}
+}
+
 var cacheMakers = []struct {
 	name string
 	make func(t testing.TB, cfg Config) cacheUnderTest
@@ -219,82 +227,76 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 }
 
 func TestCacheHitsAndMisses(t *testing.T) {
-	for _, mk := range cacheMakers {
-		t.Run(mk.name, func(t *testing.T) {
-			c := mk.make(t, Config{TTL: time.Hour})
-			ctx := context.Background()
-			dep, couponID := cacheDeptAndCoupon(t, c.src)
-			id := c.src.cat.Customers()[0].ID
+	forEachCache(t, Config{TTL: time.Hour}, func(t *testing.T, c cacheUnderTest) {
+		ctx := context.Background()
+		dep, couponID := cacheDeptAndCoupon(t, c.src)
+		id := c.src.cat.Customers()[0].ID
 
-			wantCustomer, _ := c.src.cat.Customer(ctx, id)
-			wantCoupons, _ := c.src.cat.ValidCoupons(ctx, dep, cacheDay, nil)
-			wantProducts, _ := c.src.cat.CouponProducts(ctx, couponID)
+		wantCustomer, _ := c.src.cat.Customer(ctx, id)
+		wantCoupons, _ := c.src.cat.ValidCoupons(ctx, dep, cacheDay, nil)
+		wantProducts, _ := c.src.cat.CouponProducts(ctx, couponID)
 
-			for round, want := range [][3]int64{{1, 1, 1}, {1, 1, 1}, {1, 1, 1}} {
-				cu, err := c.Customer(ctx, id)
-				if err != nil || cu != wantCustomer {
-					t.Fatalf("round %d: Customer = %+v, %v; want %+v", round, cu, err, wantCustomer)
-				}
-				prefix := []store.Coupon{{ID: -1}}
-				cs, err := c.ValidCoupons(ctx, dep, cacheDay, prefix)
-				if err != nil || !slices.Equal(cs[1:], wantCoupons) || cs[0].ID != -1 {
-					t.Fatalf("round %d: ValidCoupons = %v, %v; want dst then %v", round, cs, err, wantCoupons)
-				}
-				ps, err := c.CouponProducts(ctx, couponID)
-				if err != nil || !slices.Equal(ps, wantProducts) {
-					t.Fatalf("round %d: CouponProducts = %v, %v; want %v", round, ps, err, wantProducts)
-				}
-				ps[0].Name = "changed by the caller" // must not reach the cache
-				if got := c.src.calls(); got != want {
-					t.Fatalf("round %d: source calls (customer, coupons, products) = %v, want %v", round, got, want)
-				}
+		for round, want := range [][3]int64{{1, 1, 1}, {1, 1, 1}, {1, 1, 1}} {
+			cu, err := c.Customer(ctx, id)
+			if err != nil || cu != wantCustomer {
+				t.Fatalf("round %d: Customer = %+v, %v; want %+v", round, cu, err, wantCustomer)
 			}
-			st := c.counts()
-			if want := (kindCounts{1, 1, 1}); st.Misses != want {
-				t.Errorf("Misses = %+v, want %+v", st.Misses, want)
+			prefix := []store.Coupon{{ID: -1}}
+			cs, err := c.ValidCoupons(ctx, dep, cacheDay, prefix)
+			if err != nil || !slices.Equal(cs[1:], wantCoupons) || cs[0].ID != -1 {
+				t.Fatalf("round %d: ValidCoupons = %v, %v; want dst then %v", round, cs, err, wantCoupons)
 			}
-			if want := (kindCounts{2, 2, 2}); st.Hits != want {
-				t.Errorf("Hits = %+v, want %+v", st.Hits, want)
+			ps, err := c.CouponProducts(ctx, couponID)
+			if err != nil || !slices.Equal(ps, wantProducts) {
+				t.Fatalf("round %d: CouponProducts = %v, %v; want %v", round, ps, err, wantProducts)
 			}
-			if st.RedisErrors != 0 || st.Corrupt != 0 {
-				t.Errorf("counts = %+v, want no errors", st)
+			ps[0].Name = "changed by the caller" // must not reach the cache
+			if got := c.src.calls(); got != want {
+				t.Fatalf("round %d: source calls (customer, coupons, products) = %v, want %v", round, got, want)
 			}
-			for _, k := range []cacheKey{{kind: kindCustomer, id: id}, {kind: kindCoupons, dep: dep, day: cacheDay}, {kind: kindProducts, coupon: couponID}} {
-				if !c.has(t, k) {
-					t.Errorf("no %s entry after the first read filled it", k.kind)
-				}
+		}
+		st := c.counts()
+		if want := (kindCounts{1, 1, 1}); st.Misses != want {
+			t.Errorf("Misses = %+v, want %+v", st.Misses, want)
+		}
+		if want := (kindCounts{2, 2, 2}); st.Hits != want {
+			t.Errorf("Hits = %+v, want %+v", st.Hits, want)
+		}
+		if st.RedisErrors != 0 || st.Corrupt != 0 {
+			t.Errorf("counts = %+v, want no errors", st)
+		}
+		for _, k := range []cacheKey{{kind: kindCustomer, id: id}, {kind: kindCoupons, dep: dep, day: cacheDay}, {kind: kindProducts, coupon: couponID}} {
+			if !c.has(t, k) {
+				t.Errorf("no %s entry after the first read filled it", k.kind)
 			}
-		})
-	}
+		}
+	})
 }
 
 func TestCacheUnknownDepartmentAndCoupon(t *testing.T) {
-	for _, mk := range cacheMakers {
-		t.Run(mk.name, func(t *testing.T) {
-			c := mk.make(t, Config{})
-			ctx := context.Background()
-			tests := []struct {
-				name string
-				call func() error
-			}{
-				{"no department", func() error { _, err := c.ValidCoupons(ctx, store.NoDepartment, cacheDay, nil); return err }},
-				{"unknown coupon", func() error { _, err := c.CouponProducts(ctx, -42); return err }},
-			}
-			for _, tt := range tests {
-				t.Run(tt.name, func(t *testing.T) {
-					for range 2 {
-						if err := tt.call(); !errors.Is(err, store.ErrNotFound) {
-							t.Fatalf("error = %v, want ErrNotFound", err)
-						}
+	forEachCache(t, Config{}, func(t *testing.T, c cacheUnderTest) {
+		ctx := context.Background()
+		tests := []struct {
+			name string
+			call func() error
+		}{
+			{"no department", func() error { _, err := c.ValidCoupons(ctx, store.NoDepartment, cacheDay, nil); return err }},
+			{"unknown coupon", func() error { _, err := c.CouponProducts(ctx, -42); return err }},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				for range 2 {
+					if err := tt.call(); !errors.Is(err, store.ErrNotFound) {
+						t.Fatalf("error = %v, want ErrNotFound", err)
 					}
-				})
-			}
-			// Neither is cached: both went to the source twice.
-			if got := c.src.calls(); got != [3]int64{0, 2, 2} {
-				t.Errorf("source calls = %v, want [0 2 2]", got)
-			}
-		})
-	}
+				}
+			})
+		}
+		// Neither is cached: both went to the source twice.
+		if got := c.src.calls(); got != [3]int64{0, 2, 2} {
+			t.Errorf("source calls = %v, want [0 2 2]", got)
+		}
+	})
 }
 
 func TestRedisCacheKeys(t *testing.T) {
@@ -363,88 +365,79 @@ func TestRedisCacheKeys(t *testing.T) {
 }
 
 func TestCacheTTLExpiry(t *testing.T) {
-	for _, mk := range cacheMakers {
-		t.Run(mk.name, func(t *testing.T) {
-			c := mk.make(t, Config{TTL: time.Second})
-			ctx := context.Background()
-			id := c.src.cat.Customers()[1].ID
-			k := cacheKey{kind: kindCustomer, id: id}
-			if _, err := c.Customer(ctx, id); err != nil {
-				t.Fatal(err)
-			}
-			if !c.has(t, k) {
-				t.Fatal("no entry after the first read")
-			}
-			waitFor(t, "entry expires", func() bool { return !c.has(t, k) })
-			if _, err := c.Customer(ctx, id); err != nil {
-				t.Fatal(err)
-			}
-			if n := c.src.customer.Load(); n != 2 {
-				t.Errorf("source Customer calls = %d, want 2 (the expired entry read again)", n)
-			}
-		})
-	}
+	forEachCache(t, Config{TTL: time.Second}, func(t *testing.T, c cacheUnderTest) {
+		ctx := context.Background()
+		id := c.src.cat.Customers()[1].ID
+		k := cacheKey{kind: kindCustomer, id: id}
+		if _, err := c.Customer(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if !c.has(t, k) {
+			t.Fatal("no entry after the first read")
+		}
+		waitFor(t, "entry expires", func() bool { return !c.has(t, k) })
+		if _, err := c.Customer(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if n := c.src.customer.Load(); n != 2 {
+			t.Errorf("source Customer calls = %d, want 2 (the expired entry read again)", n)
+		}
+	})
 }
 
 func TestCachePrefetch(t *testing.T) {
-	for _, mk := range cacheMakers {
-		t.Run(mk.name, func(t *testing.T) {
-			c := mk.make(t, Config{})
-			ctx := context.Background()
-			id := c.src.cat.Customers()[5].ID
-			k := cacheKey{kind: kindCustomer, id: id}
-			for range 2 {
-				if err := c.Prefetch(ctx, id); err != nil {
-					t.Fatalf("Prefetch: %v", err)
-				}
+	forEachCache(t, Config{}, func(t *testing.T, c cacheUnderTest) {
+		ctx := context.Background()
+		id := c.src.cat.Customers()[5].ID
+		k := cacheKey{kind: kindCustomer, id: id}
+		for range 2 {
+			if err := c.Prefetch(ctx, id); err != nil {
+				t.Fatalf("Prefetch: %v", err)
 			}
-			if !c.has(t, k) {
-				t.Fatal("Prefetch left no entry")
-			}
-			if _, err := c.Customer(ctx, id); err != nil {
-				t.Fatal(err)
-			}
-			if n := c.src.customer.Load(); n != 1 {
-				t.Errorf("source Customer calls = %d, want 1 (Prefetch loads on a miss only)", n)
-			}
-			if err := c.Prefetch(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
-				t.Errorf("Prefetch(unknown) = %v, want ErrNotFound", err)
-			}
-		})
-	}
+		}
+		if !c.has(t, k) {
+			t.Fatal("Prefetch left no entry")
+		}
+		if _, err := c.Customer(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if n := c.src.customer.Load(); n != 1 {
+			t.Errorf("source Customer calls = %d, want 1 (Prefetch loads on a miss only)", n)
+		}
+		if err := c.Prefetch(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Prefetch(unknown) = %v, want ErrNotFound", err)
+		}
+	})
 }
 
 func TestCacheNegative(t *testing.T) {
-	for _, mk := range cacheMakers {
-		t.Run(mk.name, func(t *testing.T) {
-			c := mk.make(t, Config{TTL: time.Hour})
-			ctx := context.Background()
-			for i := range 5 {
-				_, err := c.Customer(ctx, "ghost")
-				if !errors.Is(err, store.ErrNotFound) || !strings.Contains(err.Error(), `"ghost"`) {
-					t.Fatalf("read %d: error = %v, want ErrNotFound naming the id", i, err)
-				}
+	forEachCache(t, Config{TTL: time.Hour}, func(t *testing.T, c cacheUnderTest) {
+		ctx := context.Background()
+		for i := range 5 {
+			_, err := c.Customer(ctx, "ghost")
+			if !errors.Is(err, store.ErrNotFound) || !strings.Contains(err.Error(), `"ghost"`) {
+				t.Fatalf("read %d: error = %v, want ErrNotFound naming the id", i, err)
 			}
-			if n := c.src.customer.Load(); n != 1 {
-				t.Errorf("source Customer calls = %d, want 1", n)
-			}
-			st := c.counts()
-			if st.SourceNotFound != 1 || st.Hits.Customer != 4 || st.Misses.Customer != 1 {
-				t.Errorf("counts = %+v, want 1 not-found from the source, 4 hits, 1 miss", st)
-			}
-			if c.rdb == nil {
-				return
-			}
-			key := c.prefix + "customer:ghost"
-			left, err := c.rdb.TTL(ctx, key).Result()
-			if err != nil || left <= 0 || left > maxNegativeTTL {
-				t.Errorf("TTL %s = %v, %v; want in (0, %v]", key, left, err, maxNegativeTTL)
-			}
-			if raw, _ := c.rdb.Get(ctx, key).Result(); raw != `{"customer_id":"ghost","missing":true}` {
-				t.Errorf("GET %s = %s, want the missing marker", key, raw)
-			}
-		})
-	}
+		}
+		if n := c.src.customer.Load(); n != 1 {
+			t.Errorf("source Customer calls = %d, want 1", n)
+		}
+		st := c.counts()
+		if st.SourceNotFound != 1 || st.Hits.Customer != 4 || st.Misses.Customer != 1 {
+			t.Errorf("counts = %+v, want 1 not-found from the source, 4 hits, 1 miss", st)
+		}
+		if c.rdb == nil {
+			return
+		}
+		key := c.prefix + "customer:ghost"
+		left, err := c.rdb.TTL(ctx, key).Result()
+		if err != nil || left <= 0 || left > maxNegativeTTL {
+			t.Errorf("TTL %s = %v, %v; want in (0, %v]", key, left, err, maxNegativeTTL)
+		}
+		if raw, _ := c.rdb.Get(ctx, key).Result(); raw != `{"customer_id":"ghost","missing":true}` {
+			t.Errorf("GET %s = %s, want the missing marker", key, raw)
+		}
+	})
 }
 
 func TestRedisCacheCorruptValue(t *testing.T) {
@@ -874,43 +867,40 @@ func TestMemoryCacheBound(t *testing.T) {
 
 func TestCacheCollapsesConcurrentMisses(t *testing.T) {
 	const n = 20
-	for _, mk := range cacheMakers {
-		t.Run(mk.name, func(t *testing.T) {
-			c := mk.make(t, Config{})
-			gate := make(chan struct{})
-			c.src.mu.Lock()
-			c.src.gate = gate
-			c.src.mu.Unlock()
-			want := c.src.cat.Customers()[9]
+	forEachCache(t, Config{}, func(t *testing.T, c cacheUnderTest) {
+		gate := make(chan struct{})
+		c.src.mu.Lock()
+		c.src.gate = gate
+		c.src.mu.Unlock()
+		want := c.src.cat.Customers()[9]
 
-			var wg sync.WaitGroup
-			errs := make(chan error, n)
-			for range n {
-				wg.Go(func() {
-					got, err := c.Customer(context.Background(), want.ID)
-					if err == nil && got != want {
-						err = fmt.Errorf("got %+v", got)
-					}
-					errs <- err
-				})
-			}
-			// Every request has missed and joined the one call, held at the gate.
-			waitFor(t, "all requests waiting", func() bool {
-				return c.counts().Misses.Customer == n && c.src.customer.Load() == 1
-			})
-			close(gate)
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				if err != nil {
-					t.Error(err)
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for range n {
+			wg.Go(func() {
+				got, err := c.Customer(context.Background(), want.ID)
+				if err == nil && got != want {
+					err = fmt.Errorf("got %+v", got)
 				}
-			}
-			if calls := c.src.customer.Load(); calls != 1 {
-				t.Errorf("source Customer calls = %d, want 1 for %d concurrent misses", calls, n)
-			}
+				errs <- err
+			})
+		}
+		// Every request has missed and joined the one call, held at the gate.
+		waitFor(t, "all requests waiting", func() bool {
+			return c.counts().Misses.Customer == n && c.src.customer.Load() == 1
 		})
-	}
+		close(gate)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Error(err)
+			}
+		}
+		if calls := c.src.customer.Load(); calls != 1 {
+			t.Errorf("source Customer calls = %d, want 1 for %d concurrent misses", calls, n)
+		}
+	})
 }
 
 func TestCacheFlightCallerGivesUp(t *testing.T) {
@@ -970,16 +960,13 @@ func TestCacheWarnerRateLimits(t *testing.T) {
 }
 
 func TestCacheClose(t *testing.T) {
-	for _, mk := range cacheMakers {
-		t.Run(mk.name, func(t *testing.T) {
-			c := mk.make(t, Config{})
-			for range 2 {
-				if err := c.Close(); err != nil {
-					t.Errorf("Close: %v", err)
-				}
+	forEachCache(t, Config{}, func(t *testing.T, c cacheUnderTest) {
+		for range 2 {
+			if err := c.Close(); err != nil {
+				t.Errorf("Close: %v", err)
 			}
-		})
-	}
+		}
+	})
 }
 
 func FuzzDecodeCacheValue(f *testing.F) {

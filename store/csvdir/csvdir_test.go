@@ -159,13 +159,7 @@ func TestCSVRoundTrip(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			want := tt.tables(t)
 			dir := t.TempDir()
-			if err := Write(dir, want); err != nil {
-				t.Fatalf("Write: %v", err)
-			}
-			got, err := Load(dir)
-			if err != nil {
-				t.Fatalf("Load: %v", err)
-			}
+			got := csvWriteLoad(t, dir, want)
 			csvSameTables(t, got, want)
 
 			// same tables, same bytes; and no temporary file left behind.
@@ -705,14 +699,19 @@ func FuzzLoad(f *testing.F) {
 		if w == nil || w.Catalog == nil {
 			t.Fatal("Load returned neither tables nor an error")
 		}
-		out := t.TempDir()
-		if err := Write(out, w); err != nil {
-			t.Fatalf("Write of loaded tables: %v", err)
-		}
-		again, err := Load(out)
-		if err != nil {
-			t.Fatalf("Load of written tables: %v", err)
-		}
-		csvSameTables(t, again, w)
+		csvSameTables(t, csvWriteLoad(t, t.TempDir(), w), w)
 	})
+}
+
+// csvWriteLoad writes tables to dir and loads them back.
+func csvWriteLoad(t *testing.T, dir string, tables *Tables) *Tables {
+	t.Helper()
+	if err := Write(dir, tables); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	got, err := Load(dir)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	return got
 }

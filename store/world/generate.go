@@ -78,18 +78,10 @@ func GenerateCatalog(cfg Config) (*store.Catalog, error) {
 // be unusable: negative or absurd sizes, and dates the wire format (YYYY-MM-DD)
 // cannot carry.
 func (cfg Config) normalize() (Config, error) {
-	if cfg.Customers == 0 {
-		cfg.Customers = refCustomers
-	}
-	if cfg.Products == 0 {
-		cfg.Products = refProducts
-	}
-	if cfg.Coupons == 0 {
-		cfg.Coupons = refCoupons
-	}
-	if cfg.Days == 0 {
-		cfg.Days = defaultHistoryDays
-	}
+	cfg.Customers = cmp.Or(cfg.Customers, refCustomers)
+	cfg.Products = cmp.Or(cfg.Products, refProducts)
+	cfg.Coupons = cmp.Or(cfg.Coupons, refCoupons)
+	cfg.Days = cmp.Or(cfg.Days, defaultHistoryDays)
 	var errs []error
 	check := func(name string, v, lo, hi int) {
 		if v < lo || v > hi {
