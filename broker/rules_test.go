@@ -384,25 +384,7 @@ func isTimeout(err error) bool {
 // MQTT 5 clients are told the limit in the CONNACK (property 0x27).
 func TestMQTT5ConnackCarriesTheMaximumPacketSize(t *testing.T) {
 	b := runRuled(t, Config{MaxPacketSize: 20000})
-	// MQTT 5 CONNECT: clean start, keep-alive 60, no properties, id "v5".
-	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 60, 0, 0, 2, 'v', '5'}
-	c, err := net.Dial("tcp", b.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Write(append([]byte{0x10, byte(len(body))}, body...)); err != nil {
-		t.Fatal(err)
-	}
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	head := make([]byte, 2)
-	if _, err := io.ReadFull(c, head); err != nil || head[0] != 0x20 {
-		t.Fatalf("CONNACK header %x, %v", head, err)
-	}
-	rest := make([]byte, head[1])
-	if _, err := io.ReadFull(c, rest); err != nil {
-		t.Fatal(err)
-	}
+	_, rest := connectMQTT5(t, b.Addr())
 	// rest: flags, reason, property length (one byte here), properties.
 	if rest[1] != 0 {
 		t.Fatalf("CONNACK reason %#x", rest[1])
@@ -595,12 +577,26 @@ func TestOfflineSessionKeepsTheNewestAndCountsTheRest(t *testing.T) {
 // connection close (TestEmbeddedStopsWithSilentConnections).
 func TestShutdownSaysGoodbyeToMQTT5Clients(t *testing.T) {
 	b, stop := startEmbedded(t, Config{ListenAddr: "127.0.0.1:0", Name: "test"})
+	c, _ := connectMQTT5(t, b.Addr())
+	stop(5 * time.Second)
+	rest, err := io.ReadAll(c)
+	if err != nil || len(rest) < 3 || rest[0] != 0xe0 || rest[2] != 0x8b {
+		t.Fatalf("after the stop the MQTT 5 client got %x, %v; want DISCONNECT with reason 0x8b", rest, err)
+	}
+}
+
+// connectMQTT5 connects to addr as the MQTT 5 client "v5" (clean start,
+// keep-alive 60, no properties) and returns the connection, closed at the
+// end of the test and reading with a 5 s deadline, and the CONNACK after its
+// fixed header.
+func connectMQTT5(t *testing.T, addr string) (net.Conn, []byte) {
+	t.Helper()
 	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 60, 0, 0, 2, 'v', '5'}
-	c, err := net.Dial("tcp", b.Addr())
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	if _, err := c.Write(append([]byte{0x10, byte(len(body))}, body...)); err != nil {
 		t.Fatal(err)
 	}
@@ -609,12 +605,9 @@ func TestShutdownSaysGoodbyeToMQTT5Clients(t *testing.T) {
 	if _, err := io.ReadFull(c, head); err != nil || head[0] != 0x20 {
 		t.Fatalf("CONNACK header %x, %v", head, err)
 	}
-	if _, err := io.ReadFull(c, make([]byte, head[1])); err != nil {
+	rest := make([]byte, head[1])
+	if _, err := io.ReadFull(c, rest); err != nil {
 		t.Fatal(err)
 	}
-	stop(5 * time.Second)
-	rest, err := io.ReadAll(c)
-	if err != nil || len(rest) < 3 || rest[0] != 0xe0 || rest[2] != 0x8b {
-		t.Fatalf("after the stop the MQTT 5 client got %x, %v; want DISCONNECT with reason 0x8b", rest, err)
-	}
+	return c, rest
 }
