@@ -96,11 +96,7 @@ func TestEmbeddedBusyPortIsAnError(t *testing.T) {
 		_ = b.Run(ctx)
 		t.Fatalf("NewEmbedded on busy %s: no error", l.Addr())
 	}
-	for _, want := range []string{"BROKER_LISTEN_ADDR", l.Addr().String()} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not mention %s", err, want)
-		}
-	}
+	errorNames(t, err, "BROKER_LISTEN_ADDR", l.Addr().String())
 }
 
 func TestEmbeddedRunStopsOnCancelAndPublishThenFails(t *testing.T) {
@@ -172,11 +168,7 @@ func TestConfigValidate(t *testing.T) {
 			if err == nil {
 				t.Fatalf("Validate() = nil, want an error naming %v", tt.want)
 			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("Validate() = %q, does not contain %q", err, w)
-				}
-			}
+			errorNames(t, err, tt.want...)
 		})
 	}
 }
@@ -276,6 +268,16 @@ func startEmbedded(t *testing.T, cfg Config) (b *Embedded, stop func(within time
 		t.Fatal(err)
 	}
 	return b, harness.Start(t, "embedded broker", b.Run, b.Ready())
+}
+
+// errorNames reports each of want that the (non-nil) err does not contain.
+func errorNames(t *testing.T, err error, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not contain %q", err, w)
+		}
+	}
 }
 
 // testLog is a logger whose output is shown when the test fails. It keeps
@@ -734,11 +736,7 @@ func TestEmbeddedBadFilesNameTheVariable(t *testing.T) {
 				b.Close()
 				t.Fatalf("NewEmbedded: no error, want one naming %v", tt.want)
 			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
-			}
+			errorNames(t, err, tt.want...)
 		})
 	}
 }
