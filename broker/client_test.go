@@ -576,7 +576,7 @@ type peer struct {
 
 func dialPeer(t *testing.T, p peer) *outside {
 	t.Helper()
-	o := &outside{t: t, msg: make(chan message, 10000)}
+	o := &outside{t: t, id: p.id, msg: make(chan message, 10000)}
 	scheme := "tcp://"
 	if p.tls != nil {
 		scheme = "ssl://"

@@ -314,6 +314,7 @@ func waitMessage(t *testing.T, ch <-chan message, within time.Duration) message 
 // outside is an MQTT client over TCP, like a phone or a sensor.
 type outside struct {
 	t   *testing.T
+	id  string
 	c   paho.Client
 	msg chan message
 }
@@ -330,9 +331,7 @@ func dialOutside(t *testing.T, addr, id, user, password, filter string) *outside
 		t.Fatalf("outside client %s: connect to %s: %v", id, addr, err)
 	}
 	if filter != "" {
-		if code := o.subscribe(filter); code != 0 {
-			t.Fatalf("outside client %s: subscribe %s: refused with code %#x", id, filter, code)
-		}
+		o.mustSubscribe(filter)
 	}
 	return o
 }
@@ -341,7 +340,7 @@ func dialOutside(t *testing.T, addr, id, user, password, filter string) *outside
 // set up by configure, and returns the broker's refusal as an error.
 func connectOutside(t *testing.T, url, id string, configure func(*paho.ClientOptions)) (*outside, error) {
 	t.Helper()
-	o := &outside{t: t, msg: make(chan message, 10000)}
+	o := &outside{t: t, id: id, msg: make(chan message, 10000)}
 	opts := paho.NewClientOptions().AddBroker(url).SetClientID(id).
 		SetConnectTimeout(5 * time.Second).SetAutoReconnect(false).SetConnectRetry(false).SetOrderMatters(true)
 	if configure != nil {
@@ -374,6 +373,23 @@ func (o *outside) subscribe(filter string) byte {
 		o.t.Fatalf("outside subscribe %s: %v", filter, tok.Error())
 	}
 	return tok.(*paho.SubscribeToken).Result()[filter]
+}
+
+// mustSubscribe subscribes and stops the test if the broker refuses.
+func (o *outside) mustSubscribe(filter string) {
+	o.t.Helper()
+	if code := o.subscribe(filter); code != 0 {
+		o.t.Fatalf("outside client %s: subscribe %s: refused with code %#x", o.id, filter, code)
+	}
+}
+
+// subscribeRefused subscribes and reports an error unless the broker
+// refuses (SUBACK 0x80).
+func (o *outside) subscribeRefused(filter string) {
+	o.t.Helper()
+	if code := o.subscribe(filter); code != 0x80 {
+		o.t.Errorf("outside client %s: subscribe %s = %#x, want 0x80 (refused)", o.id, filter, code)
+	}
 }
 
 // publish sends payload at QoS 0 and waits until it is written.
@@ -464,9 +480,7 @@ func TestEmbeddedTLSListener(t *testing.T) {
 	if err != nil {
 		t.Fatalf("client trusting the broker's CA: %v", err)
 	}
-	if code := phone.subscribe("out/#"); code != 0 {
-		t.Fatalf("subscribe refused: %#x", code)
-	}
+	phone.mustSubscribe("out/#")
 	if err := b.Publish(context.Background(), "out/prediction", []byte("coupon")); err != nil {
 		t.Fatal(err)
 	}
@@ -545,12 +559,8 @@ func TestEmbeddedAuthFile(t *testing.T) {
 	}
 
 	// The phone reads predictions; its publish to customer/focus is dropped.
-	if code := phone.subscribe("customer/prediction"); code != 0 {
-		t.Fatalf("phone: subscribe customer/prediction refused: %#x", code)
-	}
-	if code := phone.subscribe("customer/#"); code != 0x80 {
-		t.Errorf("phone: subscribe customer/# = %#x, want 0x80 (beyond its ACL)", code)
-	}
+	phone.mustSubscribe("customer/prediction")
+	phone.subscribeRefused("customer/#") // beyond its ACL
 	if err := b.Publish(context.Background(), "customer/prediction", []byte("coupon")); err != nil {
 		t.Fatal(err)
 	}
@@ -569,12 +579,8 @@ func TestEmbeddedAuthFile(t *testing.T) {
 	if got := waitMessage(t, inline, 5*time.Second); got.Topic != "customer/move" {
 		t.Fatalf("inline subscriber got %s, want customer/move", got.Topic)
 	}
-	if code := sim.subscribe("customer/prediction"); code != 0x80 {
-		t.Errorf("simulator: subscribe customer/prediction = %#x, want 0x80", code)
-	}
-	if code := sim.subscribe("test/barrier"); code != 0 {
-		t.Fatalf("simulator: subscribe test/barrier refused: %#x", code)
-	}
+	sim.subscribeRefused("customer/prediction")
+	sim.mustSubscribe("test/barrier")
 	if err := b.Publish(context.Background(), "customer/prediction", []byte("secret")); err != nil {
 		t.Fatal(err)
 	}
@@ -616,12 +622,8 @@ func TestEmbeddedClientCertificates(t *testing.T) {
 	if err != nil {
 		t.Fatalf("client with a certificate: %v", err)
 	}
-	if code := cam.subscribe("customer/prediction"); code != 0x80 {
-		t.Errorf("shelf-camera: subscribe customer/prediction = %#x, want 0x80 (that is the phone's right)", code)
-	}
-	if code := cam.subscribe("shelf/#"); code != 0 {
-		t.Fatalf("shelf-camera: subscribe shelf/# refused: %#x", code)
-	}
+	cam.subscribeRefused("customer/prediction") // that is the phone's right
+	cam.mustSubscribe("shelf/#")
 	inline := inlineCollector(t, b, "shelf/#")
 	cam.publish("shelf/3/photo", []byte("jpeg"))
 	if got := waitMessage(t, inline, 5*time.Second); got.Topic != "shelf/3/photo" {
@@ -645,9 +647,7 @@ func TestEmbeddedWebSocket(t *testing.T) {
 	if err != nil {
 		t.Fatalf("WebSocket client: %v", err)
 	}
-	if code := phone.subscribe("customer/prediction"); code != 0 {
-		t.Fatalf("subscribe refused: %#x", code)
-	}
+	phone.mustSubscribe("customer/prediction")
 	big := bytes.Repeat([]byte("c"), 100_000) // more than one read's worth
 	for _, p := range [][]byte{[]byte("coupon"), big} {
 		if err := b.Publish(context.Background(), "customer/prediction", p); err != nil {
