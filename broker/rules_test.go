@@ -289,21 +289,12 @@ func TestClientIDBelongsToItsUser(t *testing.T) {
 		"acl * read customer/prediction",
 	}, "\n"))})
 	url := "tcp://" + b.Addr()
-	persistent := func(user, pw string, got chan<- string) func(*paho.ClientOptions) {
-		return func(o *paho.ClientOptions) {
-			o.SetUsername(user).SetPassword(pw).SetCleanSession(false).SetProtocolVersion(4).
-				SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { got <- string(m.Payload()) })
-		}
-	}
 	alice := make(chan string, 10)
 	a, err := connectOutside(t, url, "phone-alice", persistent("alice", "alice-pw", alice))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tok := a.c.Subscribe("customer/prediction", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
-	a.c.Disconnect(100)
+	a.subscribeAndLeave("customer/prediction")
 	if err := b.Publish(context.Background(), "customer/prediction", []byte("coupon for alice")); err != nil {
 		t.Fatal(err)
 	}
@@ -525,18 +516,12 @@ func TestOfflineSessionKeepsTheNewestAndCountsTheRest(t *testing.T) {
 	const limit, published = 10, 25
 	b := runRuled(t, Config{QoS: 1, SessionQueue: limit})
 	got := make(chan string, 100)
-	opts := func(o *paho.ClientOptions) {
-		o.SetCleanSession(false).SetProtocolVersion(4).
-			SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { got <- string(m.Payload()) })
-	}
+	opts := persistent("", "", got)
 	o, err := connectOutside(t, "tcp://"+b.Addr(), "phone-1", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tok := o.c.Subscribe("customer/prediction", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
-	o.c.Disconnect(100)
+	o.subscribeAndLeave("customer/prediction")
 	b.waitMetric(t, 0, "storeflow_broker_connections")
 	for i := range published {
 		if err := b.Publish(context.Background(), "customer/prediction", []byte(fmt.Sprint("coupon ", i))); err != nil {
@@ -610,4 +595,24 @@ func connectMQTT5(t *testing.T, addr string) (net.Conn, []byte) {
 		t.Fatal(err)
 	}
 	return c, rest
+}
+
+// persistent sets up an MQTT 3.1.1 client with a persistent session (clean
+// session off) that sends each payload it receives to got; empty user and
+// pw log in without credentials.
+func persistent(user, pw string, got chan<- string) func(*paho.ClientOptions) {
+	return func(o *paho.ClientOptions) {
+		o.SetUsername(user).SetPassword(pw).SetCleanSession(false).SetProtocolVersion(4).
+			SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { got <- string(m.Payload()) })
+	}
+}
+
+// subscribeAndLeave subscribes at QoS 1 and disconnects, so that the
+// client's persistent session keeps what is published to filter meanwhile.
+func (o *outside) subscribeAndLeave(filter string) {
+	o.t.Helper()
+	if tok := o.c.Subscribe(filter, 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		o.t.Fatalf("subscribe: %v", tok.Error())
+	}
+	o.c.Disconnect(100)
 }
