@@ -335,11 +335,7 @@ func TestOversizedPacketsAreRefusedBeforeAllocating(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	for range 4 {
-		c, err := net.Dial("tcp", b.Addr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dialTCP(t, b.Addr())
 		if _, err := c.Write([]byte{0x10, 0xff, 0xff, 0xff, 0x7f}); err != nil {
 			t.Fatal(err)
 		}
@@ -397,12 +393,7 @@ func TestSilentAndSurplusConnectionsAreClosed(t *testing.T) {
 	b := runRuled(t, Config{ConnectTimeout: 300 * time.Millisecond})
 	conns := make([]net.Conn, 20)
 	for i := range conns {
-		c, err := net.Dial("tcp", b.Addr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		conns[i] = c
+		conns[i] = dialTCP(t, b.Addr())
 	}
 	for i, c := range conns {
 		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -416,19 +407,10 @@ func TestSilentAndSurplusConnectionsAreClosed(t *testing.T) {
 	capped := runRuled(t, Config{MaxConnections: 3, ConnectTimeout: time.Minute})
 	var open []net.Conn
 	for range 3 {
-		c, err := net.Dial("tcp", capped.Addr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		open = append(open, c)
+		open = append(open, dialTCP(t, capped.Addr()))
 	}
 	capped.waitMetric(t, 3, "storeflow_broker_connections")
-	extra, err := net.Dial("tcp", capped.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer extra.Close()
+	extra := dialTCP(t, capped.Addr())
 	_ = extra.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := extra.Read(make([]byte, 1)); err == nil || isTimeout(err) {
 		t.Fatalf("fourth connection over BROKER_MAX_CONNECTIONS=3: %v, want closed at once", err)
@@ -577,11 +559,7 @@ func TestShutdownSaysGoodbyeToMQTT5Clients(t *testing.T) {
 func connectMQTT5(t *testing.T, addr string) (net.Conn, []byte) {
 	t.Helper()
 	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 60, 0, 0, 2, 'v', '5'}
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := dialTCP(t, addr)
 	if _, err := c.Write(append([]byte{0x10, byte(len(body))}, body...)); err != nil {
 		t.Fatal(err)
 	}
@@ -615,4 +593,15 @@ func (o *outside) subscribeAndLeave(filter string) {
 		o.t.Fatalf("subscribe: %v", tok.Error())
 	}
 	o.c.Disconnect(100)
+}
+
+// dialTCP connects to addr, closing the connection at the end of the test.
+func dialTCP(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
