@@ -83,11 +83,7 @@ func TestEmbeddedListensOnARealPort(t *testing.T) {
 }
 
 func TestEmbeddedBusyPortIsAnError(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := listenLoopback(t)
 	b, err := NewEmbedded(Config{ListenAddr: l.Addr().String(), Name: "test"}, testLog(t), EmbeddedOptions{})
 	if err == nil {
 		// Run and stop it, so its goroutines and listener do not outlive the test.
@@ -268,6 +264,18 @@ func startEmbedded(t *testing.T, cfg Config) (b *Embedded, stop func(within time
 		t.Fatal(err)
 	}
 	return b, harness.Start(t, "embedded broker", b.Run, b.Ready())
+}
+
+// listenLoopback listens on a free loopback port, so that the port is busy
+// until the end of the test.
+func listenLoopback(t *testing.T) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
 }
 
 // errorNames reports each of want that the (non-nil) err does not contain.
@@ -746,17 +754,8 @@ func TestEmbeddedBadFilesNameTheVariable(t *testing.T) {
 func TestEmbeddedBusyTLSAndWebSocketPorts(t *testing.T) {
 	ca := certtest.NewCA(t, "storeflow")
 	server := ca.Server("broker")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	free, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	freeAddr := free.Addr().String()
-	free.Close()
+	l := listenLoopback(t)
+	freeAddr := proctest.FreeAddr(t)
 	for _, tt := range []struct {
 		env string
 		cfg Config
