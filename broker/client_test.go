@@ -591,16 +591,7 @@ func dialPeer(t *testing.T, p peer) *outside {
 	}
 	t.Cleanup(func() { o.c.Disconnect(100) })
 	if p.filter != "" {
-		tok := o.c.Subscribe(p.filter, p.qos, func(_ paho.Client, m paho.Message) {
-			select {
-			case o.msg <- message{m.Topic(), bytes.Clone(m.Payload())}:
-			default:
-				t.Errorf("peer %s: more than %d messages unread", p.id, cap(o.msg))
-			}
-		})
-		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-			t.Fatalf("peer %s: subscribe %s: %v", p.id, p.filter, tok.Error())
-		}
+		o.subscribe(p.filter, p.qos)
 	}
 	return o
 }

@@ -366,19 +366,19 @@ func connectOutside(t *testing.T, url, id string, configure func(*paho.ClientOpt
 	return o, nil
 }
 
-// subscribe subscribes at QoS 0 and returns the SUBACK code: 0 granted,
-// 0x80 refused.
-func (o *outside) subscribe(filter string) byte {
+// subscribe subscribes at qos and returns the SUBACK code: the granted QoS,
+// or 0x80 refused.
+func (o *outside) subscribe(filter string, qos byte) byte {
 	o.t.Helper()
-	tok := o.c.Subscribe(filter, 0, func(_ paho.Client, m paho.Message) {
+	tok := o.c.Subscribe(filter, qos, func(_ paho.Client, m paho.Message) {
 		select {
 		case o.msg <- message{m.Topic(), bytes.Clone(m.Payload())}:
 		default:
-			o.t.Errorf("outside client: more than %d messages unread", cap(o.msg))
+			o.t.Errorf("outside client %s: more than %d messages unread", o.id, cap(o.msg))
 		}
 	})
 	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		o.t.Fatalf("outside subscribe %s: %v", filter, tok.Error())
+		o.t.Fatalf("outside client %s: subscribe %s: %v", o.id, filter, tok.Error())
 	}
 	return tok.(*paho.SubscribeToken).Result()[filter]
 }
@@ -386,7 +386,7 @@ func (o *outside) subscribe(filter string) byte {
 // mustSubscribe subscribes and stops the test if the broker refuses.
 func (o *outside) mustSubscribe(filter string) {
 	o.t.Helper()
-	if code := o.subscribe(filter); code != 0 {
+	if code := o.subscribe(filter, 0); code != 0 {
 		o.t.Fatalf("outside client %s: subscribe %s: refused with code %#x", o.id, filter, code)
 	}
 }
@@ -395,7 +395,7 @@ func (o *outside) mustSubscribe(filter string) {
 // refuses (SUBACK 0x80).
 func (o *outside) subscribeRefused(filter string) {
 	o.t.Helper()
-	if code := o.subscribe(filter); code != 0x80 {
+	if code := o.subscribe(filter, 0); code != 0x80 {
 		o.t.Errorf("outside client %s: subscribe %s = %#x, want 0x80 (refused)", o.id, filter, code)
 	}
 }
