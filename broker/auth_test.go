@@ -154,11 +154,7 @@ func TestLoadAuthFileErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("LoadAuthFile = nil error, want one naming %v", tt.want)
 			}
-			for _, w := range append([]string{path + ":"}, tt.want...) {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
-			}
+			errorNames(t, err, append([]string{path + ":"}, tt.want...)...)
 		})
 	}
 	if _, err := LoadAuthFile(filepath.Join(t.TempDir(), "missing")); err == nil || !strings.Contains(err.Error(), "missing") {

@@ -83,11 +83,7 @@ func TestEmbeddedListensOnARealPort(t *testing.T) {
 }
 
 func TestEmbeddedBusyPortIsAnError(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := listenLoopback(t)
 	b, err := NewEmbedded(Config{ListenAddr: l.Addr().String(), Name: "test"}, testLog(t), EmbeddedOptions{})
 	if err == nil {
 		// Run and stop it, so its goroutines and listener do not outlive the test.
@@ -96,11 +92,7 @@ func TestEmbeddedBusyPortIsAnError(t *testing.T) {
 		_ = b.Run(ctx)
 		t.Fatalf("NewEmbedded on busy %s: no error", l.Addr())
 	}
-	for _, want := range []string{"BROKER_LISTEN_ADDR", l.Addr().String()} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not mention %s", err, want)
-		}
-	}
+	errorNames(t, err, "BROKER_LISTEN_ADDR", l.Addr().String())
 }
 
 func TestEmbeddedRunStopsOnCancelAndPublishThenFails(t *testing.T) {
@@ -172,11 +164,7 @@ func TestConfigValidate(t *testing.T) {
 			if err == nil {
 				t.Fatalf("Validate() = nil, want an error naming %v", tt.want)
 			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("Validate() = %q, does not contain %q", err, w)
-				}
-			}
+			errorNames(t, err, tt.want...)
 		})
 	}
 }
@@ -278,6 +266,28 @@ func startEmbedded(t *testing.T, cfg Config) (b *Embedded, stop func(within time
 	return b, harness.Start(t, "embedded broker", b.Run, b.Ready())
 }
 
+// listenLoopback listens on a free loopback port, so that the port is busy
+// until the end of the test.
+func listenLoopback(t *testing.T) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// errorNames reports each of want that the (non-nil) err does not contain.
+func errorNames(t *testing.T, err error, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not contain %q", err, w)
+		}
+	}
+}
+
 // testLog is a logger whose output is shown when the test fails. It keeps
 // writing to a buffer, not to t, so a late line from a broker goroutine
 // cannot write to a finished test.
@@ -312,6 +322,7 @@ func waitMessage(t *testing.T, ch <-chan message, within time.Duration) message 
 // outside is an MQTT client over TCP, like a phone or a sensor.
 type outside struct {
 	t   *testing.T
+	id  string
 	c   paho.Client
 	msg chan message
 }
@@ -328,9 +339,7 @@ func dialOutside(t *testing.T, addr, id, user, password, filter string) *outside
 		t.Fatalf("outside client %s: connect to %s: %v", id, addr, err)
 	}
 	if filter != "" {
-		if code := o.subscribe(filter); code != 0 {
-			t.Fatalf("outside client %s: subscribe %s: refused with code %#x", id, filter, code)
-		}
+		o.mustSubscribe(filter)
 	}
 	return o
 }
@@ -339,7 +348,7 @@ func dialOutside(t *testing.T, addr, id, user, password, filter string) *outside
 // set up by configure, and returns the broker's refusal as an error.
 func connectOutside(t *testing.T, url, id string, configure func(*paho.ClientOptions)) (*outside, error) {
 	t.Helper()
-	o := &outside{t: t, msg: make(chan message, 10000)}
+	o := &outside{t: t, id: id, msg: make(chan message, 10000)}
 	opts := paho.NewClientOptions().AddBroker(url).SetClientID(id).
 		SetConnectTimeout(5 * time.Second).SetAutoReconnect(false).SetConnectRetry(false).SetOrderMatters(true)
 	if configure != nil {
@@ -357,21 +366,38 @@ func connectOutside(t *testing.T, url, id string, configure func(*paho.ClientOpt
 	return o, nil
 }
 
-// subscribe subscribes at QoS 0 and returns the SUBACK code: 0 granted,
-// 0x80 refused.
-func (o *outside) subscribe(filter string) byte {
+// subscribe subscribes at qos and returns the SUBACK code: the granted QoS,
+// or 0x80 refused.
+func (o *outside) subscribe(filter string, qos byte) byte {
 	o.t.Helper()
-	tok := o.c.Subscribe(filter, 0, func(_ paho.Client, m paho.Message) {
+	tok := o.c.Subscribe(filter, qos, func(_ paho.Client, m paho.Message) {
 		select {
 		case o.msg <- message{m.Topic(), bytes.Clone(m.Payload())}:
 		default:
-			o.t.Errorf("outside client: more than %d messages unread", cap(o.msg))
+			o.t.Errorf("outside client %s: more than %d messages unread", o.id, cap(o.msg))
 		}
 	})
 	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		o.t.Fatalf("outside subscribe %s: %v", filter, tok.Error())
+		o.t.Fatalf("outside client %s: subscribe %s: %v", o.id, filter, tok.Error())
 	}
 	return tok.(*paho.SubscribeToken).Result()[filter]
+}
+
+// mustSubscribe subscribes and stops the test if the broker refuses.
+func (o *outside) mustSubscribe(filter string) {
+	o.t.Helper()
+	if code := o.subscribe(filter, 0); code != 0 {
+		o.t.Fatalf("outside client %s: subscribe %s: refused with code %#x", o.id, filter, code)
+	}
+}
+
+// subscribeRefused subscribes and reports an error unless the broker
+// refuses (SUBACK 0x80).
+func (o *outside) subscribeRefused(filter string) {
+	o.t.Helper()
+	if code := o.subscribe(filter, 0); code != 0x80 {
+		o.t.Errorf("outside client %s: subscribe %s = %#x, want 0x80 (refused)", o.id, filter, code)
+	}
 }
 
 // publish sends payload at QoS 0 and waits until it is written.
@@ -462,9 +488,7 @@ func TestEmbeddedTLSListener(t *testing.T) {
 	if err != nil {
 		t.Fatalf("client trusting the broker's CA: %v", err)
 	}
-	if code := phone.subscribe("out/#"); code != 0 {
-		t.Fatalf("subscribe refused: %#x", code)
-	}
+	phone.mustSubscribe("out/#")
 	if err := b.Publish(context.Background(), "out/prediction", []byte("coupon")); err != nil {
 		t.Fatal(err)
 	}
@@ -543,12 +567,8 @@ func TestEmbeddedAuthFile(t *testing.T) {
 	}
 
 	// The phone reads predictions; its publish to customer/focus is dropped.
-	if code := phone.subscribe("customer/prediction"); code != 0 {
-		t.Fatalf("phone: subscribe customer/prediction refused: %#x", code)
-	}
-	if code := phone.subscribe("customer/#"); code != 0x80 {
-		t.Errorf("phone: subscribe customer/# = %#x, want 0x80 (beyond its ACL)", code)
-	}
+	phone.mustSubscribe("customer/prediction")
+	phone.subscribeRefused("customer/#") // beyond its ACL
 	if err := b.Publish(context.Background(), "customer/prediction", []byte("coupon")); err != nil {
 		t.Fatal(err)
 	}
@@ -567,12 +587,8 @@ func TestEmbeddedAuthFile(t *testing.T) {
 	if got := waitMessage(t, inline, 5*time.Second); got.Topic != "customer/move" {
 		t.Fatalf("inline subscriber got %s, want customer/move", got.Topic)
 	}
-	if code := sim.subscribe("customer/prediction"); code != 0x80 {
-		t.Errorf("simulator: subscribe customer/prediction = %#x, want 0x80", code)
-	}
-	if code := sim.subscribe("test/barrier"); code != 0 {
-		t.Fatalf("simulator: subscribe test/barrier refused: %#x", code)
-	}
+	sim.subscribeRefused("customer/prediction")
+	sim.mustSubscribe("test/barrier")
 	if err := b.Publish(context.Background(), "customer/prediction", []byte("secret")); err != nil {
 		t.Fatal(err)
 	}
@@ -614,12 +630,8 @@ func TestEmbeddedClientCertificates(t *testing.T) {
 	if err != nil {
 		t.Fatalf("client with a certificate: %v", err)
 	}
-	if code := cam.subscribe("customer/prediction"); code != 0x80 {
-		t.Errorf("shelf-camera: subscribe customer/prediction = %#x, want 0x80 (that is the phone's right)", code)
-	}
-	if code := cam.subscribe("shelf/#"); code != 0 {
-		t.Fatalf("shelf-camera: subscribe shelf/# refused: %#x", code)
-	}
+	cam.subscribeRefused("customer/prediction") // that is the phone's right
+	cam.mustSubscribe("shelf/#")
 	inline := inlineCollector(t, b, "shelf/#")
 	cam.publish("shelf/3/photo", []byte("jpeg"))
 	if got := waitMessage(t, inline, 5*time.Second); got.Topic != "shelf/3/photo" {
@@ -643,9 +655,7 @@ func TestEmbeddedWebSocket(t *testing.T) {
 	if err != nil {
 		t.Fatalf("WebSocket client: %v", err)
 	}
-	if code := phone.subscribe("customer/prediction"); code != 0 {
-		t.Fatalf("subscribe refused: %#x", code)
-	}
+	phone.mustSubscribe("customer/prediction")
 	big := bytes.Repeat([]byte("c"), 100_000) // more than one read's worth
 	for _, p := range [][]byte{[]byte("coupon"), big} {
 		if err := b.Publish(context.Background(), "customer/prediction", p); err != nil {
@@ -734,11 +744,7 @@ func TestEmbeddedBadFilesNameTheVariable(t *testing.T) {
 				b.Close()
 				t.Fatalf("NewEmbedded: no error, want one naming %v", tt.want)
 			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
-			}
+			errorNames(t, err, tt.want...)
 		})
 	}
 }
@@ -748,17 +754,8 @@ func TestEmbeddedBadFilesNameTheVariable(t *testing.T) {
 func TestEmbeddedBusyTLSAndWebSocketPorts(t *testing.T) {
 	ca := certtest.NewCA(t, "storeflow")
 	server := ca.Server("broker")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	free, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	freeAddr := free.Addr().String()
-	free.Close()
+	l := listenLoopback(t)
+	freeAddr := proctest.FreeAddr(t)
 	for _, tt := range []struct {
 		env string
 		cfg Config

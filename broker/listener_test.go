@@ -61,11 +61,7 @@ func TestEmbeddedStopsWithSilentConnections(t *testing.T) {
 			addr = b.WSAddr()
 		}
 		// One client connected over TCP, to be told goodbye.
-		hello, err := net.Dial("tcp", b.Addr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer hello.Close()
+		hello := dialTCP(t, b.Addr())
 		_, _ = hello.Write(connectPacket)
 		connack := make([]byte, 4)
 		_ = hello.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -73,11 +69,7 @@ func TestEmbeddedStopsWithSilentConnections(t *testing.T) {
 			t.Fatalf("CONNACK = %x, %v", connack, err)
 		}
 
-		silent, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer silent.Close()
+		silent := dialTCP(t, addr)
 		if cfg.WSListenAddr != "" {
 			// A finished upgrade, then nothing.
 			_, _ = silent.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +

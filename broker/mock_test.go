@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/storeflow/storeflow/internal/harness"
 )
 
 func TestMockLogsAndDeliversNothing(t *testing.T) {
@@ -25,11 +27,9 @@ func TestMockLogsAndDeliversNothing(t *testing.T) {
 	if err := m.Subscribe("customer/#", func(string, []byte) { called = true }); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
+	stop := harness.Start(t, "mock broker", m.Run, m.Ready())
 	for range 3 {
-		if err := m.Publish(ctx, "customer/enter", []byte(`{"id":"997","ts":192326400}`)); err != nil {
+		if err := m.Publish(context.Background(), "customer/enter", []byte(`{"id":"997","ts":192326400}`)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -39,15 +39,7 @@ func TestMockLogsAndDeliversNothing(t *testing.T) {
 	if m.Published() != 3 {
 		t.Errorf("Published = %d, want 3", m.Published())
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not return")
-	}
+	stop(5 * time.Second)
 	// Read only now: Run logs too.
 	if s := logs.String(); !strings.Contains(s, "msg=mock_publish") || !strings.Contains(s, "topic=customer/enter") || !strings.Contains(s, `192326400`) {
 		t.Errorf("log %s, want topic and payload", s)

@@ -289,21 +289,12 @@ func TestClientIDBelongsToItsUser(t *testing.T) {
 		"acl * read customer/prediction",
 	}, "\n"))})
 	url := "tcp://" + b.Addr()
-	persistent := func(user, pw string, got chan<- string) func(*paho.ClientOptions) {
-		return func(o *paho.ClientOptions) {
-			o.SetUsername(user).SetPassword(pw).SetCleanSession(false).SetProtocolVersion(4).
-				SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { got <- string(m.Payload()) })
-		}
-	}
 	alice := make(chan string, 10)
 	a, err := connectOutside(t, url, "phone-alice", persistent("alice", "alice-pw", alice))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tok := a.c.Subscribe("customer/prediction", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
-	a.c.Disconnect(100)
+	a.subscribeAndLeave("customer/prediction")
 	if err := b.Publish(context.Background(), "customer/prediction", []byte("coupon for alice")); err != nil {
 		t.Fatal(err)
 	}
@@ -344,11 +335,7 @@ func TestOversizedPacketsAreRefusedBeforeAllocating(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	for range 4 {
-		c, err := net.Dial("tcp", b.Addr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dialTCP(t, b.Addr())
 		if _, err := c.Write([]byte{0x10, 0xff, 0xff, 0xff, 0x7f}); err != nil {
 			t.Fatal(err)
 		}
@@ -384,25 +371,7 @@ func isTimeout(err error) bool {
 // MQTT 5 clients are told the limit in the CONNACK (property 0x27).
 func TestMQTT5ConnackCarriesTheMaximumPacketSize(t *testing.T) {
 	b := runRuled(t, Config{MaxPacketSize: 20000})
-	// MQTT 5 CONNECT: clean start, keep-alive 60, no properties, id "v5".
-	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 60, 0, 0, 2, 'v', '5'}
-	c, err := net.Dial("tcp", b.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Write(append([]byte{0x10, byte(len(body))}, body...)); err != nil {
-		t.Fatal(err)
-	}
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	head := make([]byte, 2)
-	if _, err := io.ReadFull(c, head); err != nil || head[0] != 0x20 {
-		t.Fatalf("CONNACK header %x, %v", head, err)
-	}
-	rest := make([]byte, head[1])
-	if _, err := io.ReadFull(c, rest); err != nil {
-		t.Fatal(err)
-	}
+	_, rest := connectMQTT5(t, b.Addr())
 	// rest: flags, reason, property length (one byte here), properties.
 	if rest[1] != 0 {
 		t.Fatalf("CONNACK reason %#x", rest[1])
@@ -424,12 +393,7 @@ func TestSilentAndSurplusConnectionsAreClosed(t *testing.T) {
 	b := runRuled(t, Config{ConnectTimeout: 300 * time.Millisecond})
 	conns := make([]net.Conn, 20)
 	for i := range conns {
-		c, err := net.Dial("tcp", b.Addr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		conns[i] = c
+		conns[i] = dialTCP(t, b.Addr())
 	}
 	for i, c := range conns {
 		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -443,19 +407,10 @@ func TestSilentAndSurplusConnectionsAreClosed(t *testing.T) {
 	capped := runRuled(t, Config{MaxConnections: 3, ConnectTimeout: time.Minute})
 	var open []net.Conn
 	for range 3 {
-		c, err := net.Dial("tcp", capped.Addr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		open = append(open, c)
+		open = append(open, dialTCP(t, capped.Addr()))
 	}
 	capped.waitMetric(t, 3, "storeflow_broker_connections")
-	extra, err := net.Dial("tcp", capped.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer extra.Close()
+	extra := dialTCP(t, capped.Addr())
 	_ = extra.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := extra.Read(make([]byte, 1)); err == nil || isTimeout(err) {
 		t.Fatalf("fourth connection over BROKER_MAX_CONNECTIONS=3: %v, want closed at once", err)
@@ -543,18 +498,12 @@ func TestOfflineSessionKeepsTheNewestAndCountsTheRest(t *testing.T) {
 	const limit, published = 10, 25
 	b := runRuled(t, Config{QoS: 1, SessionQueue: limit})
 	got := make(chan string, 100)
-	opts := func(o *paho.ClientOptions) {
-		o.SetCleanSession(false).SetProtocolVersion(4).
-			SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { got <- string(m.Payload()) })
-	}
+	opts := persistent("", "", got)
 	o, err := connectOutside(t, "tcp://"+b.Addr(), "phone-1", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tok := o.c.Subscribe("customer/prediction", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
-	o.c.Disconnect(100)
+	o.subscribeAndLeave("customer/prediction")
 	b.waitMetric(t, 0, "storeflow_broker_connections")
 	for i := range published {
 		if err := b.Publish(context.Background(), "customer/prediction", []byte(fmt.Sprint("coupon ", i))); err != nil {
@@ -595,12 +544,22 @@ func TestOfflineSessionKeepsTheNewestAndCountsTheRest(t *testing.T) {
 // connection close (TestEmbeddedStopsWithSilentConnections).
 func TestShutdownSaysGoodbyeToMQTT5Clients(t *testing.T) {
 	b, stop := startEmbedded(t, Config{ListenAddr: "127.0.0.1:0", Name: "test"})
-	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 60, 0, 0, 2, 'v', '5'}
-	c, err := net.Dial("tcp", b.Addr())
-	if err != nil {
-		t.Fatal(err)
+	c, _ := connectMQTT5(t, b.Addr())
+	stop(5 * time.Second)
+	rest, err := io.ReadAll(c)
+	if err != nil || len(rest) < 3 || rest[0] != 0xe0 || rest[2] != 0x8b {
+		t.Fatalf("after the stop the MQTT 5 client got %x, %v; want DISCONNECT with reason 0x8b", rest, err)
 	}
-	defer c.Close()
+}
+
+// connectMQTT5 connects to addr as the MQTT 5 client "v5" (clean start,
+// keep-alive 60, no properties) and returns the connection, closed at the
+// end of the test and reading with a 5 s deadline, and the CONNACK after its
+// fixed header.
+func connectMQTT5(t *testing.T, addr string) (net.Conn, []byte) {
+	t.Helper()
+	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 60, 0, 0, 2, 'v', '5'}
+	c := dialTCP(t, addr)
 	if _, err := c.Write(append([]byte{0x10, byte(len(body))}, body...)); err != nil {
 		t.Fatal(err)
 	}
@@ -609,12 +568,40 @@ func TestShutdownSaysGoodbyeToMQTT5Clients(t *testing.T) {
 	if _, err := io.ReadFull(c, head); err != nil || head[0] != 0x20 {
 		t.Fatalf("CONNACK header %x, %v", head, err)
 	}
-	if _, err := io.ReadFull(c, make([]byte, head[1])); err != nil {
+	rest := make([]byte, head[1])
+	if _, err := io.ReadFull(c, rest); err != nil {
 		t.Fatal(err)
 	}
-	stop(5 * time.Second)
-	rest, err := io.ReadAll(c)
-	if err != nil || len(rest) < 3 || rest[0] != 0xe0 || rest[2] != 0x8b {
-		t.Fatalf("after the stop the MQTT 5 client got %x, %v; want DISCONNECT with reason 0x8b", rest, err)
+	return c, rest
+}
+
+// persistent sets up an MQTT 3.1.1 client with a persistent session (clean
+// session off) that sends each payload it receives to got; empty user and
+// pw log in without credentials.
+func persistent(user, pw string, got chan<- string) func(*paho.ClientOptions) {
+	return func(o *paho.ClientOptions) {
+		o.SetUsername(user).SetPassword(pw).SetCleanSession(false).SetProtocolVersion(4).
+			SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { got <- string(m.Payload()) })
 	}
+}
+
+// subscribeAndLeave subscribes at QoS 1 and disconnects, so that the
+// client's persistent session keeps what is published to filter meanwhile.
+func (o *outside) subscribeAndLeave(filter string) {
+	o.t.Helper()
+	if tok := o.c.Subscribe(filter, 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		o.t.Fatalf("subscribe: %v", tok.Error())
+	}
+	o.c.Disconnect(100)
+}
+
+// dialTCP connects to addr, closing the connection at the end of the test.
+func dialTCP(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
