@@ -31,8 +31,7 @@ func TestRedisRestartedDuringARunKeepsCouponsFlowing(t *testing.T) {
 	r := redistest.Start(t)
 	sys := startSystem(t, map[string]string{"REDIS_URL": r.URL(), "CACHE_PREFIX": "e2e:"})
 	rdb := redisClient(t, r)
-	obs := dial(t, sys.app.BrokerAddr(), "observer", "customer/prediction")
-	sensor := dial(t, sys.app.BrokerAddr(), "sensor", "")
+	obs, sensor := sys.observerAndSensor(t, "customer/prediction")
 
 	now := time.Now().Unix()
 	ids := customersWithCoupon(t, sys, store.Boys, now, 3)
@@ -98,8 +97,7 @@ func TestEntryPrefetchFillsRedis(t *testing.T) {
 		"CACHE_TTL":    "10m",
 	})
 	rdb := redisClient(t, r)
-	obs := dial(t, sys.app.BrokerAddr(), "observer", "customer/#")
-	sensor := dial(t, sys.app.BrokerAddr(), "sensor", "")
+	obs, sensor := sys.observerAndSensor(t, "customer/#")
 
 	now := time.Now().Unix()
 	id := customerWithCoupon(t, sys, store.Boys, now)
@@ -152,8 +150,7 @@ func TestSplitRunTakesContextFromTheCentral(t *testing.T) {
 	if !slices.Equal(sys.app.Catalog().Customers(), central.app.Catalog().Customers()) {
 		t.Fatal("the two processes generated different catalogs from one CATALOG_SEED")
 	}
-	obs := dial(t, sys.app.BrokerAddr(), "observer", "customer/#")
-	sensor := dial(t, sys.app.BrokerAddr(), "sensor", "")
+	obs, sensor := sys.observerAndSensor(t, "customer/#")
 
 	now := time.Now().Unix()
 	id := customerWithCoupon(t, central, store.Boys, now)
@@ -234,8 +231,7 @@ func TestCentralUnreachableIsCountedAndSurvived(t *testing.T) {
 	l.Close()
 
 	sys := startSystem(t, map[string]string{"CENTRAL_URL": "http://" + closed, "CENTRAL_TIMEOUT": "300ms"})
-	obs := dial(t, sys.app.BrokerAddr(), "observer", "customer/prediction")
-	sensor := dial(t, sys.app.BrokerAddr(), "sensor", "")
+	obs, sensor := sys.observerAndSensor(t, "customer/prediction")
 
 	now := time.Now().Unix()
 	id := customerWithCoupon(t, sys, store.Boys, now) // the central would know them

@@ -12,9 +12,6 @@ import (
 
 	"github.com/storeflow/storeflow/internal/mosquittotest"
 	"github.com/storeflow/storeflow/internal/proctest"
-
-	paho "github.com/eclipse/paho.mqtt.golang"
-
 	"github.com/storeflow/storeflow/store"
 )
 
@@ -130,32 +127,4 @@ func TestExternalBrokerSimulatorWatchedWithMosquittoSub(t *testing.T) {
 	if n := sys.metric(t, "storeflow_events_rejected_total"); n != 0 {
 		t.Errorf("the simulator's own events were rejected %v times", n)
 	}
-}
-
-// dialAs is dial (harness_test.go) with a username and password, for a
-// broker that refuses anonymous clients.
-func dialAs(t *testing.T, addr, id, user, password, filter string) *client {
-	t.Helper()
-	cl := &client{t: t, msg: make(chan message, 10000)}
-	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).
-		SetUsername(user).SetPassword(password).
-		SetConnectTimeout(5 * time.Second).SetAutoReconnect(false).SetOrderMatters(true)
-	cl.c = paho.NewClient(opts)
-	if tok := cl.c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("outside client %s: connect to %s as %s: %v", id, addr, user, tok.Error())
-	}
-	t.Cleanup(func() { cl.c.Disconnect(100) })
-	if filter != "" {
-		tok := cl.c.Subscribe(filter, 0, func(_ paho.Client, m paho.Message) {
-			select {
-			case cl.msg <- message{m.Topic(), bytes.Clone(m.Payload())}:
-			default:
-				t.Errorf("outside client %s: more than %d messages unread", id, cap(cl.msg))
-			}
-		})
-		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-			t.Fatalf("outside client %s: subscribe %s: %v", id, filter, tok.Error())
-		}
-	}
-	return cl
 }

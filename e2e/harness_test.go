@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -67,18 +68,26 @@ type client struct {
 // is missed.
 func dial(t *testing.T, addr, id, filter string) *client {
 	t.Helper()
+	return dialAs(t, addr, id, "", "", filter)
+}
+
+// dialAs is dial with a username and password, for a broker that refuses
+// anonymous clients; an empty user connects anonymously.
+func dialAs(t *testing.T, addr, id, user, password, filter string) *client {
+	t.Helper()
 	cl := &client{t: t, msg: make(chan message, 10000)}
 	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).
+		SetUsername(user).SetPassword(password).
 		SetConnectTimeout(5 * time.Second).SetAutoReconnect(false).SetOrderMatters(true)
 	cl.c = paho.NewClient(opts)
 	if tok := cl.c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("outside client %s: connect to %s: %v", id, addr, tok.Error())
+		t.Fatalf("outside client %s: connect to %s as %q: %v", id, addr, user, tok.Error())
 	}
 	t.Cleanup(func() { cl.c.Disconnect(100) })
 	if filter != "" {
 		tok := cl.c.Subscribe(filter, 0, func(_ paho.Client, m paho.Message) {
 			select {
-			case cl.msg <- message{m.Topic(), append([]byte(nil), m.Payload()...)}:
+			case cl.msg <- message{m.Topic(), bytes.Clone(m.Payload())}:
 			default:
 				t.Errorf("outside client %s: more than %d messages unread", id, cap(cl.msg))
 			}
@@ -88,6 +97,13 @@ func dial(t *testing.T, addr, id, filter string) *client {
 		}
 	}
 	return cl
+}
+
+// observerAndSensor dials the system's embedded broker twice: an observer
+// subscribed to filter and a sensor that only publishes.
+func (s *system) observerAndSensor(t *testing.T, filter string) (obs, sensor *client) {
+	t.Helper()
+	return dial(t, s.app.BrokerAddr(), "observer", filter), dial(t, s.app.BrokerAddr(), "sensor", "")
 }
 
 // publish sends payload and waits until it is written.

@@ -54,8 +54,7 @@ func TestSplitRunAsksThePeerForPredictions(t *testing.T) {
 				!slices.Equal(sys.app.Catalog().Coupons(), server.app.Catalog().Coupons()) {
 				t.Fatal("the two processes generated different catalogs from one CATALOG_SEED")
 			}
-			obs := dial(t, sys.app.BrokerAddr(), "observer", "customer/#")
-			sensor := dial(t, sys.app.BrokerAddr(), "sensor", "")
+			obs, sensor := sys.observerAndSensor(t, "customer/#")
 
 			now := time.Now().Unix()
 			id := customerWithCoupon(t, server, store.Boys, now)
@@ -107,8 +106,7 @@ func TestPredictionServiceDownIsCountedAndSurvived(t *testing.T) {
 		"PREDICTION_URL":     "http://" + closed,
 		"PREDICTION_TIMEOUT": "500ms",
 	})
-	obs := dial(t, sys.app.BrokerAddr(), "observer", "customer/prediction")
-	sensor := dial(t, sys.app.BrokerAddr(), "sensor", "")
+	obs, sensor := sys.observerAndSensor(t, "customer/prediction")
 
 	now := time.Now().Unix()
 	if coupons, _ := sys.app.Catalog().ValidCoupons(context.Background(), store.Boys, store.DayOf(now), nil); len(coupons) == 0 {
