@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
 	"net"
 	"os/exec"
 	"strings"
@@ -28,19 +29,14 @@ func startExternal(t *testing.T, extra map[string]string) (*system, string) {
 	t.Helper()
 	pw := mosquittotest.PasswordFile(t, appUser, appPassword, phoneUser, phonePassword)
 	addr := mosquittotest.Start(t, "allow_anonymous false\npassword_file "+pw)
-	_, port, _ := net.SplitHostPort(addr)
 	environ := map[string]string{
-		"MQTT_HOST":         "127.0.0.1",
-		"MQTT_PORT":         port,
 		"MQTT_USERNAME":     appUser,
 		"MQTT_PASSWORD":     appPassword,
 		"SIMULATOR_ENABLED": "false",
 		"HTTP_ADDR":         "127.0.0.1:0",
 	}
-	for k, v := range extra {
-		environ[k] = v
-	}
-	sys := startSystem(t, environ)
+	maps.Copy(environ, extra)
+	sys := startOn(t, addr, environ)
 	if a := sys.app.BrokerAddr(); a != "" {
 		t.Fatalf("BrokerAddr() = %q with MQTT_HOST set: an embedded broker is running", a)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +48,16 @@ func startSystem(t *testing.T, extra map[string]string) *system {
 	}
 	harness.Start(t, "storeflow", a.Run, a.Ready())
 	return &system{app: a}
+}
+
+// startOn is startSystem against the outside broker at addr (host:port)
+// instead of the embedded one.
+func startOn(t *testing.T, addr string, extra map[string]string) *system {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(addr)
+	environ := map[string]string{"MQTT_HOST": "127.0.0.1", "MQTT_PORT": port}
+	maps.Copy(environ, extra)
+	return startSystem(t, environ)
 }
 
 // message is one MQTT message seen by an outside client.

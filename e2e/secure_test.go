@@ -44,11 +44,8 @@ func TestMutualTLSWithACLDeliversPredictionsToThePhone(t *testing.T) {
 		Conf: "acl_file " + mosquittotest.ACLFile(t, storeACL),
 		TLS:  &mosquittotest.TLS{CA: ca, RequireCertificate: true, UseIdentityAsUsername: true},
 	})
-	_, port, _ := net.SplitHostPort(m.Addr())
 	app := ca.Client("storeflow")
-	sys := startSystem(t, map[string]string{
-		"MQTT_HOST":                  "127.0.0.1",
-		"MQTT_PORT":                  port,
+	sys := startOn(t, m.Addr(), map[string]string{
 		"MQTT_BROKER_CERT_FILE":      ca.CertFile,
 		"MQTT_CLIENT_CERT_FILE":      app.CertFile,
 		"MQTT_CLIENT_KEY_FILE":       app.KeyFile,
@@ -92,14 +89,11 @@ func TestPasswordAndACLKeepThePhoneFromPublishing(t *testing.T) {
 	t.Parallel()
 	pw := mosquittotest.PasswordFile(t, appUser, appPassword, phoneUser, phonePassword, sensorUser, sensorPassword)
 	addr := mosquittotest.Start(t, "allow_anonymous false\npassword_file "+pw+"\nacl_file "+mosquittotest.ACLFile(t, storeACL))
-	_, port, _ := net.SplitHostPort(addr)
 	pwFile := filepath.Join(t.TempDir(), "mqtt-password")
 	if err := os.WriteFile(pwFile, []byte(appPassword+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sys := startSystem(t, map[string]string{
-		"MQTT_HOST":          "127.0.0.1",
-		"MQTT_PORT":          port,
+	sys := startOn(t, addr, map[string]string{
 		"MQTT_USERNAME":      appUser,
 		"MQTT_PASSWORD_FILE": pwFile,
 		"MQTT_NAME":          "storeflow-acl",
@@ -138,10 +132,7 @@ func TestPasswordAndACLKeepThePhoneFromPublishing(t *testing.T) {
 func TestBrokerRestartLosesNoFocusEvents(t *testing.T) {
 	t.Parallel()
 	m := mosquittotest.NewWith(t, mosquittotest.Options{Conf: "allow_anonymous true", Persistent: true})
-	_, port, _ := net.SplitHostPort(m.Addr())
-	sys := startSystem(t, map[string]string{
-		"MQTT_HOST": "127.0.0.1",
-		"MQTT_PORT": port,
+	sys := startOn(t, m.Addr(), map[string]string{
 		"MQTT_QOS":  "1",
 		"MQTT_NAME": "storeflow-restart",
 	})
