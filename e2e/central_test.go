@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -19,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/storeflow/storeflow/internal/harness"
+	"github.com/storeflow/storeflow/internal/proctest"
 	"github.com/storeflow/storeflow/internal/redistest"
 	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/store"
@@ -223,12 +223,7 @@ func TestSplitRunTakesContextFromTheCentral(t *testing.T) {
 // A central that cannot be reached costs each focus its coupon, counted as
 // context_error, and nothing else: the process stays ready.
 func TestCentralUnreachableIsCountedAndSurvived(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := l.Addr().String()
-	l.Close()
+	closed := proctest.FreeAddr(t)
 
 	sys := startSystem(t, map[string]string{"CENTRAL_URL": "http://" + closed, "CENTRAL_TIMEOUT": "300ms"})
 	obs, sensor := sys.observerAndSensor(t, "customer/prediction")

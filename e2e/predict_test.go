@@ -8,7 +8,6 @@ import (
 	"io"
 	"maps"
 	"math"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/storeflow/storeflow/internal/modeltest"
+	"github.com/storeflow/storeflow/internal/proctest"
 	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/recommender/protocol"
 	"github.com/storeflow/storeflow/recommender/v2"
@@ -95,12 +95,7 @@ func TestSplitRunAsksThePeerForPredictions(t *testing.T) {
 // counted as score_error, and nothing else: the process keeps consuming and a
 // later focus is still handled.
 func TestPredictionServiceDownIsCountedAndSurvived(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := l.Addr().String()
-	l.Close()
+	closed := proctest.FreeAddr(t)
 
 	sys := startSystem(t, map[string]string{
 		"PREDICTION_URL":     "http://" + closed,

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/storeflow/storeflow/internal/proctest"
 	"github.com/storeflow/storeflow/store"
 )
 
@@ -203,12 +204,7 @@ func TestTestEndpointsOffByDefault(t *testing.T) {
 // With TESTING_MOCK_MQTT the simulator runs and the mock logs what it
 // publishes; nothing listens for MQTT.
 func TestMockMQTTLogsTheSimulator(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().String()
-	l.Close()
+	port := proctest.FreeAddr(t)
 	sys := startSystem(t, map[string]string{
 		"TESTING_MOCK_MQTT":          "true",
 		"BROKER_LISTEN_ADDR":         port,
