@@ -154,7 +154,8 @@ func (cl *client) next(topic string, within time.Duration) message {
 }
 
 // predictionsFor waits until predictions, each in the seed's exact shape,
-// have reached n different shoppers.
+// have reached n different shoppers. Messages on other topics are kept in
+// pending.
 func (cl *client) predictionsFor(t *testing.T, n int, within time.Duration) {
 	t.Helper()
 	shoppers := map[string]bool{}
@@ -163,6 +164,7 @@ func (cl *client) predictionsFor(t *testing.T, n int, within time.Duration) {
 		select {
 		case m := <-cl.msg:
 			if m.Topic != "customer/prediction" {
+				cl.pending = append(cl.pending, m)
 				continue
 			}
 			checkPredictionShape(t, m.Payload)

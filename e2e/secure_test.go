@@ -59,23 +59,9 @@ func TestMutualTLSWithACLDeliversPredictionsToThePhone(t *testing.T) {
 	// The phone asks for everything; the ACL lets only predictions through,
 	// though the simulator publishes enter and move events all the time.
 	phone := connectOutside(t, m.Addr(), "phone", outsideTLS(t, ca, ca.Client("phone")), "customer/#", 0)
-	shoppers := map[string]bool{}
-	deadline := time.After(30 * time.Second)
-	for len(shoppers) < 3 {
-		select {
-		case msg := <-phone.msg:
-			if msg.Topic != "customer/prediction" {
-				t.Fatalf("the phone received %s on %s: the ACL lets it read customer/prediction only", msg.Payload, msg.Topic)
-			}
-			checkPredictionShape(t, msg.Payload)
-			var p struct{ Customer struct{ ID string } }
-			if err := json.Unmarshal(msg.Payload, &p); err != nil {
-				t.Fatal(err)
-			}
-			shoppers[p.Customer.ID] = true
-		case <-deadline:
-			t.Fatalf("predictions for %d shoppers within 30s over mutual TLS, want 3", len(shoppers))
-		}
+	phone.predictionsFor(t, 3, 30*time.Second)
+	for _, msg := range phone.pending {
+		t.Fatalf("the phone received %s on %s: the ACL lets it read customer/prediction only", msg.Payload, msg.Topic)
 	}
 	if n := sys.metric(t, "storeflow_events_rejected_total"); n != 0 {
 		t.Errorf("the simulator's own events were rejected %v times", n)
