@@ -228,10 +228,7 @@ func TestCentralUnreachableIsCountedAndSurvived(t *testing.T) {
 	sys := startSystem(t, map[string]string{"CENTRAL_URL": "http://" + closed, "CENTRAL_TIMEOUT": "300ms"})
 	obs, sensor := sys.observerAndSensor(t, "customer/prediction")
 
-	now := time.Now().Unix()
-	id := customerWithCoupon(t, sys, store.Boys, now) // the central would know them
-	s := &script{cl: sensor, id: id, ts: now}
-	s.lingerInBoys()
+	lingerInBoys(t, sys, sensor) // the central would know them
 	sys.waitMetric(t, 1, 10*time.Second, "storeflow_focus_outcomes_total", "outcome=context_error")
 	sys.waitMetric(t, 1, 5*time.Second, "storeflow_prefetch_total", "outcome=error")
 	for _, o := range []string{"published", "unknown_customer"} {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/storeflow/storeflow/internal/mosquittotest"
 	"github.com/storeflow/storeflow/internal/proctest"
-	"github.com/storeflow/storeflow/store"
 )
 
 // Users of the test's mosquitto: the app, and sensors and phones outside it.
@@ -50,10 +49,8 @@ func TestExternalBrokerLingerInBoysGetsBoysCoupon(t *testing.T) {
 	obs := dialAs(t, addr, "observer", phoneUser, phonePassword, "customer/#")
 	sensor := dialAs(t, addr, "sensor", phoneUser, phonePassword, "")
 
-	now := time.Now().Unix()
-	id := customerWithCoupon(t, sys, store.Boys, now)
-	s := &script{cl: sensor, id: id, ts: now}
-	s.lingerInBoys()
+	s := lingerInBoys(t, sys, sensor)
+	id := s.id
 
 	focus := obs.next("customer/focus", 10*time.Second)
 	var f struct {

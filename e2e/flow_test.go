@@ -19,10 +19,8 @@ func TestLingerInBoysGetsBoysCoupon(t *testing.T) {
 	sys := startSystem(t, nil)
 	obs, sensor := sys.observerAndSensor(t, "customer/#")
 
-	now := time.Now().Unix()
-	id := customerWithCoupon(t, sys, store.Boys, now)
-	s := &script{cl: sensor, id: id, ts: now}
-	s.lingerInBoys()
+	s := lingerInBoys(t, sys, sensor)
+	id := s.id
 
 	focus := obs.next("customer/focus", 10*time.Second)
 	var f map[string]any

@@ -19,6 +19,7 @@ import (
 	"github.com/storeflow/storeflow/config"
 	"github.com/storeflow/storeflow/internal/harness"
 	"github.com/storeflow/storeflow/internal/modeltest"
+	"github.com/storeflow/storeflow/store"
 )
 
 // system is one storeflow process started by a test, with its embedded broker
@@ -255,6 +256,16 @@ func (s *script) lingerInBoys() {
 	s.move(2, 0)
 	s.move(3, 0)
 	s.stay(3, 1, 12)
+}
+
+// lingerInBoys has a customer of catalog's with a Boys coupon valid now
+// linger in Boys through sensor, and returns the script to go on with.
+func lingerInBoys(t *testing.T, catalog *system, sensor *client) *script {
+	t.Helper()
+	now := time.Now().Unix()
+	s := &script{cl: sensor, id: customerWithCoupon(t, catalog, store.Boys, now), ts: now}
+	s.lingerInBoys()
+	return s
 }
 
 func (s *script) exit() {

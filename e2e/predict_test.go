@@ -56,10 +56,8 @@ func TestSplitRunAsksThePeerForPredictions(t *testing.T) {
 			}
 			obs, sensor := sys.observerAndSensor(t, "customer/#")
 
-			now := time.Now().Unix()
-			id := customerWithCoupon(t, server, store.Boys, now)
-			s := &script{cl: sensor, id: id, ts: now}
-			s.lingerInBoys()
+			s := lingerInBoys(t, server, sensor)
+			id := s.id
 
 			focus := decodeFocus(t, obs.next("customer/focus", 10*time.Second).Payload)
 			got := obs.nextOffer(t, 10*time.Second)
