@@ -4,14 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -256,7 +250,7 @@ func TestCentralUnreachableIsCountedAndSurvived(t *testing.T) {
 // and does not read as an unknown customer.
 func TestCentralDownServesTheCachedCustomer(t *testing.T) {
 	central := startSystem(t, nil)
-	proxy := newSwitchProxy(t, "http://"+central.app.HTTPAddr())
+	proxy := newCountingProxy(t, "http://"+central.app.HTTPAddr())
 	sys := startSystem(t, map[string]string{"CENTRAL_URL": proxy.url, "CENTRAL_TIMEOUT": "300ms"})
 	sensor := dial(t, sys.app.BrokerAddr(), "sensor", "")
 
@@ -370,52 +364,4 @@ func idsOf(products []store.Product) []int {
 		ids[i] = p.ID
 	}
 	return ids
-}
-
-// switchProxy is a countingProxy (predict_test.go) that can be switched to
-// answer 503 itself, as a central whose data store has gone away does.
-type switchProxy struct {
-	url  string
-	down atomic.Bool
-	mu   sync.Mutex
-	n    map[string]int // "METHOD path status"
-}
-
-func newSwitchProxy(t *testing.T, target string) *switchProxy {
-	t.Helper()
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &switchProxy{n: map[string]int{}}
-	rp := httputil.NewSingleHostReverseProxy(u)
-	rp.ModifyResponse = func(r *http.Response) error {
-		p.count(r.Request.Method, r.Request.URL.Path, r.StatusCode)
-		return nil
-	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !p.down.Load() {
-			rp.ServeHTTP(w, r)
-			return
-		}
-		p.count(r.Method, r.URL.Path, http.StatusServiceUnavailable)
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte(`{"error":"central down (test)"}`))
-	}))
-	t.Cleanup(srv.Close)
-	p.url = srv.URL
-	return p
-}
-
-func (p *switchProxy) count(method, path string, status int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.n[fmt.Sprintf("%s %s %d", method, path, status)]++
-}
-
-func (p *switchProxy) answers() map[string]int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return maps.Clone(p.n)
 }

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -394,11 +395,13 @@ func (c *client) nextOffer(t *testing.T, within time.Duration) seenOffer {
 }
 
 // countingProxy stands in front of a real peer and counts its answers by
-// "METHOD path status".
+// "METHOD path status". Switched down, it answers 503 itself, as a central
+// whose data store has gone away does.
 type countingProxy struct {
-	url string
-	mu  sync.Mutex
-	n   map[string]int
+	url  string
+	down atomic.Bool
+	mu   sync.Mutex
+	n    map[string]int
 }
 
 func newCountingProxy(t *testing.T, target string) *countingProxy {
@@ -410,15 +413,28 @@ func newCountingProxy(t *testing.T, target string) *countingProxy {
 	p := &countingProxy{n: map[string]int{}}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	rp.ModifyResponse = func(r *http.Response) error {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		p.n[fmt.Sprintf("%s %s %d", r.Request.Method, r.Request.URL.Path, r.StatusCode)]++
+		p.count(r.Request.Method, r.Request.URL.Path, r.StatusCode)
 		return nil
 	}
-	srv := httptest.NewServer(rp)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !p.down.Load() {
+			rp.ServeHTTP(w, r)
+			return
+		}
+		p.count(r.Method, r.URL.Path, http.StatusServiceUnavailable)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"error":"central down (test)"}`))
+	}))
 	t.Cleanup(srv.Close)
 	p.url = srv.URL
 	return p
+}
+
+func (p *countingProxy) count(method, path string, status int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.n[fmt.Sprintf("%s %s %d", method, path, status)]++
 }
 
 func (p *countingProxy) answers() map[string]int {
