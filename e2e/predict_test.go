@@ -476,19 +476,34 @@ func scoreRequest(c *store.Customer, coupons []store.Coupon) map[string]any {
 
 var httpClient = &http.Client{Timeout: 10 * time.Second}
 
+// httpDo sends one request, with a JSON body unless body is nil, and returns
+// the status and the answer.
+func httpDo(t *testing.T, method, addr string, body io.Reader) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, addr, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, addr, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read answer: %v", method, addr, err)
+	}
+	return resp.StatusCode, b
+}
+
 // httpGet returns the status and body of a GET.
 func httpGet(t *testing.T, addr string) (int, string) {
 	t.Helper()
-	resp, err := httpClient.Get(addr)
-	if err != nil {
-		t.Fatalf("GET %s: %v", addr, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("GET %s: %v", addr, err)
-	}
-	return resp.StatusCode, string(body)
+	status, b := httpDo(t, http.MethodGet, addr, nil)
+	return status, string(b)
 }
 
 // httpPostJSON posts req as JSON and decodes a 200 answer into resp.
@@ -498,17 +513,9 @@ func httpPostJSON(t *testing.T, addr string, req, resp any) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := httpClient.Post(addr, "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatalf("POST %s: %v", addr, err)
-	}
-	defer r.Body.Close()
-	got, err := io.ReadAll(r.Body)
-	if err != nil {
-		t.Fatalf("POST %s: %v", addr, err)
-	}
-	if r.StatusCode != http.StatusOK {
-		t.Fatalf("POST %s = %d %s, want 200", addr, r.StatusCode, got)
+	status, got := httpDo(t, http.MethodPost, addr, bytes.NewReader(body))
+	if status != http.StatusOK {
+		t.Fatalf("POST %s = %d %s, want 200", addr, status, got)
 	}
 	if err := json.Unmarshal(got, resp); err != nil {
 		t.Fatalf("POST %s: answer %s: %v", addr, got, err)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -19,17 +18,7 @@ import (
 // and the raw answer.
 func (s *system) post(t *testing.T, path, body string) (int, []byte) {
 	t.Helper()
-	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Post("http://"+s.app.HTTPAddr()+path, "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatalf("POST %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("POST %s: read answer: %v", path, err)
-	}
-	return resp.StatusCode, b
+	return httpDo(t, http.MethodPost, "http://"+s.app.HTTPAddr()+path, strings.NewReader(body))
 }
 
 // focusAnswer is /mock_focus's answer.
