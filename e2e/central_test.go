@@ -4,21 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
-	"net"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/storeflow/storeflow/internal/harness"
+	"github.com/storeflow/storeflow/internal/proctest"
 	"github.com/storeflow/storeflow/internal/redistest"
 	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/store"
@@ -31,8 +25,7 @@ func TestRedisRestartedDuringARunKeepsCouponsFlowing(t *testing.T) {
 	r := redistest.Start(t)
 	sys := startSystem(t, map[string]string{"REDIS_URL": r.URL(), "CACHE_PREFIX": "e2e:"})
 	rdb := redisClient(t, r)
-	obs := dial(t, sys.app.BrokerAddr(), "observer", "customer/prediction")
-	sensor := dial(t, sys.app.BrokerAddr(), "sensor", "")
+	obs, sensor := sys.observerAndSensor(t, "customer/prediction")
 
 	now := time.Now().Unix()
 	ids := customersWithCoupon(t, sys, store.Boys, now, 3)
@@ -98,8 +91,7 @@ func TestEntryPrefetchFillsRedis(t *testing.T) {
 		"CACHE_TTL":    "10m",
 	})
 	rdb := redisClient(t, r)
-	obs := dial(t, sys.app.BrokerAddr(), "observer", "customer/#")
-	sensor := dial(t, sys.app.BrokerAddr(), "sensor", "")
+	obs, sensor := sys.observerAndSensor(t, "customer/#")
 
 	now := time.Now().Unix()
 	id := customerWithCoupon(t, sys, store.Boys, now)
@@ -152,8 +144,7 @@ func TestSplitRunTakesContextFromTheCentral(t *testing.T) {
 	if !slices.Equal(sys.app.Catalog().Customers(), central.app.Catalog().Customers()) {
 		t.Fatal("the two processes generated different catalogs from one CATALOG_SEED")
 	}
-	obs := dial(t, sys.app.BrokerAddr(), "observer", "customer/#")
-	sensor := dial(t, sys.app.BrokerAddr(), "sensor", "")
+	obs, sensor := sys.observerAndSensor(t, "customer/#")
 
 	now := time.Now().Unix()
 	id := customerWithCoupon(t, central, store.Boys, now)
@@ -226,21 +217,12 @@ func TestSplitRunTakesContextFromTheCentral(t *testing.T) {
 // A central that cannot be reached costs each focus its coupon, counted as
 // context_error, and nothing else: the process stays ready.
 func TestCentralUnreachableIsCountedAndSurvived(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := l.Addr().String()
-	l.Close()
+	closed := proctest.FreeAddr(t)
 
 	sys := startSystem(t, map[string]string{"CENTRAL_URL": "http://" + closed, "CENTRAL_TIMEOUT": "300ms"})
-	obs := dial(t, sys.app.BrokerAddr(), "observer", "customer/prediction")
-	sensor := dial(t, sys.app.BrokerAddr(), "sensor", "")
+	obs, sensor := sys.observerAndSensor(t, "customer/prediction")
 
-	now := time.Now().Unix()
-	id := customerWithCoupon(t, sys, store.Boys, now) // the central would know them
-	s := &script{cl: sensor, id: id, ts: now}
-	s.lingerInBoys()
+	lingerInBoys(t, sys, sensor) // the central would know them
 	sys.waitMetric(t, 1, 10*time.Second, "storeflow_focus_outcomes_total", "outcome=context_error")
 	sys.waitMetric(t, 1, 5*time.Second, "storeflow_prefetch_total", "outcome=error")
 	for _, o := range []string{"published", "unknown_customer"} {
@@ -268,7 +250,7 @@ func TestCentralUnreachableIsCountedAndSurvived(t *testing.T) {
 // and does not read as an unknown customer.
 func TestCentralDownServesTheCachedCustomer(t *testing.T) {
 	central := startSystem(t, nil)
-	proxy := newSwitchProxy(t, "http://"+central.app.HTTPAddr())
+	proxy := newCountingProxy(t, "http://"+central.app.HTTPAddr())
 	sys := startSystem(t, map[string]string{"CENTRAL_URL": proxy.url, "CENTRAL_TIMEOUT": "300ms"})
 	sensor := dial(t, sys.app.BrokerAddr(), "sensor", "")
 
@@ -382,52 +364,4 @@ func idsOf(products []store.Product) []int {
 		ids[i] = p.ID
 	}
 	return ids
-}
-
-// switchProxy is a countingProxy (predict_test.go) that can be switched to
-// answer 503 itself, as a central whose data store has gone away does.
-type switchProxy struct {
-	url  string
-	down atomic.Bool
-	mu   sync.Mutex
-	n    map[string]int // "METHOD path status"
-}
-
-func newSwitchProxy(t *testing.T, target string) *switchProxy {
-	t.Helper()
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &switchProxy{n: map[string]int{}}
-	rp := httputil.NewSingleHostReverseProxy(u)
-	rp.ModifyResponse = func(r *http.Response) error {
-		p.count(r.Request.Method, r.Request.URL.Path, r.StatusCode)
-		return nil
-	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !p.down.Load() {
-			rp.ServeHTTP(w, r)
-			return
-		}
-		p.count(r.Method, r.URL.Path, http.StatusServiceUnavailable)
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte(`{"error":"central down (test)"}`))
-	}))
-	t.Cleanup(srv.Close)
-	p.url = srv.URL
-	return p
-}
-
-func (p *switchProxy) count(method, path string, status int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.n[fmt.Sprintf("%s %s %d", method, path, status)]++
-}
-
-func (p *switchProxy) answers() map[string]int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return maps.Clone(p.n)
 }

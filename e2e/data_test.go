@@ -62,8 +62,7 @@ func TestDataDirAndModelFile(t *testing.T) {
 		t.Fatalf("the app scores %v, MODEL_FILE's model %v", got, want)
 	}
 
-	obs := dial(t, sys.app.BrokerAddr(), "observer", "customer/prediction")
-	sensor := dial(t, sys.app.BrokerAddr(), "sensor", "")
+	obs, sensor := sys.observerAndSensor(t, "customer/prediction")
 	s := &script{cl: sensor, id: id, ts: now}
 	s.lingerInBoys()
 	o := obs.nextOffer(t, 10*time.Second)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
 	"net"
 	"os/exec"
 	"strings"
@@ -12,10 +13,6 @@ import (
 
 	"github.com/storeflow/storeflow/internal/mosquittotest"
 	"github.com/storeflow/storeflow/internal/proctest"
-
-	paho "github.com/eclipse/paho.mqtt.golang"
-
-	"github.com/storeflow/storeflow/store"
 )
 
 // Users of the test's mosquitto: the app, and sensors and phones outside it.
@@ -31,19 +28,14 @@ func startExternal(t *testing.T, extra map[string]string) (*system, string) {
 	t.Helper()
 	pw := mosquittotest.PasswordFile(t, appUser, appPassword, phoneUser, phonePassword)
 	addr := mosquittotest.Start(t, "allow_anonymous false\npassword_file "+pw)
-	_, port, _ := net.SplitHostPort(addr)
 	environ := map[string]string{
-		"MQTT_HOST":         "127.0.0.1",
-		"MQTT_PORT":         port,
 		"MQTT_USERNAME":     appUser,
 		"MQTT_PASSWORD":     appPassword,
 		"SIMULATOR_ENABLED": "false",
 		"HTTP_ADDR":         "127.0.0.1:0",
 	}
-	for k, v := range extra {
-		environ[k] = v
-	}
-	sys := startSystem(t, environ)
+	maps.Copy(environ, extra)
+	sys := startOn(t, addr, environ)
 	if a := sys.app.BrokerAddr(); a != "" {
 		t.Fatalf("BrokerAddr() = %q with MQTT_HOST set: an embedded broker is running", a)
 	}
@@ -57,10 +49,8 @@ func TestExternalBrokerLingerInBoysGetsBoysCoupon(t *testing.T) {
 	obs := dialAs(t, addr, "observer", phoneUser, phonePassword, "customer/#")
 	sensor := dialAs(t, addr, "sensor", phoneUser, phonePassword, "")
 
-	now := time.Now().Unix()
-	id := customerWithCoupon(t, sys, store.Boys, now)
-	s := &script{cl: sensor, id: id, ts: now}
-	s.lingerInBoys()
+	s := lingerInBoys(t, sys, sensor)
+	id := s.id
 
 	focus := obs.next("customer/focus", 10*time.Second)
 	var f struct {
@@ -130,32 +120,4 @@ func TestExternalBrokerSimulatorWatchedWithMosquittoSub(t *testing.T) {
 	if n := sys.metric(t, "storeflow_events_rejected_total"); n != 0 {
 		t.Errorf("the simulator's own events were rejected %v times", n)
 	}
-}
-
-// dialAs is dial (harness_test.go) with a username and password, for a
-// broker that refuses anonymous clients.
-func dialAs(t *testing.T, addr, id, user, password, filter string) *client {
-	t.Helper()
-	cl := &client{t: t, msg: make(chan message, 10000)}
-	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).
-		SetUsername(user).SetPassword(password).
-		SetConnectTimeout(5 * time.Second).SetAutoReconnect(false).SetOrderMatters(true)
-	cl.c = paho.NewClient(opts)
-	if tok := cl.c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("outside client %s: connect to %s as %s: %v", id, addr, user, tok.Error())
-	}
-	t.Cleanup(func() { cl.c.Disconnect(100) })
-	if filter != "" {
-		tok := cl.c.Subscribe(filter, 0, func(_ paho.Client, m paho.Message) {
-			select {
-			case cl.msg <- message{m.Topic(), bytes.Clone(m.Payload())}:
-			default:
-				t.Errorf("outside client %s: more than %d messages unread", id, cap(cl.msg))
-			}
-		})
-		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-			t.Fatalf("outside client %s: subscribe %s: %v", id, filter, tok.Error())
-		}
-	}
-	return cl
 }

@@ -17,13 +17,10 @@ import (
 // coupon in exactly the shape of the seed's Prediction Results Message.
 func TestLingerInBoysGetsBoysCoupon(t *testing.T) {
 	sys := startSystem(t, nil)
-	obs := dial(t, sys.app.BrokerAddr(), "observer", "customer/#")
-	sensor := dial(t, sys.app.BrokerAddr(), "sensor", "")
+	obs, sensor := sys.observerAndSensor(t, "customer/#")
 
-	now := time.Now().Unix()
-	id := customerWithCoupon(t, sys, store.Boys, now)
-	s := &script{cl: sensor, id: id, ts: now}
-	s.lingerInBoys()
+	s := lingerInBoys(t, sys, sensor)
+	id := s.id
 
 	focus := obs.next("customer/focus", 10*time.Second)
 	var f map[string]any
@@ -69,8 +66,7 @@ func TestLingerInBoysGetsBoysCoupon(t *testing.T) {
 // handled in order) and produced nothing.
 func TestWalkThroughGetsNothing(t *testing.T) {
 	sys := startSystem(t, nil)
-	obs := dial(t, sys.app.BrokerAddr(), "observer", "customer/#")
-	sensor := dial(t, sys.app.BrokerAddr(), "sensor", "")
+	obs, sensor := sys.observerAndSensor(t, "customer/#")
 
 	now := time.Now().Unix()
 	id := customerWithCoupon(t, sys, store.Girls, now)
@@ -103,8 +99,7 @@ func TestWalkThroughGetsNothing(t *testing.T) {
 // the store keeps serving: a lingering shopper still gets a coupon.
 func TestMalformedPayloadsAreRejectedAndCounted(t *testing.T) {
 	sys := startSystem(t, nil)
-	obs := dial(t, sys.app.BrokerAddr(), "observer", "customer/prediction")
-	sensor := dial(t, sys.app.BrokerAddr(), "sensor", "")
+	obs, sensor := sys.observerAndSensor(t, "customer/prediction")
 
 	bad := []struct {
 		topic, payload, kind, reason string
@@ -152,8 +147,7 @@ func TestMalformedPayloadsAreRejectedAndCounted(t *testing.T) {
 // and publishes nothing; the same coupon is never offered twice in one visit.
 func TestFocusOutcomes(t *testing.T) {
 	sys := startSystem(t, map[string]string{"PREDICTION_THRESHOLD": "0"})
-	obs := dial(t, sys.app.BrokerAddr(), "observer", "customer/prediction")
-	sensor := dial(t, sys.app.BrokerAddr(), "sensor", "")
+	obs, sensor := sys.observerAndSensor(t, "customer/prediction")
 
 	now := time.Now().Unix()
 	sensor.publish("customer/focus", fmt.Sprintf(`{"id":"no-such-shopper","ts":%d,"dep":"Men"}`, now))

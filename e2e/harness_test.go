@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/storeflow/storeflow/config"
 	"github.com/storeflow/storeflow/internal/harness"
 	"github.com/storeflow/storeflow/internal/modeltest"
+	"github.com/storeflow/storeflow/store"
 )
 
 // system is one storeflow process started by a test, with its embedded broker
@@ -48,6 +51,16 @@ func startSystem(t *testing.T, extra map[string]string) *system {
 	return &system{app: a}
 }
 
+// startOn is startSystem against the outside broker at addr (host:port)
+// instead of the embedded one.
+func startOn(t *testing.T, addr string, extra map[string]string) *system {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(addr)
+	environ := map[string]string{"MQTT_HOST": "127.0.0.1", "MQTT_PORT": port}
+	maps.Copy(environ, extra)
+	return startSystem(t, environ)
+}
+
 // message is one MQTT message seen by an outside client.
 type message struct {
 	Topic   string
@@ -67,18 +80,26 @@ type client struct {
 // is missed.
 func dial(t *testing.T, addr, id, filter string) *client {
 	t.Helper()
+	return dialAs(t, addr, id, "", "", filter)
+}
+
+// dialAs is dial with a username and password, for a broker that refuses
+// anonymous clients; an empty user connects anonymously.
+func dialAs(t *testing.T, addr, id, user, password, filter string) *client {
+	t.Helper()
 	cl := &client{t: t, msg: make(chan message, 10000)}
 	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).
+		SetUsername(user).SetPassword(password).
 		SetConnectTimeout(5 * time.Second).SetAutoReconnect(false).SetOrderMatters(true)
 	cl.c = paho.NewClient(opts)
 	if tok := cl.c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("outside client %s: connect to %s: %v", id, addr, tok.Error())
+		t.Fatalf("outside client %s: connect to %s as %q: %v", id, addr, user, tok.Error())
 	}
 	t.Cleanup(func() { cl.c.Disconnect(100) })
 	if filter != "" {
 		tok := cl.c.Subscribe(filter, 0, func(_ paho.Client, m paho.Message) {
 			select {
-			case cl.msg <- message{m.Topic(), append([]byte(nil), m.Payload()...)}:
+			case cl.msg <- message{m.Topic(), bytes.Clone(m.Payload())}:
 			default:
 				t.Errorf("outside client %s: more than %d messages unread", id, cap(cl.msg))
 			}
@@ -88,6 +109,13 @@ func dial(t *testing.T, addr, id, filter string) *client {
 		}
 	}
 	return cl
+}
+
+// observerAndSensor dials the system's embedded broker twice: an observer
+// subscribed to filter and a sensor that only publishes.
+func (s *system) observerAndSensor(t *testing.T, filter string) (obs, sensor *client) {
+	t.Helper()
+	return dial(t, s.app.BrokerAddr(), "observer", filter), dial(t, s.app.BrokerAddr(), "sensor", "")
 }
 
 // publish sends payload and waits until it is written.
@@ -127,7 +155,8 @@ func (cl *client) next(topic string, within time.Duration) message {
 }
 
 // predictionsFor waits until predictions, each in the seed's exact shape,
-// have reached n different shoppers.
+// have reached n different shoppers. Messages on other topics are kept in
+// pending.
 func (cl *client) predictionsFor(t *testing.T, n int, within time.Duration) {
 	t.Helper()
 	shoppers := map[string]bool{}
@@ -136,6 +165,7 @@ func (cl *client) predictionsFor(t *testing.T, n int, within time.Duration) {
 		select {
 		case m := <-cl.msg:
 			if m.Topic != "customer/prediction" {
+				cl.pending = append(cl.pending, m)
 				continue
 			}
 			checkPredictionShape(t, m.Payload)
@@ -226,6 +256,16 @@ func (s *script) lingerInBoys() {
 	s.move(2, 0)
 	s.move(3, 0)
 	s.stay(3, 1, 12)
+}
+
+// lingerInBoys has a customer of catalog's with a Boys coupon valid now
+// linger in Boys through sensor, and returns the script to go on with.
+func lingerInBoys(t *testing.T, catalog *system, sensor *client) *script {
+	t.Helper()
+	now := time.Now().Unix()
+	s := &script{cl: sensor, id: customerWithCoupon(t, catalog, store.Boys, now), ts: now}
+	s.lingerInBoys()
+	return s
 }
 
 func (s *script) exit() {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"maps"
 	"math"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -16,10 +15,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/storeflow/storeflow/internal/modeltest"
+	"github.com/storeflow/storeflow/internal/proctest"
 	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/recommender/protocol"
 	"github.com/storeflow/storeflow/recommender/v2"
@@ -54,13 +55,10 @@ func TestSplitRunAsksThePeerForPredictions(t *testing.T) {
 				!slices.Equal(sys.app.Catalog().Coupons(), server.app.Catalog().Coupons()) {
 				t.Fatal("the two processes generated different catalogs from one CATALOG_SEED")
 			}
-			obs := dial(t, sys.app.BrokerAddr(), "observer", "customer/#")
-			sensor := dial(t, sys.app.BrokerAddr(), "sensor", "")
+			obs, sensor := sys.observerAndSensor(t, "customer/#")
 
-			now := time.Now().Unix()
-			id := customerWithCoupon(t, server, store.Boys, now)
-			s := &script{cl: sensor, id: id, ts: now}
-			s.lingerInBoys()
+			s := lingerInBoys(t, server, sensor)
+			id := s.id
 
 			focus := decodeFocus(t, obs.next("customer/focus", 10*time.Second).Payload)
 			got := obs.nextOffer(t, 10*time.Second)
@@ -96,19 +94,13 @@ func TestSplitRunAsksThePeerForPredictions(t *testing.T) {
 // counted as score_error, and nothing else: the process keeps consuming and a
 // later focus is still handled.
 func TestPredictionServiceDownIsCountedAndSurvived(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := l.Addr().String()
-	l.Close()
+	closed := proctest.FreeAddr(t)
 
 	sys := startSystem(t, map[string]string{
 		"PREDICTION_URL":     "http://" + closed,
 		"PREDICTION_TIMEOUT": "500ms",
 	})
-	obs := dial(t, sys.app.BrokerAddr(), "observer", "customer/prediction")
-	sensor := dial(t, sys.app.BrokerAddr(), "sensor", "")
+	obs, sensor := sys.observerAndSensor(t, "customer/prediction")
 
 	now := time.Now().Unix()
 	if coupons, _ := sys.app.Catalog().ValidCoupons(context.Background(), store.Boys, store.DayOf(now), nil); len(coupons) == 0 {
@@ -403,11 +395,13 @@ func (c *client) nextOffer(t *testing.T, within time.Duration) seenOffer {
 }
 
 // countingProxy stands in front of a real peer and counts its answers by
-// "METHOD path status".
+// "METHOD path status". Switched down, it answers 503 itself, as a central
+// whose data store has gone away does.
 type countingProxy struct {
-	url string
-	mu  sync.Mutex
-	n   map[string]int
+	url  string
+	down atomic.Bool
+	mu   sync.Mutex
+	n    map[string]int
 }
 
 func newCountingProxy(t *testing.T, target string) *countingProxy {
@@ -419,15 +413,28 @@ func newCountingProxy(t *testing.T, target string) *countingProxy {
 	p := &countingProxy{n: map[string]int{}}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	rp.ModifyResponse = func(r *http.Response) error {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		p.n[fmt.Sprintf("%s %s %d", r.Request.Method, r.Request.URL.Path, r.StatusCode)]++
+		p.count(r.Request.Method, r.Request.URL.Path, r.StatusCode)
 		return nil
 	}
-	srv := httptest.NewServer(rp)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !p.down.Load() {
+			rp.ServeHTTP(w, r)
+			return
+		}
+		p.count(r.Method, r.URL.Path, http.StatusServiceUnavailable)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"error":"central down (test)"}`))
+	}))
 	t.Cleanup(srv.Close)
 	p.url = srv.URL
 	return p
+}
+
+func (p *countingProxy) count(method, path string, status int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.n[fmt.Sprintf("%s %s %d", method, path, status)]++
 }
 
 func (p *countingProxy) answers() map[string]int {
@@ -469,19 +476,34 @@ func scoreRequest(c *store.Customer, coupons []store.Coupon) map[string]any {
 
 var httpClient = &http.Client{Timeout: 10 * time.Second}
 
+// httpDo sends one request, with a JSON body unless body is nil, and returns
+// the status and the answer.
+func httpDo(t *testing.T, method, addr string, body io.Reader) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, addr, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, addr, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read answer: %v", method, addr, err)
+	}
+	return resp.StatusCode, b
+}
+
 // httpGet returns the status and body of a GET.
 func httpGet(t *testing.T, addr string) (int, string) {
 	t.Helper()
-	resp, err := httpClient.Get(addr)
-	if err != nil {
-		t.Fatalf("GET %s: %v", addr, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("GET %s: %v", addr, err)
-	}
-	return resp.StatusCode, string(body)
+	status, b := httpDo(t, http.MethodGet, addr, nil)
+	return status, string(b)
 }
 
 // httpPostJSON posts req as JSON and decodes a 200 answer into resp.
@@ -491,17 +513,9 @@ func httpPostJSON(t *testing.T, addr string, req, resp any) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := httpClient.Post(addr, "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatalf("POST %s: %v", addr, err)
-	}
-	defer r.Body.Close()
-	got, err := io.ReadAll(r.Body)
-	if err != nil {
-		t.Fatalf("POST %s: %v", addr, err)
-	}
-	if r.StatusCode != http.StatusOK {
-		t.Fatalf("POST %s = %d %s, want 200", addr, r.StatusCode, got)
+	status, got := httpDo(t, http.MethodPost, addr, bytes.NewReader(body))
+	if status != http.StatusOK {
+		t.Fatalf("POST %s = %d %s, want 200", addr, status, got)
 	}
 	if err := json.Unmarshal(got, resp); err != nil {
 		t.Fatalf("POST %s: answer %s: %v", addr, got, err)

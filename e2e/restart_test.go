@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -30,10 +29,7 @@ func TestRedeliveredFocusGetsOneCoupon(t *testing.T) {
 	t.Parallel()
 	m := mosquittotest.New(t, "allow_anonymous true")
 	px := tcpproxy.Start(t, m.Addr())
-	_, port, _ := net.SplitHostPort(px.Addr())
-	sys := startSystem(t, map[string]string{
-		"MQTT_HOST":            "127.0.0.1",
-		"MQTT_PORT":            port,
+	sys := startOn(t, px.Addr(), map[string]string{
 		"MQTT_NAME":            "storeflow-redeliver",
 		"PREDICTION_THRESHOLD": "0",
 	})
@@ -118,10 +114,7 @@ type restartCounts struct {
 func runRestarts(t *testing.T, persistent bool) restartCounts {
 	t.Helper()
 	m := mosquittotest.NewWith(t, mosquittotest.Options{Conf: "allow_anonymous true\nmax_queued_messages 100000", Persistent: persistent})
-	_, port, _ := net.SplitHostPort(m.Addr())
-	sys := startSystem(t, map[string]string{
-		"MQTT_HOST":            "127.0.0.1",
-		"MQTT_PORT":            port,
+	sys := startOn(t, m.Addr(), map[string]string{
 		"MQTT_NAME":            "storeflow-restart",
 		"PREDICTION_THRESHOLD": "0",
 	})

@@ -44,11 +44,8 @@ func TestMutualTLSWithACLDeliversPredictionsToThePhone(t *testing.T) {
 		Conf: "acl_file " + mosquittotest.ACLFile(t, storeACL),
 		TLS:  &mosquittotest.TLS{CA: ca, RequireCertificate: true, UseIdentityAsUsername: true},
 	})
-	_, port, _ := net.SplitHostPort(m.Addr())
 	app := ca.Client("storeflow")
-	sys := startSystem(t, map[string]string{
-		"MQTT_HOST":                  "127.0.0.1",
-		"MQTT_PORT":                  port,
+	sys := startOn(t, m.Addr(), map[string]string{
 		"MQTT_BROKER_CERT_FILE":      ca.CertFile,
 		"MQTT_CLIENT_CERT_FILE":      app.CertFile,
 		"MQTT_CLIENT_KEY_FILE":       app.KeyFile,
@@ -62,23 +59,9 @@ func TestMutualTLSWithACLDeliversPredictionsToThePhone(t *testing.T) {
 	// The phone asks for everything; the ACL lets only predictions through,
 	// though the simulator publishes enter and move events all the time.
 	phone := connectOutside(t, m.Addr(), "phone", outsideTLS(t, ca, ca.Client("phone")), "customer/#", 0)
-	shoppers := map[string]bool{}
-	deadline := time.After(30 * time.Second)
-	for len(shoppers) < 3 {
-		select {
-		case msg := <-phone.msg:
-			if msg.Topic != "customer/prediction" {
-				t.Fatalf("the phone received %s on %s: the ACL lets it read customer/prediction only", msg.Payload, msg.Topic)
-			}
-			checkPredictionShape(t, msg.Payload)
-			var p struct{ Customer struct{ ID string } }
-			if err := json.Unmarshal(msg.Payload, &p); err != nil {
-				t.Fatal(err)
-			}
-			shoppers[p.Customer.ID] = true
-		case <-deadline:
-			t.Fatalf("predictions for %d shoppers within 30s over mutual TLS, want 3", len(shoppers))
-		}
+	phone.predictionsFor(t, 3, 30*time.Second)
+	for _, msg := range phone.pending {
+		t.Fatalf("the phone received %s on %s: the ACL lets it read customer/prediction only", msg.Payload, msg.Topic)
 	}
 	if n := sys.metric(t, "storeflow_events_rejected_total"); n != 0 {
 		t.Errorf("the simulator's own events were rejected %v times", n)
@@ -92,14 +75,11 @@ func TestPasswordAndACLKeepThePhoneFromPublishing(t *testing.T) {
 	t.Parallel()
 	pw := mosquittotest.PasswordFile(t, appUser, appPassword, phoneUser, phonePassword, sensorUser, sensorPassword)
 	addr := mosquittotest.Start(t, "allow_anonymous false\npassword_file "+pw+"\nacl_file "+mosquittotest.ACLFile(t, storeACL))
-	_, port, _ := net.SplitHostPort(addr)
 	pwFile := filepath.Join(t.TempDir(), "mqtt-password")
 	if err := os.WriteFile(pwFile, []byte(appPassword+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sys := startSystem(t, map[string]string{
-		"MQTT_HOST":          "127.0.0.1",
-		"MQTT_PORT":          port,
+	sys := startOn(t, addr, map[string]string{
 		"MQTT_USERNAME":      appUser,
 		"MQTT_PASSWORD_FILE": pwFile,
 		"MQTT_NAME":          "storeflow-acl",
@@ -138,10 +118,7 @@ func TestPasswordAndACLKeepThePhoneFromPublishing(t *testing.T) {
 func TestBrokerRestartLosesNoFocusEvents(t *testing.T) {
 	t.Parallel()
 	m := mosquittotest.NewWith(t, mosquittotest.Options{Conf: "allow_anonymous true", Persistent: true})
-	_, port, _ := net.SplitHostPort(m.Addr())
-	sys := startSystem(t, map[string]string{
-		"MQTT_HOST": "127.0.0.1",
-		"MQTT_PORT": port,
+	sys := startOn(t, m.Addr(), map[string]string{
 		"MQTT_QOS":  "1",
 		"MQTT_NAME": "storeflow-restart",
 	})

@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/storeflow/storeflow/internal/proctest"
 	"github.com/storeflow/storeflow/store"
 )
 
@@ -18,17 +18,7 @@ import (
 // and the raw answer.
 func (s *system) post(t *testing.T, path, body string) (int, []byte) {
 	t.Helper()
-	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Post("http://"+s.app.HTTPAddr()+path, "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatalf("POST %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("POST %s: read answer: %v", path, err)
-	}
-	return resp.StatusCode, b
+	return httpDo(t, http.MethodPost, "http://"+s.app.HTTPAddr()+path, strings.NewReader(body))
 }
 
 // focusAnswer is /mock_focus's answer.
@@ -203,12 +193,7 @@ func TestTestEndpointsOffByDefault(t *testing.T) {
 // With TESTING_MOCK_MQTT the simulator runs and the mock logs what it
 // publishes; nothing listens for MQTT.
 func TestMockMQTTLogsTheSimulator(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().String()
-	l.Close()
+	port := proctest.FreeAddr(t)
 	sys := startSystem(t, map[string]string{
 		"TESTING_MOCK_MQTT":          "true",
 		"BROKER_LISTEN_ADDR":         port,
