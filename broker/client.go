@@ -239,10 +239,10 @@ func Dial(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regi
 		SetUsername(cfg.Username).
 		SetPassword(password).
 		SetCleanSession(false).
-		SetStore(resendStore{paho.NewOrderedMemoryStore()}). // in-flight QoS 1/2 publishes are resent in the order they were made
-		SetResumeSubs(false).                                // onConnect renews every subscription itself
-		SetAutoReconnect(false).                             // reconnect does it, on its own schedule
-		SetConnectRetry(false).                              // Dial fails fast; only an established connection is retried
+		SetStore(NewStore()).    // in-flight QoS 1/2 publishes are resent in the order they were made
+		SetResumeSubs(false).    // onConnect renews every subscription itself
+		SetAutoReconnect(false). // reconnect does it, on its own schedule
+		SetConnectRetry(false).  // Dial fails fast; only an established connection is retried
 		SetConnectTimeout(connectTimeout).
 		SetKeepAlive(30 * time.Second).
 		SetOrderMatters(true). // per-shopper order: handlers run one after another
@@ -401,6 +401,12 @@ func clientTLS(cfg Config) (*tls.Config, error) {
 // restarts. With copies the two share only the topic and the payload, which
 // nobody writes. (The message then goes out twice: at QoS 1, at least once.)
 type resendStore struct{ *paho.OrderedMemoryStore }
+
+// NewStore is the paho store the client uses: paho's ordered in-memory store
+// handing out copies of PUBLISH packets (resendStore). Any paho client that
+// publishes at QoS 1 across reconnects (the sensors of the tests) needs the
+// same.
+func NewStore() paho.Store { return resendStore{paho.NewOrderedMemoryStore()} }
 
 func (s resendStore) Put(key string, p packets.ControlPacket) {
 	s.OrderedMemoryStore.Put(key, copyPublish(p))

@@ -11,6 +11,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/storeflow/storeflow/broker"
 	"github.com/storeflow/storeflow/internal/mosquittotest"
 	"github.com/storeflow/storeflow/internal/tcpproxy"
 	"github.com/storeflow/storeflow/store"
@@ -119,7 +120,7 @@ func runRestarts(t *testing.T, persistent bool) restartCounts {
 		"PREDICTION_THRESHOLD": "0",
 	})
 	obs := newCouponCounter(t, m.Addr(), "observer-restart")
-	store := paho.NewMemoryStore()
+	store := broker.NewStore() // paho's own store races with its resend across reconnects (paho #703)
 	sensor := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + m.Addr()).SetClientID("sensor-restart").
 		SetCleanSession(false).SetStore(store).SetAutoReconnect(true).SetMaxReconnectInterval(100 * time.Millisecond).
 		SetConnectTimeout(5 * time.Second).SetOrderMatters(true))
