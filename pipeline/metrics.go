@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/storeflow/storeflow/event"
+	"github.com/storeflow/storeflow/internal/metric"
 )
 
 // Event kinds, as metric labels.
@@ -86,25 +87,25 @@ var latencyBuckets = prometheus.ExponentialBuckets(0.0001, 2, 16)
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		accepted: counterVec("storeflow_events_accepted_total",
+		accepted: metric.CounterVec("storeflow_events_accepted_total",
 			"Events decoded and queued, by kind.", "kind"),
-		rejected: counterVec("storeflow_events_rejected_total",
+		rejected: metric.CounterVec("storeflow_events_rejected_total",
 			"Events refused as invalid, by kind and reason.", "kind", "reason"),
-		dropped: counterVec("storeflow_events_dropped_total",
+		dropped: metric.CounterVec("storeflow_events_dropped_total",
 			"Valid events dropped because a queue was full (PIPELINE_OVERFLOW=drop) or the pipeline was stopping, by queue.", "queue"),
-		focus: counter("storeflow_focus_detected_total",
+		focus: metric.Counter("storeflow_focus_detected_total",
 			"Focus events the dwell detector published."),
-		focusOutcome: counterVec("storeflow_focus_outcomes_total",
+		focusOutcome: metric.CounterVec("storeflow_focus_outcomes_total",
 			"What became of each focus event consumed, by outcome.", "outcome"),
-		outOfOrder: counter("storeflow_moves_out_of_order_total",
+		outOfOrder: metric.Counter("storeflow_moves_out_of_order_total",
 			"Moves older than the shopper's previous move, ignored."),
-		expired: counter("storeflow_shoppers_expired_total",
+		expired: metric.Counter("storeflow_shoppers_expired_total",
 			"Shoppers forgotten after SHOPPER_TTL without an event (no exit seen)."),
-		prefetch: counterVec("storeflow_prefetch_total",
+		prefetch: metric.CounterVec("storeflow_prefetch_total",
 			"Context prefetches on entry events, by outcome.", "outcome"),
-		tracked: gauge("storeflow_shoppers_tracked",
+		tracked: metric.Gauge("storeflow_shoppers_tracked",
 			"Shoppers the dwell detector holds state for."),
-		evictedVec: counterVec("storeflow_shoppers_evicted_total",
+		evictedVec: metric.CounterVec("storeflow_shoppers_evicted_total",
 			"Shoppers forgotten to make room for a new one at MAX_SHOPPERS, by reason: one_move (seen in one move only) or least_recent (an established shopper, the least recently active).", "reason"),
 	}
 	m.evicted[evictedOneMove] = m.evictedVec.WithLabelValues("one_move")
@@ -115,9 +116,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		"Time from a focus event's receipt to its outcome, queues included.")
 	m.predictionSeconds = latency("storeflow_prediction_seconds",
 		"Time of a scorer call, in-process or remote (PREDICTION_URL).")
-	m.predictions = counterVec("storeflow_predictions_total",
+	m.predictions = metric.CounterVec("storeflow_predictions_total",
 		"Scorer calls, by outcome (ok, error).", "outcome")
-	m.published = counter("storeflow_coupons_published_total",
+	m.published = metric.Counter("storeflow_coupons_published_total",
 		"Prediction messages (coupons) published.")
 	m.stageContext = m.stageSeconds.WithLabelValues("context")
 	m.stageScore = m.stageSeconds.WithLabelValues("score")
@@ -150,25 +151,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-// The constructors below name a series and say what it counts; every
-// latency histogram shares latencyBuckets.
-
-func counter(name, help string) prometheus.Counter {
-	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
-}
-
-func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
-	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
-}
-
-func gauge(name, help string) prometheus.Gauge {
-	return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
-}
+// latency and latencyVec share latencyBuckets across every latency histogram.
 
 func latency(name, help string) prometheus.Histogram {
-	return prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: latencyBuckets})
+	return metric.Histogram(name, help, latencyBuckets)
 }
 
 func latencyVec(name, help string, labels ...string) *prometheus.HistogramVec {
-	return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: latencyBuckets}, labels)
+	return metric.HistogramVec(name, help, latencyBuckets, labels...)
 }
