@@ -139,19 +139,26 @@ func (d *delivery) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
 		d.m.delivered.Inc()
 		return
 	}
-	d.mu.Lock()
-	s := d.sessions[cl.ID]
-	first := false
-	if s != nil {
-		if _, ok := s.unsent[pk.PacketID]; ok {
-			delete(s.unsent, pk.PacketID)
-			first = true
-		}
-	}
-	d.mu.Unlock()
-	if first {
+	if d.takeUnsent(cl.ID, pk.PacketID) { // not a retransmission
 		d.m.delivered.Inc()
 	}
+}
+
+// takeUnsent forgets packet id of client id as not yet written and reports
+// whether it was: a message leaves unsent once, however often it is written
+// or dropped.
+func (d *delivery) takeUnsent(id string, packetID uint16) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.sessions[id]
+	if s == nil {
+		return false
+	}
+	if _, ok := s.unsent[packetID]; !ok {
+		return false
+	}
+	delete(s.unsent, packetID)
+	return true
 }
 
 // OnPublishDropped runs when a connected client's write queue is full. mochi
@@ -178,17 +185,7 @@ func (d *delivery) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 		// takeover marks the old client only after clearing: counted.)
 		return
 	}
-	d.mu.Lock()
-	s := d.sessions[cl.ID]
-	counted := false
-	if s != nil {
-		if _, ok := s.unsent[pk.PacketID]; ok {
-			delete(s.unsent, pk.PacketID)
-			counted = true
-		}
-	}
-	d.mu.Unlock()
-	if counted {
+	if d.takeUnsent(cl.ID, pk.PacketID) {
 		d.m.dropped.WithLabelValues(dropSessionEnded).Inc()
 	}
 }

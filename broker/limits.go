@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/storeflow/storeflow/internal/bounded"
 	"github.com/storeflow/storeflow/internal/ratelog"
 )
 
@@ -177,15 +178,12 @@ func (g *passwordGate) failed(addr netip.Addr) {
 	defer g.mu.Unlock()
 	b := g.buckets[addr]
 	if b == nil {
-		if len(g.buckets) >= maxBuckets {
-			for a, old := range g.buckets { // forget addresses that are full again
-				if g.refillLocked(old); old.tokens >= g.burst {
-					delete(g.buckets, a)
-				}
-			}
-			if len(g.buckets) >= maxBuckets {
-				return // the check slot still bounds the cost
-			}
+		full := func(old *bucket) bool { // an address whose bucket is full again is forgotten
+			g.refillLocked(old)
+			return old.tokens >= g.burst
+		}
+		if !bounded.MakeRoom(g.buckets, maxBuckets, full) {
+			return // the check slot still bounds the cost
 		}
 		b = &bucket{tokens: g.burst, at: g.now()}
 		g.buckets[addr] = b

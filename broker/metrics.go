@@ -6,6 +6,8 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/system"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/storeflow/storeflow/internal/metric"
 )
 
 // Why a message for an outside subscriber was never written to it. Every
@@ -57,30 +59,18 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer, srv *mqtt.Server) *metrics {
 	m := &metrics{
-		delivered: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "storeflow_broker_delivered_total",
-			Help: "Messages the embedded broker wrote to outside subscribers (a retransmission is not counted again).",
-		}),
-		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "storeflow_broker_dropped_total",
-			Help: "Messages for outside subscribers that the embedded broker never wrote, by reason.",
-		}, []string{"reason"}),
-		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "storeflow_broker_connections_refused_total",
-			Help: "Client connections the embedded broker refused or closed before accepting their CONNECT, by reason.",
-		}, []string{"reason"}),
-		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "storeflow_broker_denied_total",
-			Help: "Publishes, subscriptions and retained messages of connected clients that were refused, by action.",
-		}, []string{"action"}),
-		authChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "storeflow_broker_password_checks_total",
-			Help: "Password hashes the embedded broker computed (the costly part of a login), by outcome.",
-		}, []string{"outcome"}),
-		conns: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "storeflow_broker_connections",
-			Help: "Open client connections to the embedded broker, including those that have not sent CONNECT yet.",
-		}),
+		delivered: metric.Counter("storeflow_broker_delivered_total",
+			"Messages the embedded broker wrote to outside subscribers (a retransmission is not counted again)."),
+		dropped: metric.CounterVec("storeflow_broker_dropped_total",
+			"Messages for outside subscribers that the embedded broker never wrote, by reason.", "reason"),
+		refused: metric.CounterVec("storeflow_broker_connections_refused_total",
+			"Client connections the embedded broker refused or closed before accepting their CONNECT, by reason.", "reason"),
+		denied: metric.CounterVec("storeflow_broker_denied_total",
+			"Publishes, subscriptions and retained messages of connected clients that were refused, by action.", "action"),
+		authChecks: metric.CounterVec("storeflow_broker_password_checks_total",
+			"Password hashes the embedded broker computed (the costly part of a login), by outcome.", "outcome"),
+		conns: metric.Gauge("storeflow_broker_connections",
+			"Open client connections to the embedded broker, including those that have not sent CONNECT yet."),
 	}
 	for _, r := range []string{dropClientQueue, dropSessionQueue, dropSessionEnded, dropSessionExpired} {
 		m.dropped.WithLabelValues(r)
@@ -96,14 +86,12 @@ func newMetrics(reg prometheus.Registerer, srv *mqtt.Server) *metrics {
 	m.authChecks.WithLabelValues("failed")
 	info := srv.Info // mochi's own counters and sizes are read, not copied
 	reg.MustRegister(m.delivered, droppedCollector{m.dropped, info}, m.refused, m.denied, m.authChecks, m.conns,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "storeflow_broker_sessions",
-			Help: "Client sessions the embedded broker holds, connected or offline.",
-		}, func() float64 { return float64(max(srv.Clients.Len()-1, 0)) }), // not the inline client
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "storeflow_broker_retained",
-			Help: "Retained messages the embedded broker holds, $SYS included.",
-		}, func() float64 { return float64(srv.Topics.Retained.Len()) }),
+		metric.GaugeFunc("storeflow_broker_sessions",
+			"Client sessions the embedded broker holds, connected or offline.",
+			func() float64 { return float64(max(srv.Clients.Len()-1, 0)) }), // not the inline client
+		metric.GaugeFunc("storeflow_broker_retained",
+			"Retained messages the embedded broker holds, $SYS included.",
+			func() float64 { return float64(srv.Topics.Retained.Len()) }),
 	)
 	return m
 }

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/storeflow/storeflow/event"
+	"github.com/storeflow/storeflow/internal/metric"
 )
 
 // Event kinds, as metric labels.
@@ -65,15 +66,12 @@ type metrics struct {
 	// Latency, in seconds. The hot path observes through the curried
 	// observers and counters below: no label lookup per event.
 	stageSeconds      *prometheus.HistogramVec // stage
-	focusSecondsVec   prometheus.Histogram
-	predictionSecVec  prometheus.Histogram
-	predictions       *prometheus.CounterVec // outcome
-	publishedTotal    prometheus.Counter
+	predictions       *prometheus.CounterVec   // outcome
 	stageContext      prometheus.Observer
 	stageScore        prometheus.Observer
 	stagePublish      prometheus.Observer
-	focusSeconds      prometheus.Observer
-	predictionSeconds prometheus.Observer
+	focusSeconds      prometheus.Histogram
+	predictionSeconds prometheus.Histogram
 	predictionsOK     prometheus.Counter
 	predictionsError  prometheus.Counter
 	published         prometheus.Counter
@@ -89,61 +87,42 @@ var latencyBuckets = prometheus.ExponentialBuckets(0.0001, 2, 16)
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "storeflow_events_accepted_total", Help: "Events decoded and queued, by kind.",
-		}, []string{"kind"}),
-		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "storeflow_events_rejected_total", Help: "Events refused as invalid, by kind and reason.",
-		}, []string{"kind", "reason"}),
-		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "storeflow_events_dropped_total", Help: "Valid events dropped because a queue was full (PIPELINE_OVERFLOW=drop) or the pipeline was stopping, by queue.",
-		}, []string{"queue"}),
-		focus: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "storeflow_focus_detected_total", Help: "Focus events the dwell detector published.",
-		}),
-		focusOutcome: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "storeflow_focus_outcomes_total", Help: "What became of each focus event consumed, by outcome.",
-		}, []string{"outcome"}),
-		outOfOrder: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "storeflow_moves_out_of_order_total", Help: "Moves older than the shopper's previous move, ignored.",
-		}),
-		expired: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "storeflow_shoppers_expired_total", Help: "Shoppers forgotten after SHOPPER_TTL without an event (no exit seen).",
-		}),
-		prefetch: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "storeflow_prefetch_total", Help: "Context prefetches on entry events, by outcome.",
-		}, []string{"outcome"}),
-		tracked: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "storeflow_shoppers_tracked", Help: "Shoppers the dwell detector holds state for.",
-		}),
-		evictedVec: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "storeflow_shoppers_evicted_total", Help: "Shoppers forgotten to make room for a new one at MAX_SHOPPERS, by reason: one_move (seen in one move only) or least_recent (an established shopper, the least recently active).",
-		}, []string{"reason"}),
+		accepted: metric.CounterVec("storeflow_events_accepted_total",
+			"Events decoded and queued, by kind.", "kind"),
+		rejected: metric.CounterVec("storeflow_events_rejected_total",
+			"Events refused as invalid, by kind and reason.", "kind", "reason"),
+		dropped: metric.CounterVec("storeflow_events_dropped_total",
+			"Valid events dropped because a queue was full (PIPELINE_OVERFLOW=drop) or the pipeline was stopping, by queue.", "queue"),
+		focus: metric.Counter("storeflow_focus_detected_total",
+			"Focus events the dwell detector published."),
+		focusOutcome: metric.CounterVec("storeflow_focus_outcomes_total",
+			"What became of each focus event consumed, by outcome.", "outcome"),
+		outOfOrder: metric.Counter("storeflow_moves_out_of_order_total",
+			"Moves older than the shopper's previous move, ignored."),
+		expired: metric.Counter("storeflow_shoppers_expired_total",
+			"Shoppers forgotten after SHOPPER_TTL without an event (no exit seen)."),
+		prefetch: metric.CounterVec("storeflow_prefetch_total",
+			"Context prefetches on entry events, by outcome.", "outcome"),
+		tracked: metric.Gauge("storeflow_shoppers_tracked",
+			"Shoppers the dwell detector holds state for."),
+		evictedVec: metric.CounterVec("storeflow_shoppers_evicted_total",
+			"Shoppers forgotten to make room for a new one at MAX_SHOPPERS, by reason: one_move (seen in one move only) or least_recent (an established shopper, the least recently active).", "reason"),
 	}
 	m.evicted[evictedOneMove] = m.evictedVec.WithLabelValues("one_move")
 	m.evicted[evictedLeastRecent] = m.evictedVec.WithLabelValues("least_recent")
-	m.stageSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "storeflow_focus_stage_seconds", Help: "Time a focus event spends in each focus stage: context, score, publish (select and publish).",
-		Buckets: latencyBuckets,
-	}, []string{"stage"})
-	m.focusSecondsVec = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "storeflow_focus_seconds", Help: "Time from a focus event's receipt to its outcome, queues included.",
-		Buckets: latencyBuckets,
-	})
-	m.predictionSecVec = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "storeflow_prediction_seconds", Help: "Time of a scorer call, in-process or remote (PREDICTION_URL).",
-		Buckets: latencyBuckets,
-	})
-	m.predictions = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "storeflow_predictions_total", Help: "Scorer calls, by outcome (ok, error).",
-	}, []string{"outcome"})
-	m.publishedTotal = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "storeflow_coupons_published_total", Help: "Prediction messages (coupons) published.",
-	})
+	m.stageSeconds = latencyVec("storeflow_focus_stage_seconds",
+		"Time a focus event spends in each focus stage: context, score, publish (select and publish).", "stage")
+	m.focusSeconds = latency("storeflow_focus_seconds",
+		"Time from a focus event's receipt to its outcome, queues included.")
+	m.predictionSeconds = latency("storeflow_prediction_seconds",
+		"Time of a scorer call, in-process or remote (PREDICTION_URL).")
+	m.predictions = metric.CounterVec("storeflow_predictions_total",
+		"Scorer calls, by outcome (ok, error).", "outcome")
+	m.published = metric.Counter("storeflow_coupons_published_total",
+		"Prediction messages (coupons) published.")
 	m.stageContext = m.stageSeconds.WithLabelValues("context")
 	m.stageScore = m.stageSeconds.WithLabelValues("score")
 	m.stagePublish = m.stageSeconds.WithLabelValues("publish")
-	m.focusSeconds, m.predictionSeconds, m.published = m.focusSecondsVec, m.predictionSecVec, m.publishedTotal
 	m.predictionsOK = m.predictions.WithLabelValues("ok")
 	m.predictionsError = m.predictions.WithLabelValues("error")
 	m.dropShutdown = m.dropped.WithLabelValues(dropShutdown)
@@ -153,7 +132,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.outcome[o] = m.focusOutcome.WithLabelValues(o)
 	}
 	reg.MustRegister(m.accepted, m.rejected, m.dropped, m.focus, m.focusOutcome, m.outOfOrder, m.expired, m.evictedVec, m.prefetch, m.tracked,
-		m.stageSeconds, m.focusSecondsVec, m.predictionSecVec, m.predictions, m.publishedTotal)
+		m.stageSeconds, m.focusSeconds, m.predictionSeconds, m.predictions, m.published)
 	// Pre-create every series so dashboards see zeros, not gaps.
 	m.acceptedBy = make(map[string]prometheus.Counter, 4)
 	for _, k := range []string{kindEnter, kindMove, kindExit, kindFocus} {
@@ -170,4 +149,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.prefetch.WithLabelValues(o)
 	}
 	return m
+}
+
+// latency and latencyVec share latencyBuckets across every latency histogram.
+
+func latency(name, help string) prometheus.Histogram {
+	return metric.Histogram(name, help, latencyBuckets)
+}
+
+func latencyVec(name, help string, labels ...string) *prometheus.HistogramVec {
+	return metric.HistogramVec(name, help, latencyBuckets, labels...)
 }

@@ -323,15 +323,24 @@ type shopperEvent struct {
 	x, y int
 }
 
-func (p *Pipeline) onEnter(topic string, payload []byte) {
+// presence decodes an enter or exit and ends the shopper's visit. The visit
+// ends here, in the callback, not later in the dwell worker: a focus event
+// published after an entry must already see the new visit.
+func (p *Pipeline) presence(kind, topic string, payload []byte) (event.Presence, bool) {
 	e, err := event.DecodePresence(payload)
 	if err != nil {
-		p.reject(kindEnter, topic, event.ReasonOf(err), err)
+		p.reject(kind, topic, event.ReasonOf(err), err)
+		return e, false
+	}
+	p.visits.forget(e.ID)
+	return e, true
+}
+
+func (p *Pipeline) onEnter(topic string, payload []byte) {
+	e, ok := p.presence(kindEnter, topic, payload)
+	if !ok {
 		return
 	}
-	// The visit ends here, in the callback, not later in the dwell worker: a
-	// focus event published after this entry must already see the new visit.
-	p.visits.forget(e.ID)
 	if p.toDwell(shopperEvent{kind: kindEnter, id: e.ID, ts: e.TS}) {
 		// The prefetch only warms the cache: when its queue is full it is
 		// skipped (and counted), never waited for.
@@ -358,12 +367,10 @@ func (p *Pipeline) onMove(topic string, payload []byte) {
 }
 
 func (p *Pipeline) onExit(topic string, payload []byte) {
-	e, err := event.DecodePresence(payload)
-	if err != nil {
-		p.reject(kindExit, topic, event.ReasonOf(err), err)
+	e, ok := p.presence(kindExit, topic, payload)
+	if !ok {
 		return
 	}
-	p.visits.forget(e.ID)
 	p.toDwell(shopperEvent{kind: kindExit, id: e.ID, ts: e.TS})
 }
 

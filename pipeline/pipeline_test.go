@@ -431,7 +431,7 @@ func TestShutdownDrainsQueuedFocus(t *testing.T) {
 	}
 	for name, got := range map[string]float64{
 		"focus_outcomes{published}": testutil.ToFloat64(p.m.focusOutcome.WithLabelValues(OutcomePublished)),
-		"coupons_published":         testutil.ToFloat64(p.m.publishedTotal),
+		"coupons_published":         testutil.ToFloat64(p.m.published),
 		"predictions{ok}":           testutil.ToFloat64(p.m.predictions.WithLabelValues("ok")),
 		"focus_seconds samples":     float64(sampleCount(t, p.m.focusSeconds)),
 		"prediction_seconds count":  float64(sampleCount(t, p.m.predictionSeconds)),

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/storeflow/storeflow/internal/bounded"
 )
 
 // maxKeys bounds the keys remembered: keys come from a fixed set in practice,
@@ -41,13 +43,9 @@ func (g *Gate) Allow(k string) (suppressed int, ok bool) {
 	defer g.mu.Unlock()
 	e := g.keys[k]
 	if e == nil {
-		if len(g.keys) >= maxKeys {
-			for old, v := range g.keys { // forget keys whose interval has passed
-				if now.After(v.next) {
-					delete(g.keys, old)
-				}
-			}
-		}
+		// Forget keys whose interval has passed. A new key is let in even
+		// when none has: the next new key sweeps again.
+		bounded.MakeRoom(g.keys, maxKeys, func(v *key) bool { return now.After(v.next) })
 		e = &key{}
 		g.keys[k] = e
 	}
