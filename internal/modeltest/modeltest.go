@@ -40,11 +40,7 @@ var file = sync.OnceValues(func() (string, error) {
 // temporary directory; the test binary does not remove it.
 func File(t testing.TB) string {
 	t.Helper()
-	path, err := file()
-	if err != nil {
-		t.Fatalf("modeltest: train a test model: %v", err)
-	}
-	return path
+	return once(t, "train a test model", file)
 }
 
 // Day is the reference world's day: fixed, so its figures are too.
@@ -75,11 +71,7 @@ var reference = sync.OnceValues(func() (Trained, error) {
 // once per test binary.
 func World(t testing.TB) *world.World {
 	t.Helper()
-	w, err := referenceWorld()
-	if err != nil {
-		t.Fatalf("modeltest: generate the reference world: %v", err)
-	}
-	return w
+	return once(t, "generate the reference world", referenceWorld)
 }
 
 // Reference returns the reference world and the full-size model trained on
@@ -87,11 +79,17 @@ func World(t testing.TB) *world.World {
 // test binary.
 func Reference(t testing.TB) Trained {
 	t.Helper()
-	r, err := reference()
+	return once(t, "train the reference model", reference)
+}
+
+// once returns the value made gives, or ends the test saying what it was doing.
+func once[T any](t testing.TB, doing string, made func() (T, error)) T {
+	t.Helper()
+	v, err := made()
 	if err != nil {
-		t.Fatalf("modeltest: train the reference model: %v", err)
+		t.Fatalf("modeltest: %s: %v", doing, err)
 	}
-	return r
+	return v
 }
 
 // ExtremeAmounts are finite amounts at the edges of float64 and float32:

@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"slices"
 	"strings"
@@ -258,16 +256,7 @@ func BenchmarkServerScore(b *testing.B) {
 				b.Fatal(err)
 			}
 			_, mux := newTestMux(fixture.Scorer{})
-			b.ReportAllocs()
-			for b.Loop() {
-				req := httptest.NewRequest("POST", "/score", bytes.NewReader(body))
-				rec := httptest.NewRecorder()
-				mux.ServeHTTP(rec, req)
-				if rec.Code != 200 {
-					b.Fatal(rec.Code)
-				}
-				_, _ = io.Copy(io.Discard, rec.Body)
-			}
+			fixture.ServeLoop(b, mux, "/score", body)
 		})
 	}
 }

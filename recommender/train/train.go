@@ -6,6 +6,7 @@
 package train
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -27,27 +28,13 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	if o.MaxTrees == 0 {
-		o.MaxTrees = 400
-	}
-	if o.LearningRate == 0 {
-		o.LearningRate = 0.1
-	}
-	if o.MaxDepth == 0 {
-		o.MaxDepth = 4
-	}
-	if o.MinLeaf == 0 {
-		o.MinLeaf = 40
-	}
-	if o.Lambda == 0 {
-		o.Lambda = 1
-	}
-	if o.Bins == 0 {
-		o.Bins = 64
-	}
-	if o.Patience == 0 {
-		o.Patience = 30
-	}
+	o.MaxTrees = cmp.Or(o.MaxTrees, 400)
+	o.LearningRate = cmp.Or(o.LearningRate, 0.1)
+	o.MaxDepth = cmp.Or(o.MaxDepth, 4)
+	o.MinLeaf = cmp.Or(o.MinLeaf, 40)
+	o.Lambda = cmp.Or(o.Lambda, 1)
+	o.Bins = cmp.Or(o.Bins, 64)
+	o.Patience = cmp.Or(o.Patience, 30)
 	return o
 }
 

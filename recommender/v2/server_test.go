@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -232,15 +231,7 @@ func BenchmarkServerInfer(b *testing.B) {
 				}
 				body := []byte(fixture.InferJSON(b, "FP32", n, data))
 				_, mux := newTestMux(fixture.Scorer{})
-				b.ReportAllocs()
-				for b.Loop() {
-					req := httptest.NewRequest("POST", "/v2/models/coupon/infer", bytes.NewReader(body))
-					rec := httptest.NewRecorder()
-					mux.ServeHTTP(rec, req)
-					if rec.Code != 200 {
-						b.Fatal(rec.Code)
-					}
-				}
+				fixture.ServeLoop(b, mux, "/v2/models/coupon/infer", body)
 			})
 		}
 	}

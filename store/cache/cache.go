@@ -158,14 +158,16 @@ const (
 	cacheKinds
 )
 
+// cacheKindNames name the kinds in metric labels, log lines and Redis keys.
+var cacheKindNames = [cacheKinds]string{
+	kindCustomer: "customer",
+	kindCoupons:  "coupons",
+	kindProducts: "products",
+}
+
 func (k cacheKind) String() string {
-	switch k {
-	case kindCustomer:
-		return "customer"
-	case kindCoupons:
-		return "coupons"
-	case kindProducts:
-		return "products"
+	if k < cacheKinds {
+		return cacheKindNames[k]
 	}
 	return fmt.Sprintf("cacheKind(%d)", uint8(k))
 }
