@@ -156,7 +156,7 @@ not a line
 `
 	f := loadString(t, "rec.jsonl", data, false)
 	type got struct {
-		at            time.Duration
+		at             time.Duration
 		topic, payload string
 	}
 	want := []got{

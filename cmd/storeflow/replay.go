@@ -14,6 +14,7 @@ import (
 
 	"github.com/storeflow/storeflow/broker"
 	"github.com/storeflow/storeflow/config"
+	"github.com/storeflow/storeflow/internal/redact"
 	"github.com/storeflow/storeflow/replay"
 )
 
@@ -29,9 +30,14 @@ func topics(cfg config.Config) replay.Topics {
 	}
 }
 
-// toolLogger logs a tool's connection and warnings to stderr at LOG_LEVEL.
+// toolLogger logs a tool's warnings to stderr; with LOG_LEVEL=debug
+// everything (the broker connection's info lines speak of storeflow's own).
 func toolLogger(cfg config.Config, stderr io.Writer) *slog.Logger {
-	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel.Level}))
+	level := max(cfg.LogLevel.Level, slog.LevelWarn)
+	if cfg.LogLevel.Level <= slog.LevelDebug {
+		level = cfg.LogLevel.Level
+	}
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 }
 
 // replayFiles plays scenario files and recordings to the broker of the MQTT
@@ -70,15 +76,16 @@ func replayFiles(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		bad, held, steps = bad+len(f.Bad), held+f.Held, steps+len(f.Steps)
 		files = append(files, f)
 	}
-	conn, err := broker.Dial(ctx, cfg.Broker.ToolClient(fmt.Sprintf("replay-%d", os.Getpid())), toolLogger(cfg, stderr), nil)
+	tc := cfg.Broker.ToolClient(fmt.Sprintf("replay-%d", os.Getpid()))
+	conn, err := broker.Dial(ctx, tc, toolLogger(cfg, stderr), nil)
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
 	defer conn.Close()
 	start := time.Now()
 	n, err := replay.Play(ctx, conn, files, *speed)
-	fmt.Fprintf(stdout, "replay: published %d of %d steps from %d files in %s at speed %v; %d left out (pauses, and without --all what storeflow computes itself), %d bad\n",
-		n, steps, len(files), time.Since(start).Round(time.Millisecond), *speed, held, bad)
+	fmt.Fprintf(stdout, "replay: published %d of %d steps from %d file(s) to %s in %s at speed %v; %d left out (pauses, and without --all what storeflow computes itself), %d bad\n",
+		n, steps, len(files), redact.URLs(tc.Host), time.Since(start).Round(time.Millisecond), *speed, held, bad)
 	if err != nil {
 		return err
 	}
@@ -141,7 +148,8 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		w = file
 	}
 	log := toolLogger(cfg, stderr)
-	conn, err := broker.Dial(ctx, cfg.Broker.ToolClient(fmt.Sprintf("record-%d", os.Getpid())), log, nil)
+	tc := cfg.Broker.ToolClient(fmt.Sprintf("record-%d", os.Getpid()))
+	conn, err := broker.Dial(ctx, tc, log, nil)
 	if err != nil {
 		return fmt.Errorf("record: %w", err)
 	}
@@ -150,7 +158,7 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	go func() {
 		select {
 		case <-ready:
-			fmt.Fprintf(stderr, "record: recording %s to %s; stop with Ctrl-C\n", strings.Join(subs, ", "), *out)
+			fmt.Fprintf(stderr, "record: recording %s from %s to %s; stop with Ctrl-C\n", strings.Join(subs, ", "), redact.URLs(tc.Host), *out)
 		case <-ctx.Done():
 		}
 	}()
