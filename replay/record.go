@@ -69,40 +69,42 @@ func Record(ctx context.Context, sub Subscriber, filters []string, w io.Writer, 
 		close(ready)
 	}
 	bw := bufio.NewWriter(w)
-	var out Recorded
+	var written uint64
+	result := func(err error) (Recorded, error) {
+		if err != nil {
+			err = fmt.Errorf("record: %w", err)
+		}
+		return Recorded{Written: written, Dropped: dropped.Load()}, err
+	}
 	var line []byte
 	write := func(m received) error {
 		line = AppendLine(line[:0], m.topic, m.payload, m.at)
 		if _, err := bw.Write(line); err != nil {
-			return fmt.Errorf("record: %w", err)
+			return err
 		}
-		out.Written++
+		written++
 		return nil
 	}
 	for {
 		select {
 		case m := <-q:
 			if err := write(m); err != nil {
-				return out, err
+				return result(err)
 			}
 			if len(q) == 0 {
 				// Flushed whenever the queue is empty: a reader of the
 				// output (record | jq) sees each message as it comes.
 				if err := bw.Flush(); err != nil {
-					return out, fmt.Errorf("record: %w", err)
+					return result(err)
 				}
 			}
 		case <-ctx.Done():
 			for len(q) > 0 {
 				if err := write(<-q); err != nil {
-					return out, err
+					return result(err)
 				}
 			}
-			out.Dropped = dropped.Load()
-			if err := bw.Flush(); err != nil {
-				return out, fmt.Errorf("record: %w", err)
-			}
-			return out, nil
+			return result(bw.Flush())
 		}
 	}
 }

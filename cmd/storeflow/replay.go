@@ -163,7 +163,7 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}()
 	r, err := replay.Record(ctx, conn, subs, w, log, ready)
-	fmt.Fprintf(stderr, "record: %d messages written, %d dropped (more than %d waiting to be written)\n", r.Written, r.Dropped, replay.RecordQueue)
+	fmt.Fprintf(stderr, "record: %d messages written, %d dropped\n", r.Written, r.Dropped)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
