@@ -38,6 +38,10 @@ type Config struct {
 	Name           string `env:"MQTT_NAME" envDefault:"demoClient"`    // client id with an external broker
 	QoS            byte   `env:"MQTT_QOS" envDefault:"1"`              // QoS of subscriptions and publishes on an external broker
 	OfflineQueue   int    `env:"MQTT_OFFLINE_QUEUE" envDefault:"1000"` // publishes held while disconnected, at most
+	// CleanSession: the broker forgets this client's session when it
+	// disconnects. Off for storeflow itself (its session must outlive a
+	// broker restart); on for the replay and record tools (ToolClient).
+	CleanSession bool `env:"-"`
 
 	// The embedded broker.
 	ListenAddr      string `env:"BROKER_LISTEN_ADDR"`                                 // plain TCP listener; default 127.0.0.1:$MQTT_PORT

@@ -32,7 +32,7 @@ var ErrOfflineQueueFull = errors.New("offline queue full: message dropped")
 // Client is a connection to an external broker that loses nothing across a
 // broker restart or a network cut:
 //
-//   - a persistent session (clean session off) under the stable client id
+//   - a persistent session (clean session off, unless Config.CleanSession) under the stable client id
 //     MQTT_NAME, so the broker keeps the subscriptions and the QoS 1/2
 //     messages for it while it is away; MQTT_NAME must therefore be unique
 //     per running instance, or two instances take the session from each other;
@@ -238,7 +238,7 @@ func Dial(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regi
 		SetProtocolVersion(4). // MQTT 3.1.1; no retry with 3.1, whose refusal would hide the first one's reason
 		SetUsername(cfg.Username).
 		SetPassword(password).
-		SetCleanSession(false).
+		SetCleanSession(cfg.CleanSession).
 		SetStore(NewStore()).    // in-flight QoS 1/2 publishes are resent in the order they were made
 		SetResumeSubs(false).    // onConnect renews every subscription itself
 		SetAutoReconnect(false). // reconnect does it, on its own schedule

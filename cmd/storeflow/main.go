@@ -57,6 +57,11 @@ const usage = `usage: storeflow [run]                 run the store (settings fr
        storeflow bench [--shoppers N] [--realtime-shoppers N] [--duration D] [--json] [--cpuprofile FILE]
                                        measure in-process: broker ceiling, pipeline moves/s, latency,
                                        allocations, and shoppers at real speed (lag, counts, memory)
+       storeflow replay [--speed X] [--all] FILE...
+                                       play the original demo's scenario files or recordings to the broker
+                                       (a running storeflow's embedded one, or MQTT_HOST), ts rebased to now
+       storeflow record [--out FILE] [--topic FILTER]...
+                                       write every message on customer/# as JSON lines, until Ctrl-C
        storeflow passwd USER < FILE    print a BROKER_AUTH_FILE user line, the password read from stdin
 `
 
@@ -74,6 +79,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return gen(args[1:], stdout, stderr)
 	case "train":
 		return trainModel(args[1:], stdout, stderr)
+	case "replay":
+		return replayFiles(ctx, args[1:], stdout, stderr)
+	case "record":
+		return record(ctx, args[1:], stdout, stderr)
 	case "passwd":
 		return passwd(args[1:], os.Stdin, stdout)
 	case "env":
