@@ -173,7 +173,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 const acceptanceLogEvery = 30 * time.Second
 
 // loadWorld loads the catalog from DATA_DIR or generates the demo's, with its
-// ground truth and history, around today.
+// ground truth and history, around today, and places its coupon dates
+// (COUPON_DATES).
 func (a *App) loadWorld() (err error) {
 	start := time.Now()
 	if dir := a.cfg.Store.DataDir; dir != "" {
@@ -187,6 +188,7 @@ func (a *App) loadWorld() (err error) {
 	} else if a.world, err = world.Generate(world.Config{Seed: a.cfg.Store.CatalogSeed, Reference: start}); err != nil {
 		return fmt.Errorf("app: generate catalog: %w", err)
 	}
+	validToday := a.placeCoupons(store.DayOf(start.Unix()))
 	a.catalog = a.world.Catalog
 	nCust, nCoup, nProd, nLinks := a.catalog.Sizes()
 	source := "generated"
@@ -194,9 +196,42 @@ func (a *App) loadWorld() (err error) {
 		source = a.cfg.Store.DataDir
 	}
 	a.log.Info("catalog ready", "source", source, "customers", nCust, "coupons", nCoup, "products", nProd,
-		"coupon_products", nLinks, "history_offers", len(a.world.History), "ground_truth", a.world.Truth != nil,
-		"seed", a.cfg.Store.CatalogSeed, "took", time.Since(start).Round(time.Millisecond))
+		"coupon_products", nLinks, "coupons_valid_today", validToday, "history_offers", len(a.world.History),
+		"ground_truth", a.world.Truth != nil, "seed", a.cfg.Store.CatalogSeed, "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// placeCoupons moves the world's coupon dates as COUPON_DATES says, saying
+// so, and returns how many coupons are valid today. A catalog with none is
+// not an error (a shop may have nothing running), but every focus would then
+// find no coupon: the warning names the period the coupons cover and the
+// setting that moves it.
+func (a *App) placeCoupons(today store.Day) int {
+	mode := a.cfg.Store.CouponDates
+	first, last, ok := a.world.Catalog.CouponPeriod()
+	if !ok {
+		a.log.Warn("the catalog has no coupons: no focus will get one")
+		return 0
+	}
+	if days := store.CouponDateShift(mode, first, last, today); days != 0 {
+		a.world.Catalog = a.world.Catalog.ShiftCouponDates(days)
+		a.log.Info("coupon dates shifted to cover today", "setting", "COUPON_DATES="+mode,
+			"data_from", first.String(), "data_to", last.String(),
+			"from", (first + days).String(), "to", (last + days).String(), "days", int(days))
+		first, last = first+days, last+days
+	}
+	valid := 0
+	for _, cp := range a.world.Catalog.Coupons() {
+		if cp.ValidOn(today) {
+			valid++
+		}
+	}
+	if valid == 0 {
+		a.log.Warn("no coupon is valid today: every focus will find none", "today", today.String(),
+			"coupons_from", first.String(), "coupons_to", last.String(), "setting", "COUPON_DATES="+mode,
+			"hint", "COUPON_DATES=shift moves the coupons' dates to cover today")
+	}
+	return valid
 }
 
 // loadScorer picks what the pipeline asks for predictions: the remote service
@@ -213,15 +248,27 @@ func (a *App) loadScorer() (err error) {
 		a.log.Info("model loaded", "file", rc.ModelFile, "trees", len(a.model.Trees))
 	case rc.URL == "" && rc.Scorer == recommender.ScorerModel:
 		start := time.Now()
-		if len(a.world.History) == 0 {
-			return fmt.Errorf("app: no model: DATA_DIR %s has no coupon_history.csv to train on; set MODEL_FILE to a model from storeflow train", a.cfg.Store.DataDir)
+		w := a.world
+		if len(w.History) == 0 {
+			// Data without a history (the original demo's four tables):
+			// train on the generated shop's, as the original's model was
+			// trained on artificial data.
+			if w, err = world.Generate(world.Config{Seed: a.cfg.Store.CatalogSeed, Reference: start}); err != nil {
+				return fmt.Errorf("app: generate a history to train on: %w", err)
+			}
 		}
-		m, rep, err := train.World(a.world, train.Options{}, false)
+		m, rep, err := train.World(w, train.Options{}, false)
 		if err != nil {
 			return fmt.Errorf("app: %w", err)
 		}
 		a.model = m
-		a.log.Info("model trained", "offers", rep.Offers, "trees", rep.Trees, "took", time.Since(start).Round(time.Millisecond))
+		took := time.Since(start).Round(time.Millisecond)
+		if w != a.world {
+			a.log.Info("model trained on the generated shop's history: DATA_DIR has no coupon_history.csv",
+				"data_dir", a.cfg.Store.DataDir, "seed", a.cfg.Store.CatalogSeed, "offers", rep.Offers, "trees", rep.Trees, "took", took)
+		} else {
+			a.log.Info("model trained", "offers", rep.Offers, "trees", rep.Trees, "took", took)
+		}
 	}
 	switch {
 	case rc.Scorer == recommender.ScorerRandom:

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/storeflow/storeflow/internal/modeltest"
 	"github.com/storeflow/storeflow/recommender/train"
 	"github.com/storeflow/storeflow/store"
 	"github.com/storeflow/storeflow/store/csvdir"
@@ -83,8 +85,6 @@ func TestDataDirAndModelFile(t *testing.T) {
 // error that says where to look.
 func TestDataDirRefused(t *testing.T) {
 	w := smallWorld(t)
-	noHistory := *w
-	noHistory.History = nil
 	cases := []struct {
 		name  string
 		world *world.World
@@ -103,11 +103,6 @@ func TestDataDirRefused(t *testing.T) {
 			edit:  func(t *testing.T, dir string) { setField(t, filepath.Join(dir, "coupon_info.csv"), 5, 2, `buy"all`) },
 			want:  []string{"DATA_DIR", "coupon_info.csv:5:2"},
 		},
-		{
-			name:  "no history and no MODEL_FILE",
-			world: &noHistory,
-			want:  []string{"coupon_history.csv", "MODEL_FILE"},
-		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -125,6 +120,102 @@ func TestDataDirRefused(t *testing.T) {
 			for _, s := range tc.want {
 				if !strings.Contains(err.Error(), s) {
 					t.Errorf("app.New error %q does not mention %q", err, s)
+				}
+			}
+		})
+	}
+}
+
+// The original demo's data (testdata/original: the four tables, no history,
+// coupons running 2010 to 2013) with its store plan and nothing else set: the
+// simulated shoppers are the data's customers and get the data's coupons,
+// moved to run around today, each valid on the day it is offered. Before,
+// without MODEL_FILE the start failed ("has no coupon_history.csv to train
+// on"), and with one every focus found no coupon valid today.
+func TestOriginalDataIssuesCoupons(t *testing.T) {
+	dir, err := filepath.Abs(filepath.Join("testdata", "original"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, err := csvdir.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, model string }{
+		{"model trained at start", ""},
+		{"MODEL_FILE", modeltest.File(t)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sys := startSystem(t, map[string]string{
+				"DATA_DIR":                   dir,
+				"STORE_PLAN":                 "original",
+				"MODEL_FILE":                 tc.model,
+				"SIMULATOR_ENABLED":          "true",
+				"SIMULATOR_SPEED":            "200",
+				"SIMULATOR_SEED":             "7",
+				"CUSTOMERS_AVERAGE_IN_STORE": "20",
+			})
+			if !slices.Equal(sys.app.Catalog().Customers(), orig.Catalog.Customers()) {
+				t.Fatal("the app's customers are not those of testdata/original")
+			}
+			customers := map[string]bool{}
+			for _, c := range orig.Catalog.Customers() {
+				customers[c.ID] = true
+			}
+
+			entries := dial(t, sys.app.BrokerAddr(), "entries", "customer/enter")
+			obs := dial(t, sys.app.BrokerAddr(), "observer", "customer/prediction")
+			for range 20 {
+				var e struct{ ID string }
+				if err := json.Unmarshal(entries.next("customer/enter", 30*time.Second).Payload, &e); err != nil {
+					t.Fatal(err)
+				}
+				if !customers[e.ID] {
+					t.Fatalf("simulated shopper %q is not a customer of testdata/original", e.ID)
+				}
+			}
+			entries.c.Disconnect(0)
+
+			shoppers := map[string]bool{}
+			shift := store.Day(0)
+			ctx := context.Background()
+			deadline := time.Now().Add(60 * time.Second)
+			for len(shoppers) < 3 {
+				o := obs.nextOffer(t, time.Until(deadline))
+				if !customers[o.Customer.ID] {
+					t.Fatalf("coupon for %q, not a customer of testdata/original: %s", o.Customer.ID, o.raw)
+				}
+				shoppers[o.Customer.ID] = true
+				c, err := orig.Catalog.Coupon(ctx, o.Coupon.ID)
+				if err != nil {
+					t.Fatalf("coupon %d is not in testdata/original: %s", o.Coupon.ID, o.raw)
+				}
+				start, err1 := store.ParseDay(o.Coupon.StartDate)
+				end, err2 := store.ParseDay(o.Coupon.EndDate)
+				if err1 != nil || err2 != nil || o.Coupon.Department != c.Department.String() {
+					t.Fatalf("coupon %d published as %s; testdata/original: %+v", c.ID, o.raw, c)
+				}
+				if shift == 0 {
+					shift = start - c.Start
+				}
+				if start != c.Start+shift || end != c.End+shift {
+					t.Errorf("coupon %d published for %s..%s, in the data %s..%s: not moved by the %d days of the others",
+						c.ID, start, end, c.Start, c.End, shift)
+				}
+				if day := store.DayOf(o.TS); !(start <= day && day <= end) {
+					t.Errorf("coupon %d (%s..%s) offered on %s", c.ID, start, end, day)
+				}
+				var p struct {
+					Coupon struct{ Products []struct{ ID int } }
+				}
+				if err := json.Unmarshal(o.raw, &p); err != nil {
+					t.Fatal(err)
+				}
+				products, _ := orig.Catalog.CouponProducts(ctx, c.ID)
+				for _, pp := range p.Coupon.Products {
+					if !slices.ContainsFunc(products, func(q store.Product) bool { return q.ID == pp.ID }) {
+						t.Errorf("coupon %d lists product %d, which testdata/original does not link to it", c.ID, pp.ID)
+					}
 				}
 			}
 		})

@@ -177,3 +177,30 @@ func (c *Catalog) CouponProducts(_ context.Context, couponID int) ([]Product, er
 	}
 	return out, nil
 }
+
+// CouponPeriod returns the days the catalog's coupons cover, from the first
+// start to the last end; ok is false for a catalog without coupons.
+func (c *Catalog) CouponPeriod() (first, last Day, ok bool) {
+	for i, cp := range c.coupons {
+		if i == 0 || cp.Start < first {
+			first = cp.Start
+		}
+		if i == 0 || cp.End > last {
+			last = cp.End
+		}
+	}
+	return first, last, len(c.coupons) > 0
+}
+
+// ShiftCouponDates returns the catalog with every coupon's start and end
+// moved by days: each coupon keeps its length, and the coupons their order.
+// The rest of the catalog is shared with c, which stays as it was.
+func (c *Catalog) ShiftCouponDates(days Day) *Catalog {
+	out := *c
+	out.coupons = slices.Clone(c.coupons)
+	for i := range out.coupons {
+		out.coupons[i].Start += days
+		out.coupons[i].End += days
+	}
+	return &out
+}

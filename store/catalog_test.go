@@ -315,3 +315,80 @@ func TestCatalogLinks(t *testing.T) {
 		t.Errorf("Links() = %v, want %v", got, want)
 	}
 }
+
+// The fixture's coupons cover days 90 to 120; shifting keeps every coupon's
+// length, the order of their starts and what is valid on which day, moved by
+// the same days, and leaves the original catalog as it was.
+func TestShiftCouponDates(t *testing.T) {
+	c := newFixture().catalog(t)
+	first, last, ok := c.CouponPeriod()
+	if !ok || first != 90 || last != 120 {
+		t.Fatalf("CouponPeriod() = %d, %d, %v; want 90, 120, true", first, last, ok)
+	}
+	const days = 20000
+	s := c.ShiftCouponDates(days)
+	if first, last, _ := s.CouponPeriod(); first != 90+days || last != 120+days {
+		t.Errorf("shifted CouponPeriod() = %d, %d; want %d, %d", first, last, 90+days, 120+days)
+	}
+	for i, cp := range s.Coupons() {
+		was := c.Coupons()[i]
+		if cp.ID != was.ID || cp.Start != was.Start+days || cp.End != was.End+days {
+			t.Errorf("coupon %d runs %d..%d shifted, %d..%d before", cp.ID, cp.Start, cp.End, was.Start, was.End)
+		}
+	}
+	ctx := context.Background()
+	for day := Day(89); day <= 121; day++ {
+		for _, dep := range Departments {
+			before, _ := c.ValidCoupons(ctx, dep, day, nil)
+			after, _ := s.ValidCoupons(ctx, dep, day+days, nil)
+			if !slices.Equal(couponIDs(before), couponIDs(after)) {
+				t.Errorf("%s on day %d: %v valid before, %v on day %d shifted", dep, day, couponIDs(before), couponIDs(after), day+days)
+			}
+		}
+	}
+	if got, _ := s.Coupon(ctx, 1); got.Start != 100+days {
+		t.Errorf("shifted Coupon(1) starts on %d, want %d", got.Start, 100+days)
+	}
+	if got, _ := c.Coupon(ctx, 1); got.Start != 100 {
+		t.Errorf("the original catalog's coupon 1 starts on %d after the shift, want 100", got.Start)
+	}
+	empty, err := NewCatalog(nil, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := empty.CouponPeriod(); ok {
+		t.Error("CouponPeriod of a catalog without coupons: ok")
+	}
+}
+
+func TestCouponDateShift(t *testing.T) {
+	const today = 1000
+	tests := []struct {
+		name        string
+		mode        string
+		first, last Day
+		want        Day
+	}{
+		{"auto: all in the past, centred on today", CouponDatesAuto, 100, 300, 800},
+		{"auto: ended yesterday", CouponDatesAuto, 990, 999, 6},
+		{"auto: ends today, kept", CouponDatesAuto, 900, today, 0},
+		{"auto: runs today, kept", CouponDatesAuto, 900, 1100, 0},
+		{"auto: all in the future, kept", CouponDatesAuto, 1100, 1200, 0},
+		{"shift: in the future", CouponDatesShift, 1100, 1200, -150},
+		{"shift: already centred", CouponDatesShift, 900, 1100, 0},
+		{"shift: covering today, centred", CouponDatesShift, 990, 1100, -45},
+		{"keep: in the past", CouponDatesKeep, 100, 300, 0},
+		{"one day", CouponDatesAuto, 5, 5, 995},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := CouponDateShift(tc.mode, tc.first, tc.last, today)
+			if got != tc.want {
+				t.Fatalf("CouponDateShift(%s, %d, %d, %d) = %d, want %d", tc.mode, tc.first, tc.last, today, got, tc.want)
+			}
+			if (got != 0 || tc.mode == CouponDatesShift) && (tc.first+got > today || tc.last+got < today) {
+				t.Errorf("shifted period %d..%d does not cover today", tc.first+got, tc.last+got)
+			}
+		})
+	}
+}

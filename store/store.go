@@ -193,6 +193,9 @@ type Config struct {
 	CatalogSeed int64  `env:"CATALOG_SEED" envDefault:"1"`  // seed of the generated demo catalog
 	DataDir     string `env:"DATA_DIR"`                     // load the catalog from CSV files here instead of generating it
 
+	// What the catalog's coupon dates become at start: auto, shift or keep (CouponDateShift).
+	CouponDates string `env:"COUPON_DATES" envDefault:"auto"`
+
 	// The central and the cache in front of it (issue 5).
 	CentralURL     string        `env:"CENTRAL_URL"`                          // fetch context from this central over HTTP; empty: the in-process catalog
 	CentralTimeout time.Duration `env:"CENTRAL_TIMEOUT" envDefault:"1s"`      // per request to the central
@@ -206,6 +209,28 @@ type Config struct {
 	CentralMaxRPS          int           `env:"CENTRAL_MAX_RPS" envDefault:"200"`         // requests a second, at most; 0: no bound
 	CentralBreakerFailures int           `env:"CENTRAL_BREAKER_FAILURES" envDefault:"5"`  // failed requests in a row that open the breaker; 0: never open
 	CentralBreakerCooldown time.Duration `env:"CENTRAL_BREAKER_COOLDOWN" envDefault:"1s"` // open this long before a probe
+}
+
+// The COUPON_DATES settings: what a catalog's coupon dates become at start.
+const (
+	CouponDatesAuto  = "auto"  // shift a catalog whose coupons all ended before today; keep any other
+	CouponDatesShift = "shift" // always shift
+	CouponDatesKeep  = "keep"  // the dates as the data has them
+)
+
+// CouponDateShift returns the days by which mode moves the dates of coupons
+// that cover first to last (the first start to the last end), given today.
+// A shift centres that period on today: the coupons valid today are those of
+// the period's middle, and as many days of the catalog lie ahead as behind,
+// so a demo started on any day runs for half the period. auto shifts only a
+// catalog wholly in the past (the original demo's coupons ran 2010 to 2013),
+// never one that reaches today or later, so a shop's own current data is
+// served as it is.
+func CouponDateShift(mode string, first, last, today Day) Day {
+	if mode == CouponDatesKeep || (mode == CouponDatesAuto && last >= today) {
+		return 0
+	}
+	return today - (first + (last-first)/2)
 }
 
 // Source is where the focus path gets its data: the in-process Catalog, a
@@ -242,6 +267,11 @@ func (c Config) Validate() error {
 	case PlanOriginal:
 	default:
 		errs = append(errs, fmt.Errorf("STORE_PLAN=%q: must be %q or %q", c.Plan, PlanGrid, PlanOriginal))
+	}
+	switch c.CouponDates {
+	case CouponDatesAuto, CouponDatesShift, CouponDatesKeep:
+	default:
+		errs = append(errs, fmt.Errorf("COUPON_DATES=%q: must be %q, %q or %q", c.CouponDates, CouponDatesAuto, CouponDatesShift, CouponDatesKeep))
 	}
 	if c.CentralURL != "" {
 		if u, err := url.Parse(c.CentralURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

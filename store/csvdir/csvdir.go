@@ -201,6 +201,12 @@ func (l *csvLoader) coupons() ([]store.Coupon, *csvIDs[int]) {
 		}
 		c, err := row.Coupon()
 		r.check(err)
+		if c.Type == store.DeptCoupon && c.HowMany == 1 {
+			// The original demo's files write 1 for a department coupon,
+			// which requires no count of items; the seed's rule, the
+			// generated shop (and so the model) and the message say -1.
+			c.HowMany = -1
+		}
 		ids.add(r, 0, row.CouponID, r.fine(0))
 		out = append(out, c)
 	})

@@ -284,6 +284,29 @@ func TestLoadOriginalDemo(t *testing.T) {
 	}
 }
 
+// The original demo's files write how_many_products_required 1 for a
+// department coupon (26 of them); it is read as the -1 of the seed's rule, so
+// the published coupon says -1 and the model sees what it was trained on.
+func TestLoadDepartmentCouponCount(t *testing.T) {
+	dir := csvValidDir(t)
+	csvWriteFiles(t, dir, map[string]string{couponsFile: "coupon_id,coupon_type,department,discount,how_many_products_required,start_date,end_date,product_mean_price,products_available\n" +
+		"1,department,Sport,12,1,2011-03-01,2011-03-20,24.5,600\n" +
+		"2,department,Sport,12,-1,2011-03-01,2011-03-20,24.5,600\n" +
+		"3,just_discount,Sport,12,1,2011-03-01,2011-03-20,24.5,1\n",
+		linksFile: "coupon_id,product_id\n"})
+	w, err := Load(dir)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	var got []int
+	for _, c := range w.Catalog.Coupons() {
+		got = append(got, c.HowMany)
+	}
+	if want := []int{-1, -1, 1}; !slices.Equal(got, want) {
+		t.Errorf("how_many of a department coupon written 1, -1 and a just_discount written 1: %v, want %v", got, want)
+	}
+}
+
 func csvDay(t *testing.T, s string) store.Day {
 	t.Helper()
 	d, err := store.ParseDay(s)
