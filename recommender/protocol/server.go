@@ -4,7 +4,8 @@
 // serve, the limits of a request, the error answers and the request metrics.
 // On the client side: the call to a prediction service (PREDICTION_URL) with
 // its slots, deadline, outcome and metrics. Each protocol brings its own
-// routes and codec.
+// routes and codec; a V2 codec also names its model readiness route, which
+// the client asks in the background (WatchModel).
 package protocol
 
 import (
