@@ -84,13 +84,6 @@ type unknownFields struct {
 	first string // JSON path of the first one, for the log
 }
 
-func (u *unknownFields) add(path string) {
-	if u.n == 0 {
-		u.first = path
-	}
-	u.n++
-}
-
 // The fields of each object: required ones, and optional ones the original
 // clients send that do not enter the features. The original recommendation
 // service sends every coupon_info column, start_date and end_date included.
@@ -229,10 +222,10 @@ func object(raw json.RawMessage, path string, want shape, unknown *unknownFields
 		return nil, protocol.BadField(join(path, k), "missing")
 	}
 	if len(unknownHere) > 0 {
-		slices.Sort(unknownHere) // the first one logged is the same for the same body
-		for _, k := range unknownHere {
-			unknown.add(join(path, k))
+		if unknown.n == 0 { // the least name: the same body logs the same one
+			unknown.first = join(path, slices.Min(unknownHere))
 		}
+		unknown.n += len(unknownHere)
 	}
 	return m, nil
 }
