@@ -371,6 +371,11 @@ func (a *App) Run(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.pipeline.Run(gctx) })
+	if a.client != nil {
+		g.Go(func() error {
+			return a.client.WatchModel(gctx, modelCheckEvery, readyCheckTimeout, a.log.With("component", "prediction_client"))
+		})
+	}
 	g.Go(func() error {
 		select {
 		case <-a.conn.Ready():

@@ -41,7 +41,9 @@ func (a *App) routes() http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
+	// The text format by default; OpenMetrics to a scraper that asks for it
+	// (Accept: application/openmetrics-text), as Prometheus does.
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
 	score.Register(mux, a.server)
 	v2.Register(mux, a.server)
 	a.central.Register(mux)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -223,5 +224,68 @@ func TestWriteDeadlineFollowsProgress(t *testing.T) {
 		}
 	case <-time.After(closeWithin):
 		t.Fatalf("a client that does not read held the handler for %s", closeWithin)
+	}
+}
+
+// /metrics answers in OpenMetrics to a scraper that asks for it (Prometheus
+// does, first), and in the Prometheus text format otherwise. With promtool
+// installed, the text format passes `promtool check metrics` (which reads
+// no other format).
+func TestMetricsOpenMetricsOnRequest(t *testing.T) {
+	a := runApp(t, nil)
+	const (
+		text        = "text/plain; version=0.0.4"
+		openMetrics = "application/openmetrics-text; version=1.0.0"
+	)
+	tests := map[string]struct{ accept, wantType string }{
+		"no Accept":   {"", text},
+		"text format": {"text/plain;version=0.0.4", text},
+		"OpenMetrics": {"application/openmetrics-text; version=1.0.0", openMetrics},
+		"Prometheus scraper": {"application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75," +
+			"text/plain;version=0.0.4;q=0.5,*/*;q=0.1", openMetrics},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+			if tt.accept != "" {
+				req.Header.Set("Accept", tt.accept)
+			}
+			rec := httptest.NewRecorder()
+			a.routes().ServeHTTP(rec, req)
+			body := rec.Body.String()
+			if ct := rec.Header().Get("Content-Type"); rec.Code != http.StatusOK || !strings.HasPrefix(ct, tt.wantType) {
+				t.Fatalf("GET /metrics: %d, Content-Type %q, want 200 %q", rec.Code, ct, tt.wantType)
+			}
+			// OpenMetrics names a counter's family without _total and ends
+			// with # EOF; the text format does neither.
+			want, eof := "# TYPE storeflow_focus_detected_total counter\nstoreflow_focus_detected_total 0\n", false
+			if tt.wantType == openMetrics {
+				want, eof = "# TYPE storeflow_focus_detected counter\nstoreflow_focus_detected_total 0.0\n", true
+			}
+			if !strings.Contains(body, want) {
+				t.Fatalf("want\n%sin\n%s", want, body)
+			}
+			if got := strings.HasSuffix(body, "# EOF\n"); got != eof {
+				t.Fatalf("body ends in # EOF: %v, want %v", got, eof)
+			}
+			if tt.wantType == text {
+				promtoolCheck(t, body)
+			}
+		})
+	}
+}
+
+// promtoolCheck runs `promtool check metrics` on an exposition, if promtool
+// is installed (Debian: prometheus).
+func promtoolCheck(t *testing.T, exposition string) {
+	t.Helper()
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		return
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(exposition)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 }

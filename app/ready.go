@@ -9,11 +9,17 @@ import (
 // answer quickly, and a dependency slower than this is not ready.
 const readyCheckTimeout = 500 * time.Millisecond
 
+// modelCheckEvery is how often the remote model's readiness (V2
+// PREDICTION_MODEL) is asked in the background: a model loaded or unloaded
+// shows in /readyz within this.
+const modelCheckEvery = 2 * time.Second
+
 // notReady says why the process should not take traffic ("" when it
 // should): the broker not serving or the pipeline not subscribed, Redis
 // (REDIS_URL) not answering, the prediction service (PREDICTION_URL) not
-// ready or its circuit breaker open. The dependency checks run in
-// parallel, each within readyCheckTimeout.
+// ready, its circuit breaker open, or its model (PREDICTION_MODEL, V2) not
+// ready when last asked (protocol.Client.WatchModel). The dependency checks
+// run in parallel, each within readyCheckTimeout.
 func (a *App) notReady(ctx context.Context) string {
 	select {
 	case <-a.ready:
@@ -33,7 +39,10 @@ func (a *App) notReady(ctx context.Context) string {
 			if err := c.BreakerErr(); err != nil {
 				return err // a service that answers its health route may still hang on scoring
 			}
-			return c.Ready(ctx)
+			if err := c.Ready(ctx); err != nil {
+				return err
+			}
+			return c.ModelErr()
 		}})
 	}
 	errs := make([]error, len(checks))

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/storeflow/storeflow/config"
 	"github.com/storeflow/storeflow/internal/harness"
@@ -45,18 +47,40 @@ func readyz(t *testing.T, a *App) (int, string) {
 	return rec.Code, string(b)
 }
 
-// predictor plays a model server whose readiness route answers status.
-func predictor(t *testing.T, status *atomic.Int32) *httptest.Server {
+// predictor plays a model server whose readiness route answers status and
+// which has the model named by model (none while nil or ""): its V2 model
+// readiness route answers 200 for that model and 404, in the protocol's
+// error shape, for any other.
+func predictor(t *testing.T, status *atomic.Int32, model *atomic.Pointer[string]) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/v2/health/ready" {
-			w.WriteHeader(int(status.Load()))
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v2/health/ready", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(int(status.Load()))
+	})
+	mux.HandleFunc("GET /v2/models/{name}/ready", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if name := r.PathValue("name"); model == nil || model.Load() == nil || *model.Load() != name {
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprintf(w, `{"error":"Model %s not found"}`, name)
 			return
 		}
-		http.NotFound(w, r)
-	}))
+		fmt.Fprintf(w, `{"name":%q,"ready":true}`, r.PathValue("name"))
+	})
+	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// waitReadyz waits until /readyz answers code with a body that contains
+// want, and fails the test with the last answer if it does not within 10 s.
+func waitReadyz(t *testing.T, a *App, code int, want string) {
+	t.Helper()
+	var gotCode int
+	var gotBody string
+	harness.Until(t, 10*time.Second, fmt.Sprintf("GET /readyz = %d %q…", code, want), func() bool {
+		gotCode, gotBody = readyz(t, a)
+		return gotCode == code && strings.Contains(gotBody, want)
+	})
 }
 
 // /readyz is 200 only when Redis (REDIS_URL) answers and the prediction
@@ -66,8 +90,11 @@ func TestReadyzChecksDependencies(t *testing.T) {
 		redis := redistest.Start(t)
 		var status atomic.Int32
 		status.Store(http.StatusOK)
-		pred := predictor(t, &status)
+		var model atomic.Pointer[string]
+		model.Store(new("coupon"))
+		pred := predictor(t, &status, &model)
 		a := runApp(t, map[string]string{"REDIS_URL": redis.URL(), "PREDICTION_URL": pred.URL, "PREDICTION_PROTOCOL": "v2"})
+		waitReadyz(t, a, http.StatusOK, "ready") // the model's readiness is asked in the background
 		steps := []struct {
 			name   string
 			change func()
@@ -90,7 +117,7 @@ func TestReadyzChecksDependencies(t *testing.T) {
 	t.Run("score", func(t *testing.T) {
 		var status atomic.Int32
 		status.Store(http.StatusNotFound) // a /score service has no readiness route: any answer will do
-		pred := predictor(t, &status)
+		pred := predictor(t, &status, nil)
 		a := runApp(t, map[string]string{"PREDICTION_URL": pred.URL})
 		if code, body := readyz(t, a); code != http.StatusOK {
 			t.Errorf("GET /readyz = %d %q with the /score service up, want 200", code, body)
@@ -103,6 +130,20 @@ func TestReadyzChecksDependencies(t *testing.T) {
 		if code, body := readyz(t, a); code != http.StatusServiceUnavailable || !strings.HasPrefix(body, "not ready: prediction: score ") {
 			t.Errorf("GET /readyz = %d %q with the service gone, want 503 naming prediction", code, body)
 		}
+	})
+	t.Run("v2 model not on the server", func(t *testing.T) {
+		var status atomic.Int32
+		status.Store(http.StatusOK)
+		var model atomic.Pointer[string]
+		model.Store(new("another"))
+		pred := predictor(t, &status, &model)
+		a := runApp(t, map[string]string{"PREDICTION_URL": pred.URL, "PREDICTION_PROTOCOL": "v2", "PREDICTION_MODEL": "coupon"})
+		notOnServer := `not ready: prediction: model "coupon" (PREDICTION_MODEL) is not on the server: GET ` + pred.URL + "/v2/models/coupon/ready: 404"
+		waitReadyz(t, a, http.StatusServiceUnavailable, notOnServer)
+		model.Store(new("coupon"))
+		waitReadyz(t, a, http.StatusOK, "ready")
+		model.Store(nil)
+		waitReadyz(t, a, http.StatusServiceUnavailable, notOnServer)
 	})
 	t.Run("memory cache, in-process model", func(t *testing.T) {
 		a := runApp(t, nil)

@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -78,6 +80,10 @@ type Codec struct {
 	// Ready tells whether the status of GET {URL}/v2/health/ready means the
 	// service can take requests.
 	Ready func(status int) bool
+	// ModelReady is the URL that answers 200 when the model is ready to
+	// take requests, below the service's base URL; nil when the protocol
+	// has none.
+	ModelReady func(base *url.URL, model string) *url.URL
 }
 
 // Client is a recommender.Scorer that asks a prediction service over HTTP
@@ -95,6 +101,9 @@ type Client struct {
 	codec    Codec
 	endpoint string // the URL requests go to
 	readyURL string // what Ready asks
+	model    string // PREDICTION_MODEL
+	modelURL string // what WatchModel asks; "" when the protocol has no such route
+	modelErr atomic.Pointer[error]
 	shown    string // the endpoint as errors show it (redact.URL)
 	header   http.Header
 	host     string // a Host from PREDICTION_HEADERS, for ingress routing
@@ -125,6 +134,10 @@ func NewClient(cfg recommender.Config, codec Codec, m *ClientMetrics) (*Client, 
 	// Ready asks the V2 readiness route; a /score service has no standard
 	// one, so the same route only shows that an HTTP server answers there.
 	ready := u.JoinPath("v2", "health", "ready")
+	var modelURL string
+	if codec.ModelReady != nil {
+		modelURL = codec.ModelReady(u, cfg.Model).String()
+	}
 	u = codec.Endpoint(u, cfg.Model)
 	br := breaker.New(cfg.BreakerFailures, cfg.BreakerCooldown)
 	br.Register(m.reg, "prediction")
@@ -132,6 +145,8 @@ func NewClient(cfg recommender.Config, codec Codec, m *ClientMetrics) (*Client, 
 		codec:    codec,
 		endpoint: u.String(),
 		readyURL: ready.String(),
+		model:    cfg.Model,
+		modelURL: modelURL,
 		shown:    redact.URL(u.String()),
 		header:   header,
 		host:     host,
@@ -154,21 +169,90 @@ func (c *Client) Close() {
 // protocol takes for ready (Codec.Ready). It is not counted, and errors
 // carry no header value.
 func (c *Client) Ready(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.readyURL, nil)
+	r := c.get(ctx, c.readyURL)
+	switch {
+	case r.Status == 0: // no answer
+		return fmt.Errorf("%s %s: %w", c.codec.Name, c.shown, r.Err)
+	case !c.codec.Ready(r.Status):
+		return fmt.Errorf("GET %s: %d %s", redact.URL(c.readyURL), r.Status, http.StatusText(r.Status))
+	}
+	return nil
+}
+
+// get asks url for a readiness answer, passing the body over.
+func (c *Client) get(ctx context.Context, url string) peerhttp.Response {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return fmt.Errorf("%s %s: cannot build the request", c.codec.Name, c.shown)
+		return peerhttp.Response{Err: errors.New("cannot build the request")}
 	}
 	req.Header = c.header.Clone()
 	req.Header.Del("Content-Type")
 	if c.host != "" {
 		req.Host = c.host
 	}
-	r := c.http.Call(req, maxReadyBytes)
+	return c.http.Call(req, maxReadyBytes)
+}
+
+// ModelErr is nil while the model (PREDICTION_MODEL) was ready when
+// WatchModel last asked, else why it was not; always nil for a protocol
+// without a model readiness route.
+func (c *Client) ModelErr() error {
+	if c.modelURL == "" {
+		return nil
+	}
+	if err := c.modelErr.Load(); err != nil {
+		return *err
+	}
+	return fmt.Errorf("model %q (PREDICTION_MODEL): readiness not checked yet", c.model)
+}
+
+// WatchModel keeps ModelErr current: it asks GET {URL}/v2/models/{name}/ready
+// at once and then every interval, each time within timeout, until ctx
+// ends; it logs when the answer turns. A model the server does not have
+// fails every call with 404 while the server itself is ready, so /readyz
+// must see it; asking here rather than on every probe keeps a probe cheap
+// and the server's load independent of how often it is probed. It returns
+// nil at once for a protocol without such a route.
+func (c *Client) WatchModel(ctx context.Context, every, timeout time.Duration, log *slog.Logger) error {
+	if c.modelURL == "" {
+		return nil
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	wasReady, first := false, true
+	for {
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		err := c.checkModel(cctx)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		c.modelErr.Store(&err)
+		switch {
+		case err != nil && (wasReady || first):
+			log.Warn("prediction model not ready", "model", c.model, "reason", err.Error())
+		case err == nil && !wasReady:
+			log.Info("prediction model ready", "model", c.model)
+		}
+		wasReady, first = err == nil, false
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// checkModel asks once whether the model is ready.
+func (c *Client) checkModel(ctx context.Context) error {
+	r := c.get(ctx, c.modelURL)
 	switch {
 	case r.Status == 0: // no answer
-		return fmt.Errorf("%s %s: %w", c.codec.Name, c.shown, r.Err)
-	case !c.codec.Ready(r.Status):
-		return fmt.Errorf("GET %s: %d %s", redact.URL(c.readyURL), r.Status, http.StatusText(r.Status))
+		return fmt.Errorf("model %q (PREDICTION_MODEL): %s %s: %w", c.model, c.codec.Name, redact.URL(c.modelURL), r.Err)
+	case r.Status == http.StatusNotFound:
+		return fmt.Errorf("model %q (PREDICTION_MODEL) is not on the server: GET %s: 404 Not Found", c.model, redact.URL(c.modelURL))
+	case r.Status != http.StatusOK:
+		return fmt.Errorf("model %q (PREDICTION_MODEL) is not ready: GET %s: %d %s", c.model, redact.URL(c.modelURL), r.Status, http.StatusText(r.Status))
 	}
 	return nil
 }

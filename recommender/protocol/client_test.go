@@ -3,6 +3,8 @@ package protocol_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"maps"
 	"math"
 	"net/http"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/storeflow/storeflow/internal/breaker"
 	"github.com/storeflow/storeflow/internal/harness"
+	"github.com/storeflow/storeflow/internal/proctest"
 	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/recommender/internal/fixture"
 	"github.com/storeflow/storeflow/recommender/protocol"
@@ -433,5 +436,55 @@ func TestClientBreaker(t *testing.T) {
 	got := fixture.CallCounts(t, m)
 	if got["breaker_open"] < 100 || got["timeout"] != failures || got["ok"] != 1 {
 		t.Errorf("calls %v: want at least 100 breaker_open, %d timeouts, 1 ok", got, failures)
+	}
+}
+
+// WatchModel asks the V2 model readiness route in the background: against
+// storeflow's own server, the model it serves is ready, another name is not
+// on the server (404), and a server without a model is not ready (503).
+// The /score protocol has no such route: nothing is asked, nothing is wrong.
+func TestClientWatchModel(t *testing.T) {
+	_, noModel := newTestMux(nil)
+	tests := map[string]struct {
+		peer    *httptest.Server
+		proto   string
+		model   string
+		wantErr string // "" ready
+	}{
+		"model served":        {storeflowPeer(t), recommender.ProtocolV2, recommender.DefaultModel, ""},
+		"model not on server": {storeflowPeer(t), recommender.ProtocolV2, "other", `model "other" (PREDICTION_MODEL) is not on the server: GET `},
+		"no model loaded":     {fixture.Peer(t, noModel), recommender.ProtocolV2, recommender.DefaultModel, `model "coupon" (PREDICTION_MODEL) is not ready: GET `},
+		"score protocol":      {storeflowPeer(t), recommender.ProtocolScore, "other", ""},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			c, m := newTestClient(t, tt.peer.URL, tt.proto, func(cfg *recommender.Config) { cfg.Model = tt.model })
+			if tt.proto == recommender.ProtocolV2 && !strings.Contains(fmt.Sprint(c.ModelErr()), "not checked yet") {
+				t.Fatalf("before WatchModel: ModelErr() = %v, want not checked yet", c.ModelErr())
+			}
+			var logs proctest.SyncBuffer
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				done <- c.WatchModel(ctx, time.Hour, time.Second, slog.New(slog.NewTextHandler(&logs, nil)))
+			}()
+			harness.Until(t, 10*time.Second, "the model's readiness asked", func() bool {
+				return !strings.Contains(fmt.Sprint(c.ModelErr()), "not checked yet")
+			})
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			err := c.ModelErr()
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("ModelErr() = %v, want nil", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("ModelErr() = %v, want %q…", err, tt.wantErr)
+			case tt.wantErr != "" && !strings.Contains(logs.String(), "prediction model not ready"):
+				t.Fatalf("no warning logged: %q", logs.String())
+			}
+			checkCalls(t, m, map[string]float64{}) // readiness is not a call
+		})
 	}
 }

@@ -4,7 +4,8 @@
 // serve, the limits of a request, the error answers and the request metrics.
 // On the client side: the call to a prediction service (PREDICTION_URL) with
 // its slots, deadline, outcome and metrics. Each protocol brings its own
-// routes and codec.
+// routes and codec; a V2 codec also names its model readiness route, which
+// the client asks in the background (WatchModel).
 package protocol
 
 import (
@@ -97,6 +98,9 @@ type ServerMetrics struct {
 	// the answer could scrape the count before it moved.
 	Requests *prometheus.CounterVec
 	Rows     prometheus.Counter // feature rows scored, both APIs
+	// UnknownFields counts the request fields /score ignored because it
+	// does not know them (the original service ignored them too).
+	UnknownFields prometheus.Counter
 }
 
 // NewServerMetrics registers the prediction server's metrics with reg, every
@@ -108,13 +112,15 @@ func NewServerMetrics(reg prometheus.Registerer) *ServerMetrics {
 			[]string{"route", "outcome"}),
 		Rows: prometheus.NewCounter(prometheus.CounterOpts{Name: "storeflow_prediction_server_rows_total",
 			Help: "Feature rows the prediction server scored."}),
+		UnknownFields: prometheus.NewCounter(prometheus.CounterOpts{Name: "storeflow_prediction_server_unknown_fields_total",
+			Help: "Fields of /score requests the prediction server does not know and ignored."}),
 	}
 	for _, route := range routeNames {
 		for _, outcome := range outcomeNames {
 			m.Requests.WithLabelValues(route, outcome)
 		}
 	}
-	reg.MustRegister(m.Requests, m.Rows)
+	reg.MustRegister(m.Requests, m.Rows, m.UnknownFields)
 	return m
 }
 
@@ -128,6 +134,7 @@ type Server struct {
 	warn    *ratelog.Logger // lines a caller can cause with every request
 	version string
 	rows    prometheus.Counter
+	unknown prometheus.Counter
 	answers [numRoutes][numOutcomes]prometheus.Counter
 }
 
@@ -142,7 +149,7 @@ func NewServer(model recommender.RowScorer, log *slog.Logger, m *ServerMetrics) 
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		version = bi.Main.Version
 	}
-	s := &Server{model: model, log: log, warn: ratelog.New(log, logEvery), version: version, rows: m.Rows}
+	s := &Server{model: model, log: log, warn: ratelog.New(log, logEvery), version: version, rows: m.Rows, unknown: m.UnknownFields}
 	for r, route := range routeNames {
 		for o, outcome := range outcomeNames {
 			s.answers[r][o] = m.Requests.WithLabelValues(route, outcome)
@@ -199,6 +206,15 @@ func (s *Server) Refuse(w http.ResponseWriter, route Route, err error, withField
 		body.Field = re.Field
 	}
 	s.Reply(w, route, re.Status, body)
+}
+
+// Ignored counts n fields of a request that the server does not know and
+// ignored, and logs one example at debug at most once per interval: a client
+// sends the same extra fields with every request.
+func (s *Server) Ignored(route Route, n int, example string) {
+	s.unknown.Add(float64(n))
+	s.warn.Log(slog.LevelDebug, "unknown_fields_"+route.String(), "ignored unknown fields",
+		"route", route.String(), "fields", n, "example", Quote(example))
 }
 
 // Score runs the model over n rows of recommender.NumFeatures. bad is the

@@ -10,6 +10,8 @@ import (
 func FuzzParseScoreReply(f *testing.F) {
 	f.Add([]byte(`[{"coupon_id":4,"customer_id":"c","prediction":0.5},{"coupon_id":7,"prediction":0.25},{"coupon_id":9,"prediction":1}]`))
 	f.Add([]byte(`[{"coupon_id":"4","prediction":0.5}]`))
+	// The original prediction service's answer form (testdata/original).
+	f.Add([]byte(`[{"coupon_id":"4","customer_id":"1","prediction":0.6108783426},{"coupon_id":"9","customer_id":"1","prediction":0.3721197586}]`))
 	coupons := fixture.Coupons()[:3]
 	f.Fuzz(func(t *testing.T, body []byte) {
 		out := []float64{-1, -1, -1}

@@ -44,6 +44,9 @@ func handle(s *protocol.Server, w http.ResponseWriter, r *http.Request) {
 		s.Refuse(w, protocol.RouteScore, err, true)
 		return
 	}
+	if req.unknown.n > 0 {
+		s.Ignored(protocol.RouteScore, req.unknown.n, req.unknown.first)
+	}
 	n := len(req.coupons)
 	rows := make([]float32, n*recommender.NumFeatures)
 	for i := range req.coupons {
@@ -71,15 +74,29 @@ func handle(s *protocol.Server, w http.ResponseWriter, r *http.Request) {
 type request struct {
 	customer store.Customer
 	coupons  []store.Coupon
+	unknown  unknownFields
 }
 
+// unknownFields are the fields of a request that no version of the API
+// knows: they are ignored, as the original service ignored them.
+type unknownFields struct {
+	n     int
+	first string // JSON path of the first one, for the log
+}
+
+// The fields of each object: required ones, and optional ones the original
+// clients send that do not enter the features. The original recommendation
+// service sends every coupon_info column, start_date and end_date included.
 var (
-	scoreFields    = []string{"customer", "coupons"}
-	customerFields = []string{"customer_id", "gender", "age", "mean_buy_price", "total_coupons_used",
-		"mean_discount_received", "unique_products_bought", "unique_products_bought_with_coupons", "total_items_bought"}
-	couponFields = []string{"coupon_id", "coupon_type", "department", "discount", "how_many_products_required",
-		"product_mean_price", "products_available"}
+	scoreFields    = shape{required: []string{"customer", "coupons"}}
+	customerFields = shape{required: []string{"customer_id", "gender", "age", "mean_buy_price", "total_coupons_used",
+		"mean_discount_received", "unique_products_bought", "unique_products_bought_with_coupons", "total_items_bought"}}
+	couponFields = shape{required: []string{"coupon_id", "coupon_type", "department", "discount", "how_many_products_required",
+		"product_mean_price", "products_available"}, optional: []string{"start_date", "end_date"}}
 )
+
+// shape is what object expects of a JSON object.
+type shape struct{ required, optional []string }
 
 // Bounds of the /score fields. Counts are non-negative; how_many is -1 on
 // department coupons; everything must survive the float32 of a feature row.
@@ -88,9 +105,10 @@ const (
 	maxFloat = math.MaxFloat32
 )
 
-// decodeRequest reads a /score body strictly: every field present,
-// none unknown, each of the right type and range. Errors name the field as a
-// JSON path (customer.age, coupons[2].discount).
+// decodeRequest reads a /score body strictly: every field present, each
+// of the right type and range. Unknown fields are ignored and counted in
+// req.unknown: the original service ignored them, and its clients send some.
+// Errors name the field as a JSON path (customer.age, coupons[2].discount).
 //
 // It decodes objects into maps of raw values rather than structs because
 // encoding/json's errors neither give array indexes nor tell a missing
@@ -100,12 +118,12 @@ func decodeRequest(r io.Reader) (request, error) {
 	if err := protocol.DecodeJSON(r, &top); err != nil {
 		return request{}, err
 	}
-	m, err := object(top, "", scoreFields)
+	var req request
+	m, err := object(top, "", scoreFields, &req.unknown)
 	if err != nil {
 		return request{}, err
 	}
-	var req request
-	if req.customer, err = decodeCustomer(m["customer"]); err != nil {
+	if req.customer, err = decodeCustomer(m["customer"], &req.unknown); err != nil {
 		return request{}, err
 	}
 	raw := m["coupons"]
@@ -121,15 +139,15 @@ func decodeRequest(r io.Reader) (request, error) {
 	}
 	req.coupons = make([]store.Coupon, len(list))
 	for i, raw := range list {
-		if req.coupons[i], err = decodeCoupon(raw, "coupons["+strconv.Itoa(i)+"]"); err != nil {
+		if req.coupons[i], err = decodeCoupon(raw, "coupons["+strconv.Itoa(i)+"]", &req.unknown); err != nil {
 			return request{}, err
 		}
 	}
 	return req, nil
 }
 
-func decodeCustomer(raw json.RawMessage) (store.Customer, error) {
-	m, err := object(raw, "customer", customerFields)
+func decodeCustomer(raw json.RawMessage, unknown *unknownFields) (store.Customer, error) {
+	m, err := object(raw, "customer", customerFields, unknown)
 	if err != nil {
 		return store.Customer{}, err
 	}
@@ -148,14 +166,14 @@ func decodeCustomer(raw json.RawMessage) (store.Customer, error) {
 	return c, f.validate(c.Validate())
 }
 
-func decodeCoupon(raw json.RawMessage, path string) (store.Coupon, error) {
-	m, err := object(raw, path, couponFields)
+func decodeCoupon(raw json.RawMessage, path string, unknown *unknownFields) (store.Coupon, error) {
+	m, err := object(raw, path, couponFields, unknown)
 	if err != nil {
 		return store.Coupon{}, err
 	}
 	f := fields{path: path, m: m}
 	cp := store.Coupon{
-		ID:                f.int("coupon_id", 0, maxCount),
+		ID:                f.id("coupon_id"),
 		Discount:          f.int("discount", 0, 100),
 		HowMany:           f.int("how_many_products_required", -1, maxCount),
 		ProductMeanPrice:  f.float("product_mean_price", 0, maxFloat),
@@ -166,13 +184,18 @@ func decodeCoupon(raw json.RawMessage, path string) (store.Coupon, error) {
 	dept := f.enum("department", `"Boys", "Girls", "Men", "Sports" or "Women"`,
 		func(s string) bool { _, ok := store.ParseDepartment(s); return ok })
 	cp.Department, _ = store.ParseDepartment(dept)
+	// The coupon's dates do not enter the features: the caller chose the
+	// coupons valid at the focus.
+	f.optionalString("start_date")
+	f.optionalString("end_date")
 	return cp, f.validate(cp.Validate())
 }
 
-// object parses raw as a JSON object whose keys are exactly want. An unknown
-// key is reported before a missing one: a misspelt name is both, and
-// "unknown" points at the typo.
-func object(raw json.RawMessage, path string, want []string) (map[string]json.RawMessage, error) {
+// object parses raw as a JSON object with every required key of want. Keys
+// it does not know are added to unknown. A missing key next to an unknown one
+// is reported as the unknown one: a misspelt name is both, and the unknown
+// name points at the typo.
+func object(raw json.RawMessage, path string, want shape, unknown *unknownFields) (map[string]json.RawMessage, error) {
 	if event.Kind(raw) != event.KindObject {
 		if path == "" {
 			return nil, &protocol.RequestError{Status: http.StatusBadRequest, Msg: "want a JSON object, got " + event.Kind(raw)}
@@ -183,19 +206,26 @@ func object(raw json.RawMessage, path string, want []string) (map[string]json.Ra
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return nil, protocol.BadField(path, "%v", err)
 	}
-	var unknown []string
+	var unknownHere []string
 	for k := range m {
-		if !slices.Contains(want, k) {
-			unknown = append(unknown, k)
+		if !slices.Contains(want.required, k) && !slices.Contains(want.optional, k) {
+			unknownHere = append(unknownHere, k)
 		}
 	}
-	if len(unknown) > 0 {
-		return nil, protocol.BadField(join(path, slices.Min(unknown)), "unknown field")
-	}
-	for _, k := range want {
-		if _, ok := m[k]; !ok {
-			return nil, protocol.BadField(join(path, k), "missing")
+	for _, k := range want.required {
+		if _, ok := m[k]; ok {
+			continue
 		}
+		if len(unknownHere) > 0 {
+			return nil, protocol.BadField(join(path, slices.Min(unknownHere)), "unknown field, and %s is missing", k)
+		}
+		return nil, protocol.BadField(join(path, k), "missing")
+	}
+	if len(unknownHere) > 0 {
+		if unknown.n == 0 { // the least name: the same body logs the same one
+			unknown.first = join(path, slices.Min(unknownHere))
+		}
+		unknown.n += len(unknownHere)
 	}
 	return m, nil
 }
@@ -268,6 +298,31 @@ func (f *fields) int(key string, lo, hi int) int {
 		return 0
 	}
 	return int(v)
+}
+
+// id reads a non-negative whole number that may come as a JSON number or
+// as a string of one: the original service took "116" for 116.
+func (f *fields) id(key string) int {
+	if f.err != nil {
+		return 0
+	}
+	if event.Kind(f.m[key]) != event.KindString {
+		return f.int(key, 0, maxCount)
+	}
+	s, _ := f.str(key)
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 0 || v > maxCount {
+		f.fail(key, "want a whole number from 0 to %d, got %s", maxCount, protocol.Quote(s))
+		return 0
+	}
+	return v
+}
+
+// optionalString checks that key, if present, is a string or null.
+func (f *fields) optionalString(key string) {
+	if raw, ok := f.m[key]; ok && f.err == nil && event.Kind(raw) != event.KindNull && event.Kind(raw) != event.KindString {
+		f.fail(key, "want a string, got %s", event.Kind(raw))
+	}
 }
 
 func (f *fields) str(key string) (string, bool) {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -66,6 +68,28 @@ func TestScore(t *testing.T) {
 		"Sport is Sports": {func() map[string]any {
 			m := scoreJSON()
 			fixture.CouponOf(m, 1)["department"] = "Sport"
+			return m
+		}, byID(2, 4, 9, 7, 5)},
+		"coupon_id as a numeric string": {func() map[string]any {
+			m := scoreJSON()
+			for i := range 5 {
+				c := fixture.CouponOf(m, i)
+				c["coupon_id"] = fmt.Sprint(c["coupon_id"])
+			}
+			return m
+		}, byID(2, 4, 9, 7, 5)},
+		"coupon dates are accepted": {func() map[string]any {
+			m := scoreJSON()
+			fixture.CouponOf(m, 0)["start_date"] = "2010-01-01"
+			fixture.CouponOf(m, 0)["end_date"] = "2010-01-09"
+			fixture.CouponOf(m, 1)["start_date"] = nil
+			return m
+		}, byID(2, 4, 9, 7, 5)},
+		"unknown fields are ignored": {func() map[string]any {
+			m := scoreJSON()
+			m["store"] = 1
+			fixture.CustomerOf(m)["nickname"] = "x"
+			fixture.CouponOf(m, 2)["colour"] = []any{"red"}
 			return m
 		}, byID(2, 4, 9, 7, 5)},
 		"whole-number floats are integers": {func() map[string]any {
@@ -129,14 +153,12 @@ func TestScoreBadBody(t *testing.T) {
 		"not an object":               {`[1,2]`, ""},
 		"null":                        {`null`, ""},
 		"data after the object":       {valid + `{}`, ""},
-		"unknown top-level field":     {edit(func(m map[string]any) { m["store"] = 1 }), "store"},
 		"missing customer":            {edit(func(m map[string]any) { delete(m, "customer") }), "customer"},
 		"missing coupons":             {edit(func(m map[string]any) { delete(m, "coupons") }), "coupons"},
 		"customer not an object":      {edit(func(m map[string]any) { m["customer"] = "c-42" }), "customer"},
 		"coupons not a list":          {edit(func(m map[string]any) { m["coupons"] = map[string]any{} }), "coupons"},
 		"coupons null":                {edit(func(m map[string]any) { m["coupons"] = nil }), "coupons"},
 		"too many coupons":            {manyCoupons, "coupons"},
-		"unknown customer field":      {edit(func(m map[string]any) { fixture.CustomerOf(m)["nickname"] = "x" }), "customer.nickname"},
 		"missing customer field":      {edit(func(m map[string]any) { delete(fixture.CustomerOf(m), "age") }), "customer.age"},
 		"age as a string":             {edit(func(m map[string]any) { fixture.CustomerOf(m)["age"] = "35" }), "customer.age"},
 		"age with a fraction":         {edit(func(m map[string]any) { fixture.CustomerOf(m)["age"] = 35.5 }), "customer.age"},
@@ -154,6 +176,16 @@ func TestScoreBadBody(t *testing.T) {
 		"number out of range":         {strings.Replace(valid, `"product_mean_price":19`, `"product_mean_price":1e400`, 1), "coupons[2].product_mean_price"},
 		"price beyond float32":        {edit(func(m map[string]any) { fixture.CouponOf(m, 2)["product_mean_price"] = 1e39 }), "coupons[2].product_mean_price"},
 		"fractional coupon_id":        {edit(func(m map[string]any) { fixture.CouponOf(m, 1)["coupon_id"] = 1.5 }), "coupons[1].coupon_id"},
+		"coupon_id a fraction string": {edit(func(m map[string]any) { fixture.CouponOf(m, 1)["coupon_id"] = "1.5" }), "coupons[1].coupon_id"},
+		"coupon_id a word":            {edit(func(m map[string]any) { fixture.CouponOf(m, 1)["coupon_id"] = "seven" }), "coupons[1].coupon_id"},
+		"coupon_id negative string":   {edit(func(m map[string]any) { fixture.CouponOf(m, 1)["coupon_id"] = "-3" }), "coupons[1].coupon_id"},
+		"coupon_id a list":            {edit(func(m map[string]any) { fixture.CouponOf(m, 1)["coupon_id"] = []any{7} }), "coupons[1].coupon_id"},
+		"start_date a number":         {edit(func(m map[string]any) { fixture.CouponOf(m, 1)["start_date"] = 20100101 }), "coupons[1].start_date"},
+		"end_date an object":          {edit(func(m map[string]any) { fixture.CouponOf(m, 3)["end_date"] = map[string]any{} }), "coupons[3].end_date"},
+		"unknown field next to a missing one": {edit(func(m map[string]any) {
+			fixture.CustomerOf(m)["nickname"] = "x"
+			delete(fixture.CustomerOf(m), "age")
+		}), "customer.nickname"},
 		"unknown coupon type":         {edit(func(m map[string]any) { fixture.CouponOf(m, 1)["coupon_type"] = "bogus" }), "coupons[1].coupon_type"},
 		"unknown department":          {edit(func(m map[string]any) { fixture.CouponOf(m, 0)["department"] = "Shoes" }), "coupons[0].department"},
 		"lower-case department":       {edit(func(m map[string]any) { fixture.CouponOf(m, 0)["department"] = "men" }), "coupons[0].department"},
@@ -215,11 +247,17 @@ func FuzzDecodeScoreRequest(f *testing.F) {
 	f.Add(valid)
 	f.Add([]byte(`{"customer":{"customer_id":7,"gender":"M","age":1,"mean_buy_price":0,"total_coupons_used":0,` +
 		`"mean_discount_received":0,"unique_products_bought":0,"unique_products_bought_with_coupons":0,"total_items_bought":0},"coupons":[]}`))
+	for _, name := range []string{"readme_request.json", "test_request.json"} { // the client's are large
+		if b, err := os.ReadFile(filepath.Join("testdata", "original", name)); err == nil {
+			f.Add(b)
+		}
+	}
 	f.Add([]byte(`{"customer":null,"coupons":[{}]}`))
 	f.Add([]byte(`{"coupons":[1e400]}`))
 	f.Add([]byte(`[`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req, err := decodeRequest(bytes.NewReader(body))
+		req.unknown = unknownFields{} // re-encoding drops them
 		if err != nil {
 			if err.Error() == "" {
 				t.Fatal("empty error")

@@ -16,7 +16,7 @@ import (
 
 // Codec is the client's side of the protocol, for protocol.NewClient: POST
 // {PREDICTION_URL}/v2/models/{PREDICTION_MODEL}/infer. Only 200 from the
-// readiness route means ready.
+// readiness routes means ready.
 var Codec = protocol.Codec{
 	Name:     recommender.ProtocolV2,
 	Endpoint: func(base *url.URL, model string) *url.URL { return base.JoinPath("v2", "models", model, "infer") },
@@ -24,7 +24,8 @@ var Codec = protocol.Codec{
 	Decode: func(body []byte, coupons []store.Coupon, out []float64) error {
 		return parseInferReply(body, len(coupons), out)
 	},
-	Ready: func(status int) bool { return status == http.StatusOK },
+	Ready:      func(status int) bool { return status == http.StatusOK },
+	ModelReady: func(base *url.URL, model string) *url.URL { return base.JoinPath("v2", "models", model, "ready") },
 }
 
 // inferBody writes the V2 request by hand: one FP32 input, flat row-major

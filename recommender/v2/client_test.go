@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/storeflow/storeflow/recommender/internal/fixture"
@@ -90,6 +91,15 @@ func TestClientV2Peers(t *testing.T) {
 						"parameters": map[string]any{"content_type": "np"}, "data": data},
 				}})
 		}, func(p float64) float64 { return p }},
+		"MLServer: sklearn with predict_fn=predict_proba, FP64 [n,2] flat": {func(w http.ResponseWriter, probs []float64) {
+			data := make([]float64, 0, 2*len(probs))
+			for _, p := range probs {
+				data = append(data, 1-p, p)
+			}
+			write(w, map[string]any{"model_name": "coupon", "id": "7f0b", "parameters": map[string]any{},
+				"outputs": []any{map[string]any{"name": "predict_proba", "datatype": "FP64", "shape": []int{len(probs), 2},
+					"parameters": map[string]any{"content_type": "np"}, "data": data}}})
+		}, func(p float64) float64 { return p }},
 		"Triton: OUTPUT0 FP32 [n,1] flat": {func(w http.ResponseWriter, probs []float64) {
 			data := make([]float32, len(probs))
 			for i, p := range probs {
@@ -116,6 +126,42 @@ func TestClientV2Peers(t *testing.T) {
 				if out[i] != tt.round(p) {
 					t.Fatalf("coupon %d: got %v, want %v", coupons[i].ID, out[i], tt.round(p))
 				}
+			}
+		})
+	}
+}
+
+// An sklearn classifier served with its default method answers class labels
+// (MLServer: "predict" INT64 [n,1]; KServe's sklearn server: "output-0"
+// INT64 [n]). They are no probabilities: every call fails as a bad response
+// whose error names the output and what would be taken (the README's
+// MLServer and KServe set-ups quote it).
+func TestClientV2ClassLabelsAreNoProbabilities(t *testing.T) {
+	coupons := fixture.Coupons()
+	tests := map[string]struct {
+		output  map[string]any
+		wantErr string
+	}{
+		"MLServer default predict": {map[string]any{"name": "predict", "datatype": "INT64", "shape": []int{len(coupons), 1}, "data": make([]int, len(coupons))},
+			`no probability output among ["predict" "INT64"]: want a float output named probability, predict_proba, output-0, output0, OUTPUT0 or the only float output`},
+		"KServe sklearn default predict": {map[string]any{"name": "output-0", "datatype": "INT64", "shape": []int{len(coupons)}, "data": make([]int, len(coupons))},
+			`no probability output among ["output-0" "INT64"]`},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			peer := v2Peer(t, func(w http.ResponseWriter, _ []float64) {
+				_ = json.NewEncoder(w).Encode(map[string]any{"model_name": "coupon", "outputs": []any{tt.output}})
+			})
+			c, m := newTestClient(t, peer.URL)
+			err := c.Score(context.Background(), &fixture.Customer, coupons, make([]float64, len(coupons)))
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("got %v, want …%s", err, tt.wantErr)
+			}
+			if got := fixture.CallCounts(t, m); got["bad_response"] != 1 || len(got) != 1 {
+				t.Fatalf("calls %v, want one bad_response", got)
+			}
+			if err := c.BreakerErr(); err != nil {
+				t.Fatalf("breaker: %v", err)
 			}
 		})
 	}
