@@ -10,7 +10,8 @@ import (
 const readyCheckTimeout = 500 * time.Millisecond
 
 // notReady says why the process should not take traffic ("" when it
-// should): the broker not serving or the pipeline not subscribed, Redis
+// should): the broker not serving or the pipeline not subscribed, the
+// external broker (MQTT_HOST) disconnected, Redis
 // (REDIS_URL) not answering, the prediction service (PREDICTION_URL) not
 // ready or its circuit breaker open. The dependency checks run in
 // parallel, each within readyCheckTimeout.
@@ -25,6 +26,9 @@ func (a *App) notReady(ctx context.Context) string {
 		run  func(context.Context) error
 	}
 	var checks []check
+	if c, ok := a.conn.(interface{ Connected() error }); ok {
+		checks = append(checks, check{"broker", func(context.Context) error { return c.Connected() }})
+	}
 	if a.cfg.Store.RedisURL != "" {
 		checks = append(checks, check{"redis", a.cache.Ping})
 	}

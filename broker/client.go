@@ -62,6 +62,8 @@ type Client struct {
 	online bool          // up and the offline queue is drained: Publish goes straight to paho
 	lost   chan struct{} // closed when the current connection is lost
 	queue  []outgoing    // publishes waiting for the connection, oldest first
+	downAt time.Time     // when the connection was lost (while !up)
+	downBy error         // why: the loss, then the last failed reconnect (credentials hidden)
 
 	drainMu sync.Mutex // one drain at a time, in queue order
 	connMu  sync.Mutex // a reconnect attempt starts only while done is open
@@ -462,6 +464,7 @@ func (c *Client) onConnectionLost(_ paho.Client, err error) {
 	if c.up {
 		c.up, c.online = false, false
 		close(c.lost)
+		c.downAt, c.downBy = time.Now(), redact.Error(err, c.urls...)
 	}
 	c.mu.Unlock()
 	c.m.connectionLost.Inc() // after the state: whoever sees the count sees Publish queue
@@ -499,7 +502,11 @@ func (c *Client) reconnect() {
 			return
 		}
 		if err := tok.Error(); err != nil {
-			c.warn.Log(slog.LevelWarn, "mqtt:reconnect", "mqtt reconnect failed", "attempt", attempt, "error", redact.Error(err, c.urls...))
+			err = redact.Error(err, c.urls...)
+			c.mu.Lock()
+			c.downBy = err
+			c.mu.Unlock()
+			c.warn.Log(slog.LevelWarn, "mqtt:reconnect", "mqtt reconnect failed", "attempt", attempt, "error", err)
 			wait = min(max(2*wait, reconnectFirstWait), reconnectMaxWait)
 			continue
 		}
@@ -706,6 +713,26 @@ func (c *Client) await(tok paho.Token) {
 
 // Ready is closed once the first connection is up and subscribed.
 func (c *Client) Ready() <-chan struct{} { return c.ready }
+
+// Connected is nil while the connection to the broker is up, else an error
+// saying for how long it has been down and why (the loss, or the last
+// reconnect attempt's failure), without credentials.
+func (c *Client) Connected() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.up {
+		return nil
+	}
+	if c.downAt.IsZero() {
+		return errors.New("not connected to the external broker (MQTT_HOST) yet")
+	}
+	why := c.downBy
+	if why == nil {
+		why = errors.New("connection lost")
+	}
+	return fmt.Errorf("disconnected from the external broker (MQTT_HOST) for %s, reconnecting: %w",
+		time.Since(c.downAt).Round(time.Second), why)
+}
 
 // Addr is empty: an external broker's address is in MQTT_HOST.
 func (c *Client) Addr() string { return "" }
