@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -305,6 +306,8 @@ func connectHint(err error, cfg Config, tlsUsed bool) string {
 		unknownCA x509.UnknownAuthorityError
 		badName   x509.HostnameError
 		invalid   x509.CertificateInvalidError
+		noHost    *net.DNSError
+		netErr    net.Error
 	)
 	switch {
 	case errors.Is(err, packets.ConnErrors[packets.ErrRefusedNotAuthorised]),
@@ -334,6 +337,12 @@ func connectHint(err error, cfg Config, tlsUsed bool) string {
 		return "the broker closed the TLS connection before answering: it may have refused the client certificate in MQTT_CLIENT_CERT_FILE; is it signed by a CA the broker trusts?"
 	case strings.Contains(err.Error(), "first record does not look like a TLS handshake"):
 		return "the broker does not speak TLS on this port: check MQTT_PORT, or use tcp:// without MQTT_BROKER_CERT_FILE"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Sprintf("no broker accepts connections there: check MQTT_HOST and MQTT_PORT (MQTT_PORT=%d is the port of a host given without one)", cfg.Port)
+	case errors.As(err, &noHost):
+		return "the broker's host name does not resolve: check MQTT_HOST"
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return "the broker did not answer: check MQTT_HOST and MQTT_PORT, and that no firewall drops the connection"
 	}
 	return ""
 }
