@@ -138,6 +138,13 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// IsSet reports whether the environment gave the variable key (a default
+// is not set).
+func (c Config) IsSet(key string) bool {
+	_, ok := c.set[key]
+	return ok
+}
+
 // MockMQTT reports whether a testing mode replaces the broker with a mock.
 func (c Config) MockMQTT() bool { return c.TestingNoMQTT || c.TestingMockMQTT }
 
