@@ -30,6 +30,59 @@ func TestEnvListsVariablesWithDefaults(t *testing.T) {
 	}
 }
 
+// storeflow env shows the values in effect — what the environment sets,
+// secrets masked, with the default beside it — not only the defaults, and
+// checks them as a start would.
+func TestEnvShowsTheValuesInEffect(t *testing.T) {
+	unsetenv(t, "BROKER_LISTEN_ADDR", "MQTT_HOST", "HTTP_ADDR", "FOCUS_GAP")
+	for k, v := range map[string]string{"MQTT_PORT": "1884", "MQTT_PASSWORD": "hunter2", "REDIS_URL": "redis://u:hunter2@cache:6379/0",
+		"PREDICTION_HEADERS": "Authorization=Bearer hunter2", "FOCUS_DWELL": "12s", "LOG_FILE": ""} {
+		t.Setenv(k, v)
+	}
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"env"}, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"MQTT_PORT=1884\t# set; default 1883\n",
+		"MQTT_PASSWORD=*****\t# set; default (empty)\n",
+		"REDIS_URL=redis://*****@cache:6379/0\t# set; default (empty)\n",
+		"PREDICTION_HEADERS=*****\t# set; default (empty)\n",
+		"FOCUS_DWELL=12s\t# set; default 10s\n",
+		"LOG_FILE=\t# set; default (empty)\n",
+		"FOCUS_GAP=20s\n",
+		"HTTP_ADDR=127.0.0.1:8000\n",
+		"BROKER_LISTEN_ADDR=\t# unset: 127.0.0.1:1884, from MQTT_PORT\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("storeflow env lacks %q", want)
+		}
+	}
+	if strings.Contains(out.String(), "hunter2") {
+		t.Errorf("storeflow env shows a secret:\n%s", out.String())
+	}
+
+	// A bad value: everything is still listed, and the error names it.
+	t.Setenv("FOCUS_DWELL", "soon")
+	out.Reset()
+	err := run(context.Background(), []string{"env"}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), `FOCUS_DWELL="soon"`) {
+		t.Errorf("storeflow env with FOCUS_DWELL=soon: error %v, want one naming it", err)
+	}
+	if !strings.Contains(out.String(), "FOCUS_DWELL=soon\t# set; default 10s\n") || !strings.Contains(out.String(), "MQTT_PORT=1884\t") {
+		t.Errorf("storeflow env with a bad value listed:\n%s", out.String())
+	}
+}
+
+// unsetenv removes the variables for the test; t.Setenv restores them after.
+func unsetenv(t *testing.T, keys ...string) {
+	t.Helper()
+	for _, k := range keys {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+}
+
 func TestUnknownCommand(t *testing.T) {
 	var out, errOut bytes.Buffer
 	err := run(context.Background(), []string{"fly"}, &out, &errOut)
@@ -191,11 +244,11 @@ func TestBusyPortSaysWhichSettingMovesIt(t *testing.T) {
 			t.Setenv("MQTT_HOST", "")
 			t.Setenv("MODEL_FILE", modeltest.File(t))
 			for k, v := range tc.env {
-				v = strings.ReplaceAll(strings.ReplaceAll(v, "BUSYPORT", port), "BUSY", busy)
-				t.Setenv(k, v)
 				if v == "" {
-					os.Unsetenv(k) // restored by t.Setenv
+					unsetenv(t, k)
+					continue
 				}
+				t.Setenv(k, strings.ReplaceAll(strings.ReplaceAll(v, "BUSYPORT", port), "BUSY", busy))
 			}
 			var out, errOut bytes.Buffer
 			err := run(context.Background(), []string{"run"}, &out, &errOut)
