@@ -59,6 +59,9 @@ const usage = `usage: storeflow [run]                 run the store (settings fr
                                        measure in-process: broker ceiling, pipeline moves/s, latency,
                                        allocations, and shoppers at real speed (lag, counts, memory)
        storeflow passwd USER < FILE    print a BROKER_AUTH_FILE user line, the password read from stdin
+       storeflow healthcheck [--path /readyz] [--timeout 2s]
+                                       exit 0 if the storeflow on HTTP_ADDR answers 200, else 1 (for
+                                       a container's HEALTHCHECK)
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -77,6 +80,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return trainModel(args[1:], stdout, stderr)
 	case "passwd":
 		return passwd(args[1:], os.Stdin, stdout)
+	case "healthcheck":
+		return healthcheck(ctx, args[1:], stdout, stderr)
 	case "env":
 		return listEnv(stdout)
 	case "help", "-h", "--help":
