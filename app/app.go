@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -162,11 +163,31 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	if cfg.HTTPAddr != config.HTTPOff {
 		l, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
-			return nil, fmt.Errorf("app: listen on HTTP_ADDR=%s: %w", cfg.HTTPAddr, err)
+			return nil, httpListenError(cfg, err)
 		}
 		a.http = a.limitConnections(l)
 	}
 	return a, nil
+}
+
+// httpListenError names HTTP_ADDR, set or not, and for a port already in use
+// says how to move it.
+func httpListenError(cfg config.Config, err error) error {
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("app: listen on HTTP_ADDR=%s: %w", cfg.HTTPAddr, err)
+	}
+	which := "HTTP_ADDR"
+	if !cfg.IsSet("HTTP_ADDR") {
+		which = "HTTP_ADDR, by default"
+	}
+	host, port, _ := net.SplitHostPort(cfg.HTTPAddr)
+	free := "8001"
+	if port == free {
+		free = "8002"
+	}
+	other := net.JoinHostPort(host, free)
+	return fmt.Errorf("app: listen on %s (%s): %w: another program holds the port (another storeflow?): "+
+		"set HTTP_ADDR to a free address (HTTP_ADDR=%s), or HTTP_ADDR=%s for no HTTP endpoints", cfg.HTTPAddr, which, err, other, config.HTTPOff)
 }
 
 // acceptanceLogEvery is how often the simulated shoppers' coupon use is logged.

@@ -15,7 +15,8 @@ const readyCheckTimeout = 500 * time.Millisecond
 const modelCheckEvery = 2 * time.Second
 
 // notReady says why the process should not take traffic ("" when it
-// should): the broker not serving or the pipeline not subscribed, Redis
+// should): the broker not serving or the pipeline not subscribed, the
+// external broker (MQTT_HOST) disconnected, Redis
 // (REDIS_URL) not answering, the prediction service (PREDICTION_URL) not
 // ready, its circuit breaker open, or its model (PREDICTION_MODEL, V2) not
 // ready when last asked (protocol.Client.WatchModel). The dependency checks
@@ -31,6 +32,9 @@ func (a *App) notReady(ctx context.Context) string {
 		run  func(context.Context) error
 	}
 	var checks []check
+	if c, ok := a.conn.(interface{ Connected() error }); ok {
+		checks = append(checks, check{"broker", func(context.Context) error { return c.Connected() }})
+	}
 	if a.cfg.Store.RedisURL != "" {
 		checks = append(checks, check{"redis", a.cache.Ping})
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/storeflow/storeflow/config"
 	"github.com/storeflow/storeflow/internal/harness"
 	"github.com/storeflow/storeflow/internal/modeltest"
+	"github.com/storeflow/storeflow/internal/mosquittotest"
 	"github.com/storeflow/storeflow/internal/redistest"
 )
 
@@ -150,5 +152,34 @@ func TestReadyzChecksDependencies(t *testing.T) {
 		if code, body := readyz(t, a); code != http.StatusOK {
 			t.Errorf("GET /readyz = %d %q, want 200", code, body)
 		}
+	})
+}
+
+// /readyz is 503 while the external broker (MQTT_HOST) is down, saying so,
+// and 200 again once storeflow has reconnected: a real mosquitto stopped and
+// started again on the same port.
+func TestReadyzFollowsTheExternalBroker(t *testing.T) {
+	m := mosquittotest.New(t, "allow_anonymous true")
+	host, port, _ := net.SplitHostPort(m.Addr())
+	a := runApp(t, map[string]string{"MQTT_HOST": host, "MQTT_PORT": port})
+	if code, body := readyz(t, a); code != http.StatusOK {
+		t.Fatalf("GET /readyz = %d %q connected, want 200", code, body)
+	}
+	m.Stop()
+	const want = "not ready: broker: disconnected from the external broker (MQTT_HOST) for "
+	var code int
+	var body string
+	harness.Until(t, 10*time.Second, "/readyz 503 with the broker stopped", func() bool {
+		code, body = readyz(t, a)
+		return code == http.StatusServiceUnavailable
+	})
+	t.Logf("broker stopped: GET /readyz = %d %q", code, body)
+	if !strings.HasPrefix(body, want) {
+		t.Errorf("GET /readyz = %q with the broker stopped, want %q…", body, want)
+	}
+	m.Start()
+	harness.Until(t, 10*time.Second, "/readyz 200 after the broker came back", func() bool {
+		code, body = readyz(t, a)
+		return code == http.StatusOK
 	})
 }

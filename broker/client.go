@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -62,6 +63,8 @@ type Client struct {
 	online bool          // up and the offline queue is drained: Publish goes straight to paho
 	lost   chan struct{} // closed when the current connection is lost
 	queue  []outgoing    // publishes waiting for the connection, oldest first
+	downAt time.Time     // when the connection was lost (while !up)
+	downBy error         // why: the loss, then the last failed reconnect (credentials hidden)
 
 	drainMu sync.Mutex // one drain at a time, in queue order
 	connMu  sync.Mutex // a reconnect attempt starts only while done is open
@@ -303,6 +306,8 @@ func connectHint(err error, cfg Config, tlsUsed bool) string {
 		unknownCA x509.UnknownAuthorityError
 		badName   x509.HostnameError
 		invalid   x509.CertificateInvalidError
+		noHost    *net.DNSError
+		netErr    net.Error
 	)
 	switch {
 	case errors.Is(err, packets.ConnErrors[packets.ErrRefusedNotAuthorised]),
@@ -332,6 +337,12 @@ func connectHint(err error, cfg Config, tlsUsed bool) string {
 		return "the broker closed the TLS connection before answering: it may have refused the client certificate in MQTT_CLIENT_CERT_FILE; is it signed by a CA the broker trusts?"
 	case strings.Contains(err.Error(), "first record does not look like a TLS handshake"):
 		return "the broker does not speak TLS on this port: check MQTT_PORT, or use tcp:// without MQTT_BROKER_CERT_FILE"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Sprintf("no broker accepts connections there: check MQTT_HOST and MQTT_PORT (MQTT_PORT=%d is the port of a host given without one)", cfg.Port)
+	case errors.As(err, &noHost):
+		return "the broker's host name does not resolve: check MQTT_HOST"
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return "the broker did not answer: check MQTT_HOST and MQTT_PORT, and that no firewall drops the connection"
 	}
 	return ""
 }
@@ -462,6 +473,7 @@ func (c *Client) onConnectionLost(_ paho.Client, err error) {
 	if c.up {
 		c.up, c.online = false, false
 		close(c.lost)
+		c.downAt, c.downBy = time.Now(), redact.Error(err, c.urls...)
 	}
 	c.mu.Unlock()
 	c.m.connectionLost.Inc() // after the state: whoever sees the count sees Publish queue
@@ -499,7 +511,11 @@ func (c *Client) reconnect() {
 			return
 		}
 		if err := tok.Error(); err != nil {
-			c.warn.Log(slog.LevelWarn, "mqtt:reconnect", "mqtt reconnect failed", "attempt", attempt, "error", redact.Error(err, c.urls...))
+			err = redact.Error(err, c.urls...)
+			c.mu.Lock()
+			c.downBy = err
+			c.mu.Unlock()
+			c.warn.Log(slog.LevelWarn, "mqtt:reconnect", "mqtt reconnect failed", "attempt", attempt, "error", err)
 			wait = min(max(2*wait, reconnectFirstWait), reconnectMaxWait)
 			continue
 		}
@@ -706,6 +722,26 @@ func (c *Client) await(tok paho.Token) {
 
 // Ready is closed once the first connection is up and subscribed.
 func (c *Client) Ready() <-chan struct{} { return c.ready }
+
+// Connected is nil while the connection to the broker is up, else an error
+// saying for how long it has been down and why (the loss, or the last
+// reconnect attempt's failure), without credentials.
+func (c *Client) Connected() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.up {
+		return nil
+	}
+	if c.downAt.IsZero() {
+		return errors.New("not connected to the external broker (MQTT_HOST) yet")
+	}
+	why := c.downBy
+	if why == nil {
+		why = errors.New("connection lost")
+	}
+	return fmt.Errorf("disconnected from the external broker (MQTT_HOST) for %s, reconnecting: %w",
+		time.Since(c.downAt).Round(time.Second), why)
+}
 
 // Addr is empty: an external broker's address is in MQTT_HOST.
 func (c *Client) Addr() string { return "" }

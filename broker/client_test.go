@@ -143,6 +143,25 @@ func TestClientFailsOverToTheNextHost(t *testing.T) {
 		if !strings.Contains(err.Error(), "tcp://"+refused) || !strings.Contains(err.Error(), "refused") {
 			t.Errorf("error %q does not name the broker and the refusal", err)
 		}
+		errorNames(t, err, "check MQTT_HOST and MQTT_PORT")
+	})
+
+	t.Run("credentials in the URL", func(t *testing.T) {
+		// paho's "network Error : dial tcp …: connection refused" named no
+		// setting; the error says which ones to check, and never the password.
+		cfg := externalConfig(t, "tcp://storeflow:s3cret-pw@"+refused, refused)
+		cfg.Password = "other-secret"
+		c, err := Dial(context.Background(), cfg, testLog(t), nil)
+		if err == nil {
+			c.Run(canceled())
+			t.Fatal("Dial to a closed port succeeded")
+		}
+		errorNames(t, err, "connection refused", "check MQTT_HOST and MQTT_PORT", "MQTT_PORT="+portOf(t, refused))
+		for _, secret := range []string{"s3cret-pw", "other-secret"} {
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("error %q shows a password", err)
+			}
+		}
 	})
 }
 

@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -82,7 +84,11 @@ func NewEmbedded(cfg Config, log *slog.Logger, opts EmbeddedOptions) (*Embedded,
 			return nil, fmt.Errorf("broker: BROKER_AUTH_FILE: %w", err)
 		}
 	}
-	eps := []endpoint{{id: "tcp", env: "BROKER_LISTEN_ADDR", addr: cfg.Listen()}}
+	tcpEnv := "BROKER_LISTEN_ADDR"
+	if cfg.ListenAddr == "" {
+		tcpEnv = "MQTT_PORT" // the address is 127.0.0.1:$MQTT_PORT
+	}
+	eps := []endpoint{{id: "tcp", env: tcpEnv, addr: cfg.Listen()}}
 	if tlsConf != nil {
 		eps = append(eps, endpoint{id: "tls", env: "BROKER_TLS_LISTEN_ADDR", addr: cfg.TLSListenAddr, certs: cfg.TLSClientCAFile != ""})
 	}
@@ -161,7 +167,7 @@ func NewEmbedded(cfg Config, log *slog.Logger, opts EmbeddedOptions) (*Embedded,
 		}
 		if err != nil {
 			_ = srv.Close() // releases the listeners bound so far
-			return nil, fmt.Errorf("broker: listen on %s (%s): %w", ep.addr, ep.env, err)
+			return nil, listenError(ep, cfg, err)
 		}
 		if err := srv.AddListener(l); err != nil {
 			_ = srv.Close() // releases the listeners bound so far
@@ -169,6 +175,34 @@ func NewEmbedded(cfg Config, log *slog.Logger, opts EmbeddedOptions) (*Embedded,
 		}
 	}
 	return b, nil
+}
+
+// listenError names the setting behind a listener that could not bind. For
+// a port already in use it says how to move the listener and, for the MQTT
+// port, how to use the broker that holds it instead (on Debian and Ubuntu,
+// apt-get install mosquitto starts one on 127.0.0.1:1883).
+func listenError(ep endpoint, cfg Config, err error) error {
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("broker: listen on %s (%s): %w", ep.addr, ep.env, err)
+	}
+	if ep.id != "tcp" {
+		return fmt.Errorf("broker: listen on %s (%s): %w: another program holds the port: set %s to a free address", ep.addr, ep.env, err, ep.env)
+	}
+	host, port, _ := net.SplitHostPort(ep.addr)
+	if host == "" || net.ParseIP(host).IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	use := fmt.Sprintf("MQTT_HOST=%s", host)
+	if port != "1883" {
+		use += " MQTT_PORT=" + port
+	}
+	move := fmt.Sprintf("set MQTT_PORT to a free port (MQTT_PORT=%d)", cfg.Port%65535+1)
+	if cfg.ListenAddr != "" {
+		move = "set BROKER_LISTEN_ADDR to a free address"
+	}
+	return fmt.Errorf("broker: listen on %s (the embedded broker, %s): %w: another program holds the port, "+
+		"perhaps a broker (apt-get install mosquitto starts one on 1883): %s, or use the broker that holds it "+
+		"instead of the embedded one: %s", ep.addr, ep.env, err, move, use)
 }
 
 // embeddedTLS is the TLS listener's configuration, nil when it is off.

@@ -138,6 +138,13 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// IsSet reports whether the environment gave the variable key (a default
+// is not set).
+func (c Config) IsSet(key string) bool {
+	_, ok := c.set[key]
+	return ok
+}
+
 // MockMQTT reports whether a testing mode replaces the broker with a mock.
 func (c Config) MockMQTT() bool { return c.TestingNoMQTT || c.TestingMockMQTT }
 
@@ -164,13 +171,44 @@ func (c Config) Redacted() []any {
 		if !ok {
 			continue
 		}
-		switch {
-		case p.Secret && v != "":
-			v = redact.Mask
-		case urlSetting(p.Key):
-			v = redact.URLs(v)
+		out = append(out, p.Key, p.Show(v))
+	}
+	return out
+}
+
+// Show is v as a log line or a listing may show it: a secret masked, URLs
+// without their credentials.
+func (p Param) Show(v string) string {
+	switch {
+	case p.Secret && v != "":
+		return redact.Mask
+	case urlSetting(p.Key):
+		return redact.URLs(v)
+	}
+	return v
+}
+
+// Setting is one variable's value in effect, as Show shows it.
+type Setting struct {
+	Param
+	Value string // what the program uses: the environment's value, else the default
+	Set   bool   // the environment gave it
+}
+
+// Effective lists every variable with the value in effect in environ (nil:
+// the process environment), secrets masked, whether or not the whole is
+// valid (Load says that).
+func Effective(environ map[string]string) []Setting {
+	if environ == nil {
+		environ = processEnv()
+	}
+	var out []Setting
+	for _, p := range Params() {
+		v, ok := environ[p.Key]
+		if !ok {
+			v = p.Default
 		}
-		out = append(out, p.Key, v)
+		out = append(out, Setting{Param: p, Value: p.Show(v), Set: ok})
 	}
 	return out
 }

@@ -34,6 +34,7 @@ func (p *Pipeline) loadContext(ctx context.Context, in focusIn) (*focusJob, bool
 	defer func() { p.m.stageContext.Observe(time.Since(start).Seconds()) }()
 	j := &focusJob{focus: in.focus, received: in.received}
 	f := in.focus
+	p.firstFocus(f)
 	c, err := p.central.Customer(ctx, f.ID)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -113,6 +114,7 @@ func (p *Pipeline) offer(ctx context.Context, j *focusJob) {
 	p.m.published.Inc()
 	j.prediction = msg
 	p.settle(OutcomePublished, j)
+	p.firstCoupon(f, c)
 	p.log.Debug("coupon published", "customer_id", f.ID, "department", f.Dep.String(), "coupon_id", c.ID)
 }
 

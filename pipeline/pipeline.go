@@ -43,6 +43,7 @@ type Config struct {
 	MaxProducts     int           `env:"PREDICTION_MAX_PRODUCTS" envDefault:"20"` // products listed in a prediction, at most
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`       // at shutdown, how long queued and in-flight events may take to finish
 	DedupWindow     int           `env:"FOCUS_DEDUP_WINDOW" envDefault:"10000"`   // focus events remembered to recognise one delivered again
+	FirstCouponWait time.Duration `env:"FIRST_COUPON_WAIT" envDefault:"1m"`       // after the first focus, how long until "no coupon yet" says why; 0 = never
 }
 
 // Validate checks the values; errors name the variable and the value.
@@ -83,6 +84,9 @@ func (c Config) Validate() error {
 		if n.v < n.lo || n.v > n.h {
 			errs = append(errs, fmt.Errorf("%s=%d: must be between %d and %d", n.name, n.v, n.lo, n.h))
 		}
+	}
+	if c.FirstCouponWait < 0 {
+		errs = append(errs, fmt.Errorf("FIRST_COUPON_WAIT=%s: must not be negative (0 turns it off)", c.FirstCouponWait))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("SHUTDOWN_TIMEOUT=%s: must be positive", c.ShutdownTimeout))
@@ -141,6 +145,7 @@ type Pipeline struct {
 	focusQ    chan focusIn
 	visits    *visits
 	recent    *recentFocus // focus events taken in lately: a second delivery is dropped
+	first     *firsts      // the first focus and coupon, logged for a new user
 
 	// Shutdown closes intake in the order of the flow: first the dwell
 	// queues, then — once the dwell workers have published the focus events
@@ -193,6 +198,7 @@ func New(cfg Config, parts Parts) (*Pipeline, error) {
 		focusQ:    make(chan focusIn, cfg.QueueSize),
 		visits:    newVisits(),
 		recent:    newRecentFocus(cfg.DedupWindow),
+		first:     newFirsts(),
 		dwellGate: newGate(),
 		focusGate: newGate(),
 		focusWait: defaultFocusWait,
@@ -253,6 +259,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		side.Go(func() { p.prefetchWorker(ctx) }) // only warms the cache: stops at once
 	}
 	side.Go(func() { p.expireVisits(ctx) })
+	side.Go(func() { p.watchFirstCoupon(ctx) })
 	focus.Go(func() { stage(work, p.cfg.FocusWorkers, p.focusQ, contexts, p.loadContext, p.lost) })
 	focus.Go(func() { stage(work, p.cfg.FocusWorkers, contexts, scored, p.score, p.lost) })
 	focus.Go(func() { sink(work, p.cfg.FocusWorkers, scored, p.offer) })

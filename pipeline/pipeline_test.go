@@ -154,6 +154,7 @@ func TestConfigValidate(t *testing.T) {
 		"gap":       {func(c *Config) { c.FocusGap = time.Millisecond }, "FOCUS_GAP"},
 		"f workers": {func(c *Config) { c.FocusWorkers = 5000 }, "FOCUS_WORKERS=5000"},
 		"shutdown":  {func(c *Config) { c.ShutdownTimeout = 0 }, "SHUTDOWN_TIMEOUT=0s"},
+		"first":     {func(c *Config) { c.FirstCouponWait = -time.Second }, "FIRST_COUPON_WAIT=-1s"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -49,7 +49,8 @@ func waitSignals(sig <-chan os.Signal, cancel func(), exit func()) {
 }
 
 const usage = `usage: storeflow [run]                 run the store (settings from the environment; see README.md)
-       storeflow env                   list every environment variable with its default
+       storeflow env                   list every environment variable with the value in effect (secrets
+                                       masked) and, where set, its default; then check the settings
        storeflow gen --out DIR [--seed N] [--customers N] [--products N] [--days N] [--reference YYYY-MM-DD]
                                        write a catalog with ground truth and history as CSV files
        storeflow train --data DIR --out FILE
@@ -63,6 +64,9 @@ const usage = `usage: storeflow [run]                 run the store (settings fr
        storeflow record [--out FILE] [--topic FILTER]...
                                        write every message on customer/# as JSON lines, until Ctrl-C
        storeflow passwd USER < FILE    print a BROKER_AUTH_FILE user line, the password read from stdin
+       storeflow healthcheck [--path /readyz] [--timeout 2s]
+                                       exit 0 if the storeflow on HTTP_ADDR answers 200, else 1 (for
+                                       a container's HEALTHCHECK)
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -85,17 +89,39 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return record(ctx, args[1:], stdout, stderr)
 	case "passwd":
 		return passwd(args[1:], os.Stdin, stdout)
+	case "healthcheck":
+		return healthcheck(ctx, args[1:], stdout, stderr)
 	case "env":
-		for _, p := range config.Params() {
-			fmt.Fprintf(stdout, "%s=%s\n", p.Key, p.Default)
-		}
-		return nil
+		return listEnv(stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)
+}
+
+// listEnv prints every variable as KEY=value with the value in effect, and
+// for one the environment sets, the default beside it; then it checks the
+// whole as a start would, so a bad value is an error here too.
+func listEnv(stdout io.Writer) error {
+	cfg, err := config.Load(nil)
+	for _, s := range config.Effective(nil) {
+		switch {
+		case s.Key == "BROKER_LISTEN_ADDR" && !s.Set && err == nil && cfg.Broker.Embedded():
+			fmt.Fprintf(stdout, "%s=\t# unset: %s, from MQTT_PORT\n", s.Key, cfg.Broker.Listen())
+			continue
+		case !s.Set:
+			fmt.Fprintf(stdout, "%s=%s\n", s.Key, s.Value)
+			continue
+		}
+		d := s.Default
+		if d == "" {
+			d = "(empty)"
+		}
+		fmt.Fprintf(stdout, "%s=%s\t# set; default %s\n", s.Key, s.Value, d)
+	}
+	return err
 }
 
 // runBench runs the real wiring with the simulator and HTTP off, on a private

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -25,6 +27,59 @@ func TestEnvListsVariablesWithDefaults(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("storeflow env lacks %q", want)
 		}
+	}
+}
+
+// storeflow env shows the values in effect — what the environment sets,
+// secrets masked, with the default beside it — not only the defaults, and
+// checks them as a start would.
+func TestEnvShowsTheValuesInEffect(t *testing.T) {
+	unsetenv(t, "BROKER_LISTEN_ADDR", "MQTT_HOST", "HTTP_ADDR", "FOCUS_GAP")
+	for k, v := range map[string]string{"MQTT_PORT": "1884", "MQTT_PASSWORD": "hunter2", "REDIS_URL": "redis://u:hunter2@cache:6379/0",
+		"PREDICTION_HEADERS": "Authorization=Bearer hunter2", "FOCUS_DWELL": "12s", "LOG_FILE": ""} {
+		t.Setenv(k, v)
+	}
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"env"}, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"MQTT_PORT=1884\t# set; default 1883\n",
+		"MQTT_PASSWORD=*****\t# set; default (empty)\n",
+		"REDIS_URL=redis://*****@cache:6379/0\t# set; default (empty)\n",
+		"PREDICTION_HEADERS=*****\t# set; default (empty)\n",
+		"FOCUS_DWELL=12s\t# set; default 10s\n",
+		"LOG_FILE=\t# set; default (empty)\n",
+		"FOCUS_GAP=20s\n",
+		"HTTP_ADDR=127.0.0.1:8000\n",
+		"BROKER_LISTEN_ADDR=\t# unset: 127.0.0.1:1884, from MQTT_PORT\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("storeflow env lacks %q", want)
+		}
+	}
+	if strings.Contains(out.String(), "hunter2") {
+		t.Errorf("storeflow env shows a secret:\n%s", out.String())
+	}
+
+	// A bad value: everything is still listed, and the error names it.
+	t.Setenv("FOCUS_DWELL", "soon")
+	out.Reset()
+	err := run(context.Background(), []string{"env"}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), `FOCUS_DWELL="soon"`) {
+		t.Errorf("storeflow env with FOCUS_DWELL=soon: error %v, want one naming it", err)
+	}
+	if !strings.Contains(out.String(), "FOCUS_DWELL=soon\t# set; default 10s\n") || !strings.Contains(out.String(), "MQTT_PORT=1884\t") {
+		t.Errorf("storeflow env with a bad value listed:\n%s", out.String())
+	}
+}
+
+// unsetenv removes the variables for the test; t.Setenv restores them after.
+func unsetenv(t *testing.T, keys ...string) {
+	t.Helper()
+	for _, k := range keys {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
 	}
 }
 
@@ -151,4 +206,82 @@ func TestSignals(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the second signal did not exit")
 	}
+}
+
+// A port already in use stops the start with an error that names the
+// setting behind it — MQTT_PORT when BROKER_LISTEN_ADDR is not set, HTTP_ADDR
+// also at its default — says how to move it and, for the MQTT port, how to
+// use the broker that holds it instead (apt-get install mosquitto starts one
+// on 1883). It used to name BROKER_LISTEN_ADDR, which the user never set.
+func TestBusyPortSaysWhichSettingMovesIt(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		busy string            // the address held by another program
+		env  map[string]string // "" unsets; "BUSY" is the busy address, "BUSYPORT" its port
+		want []string
+		not  []string
+	}{
+		{"default MQTT port", "127.0.0.1:1883", map[string]string{"MQTT_PORT": "", "BROKER_LISTEN_ADDR": ""},
+			[]string{"listen on 127.0.0.1:1883 (the embedded broker, MQTT_PORT)", "address already in use",
+				"set MQTT_PORT to a free port (MQTT_PORT=1884)", "use the broker that holds it instead of the embedded one: MQTT_HOST=127.0.0.1"},
+			[]string{"BROKER_LISTEN_ADDR", "MQTT_HOST=127.0.0.1 MQTT_PORT"}},
+		{"MQTT_PORT", "127.0.0.1:0", map[string]string{"MQTT_PORT": "BUSYPORT", "BROKER_LISTEN_ADDR": ""},
+			[]string{"(the embedded broker, MQTT_PORT)", "set MQTT_PORT to a free port", "MQTT_HOST=127.0.0.1 MQTT_PORT=BUSYPORT"},
+			[]string{"BROKER_LISTEN_ADDR"}},
+		{"BROKER_LISTEN_ADDR", "127.0.0.1:0", map[string]string{"BROKER_LISTEN_ADDR": "BUSY"},
+			[]string{"(the embedded broker, BROKER_LISTEN_ADDR)", "set BROKER_LISTEN_ADDR to a free address", "MQTT_HOST=127.0.0.1 MQTT_PORT=BUSYPORT"},
+			nil},
+		{"default HTTP port", "127.0.0.1:8000", map[string]string{"BROKER_LISTEN_ADDR": "127.0.0.1:0", "HTTP_ADDR": ""},
+			[]string{"listen on 127.0.0.1:8000 (HTTP_ADDR, by default)", "address already in use", "HTTP_ADDR=127.0.0.1:8001", "HTTP_ADDR=off"},
+			nil},
+		{"HTTP_ADDR", "127.0.0.1:0", map[string]string{"BROKER_LISTEN_ADDR": "127.0.0.1:0", "HTTP_ADDR": "BUSY"},
+			[]string{"(HTTP_ADDR)", "set HTTP_ADDR to a free address (HTTP_ADDR=127.0.0.1:8001)"},
+			nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			busy := holdPort(t, tc.busy)
+			_, port, _ := net.SplitHostPort(busy)
+			t.Setenv("MQTT_HOST", "")
+			t.Setenv("MODEL_FILE", modeltest.File(t))
+			for k, v := range tc.env {
+				if v == "" {
+					unsetenv(t, k)
+					continue
+				}
+				t.Setenv(k, strings.ReplaceAll(strings.ReplaceAll(v, "BUSYPORT", port), "BUSY", busy))
+			}
+			var out, errOut bytes.Buffer
+			err := run(context.Background(), []string{"run"}, &out, &errOut)
+			if err == nil {
+				t.Fatalf("start with %s busy succeeded", busy)
+			}
+			t.Logf("storeflow: %v", err)
+			for _, w := range tc.want {
+				if w = strings.ReplaceAll(w, "BUSYPORT", port); !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q", w)
+				}
+			}
+			for _, n := range tc.not {
+				if strings.Contains(err.Error(), n) {
+					t.Errorf("error names %q", n)
+				}
+			}
+		})
+	}
+}
+
+// holdPort listens on addr until the test ends and returns the address. A
+// fixed port already held by another program (a system mosquitto on 1883)
+// is busy all the same.
+func holdPort(t *testing.T, addr string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) && !strings.HasSuffix(addr, ":0") {
+		return addr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l.Addr().String()
 }
