@@ -172,29 +172,31 @@ func refFields(data []byte, names ...string) ([]json.RawMessage, error) {
 	return out, nil
 }
 
-func refPresence(data []byte) (p event.Presence, err error) {
-	f, err := refFields(data, "id", "ts")
+// refHead reads "id", "ts" and then names from data, and decodes the id and
+// the ts every shopper event has.
+func refHead(data []byte, names ...string) (f []json.RawMessage, p event.Presence, err error) {
+	f, err = refFields(data, append([]string{"id", "ts"}, names...)...)
 	if err != nil {
-		return p, err
+		return nil, p, err
 	}
 	if p.ID, err = refID(f[0]); err != nil {
-		return p, err
+		return nil, p, err
 	}
 	p.TS, err = refTS(f[1])
+	return f, p, err
+}
+
+func refPresence(data []byte) (event.Presence, error) {
+	_, p, err := refHead(data)
 	return p, err
 }
 
 func refMove(data []byte) (m event.Move, err error) {
-	f, err := refFields(data, "id", "ts", "x", "y")
+	f, p, err := refHead(data, "x", "y")
 	if err != nil {
 		return m, err
 	}
-	if m.ID, err = refID(f[0]); err != nil {
-		return m, err
-	}
-	if m.TS, err = refTS(f[1]); err != nil {
-		return m, err
-	}
+	m.ID, m.TS = p.ID, p.TS
 	if m.X, err = refCoord("x", f[2]); err != nil {
 		return m, err
 	}
@@ -203,16 +205,11 @@ func refMove(data []byte) (m event.Move, err error) {
 }
 
 func refFocus(data []byte) (fc event.Focus, err error) {
-	f, err := refFields(data, "id", "ts", "dep", "x", "y")
+	f, p, err := refHead(data, "dep", "x", "y")
 	if err != nil {
 		return fc, err
 	}
-	if fc.ID, err = refID(f[0]); err != nil {
-		return fc, err
-	}
-	if fc.TS, err = refTS(f[1]); err != nil {
-		return fc, err
-	}
+	fc.ID, fc.TS = p.ID, p.TS
 	var name string
 	if f[2] == nil || json.Unmarshal(f[2], &name) != nil {
 		return fc, errRef("dep missing or not a string")
