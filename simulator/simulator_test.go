@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/storeflow/storeflow/event"
+	"github.com/storeflow/storeflow/internal/harness"
 	"github.com/storeflow/storeflow/internal/metrictest"
 	"github.com/storeflow/storeflow/store"
 )
@@ -573,18 +574,10 @@ func TestRun(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("Run did not return after cancel")
-		}
+		ready := make(chan struct{})
+		close(ready) // a disabled simulator only waits for its context
+		stop := harness.Start(t, "disabled simulator", s.Run, ready)
+		stop(10 * time.Second)
 		if n := published.Load(); n != 0 {
 			t.Fatalf("disabled simulator published %d events", n)
 		}
