@@ -226,12 +226,19 @@ func (s *script) lingerInBoys() {
 	s.stay(3, 1, 12)
 }
 
+// shopper is the script of a customer of catalog's with a coupon for dep
+// valid now, publishing through sensor.
+func shopper(t *testing.T, catalog *system, sensor *client, dep store.Department) *script {
+	t.Helper()
+	now := time.Now().Unix()
+	return &script{cl: sensor, id: customerWithCoupon(t, catalog, dep, now), ts: now}
+}
+
 // lingerInBoys has a customer of catalog's with a Boys coupon valid now
 // linger in Boys through sensor, and returns the script to go on with.
 func lingerInBoys(t *testing.T, catalog *system, sensor *client) *script {
 	t.Helper()
-	now := time.Now().Unix()
-	s := &script{cl: sensor, id: customerWithCoupon(t, catalog, store.Boys, now), ts: now}
+	s := shopper(t, catalog, sensor, store.Boys)
 	s.lingerInBoys()
 	return s
 }
