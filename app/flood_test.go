@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"github.com/storeflow/storeflow/event"
 	"github.com/storeflow/storeflow/internal/metrictest"
 	"github.com/storeflow/storeflow/internal/modeltest"
+	"github.com/storeflow/storeflow/internal/proctest"
 	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/recommender/protocol"
 	"github.com/storeflow/storeflow/recommender/score"
@@ -289,12 +289,7 @@ func TestUnknownIDsDoNotFloodTheCentral(t *testing.T) {
 // as central_unavailable without a request, and /readyz says so while the
 // process stays ready (the cache still serves what it holds).
 func TestCentralBreakerFailsFocusFast(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := l.Addr().String()
-	l.Close()
+	closed := proctest.FreeAddr(t) // nothing listens there: every call is refused
 	a := runApp(t, map[string]string{"CENTRAL_URL": "http://" + closed, "CENTRAL_BREAKER_FAILURES": "2", "CENTRAL_BREAKER_COOLDOWN": "1h"})
 	ts := time.Now().Unix()
 	for i := range 10 {
