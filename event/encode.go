@@ -164,24 +164,19 @@ func (p Prediction) Marshal() ([]byte, error) {
 func AppendPrediction(dst []byte, p Prediction) ([]byte, error) {
 	var err error
 	c := &p.Coupon
-	dst = append(dst, `{"customer":{"id":`...)
-	dst = appendString(dst, p.Customer.ID)
+	dst = appendField(dst, `{"customer":{"id":`, p.Customer.ID)
 	dst = append(dst, `},"coupon":{"id":`...)
 	dst = strconv.AppendInt(dst, int64(c.ID), 10)
-	dst = append(dst, `,"type":`...)
-	dst = appendString(dst, c.Type)
-	dst = append(dst, `,"department":`...)
-	dst = appendString(dst, c.Department)
+	dst = appendField(dst, `,"type":`, c.Type)
+	dst = appendField(dst, `,"department":`, c.Department)
 	dst = append(dst, `,"discount":`...)
 	if dst, err = appendFloat(dst, c.Discount); err != nil {
 		return nil, err
 	}
 	dst = append(dst, `,"how_many":`...)
 	dst = strconv.AppendInt(dst, int64(c.HowMany), 10)
-	dst = append(dst, `,"start_date":`...)
-	dst = appendString(dst, c.StartDate)
-	dst = append(dst, `,"end_date":`...)
-	dst = appendString(dst, c.EndDate)
+	dst = appendField(dst, `,"start_date":`, c.StartDate)
+	dst = appendField(dst, `,"end_date":`, c.EndDate)
 	dst = append(dst, `,"products":`...)
 	if c.Products == nil {
 		dst = append(dst, "null"...)
@@ -198,15 +193,13 @@ func AppendPrediction(dst []byte, p Prediction) ([]byte, error) {
 				{`,"name":`, pr.Name}, {`,"category":`, pr.Category}, {`,"sizes":`, pr.Sizes},
 				{`,"vendor":`, pr.Vendor}, {`,"description":`, pr.Description},
 			} {
-				dst = append(dst, f.key...)
-				dst = appendString(dst, f.v)
+				dst = appendField(dst, f.key, f.v)
 			}
 			dst = append(dst, `,"buy_price":`...)
 			if dst, err = appendFloat(dst, pr.BuyPrice); err != nil {
 				return nil, err
 			}
-			dst = append(dst, `,"department":`...)
-			dst = appendString(dst, pr.Department)
+			dst = appendField(dst, `,"department":`, pr.Department)
 			dst = append(dst, '}')
 		}
 		dst = append(dst, ']')
@@ -214,6 +207,13 @@ func AppendPrediction(dst []byte, p Prediction) ([]byte, error) {
 	dst = append(dst, `},"ts":`...)
 	dst = strconv.AppendInt(dst, p.TS, 10)
 	return append(dst, '}'), nil
+}
+
+// appendField appends a string member: key, which carries the comma or brace
+// before it and the colon, then s.
+func appendField(dst []byte, key, s string) []byte {
+	dst = append(dst, key...)
+	return appendString(dst, s)
 }
 
 // appendFloat appends f as Float.MarshalJSON writes it.
