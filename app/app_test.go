@@ -12,6 +12,7 @@ import (
 
 	"github.com/storeflow/storeflow/config"
 	"github.com/storeflow/storeflow/internal/modeltest"
+	"github.com/storeflow/storeflow/internal/proctest"
 	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/store"
 	"github.com/storeflow/storeflow/store/csvdir"
@@ -26,23 +27,14 @@ func TestNewFailureReleasesTheBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	free, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	brokerAddr := free.Addr().String()
-	free.Close()
+	brokerAddr := proctest.FreeAddr(t)
 
-	cfg, err := config.Load(map[string]string{
+	_, err = newApp(t, map[string]string{
 		"BROKER_LISTEN_ADDR": brokerAddr,
 		"HTTP_ADDR":          busy.Addr().String(),
 		"SIMULATOR_ENABLED":  "false",
 		"MODEL_FILE":         modeltest.File(t),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = New(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	if err == nil || !strings.Contains(err.Error(), "HTTP_ADDR") {
 		t.Fatalf("New = %v, want an error naming HTTP_ADDR", err)
 	}
@@ -57,22 +49,14 @@ func TestNewFailureReleasesTheBroker(t *testing.T) {
 func TestCustomersListFile(t *testing.T) {
 	base := map[string]string{"BROKER_LISTEN_ADDR": "127.0.0.1:0", "HTTP_ADDR": "off", "MODEL_FILE": modeltest.File(t)}
 	t.Chdir(t.TempDir()) // no customers.csv here
-	cfg, err := config.Load(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	a, err := newApp(t, base)
 	if err != nil {
 		t.Fatalf("default customers.csv absent: %v", err)
 	}
 	_ = a.conn.Close()
 
 	base["CUSTOMERS_LIST_FILE"] = "nope.csv"
-	cfg, err = config.Load(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "nope.csv") {
+	if _, err := newApp(t, base); err == nil || !strings.Contains(err.Error(), "nope.csv") {
 		t.Fatalf("explicit missing file: %v, want an error naming it", err)
 	}
 }
@@ -95,11 +79,7 @@ func TestModelAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := map[string]string{"BROKER_LISTEN_ADDR": "127.0.0.1:0", "HTTP_ADDR": "off", "SIMULATOR_ENABLED": "false", "DATA_DIR": withHistory}
-	cfg, err := config.Load(env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	a, err := newApp(t, env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +93,8 @@ func TestModelAtStart(t *testing.T) {
 
 	env["DATA_DIR"] = without
 	env["CATALOG_SEED"] = "3"
-	if cfg, err = config.Load(env); err != nil {
+	cfg, err := config.Load(env)
+	if err != nil {
 		t.Fatal(err)
 	}
 	var log bytes.Buffer

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -16,7 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/storeflow/storeflow/event"
+	"github.com/storeflow/storeflow/internal/metrictest"
 	"github.com/storeflow/storeflow/internal/modeltest"
+	"github.com/storeflow/storeflow/internal/proctest"
 	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/recommender/protocol"
 	"github.com/storeflow/storeflow/recommender/score"
@@ -127,10 +128,10 @@ func TestFloodOfFakeIDsDoesNotLockShoppersOut(t *testing.T) {
 	lingerInBoys(t, a, id, ts)
 	waitCoupon(t, coupons, id, 10*time.Second)
 
-	if got := a.metricValue("storeflow_shoppers_tracked"); got > float64(a.cfg.Pipeline.MaxShoppers) {
+	if got := metrictest.Sum(t, a.reg, "storeflow_shoppers_tracked"); got > float64(a.cfg.Pipeline.MaxShoppers) {
 		t.Errorf("%v shoppers tracked, MAX_SHOPPERS is %d", got, a.cfg.Pipeline.MaxShoppers)
 	}
-	if got, want := a.metricValue("storeflow_shoppers_evicted_total"), float64(flood-a.cfg.Pipeline.MaxShoppers); got < want {
+	if got, want := metrictest.Sum(t, a.reg, "storeflow_shoppers_evicted_total"), float64(flood-a.cfg.Pipeline.MaxShoppers); got < want {
 		t.Errorf("storeflow_shoppers_evicted_total = %v, want at least %v", got, want)
 	}
 }
@@ -188,24 +189,24 @@ func TestHangingPredictorDoesNotHoldUpTheStore(t *testing.T) {
 		}
 	}()
 	deadline := time.Now().Add(5 * time.Second) // generous: about 0.1 s here, 18 s before
-	for a.metricValue("storeflow_shoppers_tracked") < lingerers+walkers {
+	for metrictest.Sum(t, a.reg, "storeflow_shoppers_tracked") < lingerers+walkers {
 		if time.Now().After(deadline) {
 			t.Fatalf("%v of %d shoppers' moves handled within 5s while the prediction service hangs",
-				a.metricValue("storeflow_shoppers_tracked"), lingerers+walkers)
+				metrictest.Sum(t, a.reg, "storeflow_shoppers_tracked"), lingerers+walkers)
 		}
 		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
 	}
 	<-published
 	t.Logf("%d moves of shoppers who do not focus handled in %s with the prediction service hanging",
 		walkers, time.Since(start).Round(time.Millisecond))
-	if got := a.metricSum("storeflow_events_dropped_total", func(l map[string]string) bool { return l["queue"] == "focus" }); got == 0 {
+	if got := metrictest.Sum(t, a.reg, "storeflow_events_dropped_total", "queue=focus"); got == 0 {
 		t.Error("no focus event dropped, although the stages and their queue were full")
 	}
 
 	// After PREDICTION_BREAKER_FAILURES timeouts (about 2 s) the breaker
 	// opens: the held focus events fail fast, and /readyz says why.
 	deadline = time.Now().Add(10 * time.Second)
-	for a.metricSum("storeflow_focus_outcomes_total", func(l map[string]string) bool { return l["outcome"] == "predictor_unavailable" }) == 0 {
+	for metrictest.Sum(t, a.reg, "storeflow_focus_outcomes_total", "outcome=predictor_unavailable") == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("no focus event failed fast as predictor_unavailable within 10s")
 		}
@@ -261,10 +262,10 @@ func TestUnknownIDsDoNotFloodTheCentral(t *testing.T) {
 		buf = fmt.Appendf(buf[:0], `{"id":"nobody-%d","ts":%d,"dep":"Boys"}`, i, ts)
 		publish(t, a, a.cfg.Pipeline.FocusTopic, buf)
 	}
-	focus := func(l map[string]string) bool { return l["kind"] == "focus" || l["queue"] == "focus" }
+	accepted := func() float64 { return metrictest.Sum(t, a.reg, "storeflow_events_accepted_total", "kind=focus") }
+	dropped := func() float64 { return metrictest.Sum(t, a.reg, "storeflow_events_dropped_total", "queue=focus") }
 	deadline := time.Now().Add(30 * time.Second)
-	for a.metricSum("storeflow_events_accepted_total", focus)+a.metricSum("storeflow_events_dropped_total", focus) < n ||
-		a.metricValue("storeflow_focus_outcomes_total") < a.metricSum("storeflow_events_accepted_total", focus) {
+	for accepted()+dropped() < n || metrictest.Sum(t, a.reg, "storeflow_focus_outcomes_total") < accepted() {
 		if time.Now().After(deadline) {
 			t.Fatal("the focus events did not all reach an outcome within 30s")
 		}
@@ -277,7 +278,7 @@ func TestUnknownIDsDoNotFloodTheCentral(t *testing.T) {
 	if got := requests.Load(); got > bound {
 		t.Errorf("%d requests to the central in %s, want at most %d (CENTRAL_MAX_RPS=%d)", got, elapsed, bound, maxRPS)
 	}
-	limited := a.metricSum("storeflow_focus_outcomes_total", func(l map[string]string) bool { return l["outcome"] == "central_limited" })
+	limited := metrictest.Sum(t, a.reg, "storeflow_focus_outcomes_total", "outcome=central_limited")
 	if limited == 0 {
 		t.Error("no focus event counted as central_limited")
 	}
@@ -288,19 +289,14 @@ func TestUnknownIDsDoNotFloodTheCentral(t *testing.T) {
 // as central_unavailable without a request, and /readyz says so while the
 // process stays ready (the cache still serves what it holds).
 func TestCentralBreakerFailsFocusFast(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := l.Addr().String()
-	l.Close()
+	closed := proctest.FreeAddr(t) // nothing listens there: every call is refused
 	a := runApp(t, map[string]string{"CENTRAL_URL": "http://" + closed, "CENTRAL_BREAKER_FAILURES": "2", "CENTRAL_BREAKER_COOLDOWN": "1h"})
 	ts := time.Now().Unix()
 	for i := range 10 {
 		publish(t, a, a.cfg.Pipeline.FocusTopic, fmt.Appendf(nil, `{"id":"%d","ts":%d,"dep":"Boys"}`, i+1, ts))
 	}
 	outcome := func(o string) float64 {
-		return a.metricSum("storeflow_focus_outcomes_total", func(l map[string]string) bool { return l["outcome"] == o })
+		return metrictest.Sum(t, a.reg, "storeflow_focus_outcomes_total", "outcome="+o)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for outcome("context_error")+outcome("central_unavailable") < 10 {
@@ -312,7 +308,7 @@ func TestCentralBreakerFailsFocusFast(t *testing.T) {
 	// The context workers ask in parallel: a few calls may be out when the
 	// breaker opens.
 	calls := func(o string) float64 {
-		return a.metricSum("storeflow_central_client_calls_total", func(l map[string]string) bool { return l["outcome"] == o })
+		return metrictest.Sum(t, a.reg, "storeflow_central_client_calls_total", "outcome="+o)
 	}
 	transport, refused := calls("transport"), calls("breaker_open")
 	if transport < 2 || transport > float64(2+a.cfg.Pipeline.FocusWorkers) || transport+refused != 10 {
@@ -325,37 +321,4 @@ func TestCentralBreakerFailsFocusFast(t *testing.T) {
 	if code, body := readyz(t, a); code != http.StatusOK || !strings.HasPrefix(body, "ready, degraded: central: circuit breaker open") {
 		t.Errorf("GET /readyz = %d %q, want 200 saying the central's breaker is open", code, body)
 	}
-}
-
-// metricValue is the sum of every series of name, as /metrics shows it.
-func (a *App) metricValue(name string) float64 {
-	return a.metricSum(name, nil)
-}
-
-// metricSum adds up the series of name whose labels keep accepts (every
-// series when keep is nil).
-func (a *App) metricSum(name string, keep func(labels map[string]string) bool) float64 {
-	mfs, err := a.reg.Gather()
-	if err != nil {
-		return 0
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if keep != nil {
-				labels := make(map[string]string, len(m.GetLabel()))
-				for _, l := range m.GetLabel() {
-					labels[l.GetName()] = l.GetValue()
-				}
-				if !keep(labels) {
-					continue
-				}
-			}
-			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return sum
 }

@@ -29,16 +29,23 @@ func runApp(t *testing.T, env map[string]string) *App {
 	for k, v := range env {
 		base[k] = v
 	}
-	cfg, err := config.Load(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	a, err := newApp(t, base)
 	if err != nil {
 		t.Fatal(err)
 	}
 	harness.Start(t, "storeflow", a.Run, a.Ready())
 	return a
+}
+
+// newApp builds an app on env, the whole environment; a config that does not
+// load fails the test.
+func newApp(t *testing.T, env map[string]string) (*App, error) {
+	t.Helper()
+	cfg, err := config.Load(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return New(context.Background(), cfg, slog.New(slog.DiscardHandler))
 }
 
 func readyz(t *testing.T, a *App) (int, string) {

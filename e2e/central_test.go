@@ -93,9 +93,8 @@ func TestEntryPrefetchFillsRedis(t *testing.T) {
 	rdb := redisClient(t, r)
 	obs, sensor := sys.observerAndSensor(t, "customer/#")
 
-	now := time.Now().Unix()
-	id := customerWithCoupon(t, sys, store.Boys, now)
-	s := &script{cl: sensor, id: id, ts: now}
+	s := shopper(t, sys, sensor, store.Boys)
+	id := s.id
 	s.enter()
 	key := "e2e:customer:" + id
 	waitKey(t, rdb, key, 5*time.Second)
@@ -254,9 +253,8 @@ func TestCentralDownServesTheCachedCustomer(t *testing.T) {
 	sys := startSystem(t, map[string]string{"CENTRAL_URL": proxy.url, "CENTRAL_TIMEOUT": "300ms"})
 	sensor := dial(t, sys.app.BrokerAddr(), "sensor", "")
 
-	now := time.Now().Unix()
-	id := customerWithCoupon(t, central, store.Boys, now)
-	s := &script{cl: sensor, id: id, ts: now}
+	s := shopper(t, central, sensor, store.Boys)
+	id := s.id
 	s.enter()
 	sys.waitMetric(t, 1, 5*time.Second, "storeflow_prefetch_total", "outcome=ok")
 

@@ -68,9 +68,7 @@ func TestWalkThroughGetsNothing(t *testing.T) {
 	sys := startSystem(t, nil)
 	obs, sensor := sys.observerAndSensor(t, "customer/#")
 
-	now := time.Now().Unix()
-	id := customerWithCoupon(t, sys, store.Girls, now)
-	s := &script{cl: sensor, id: id, ts: now}
+	s := shopper(t, sys, sensor, store.Girls)
 	s.enter()
 	s.move(0, 0)
 	s.move(1, 0)

@@ -8,16 +8,15 @@ import (
 	"log/slog"
 	"maps"
 	"net"
-	"strings"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/storeflow/storeflow/app"
 	"github.com/storeflow/storeflow/config"
 	"github.com/storeflow/storeflow/internal/harness"
+	"github.com/storeflow/storeflow/internal/metrictest"
 	"github.com/storeflow/storeflow/internal/modeltest"
 	"github.com/storeflow/storeflow/store"
 )
@@ -184,38 +183,7 @@ func (cl *client) predictionsFor(t *testing.T, n int, within time.Duration) {
 // include every label given as "name=value".
 func (s *system) metric(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
-	mfs, err := s.app.Registry().Gather()
-	if err != nil {
-		t.Fatalf("gather metrics: %v", err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if hasLabels(m, labels) {
-				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-			}
-		}
-	}
-	return sum
-}
-
-func hasLabels(m *dto.Metric, labels []string) bool {
-	for _, l := range labels {
-		name, value, _ := strings.Cut(l, "=")
-		found := false
-		for _, lp := range m.GetLabel() {
-			if lp.GetName() == name && lp.GetValue() == value {
-				found = true
-			}
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
+	return metrictest.Sum(t, s.app.Registry(), name, labels...)
 }
 
 // waitMetric waits until the metric reaches at least want.
@@ -258,12 +226,19 @@ func (s *script) lingerInBoys() {
 	s.stay(3, 1, 12)
 }
 
+// shopper is the script of a customer of catalog's with a coupon for dep
+// valid now, publishing through sensor.
+func shopper(t *testing.T, catalog *system, sensor *client, dep store.Department) *script {
+	t.Helper()
+	now := time.Now().Unix()
+	return &script{cl: sensor, id: customerWithCoupon(t, catalog, dep, now), ts: now}
+}
+
 // lingerInBoys has a customer of catalog's with a Boys coupon valid now
 // linger in Boys through sensor, and returns the script to go on with.
 func lingerInBoys(t *testing.T, catalog *system, sensor *client) *script {
 	t.Helper()
-	now := time.Now().Unix()
-	s := &script{cl: sensor, id: customerWithCoupon(t, catalog, store.Boys, now), ts: now}
+	s := shopper(t, catalog, sensor, store.Boys)
 	s.lingerInBoys()
 	return s
 }

@@ -97,15 +97,18 @@ type wire struct {
 // wireNames are the names of wire's fields on the wire, in its order.
 var wireNames = []string{"id", "ts", "x", "y", "dep"}
 
-func decodeWire(b []byte) (wire, error) {
+// decodeWire splits a payload into its fields and decodes the two every event
+// has, the customer id and the timestamp; the rest stay raw for the event's own
+// decoder.
+func decodeWire(b []byte) (wire, string, int64, error) {
 	var w wire
 	if len(b) > MaxPayload {
-		return w, &Error{Reason: ReasonTooLarge, Detail: fmt.Sprintf("payload of %d bytes is over the %d byte limit", len(b), MaxPayload)}
+		return wire{}, "", 0, &Error{Reason: ReasonTooLarge, Detail: fmt.Sprintf("payload of %d bytes is over the %d byte limit", len(b), MaxPayload)}
 	}
 	// JSON's space only: bytes.TrimSpace also took \v and U+00A0, which
 	// encoding/json refuses.
 	if i := skipWS(b, 0); i == len(b) || b[i] != '{' {
-		return w, &Error{Reason: ReasonMalformed, Detail: "payload is not a JSON object"}
+		return wire{}, "", 0, &Error{Reason: ReasonMalformed, Detail: "payload is not a JSON object"}
 	}
 	fields := [...]*json.RawMessage{&w.ID, &w.TS, &w.X, &w.Y, &w.Dep}
 	twice := -1
@@ -116,12 +119,20 @@ func decodeWire(b []byte) (wire, error) {
 		*fields[f] = val
 	})
 	if !ok {
-		return wire{}, malformed(b)
+		return wire{}, "", 0, malformed(b)
 	}
 	if twice >= 0 {
-		return wire{}, givenTwice(wireNames[twice])
+		return wire{}, "", 0, givenTwice(wireNames[twice])
 	}
-	return w, nil
+	id, err := decodeID(w.ID)
+	if err != nil {
+		return wire{}, "", 0, err
+	}
+	ts, err := decodeTS(w.TS)
+	if err != nil {
+		return wire{}, "", 0, err
+	}
+	return w, id, ts, nil
 }
 
 // givenTwice is the error for a field given more than once (see scan.go).
@@ -141,15 +152,7 @@ func malformed(b []byte) *Error {
 
 // DecodePresence decodes an enter or exit payload: {"id":"127","ts":192322800}.
 func DecodePresence(b []byte) (Presence, error) {
-	w, err := decodeWire(b)
-	if err != nil {
-		return Presence{}, err
-	}
-	id, err := decodeID(w.ID)
-	if err != nil {
-		return Presence{}, err
-	}
-	ts, err := decodeTS(w.TS)
+	_, id, ts, err := decodeWire(b)
 	if err != nil {
 		return Presence{}, err
 	}
@@ -158,15 +161,7 @@ func DecodePresence(b []byte) (Presence, error) {
 
 // DecodeMove decodes a move payload: {"id":"127","ts":192322800,"x":3,"y":7}.
 func DecodeMove(b []byte) (Move, error) {
-	w, err := decodeWire(b)
-	if err != nil {
-		return Move{}, err
-	}
-	id, err := decodeID(w.ID)
-	if err != nil {
-		return Move{}, err
-	}
-	ts, err := decodeTS(w.TS)
+	w, id, ts, err := decodeWire(b)
 	if err != nil {
 		return Move{}, err
 	}
@@ -185,15 +180,7 @@ func DecodeMove(b []byte) (Move, error) {
 // {"id":"127","ts":192322800,"dep":"Boys"} with optional "x" and "y".
 // "Sport" is accepted for Sports.
 func DecodeFocus(b []byte) (Focus, error) {
-	w, err := decodeWire(b)
-	if err != nil {
-		return Focus{}, err
-	}
-	id, err := decodeID(w.ID)
-	if err != nil {
-		return Focus{}, err
-	}
-	ts, err := decodeTS(w.TS)
+	w, id, ts, err := decodeWire(b)
 	if err != nil {
 		return Focus{}, err
 	}

@@ -55,6 +55,36 @@ func checkBad(t *testing.T, tc bad, err error) {
 	}
 }
 
+// decoded is a valid payload and the event it decodes to.
+type decoded[E any] struct {
+	name    string
+	payload string
+	want    E
+}
+
+// checkDecoder runs decode, called name in messages, over payloads it must
+// accept and payloads it must refuse.
+func checkDecoder[E comparable](t *testing.T, name string, decode func([]byte) (E, error), good []decoded[E], bad []bad) {
+	t.Helper()
+	for _, tc := range good {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := decode([]byte(tc.payload))
+			if err != nil {
+				t.Fatalf("%s(%q): %v", name, tc.payload, err)
+			}
+			if got != tc.want {
+				t.Errorf("%s(%q) = %+v, want %+v", name, tc.payload, got, tc.want)
+			}
+		})
+	}
+	for _, tc := range bad {
+		t.Run("bad/"+tc.name, func(t *testing.T) {
+			_, err := decode([]byte(tc.payload))
+			checkBad(t, tc, err)
+		})
+	}
+}
+
 // padded returns a valid presence-like payload grown to exactly n bytes by an
 // unknown field.
 func padded(n int) string {
@@ -127,11 +157,7 @@ func commonBad() []bad {
 }
 
 func TestDecodePresence(t *testing.T) {
-	good := []struct {
-		name    string
-		payload string
-		want    event.Presence
-	}{
+	good := []decoded[event.Presence]{
 		{"seed example", `{"id":"127","ts":192322800}`, event.Presence{ID: "127", TS: 192322800}},
 		{"seed example pretty", "{\n  \"id\": \"127\",\n  \"ts\": 192322800\n}", event.Presence{ID: "127", TS: 192322800}},
 		{"numeric id", `{"id":127,"ts":192322800}`, event.Presence{ID: "127", TS: 192322800}},
@@ -158,31 +184,11 @@ func TestDecodePresence(t *testing.T) {
 		{"id 64 bytes", `{"id":"` + strings.Repeat("a", 64) + `","ts":192322800}`, event.Presence{ID: strings.Repeat("a", 64), TS: 192322800}},
 		{"exactly MaxPayload", padded(event.MaxPayload), event.Presence{ID: "127", TS: 192322800}},
 	}
-	for _, tc := range good {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := event.DecodePresence([]byte(tc.payload))
-			if err != nil {
-				t.Fatalf("DecodePresence(%q): %v", tc.payload, err)
-			}
-			if got != tc.want {
-				t.Errorf("DecodePresence(%q) = %+v, want %+v", tc.payload, got, tc.want)
-			}
-		})
-	}
-	for _, tc := range commonBad() {
-		t.Run("bad/"+tc.name, func(t *testing.T) {
-			_, err := event.DecodePresence([]byte(tc.payload))
-			checkBad(t, tc, err)
-		})
-	}
+	checkDecoder(t, "DecodePresence", event.DecodePresence, good, commonBad())
 }
 
 func TestDecodeMove(t *testing.T) {
-	good := []struct {
-		name    string
-		payload string
-		want    event.Move
-	}{
+	good := []decoded[event.Move]{
 		{"seed example", `{"id":"127","ts":192322800,"x":3,"y":7}`, event.Move{ID: "127", TS: 192322800, X: 3, Y: 7}},
 		{"numeric id", `{"id":127,"ts":192322800,"x":3,"y":7}`, event.Move{ID: "127", TS: 192322800, X: 3, Y: 7}},
 		{"float ts", `{"id":"127","ts":192322800.9,"x":3,"y":7}`, event.Move{ID: "127", TS: 192322800, X: 3, Y: 7}},
@@ -195,17 +201,6 @@ func TestDecodeMove(t *testing.T) {
 		{"coordinate limit", `{"id":"127","ts":192322800,"x":1e6,"y":-1e6}`, event.Move{ID: "127", TS: 192322800, X: 1000000, Y: -1000000}},
 		{"unknown fields ignored", `{"id":"127","ts":192322800,"x":3,"y":7,"z":9,"dep":42,"speed":"fast"}`, event.Move{ID: "127", TS: 192322800, X: 3, Y: 7}},
 		{"whitespace around", "\n {\"id\" : \"127\" , \"ts\" : 192322800 , \"x\" : 3 , \"y\" : 7 } \n", event.Move{ID: "127", TS: 192322800, X: 3, Y: 7}},
-	}
-	for _, tc := range good {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := event.DecodeMove([]byte(tc.payload))
-			if err != nil {
-				t.Fatalf("DecodeMove(%q): %v", tc.payload, err)
-			}
-			if got != tc.want {
-				t.Errorf("DecodeMove(%q) = %+v, want %+v", tc.payload, got, tc.want)
-			}
-		})
 	}
 	badCases := append(commonBad(), []bad{
 		{"missing x", `{"id":"127","ts":192322800,"y":7}`, event.ReasonMissingField, "x"},
@@ -222,20 +217,11 @@ func TestDecodeMove(t *testing.T) {
 		{"bad id and ts", `{"id":"","ts":"x","x":3,"y":7}`, event.ReasonInvalidField, "id"},
 		{"bad ts and x", `{"id":"127","ts":"x","x":"3","y":7}`, event.ReasonInvalidField, "ts"},
 	}...)
-	for _, tc := range badCases {
-		t.Run("bad/"+tc.name, func(t *testing.T) {
-			_, err := event.DecodeMove([]byte(tc.payload))
-			checkBad(t, tc, err)
-		})
-	}
+	checkDecoder(t, "DecodeMove", event.DecodeMove, good, badCases)
 }
 
 func TestDecodeFocus(t *testing.T) {
-	good := []struct {
-		name    string
-		payload string
-		want    event.Focus
-	}{
+	good := []decoded[event.Focus]{
 		{"seed example", `{"id":"127","ts":192322800,"dep":"Boys"}`, event.Focus{ID: "127", TS: 192322800, Dep: store.Boys}},
 		{"seed example pretty", "{\n  \"id\": \"127\",\n  \"ts\": 192322800,\n  \"dep\": \"Boys\"\n}", event.Focus{ID: "127", TS: 192322800, Dep: store.Boys}},
 		{"spec example with x y", `{"id":"127","ts":192322800,"dep":"Boys","x":3,"y":7}`, event.Focus{ID: "127", TS: 192322800, Dep: store.Boys, X: 3, Y: 7, HasPos: true}},
@@ -251,17 +237,6 @@ func TestDecodeFocus(t *testing.T) {
 		{"unknown fields ignored", `{"id":"127","ts":192322800,"dep":"Boys","confidence":0.9,"sensor":{"id":"s1"}}`, event.Focus{ID: "127", TS: 192322800, Dep: store.Boys}},
 		{"whitespace around", "\t\r\n{\"id\":\"127\",\"ts\":192322800,\"dep\":\"Boys\"}\r\n", event.Focus{ID: "127", TS: 192322800, Dep: store.Boys}},
 		{"names and dep escaped", `{"\u0069d":"21","ts":192322800,"\u0064ep":"B\u006fys","\u0078":3,"\u0079":7}`, event.Focus{ID: "21", TS: 192322800, Dep: store.Boys, X: 3, Y: 7, HasPos: true}},
-	}
-	for _, tc := range good {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := event.DecodeFocus([]byte(tc.payload))
-			if err != nil {
-				t.Fatalf("DecodeFocus(%q): %v", tc.payload, err)
-			}
-			if got != tc.want {
-				t.Errorf("DecodeFocus(%q) = %+v, want %+v", tc.payload, got, tc.want)
-			}
-		})
 	}
 	badCases := append(commonBad(), []bad{
 		{"missing dep", `{"id":"127","ts":192322800}`, event.ReasonMissingField, "dep"},
@@ -282,12 +257,7 @@ func TestDecodeFocus(t *testing.T) {
 		{"y string", `{"id":"127","ts":192322800,"dep":"Boys","x":3,"y":"7"}`, event.ReasonInvalidField, "y"},
 		{"x out of range", `{"id":"127","ts":192322800,"dep":"Boys","x":-2e6,"y":7}`, event.ReasonInvalidField, "x"},
 	}...)
-	for _, tc := range badCases {
-		t.Run("bad/"+tc.name, func(t *testing.T) {
-			_, err := event.DecodeFocus([]byte(tc.payload))
-			checkBad(t, tc, err)
-		})
-	}
+	checkDecoder(t, "DecodeFocus", event.DecodeFocus, good, badCases)
 }
 
 // TestUnknownDepMessage pins the wording: the department is quoted once.

@@ -172,29 +172,31 @@ func refFields(data []byte, names ...string) ([]json.RawMessage, error) {
 	return out, nil
 }
 
-func refPresence(data []byte) (p event.Presence, err error) {
-	f, err := refFields(data, "id", "ts")
+// refHead reads "id", "ts" and then names from data, and decodes the id and
+// the ts every shopper event has.
+func refHead(data []byte, names ...string) (f []json.RawMessage, p event.Presence, err error) {
+	f, err = refFields(data, append([]string{"id", "ts"}, names...)...)
 	if err != nil {
-		return p, err
+		return nil, p, err
 	}
 	if p.ID, err = refID(f[0]); err != nil {
-		return p, err
+		return nil, p, err
 	}
 	p.TS, err = refTS(f[1])
+	return f, p, err
+}
+
+func refPresence(data []byte) (event.Presence, error) {
+	_, p, err := refHead(data)
 	return p, err
 }
 
 func refMove(data []byte) (m event.Move, err error) {
-	f, err := refFields(data, "id", "ts", "x", "y")
+	f, p, err := refHead(data, "x", "y")
 	if err != nil {
 		return m, err
 	}
-	if m.ID, err = refID(f[0]); err != nil {
-		return m, err
-	}
-	if m.TS, err = refTS(f[1]); err != nil {
-		return m, err
-	}
+	m.ID, m.TS = p.ID, p.TS
 	if m.X, err = refCoord("x", f[2]); err != nil {
 		return m, err
 	}
@@ -203,16 +205,11 @@ func refMove(data []byte) (m event.Move, err error) {
 }
 
 func refFocus(data []byte) (fc event.Focus, err error) {
-	f, err := refFields(data, "id", "ts", "dep", "x", "y")
+	f, p, err := refHead(data, "dep", "x", "y")
 	if err != nil {
 		return fc, err
 	}
-	if fc.ID, err = refID(f[0]); err != nil {
-		return fc, err
-	}
-	if fc.TS, err = refTS(f[1]); err != nil {
-		return fc, err
-	}
+	fc.ID, fc.TS = p.ID, p.TS
 	var name string
 	if f[2] == nil || json.Unmarshal(f[2], &name) != nil {
 		return fc, errRef("dep missing or not a string")
@@ -344,69 +341,63 @@ func checkCoord(t *testing.T, name string, v int) {
 	}
 }
 
-func FuzzDecodePresence(f *testing.F) {
+// seed adds the shared seeds and the fuzzer's own.
+func seed(f *testing.F, own ...string) {
 	for _, s := range fuzzSeeds {
 		f.Add([]byte(s))
 	}
+	for _, s := range own {
+		f.Add([]byte(s))
+	}
+}
+
+// fuzzEvent is the fuzz property of a shopper event's decoder: it agrees with
+// the encoding/json reference, refuses with a proper *event.Error, and what
+// it accepts passes check and decodes back the same after encode.
+func fuzzEvent[E comparable](f *testing.F, decode, ref func([]byte) (E, error), encode func([]byte, E) []byte, check func(*testing.T, E)) {
 	f.Fuzz(func(t *testing.T, data []byte) {
-		p, err := event.DecodePresence(data)
-		want, refErr := refPresence(data)
-		checkReference(t, data, p, err, want, refErr)
+		e, err := decode(data)
+		want, refErr := ref(data)
+		checkReference(t, data, e, err, want, refErr)
 		if err != nil {
 			checkDecodeError(t, data, err)
 			return
 		}
-		checkCommon(t, p.ID, p.TS)
-		b := event.AppendPresence(nil, p)
-		back, err := event.DecodePresence(b)
-		if err != nil || back != p {
-			t.Fatalf("%q decodes to %+v, re-encodes to %s, which decodes to %+v, %v", data, p, b, back, err)
+		check(t, e)
+		b := encode(nil, e)
+		back, err := decode(b)
+		if err != nil || back != e {
+			t.Fatalf("%q decodes to %+v, re-encodes to %s, which decodes to %+v, %v", data, e, b, back, err)
 		}
+	})
+}
+
+func FuzzDecodePresence(f *testing.F) {
+	seed(f)
+	fuzzEvent(f, event.DecodePresence, refPresence, event.AppendPresence, func(t *testing.T, p event.Presence) {
+		checkCommon(t, p.ID, p.TS)
 	})
 }
 
 func FuzzDecodeMove(f *testing.F) {
-	for _, s := range fuzzSeeds {
-		f.Add([]byte(s))
-	}
-	f.Add([]byte(`{"id":"42","ts":1700000000,"x":1071.5,"y":49.49}`))
-	f.Add([]byte(`{"id":"42","ts":1700000000,"x":null,"y":7}`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := event.DecodeMove(data)
-		want, refErr := refMove(data)
-		checkReference(t, data, m, err, want, refErr)
-		if err != nil {
-			checkDecodeError(t, data, err)
-			return
-		}
+	seed(f,
+		`{"id":"42","ts":1700000000,"x":1071.5,"y":49.49}`,
+		`{"id":"42","ts":1700000000,"x":null,"y":7}`)
+	fuzzEvent(f, event.DecodeMove, refMove, event.AppendMove, func(t *testing.T, m event.Move) {
 		checkCommon(t, m.ID, m.TS)
 		checkCoord(t, "x", m.X)
 		checkCoord(t, "y", m.Y)
-		b := event.AppendMove(nil, m)
-		back, err := event.DecodeMove(b)
-		if err != nil || back != m {
-			t.Fatalf("%q decodes to %+v, re-encodes to %s, which decodes to %+v, %v", data, m, b, back, err)
-		}
 	})
 }
 
 func FuzzDecodeFocus(f *testing.F) {
-	for _, s := range fuzzSeeds {
-		f.Add([]byte(s))
-	}
+	seed(f)
 	for _, dep := range []string{"Boys", "Girls", "Men", "Sports", "Sport", "Women", "", "boys", "Sportss"} {
 		f.Add([]byte(`{"id":"127","ts":192322800,"dep":"` + dep + `"}`))
 	}
 	f.Add([]byte(`{"id":"127","ts":192322800,"dep":"Women","x":3}`))
 	f.Add([]byte(`{"id":"127","ts":192322800,"dep":"Women","y":null,"x":null}`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		fc, err := event.DecodeFocus(data)
-		want, refErr := refFocus(data)
-		checkReference(t, data, fc, err, want, refErr)
-		if err != nil {
-			checkDecodeError(t, data, err)
-			return
-		}
+	fuzzEvent(f, event.DecodeFocus, refFocus, event.AppendFocus, func(t *testing.T, fc event.Focus) {
 		checkCommon(t, fc.ID, fc.TS)
 		if fc.Dep.String() == "" || strings.HasPrefix(fc.Dep.String(), "Department(") {
 			t.Fatalf("decoded department %d is not a real one", fc.Dep)
@@ -417,25 +408,18 @@ func FuzzDecodeFocus(f *testing.F) {
 		} else if fc.X != 0 || fc.Y != 0 {
 			t.Fatalf("no position but x, y = %d, %d", fc.X, fc.Y)
 		}
-		b := event.AppendFocus(nil, fc)
-		back, err := event.DecodeFocus(b)
-		if err != nil || back != fc {
-			t.Fatalf("%q decodes to %+v, re-encodes to %s, which decodes to %+v, %v", data, fc, b, back, err)
-		}
 	})
 }
 
 func FuzzDecodeOffer(f *testing.F) {
-	for _, s := range fuzzSeeds {
-		f.Add([]byte(s))
-	}
-	f.Add([]byte(`{"customer":{"id":"11"},"coupon":{"id":22},"ts":192322800}`))
-	f.Add([]byte(`{"customer":{"id":11},"coupon":{"id":"22"},"ts":1.5}`))
-	f.Add([]byte(`{"customer":{"id":"11"},"coupon":{"id":"2\"2"},"ts":1}`))
-	f.Add([]byte(`{"\u0063ustomer":{"\u0069d":"1\u0031"},"coupon":{"id":"\u0032\u0032"},"t\u0073":1}`))
-	f.Add([]byte(`{"customer":{"id":"11","id":"12"},"coupon":{"id":22},"ts":1}`))
-	f.Add([]byte(`{"customer":{"id":"11"},"coupon":{"id":"2.2e1"},"ts":1,"coupon":{"id":3}}`))
-	f.Add([]byte(`{"Customer":{"id":"11"},"coupon":{"ID":22},"ts":1}`))
+	seed(f,
+		`{"customer":{"id":"11"},"coupon":{"id":22},"ts":192322800}`,
+		`{"customer":{"id":11},"coupon":{"id":"22"},"ts":1.5}`,
+		`{"customer":{"id":"11"},"coupon":{"id":"2\"2"},"ts":1}`,
+		`{"\u0063ustomer":{"\u0069d":"1\u0031"},"coupon":{"id":"\u0032\u0032"},"t\u0073":1}`,
+		`{"customer":{"id":"11","id":"12"},"coupon":{"id":22},"ts":1}`,
+		`{"customer":{"id":"11"},"coupon":{"id":"2.2e1"},"ts":1,"coupon":{"id":3}}`,
+		`{"Customer":{"id":"11"},"coupon":{"ID":22},"ts":1}`)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		o, err := event.DecodeOffer(b)
 		want, refErr := refOffer(b)

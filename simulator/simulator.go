@@ -260,22 +260,16 @@ func (s *Simulator) register(reg prometheus.Registerer) error {
 		Namespace: "storeflow", Subsystem: "simulator", Name: "events_published_total",
 		Help: "Simulated events published, by kind (enter, move, exit).",
 	}, []string{"kind"})
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "storeflow", Subsystem: "simulator", Name: name, Help: help})
+	}
 	s.m = metrics{
-		enter: events.WithLabelValues("enter"),
-		move:  events.WithLabelValues("move"),
-		exit:  events.WithLabelValues("exit"),
-		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "storeflow", Subsystem: "simulator", Name: "publish_errors_total",
-			Help: "Simulated events the broker refused; the simulation goes on without them.",
-		}),
-		turnedAway: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "storeflow", Subsystem: "simulator", Name: "arrivals_turned_away_total",
-			Help: "Arrivals turned away because the store was at its cap or every customer was already inside.",
-		}),
-		visits: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "storeflow", Subsystem: "simulator", Name: "visits_total",
-			Help: "Simulated shoppers who came into the store.",
-		}),
+		enter:         events.WithLabelValues("enter"),
+		move:          events.WithLabelValues("move"),
+		exit:          events.WithLabelValues("exit"),
+		publishErrors: counter("publish_errors_total", "Simulated events the broker refused; the simulation goes on without them."),
+		turnedAway:    counter("arrivals_turned_away_total", "Arrivals turned away because the store was at its cap or every customer was already inside."),
+		visits:        counter("visits_total", "Simulated shoppers who came into the store."),
 		inStore: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "storeflow", Subsystem: "simulator", Name: "shoppers_in_store",
 			Help: "Simulated shoppers in the store now.",

@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/storeflow/storeflow/event"
+	"github.com/storeflow/storeflow/internal/harness"
+	"github.com/storeflow/storeflow/internal/metrictest"
 	"github.com/storeflow/storeflow/store"
 )
 
@@ -420,7 +422,7 @@ func TestAverageInStore(t *testing.T) {
 			if limit := 4*avg + 10; rep.maxInStore > limit {
 				t.Errorf("%d shoppers in the store at once, over the cap %d", rep.maxInStore, limit)
 			}
-			if got := metricValue(t, reg, "storeflow_simulator_visits_total", ""); int(got) < rep.visits {
+			if got := metrictest.Value(t, reg, "storeflow_simulator_visits_total"); int(got) < rep.visits {
 				t.Errorf("visits_total = %v, want >= %d completed visits", got, rep.visits)
 			}
 		})
@@ -449,7 +451,7 @@ func TestCapAndCustomersInsideOnce(t *testing.T) {
 			if rep.maxInStore > tc.wantMax {
 				t.Errorf("%d shoppers in the store at once, want at most %d", rep.maxInStore, tc.wantMax)
 			}
-			if away := metricValue(t, reg, "storeflow_simulator_arrivals_turned_away_total", ""); away == 0 {
+			if away := metrictest.Value(t, reg, "storeflow_simulator_arrivals_turned_away_total"); away == 0 {
 				t.Error("no arrival was turned away")
 			}
 			if rep.visits == 0 {
@@ -467,11 +469,11 @@ func TestMetrics(t *testing.T) {
 		count[e.kind]++
 	}
 	for _, kind := range []string{"enter", "move", "exit"} {
-		if got := metricValue(t, reg, "storeflow_simulator_events_published_total", kind); int(got) != count[kind] {
+		if got := metrictest.Value(t, reg, "storeflow_simulator_events_published_total", "kind="+kind); int(got) != count[kind] {
 			t.Errorf("events_published_total{kind=%q} = %v, want %d", kind, got, count[kind])
 		}
 	}
-	if got := metricValue(t, reg, "storeflow_simulator_shoppers_in_store", ""); int(got) != s.inStore || s.inStore != count["enter"]-count["exit"] {
+	if got := metrictest.Value(t, reg, "storeflow_simulator_shoppers_in_store"); int(got) != s.inStore || s.inStore != count["enter"]-count["exit"] {
 		t.Errorf("shoppers_in_store = %v, inStore %d, want %d", got, s.inStore, count["enter"]-count["exit"])
 	}
 }
@@ -510,7 +512,7 @@ func TestPublishErrorsCountedAndRateLimited(t *testing.T) {
 		},
 	}
 	rec, _, reg := runSim(t, cfg, gridPlan(t), afterEvents(3000), o)
-	if got := metricValue(t, reg, "storeflow_simulator_publish_errors_total", ""); int(got) != failures {
+	if got := metrictest.Value(t, reg, "storeflow_simulator_publish_errors_total"); int(got) != failures {
 		t.Errorf("publish_errors_total = %v, want %d", got, failures)
 	}
 	if len(rec.events) < 3000 {
@@ -572,18 +574,10 @@ func TestRun(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("Run did not return after cancel")
-		}
+		ready := make(chan struct{})
+		close(ready) // a disabled simulator only waits for its context
+		stop := harness.Start(t, "disabled simulator", s.Run, ready)
+		stop(10 * time.Second)
 		if n := published.Load(); n != 0 {
 			t.Fatalf("disabled simulator published %d events", n)
 		}
@@ -770,41 +764,6 @@ func TestOddPlans(t *testing.T) {
 			}
 		})
 	}
-}
-
-// metricValue reads one counter or gauge from the registry; label, if not
-// empty, is the value of the kind label.
-func metricValue(t testing.TB, reg *prometheus.Registry, name, label string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if label != "" && !hasLabel(m.GetLabel(), label) {
-				continue
-			}
-			if c := m.GetCounter(); c != nil {
-				return c.GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("metric %s{%s} not registered", name, label)
-	return 0
-}
-
-func hasLabel[L interface{ GetValue() string }](labels []L, value string) bool {
-	for _, l := range labels {
-		if l.GetValue() == value {
-			return true
-		}
-	}
-	return false
 }
 
 func BenchmarkRun(b *testing.B) {
