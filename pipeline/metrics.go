@@ -54,6 +54,7 @@ type metrics struct {
 	rejected     *prometheus.CounterVec // kind, reason
 	dropped      *prometheus.CounterVec // queue
 	focus        prometheus.Counter
+	browsing     prometheus.Counter
 	focusOutcome *prometheus.CounterVec // outcome
 	outOfOrder   prometheus.Counter
 	expired      prometheus.Counter
@@ -100,6 +101,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"queue"}),
 		focus: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "storeflow_focus_detected_total", Help: "Focus events the dwell detector published.",
+		}),
+		browsing: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "storeflow_browsing_detected_total", Help: "Browsing events (a shopper moving on without a focus: a staff alert) the detector published.",
 		}),
 		focusOutcome: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "storeflow_focus_outcomes_total", Help: "What became of each focus event consumed, by outcome.",
@@ -152,7 +156,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, o := range outcomes {
 		m.outcome[o] = m.focusOutcome.WithLabelValues(o)
 	}
-	reg.MustRegister(m.accepted, m.rejected, m.dropped, m.focus, m.focusOutcome, m.outOfOrder, m.expired, m.evictedVec, m.prefetch, m.tracked,
+	reg.MustRegister(m.accepted, m.rejected, m.dropped, m.focus, m.browsing, m.focusOutcome, m.outOfOrder, m.expired, m.evictedVec, m.prefetch, m.tracked,
 		m.stageSeconds, m.focusSecondsVec, m.predictionSecVec, m.predictions, m.publishedTotal)
 	// Pre-create every series so dashboards see zeros, not gaps.
 	m.acceptedBy = make(map[string]prometheus.Counter, 4)
