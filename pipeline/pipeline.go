@@ -254,7 +254,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	close(p.ready)
 	p.log.Info("pipeline started", "dwell", p.cfg.FocusDwell, "gap", p.cfg.FocusGap,
-		"browsing_after", p.cfg.BrowsingAfter, "browsing_moves", p.cfg.BrowsingMoves, "dwell_workers", p.cfg.DwellWorkers, "focus_workers", p.cfg.FocusWorkers, "overflow", p.cfg.Overflow)
+		"browsing_after", p.cfg.BrowsingAfter, "browsing_moves", p.cfg.BrowsingMoves,
+		"dwell_workers", p.cfg.DwellWorkers, "focus_workers", p.cfg.FocusWorkers, "overflow", p.cfg.Overflow)
 
 	// The workers' context outlives ctx by up to SHUTDOWN_TIMEOUT, so that
 	// what was accepted is finished, its coupon published.
