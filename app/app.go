@@ -120,7 +120,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	} else if cfg.Broker.Embedded() {
 		a.conn, err = broker.NewEmbedded(cfg.Broker, blog, broker.EmbeddedOptions{
 			Registerer: a.reg,
-			OwnTopics:  []string{cfg.Pipeline.FocusTopic, cfg.Pipeline.PredictionTopic},
+			OwnTopics:  []string{cfg.Pipeline.FocusTopic, cfg.Pipeline.PredictionTopic, cfg.Pipeline.BrowsingTopic},
 		})
 	} else {
 		a.conn, err = broker.Dial(ctx, cfg.Broker, blog, a.reg)

@@ -64,7 +64,7 @@ type EmbeddedOptions struct {
 	// Registerer receives the broker's metrics; nil: a private registry.
 	Registerer prometheus.Registerer
 	// OwnTopics are the topics only storeflow publishes on (focus,
-	// prediction): outside clients may not retain messages there, directly
+	// prediction, browsing): outside clients may not retain messages there, directly
 	// or by a will, unless an acl retain line allows it.
 	OwnTopics []string
 }

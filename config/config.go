@@ -129,7 +129,7 @@ func (c Config) Validate() error {
 	for _, t := range []struct{ name, v string }{
 		{"ENTER_TOPIC", c.Simulator.EnterTopic}, {"MOVE_TOPIC", c.Simulator.MoveTopic}, {"EXIT_TOPIC", c.Simulator.ExitTopic},
 		{"ENTRY_EVENT_TOPIC_NAME", c.Pipeline.EntryTopic}, {"FOCUS_EVENT_TOPIC_NAME", c.Pipeline.FocusTopic},
-		{"COUPON_PREDICTION_TOPIC_NAME", c.Pipeline.PredictionTopic},
+		{"COUPON_PREDICTION_TOPIC_NAME", c.Pipeline.PredictionTopic}, {"BROWSING_TOPIC", c.Pipeline.BrowsingTopic},
 	} {
 		if err := broker.ValidTopic(t.v); t.v != "" && err != nil {
 			errs = append(errs, fmt.Errorf("%s=%q: %v", t.name, t.v, err))

@@ -23,11 +23,7 @@ func AppendMove(dst []byte, m Move) []byte {
 	dst = appendString(dst, m.ID)
 	dst = append(dst, `,"ts":`...)
 	dst = strconv.AppendInt(dst, m.TS, 10)
-	dst = append(dst, `,"x":`...)
-	dst = strconv.AppendInt(dst, int64(m.X), 10)
-	dst = append(dst, `,"y":`...)
-	dst = strconv.AppendInt(dst, int64(m.Y), 10)
-	return append(dst, '}')
+	return append(appendPos(dst, m.X, m.Y), '}')
 }
 
 // AppendFocus appends the focus payload {"id":"…","ts":…,"dep":"…"[,"x":…,"y":…]} to dst.
@@ -37,10 +33,7 @@ func AppendFocus(dst []byte, f Focus) []byte {
 	dst = append(dst, f.Dep.String()...)
 	dst = append(dst, '"')
 	if f.HasPos {
-		dst = append(dst, `,"x":`...)
-		dst = strconv.AppendInt(dst, int64(f.X), 10)
-		dst = append(dst, `,"y":`...)
-		dst = strconv.AppendInt(dst, int64(f.Y), 10)
+		dst = appendPos(dst, f.X, f.Y)
 	}
 	return append(dst, '}')
 }
@@ -51,6 +44,30 @@ func appendHead(dst []byte, id string, ts int64) []byte {
 	dst = appendString(dst, id)
 	dst = append(dst, `,"ts":`...)
 	return strconv.AppendInt(dst, ts, 10)
+}
+
+// AppendBrowsing appends the browsing payload
+// {"id":"…","ts":…[,"dep":"…"][,"x":…,"y":…]} to dst; "dep" is left out for
+// an aisle.
+func AppendBrowsing(dst []byte, b Browsing) []byte {
+	dst = appendHead(dst, b.ID, b.TS)
+	if b.Dep.Valid() {
+		dst = append(dst, `,"dep":"`...)
+		dst = append(dst, b.Dep.String()...)
+		dst = append(dst, '"')
+	}
+	if b.HasPos {
+		dst = appendPos(dst, b.X, b.Y)
+	}
+	return append(dst, '}')
+}
+
+// appendPos appends ,"x":…,"y":….
+func appendPos(dst []byte, x, y int) []byte {
+	dst = append(dst, `,"x":`...)
+	dst = strconv.AppendInt(dst, int64(x), 10)
+	dst = append(dst, `,"y":`...)
+	return strconv.AppendInt(dst, int64(y), 10)
 }
 
 // appendString appends s as a JSON string, byte for byte as encoding/json

@@ -1,7 +1,7 @@
-// Package event owns the wire: the JSON payloads of the enter, move, exit and
-// focus topics and the Prediction Results Message. Decoding validates every
-// field and says which one is wrong; encoding produces exactly the shapes of the
-// seed documents.
+// Package event owns the wire: the JSON payloads of the enter, move, exit,
+// focus and browsing topics and the Prediction Results Message. Decoding
+// validates every field and says which one is wrong; encoding produces exactly
+// the shapes of the seed documents.
 package event
 
 import (
@@ -80,6 +80,17 @@ type Move struct {
 
 // Focus is a shopper lingering in a department. X and Y are optional.
 type Focus struct {
+	ID     string
+	TS     int64
+	Dep    store.Department
+	X, Y   int
+	HasPos bool // X and Y were given
+}
+
+// Browsing is a shopper who keeps moving through the store without focusing:
+// a staff alert ("needs assistance"). Dep is where the shopper was, or
+// NoDepartment for an aisle; X and Y are optional.
+type Browsing struct {
 	ID     string
 	TS     int64
 	Dep    store.Department
@@ -184,41 +195,82 @@ func DecodeFocus(b []byte) (Focus, error) {
 	if err != nil {
 		return Focus{}, err
 	}
+	dep, err := decodeDep(w.Dep, true)
+	if err != nil {
+		return Focus{}, err
+	}
+	f := Focus{ID: id, TS: ts, Dep: dep}
+	if f.X, f.Y, f.HasPos, err = decodePos(w); err != nil {
+		return Focus{}, err
+	}
+	return f, nil
+}
+
+// DecodeBrowsing decodes a browsing payload: {"id":"127","ts":192322800} with
+// optional "dep" (absent or null: an aisle) and optional "x" and "y", as the
+// original decision service and its recorded scenarios send it.
+func DecodeBrowsing(b []byte) (Browsing, error) {
+	w, id, ts, err := decodeWire(b)
+	if err != nil {
+		return Browsing{}, err
+	}
+	dep, err := decodeDep(w.Dep, false)
+	if err != nil {
+		return Browsing{}, err
+	}
+	br := Browsing{ID: id, TS: ts, Dep: dep}
+	if br.X, br.Y, br.HasPos, err = decodePos(w); err != nil {
+		return Browsing{}, err
+	}
+	return br, nil
+}
+
+// decodeDep reads a department name; "Sport" is accepted for Sports. Absent
+// or null is NoDepartment, an error when required.
+func decodeDep(raw json.RawMessage, required bool) (store.Department, error) {
 	// isNull, as for every other field: "dep":null is a missing department, not
 	// an unknown one named "".
-	if isNull(w.Dep) {
-		return Focus{}, &Error{Reason: ReasonMissingField, Field: "dep", Detail: "missing"}
+	if isNull(raw) {
+		if required {
+			return store.NoDepartment, &Error{Reason: ReasonMissingField, Field: "dep", Detail: "missing"}
+		}
+		return store.NoDepartment, nil
 	}
-	if w.Dep[0] != '"' {
-		return Focus{}, &Error{Reason: ReasonInvalidField, Field: "dep", Detail: "want a string, got " + quoted(w.Dep)}
+	if raw[0] != '"' {
+		return store.NoDepartment, &Error{Reason: ReasonInvalidField, Field: "dep", Detail: "want a string, got " + quoted(raw)}
 	}
 	var buf [16]byte // the longest department name, and then some
-	name, _ := unquote(buf[:0], w.Dep[1:len(w.Dep)-1])
+	name, _ := unquote(buf[:0], raw[1:len(raw)-1])
 	dep, ok := store.ParseDepartment(string(name))
 	if !ok {
-		return Focus{}, &Error{Reason: ReasonUnknownDep, Field: "dep",
+		return store.NoDepartment, &Error{Reason: ReasonUnknownDep, Field: "dep",
 			// %s, not %q: quoted already quotes (quoting twice printed "\"Foo\"").
 			Detail: fmt.Sprintf("unknown department %s (want Boys, Girls, Men, Sports or Women)", quoted(name))}
 	}
-	f := Focus{ID: id, TS: ts, Dep: dep}
+	return dep, nil
+}
+
+// decodePos reads the optional position of a focus or browsing event: x and
+// y together or not at all.
+func decodePos(w wire) (x, y int, has bool, err error) {
 	hasX, hasY := !isNull(w.X), !isNull(w.Y)
 	if hasX != hasY {
 		missing := "x"
 		if hasX {
 			missing = "y"
 		}
-		return Focus{}, &Error{Reason: ReasonMissingField, Field: missing, Detail: "x and y come together or not at all"}
+		return 0, 0, false, &Error{Reason: ReasonMissingField, Field: missing, Detail: "x and y come together or not at all"}
 	}
-	if hasX {
-		if f.X, err = decodeCoord("x", w.X, true); err != nil {
-			return Focus{}, err
-		}
-		if f.Y, err = decodeCoord("y", w.Y, true); err != nil {
-			return Focus{}, err
-		}
-		f.HasPos = true
+	if !hasX {
+		return 0, 0, false, nil
 	}
-	return f, nil
+	if x, err = decodeCoord("x", w.X, true); err != nil {
+		return 0, 0, false, err
+	}
+	if y, err = decodeCoord("y", w.Y, true); err != nil {
+		return 0, 0, false, err
+	}
+	return x, y, true, nil
 }
 
 func isNull(raw json.RawMessage) bool {

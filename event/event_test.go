@@ -260,6 +260,55 @@ func TestDecodeFocus(t *testing.T) {
 	checkDecoder(t, "DecodeFocus", event.DecodeFocus, good, badCases)
 }
 
+func TestDecodeBrowsing(t *testing.T) {
+	good := []struct {
+		name    string
+		payload string
+		want    event.Browsing
+	}{
+		{"storeflow's own, in a department", `{"id":"127","ts":192322800,"dep":"Boys","x":3,"y":1}`,
+			event.Browsing{ID: "127", TS: 192322800, Dep: store.Boys, X: 3, Y: 1, HasPos: true}},
+		{"storeflow's own, in an aisle", `{"id":"127","ts":192322800,"x":2,"y":5}`,
+			event.Browsing{ID: "127", TS: 192322800, X: 2, Y: 5, HasPos: true}},
+		// What the original scenario player publishes for the BROWSING step
+		// of demo-scenario/scenarios/scenario_18.json: a numeric id, pixel
+		// coordinates and the float ts it sets at publish time.
+		{"original scenario step", `{"id": 18, "x": 1040.3088057901086, "y": 966.9820674338519, "ts": 1765069200.5123}`,
+			event.Browsing{ID: "18", TS: 1765069200, X: 1040, Y: 967, HasPos: true}},
+		{"no position", `{"id":"127","ts":192322800}`, event.Browsing{ID: "127", TS: 192322800}},
+		{"dep null is an aisle", `{"id":"127","ts":192322800,"dep":null}`, event.Browsing{ID: "127", TS: 192322800}},
+		{"Sport alias", `{"id":"1","ts":192322800,"dep":"Sport"}`, event.Browsing{ID: "1", TS: 192322800, Dep: store.Sports}},
+		{"unknown fields ignored", `{"id":"127","ts":192322800,"alert":"staff"}`, event.Browsing{ID: "127", TS: 192322800}},
+	}
+	for _, tc := range good {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := event.DecodeBrowsing([]byte(tc.payload))
+			if err != nil {
+				t.Fatalf("DecodeBrowsing(%q): %v", tc.payload, err)
+			}
+			if got != tc.want {
+				t.Errorf("DecodeBrowsing(%q) = %+v, want %+v", tc.payload, got, tc.want)
+			}
+		})
+	}
+	badCases := append(commonBad(), []bad{
+		{"empty dep", `{"id":"127","ts":192322800,"dep":""}`, event.ReasonUnknownDep, "dep"},
+		{"unknown dep", `{"id":"127","ts":192322800,"dep":"Unknown"}`, event.ReasonUnknownDep, "dep"},
+		{"dep number", `{"id":"127","ts":192322800,"dep":3}`, event.ReasonInvalidField, "dep"},
+		{"dep given twice", `{"id":"127","ts":192322800,"dep":"Boys","d\u0065p":"Men"}`, event.ReasonInvalidField, "dep"},
+		{"x without y", `{"id":"127","ts":192322800,"x":3}`, event.ReasonMissingField, "y"},
+		{"y without x", `{"id":"127","ts":192322800,"y":7}`, event.ReasonMissingField, "x"},
+		{"x string", `{"id":"127","ts":192322800,"x":"3","y":7}`, event.ReasonInvalidField, "x"},
+		{"y out of range", `{"id":"127","ts":192322800,"x":3,"y":2e6}`, event.ReasonInvalidField, "y"},
+	}...)
+	for _, tc := range badCases {
+		t.Run("bad/"+tc.name, func(t *testing.T) {
+			_, err := event.DecodeBrowsing([]byte(tc.payload))
+			checkBad(t, tc, err)
+		})
+	}
+}
+
 // TestUnknownDepMessage pins the wording: the department is quoted once.
 func TestUnknownDepMessage(t *testing.T) {
 	_, err := event.DecodeFocus([]byte(`{"id":"127","ts":192322800,"dep":"Toys"}`))
@@ -286,6 +335,8 @@ func TestErrorMessageBound(t *testing.T) {
 		{"focus dep control characters", decFocus, `{"id":"1","ts":1,"dep":"` + ctl + `"}`},
 		{"focus dep not a string", decFocus, `{"id":"1","ts":1,"dep":["` + inv + `"]}`},
 		{"malformed", decFocus, `{"id":"1","ts":1,"dep":"` + inv + `"` + inv},
+		{"browsing dep control characters", decBrowsing, `{"id":"1","ts":1,"dep":"` + ctl + `"}`},
+		{"browsing x", decBrowsing, `{"id":"1","ts":1,"x":["` + inv + `"],"y":1}`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -306,6 +357,7 @@ func TestErrorMessageBound(t *testing.T) {
 func decPresence(b []byte) error { _, err := event.DecodePresence(b); return err }
 func decMove(b []byte) error     { _, err := event.DecodeMove(b); return err }
 func decFocus(b []byte) error    { _, err := event.DecodeFocus(b); return err }
+func decBrowsing(b []byte) error { _, err := event.DecodeBrowsing(b); return err }
 
 func TestReasonOf(t *testing.T) {
 	cases := []struct {
@@ -382,6 +434,12 @@ func TestAppendShapes(t *testing.T) {
 			`{"id":"127","ts":192322800,"dep":"Men"}`},
 		{"focus Sports never Sport", event.AppendFocus(nil, event.Focus{ID: "9", TS: 5, Dep: store.Sports}),
 			`{"id":"9","ts":5,"dep":"Sports"}`},
+		{"browsing in a department", event.AppendBrowsing(nil, event.Browsing{ID: "127", TS: 192322800, Dep: store.Boys, X: 3, Y: 1, HasPos: true}),
+			`{"id":"127","ts":192322800,"dep":"Boys","x":3,"y":1}`},
+		{"browsing in an aisle", event.AppendBrowsing(nil, event.Browsing{ID: "127", TS: 192322800, X: 2, Y: 5, HasPos: true}),
+			`{"id":"127","ts":192322800,"x":2,"y":5}`},
+		{"browsing without position", event.AppendBrowsing(nil, event.Browsing{ID: "127", TS: 192322800, Dep: store.Sports}),
+			`{"id":"127","ts":192322800,"dep":"Sports"}`},
 		{"id quote", event.AppendPresence(nil, event.Presence{ID: `a"b`, TS: 1}),
 			`{"id":"a\"b","ts":1}`},
 		{"id backslash", event.AppendPresence(nil, event.Presence{ID: `a\b`, TS: 1}),
@@ -448,6 +506,12 @@ func TestAppendEscapesRoundTrip(t *testing.T) {
 			if got, err := event.DecodeFocus(b); err != nil || got != f {
 				t.Errorf("DecodeFocus(%s) = %+v, %v; want %+v", b, got, err, f)
 			}
+
+			br := event.Browsing{ID: tc.id, TS: 192322800, X: 3, Y: 7, HasPos: true}
+			b = event.AppendBrowsing(nil, br)
+			if got, err := event.DecodeBrowsing(b); err != nil || got != br {
+				t.Errorf("DecodeBrowsing(%s) = %+v, %v; want %+v", b, got, err, br)
+			}
 		})
 	}
 }
@@ -504,6 +568,19 @@ func TestAppendRoundTrip(t *testing.T) {
 				}
 			})
 		}
+	}
+	for _, dep := range append([]store.Department{store.NoDepartment}, store.Departments[:]...) {
+		br := event.Browsing{ID: "127", TS: 192322800, Dep: dep, X: 1300, Y: 990, HasPos: true}
+		name := dep.String()
+		if dep == store.NoDepartment {
+			name = "aisle"
+		}
+		t.Run("browsing/"+name, func(t *testing.T) {
+			b := event.AppendBrowsing(nil, br)
+			if got, err := event.DecodeBrowsing(b); err != nil || got != br {
+				t.Errorf("DecodeBrowsing(%s) = %+v, %v; want %+v", b, got, err, br)
+			}
+		})
 	}
 }
 
@@ -562,6 +639,18 @@ func TestAppendMoveAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("AppendMove with a reused buffer: %v allocs/op, want 0", allocs)
+	}
+}
+
+// The dwell worker encodes a browsing event into its own buffer.
+func TestAppendBrowsingAllocs(t *testing.T) {
+	br := event.Browsing{ID: "shopper-0127", TS: 192322800, Dep: store.Women, X: 1071, Y: 50, HasPos: true}
+	buf := make([]byte, 0, 128)
+	allocs := testing.AllocsPerRun(1000, func() {
+		buf = event.AppendBrowsing(buf[:0], br)
+	})
+	if allocs != 0 {
+		t.Errorf("AppendBrowsing with a reused buffer: %v allocs/op, want 0", allocs)
 	}
 }
 

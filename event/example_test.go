@@ -37,3 +37,16 @@ func ExampleAppendFocus() {
 	// {"id":"127","ts":192322800,"dep":"Boys"}
 	// {"id":"127","ts":192322800,"dep":"Sports","x":3,"y":7}
 }
+
+func ExampleAppendBrowsing() {
+	buf := make([]byte, 0, 64)
+	buf = event.AppendBrowsing(buf[:0], event.Browsing{ID: "127", TS: 192322800, Dep: store.Men, X: 4, Y: 6, HasPos: true})
+	fmt.Println(string(buf))
+
+	// In an aisle: no "dep", as the original decision service sent it.
+	buf = event.AppendBrowsing(buf[:0], event.Browsing{ID: "127", TS: 192322801, X: 2, Y: 5, HasPos: true})
+	fmt.Println(string(buf))
+	// Output:
+	// {"id":"127","ts":192322800,"dep":"Men","x":4,"y":6}
+	// {"id":"127","ts":192322801,"x":2,"y":5}
+}

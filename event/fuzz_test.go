@@ -233,6 +233,42 @@ func refFocus(data []byte) (fc event.Focus, err error) {
 	return fc, nil
 }
 
+func refBrowsing(data []byte) (br event.Browsing, err error) {
+	f, err := refFields(data, "id", "ts", "dep", "x", "y")
+	if err != nil {
+		return br, err
+	}
+	if br.ID, err = refID(f[0]); err != nil {
+		return br, err
+	}
+	if br.TS, err = refTS(f[1]); err != nil {
+		return br, err
+	}
+	if f[2] != nil && string(f[2]) != "null" {
+		var name string
+		if json.Unmarshal(f[2], &name) != nil {
+			return br, errRef("dep not a string")
+		}
+		var ok bool
+		if br.Dep, ok = store.ParseDepartment(name); !ok {
+			return br, errRef("unknown dep " + name)
+		}
+	}
+	if (f[3] == nil) != (f[4] == nil) {
+		return br, errRef("x without y or y without x")
+	}
+	if f[3] != nil {
+		if br.X, err = refCoord("x", f[3]); err != nil {
+			return br, err
+		}
+		if br.Y, err = refCoord("y", f[4]); err != nil {
+			return br, err
+		}
+		br.HasPos = true
+	}
+	return br, nil
+}
+
 func refOffer(data []byte) (o event.Offer, err error) {
 	if len(data) > event.MaxPredictionPayload {
 		return o, errRef("too large")
@@ -407,6 +443,39 @@ func FuzzDecodeFocus(f *testing.F) {
 			checkCoord(t, "y", fc.Y)
 		} else if fc.X != 0 || fc.Y != 0 {
 			t.Fatalf("no position but x, y = %d, %d", fc.X, fc.Y)
+		}
+	})
+}
+
+func FuzzDecodeBrowsing(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte(`{"id": 18, "x": 1040.3088057901086, "y": 966.9820674338519, "ts": 1765069200.5123}`))
+	f.Add([]byte(`{"id":"127","ts":192322800,"dep":"Unknown"}`))
+	f.Add([]byte(`{"id":"127","ts":192322800,"dep":null,"x":null,"y":null}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		br, err := event.DecodeBrowsing(data)
+		want, refErr := refBrowsing(data)
+		checkReference(t, data, br, err, want, refErr)
+		if err != nil {
+			checkDecodeError(t, data, err)
+			return
+		}
+		checkCommon(t, br.ID, br.TS)
+		if br.Dep != store.NoDepartment && !br.Dep.Valid() {
+			t.Fatalf("decoded department %d is not a real one", br.Dep)
+		}
+		if br.HasPos {
+			checkCoord(t, "x", br.X)
+			checkCoord(t, "y", br.Y)
+		} else if br.X != 0 || br.Y != 0 {
+			t.Fatalf("no position but x, y = %d, %d", br.X, br.Y)
+		}
+		b := event.AppendBrowsing(nil, br)
+		back, err := event.DecodeBrowsing(b)
+		if err != nil || back != br {
+			t.Fatalf("%q decodes to %+v, re-encodes to %s, which decodes to %+v, %v", data, br, b, back, err)
 		}
 	})
 }

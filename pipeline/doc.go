@@ -1,10 +1,11 @@
 // Package pipeline owns the flow from shopper events to coupons: the dwell
-// detector (move → focus) and the focus stages (context → score → select →
-// publish).
+// and browsing detectors (move → focus, move → browsing) and the focus stages
+// (context → score → select → publish).
 //
 //	enter ─┬─► dwell worker (hash of id) ── state reset
 //	       └─► prefetch workers ────────── central.Customer (warms the cache)
 //	move ────► dwell worker (hash of id) ── focus? ──► FOCUS topic
+//	                                     └─ browsing? ──► BROWSING topic
 //	exit ────► dwell worker (hash of id) ── forget shopper and visit
 //	FOCUS topic ─► context stage ─► score stage ─► select+publish stage ─► PREDICTION topic
 //
@@ -21,8 +22,10 @@
 //   - Per-shopper order. Enter, move and exit events go to one dwell worker
 //     chosen by a hash of the shopper id, so one shopper's events are handled
 //     in order without locks. The focus stages after it run in parallel.
-//   - Event time. Dwell is measured on the events' ts, never the server clock,
-//     so replays and a sped-up simulator behave like real time.
+//   - Event time. Dwell and browsing are measured on the events' ts, never
+//     the server clock, so replays and a sped-up simulator behave like real
+//     time. Both rules run on the same shopper state in the same worker: no
+//     second queue, no second lookup.
 //   - Focus from anywhere. The detector publishes focus events to the broker and
 //     the focus stages consume that topic, so focus events from outside the
 //     process take exactly the same path.

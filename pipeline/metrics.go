@@ -55,6 +55,7 @@ type metrics struct {
 	rejected     *prometheus.CounterVec // kind, reason
 	dropped      *prometheus.CounterVec // queue
 	focus        prometheus.Counter
+	browsing     prometheus.Counter
 	focusOutcome *prometheus.CounterVec // outcome
 	outOfOrder   prometheus.Counter
 	expired      prometheus.Counter
@@ -95,6 +96,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			"Valid events dropped because a queue was full (PIPELINE_OVERFLOW=drop) or the pipeline was stopping, by queue.", "queue"),
 		focus: metric.Counter("storeflow_focus_detected_total",
 			"Focus events the dwell detector published."),
+		browsing: metric.Counter("storeflow_browsing_detected_total",
+			"Browsing events (a shopper moving on without a focus: a staff alert) the detector published."),
 		focusOutcome: metric.CounterVec("storeflow_focus_outcomes_total",
 			"What became of each focus event consumed, by outcome.", "outcome"),
 		outOfOrder: metric.Counter("storeflow_moves_out_of_order_total",
@@ -131,7 +134,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, o := range outcomes {
 		m.outcome[o] = m.focusOutcome.WithLabelValues(o)
 	}
-	reg.MustRegister(m.accepted, m.rejected, m.dropped, m.focus, m.focusOutcome, m.outOfOrder, m.expired, m.evictedVec, m.prefetch, m.tracked,
+	reg.MustRegister(m.accepted, m.rejected, m.dropped, m.focus, m.browsing, m.focusOutcome, m.outOfOrder, m.expired, m.evictedVec, m.prefetch, m.tracked,
 		m.stageSeconds, m.focusSeconds, m.predictionSeconds, m.predictions, m.published)
 	// Pre-create every series so dashboards see zeros, not gaps.
 	m.acceptedBy = make(map[string]prometheus.Counter, 4)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +32,7 @@ type Config struct {
 	ExitTopic       string        `env:"EXIT_TOPIC" envDefault:"customer/exit"`
 	FocusTopic      string        `env:"FOCUS_EVENT_TOPIC_NAME" envDefault:"customer/focus"`
 	PredictionTopic string        `env:"COUPON_PREDICTION_TOPIC_NAME" envDefault:"customer/prediction"`
+	BrowsingTopic   string        `env:"BROWSING_TOPIC" envDefault:"customer/browsing"`
 	FocusDwell      time.Duration `env:"FOCUS_DWELL" envDefault:"10s"`     // event time inside one department before a focus
 	FocusGap        time.Duration `env:"FOCUS_GAP" envDefault:"20s"`       // a longer pause between moves restarts the dwell
 	FocusCooldown   time.Duration `env:"FOCUS_COOLDOWN" envDefault:"10m"`  // staying this long after a focus allows another; 0 = never
@@ -44,6 +46,8 @@ type Config struct {
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`       // at shutdown, how long queued and in-flight events may take to finish
 	DedupWindow     int           `env:"FOCUS_DEDUP_WINDOW" envDefault:"10000"`   // focus events remembered to recognise one delivered again
 	FirstCouponWait time.Duration `env:"FIRST_COUPON_WAIT" envDefault:"1m"`       // after the first focus, how long until "no coupon yet" says why; 0 = never
+	BrowsingAfter   time.Duration `env:"BROWSING_AFTER" envDefault:"30s"`         // event time on the move without a focus before a browsing event; 0 = off
+	BrowsingMoves   int           `env:"BROWSING_MOVES" envDefault:"20"`          // moves to another position in that time, at least
 }
 
 // Validate checks the values; errors name the variable and the value.
@@ -52,14 +56,24 @@ func (c Config) Validate() error {
 	for _, t := range []struct{ name, v string }{
 		{"ENTRY_EVENT_TOPIC_NAME", c.EntryTopic}, {"MOVE_TOPIC", c.MoveTopic}, {"EXIT_TOPIC", c.ExitTopic},
 		{"FOCUS_EVENT_TOPIC_NAME", c.FocusTopic}, {"COUPON_PREDICTION_TOPIC_NAME", c.PredictionTopic},
+		{"BROWSING_TOPIC", c.BrowsingTopic},
 	} {
 		if t.v == "" {
 			errs = append(errs, fmt.Errorf("%s is empty", t.name))
 		}
 	}
-	if c.PredictionTopic != "" && (c.PredictionTopic == c.FocusTopic || c.PredictionTopic == c.MoveTopic ||
-		c.PredictionTopic == c.EntryTopic || c.PredictionTopic == c.ExitTopic) {
-		errs = append(errs, fmt.Errorf("COUPON_PREDICTION_TOPIC_NAME=%q: must differ from the topics the pipeline consumes", c.PredictionTopic))
+	for _, t := range []struct{ name, v string }{
+		{"COUPON_PREDICTION_TOPIC_NAME", c.PredictionTopic}, {"BROWSING_TOPIC", c.BrowsingTopic},
+	} {
+		if t.v != "" && (t.v == c.FocusTopic || t.v == c.MoveTopic || t.v == c.EntryTopic || t.v == c.ExitTopic) {
+			errs = append(errs, fmt.Errorf("%s=%q: must differ from the topics the pipeline consumes", t.name, t.v))
+		}
+	}
+	if c.BrowsingTopic != "" && c.BrowsingTopic == c.PredictionTopic {
+		errs = append(errs, fmt.Errorf("BROWSING_TOPIC=%q: must differ from COUPON_PREDICTION_TOPIC_NAME", c.BrowsingTopic))
+	}
+	if c.BrowsingAfter != 0 && c.BrowsingAfter < time.Second {
+		errs = append(errs, fmt.Errorf("BROWSING_AFTER=%s: must be 0 (off) or at least 1s (event ts has whole seconds)", c.BrowsingAfter))
 	}
 	if c.FocusDwell < time.Second {
 		errs = append(errs, fmt.Errorf("FOCUS_DWELL=%s: must be at least 1s (event ts has whole seconds)", c.FocusDwell))
@@ -80,6 +94,7 @@ func (c Config) Validate() error {
 		{"MAX_SHOPPERS", c.MaxShoppers, 1, 10_000_000}, {"DWELL_WORKERS", c.DwellWorkers, 1, 256},
 		{"FOCUS_WORKERS", c.FocusWorkers, 1, 1024}, {"PIPELINE_QUEUE", c.QueueSize, 1, 1 << 20},
 		{"PREDICTION_MAX_PRODUCTS", c.MaxProducts, 1, 100_000}, {"FOCUS_DEDUP_WINDOW", c.DedupWindow, 1, 1_000_000},
+		{"BROWSING_MOVES", c.BrowsingMoves, 1, math.MaxUint16},
 	} {
 		if n.v < n.lo || n.v > n.h {
 			errs = append(errs, fmt.Errorf("%s=%d: must be between %d and %d", n.name, n.v, n.lo, n.h))
@@ -129,6 +144,7 @@ type Parts struct {
 type Pipeline struct {
 	cfg       Config
 	rule      DwellRule
+	browsing  BrowsingRule
 	plan      *store.Plan
 	central   store.Source
 	scorer    recommender.Scorer
@@ -183,6 +199,7 @@ func New(cfg Config, parts Parts) (*Pipeline, error) {
 	p := &Pipeline{
 		cfg:       cfg,
 		rule:      DwellRule{Dwell: cfg.FocusDwell, Gap: cfg.FocusGap, Cooldown: cfg.FocusCooldown},
+		browsing:  BrowsingRule{After: cfg.BrowsingAfter, Moves: cfg.BrowsingMoves},
 		plan:      plan,
 		central:   central,
 		scorer:    scorer,
@@ -243,6 +260,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	close(p.ready)
 	p.log.Info("pipeline started", "dwell", p.cfg.FocusDwell, "gap", p.cfg.FocusGap,
+		"browsing_after", p.cfg.BrowsingAfter, "browsing_moves", p.cfg.BrowsingMoves,
 		"dwell_workers", p.cfg.DwellWorkers, "focus_workers", p.cfg.FocusWorkers, "overflow", p.cfg.Overflow)
 
 	// The workers' context outlives ctx by up to SHUTDOWN_TIMEOUT, so that
@@ -501,9 +519,20 @@ func (p *Pipeline) dwellWorker(ctx context.Context, in <-chan shopperEvent) {
 					p.countEviction(gone)
 				}
 			}
-			switch s.move(&p.rule, ev.ts, p.plan.DepartmentAt(ev.x, ev.y)) {
+			switch s.move(&p.rule, &p.browsing, ev.ts, ev.x, ev.y, p.plan.DepartmentAt(ev.x, ev.y)) {
 			case moveOutOfOrder:
 				p.m.outOfOrder.Inc()
+			case moveBrowsing:
+				b := event.Browsing{ID: ev.id, TS: ev.ts, Dep: s.dep, X: ev.x, Y: ev.y, HasPos: true}
+				buf = event.AppendBrowsing(buf[:0], b)
+				if err := p.pub.Publish(ctx, p.cfg.BrowsingTopic, buf); err != nil {
+					p.warn.Log(slog.LevelError, "browsing_publish", "browsing publish failed", "customer_id", ev.id, "error", err)
+					continue
+				}
+				p.m.browsing.Inc()
+				if p.log.Enabled(ctx, slog.LevelDebug) {
+					p.log.Debug("browsing", "customer_id", ev.id, "department", s.dep.String(), "ts", ev.ts)
+				}
 			case moveFocus:
 				f := event.Focus{ID: ev.id, TS: ev.ts, Dep: s.dep, X: ev.x, Y: ev.y, HasPos: true}
 				buf = event.AppendFocus(buf[:0], f)

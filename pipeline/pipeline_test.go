@@ -81,6 +81,7 @@ func testConfig() Config {
 		FocusDwell: 10 * time.Second, FocusGap: 20 * time.Second, FocusCooldown: 10 * time.Minute,
 		ShopperTTL: 30 * time.Minute, MaxShoppers: 1000, DwellWorkers: 2, FocusWorkers: 2,
 		QueueSize: 16, Overflow: OverflowBlock, MaxProducts: 20, ShutdownTimeout: 5 * time.Second, DedupWindow: 1000,
+		BrowsingTopic: "browsing", BrowsingAfter: 20 * time.Second, BrowsingMoves: 20,
 	}
 }
 
@@ -137,24 +138,36 @@ func TestConfigValidate(t *testing.T) {
 	if err := testConfig().Validate(); err != nil {
 		t.Fatalf("test config invalid: %v", err)
 	}
+	off := testConfig()
+	off.BrowsingAfter = 0
+	if err := off.Validate(); err != nil {
+		t.Fatalf("BROWSING_AFTER=0 (off) refused: %v", err)
+	}
 	tests := map[string]struct {
 		mod  func(*Config)
 		want string
 	}{
-		"dwell":     {func(c *Config) { c.FocusDwell = 0 }, "FOCUS_DWELL"},
-		"workers":   {func(c *Config) { c.DwellWorkers = 0 }, "DWELL_WORKERS=0"},
-		"queue":     {func(c *Config) { c.QueueSize = -1 }, "PIPELINE_QUEUE=-1"},
-		"overflow":  {func(c *Config) { c.Overflow = "x" }, "PIPELINE_OVERFLOW"},
-		"loop":      {func(c *Config) { c.PredictionTopic = c.MoveTopic }, "COUPON_PREDICTION_TOPIC_NAME"},
-		"no topic":  {func(c *Config) { c.FocusTopic = "" }, "FOCUS_EVENT_TOPIC_NAME is empty"},
-		"products":  {func(c *Config) { c.MaxProducts = 0 }, "PREDICTION_MAX_PRODUCTS=0"},
-		"cooldown":  {func(c *Config) { c.FocusCooldown = -time.Second }, "FOCUS_COOLDOWN"},
-		"ttl":       {func(c *Config) { c.ShopperTTL = 0 }, "SHOPPER_TTL"},
-		"shoppers":  {func(c *Config) { c.MaxShoppers = 0 }, "MAX_SHOPPERS=0"},
-		"gap":       {func(c *Config) { c.FocusGap = time.Millisecond }, "FOCUS_GAP"},
-		"f workers": {func(c *Config) { c.FocusWorkers = 5000 }, "FOCUS_WORKERS=5000"},
-		"shutdown":  {func(c *Config) { c.ShutdownTimeout = 0 }, "SHUTDOWN_TIMEOUT=0s"},
-		"first":     {func(c *Config) { c.FirstCouponWait = -time.Second }, "FIRST_COUPON_WAIT=-1s"},
+		"dwell":               {func(c *Config) { c.FocusDwell = 0 }, "FOCUS_DWELL"},
+		"workers":             {func(c *Config) { c.DwellWorkers = 0 }, "DWELL_WORKERS=0"},
+		"queue":               {func(c *Config) { c.QueueSize = -1 }, "PIPELINE_QUEUE=-1"},
+		"overflow":            {func(c *Config) { c.Overflow = "x" }, "PIPELINE_OVERFLOW"},
+		"loop":                {func(c *Config) { c.PredictionTopic = c.MoveTopic }, "COUPON_PREDICTION_TOPIC_NAME"},
+		"no topic":            {func(c *Config) { c.FocusTopic = "" }, "FOCUS_EVENT_TOPIC_NAME is empty"},
+		"products":            {func(c *Config) { c.MaxProducts = 0 }, "PREDICTION_MAX_PRODUCTS=0"},
+		"cooldown":            {func(c *Config) { c.FocusCooldown = -time.Second }, "FOCUS_COOLDOWN"},
+		"ttl":                 {func(c *Config) { c.ShopperTTL = 0 }, "SHOPPER_TTL"},
+		"shoppers":            {func(c *Config) { c.MaxShoppers = 0 }, "MAX_SHOPPERS=0"},
+		"gap":                 {func(c *Config) { c.FocusGap = time.Millisecond }, "FOCUS_GAP"},
+		"f workers":           {func(c *Config) { c.FocusWorkers = 5000 }, "FOCUS_WORKERS=5000"},
+		"shutdown":            {func(c *Config) { c.ShutdownTimeout = 0 }, "SHUTDOWN_TIMEOUT=0s"},
+		"no browsing topic":   {func(c *Config) { c.BrowsingTopic = "" }, "BROWSING_TOPIC is empty"},
+		"browsing loop":       {func(c *Config) { c.BrowsingTopic = c.FocusTopic }, "BROWSING_TOPIC"},
+		"browsing prediction": {func(c *Config) { c.BrowsingTopic = c.PredictionTopic }, "BROWSING_TOPIC"},
+		"browsing after":      {func(c *Config) { c.BrowsingAfter = 500 * time.Millisecond }, "BROWSING_AFTER=500ms"},
+		"browsing after neg":  {func(c *Config) { c.BrowsingAfter = -time.Second }, "BROWSING_AFTER=-1s"},
+		"browsing moves":      {func(c *Config) { c.BrowsingMoves = 0 }, "BROWSING_MOVES=0"},
+		"browsing moves big":  {func(c *Config) { c.BrowsingMoves = 70000 }, "BROWSING_MOVES=70000"},
+		"first":               {func(c *Config) { c.FirstCouponWait = -time.Second }, "FIRST_COUPON_WAIT=-1s"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -65,7 +65,7 @@ const (
 	evictedLeastRecent         // an established shopper: MAX_SHOPPERS is small for the store
 )
 
-// slotChunk is the slots of one chunk: 72 KB.
+// slotChunk is the slots of one chunk: 96 KB.
 const slotChunk = 1024
 
 func newShopperTable(limit int) *shopperTable {
