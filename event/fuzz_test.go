@@ -64,8 +64,9 @@ var fuzzSeeds = []string{
 // member with a json.Decoder (names and strings decoded by encoding/json) and
 // then applies the field rules of the README. It departs from encoding/json
 // unmarshalling into a struct in three ways, on purpose (scan.go says why):
-// names match exactly, not case-insensitively; a name the decoder reads must
-// not be given twice (encoding/json keeps the last); and an id must be valid
+// names match exactly, not case-insensitively; an event field (id, ts, x, y,
+// dep) must not be given twice, whether or not the topic reads it
+// (encoding/json keeps the last); and an id must be valid
 // Unicode as sent (encoding/json replaces invalid UTF-8 and lone surrogates
 // with U+FFFD).
 
@@ -153,6 +154,10 @@ func refCoord(name string, raw json.RawMessage) (int, error) {
 	return int(math.Round(f)), err
 }
 
+// eventFields are the names of every shopper event's fields; none may be
+// given twice, whichever of them the topic's payload reads.
+var eventFields = []string{"id", "ts", "x", "y", "dep"}
+
 // refFields reads the named members of the payload, each once at most.
 func refFields(data []byte, names ...string) ([]json.RawMessage, error) {
 	if len(data) > event.MaxPayload {
@@ -161,6 +166,11 @@ func refFields(data []byte, names ...string) ([]json.RawMessage, error) {
 	m, ok := refObject(data)
 	if !ok {
 		return nil, errRef("not a JSON object")
+	}
+	for _, name := range eventFields {
+		if len(m[name]) > 1 {
+			return nil, errRef(name + " given twice")
+		}
 	}
 	out := make([]json.RawMessage, len(names))
 	for i, name := range names {
