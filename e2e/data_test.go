@@ -126,14 +126,14 @@ func TestDataDirRefused(t *testing.T) {
 	}
 }
 
-// The original demo's data (testdata/original: the four tables, no history,
+// The original demo's data (testdata/original/data: the four tables, no history,
 // coupons running 2010 to 2013) with its store plan and nothing else set: the
 // simulated shoppers are the data's customers and get the data's coupons,
 // moved to run around today, each valid on the day it is offered. Before,
 // without MODEL_FILE the start failed ("has no coupon_history.csv to train
 // on"), and with one every focus found no coupon valid today.
 func TestOriginalDataIssuesCoupons(t *testing.T) {
-	dir, err := filepath.Abs(filepath.Join("testdata", "original"))
+	dir, err := filepath.Abs(filepath.Join("..", "testdata", "original", "data"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestOriginalDataIssuesCoupons(t *testing.T) {
 				"CUSTOMERS_AVERAGE_IN_STORE": "20",
 			})
 			if !slices.Equal(sys.app.Catalog().Customers(), orig.Catalog.Customers()) {
-				t.Fatal("the app's customers are not those of testdata/original")
+				t.Fatal("the app's customers are not those of testdata/original/data")
 			}
 			customers := map[string]bool{}
 			for _, c := range orig.Catalog.Customers() {
@@ -171,7 +171,7 @@ func TestOriginalDataIssuesCoupons(t *testing.T) {
 					t.Fatal(err)
 				}
 				if !customers[e.ID] {
-					t.Fatalf("simulated shopper %q is not a customer of testdata/original", e.ID)
+					t.Fatalf("simulated shopper %q is not a customer of testdata/original/data", e.ID)
 				}
 			}
 			entries.c.Disconnect(0)
@@ -183,17 +183,17 @@ func TestOriginalDataIssuesCoupons(t *testing.T) {
 			for len(shoppers) < 3 {
 				o := obs.nextOffer(t, time.Until(deadline))
 				if !customers[o.Customer.ID] {
-					t.Fatalf("coupon for %q, not a customer of testdata/original: %s", o.Customer.ID, o.raw)
+					t.Fatalf("coupon for %q, not a customer of testdata/original/data: %s", o.Customer.ID, o.raw)
 				}
 				shoppers[o.Customer.ID] = true
 				c, err := orig.Catalog.Coupon(ctx, o.Coupon.ID)
 				if err != nil {
-					t.Fatalf("coupon %d is not in testdata/original: %s", o.Coupon.ID, o.raw)
+					t.Fatalf("coupon %d is not in testdata/original/data: %s", o.Coupon.ID, o.raw)
 				}
 				start, err1 := store.ParseDay(o.Coupon.StartDate)
 				end, err2 := store.ParseDay(o.Coupon.EndDate)
 				if err1 != nil || err2 != nil || o.Coupon.Department != c.Department.String() {
-					t.Fatalf("coupon %d published as %s; testdata/original: %+v", c.ID, o.raw, c)
+					t.Fatalf("coupon %d published as %s; testdata/original/data: %+v", c.ID, o.raw, c)
 				}
 				if shift == 0 {
 					shift = start - c.Start
@@ -214,7 +214,7 @@ func TestOriginalDataIssuesCoupons(t *testing.T) {
 				products, _ := orig.Catalog.CouponProducts(ctx, c.ID)
 				for _, pp := range p.Coupon.Products {
 					if !slices.ContainsFunc(products, func(q store.Product) bool { return q.ID == pp.ID }) {
-						t.Errorf("coupon %d lists product %d, which testdata/original does not link to it", c.ID, pp.ID)
+						t.Errorf("coupon %d lists product %d, which testdata/original/data does not link to it", c.ID, pp.ID)
 					}
 				}
 			}

@@ -187,7 +187,7 @@ func TestOriginalScenarios(t *testing.T) {
 		{"scenario_4.json", []string{"40 focus Men", "76 focus Sports"}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			raw, err := os.ReadFile(filepath.Join("testdata", "original", tc.file))
+			raw, err := os.ReadFile(filepath.Join("..", "testdata", "original", "scenarios", tc.file))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -22,7 +22,7 @@ func loadString(t *testing.T, name, data string, all bool) *File {
 
 func loadFixture(t *testing.T, name string, all bool) *File {
 	t.Helper()
-	path := filepath.Join("testdata", "original", name)
+	path := filepath.Join("..", "testdata", "original", "scenarios", name)
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

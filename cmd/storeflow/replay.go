@@ -18,15 +18,11 @@ import (
 	"github.com/storeflow/storeflow/replay"
 )
 
-// browsingTopic is where a scenario's BROWSING steps go with --all: the
-// original's default (its BROWSING_TOPIC).
-const browsingTopic = "customer/browsing"
-
 // topics are the replay topics of cfg.
 func topics(cfg config.Config) replay.Topics {
 	return replay.Topics{
 		Enter: cfg.Simulator.EnterTopic, Move: cfg.Simulator.MoveTopic, Exit: cfg.Simulator.ExitTopic,
-		Browsing: browsingTopic, Prediction: cfg.Pipeline.PredictionTopic,
+		Browsing: cfg.Pipeline.BrowsingTopic, Prediction: cfg.Pipeline.PredictionTopic,
 	}
 }
 
@@ -179,7 +175,7 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 func defaultFilters(cfg config.Config) []string {
 	out := []string{"customer/#"}
 	for _, t := range []string{cfg.Simulator.EnterTopic, cfg.Simulator.MoveTopic, cfg.Simulator.ExitTopic,
-		cfg.Pipeline.EntryTopic, cfg.Pipeline.FocusTopic, cfg.Pipeline.PredictionTopic, browsingTopic} {
+		cfg.Pipeline.EntryTopic, cfg.Pipeline.FocusTopic, cfg.Pipeline.PredictionTopic, cfg.Pipeline.BrowsingTopic} {
 		if !strings.HasPrefix(t, "customer/") && !slices.Contains(out, t) {
 			out = append(out, t)
 		}

@@ -20,11 +20,11 @@ import (
 	"github.com/storeflow/storeflow/internal/modeltest"
 )
 
-// scenarios are the original demo's scenario files (replay/testdata/original).
+// scenarios are the original demo's scenario files (testdata/original/scenarios).
 var scenarios = []string{
-	filepath.Join("..", "..", "replay", "testdata", "original", "scenario_4.json"),
-	filepath.Join("..", "..", "replay", "testdata", "original", "scenario_18.json"),
-	filepath.Join("..", "..", "replay", "testdata", "original", "scenario_32.json"),
+	filepath.Join("..", "..", "testdata", "original", "scenarios", "scenario_4.json"),
+	filepath.Join("..", "..", "testdata", "original", "scenarios", "scenario_18.json"),
+	filepath.Join("..", "..", "testdata", "original", "scenarios", "scenario_32.json"),
 }
 
 // startStore runs storeflow's real wiring with its embedded broker on a free
@@ -56,7 +56,8 @@ func startStore(t *testing.T, extra map[string]string) *app.App {
 
 // watcher is an outside subscriber of the store's broker: a staff screen.
 type watcher struct {
-	msgs chan [2]string
+	msgs  chan [2]string
+	other [][2]string // read by until while it waited for another topic
 }
 
 func watch(t *testing.T, filter string) *watcher {
@@ -86,26 +87,40 @@ func watch(t *testing.T, filter string) *watcher {
 
 // until collects the shopper and department of every event on topic until
 // want (shopper → department, "" for events without one) is complete; an
-// event want does not hold fails the test.
+// event want does not hold fails the test. Messages of other topics read on
+// the way are kept for the next call.
 func (w *watcher) until(t *testing.T, topic string, want map[string]string, within time.Duration) {
 	t.Helper()
 	got := map[string]string{}
+	take := func(m [2]string) {
+		var e struct{ ID, Dep string }
+		if err := json.Unmarshal([]byte(m[1]), &e); err != nil {
+			t.Fatalf("%s payload %s: %v", topic, m[1], err)
+		}
+		key := e.ID + " " + e.Dep
+		if _, ok := want[key]; !ok {
+			t.Fatalf("%s %s: not expected (want %v)", topic, m[1], keysOf(want))
+		}
+		got[key] = m[1]
+	}
+	kept := w.other[:0]
+	for _, m := range w.other {
+		if m[0] == topic {
+			take(m)
+		} else {
+			kept = append(kept, m)
+		}
+	}
+	w.other = kept
 	deadline := time.After(within)
 	for len(got) < len(want) {
 		select {
 		case m := <-w.msgs:
 			if m[0] != topic {
+				w.other = append(w.other, m)
 				continue
 			}
-			var e struct{ ID, Dep string }
-			if err := json.Unmarshal([]byte(m[1]), &e); err != nil {
-				t.Fatalf("%s payload %s: %v", topic, m[1], err)
-			}
-			key := e.ID + " " + e.Dep
-			if _, ok := want[key]; !ok {
-				t.Fatalf("%s %s: not expected (want %v)", topic, m[1], keysOf(want))
-			}
-			got[key] = m[1]
+			take(m)
 		case <-deadline:
 			t.Fatalf("%s: got %v within %s, want %v", topic, keysOf(got), within, keysOf(want))
 		}
@@ -123,7 +138,9 @@ func keysOf(m map[string]string) []string {
 // The original demo's three scenario files, replayed together by storeflow
 // replay into a running storeflow with the original store plan, give a focus
 // event for every department their shoppers linger in for FOCUS_DWELL (10 s)
-// of their own clock, though they are played 100 times faster.
+// of their own clock, though they are played 100 times faster, and a
+// browsing event for each shopper who walks on for BROWSING_AFTER without
+// focusing.
 func TestReplayOriginalScenariosIntoStoreflow(t *testing.T) {
 	a := startStore(t, map[string]string{"STORE_PLAN": "original"})
 	for _, id := range []string{"4", "18", "32"} {
@@ -142,11 +159,9 @@ func TestReplayOriginalScenariosIntoStoreflow(t *testing.T) {
 	w.until(t, "customer/focus", map[string]string{
 		"4 Men": "", "4 Sports": "", "18 Women": "", "32 Girls": "", "32 Boys": "",
 	}, 10*time.Second)
-	// Browsing: once the browsing detector publishes customer/browsing,
-	// check its events here the same way, e.g.
-	//   w.until(t, "customer/browsing", map[string]string{"18 ": ""}, 10*time.Second)
-	// with the shoppers its rule flags in these scenarios (the original
-	// flagged shopper 18, at step 38).
+	// And the two that wander on after their focus are browsing, once each
+	// (the original flagged shopper 18 too); 32 is in an aisle by then.
+	w.until(t, "customer/browsing", map[string]string{"18 Men": "", "32 ": ""}, 10*time.Second)
 }
 
 // Bad use of replay and record is refused before anything connects.
