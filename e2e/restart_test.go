@@ -12,6 +12,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/storeflow/storeflow/broker"
+	"github.com/storeflow/storeflow/internal/harness"
 	"github.com/storeflow/storeflow/internal/mosquittotest"
 	"github.com/storeflow/storeflow/internal/tcpproxy"
 	"github.com/storeflow/storeflow/store"
@@ -320,14 +321,7 @@ func newCouponCounter(t *testing.T, addr, id string) *couponCounter {
 		t.Fatalf("observer: connect: %v", tok.Error())
 	}
 	t.Cleanup(func() { c.Disconnect(100) })
-	select {
-	case err := <-subscribed:
-		if err != nil {
-			t.Fatalf("observer: subscribe: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("observer: not subscribed within 5s")
-	}
+	harness.Done(t, 5*time.Second, "observer subscribed", subscribed)
 	return cc
 }
 

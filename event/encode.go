@@ -28,14 +28,7 @@ func AppendMove(dst []byte, m Move) []byte {
 
 // AppendFocus appends the focus payload {"id":"…","ts":…,"dep":"…"[,"x":…,"y":…]} to dst.
 func AppendFocus(dst []byte, f Focus) []byte {
-	dst = appendHead(dst, f.ID, f.TS)
-	dst = append(dst, `,"dep":"`...)
-	dst = append(dst, f.Dep.String()...)
-	dst = append(dst, '"')
-	if f.HasPos {
-		dst = appendPos(dst, f.X, f.Y)
-	}
-	return append(dst, '}')
+	return appendSpot(dst, f)
 }
 
 // appendHead appends what every shopper event starts with: {"id":"…","ts":…
@@ -50,14 +43,21 @@ func appendHead(dst []byte, id string, ts int64) []byte {
 // {"id":"…","ts":…[,"dep":"…"][,"x":…,"y":…]} to dst; "dep" is left out for
 // an aisle.
 func AppendBrowsing(dst []byte, b Browsing) []byte {
-	dst = appendHead(dst, b.ID, b.TS)
-	if b.Dep.Valid() {
+	return appendSpot(dst, Focus(b))
+}
+
+// appendSpot appends where a shopper is: the id, the ts, the department
+// (left out for NoDepartment, which a focus never has) and the position if
+// given.
+func appendSpot(dst []byte, f Focus) []byte {
+	dst = appendHead(dst, f.ID, f.TS)
+	if f.Dep.Valid() {
 		dst = append(dst, `,"dep":"`...)
-		dst = append(dst, b.Dep.String()...)
+		dst = append(dst, f.Dep.String()...)
 		dst = append(dst, '"')
 	}
-	if b.HasPos {
-		dst = appendPos(dst, b.X, b.Y)
+	if f.HasPos {
+		dst = appendPos(dst, f.X, f.Y)
 	}
 	return append(dst, '}')
 }

@@ -88,15 +88,9 @@ type Focus struct {
 }
 
 // Browsing is a shopper who keeps moving through the store without focusing:
-// a staff alert ("needs assistance"). Dep is where the shopper was, or
-// NoDepartment for an aisle; X and Y are optional.
-type Browsing struct {
-	ID     string
-	TS     int64
-	Dep    store.Department
-	X, Y   int
-	HasPos bool // X and Y were given
-}
+// a staff alert ("needs assistance"). It has a focus's fields, but Dep may be
+// NoDepartment (an aisle).
+type Browsing Focus
 
 // wire is the union of every event field as it arrives, each value still raw
 // JSON (a slice of the payload), so that ints, floats and numeric ids are all
@@ -191,11 +185,26 @@ func DecodeMove(b []byte) (Move, error) {
 // {"id":"127","ts":192322800,"dep":"Boys"} with optional "x" and "y".
 // "Sport" is accepted for Sports.
 func DecodeFocus(b []byte) (Focus, error) {
+	return decodeSpot(b, true)
+}
+
+// DecodeBrowsing decodes a browsing payload: {"id":"127","ts":192322800} with
+// optional "dep" (absent or null: an aisle) and optional "x" and "y", as the
+// original decision service and its recorded scenarios send it.
+func DecodeBrowsing(b []byte) (Browsing, error) {
+	f, err := decodeSpot(b, false)
+	return Browsing(f), err
+}
+
+// decodeSpot decodes where a shopper is, as focus and browsing payloads say
+// it: the id, the ts, the department (required or not) and an optional
+// position.
+func decodeSpot(b []byte, depRequired bool) (Focus, error) {
 	w, id, ts, err := decodeWire(b)
 	if err != nil {
 		return Focus{}, err
 	}
-	dep, err := decodeDep(w.Dep, true)
+	dep, err := decodeDep(w.Dep, depRequired)
 	if err != nil {
 		return Focus{}, err
 	}
@@ -204,25 +213,6 @@ func DecodeFocus(b []byte) (Focus, error) {
 		return Focus{}, err
 	}
 	return f, nil
-}
-
-// DecodeBrowsing decodes a browsing payload: {"id":"127","ts":192322800} with
-// optional "dep" (absent or null: an aisle) and optional "x" and "y", as the
-// original decision service and its recorded scenarios send it.
-func DecodeBrowsing(b []byte) (Browsing, error) {
-	w, id, ts, err := decodeWire(b)
-	if err != nil {
-		return Browsing{}, err
-	}
-	dep, err := decodeDep(w.Dep, false)
-	if err != nil {
-		return Browsing{}, err
-	}
-	br := Browsing{ID: id, TS: ts, Dep: dep}
-	if br.X, br.Y, br.HasPos, err = decodePos(w); err != nil {
-		return Browsing{}, err
-	}
-	return br, nil
 }
 
 // decodeDep reads a department name; "Sport" is accepted for Sports. Absent

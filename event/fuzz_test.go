@@ -214,19 +214,29 @@ func refMove(data []byte) (m event.Move, err error) {
 	return m, err
 }
 
-func refFocus(data []byte) (fc event.Focus, err error) {
+func refFocus(data []byte) (event.Focus, error) { return refSpot(data, true) }
+
+func refBrowsing(data []byte) (event.Browsing, error) {
+	fc, err := refSpot(data, false)
+	return event.Browsing(fc), err
+}
+
+// refSpot reads a focus or browsing payload; dep is optional for browsing.
+func refSpot(data []byte, depRequired bool) (fc event.Focus, err error) {
 	f, p, err := refHead(data, "dep", "x", "y")
 	if err != nil {
 		return fc, err
 	}
 	fc.ID, fc.TS = p.ID, p.TS
-	var name string
-	if f[2] == nil || json.Unmarshal(f[2], &name) != nil {
-		return fc, errRef("dep missing or not a string")
-	}
-	var ok bool
-	if fc.Dep, ok = store.ParseDepartment(name); !ok {
-		return fc, errRef("unknown dep " + name)
+	if f[2] != nil || depRequired {
+		var name string
+		if f[2] == nil || json.Unmarshal(f[2], &name) != nil {
+			return fc, errRef("dep missing or not a string")
+		}
+		var ok bool
+		if fc.Dep, ok = store.ParseDepartment(name); !ok {
+			return fc, errRef("unknown dep " + name)
+		}
 	}
 	if (f[3] == nil) != (f[4] == nil) {
 		return fc, errRef("x without y or y without x")
@@ -241,42 +251,6 @@ func refFocus(data []byte) (fc event.Focus, err error) {
 		fc.HasPos = true
 	}
 	return fc, nil
-}
-
-func refBrowsing(data []byte) (br event.Browsing, err error) {
-	f, err := refFields(data, "id", "ts", "dep", "x", "y")
-	if err != nil {
-		return br, err
-	}
-	if br.ID, err = refID(f[0]); err != nil {
-		return br, err
-	}
-	if br.TS, err = refTS(f[1]); err != nil {
-		return br, err
-	}
-	if f[2] != nil && string(f[2]) != "null" {
-		var name string
-		if json.Unmarshal(f[2], &name) != nil {
-			return br, errRef("dep not a string")
-		}
-		var ok bool
-		if br.Dep, ok = store.ParseDepartment(name); !ok {
-			return br, errRef("unknown dep " + name)
-		}
-	}
-	if (f[3] == nil) != (f[4] == nil) {
-		return br, errRef("x without y or y without x")
-	}
-	if f[3] != nil {
-		if br.X, err = refCoord("x", f[3]); err != nil {
-			return br, err
-		}
-		if br.Y, err = refCoord("y", f[4]); err != nil {
-			return br, err
-		}
-		br.HasPos = true
-	}
-	return br, nil
 }
 
 func refOffer(data []byte) (o event.Offer, err error) {

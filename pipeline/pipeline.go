@@ -348,6 +348,19 @@ type shopperEvent struct {
 	x, y int
 }
 
+// detected publishes what the dwell worker found out about a shopper (what:
+// "focus" or "browsing") on topic, counts it and logs it at debug.
+func (p *Pipeline) detected(ctx context.Context, what, topic string, payload []byte, count prometheus.Counter, id string, dep store.Department, ts int64) {
+	if err := p.pub.Publish(ctx, topic, payload); err != nil {
+		p.warn.Log(slog.LevelError, what+"_publish", what+" publish failed", "customer_id", id, "error", err)
+		return
+	}
+	count.Inc()
+	if p.log.Enabled(ctx, slog.LevelDebug) { // the arguments would allocate even when not logged
+		p.log.Debug(what, "customer_id", id, "department", dep.String(), "ts", ts)
+	}
+}
+
 // presence decodes an enter or exit and ends the shopper's visit. The visit
 // ends here, in the callback, not later in the dwell worker: a focus event
 // published after an entry must already see the new visit.
@@ -523,27 +536,11 @@ func (p *Pipeline) dwellWorker(ctx context.Context, in <-chan shopperEvent) {
 			case moveOutOfOrder:
 				p.m.outOfOrder.Inc()
 			case moveBrowsing:
-				b := event.Browsing{ID: ev.id, TS: ev.ts, Dep: s.dep, X: ev.x, Y: ev.y, HasPos: true}
-				buf = event.AppendBrowsing(buf[:0], b)
-				if err := p.pub.Publish(ctx, p.cfg.BrowsingTopic, buf); err != nil {
-					p.warn.Log(slog.LevelError, "browsing_publish", "browsing publish failed", "customer_id", ev.id, "error", err)
-					continue
-				}
-				p.m.browsing.Inc()
-				if p.log.Enabled(ctx, slog.LevelDebug) {
-					p.log.Debug("browsing", "customer_id", ev.id, "department", s.dep.String(), "ts", ev.ts)
-				}
+				buf = event.AppendBrowsing(buf[:0], event.Browsing{ID: ev.id, TS: ev.ts, Dep: s.dep, X: ev.x, Y: ev.y, HasPos: true})
+				p.detected(ctx, "browsing", p.cfg.BrowsingTopic, buf, p.m.browsing, ev.id, s.dep, ev.ts)
 			case moveFocus:
-				f := event.Focus{ID: ev.id, TS: ev.ts, Dep: s.dep, X: ev.x, Y: ev.y, HasPos: true}
-				buf = event.AppendFocus(buf[:0], f)
-				if err := p.pub.Publish(ctx, p.cfg.FocusTopic, buf); err != nil {
-					p.warn.Log(slog.LevelError, "focus_publish", "focus publish failed", "customer_id", ev.id, "error", err)
-					continue
-				}
-				p.m.focus.Inc()
-				if p.log.Enabled(ctx, slog.LevelDebug) { // the arguments would allocate even when not logged
-					p.log.Debug("focus", "customer_id", ev.id, "department", s.dep.String(), "ts", ev.ts)
-				}
+				buf = event.AppendFocus(buf[:0], event.Focus{ID: ev.id, TS: ev.ts, Dep: s.dep, X: ev.x, Y: ev.y, HasPos: true})
+				p.detected(ctx, "focus", p.cfg.FocusTopic, buf, p.m.focus, ev.id, s.dep, ev.ts)
 			}
 		}
 	}

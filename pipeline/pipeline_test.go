@@ -389,14 +389,7 @@ func scorerEntered(t *testing.T, scorer heldScorer) {
 // within 5s; after says what it returns after.
 func runReturned(t *testing.T, done <-chan error, after string) {
 	t.Helper()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not return within 5s " + after)
-	}
+	harness.Done(t, 5*time.Second, "Run returned "+after, done)
 }
 
 // publishFocus sends focus events of n different shoppers in Men, today.

@@ -1,36 +1,17 @@
 package replay
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/storeflow/storeflow/broker"
 	"github.com/storeflow/storeflow/internal/harness"
+	"github.com/storeflow/storeflow/internal/proctest"
 )
-
-// lines is an io.Writer a test can read while Record writes to it.
-type lines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lines) count() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return bytes.Count(l.buf.Bytes(), []byte{'\n'})
-}
 
 // startBroker runs an embedded broker on a free loopback port and returns
 // the settings a tool reaches it with.
@@ -74,7 +55,7 @@ func TestRecordThenReplay(t *testing.T) {
 		{"customer/move", `42`},
 		{"customer/exit", `{"id":"7","ts":1013}`},
 	}
-	var rec lines
+	var rec proctest.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	type result struct {
 		r   Recorded
@@ -98,17 +79,17 @@ func TestRecordThenReplay(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	harness.Until(t, 10*time.Second, "8 lines recorded", func() bool { return rec.count() >= len(sent)-1 })
+	harness.Until(t, 10*time.Second, "8 lines recorded", func() bool { return strings.Count(rec.String(), "\n") >= len(sent)-1 })
 	cancel()
 	res := <-done
 	if res.err != nil || res.r.Written != uint64(len(sent)-1) || res.r.Dropped != 0 {
 		t.Fatalf("Record = %+v, %v; want %d written, none dropped", res.r, res.err, len(sent)-1)
 	}
-	if !strings.HasPrefix(rec.buf.String(), `{"topic":"customer/enter","payload":{"id":"7","ts":1000},"time":"`) {
-		t.Fatalf("first line: %s", strings.SplitAfter(rec.buf.String(), "\n")[0])
+	if !strings.HasPrefix(rec.String(), `{"topic":"customer/enter","payload":{"id":"7","ts":1000},"time":"`) {
+		t.Fatalf("first line: %s", strings.SplitAfter(rec.String(), "\n")[0])
 	}
 
-	f, err := Load("rec.jsonl", bytes.NewReader(rec.buf.Bytes()), Options{Topics: testTopics, All: true})
+	f, err := Load("rec.jsonl", strings.NewReader(rec.String()), Options{Topics: testTopics, All: true})
 	if err != nil || len(f.Bad) > 0 || len(f.Steps) != len(sent)-1 {
 		t.Fatalf("Load: %v, bad %v, %d steps; want %d", err, f.Bad, len(f.Steps), len(sent)-1)
 	}

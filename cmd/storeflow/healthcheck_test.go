@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/storeflow/storeflow/internal/harness"
 	"github.com/storeflow/storeflow/internal/proctest"
 )
 
@@ -58,14 +59,7 @@ func TestHealthcheckProbesTheRunningApp(t *testing.T) {
 	}
 
 	cancel()
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("storeflow: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("storeflow did not stop within 20s")
-	}
+	harness.Done(t, 20*time.Second, "storeflow stopped", exited)
 	_, err := probe()
 	if err == nil || !regexp.MustCompile(`GET http://\S+/readyz \(HTTP_ADDR\): .*connection refused`).MatchString(err.Error()) {
 		t.Errorf("healthcheck with storeflow stopped: %v, want connection refused naming HTTP_ADDR", err)

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/storeflow/storeflow/config"
 	"github.com/storeflow/storeflow/internal/harness"
 	"github.com/storeflow/storeflow/internal/modeltest"
+	"github.com/storeflow/storeflow/internal/proctest"
 )
 
 // scenarios are the original demo's scenario files (testdata/original/scenarios).
@@ -195,7 +195,7 @@ func TestRecordThenReplayIntoStoreflow(t *testing.T) {
 	a := startStore(t, map[string]string{"STORE_PLAN": "original"})
 	rec := filepath.Join(t.TempDir(), "rec.jsonl")
 	ctx, cancel := context.WithCancel(context.Background())
-	var recOut syncBuffer
+	var recOut proctest.SyncBuffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"record", "--out", rec}, &recOut, &recOut) }()
 	w := watch(t, "customer/focus")
@@ -229,22 +229,4 @@ func TestRecordThenReplayIntoStoreflow(t *testing.T) {
 		t.Fatalf("replay of the recording: %v\n%s", err, out)
 	}
 	w.until(t, "customer/focus", map[string]string{"32 Girls": "", "32 Boys": ""}, 10*time.Second)
-}
-
-// syncBuffer is a bytes.Buffer a test reads while a command writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -85,14 +85,7 @@ func TestSIGTERMClosesEveryProtocolVersionCleanly(t *testing.T) {
 	if err := sf.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("storeflow after SIGTERM: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("storeflow still running 15s after SIGTERM")
-	}
+	harness.Done(t, 15*time.Second, "storeflow stopped after SIGTERM", exited)
 	for _, p := range phones {
 		var err error
 		select {

@@ -62,3 +62,18 @@ func Until(t testing.TB, within time.Duration, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond) // a poll interval, not a settle
 	}
 }
+
+// Done waits for the one result of something that ends (a process, a Run, a
+// subscription) and fails the test if it is an error, or, with what, when it
+// has not come after within.
+func Done(t testing.TB, within time.Duration, what string, result <-chan error) {
+	t.Helper()
+	select {
+	case err := <-result:
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	case <-time.After(within):
+		t.Fatalf("not within %s: %s", within, what)
+	}
+}
