@@ -228,9 +228,8 @@ func TestWriteDeadlineFollowsProgress(t *testing.T) {
 }
 
 // /metrics answers in OpenMetrics to a scraper that asks for it (Prometheus
-// does, first), and in the Prometheus text format otherwise. With promtool
-// installed, the text format passes `promtool check metrics` (which reads
-// no other format).
+// does, first), and in the Prometheus text format otherwise. The text format
+// passes `promtool check metrics` (which reads no other format).
 func TestMetricsOpenMetricsOnRequest(t *testing.T) {
 	a := runApp(t, nil)
 	const (
@@ -275,13 +274,12 @@ func TestMetricsOpenMetricsOnRequest(t *testing.T) {
 	}
 }
 
-// promtoolCheck runs `promtool check metrics` on an exposition, if promtool
-// is installed (Debian: prometheus).
+// promtoolCheck runs `promtool check metrics` on an exposition.
 func promtoolCheck(t *testing.T, exposition string) {
 	t.Helper()
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
-		return
+		t.Fatalf("promtool not found (%v): install it (Debian: apt-get install --no-install-recommends prometheus), see README, Run the tests", err)
 	}
 	cmd := exec.Command(promtool, "check", "metrics")
 	cmd.Stdin = strings.NewReader(exposition)
