@@ -14,7 +14,8 @@ import (
 // TestRedisCluster: with REDIS_CLUSTER=true storeflow uses a Redis Cluster,
 // given every node or one seed node: the focus path's reads are cached in
 // the cluster without a Redis error (a plain client to one node gets MOVED
-// for the other nodes' keys), and /readyz asks every primary.
+// for the other nodes' keys); with a node down only its slots' reads go to
+// the central; /readyz asks every primary.
 func TestRedisCluster(t *testing.T) {
 	const pw = "cluster p@ss"
 	cl := redistest.StartClusterWithPassword(t, pw)
@@ -51,8 +52,17 @@ func TestRedisCluster(t *testing.T) {
 			if !tt.nodeGoesOff {
 				return
 			}
+			// A node down: the reads of its slots go to the central, counted.
 			down := cl.Nodes()[1]
 			down.Stop()
+			for _, c := range customers {
+				if _, err := a.cache.Customer(context.Background(), c.ID); err != nil {
+					t.Fatalf("Customer(%s) with %s down: %v", c.ID, down.Addr(), err)
+				}
+			}
+			if n := metrictest.Sum(t, a.reg, "storeflow_cache_errors_total", "kind=redis"); n == 0 || n == float64(len(customers)) {
+				t.Errorf("storeflow_cache_errors_total{kind=redis} = %v with one node of %d down, want some of the %d reads", n, redistest.ClusterNodes, len(customers))
+			}
 			waitReadyz(t, a, http.StatusServiceUnavailable, "not ready: redis: cluster node "+down.Addr())
 			down.Restart()
 			waitReadyz(t, a, http.StatusOK, "ready")
