@@ -160,7 +160,7 @@ func Open(cfg Config, log *slog.Logger) (redis.UniversalClient, error) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), startPing)
 	defer cancel()
-	addrs := Addrs(client)
+	addrs := addrsOf(client)
 	switch err := Ping(ctx, client); {
 	case err == nil:
 		log.Info("redis_connected", "addrs", addrs, "cluster", cfg.Cluster, "tls", strings.HasPrefix(cfg.URL, "rediss:"))
@@ -174,9 +174,9 @@ func Open(cfg Config, log *slog.Logger) (redis.UniversalClient, error) {
 	return client, nil
 }
 
-// Addrs is the server, or the cluster's seed nodes, client talks to: for a
+// addrsOf is the server, or the cluster's seed nodes, client talks to: for a
 // log line (no credentials in it).
-func Addrs(client redis.UniversalClient) string {
+func addrsOf(client redis.UniversalClient) string {
 	switch c := client.(type) {
 	case *redis.Client:
 		return c.Options().Addr
