@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/storeflow/storeflow/broker"
@@ -65,8 +66,9 @@ type App struct {
 	client  *protocol.Client   // nil without PREDICTION_URL
 	server  *protocol.Server   // /score and the Open Inference Protocol
 	accept  *simulator.Acceptance
-	cache   *cache.Cache    // what the focus path reads: in front of the central
-	central *central.Server // the central API this process serves from its catalog
+	cache   *cache.Cache          // what the focus path reads: in front of the central
+	redis   redis.UniversalClient // the one Redis client, shared by its users; nil without REDIS_URL
+	central *central.Server       // the central API this process serves from its catalog
 	conn    conn
 
 	centralClient *central.Client // nil without CENTRAL_URL
@@ -134,7 +136,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		}
 	}()
 
-	a.pipeline, err = pipeline.New(cfg.Pipeline, pipeline.Parts{Plan: a.plan, Source: a.cache, Scorer: a.scorer,
+	a.pipeline, err = pipeline.New(cfg.Pipeline, pipeline.Parts{Plan: a.plan, Source: a.cache, Redis: a.redis, Scorer: a.scorer,
 		Threshold: cfg.Recommender.Threshold, Sub: a.conn, Pub: a.conn, Log: log.With("component", "pipeline"), Registerer: a.reg})
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/storeflow/storeflow/internal/redact"
+	"github.com/storeflow/storeflow/internal/redisclient"
 	"github.com/storeflow/storeflow/store"
 	"github.com/storeflow/storeflow/store/cache"
 	"github.com/storeflow/storeflow/store/central"
@@ -11,7 +12,9 @@ import (
 
 // buildSource puts together where the focus path gets its data: the central
 // (the in-process catalog, or a remote one at CENTRAL_URL) behind a cache
-// (Redis at REDIS_URL, or a bounded in-process one).
+// (Redis at REDIS_URL, or a bounded in-process one). It opens the process's
+// one Redis client (a server, or a Redis Cluster with REDIS_CLUSTER=true),
+// which the pipeline gets too.
 func (a *App) buildSource() error {
 	sc := a.cfg.Store
 	var src store.Source = a.catalog
@@ -26,22 +29,26 @@ func (a *App) buildSource() error {
 	}
 	cc := cache.Config{TTL: sc.CacheTTL, Prefix: sc.CachePrefix, MaxItems: sc.CacheMaxItems}
 	if sc.RedisURL != "" {
-		c, err := cache.NewRedis(src, sc.RedisURL, sc.RedisPassword, cc, a.log, a.reg)
+		c, err := redisclient.Open(redisclient.Config{URL: sc.RedisURL, Password: sc.RedisPassword, Cluster: sc.RedisCluster}, a.log)
 		if err != nil {
 			return fmt.Errorf("app: %w", err)
 		}
-		a.cache = c
-		a.log.Info("cache in Redis", "url", redact.URL(sc.RedisURL), "ttl", sc.CacheTTL, "prefix", sc.CachePrefix)
+		a.redis = c
+		a.cache = cache.NewRedis(src, c, cc, a.log, a.reg)
+		a.log.Info("cache in Redis", "url", redact.URL(sc.RedisURL), "cluster", sc.RedisCluster, "ttl", sc.CacheTTL, "prefix", sc.CachePrefix)
 	} else {
 		a.cache = cache.NewMemory(src, cc, a.reg)
 	}
 	return nil
 }
 
-// closeSource releases the central client and the cache.
+// closeSource releases the central client, the cache and the Redis client.
 func (a *App) closeSource() {
 	if a.cache != nil {
 		_ = a.cache.Close()
+	}
+	if a.redis != nil {
+		_ = a.redis.Close()
 	}
 	if a.centralClient != nil {
 		a.centralClient.Close()

@@ -3,6 +3,8 @@ package app
 import (
 	"context"
 	"time"
+
+	"github.com/storeflow/storeflow/internal/redisclient"
 )
 
 // readyCheckTimeout bounds each dependency check of /readyz: a probe must
@@ -17,7 +19,7 @@ const modelCheckEvery = 2 * time.Second
 // notReady says why the process should not take traffic ("" when it
 // should): the broker not serving or the pipeline not subscribed, the
 // external broker (MQTT_HOST) disconnected, Redis
-// (REDIS_URL) not answering, the prediction service (PREDICTION_URL) not
+// (REDIS_URL; every primary of a cluster) not answering, the prediction service (PREDICTION_URL) not
 // ready, its circuit breaker open, or its model (PREDICTION_MODEL, V2) not
 // ready when last asked (protocol.Client.WatchModel). The dependency checks
 // run in parallel, each within readyCheckTimeout.
@@ -35,8 +37,8 @@ func (a *App) notReady(ctx context.Context) string {
 	if c, ok := a.conn.(interface{ Connected() error }); ok {
 		checks = append(checks, check{"broker", func(context.Context) error { return c.Connected() }})
 	}
-	if a.cfg.Store.RedisURL != "" {
-		checks = append(checks, check{"redis", a.cache.Ping})
+	if c := a.redis; c != nil {
+		checks = append(checks, check{"redis", func(ctx context.Context) error { return redisclient.Ping(ctx, c) }})
 	}
 	if c := a.client; c != nil {
 		checks = append(checks, check{"prediction", func(ctx context.Context) error {

@@ -118,6 +118,7 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		"central url":                    {map[string]string{"CENTRAL_URL": "central:8000"}, []string{"CENTRAL_URL"}},
 		"central timeout":                {map[string]string{"CENTRAL_TIMEOUT": "-1s"}, []string{"CENTRAL_TIMEOUT=-1s"}},
 		"redis url":                      {map[string]string{"REDIS_URL": "http://:pw@redis:6379"}, []string{"REDIS_URL"}},
+		"redis cluster without a url":    {map[string]string{"REDIS_CLUSTER": "true"}, []string{"REDIS_CLUSTER=true", "REDIS_URL"}},
 		"cache ttl":                      {map[string]string{"CACHE_TTL": "10ms"}, []string{"CACHE_TTL=10ms"}},
 		"cache prefix":                   {map[string]string{"CACHE_PREFIX": "a b"}, []string{`CACHE_PREFIX="a b"`}},
 		"cache size":                     {map[string]string{"CACHE_MAX_ITEMS": "0"}, []string{"CACHE_MAX_ITEMS=0"}},

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/storeflow/storeflow/event"
 	"github.com/storeflow/storeflow/internal/ratelog"
@@ -130,7 +131,11 @@ type Parts struct {
 	Plan *store.Plan
 	// Source gives customer context and coupons (the catalog, or the cache in
 	// front of a remote central); store.ErrNotFound means unknown.
-	Source     store.Source
+	Source store.Source
+	// Redis is the process's one Redis client (a server or a Redis
+	// Cluster: keys one script or transaction touches share a hash tag);
+	// nil when REDIS_URL is unset.
+	Redis      redis.UniversalClient
 	Scorer     recommender.Scorer
 	Threshold  float64 // PREDICTION_THRESHOLD: the least probability a coupon is offered at
 	Sub        Subscriber

@@ -201,6 +201,7 @@ type Config struct {
 	CentralTimeout time.Duration `env:"CENTRAL_TIMEOUT" envDefault:"1s"`      // per request to the central
 	RedisURL       string        `env:"REDIS_URL"`                            // redis:// or rediss://; empty: a bounded in-process cache
 	RedisPassword  string        `env:"REDIS_PASSWORD"`                       // used when REDIS_URL carries none; never logged
+	RedisCluster   bool          `env:"REDIS_CLUSTER" envDefault:"false"`     // REDIS_URL names (some) nodes of a Redis Cluster
 	CacheTTL       time.Duration `env:"CACHE_TTL" envDefault:"1h"`            // how long cached context, coupons and products live
 	CachePrefix    string        `env:"CACHE_PREFIX" envDefault:"storeflow:"` // prefix of every Redis key
 	CacheMaxItems  int           `env:"CACHE_MAX_ITEMS" envDefault:"100000"`  // entries of the in-process cache, at most
@@ -287,6 +288,8 @@ func (c Config) Validate() error {
 		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
 			errs = append(errs, errors.New("REDIS_URL: want redis://[user:password@]host:port[/db] or rediss://… (TLS)"))
 		}
+	} else if c.RedisCluster {
+		errs = append(errs, errors.New("REDIS_CLUSTER=true: needs REDIS_URL, one or more nodes of the cluster (redis://host:port?addr=host2:port)"))
 	}
 	if c.CacheTTL < time.Second {
 		errs = append(errs, fmt.Errorf("CACHE_TTL=%s: must be at least 1s", c.CacheTTL))

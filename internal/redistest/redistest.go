@@ -1,14 +1,17 @@
 // Package redistest runs a real redis-server for tests, on a free loopback
 // port, the way net/http/httptest runs HTTP servers: started by the test,
 // killed when it ends, and stoppable and restartable on the same port for
-// tests of what happens when Redis goes away. It fails the test (never skips
-// it) when redis-server is not installed.
+// tests of what happens when Redis goes away; and a three-node Redis Cluster
+// (StartCluster). It fails the test (never skips it) when redis-server (or,
+// for a cluster, redis-cli) is not installed.
 package redistest
 
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os/exec"
 	"strconv"
@@ -35,6 +38,8 @@ type Redis struct {
 	dir      string
 	addr     string // 127.0.0.1:port
 	password string
+	cluster  bool   // started with --cluster-enabled
+	busAddr  string // 127.0.0.1:port of the cluster bus, when cluster
 	out      *proctest.SyncBuffer
 
 	mu     sync.Mutex // guards cmd and exited against Stop from a helper goroutine
@@ -53,7 +58,13 @@ func Start(t testing.TB) *Redis {
 // empty): clients must AUTH before any other command.
 func StartWithPassword(t testing.TB, password string) *Redis {
 	t.Helper()
-	r := &Redis{t: t, bin: bin(t), password: password, out: new(proctest.SyncBuffer)}
+	return launch(t, password, false)
+}
+
+// launch starts redis-server, as a cluster node when cluster is set.
+func launch(t testing.TB, password string, cluster bool) *Redis {
+	t.Helper()
+	r := &Redis{t: t, bin: bin(t), password: password, cluster: cluster, out: new(proctest.SyncBuffer)}
 	r.dir = t.TempDir() // before the Cleanup below, so it is removed after redis-server stopped
 	t.Cleanup(func() {
 		r.Stop()
@@ -65,6 +76,11 @@ func StartWithPassword(t testing.TB, password string) *Redis {
 	// before redis-server binds. Then redis-server exits at once; try another.
 	for attempt := 1; ; attempt++ {
 		r.addr = proctest.FreeAddr(t)
+		if cluster {
+			// The bus port is not the default port+10000, which may be
+			// taken or above 65535.
+			r.busAddr = proctest.FreeAddr(t)
+		}
 		err := r.start()
 		if err == nil {
 			return r
@@ -128,6 +144,13 @@ func (r *Redis) start() error {
 	if r.password != "" {
 		args = append(args, "--requirepass", r.password)
 	}
+	if r.cluster {
+		_, bus, _ := net.SplitHostPort(r.busAddr)
+		args = append(args, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port", bus)
+		if r.password != "" {
+			args = append(args, "--masterauth", r.password)
+		}
+	}
 	cmd := exec.Command(r.bin, args...)
 	cmd.Stdout, cmd.Stderr = r.out, r.out
 	if err := cmd.Start(); err != nil {
@@ -167,38 +190,71 @@ func (r *Redis) start() error {
 // ping sends AUTH (when there is a password) and PING on a fresh
 // connection and checks for PONG.
 func (r *Redis) ping() error {
+	reply, err := r.do("PING")
+	if err == nil && reply != "PONG" {
+		err = fmt.Errorf("PING answered %q", reply)
+	}
+	return err
+}
+
+// do sends AUTH (when there is a password) and one command on a fresh
+// connection and returns the command's answer: a simple string or a bulk
+// string (an error reply is an error).
+func (r *Redis) do(args ...string) (string, error) {
 	c, err := net.DialTimeout("tcp", r.addr, time.Second)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer c.Close()
 	if err := c.SetDeadline(time.Now().Add(time.Second)); err != nil {
-		return err
+		return "", err
 	}
 	var req bytes.Buffer
 	if r.password != "" {
 		writeCommand(&req, "AUTH", r.password)
 	}
-	writeCommand(&req, "PING")
+	writeCommand(&req, args...)
 	if _, err := c.Write(req.Bytes()); err != nil {
-		return err
+		return "", err
 	}
 	br := bufio.NewReader(c)
 	if r.password != "" {
-		if line, err := br.ReadString('\n'); err != nil {
-			return err
-		} else if line != "+OK\r\n" {
-			return fmt.Errorf("AUTH answered %q", strings.TrimSpace(line))
+		if reply, err := readReply(br); err != nil {
+			return "", fmt.Errorf("AUTH: %w", err)
+		} else if reply != "OK" {
+			return "", fmt.Errorf("AUTH answered %q", reply)
 		}
 	}
+	return readReply(br)
+}
+
+// readReply reads a RESP simple string, bulk string or error.
+func readReply(br *bufio.Reader) (string, error) {
 	line, err := br.ReadString('\n')
 	if err != nil {
-		return err
+		return "", err
 	}
-	if line != "+PONG\r\n" {
-		return fmt.Errorf("PING answered %q", strings.TrimSpace(line))
+	line = strings.TrimSuffix(line, "\r\n")
+	if line == "" {
+		return "", errors.New("empty reply")
 	}
-	return nil
+	switch line[0] {
+	case '+':
+		return line[1:], nil
+	case '-':
+		return "", errors.New(line[1:])
+	case '$':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n < 0 || n > 1<<20 {
+			return "", fmt.Errorf("bulk reply of length %q", line[1:])
+		}
+		b := make([]byte, n+2)
+		if _, err := io.ReadFull(br, b); err != nil {
+			return "", err
+		}
+		return string(b[:n]), nil
+	}
+	return "", fmt.Errorf("unexpected reply %q", line)
 }
 
 // writeCommand writes args as a RESP array of bulk strings.

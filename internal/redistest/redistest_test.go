@@ -55,3 +55,34 @@ func TestPasswordRequired(t *testing.T) {
 		t.Fatalf("ping without a password: %v, want NOAUTH", err)
 	}
 }
+
+func TestCluster(t *testing.T) {
+	for _, password := range []string{"", "s3cret"} {
+		t.Run("password="+password, func(t *testing.T) {
+			c := StartClusterWithPassword(t, password)
+			if len(c.Addrs()) != ClusterNodes {
+				t.Fatalf("Addrs() = %v, want %d nodes", c.Addrs(), ClusterNodes)
+			}
+			if want := "redis://" + c.Addrs()[0] + "?addr=" + c.Addrs()[1] + "&addr=" + c.Addrs()[2]; c.URL() != want {
+				t.Errorf("URL() = %q, want %q", c.URL(), want)
+			}
+			// The slots are split: each node serves a share and redirects
+			// a key of another node's slot.
+			for _, n := range c.Nodes() {
+				info, err := n.do("CLUSTER", "INFO")
+				if err != nil || !strings.Contains(info, "cluster_slots_assigned:16384") || !strings.Contains(info, "cluster_size:3") {
+					t.Errorf("CLUSTER INFO of %s = %q, %v; want every slot assigned to 3 primaries", n.Addr(), info, err)
+				}
+			}
+			moved := 0
+			for _, n := range c.Nodes() {
+				if _, err := n.do("GET", "some-key"); err != nil && strings.HasPrefix(err.Error(), "MOVED ") {
+					moved++
+				}
+			}
+			if moved != ClusterNodes-1 {
+				t.Errorf("%d nodes answered MOVED for one key, want %d: the others'", moved, ClusterNodes-1)
+			}
+		})
+	}
+}

@@ -6,28 +6,22 @@
 package cache
 
 import (
-	"cmp"
 	"container/list"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 	"golang.org/x/sync/singleflight"
 
-	"github.com/storeflow/storeflow/internal/redact"
 	"github.com/storeflow/storeflow/store"
 )
 
@@ -50,17 +44,6 @@ const (
 // simulator, a replayed feed) reaches the central once per id and minute,
 // short enough that a customer added to the central is seen soon.
 const maxNegativeTTL = time.Minute
-
-// The Redis client's timeouts are short on purpose: the cache sits on the
-// focus path, and a dead Redis must cost a fast failure and a trip to the
-// source, not a stall. go-redis redials by itself (its pool probes a dead
-// server once a second), so nothing here retries.
-const (
-	redisDialTimeout = 200 * time.Millisecond
-	redisIOTimeout   = 200 * time.Millisecond
-	redisPoolTimeout = 500 * time.Millisecond
-	redisStartPing   = time.Second
-)
 
 // maxCachedValue bounds a value read from Redis: anything larger is not
 // something this cache wrote.
@@ -228,101 +211,14 @@ func NewMemory(src store.Source, cfg Config, reg prometheus.Registerer) *Cache {
 	return newCache(src, newMemoryTier(cfg.MaxItems), cfg, nil, reg)
 }
 
-// NewRedis puts a Redis cache in front of src. redisURL (REDIS_URL) is
-// a redis:// or rediss:// (TLS) URL; the password comes from the URL, else
-// from password (REDIS_PASSWORD).
-//
-// A malformed URL is an error that names REDIS_URL (and never shows the
-// password), and so is a password Redis refuses. Redis being down is not an
-// error: the cache starts degraded, serving from src, and uses Redis as soon
-// as it answers.
-func NewRedis(src store.Source, redisURL, password string, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Cache, error) {
-	opts, err := redisOptions(redisURL, password)
-	if err != nil {
-		return nil, err
-	}
+// NewRedis puts a Redis cache in front of src, in client's server or
+// Redis Cluster (every key it uses is a single-key GET or SET, so it needs
+// no hash tags). The client is the caller's: Close leaves it open. Redis
+// being down is not an error: the cache serves from src, and uses Redis as
+// soon as it answers.
+func NewRedis(src store.Source, client redis.UniversalClient, cfg Config, log *slog.Logger, reg prometheus.Registerer) *Cache {
 	cfg = cfg.normalize()
-	client := redis.NewClient(opts)
-	c := newCache(src, &redisTier{client: client, prefix: cfg.Prefix}, cfg, log, reg)
-	redisLogOnce.Do(func() { redis.SetLogger(&redisLogBridge{log: c.log}) })
-
-	ctx, cancel := context.WithTimeout(context.Background(), redisStartPing)
-	defer cancel()
-	switch err := client.Ping(ctx).Err(); {
-	case err == nil:
-		c.log.Info("redis_connected", "addr", opts.Addr, "tls", opts.TLSConfig != nil)
-	case redis.IsAuthError(err):
-		_ = client.Close()
-		return nil, fmt.Errorf("REDIS_URL / REDIS_PASSWORD: Redis at %s refused the credentials: %w", opts.Addr, err)
-	default:
-		c.log.Warn("redis_unavailable", "addr", opts.Addr, "error", err, "detail", "serving from the source until Redis answers")
-	}
-	return c, nil
-}
-
-// redisOptions builds the client options from REDIS_URL and REDIS_PASSWORD.
-// Errors name REDIS_URL; they show it, password redacted, only once it is
-// known to be well formed. Timeouts, retries and the pool size given in the
-// URL's query are kept; the ones not given take the short defaults above.
-func redisOptions(rawURL, password string) (*redis.Options, error) {
-	if rawURL == "" {
-		return nil, errors.New("REDIS_URL is empty: want redis://host:port/db or rediss://host:port/db")
-	}
-	// Until the URL is known to be well formed, none of it is shown: the
-	// password may be anywhere. url.Parse's own message quotes the whole
-	// URL, and a password with a "/" in it ends the host early, so that
-	// its first part reads as a port and the rest as the path.
-	const want = "want redis://[user:password@]host:port/db or rediss://…, " +
-		`with any "/", "?", "#" or "@" in the password percent-encoded`
-	u, err := url.Parse(rawURL)
-	if err != nil || (u.User == nil && strings.Contains(rawURL, "@")) {
-		return nil, errors.New("REDIS_URL is not a valid URL (not shown: it may hold a password): " + want)
-	}
-	if u.Scheme != "redis" && u.Scheme != "rediss" {
-		return nil, errors.New("REDIS_URL is not a redis:// or rediss:// URL (not shown: it may hold a password): " + want)
-	}
-	if u.Host == "" {
-		return nil, errors.New("REDIS_URL has no host: " + want)
-	}
-	opts, err := redis.ParseURL(rawURL)
-	if err != nil {
-		return nil, fmt.Errorf("REDIS_URL=%s: %w", redact.URL(rawURL), redact.Error(err, rawURL))
-	}
-	opts.Password = cmp.Or(opts.Password, password)
-	opts.DialTimeout = cmp.Or(opts.DialTimeout, redisDialTimeout)
-	opts.ReadTimeout = cmp.Or(opts.ReadTimeout, redisIOTimeout)
-	opts.WriteTimeout = cmp.Or(opts.WriteTimeout, redisIOTimeout)
-	opts.PoolTimeout = cmp.Or(opts.PoolTimeout, redisPoolTimeout)
-	if opts.MaxRetries == 0 {
-		opts.MaxRetries = -1 // none: the source is the fallback, not a retry
-	}
-	if opts.PoolSize == 0 {
-		// go-redis opens its dial circuit breaker after PoolSize failed
-		// dials; a small pool makes a dead Redis fail fast sooner.
-		opts.PoolSize = 4 * runtime.GOMAXPROCS(0)
-	}
-	opts.DialerRetries = 1
-	opts.ContextTimeoutEnabled = true // a caller's deadline bounds its Redis round trip too
-	// A plain Redis sends no maintenance notifications; do not ask for them
-	// on every new connection.
-	opts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	return opts, nil
-}
-
-// go-redis logs through one process-wide logger, by default to stderr, a
-// line per failed dial. The first Redis cache routes those lines into its
-// own logger, rate-limited like its warnings.
-var redisLogOnce sync.Once
-
-type redisLogBridge struct {
-	log  *slog.Logger
-	warn cacheWarner
-}
-
-func (b *redisLogBridge) Printf(ctx context.Context, format string, v ...any) {
-	if n, ok := b.warn.allow(); ok {
-		b.log.WarnContext(ctx, "redis_client", "detail", fmt.Sprintf(format, v...), "suppressed", n)
-	}
+	return newCache(src, &redisTier{client: client, prefix: cfg.Prefix}, cfg, log, reg)
 }
 
 func (cfg Config) normalize() Config {
@@ -396,19 +292,8 @@ func (c *Cache) Prefetch(ctx context.Context, customerID string) error {
 	return err
 }
 
-// Ping checks that Redis answers PING, for a readiness probe: a Cache serves
-// without Redis (degraded), but a process that cannot reach its Redis is not
-// the one to send traffic to. The in-process cache always answers nil.
-func (c *Cache) Ping(ctx context.Context) error {
-	r, ok := c.tier.(*redisTier)
-	if !ok {
-		return nil
-	}
-	return r.client.Ping(ctx).Err()
-}
-
-// Close releases the Redis connections. It is idempotent; the source is not
-// closed.
+// Close empties the in-process cache. It is idempotent; neither the source
+// nor the Redis client is closed.
 func (c *Cache) Close() error {
 	c.closeOnce.Do(func() { c.closeErr = c.tier.close() })
 	return c.closeErr
@@ -630,7 +515,7 @@ func (m *memoryTier) close() error {
 // redisTier keeps entries in Redis as JSON, with the CSV column names as
 // field names, every key written with SET … EX ttl.
 type redisTier struct {
-	client *redis.Client
+	client redis.UniversalClient
 	prefix string
 }
 
@@ -657,7 +542,7 @@ func (r *redisTier) set(ctx context.Context, k cacheKey, v any, ttl time.Duratio
 	return r.client.Set(ctx, k.redisKey(r.prefix), b, ttl).Err()
 }
 
-func (r *redisTier) close() error { return r.client.Close() }
+func (r *redisTier) close() error { return nil } // the client is its owner's
 
 // The cached values are JSON in the store's row forms (store.CustomerRow,
 // store.CouponRow, store.ProductRow: one object per table row, named as the

@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/storeflow/storeflow/internal/redisclient"
 	"github.com/storeflow/storeflow/internal/redistest"
 	"github.com/storeflow/storeflow/store"
 	"github.com/storeflow/storeflow/store/world"
@@ -131,8 +131,8 @@ type cacheUnderTest struct {
 	*Cache
 	src    *cacheCountingSource
 	prefix string
-	srv    *redistest.Redis // nil for the memory cache
-	rdb    *redis.Client    // nil for the memory cache
+	srv    *redistest.Redis      // nil for the memory cache and the cluster
+	rdb    redis.UniversalClient // nil for the memory cache
 }
 
 // cacheKinds are the two caches every shared test runs against.
@@ -149,6 +149,7 @@ var cacheMakers = []struct {
 	make func(t testing.TB, cfg Config) cacheUnderTest
 }{
 	{"redis", newRedisCacheUnderTest},
+	{"redis_cluster", newClusterCacheUnderTest},
 	{"memory", newMemoryCacheUnderTest},
 }
 
@@ -160,18 +161,44 @@ func newRedisCacheUnderTest(t testing.TB, cfg Config) cacheUnderTest {
 
 func redisCacheOn(t testing.TB, srv *redistest.Redis, url, password string, cfg Config, log *slog.Logger) cacheUnderTest {
 	t.Helper()
+	c := redisCacheWith(t, openRedis(t, redisclient.Config{URL: url, Password: password}, log), cfg, log)
+	c.srv = srv
+	c.rdb = redis.NewClient(&redis.Options{Addr: srv.Addr(), Password: srv.Password(), MaxRetries: -1})
+	t.Cleanup(func() { c.rdb.Close() })
+	return c
+}
+
+// newClusterCacheUnderTest is the Redis cache in a three-node Redis Cluster.
+func newClusterCacheUnderTest(t testing.TB, cfg Config) cacheUnderTest {
+	t.Helper()
+	cl := redistest.StartCluster(t)
+	c := redisCacheWith(t, openRedis(t, redisclient.Config{URL: cl.URL(), Cluster: true}, nil), cfg, nil)
+	c.rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()})
+	t.Cleanup(func() { c.rdb.Close() })
+	return c
+}
+
+// openRedis opens the client a cache under test uses, closed when the test
+// ends.
+func openRedis(t testing.TB, cfg redisclient.Config, log *slog.Logger) redis.UniversalClient {
+	t.Helper()
+	client, err := redisclient.Open(cfg, log)
+	if err != nil {
+		t.Fatalf("redisclient.Open(%s): %v", cfg.URL, err)
+	}
+	t.Cleanup(func() { client.Close() })
+	return client
+}
+
+func redisCacheWith(t testing.TB, client redis.UniversalClient, cfg Config, log *slog.Logger) cacheUnderTest {
+	t.Helper()
 	if cfg.Prefix == "" {
 		cfg.Prefix = "test:"
 	}
 	src := newCacheSource(t)
-	c, err := NewRedis(src, url, password, cfg, log, nil)
-	if err != nil {
-		t.Fatalf("NewRedis(%s): %v", url, err)
-	}
+	c := NewRedis(src, client, cfg, log, nil)
 	t.Cleanup(func() { c.Close() })
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), Password: srv.Password(), MaxRetries: -1})
-	t.Cleanup(func() { rdb.Close() })
-	return cacheUnderTest{Cache: c, src: src, prefix: cfg.Prefix, srv: srv, rdb: rdb}
+	return cacheUnderTest{Cache: c, src: src, prefix: cfg.Prefix}
 }
 
 func newMemoryCacheUnderTest(t testing.TB, cfg Config) cacheUnderTest {
@@ -724,11 +751,11 @@ func TestRedisCachePassword(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			src := newCacheSource(t)
-			c, err := NewRedis(src, tt.url, tt.password, Config{Prefix: tt.name + ":"}, nil, nil)
+			client, err := redisclient.Open(redisclient.Config{URL: tt.url, Password: tt.password}, nil)
 			if tt.wantErr {
 				if err == nil {
-					c.Close()
-					t.Fatal("NewRedis succeeded, want the credentials refused")
+					client.Close()
+					t.Fatal("redisclient.Open succeeded, want the credentials refused")
 				}
 				msg := err.Error()
 				if !strings.Contains(msg, "REDIS_PASSWORD") || (tt.password != "" && strings.Contains(msg, tt.password)) {
@@ -737,8 +764,10 @@ func TestRedisCachePassword(t *testing.T) {
 				return
 			}
 			if err != nil {
-				t.Fatalf("NewRedis: %v", err)
+				t.Fatalf("redisclient.Open: %v", err)
 			}
+			defer client.Close()
+			c := NewRedis(src, client, Config{Prefix: tt.name + ":"}, nil, nil)
 			defer c.Close()
 			id := src.cat.Customers()[0].ID
 			for range 2 {
@@ -748,85 +777,6 @@ func TestRedisCachePassword(t *testing.T) {
 			}
 			if st := countsOf(c); st.Hits.Customer != 1 || st.RedisErrors != 0 {
 				t.Errorf("counts = %+v, want a hit and no Redis errors", st)
-			}
-		})
-	}
-}
-
-func TestRedisOptions(t *testing.T) {
-	tests := []struct {
-		name     string
-		url      string
-		password string
-		check    func(t *testing.T, o *redis.Options)
-	}{
-		{"defaults", "redis://cache:6380/2", "envpw", func(t *testing.T, o *redis.Options) {
-			if o.Addr != "cache:6380" || o.DB != 2 || o.Password != "envpw" || o.TLSConfig != nil {
-				t.Errorf("Addr %s DB %d Password %q TLS %v", o.Addr, o.DB, o.Password, o.TLSConfig)
-			}
-			if o.DialTimeout != redisDialTimeout || o.ReadTimeout != redisIOTimeout || o.WriteTimeout != redisIOTimeout || o.MaxRetries != -1 {
-				t.Errorf("timeouts %v/%v/%v, MaxRetries %d: want the short defaults and no retries", o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.MaxRetries)
-			}
-		}},
-		{"password in the URL", "redis://user:urlpw@cache/0", "envpw", func(t *testing.T, o *redis.Options) {
-			if o.Username != "user" || o.Password != "urlpw" || o.Addr != "cache:6379" {
-				t.Errorf("Username %q Password %q Addr %s", o.Username, o.Password, o.Addr)
-			}
-		}},
-		{"TLS", "rediss://cache.example:6380/0", "", func(t *testing.T, o *redis.Options) {
-			if o.TLSConfig == nil || o.TLSConfig.ServerName != "cache.example" {
-				t.Errorf("TLSConfig = %+v, want ServerName cache.example", o.TLSConfig)
-			}
-		}},
-		{"options from the URL", "redis://cache/0?dial_timeout=3s&pool_size=7&max_retries=2", "", func(t *testing.T, o *redis.Options) {
-			if o.DialTimeout != 3*time.Second || o.PoolSize != 7 || o.MaxRetries != 2 {
-				t.Errorf("DialTimeout %v PoolSize %d MaxRetries %d, want the URL's", o.DialTimeout, o.PoolSize, o.MaxRetries)
-			}
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			o, err := redisOptions(tt.url, tt.password)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tt.check(t, o)
-		})
-	}
-}
-
-func TestNewRedisCacheBadURL(t *testing.T) {
-	const secret = "hunter2"
-	tests := []struct {
-		name   string
-		url    string
-		secret string // what must not show; secret when empty
-	}{
-		{"empty", "", ""},
-		{"not a URL", "redis://:" + secret + "@host:6379/0\x7f", ""},
-		{"password with a slash", "redis://:" + secret + "/x@host:6379/0", ""},
-		{"numeric password with a slash", "redis://:6543/21@host:6379/0", "6543"},
-		{"password with a question mark", "redis://:ab?" + secret + "@host:6379/0", ""},
-		{"wrong scheme", "http://:" + secret + "@host:6379/0", ""},
-		{"unix socket", "unix://:" + secret + "@/tmp/redis.sock", ""},
-		{"no host", "redis://", ""},
-		{"bad database", "redis://:" + secret + "@host:6379/zero", ""},
-		{"unknown option", "redis://:" + secret + "@host:6379/0?colour=blue", ""},
-		{"bad option value", "redis://:" + secret + "@host:6379/0?dial_timeout=soon", ""},
-		{"bare word", secret, ""},
-		{"scheme-like password", secret + ":x", ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c, err := NewRedis(newCacheSource(t), tt.url, secret, Config{}, nil, nil)
-			if err == nil {
-				c.Close()
-				t.Fatalf("NewRedis(%q) succeeded", tt.url)
-			}
-			hidden := cmp.Or(tt.secret, secret)
-			msg := err.Error()
-			if !strings.Contains(msg, "REDIS_URL") || strings.Contains(msg, hidden) {
-				t.Errorf("error = %q, want one naming REDIS_URL without the password", msg)
 			}
 		})
 	}
@@ -1052,10 +1002,7 @@ func benchSources(b *testing.B) []struct {
 		b.Fatal(err)
 	}
 	srv := redistest.Start(b)
-	rc, err := NewRedis(cat, srv.URL(), "", Config{Prefix: "bench:"}, nil, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	rc := NewRedis(cat, openRedis(b, redisclient.Config{URL: srv.URL()}, nil), Config{Prefix: "bench:"}, nil, nil)
 	b.Cleanup(func() { rc.Close() })
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	b.Cleanup(func() { rdb.Close() })
