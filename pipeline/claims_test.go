@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -135,7 +136,7 @@ func TestFocusClaim(t *testing.T) {
 }
 
 // scriptCalls is how many scripts Redis ran since its stats were reset.
-func scriptCalls(t *testing.T, rdb *redis.Client) int {
+func scriptCalls(t testing.TB, rdb *redis.Client) int {
 	t.Helper()
 	info, err := rdb.Info(context.Background(), "commandstats").Result()
 	if err != nil {
@@ -280,4 +281,33 @@ func TestRedisDwellStateNeedsRedis(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "DWELL_STATE=redis") || !strings.Contains(err.Error(), "REDIS_URL") {
 		t.Fatalf("New = %v, want an error naming DWELL_STATE and REDIS_URL", err)
 	}
+}
+
+// The Redis cost of one focus with DWELL_STATE=redis: claim, ledger offer,
+// confirm — three script calls, three round trips.
+func BenchmarkSharedFocus(b *testing.B) {
+	srv := redistest.Start(b)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	b.Cleanup(func() { _ = rdb.Close() })
+	s := newShared(rdb, "", 10*time.Second, time.Minute)
+	ctx := context.Background()
+	coupons := []store.Coupon{{ID: 1}, {ID: 2}, {ID: 3}}
+	probs := []float64{0.9, 0.5, 0.4}
+	rdb.ConfigResetStat(ctx)
+	b.ResetTimer()
+	for i := range b.N {
+		f := event.Focus{ID: strconv.Itoa(i % 10_000), TS: int64(i), Dep: store.Departments[0]}
+		token, err := s.claim(ctx, f)
+		if err != nil || token == "" {
+			b.Fatalf("claim = %q, %v", token, err)
+		}
+		if _, _, _, err := s.offer(ctx, f.ID, coupons, probs, 0.3); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.finish(ctx, f, token, true); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(scriptCalls(b, rdb))/float64(b.N), "redis_calls/focus")
 }
