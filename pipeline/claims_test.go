@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/storeflow/storeflow/event"
 	"github.com/storeflow/storeflow/internal/redistest"
+	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/store"
 )
 
@@ -310,4 +312,72 @@ func BenchmarkSharedFocus(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(scriptCalls(b, rdb))/float64(b.N), "redis_calls/focus")
+}
+
+// failingScorer fails every call.
+type failingScorer struct{}
+
+func (failingScorer) Score(context.Context, *store.Customer, []store.Coupon, []float64) error {
+	return errors.New("scorer down")
+}
+
+// How a focus settled decides what becomes of its claim: handled (a coupon,
+// or an answer another try would repeat) confirms it; a passing failure
+// releases it for another copy of the focus.
+func TestFocusClaimFollowsTheOutcome(t *testing.T) {
+	rdb, _ := redisClient(t)
+	cat := testCatalog(t)
+	ts := time.Now().Unix()
+	dep := departmentWithCoupons(t, cat, ts, 1)
+	tests := map[string]struct {
+		scorer    recommender.Scorer
+		threshold float64
+		outcome   string
+		key       string // what the focus key holds after: "" for none
+	}{
+		"published":       {discountScorer{}, 0, OutcomePublished, confirmed},
+		"below threshold": {discountScorer{}, 1, OutcomeBelowThreshold, confirmed},
+		"score error":     {failingScorer{}, 0, OutcomeScoreError, ""},
+	}
+	i := 0
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			i++
+			cfg := testConfig()
+			cfg.DwellState = DwellStateRedis
+			b := newBus()
+			p := runUntilEnd(t, newTestPipeline(t, cfg, Parts{Source: cat, Scorer: tt.scorer, Threshold: tt.threshold,
+				Sub: b, Pub: b, Redis: rdb}), nil)
+			f := event.Focus{ID: cat.Customers()[i].ID, TS: ts, Dep: dep}
+			_ = b.Publish(context.Background(), "focus", event.AppendFocus(nil, f))
+			waitFor(t, "outcome "+tt.outcome, func() bool { return testutil.ToFloat64(p.m.outcome[tt.outcome]) == 1 })
+			if got := rdb.Get(context.Background(), p.shared.focusKey(f)).Val(); got != tt.key {
+				t.Errorf("focus key holds %q, want %q", got, tt.key)
+			}
+		})
+	}
+}
+
+// With DWELL_STATE=redis an entry or an exit ends the shopper's visit in
+// the shared ledger: the next visit may be offered the same coupon again.
+func TestSharedVisitEndsOnEnterAndExit(t *testing.T) {
+	rdb, _ := redisClient(t)
+	cat := testCatalog(t)
+	cfg := testConfig()
+	cfg.DwellState = DwellStateRedis
+	b := newBus()
+	p := runUntilEnd(t, newTestPipeline(t, cfg, Parts{Source: cat, Scorer: discountScorer{}, Sub: b, Pub: b, Redis: rdb}), nil)
+	ts := time.Now().Unix()
+	id := cat.Customers()[0].ID
+	dep := departmentWithCoupons(t, cat, ts, 1)
+	key := p.shared.visitKey(id)
+	for i, topic := range []string{"enter", "exit"} {
+		_ = b.Publish(context.Background(), "focus", event.AppendFocus(nil, event.Focus{ID: id, TS: ts + int64(i), Dep: dep}))
+		waitFor(t, "a coupon recorded in the shared ledger", func() bool { return rdb.SCard(context.Background(), key).Val() == 1 })
+		_ = b.Publish(context.Background(), topic, fmt.Appendf(nil, `{"id":%q,"ts":%d}`, id, ts+int64(i)))
+		waitFor(t, topic+" ends the visit", func() bool { return rdb.Exists(context.Background(), key).Val() == 0 })
+	}
+	if got := testutil.ToFloat64(p.m.outcome[OutcomePublished]); got != 2 {
+		t.Errorf("coupons published = %v, want 2 (one per visit)", got)
+	}
 }
