@@ -111,6 +111,9 @@ func TestTwoInstancesOneCouponPerFocus(t *testing.T) {
 	cat := testCatalog(t)
 	cfg := testConfig()
 	cfg.DwellState = DwellStateRedis
+	// Room for every focus: under load the focus hand-off would shed some
+	// (counted, see bulkhead.go), and this test counts coupons, not shedding.
+	cfg.QueueSize = 128
 	a := startInstance(t, "storeflow-a", mqttAddr, srv.Addr(), cat, cfg)
 	b := startInstance(t, "storeflow-b", mqttAddr, srv.Addr(), cat, cfg)
 	outside := dialMQTT(t, mqttAddr, "outside")
@@ -139,6 +142,15 @@ func TestTwoInstancesOneCouponPerFocus(t *testing.T) {
 		}
 	}
 	settled := func(p *Pipeline) int { return outcomeCount(p, OutcomePublished) + outcomeCount(p, OutcomeDuplicate) }
+	t.Cleanup(func() {
+		if t.Failed() {
+			for name, p := range map[string]*Pipeline{"a": a, "b": b} {
+				t.Logf("instance %s: focus accepted %v, dropped %v; published %d, duplicate %d, redis_error %d; settled %d",
+					name, testutil.ToFloat64(p.m.acceptedBy[kindFocus]), testutil.ToFloat64(p.m.dropFocus),
+					outcomeCount(p, OutcomePublished), outcomeCount(p, OutcomeDuplicate), outcomeCount(p, OutcomeRedisError), p.Counts().Outcomes)
+			}
+		}
+	})
 	harness.Until(t, 20*time.Second, "both instances settled every focus", func() bool {
 		return settled(a) == n && settled(b) == n
 	})
