@@ -381,3 +381,12 @@ func TestSharedVisitEndsOnEnterAndExit(t *testing.T) {
 		t.Errorf("coupons published = %v, want 2 (one per visit)", got)
 	}
 }
+
+// BenchmarkFocusNowMemory with DWELL_STATE=redis: the claim, the shared
+// ledger and the confirm added to each focus.
+func BenchmarkFocusNowRedis(b *testing.B) {
+	srv := redistest.Start(b)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	b.Cleanup(func() { _ = rdb.Close() })
+	benchmarkFocusNow(b, Parts{Redis: rdb})
+}
