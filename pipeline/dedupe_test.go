@@ -194,7 +194,7 @@ func TestDroppedFocusIsTakenInWhenDeliveredAgain(t *testing.T) {
 
 // departmentWithCoupons returns a department with at least n coupons valid at
 // ts in cat.
-func departmentWithCoupons(t *testing.T, cat *store.Catalog, ts int64, n int) store.Department {
+func departmentWithCoupons(t testing.TB, cat *store.Catalog, ts int64, n int) store.Department {
 	t.Helper()
 	for _, d := range store.Departments {
 		if valid, _ := cat.ValidCoupons(context.Background(), d, store.DayOf(ts), nil); len(valid) >= n {

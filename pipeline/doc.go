@@ -33,6 +33,13 @@
 //     is recognised by shopper, department and ts among the last
 //     FOCUS_DEDUP_WINDOW taken in, counted as outcome "duplicate" and not
 //     handled twice: the visit ledger would offer the next best coupon.
+//     With DWELL_STATE=redis the focus stages also claim that identity in
+//     Redis before asking anyone (claims.go), confirm it once the focus
+//     settled, and wait while another instance holds it unconfirmed: a
+//     claim of a dead instance expires after FOCUS_CLAIM_TTL and the focus
+//     is handled here. Redis failing fails closed (outcome "redis_error"):
+//     at most one coupon per focus. The visit ledger is then a Redis set
+//     per shopper, shared by the instances.
 //   - Per-event failures are values. A bad payload, an unknown customer, no
 //     valid coupon, a scorer error: counted by reason, logged (rate-limited),
 //     and the pipeline goes on. Only a cancelled context stops a stage.

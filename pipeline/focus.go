@@ -19,6 +19,7 @@ type focusJob struct {
 	customer store.Customer
 	coupons  []store.Coupon // the department's coupons valid on the focus day
 	probs    []float64      // one per coupon
+	claim    string         // DWELL_STATE=redis: the token of this instance's claim on the focus
 
 	// How it ended, for a caller that runs the stages itself (FocusNow).
 	outcome    string
@@ -34,6 +35,21 @@ func (p *Pipeline) loadContext(ctx context.Context, in focusIn) (*focusJob, bool
 	defer func() { p.m.stageContext.Observe(time.Since(start).Seconds()) }()
 	j := &focusJob{focus: in.focus, received: in.received}
 	f := in.focus
+	if p.shared != nil {
+		token, err := p.shared.claim(ctx, f)
+		switch {
+		case err != nil:
+			if ctx.Err() == nil {
+				p.m.sharedErrors.WithLabelValues(opClaim).Inc()
+			}
+			p.outcome(OutcomeRedisError, slog.LevelError, "focus claim failed: no coupon", j, err)
+			return j, false
+		case token == "":
+			p.outcome(OutcomeDuplicate, slog.LevelDebug, "focus handled already, here or by another instance", j, nil)
+			return j, false
+		}
+		j.claim = token
+	}
 	p.firstFocus(f)
 	c, err := p.central.Customer(ctx, f.ID)
 	if err != nil {
@@ -84,7 +100,12 @@ func (p *Pipeline) offer(ctx context.Context, j *focusJob) {
 	start := time.Now()
 	defer func() { p.m.stagePublish.Observe(time.Since(start).Seconds()) }()
 	f := j.focus
-	c, ok, already := p.visits.claim(f.ID, p.now().Unix(), j.coupons, j.probs, p.threshold)
+	c, ok, already, err := p.pick(ctx, j)
+	if err != nil {
+		p.m.sharedErrors.WithLabelValues(opOffer).Inc()
+		p.outcome(OutcomeRedisError, slog.LevelError, "visit ledger failed: no coupon", j, err)
+		return
+	}
 	if !ok {
 		if already {
 			p.outcome(OutcomeAlreadyIssued, slog.LevelDebug, "every qualifying coupon was offered this visit", j, nil)
@@ -95,7 +116,7 @@ func (p *Pipeline) offer(ctx context.Context, j *focusJob) {
 	}
 	products, err := p.central.CouponProducts(ctx, c.ID)
 	if err != nil {
-		p.visits.release(f.ID, c.ID)
+		p.unpick(ctx, f.ID, c.ID)
 		p.outcome(centralOutcome(err), slog.LevelError, "coupon products lookup failed", j, err)
 		return
 	}
@@ -107,7 +128,7 @@ func (p *Pipeline) offer(ctx context.Context, j *focusJob) {
 		err = p.pub.Publish(ctx, p.cfg.PredictionTopic, msg)
 	}
 	if err != nil {
-		p.visits.release(f.ID, c.ID)
+		p.unpick(ctx, f.ID, c.ID)
 		p.outcome(OutcomePublishError, slog.LevelError, "prediction publish failed", j, err)
 		return
 	}
@@ -116,6 +137,66 @@ func (p *Pipeline) offer(ctx context.Context, j *focusJob) {
 	p.settle(OutcomePublished, j)
 	p.firstCoupon(f, c)
 	p.log.Debug("coupon published", "customer_id", f.ID, "department", f.Dep.String(), "coupon_id", c.ID)
+}
+
+// pick chooses the coupon to offer for j and records it in the visit ledger:
+// in process, or shared with the other instances (DWELL_STATE=redis).
+func (p *Pipeline) pick(ctx context.Context, j *focusJob) (c store.Coupon, ok, already bool, err error) {
+	if p.shared == nil {
+		c, ok, already = p.visits.claim(j.focus.ID, p.now().Unix(), j.coupons, j.probs, p.threshold)
+		return c, ok, already, nil
+	}
+	return p.shared.offer(ctx, j.focus.ID, j.coupons, j.probs, p.threshold)
+}
+
+// unpick takes back an offer pick recorded that could not be delivered.
+func (p *Pipeline) unpick(ctx context.Context, id string, couponID int) {
+	if p.shared == nil {
+		p.visits.release(id, couponID)
+		return
+	}
+	p.sharedErr(opRelease, id, p.shared.release(ctx, id, couponID))
+}
+
+// sharedErr counts and logs (rate-limited) a failed call to the shared
+// state that ends no focus; it does nothing when err is nil.
+func (p *Pipeline) sharedErr(op, id string, err error) {
+	if err == nil {
+		return
+	}
+	p.m.sharedErrors.WithLabelValues(op).Inc()
+	p.warn.Log(slog.LevelError, "shared:"+op, "shared state call failed", "op", op, "customer_id", id, "error", err)
+}
+
+// retryable tells the outcomes that end a focus without a coupon for a
+// passing reason: in DWELL_STATE=redis the claim is released, so that
+// another copy of the focus (another instance's, a redelivery) is handled.
+func retryable(outcome string) bool {
+	switch outcome {
+	case OutcomeContextError, OutcomeScoreError, OutcomePublishError, OutcomeRedisError,
+		OutcomeCentralUnavailable, OutcomeCentralLimited, OutcomePredictorUnavailable:
+		return true
+	}
+	return false
+}
+
+// finishClaim confirms j's claim once the focus was handled (a coupon
+// published, or an answer another try would repeat: below the threshold,
+// unknown customer…) and releases it otherwise.
+func (p *Pipeline) finishClaim(j *focusJob, outcome string) {
+	handled := !retryable(outcome) && (outcome == OutcomePublished || !p.abandoned.Load())
+	ctx, cancel := context.WithTimeout(context.Background(), claimFinishTimeout)
+	defer cancel()
+	held, err := p.shared.finish(ctx, j.focus, j.claim, handled)
+	if err != nil {
+		p.sharedErr(opFinish, j.focus.ID, err)
+		return
+	}
+	if !held {
+		p.m.claimsExpired.Inc()
+		p.warn.Log(slog.LevelWarn, "claim:expired", "focus settled after its claim expired: another instance may have handled it too; raise FOCUS_CLAIM_TTL",
+			"customer_id", j.focus.ID, "department", j.focus.Dep.String(), "outcome", outcome)
+	}
 }
 
 // outcome counts a focus that ended without a coupon and logs why.
@@ -136,6 +217,9 @@ func (p *Pipeline) outcome(outcome string, level slog.Level, msg string, j *focu
 // dropped "shutdown" instead, and settle returns false.
 func (p *Pipeline) settle(outcome string, j *focusJob) bool {
 	j.outcome = outcome
+	if j.claim != "" {
+		p.finishClaim(j, outcome)
+	}
 	p.pending.Add(-1)
 	if outcome != OutcomePublished && p.abandoned.Load() {
 		p.m.dropShutdown.Inc()

@@ -35,7 +35,8 @@ const (
 	OutcomeContextError    = "context_error"    // the central failed
 	OutcomeScoreError      = "score_error"      // the scorer failed
 	OutcomePublishError    = "publish_error"    // the broker refused the prediction
-	OutcomeDuplicate       = "duplicate"        // the same focus delivered again (FOCUS_DEDUP_WINDOW): not handled twice
+	OutcomeDuplicate       = "duplicate"        // the same focus delivered again (FOCUS_DEDUP_WINDOW), or handled by another instance: not handled twice
+	OutcomeRedisError      = "redis_error"      // DWELL_STATE=redis: the focus claim or the visit ledger failed; no coupon (fail-closed)
 
 	// Not asked, so that a failing peer costs a fast error, not a worker
 	// held until its timeout.
@@ -45,8 +46,20 @@ const (
 )
 
 var outcomes = []string{OutcomePublished, OutcomeUnknownCustomer, OutcomeNoCoupons, OutcomeBelowThreshold,
-	OutcomeAlreadyIssued, OutcomeContextError, OutcomeScoreError, OutcomePublishError, OutcomeDuplicate,
+	OutcomeAlreadyIssued, OutcomeContextError, OutcomeScoreError, OutcomePublishError, OutcomeDuplicate, OutcomeRedisError,
 	OutcomeCentralUnavailable, OutcomeCentralLimited, OutcomePredictorUnavailable}
+
+// Operations on the state instances share (DWELL_STATE=redis), as the
+// storeflow_shared_state_errors_total label.
+const (
+	opClaim   = "claim"   // take a focus
+	opFinish  = "finish"  // confirm or release a focus claim
+	opOffer   = "offer"   // pick and record a coupon in the visit ledger
+	opRelease = "release" // take back an offer that was not delivered
+	opForget  = "forget"  // end a visit on enter or exit
+)
+
+var sharedOps = []string{opClaim, opFinish, opOffer, opRelease, opForget}
 
 // metrics are the pipeline's counters. Label values are fixed sets: never a
 // customer id.
@@ -80,6 +93,8 @@ type metrics struct {
 	acceptedBy        map[string]prometheus.Counter // accepted, by kind: no label hashing per event
 	dropShutdown      prometheus.Counter
 	dropFocus         prometheus.Counter
+	sharedErrors      *prometheus.CounterVec // op
+	claimsExpired     prometheus.Counter
 }
 
 // latencyBuckets span 100 µs to about 3 s: an in-process scorer answers in
@@ -111,6 +126,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		evictedVec: metric.CounterVec("storeflow_shoppers_evicted_total",
 			"Shoppers forgotten to make room for a new one at MAX_SHOPPERS, by reason: one_move (seen in one move only) or least_recent (an established shopper, the least recently active).", "reason"),
 	}
+	m.sharedErrors = metric.CounterVec("storeflow_shared_state_errors_total",
+		"DWELL_STATE=redis: failed Redis calls for the focus claims and the visit ledger, by operation (claim, finish, offer, release, forget).", "op")
+	m.claimsExpired = metric.Counter("storeflow_focus_claims_expired_total",
+		"DWELL_STATE=redis: focus events that took longer than FOCUS_CLAIM_TTL to settle: their claim had expired, so another instance may have handled them too.")
 	m.evicted[evictedOneMove] = m.evictedVec.WithLabelValues("one_move")
 	m.evicted[evictedLeastRecent] = m.evictedVec.WithLabelValues("least_recent")
 	m.stageSeconds = latencyVec("storeflow_focus_stage_seconds",
@@ -135,7 +154,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.outcome[o] = m.focusOutcome.WithLabelValues(o)
 	}
 	reg.MustRegister(m.accepted, m.rejected, m.dropped, m.focus, m.browsing, m.focusOutcome, m.outOfOrder, m.expired, m.evictedVec, m.prefetch, m.tracked,
-		m.stageSeconds, m.focusSeconds, m.predictionSeconds, m.predictions, m.published)
+		m.stageSeconds, m.focusSeconds, m.predictionSeconds, m.predictions, m.published, m.sharedErrors, m.claimsExpired)
 	// Pre-create every series so dashboards see zeros, not gaps.
 	m.acceptedBy = make(map[string]prometheus.Counter, 4)
 	for _, k := range []string{kindEnter, kindMove, kindExit, kindFocus} {
@@ -147,6 +166,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.rejected.WithLabelValues(kindMove, string(reasonOffPlan))
 	for _, o := range outcomes {
 		m.focusOutcome.WithLabelValues(o)
+	}
+	for _, op := range sharedOps {
+		m.sharedErrors.WithLabelValues(op)
 	}
 	for _, o := range []string{"ok", OutcomeUnknownCustomer, "error"} {
 		m.prefetch.WithLabelValues(o)

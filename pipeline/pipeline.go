@@ -49,6 +49,8 @@ type Config struct {
 	FirstCouponWait time.Duration `env:"FIRST_COUPON_WAIT" envDefault:"1m"`       // after the first focus, how long until "no coupon yet" says why; 0 = never
 	BrowsingAfter   time.Duration `env:"BROWSING_AFTER" envDefault:"30s"`         // event time on the move without a focus before a browsing event; 0 = off
 	BrowsingMoves   int           `env:"BROWSING_MOVES" envDefault:"20"`          // moves to another position in that time, at least
+	DwellState      string        `env:"DWELL_STATE" envDefault:"memory"`         // memory (one instance) or redis (several instances share state)
+	ClaimTTL        time.Duration `env:"FOCUS_CLAIM_TTL" envDefault:"10s"`        // DWELL_STATE=redis: a focus claimed and not confirmed is free again after this
 }
 
 // Validate checks the values; errors name the variable and the value.
@@ -107,6 +109,17 @@ func (c Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("SHUTDOWN_TIMEOUT=%s: must be positive", c.ShutdownTimeout))
 	}
+	if c.DwellState != DwellStateMemory && c.DwellState != DwellStateRedis {
+		errs = append(errs, fmt.Errorf("DWELL_STATE=%q: must be %q or %q", c.DwellState, DwellStateMemory, DwellStateRedis))
+	}
+	// A claim must outlast the slowest focus that still ends in a coupon
+	// (central and predictor at their timeouts), and expire before the
+	// confirmed focus keys it guards are forgotten.
+	if c.ClaimTTL < time.Second {
+		errs = append(errs, fmt.Errorf("FOCUS_CLAIM_TTL=%s: must be at least 1s", c.ClaimTTL))
+	} else if c.DwellState == DwellStateRedis && c.ShopperTTL >= time.Second && c.ClaimTTL > c.ShopperTTL {
+		errs = append(errs, fmt.Errorf("FOCUS_CLAIM_TTL=%s: must not exceed SHOPPER_TTL (%s) with DWELL_STATE=redis", c.ClaimTTL, c.ShopperTTL))
+	}
 	if c.Overflow != OverflowBlock && c.Overflow != OverflowDrop {
 		errs = append(errs, fmt.Errorf("PIPELINE_OVERFLOW=%q: must be %q or %q", c.Overflow, OverflowBlock, OverflowDrop))
 	}
@@ -142,6 +155,11 @@ type Parts struct {
 	Pub        Publisher
 	Log        *slog.Logger
 	Registerer prometheus.Registerer // receives the metrics (nil: a private registry)
+	// Redis holds the state instances share with DWELL_STATE=redis (nil
+	// when REDIS_URL is unset); its keys start with RedisPrefix
+	// (CACHE_PREFIX; "storeflow:" when empty).
+	Redis       redis.UniversalClient
+	RedisPrefix string
 }
 
 // Pipeline turns shopper events into focus events and focus events into
@@ -165,6 +183,7 @@ type Pipeline struct {
 	prefetchQ chan string
 	focusQ    chan focusIn
 	visits    *visits
+	shared    *shared      // DWELL_STATE=redis: focus claims and the visit ledger in Redis; nil in memory
 	recent    *recentFocus // focus events taken in lately: a second delivery is dropped
 	first     *firsts      // the first focus and coupon, logged for a new user
 
@@ -198,6 +217,9 @@ func New(cfg Config, parts Parts) (*Pipeline, error) {
 	if err := (recommender.Config{Threshold: threshold}).ValidateThreshold(); err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
+	if cfg.DwellState == DwellStateRedis && parts.Redis == nil {
+		return nil, errors.New("pipeline: DWELL_STATE=redis needs Redis: set REDIS_URL")
+	}
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
@@ -229,6 +251,9 @@ func New(cfg Config, parts Parts) (*Pipeline, error) {
 	}
 	for i := range p.shards {
 		p.shards[i] = make(chan shopperEvent, cfg.QueueSize)
+	}
+	if cfg.DwellState == DwellStateRedis {
+		p.shared = newShared(parts.Redis, parts.RedisPrefix, cfg.ClaimTTL, cfg.ShopperTTL)
 	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "storeflow_queue_depth", Help: "Events waiting in the pipeline's intake queues.",
@@ -521,6 +546,12 @@ func (p *Pipeline) dwellWorker(ctx context.Context, in <-chan shopperEvent) {
 			case kindEnter, kindExit: // a new visit starts clean; an exit ends it
 				if shoppers.forget(ev.id) {
 					p.m.tracked.Dec()
+				}
+				if p.shared != nil {
+					// The shared ledger's visit ends here, not in the
+					// callback (no I/O there), before any focus this
+					// worker detects later for the shopper.
+					p.sharedErr(opForget, ev.id, p.shared.forget(ctx, ev.id))
 				}
 				continue
 			}

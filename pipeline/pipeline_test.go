@@ -82,6 +82,7 @@ func testConfig() Config {
 		ShopperTTL: 30 * time.Minute, MaxShoppers: 1000, DwellWorkers: 2, FocusWorkers: 2,
 		QueueSize: 16, Overflow: OverflowBlock, MaxProducts: 20, ShutdownTimeout: 5 * time.Second, DedupWindow: 1000,
 		BrowsingTopic: "browsing", BrowsingAfter: 20 * time.Second, BrowsingMoves: 20,
+		DwellState: DwellStateMemory, ClaimTTL: 10 * time.Second,
 	}
 }
 
@@ -168,6 +169,11 @@ func TestConfigValidate(t *testing.T) {
 		"browsing moves":      {func(c *Config) { c.BrowsingMoves = 0 }, "BROWSING_MOVES=0"},
 		"browsing moves big":  {func(c *Config) { c.BrowsingMoves = 70000 }, "BROWSING_MOVES=70000"},
 		"first":               {func(c *Config) { c.FirstCouponWait = -time.Second }, "FIRST_COUPON_WAIT=-1s"},
+		"dwell state":         {func(c *Config) { c.DwellState = "disk" }, `DWELL_STATE="disk"`},
+		"claim ttl":           {func(c *Config) { c.ClaimTTL = 500 * time.Millisecond }, "FOCUS_CLAIM_TTL=500ms"},
+		"claim ttl long": {func(c *Config) {
+			c.DwellState, c.ShopperTTL, c.ClaimTTL = DwellStateRedis, time.Minute, 2*time.Minute
+		}, "FOCUS_CLAIM_TTL=2m0s: must not exceed SHOPPER_TTL"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
