@@ -144,20 +144,18 @@ type Parts struct {
 	Plan *store.Plan
 	// Source gives customer context and coupons (the catalog, or the cache in
 	// front of a remote central); store.ErrNotFound means unknown.
-	Source store.Source
-	// Redis is the process's one Redis client (a server or a Redis
-	// Cluster: keys one script or transaction touches share a hash tag);
-	// nil when REDIS_URL is unset.
-	Redis      redis.UniversalClient
+	Source     store.Source
 	Scorer     recommender.Scorer
 	Threshold  float64 // PREDICTION_THRESHOLD: the least probability a coupon is offered at
 	Sub        Subscriber
 	Pub        Publisher
 	Log        *slog.Logger
 	Registerer prometheus.Registerer // receives the metrics (nil: a private registry)
-	// Redis holds the state instances share with DWELL_STATE=redis (nil
-	// when REDIS_URL is unset); its keys start with RedisPrefix
-	// (CACHE_PREFIX; "storeflow:" when empty).
+	// Redis is the process's one Redis client (a server or a Redis
+	// Cluster: keys one script or transaction touches share a hash tag;
+	// nil when REDIS_URL is unset). It holds the state instances share with
+	// DWELL_STATE=redis; its keys start with RedisPrefix (CACHE_PREFIX;
+	// "storeflow:" when empty).
 	Redis       redis.UniversalClient
 	RedisPrefix string
 }
