@@ -1,0 +1,243 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/storeflow/storeflow/store"
+)
+
+// Dwell state modes (DWELL_STATE).
+const (
+	DwellMemory = "memory" // each dwell worker's shopper table: one instance
+	DwellRedis  = "redis"  // a hash per shopper in Redis: several instances share it
+)
+
+// dwellBatch is the most events a dwell worker in Redis mode sends in one
+// pipeline: one round trip for up to this many script calls. A worker never
+// waits to fill a batch; it takes what is queued.
+const dwellBatch = 128
+
+// shopperScript is shopper.move and the reset of an enter or exit, for a
+// shopper whose state is the hash KEYS[1], applied atomically. It must stay
+// the in-memory rule line for line (dwell.go): TestSharedRuleMatchesMemory
+// runs the same cases through both.
+//
+// ARGV: 1 "m" (move) or "r" (enter, exit: forget the shopper), 2 ts,
+// 3 x, 4 y, 5 department, 6 dwell, 7 gap, 8 cooldown, 9 browsing after
+// (whole seconds, rounded so that a comparison with a whole number of
+// seconds is that of the durations: see sharedRule), 10 browsing moves,
+// 11 SHOPPER_TTL in ms. It returns a moveResult.
+//
+// The hash's fields: s since, l last, f focusAt, d dep, F focused,
+// w wanderFrom, m movedAt, x, y, n steps, a alerted; an absent one is the
+// zero shopper's.
+var shopperScript = redis.NewScript(`
+local k = KEYS[1]
+if ARGV[1] == 'r' then
+  redis.call('DEL', k)
+  return 0
+end
+local ts, x, y, dep = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local dwell, gap, cooldown = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local after, moves = tonumber(ARGV[9]), tonumber(ARGV[10])
+local h = redis.call('HMGET', k, 's', 'l', 'f', 'd', 'F', 'w', 'm', 'x', 'y', 'n', 'a')
+local since, last, focusAt = tonumber(h[1]) or 0, tonumber(h[2]) or 0, tonumber(h[3]) or 0
+local sdep, focused = tonumber(h[4]) or 0, h[5] == '1'
+local wanderFrom, movedAt = tonumber(h[6]) or 0, tonumber(h[7]) or 0
+local sx, sy, steps, alerted = tonumber(h[8]) or 0, tonumber(h[9]) or 0, tonumber(h[10]) or 0, h[11] == '1'
+if last ~= 0 and ts < last then
+  redis.call('PEXPIRE', k, ARGV[11])
+  return 3
+end
+local first = last == 0
+local res = 0
+if dep ~= sdep then
+  sdep, since, focused = dep, ts, false
+elseif last == 0 or ts - last > gap then
+  since = ts
+end
+last = ts
+if dep ~= 0 then
+  if focused then
+    if cooldown > 0 and ts - focusAt >= cooldown then
+      focused, since = false, ts
+    end
+  elseif ts - since >= dwell then
+    focused, focusAt = true, ts
+    res = 1
+  end
+end
+if after > 0 then
+  local moved = not first and (x ~= sx or y ~= sy)
+  sx, sy = x, y
+  if first or focused then
+    wanderFrom, movedAt, steps, alerted = ts, ts, 0, false
+  elseif alerted then
+  elseif ts - movedAt > gap then
+    wanderFrom, movedAt, steps = ts, ts, 0
+  else
+    if moved then
+      movedAt = ts
+      if steps < 65535 then steps = steps + 1 end
+    end
+    if steps >= moves and ts - wanderFrom >= after then
+      alerted = true
+      res = 2
+    end
+  end
+end
+redis.call('HSET', k, 's', since, 'l', last, 'f', focusAt, 'd', sdep, 'F', focused and 1 or 0,
+  'w', wanderFrom, 'm', movedAt, 'x', sx, 'y', sy, 'n', steps, 'a', alerted and 1 or 0)
+redis.call('PEXPIRE', k, ARGV[11])
+return res
+`)
+
+// sharedShoppers is the dwell state of DWELL_STATE=redis: one hash per
+// shopper, which every instance applies its events to with shopperScript.
+type sharedShoppers struct {
+	client redis.UniversalClient
+	prefix string
+	rule   [6]string // ARGV 6 to 11, formatted once
+}
+
+func newSharedShoppers(client redis.UniversalClient, prefix string, r DwellRule, b BrowsingRule, ttl time.Duration) *sharedShoppers {
+	sr := sharedRule(r, b)
+	return &sharedShoppers{client: client, prefix: prefix, rule: [6]string{
+		strconv.FormatInt(sr[0], 10), strconv.FormatInt(sr[1], 10), strconv.FormatInt(sr[2], 10),
+		strconv.FormatInt(sr[3], 10), strconv.Itoa(b.Moves), strconv.FormatInt(ttl.Milliseconds(), 10),
+	}}
+}
+
+// sharedRule is the rule in whole seconds for the script: dwell, gap,
+// cooldown and browsing after. The script compares whole-second differences
+// k of event ts; for a whole k, k·1s ≥ D is k ≥ ⌈D⌉ and k·1s > G is
+// k > ⌊G⌋, so the rounding keeps every comparison the in-memory one.
+func sharedRule(r DwellRule, b BrowsingRule) [4]int64 {
+	ceil := func(d time.Duration) int64 { return int64((d + time.Second - 1) / time.Second) }
+	return [4]int64{ceil(r.Dwell), int64(r.Gap / time.Second), ceil(r.Cooldown), ceil(b.After)}
+}
+
+// key is the shopper's hash: the id is the hash tag, so Redis Cluster
+// places it whole on one shard.
+func (s *sharedShoppers) key(id string) string { return s.prefix + "shopper:{" + id + "}" }
+
+// load puts the script in Redis's script cache (every shard of a cluster).
+// It is only a head start: a batch that meets NOSCRIPT sends the script
+// itself.
+func (s *sharedShoppers) load(ctx context.Context) error {
+	return shopperScript.Load(ctx, s.client).Err()
+}
+
+// args is ARGV for ev, whose position is in dep.
+func (s *sharedShoppers) args(ev shopperEvent, dep store.Department) []any {
+	if ev.kind != kindMove {
+		return []any{"r"}
+	}
+	return []any{"m", ev.ts, ev.x, ev.y, uint8(dep), s.rule[0], s.rule[1], s.rule[2], s.rule[3], s.rule[4], s.rule[5]}
+}
+
+// apply runs the script for each event of batch (deps: the department of
+// each move) in one pipeline, in order, and writes each event's outcome to
+// res, or its error to errs (nil when it was applied), and returns the
+// round trips it took: one, two when NOSCRIPT. A shopper's events
+// all go to one shard, in order; those a shard refused with NOSCRIPT (its
+// script cache was empty: a restart, a failover) are sent again, in order,
+// with the script itself.
+func (s *sharedShoppers) apply(ctx context.Context, batch []shopperEvent, deps []store.Department, res []moveResult, errs []error) (trips int) {
+	cmds := make([]*redis.Cmd, len(batch))
+	pipe := s.client.Pipeline()
+	for i, ev := range batch {
+		cmds[i] = shopperScript.EvalSha(ctx, pipe, []string{s.key(ev.id)}, s.args(ev, deps[i])...)
+	}
+	_, _ = pipe.Exec(ctx) // each command carries its own error
+	trips = 1
+	var again []int
+	for i, c := range cmds {
+		if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+			again = append(again, i)
+		}
+	}
+	if len(again) > 0 {
+		pipe := s.client.Pipeline()
+		for _, i := range again {
+			cmds[i] = shopperScript.Eval(ctx, pipe, []string{s.key(batch[i].id)}, s.args(batch[i], deps[i])...)
+		}
+		_, _ = pipe.Exec(ctx)
+		trips++
+	}
+	for i, c := range cmds {
+		n, err := c.Int()
+		if err == nil && (n < int(moveOK) || n > int(moveOutOfOrder)) {
+			err = errors.New("pipeline: the dwell script answered " + strconv.Itoa(n))
+		}
+		res[i], errs[i] = moveResult(n), err
+	}
+	return trips
+}
+
+// sharedDwellWorker is dwellWorker for DWELL_STATE=redis: it takes what is
+// queued, up to dwellBatch events, applies it in one round trip and acts on
+// the outcomes in order. The events of a batch Redis failed are dropped,
+// counted and logged (rate-limited): the shopper's next moves go on from
+// the state Redis holds.
+func (p *Pipeline) sharedDwellWorker(ctx context.Context, in <-chan shopperEvent) {
+	batch := make([]shopperEvent, 0, dwellBatch)
+	deps := make([]store.Department, dwellBatch)
+	res := make([]moveResult, dwellBatch)
+	errs := make([]error, dwellBatch)
+	var buf []byte
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-in:
+			if !ok { // shutdown: the queue is empty and closed
+				return
+			}
+			batch = append(batch[:0], ev)
+		fill:
+			for len(batch) < dwellBatch {
+				select {
+				case ev, ok := <-in:
+					if !ok {
+						break fill
+					}
+					batch = append(batch, ev)
+				default:
+					break fill
+				}
+			}
+			for i, ev := range batch {
+				deps[i] = p.plan.DepartmentAt(ev.x, ev.y)
+			}
+			p.m.stateTrips.Add(float64(p.shoppers.apply(ctx, batch, deps, res, errs)))
+			for i, ev := range batch {
+				if err := errs[i]; err != nil {
+					p.stateFailed(ctx, ev, err)
+					continue
+				}
+				if res[i] != moveOK {
+					buf = p.act(ctx, res[i], ev, deps[i], buf)
+				}
+			}
+		}
+	}
+}
+
+// stateFailed counts an event the shared dwell state did not take: dropped
+// as "shutdown" when SHUTDOWN_TIMEOUT cancelled it, else as "dwell_state".
+func (p *Pipeline) stateFailed(ctx context.Context, ev shopperEvent, err error) {
+	if ctx.Err() != nil {
+		p.m.dropShutdown.Inc()
+		return
+	}
+	p.m.dropState.Inc()
+	p.warn.Log(slog.LevelError, "drop:"+queueDwellState, "event dropped: the shared dwell state (Redis) failed",
+		"kind", ev.kind, "customer_id", ev.id, "error", err)
+}
