@@ -3,7 +3,9 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,9 +15,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/storeflow/storeflow/broker"
 	"github.com/storeflow/storeflow/event"
 	"github.com/storeflow/storeflow/internal/harness"
 	"github.com/storeflow/storeflow/internal/metrictest"
+	"github.com/storeflow/storeflow/internal/mosquittotest"
 	"github.com/storeflow/storeflow/internal/redistest"
 	"github.com/storeflow/storeflow/store"
 )
@@ -441,5 +445,98 @@ func TestSharedDwellNeedsRedis(t *testing.T) {
 	_, err := New(cfg, Parts{Plan: plan, Source: testCatalog(t), Scorer: discountScorer{}, Sub: newBus(), Pub: newBus()})
 	if err == nil || !strings.Contains(err.Error(), "DWELL_STATE=redis") || !strings.Contains(err.Error(), "REDIS_URL") {
 		t.Fatalf("New without Redis: %v, want an error naming DWELL_STATE and REDIS_URL", err)
+	}
+}
+
+// Two instances in one share group (MQTT_SHARE_GROUP) on a real mosquitto
+// and one Redis: the broker splits each topic between them, yet every
+// shopper who lingers gets exactly one focus, as with one instance.
+func TestSharedGroupOneFocusPerVisit(t *testing.T) {
+	addr := mosquittotest.Start(t, "allow_anonymous true")
+	rdb := newRedisClient(t, redistest.Start(t))
+	host, portText, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portText)
+	dial := func(name string) *broker.Client {
+		t.Helper()
+		cfg := broker.Config{Host: host, Port: port, Name: name, QoS: 1, OfflineQueue: 1000, CleanSession: true}
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		c, err := broker.Dial(ctx, cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		harness.Start(t, "broker client "+name, c.Run, c.Ready())
+		return c
+	}
+	regs := []*prometheus.Registry{prometheus.NewRegistry(), prometheus.NewRegistry()}
+	for i, reg := range regs {
+		c := dial("sf-share-" + strconv.Itoa(i))
+		cfg := testConfig()
+		cfg.DwellState, cfg.ShareGroup, cfg.QueueSize = DwellRedis, "storeflow", 1024
+		runUntilEnd(t, newTestPipeline(t, cfg, Parts{Source: testCatalog(t), Scorer: discountScorer{}, Sub: c, Pub: c, Registerer: reg,
+			Redis: rdb, RedisPrefix: "storeflow:"}), nil)
+	}
+	var mu sync.Mutex
+	focus := map[string]int{}
+	watcher := dial("sf-share-watcher")
+	if err := watcher.Subscribe("focus", func(_ string, payload []byte) {
+		f, err := event.DecodeFocus(payload)
+		if err != nil {
+			t.Errorf("focus %q: %v", payload, err)
+			return
+		}
+		mu.Lock()
+		focus[f.ID]++
+		mu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sensor := dial("sf-share-sensor")
+	publish := func(topic string, payload []byte) {
+		t.Helper()
+		if err := sensor.Publish(context.Background(), topic, payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const shoppers, linger = 20, 30 // moves one second apart: three times the dwell
+	accepted := func(kind string) (n float64) {
+		for _, reg := range regs {
+			n += metrictest.Value(t, reg, "storeflow_events_accepted_total", "kind="+kind)
+		}
+		return n
+	}
+	for s := range shoppers {
+		publish("enter", []byte(fmt.Sprintf(`{"id":"s%d","ts":99}`, s)))
+	}
+	// Each visit begins once its entry was applied: the enter and the moves
+	// may go to different instances.
+	harness.Until(t, 10*time.Second, "every entry taken", func() bool { return accepted(kindEnter) == shoppers })
+	for ts := int64(100); ts < 100+linger; ts++ {
+		for s := range shoppers {
+			publish("move", movePayload(fmt.Sprintf("s%d", s), ts, 1, 1))
+		}
+	}
+	harness.Until(t, 20*time.Second, "a focus for every shopper", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(focus) == shoppers
+	})
+	harness.Until(t, 10*time.Second, "every move taken", func() bool { return accepted(kindMove) == shoppers*linger })
+	for i, reg := range regs {
+		if n := metrictest.Value(t, reg, "storeflow_events_accepted_total", "kind="+kindMove); n == 0 {
+			t.Errorf("instance %d took no move: the group did not share the topic", i)
+		}
+		t.Logf("instance %d: %v moves, %v out of order, %v focus", i,
+			metrictest.Value(t, reg, "storeflow_events_accepted_total", "kind="+kindMove),
+			metrictest.Value(t, reg, "storeflow_moves_out_of_order_total"), metrictest.Value(t, reg, "storeflow_focus_detected_total"))
+	}
+	// Every focus consumed once, by one instance of the group.
+	harness.Until(t, 10*time.Second, "every focus taken once", func() bool { return accepted(kindFocus) == shoppers })
+	mu.Lock()
+	defer mu.Unlock()
+	for id, n := range focus {
+		if n != 1 {
+			t.Errorf("shopper %s: %d focus events, want 1", id, n)
+		}
 	}
 }
