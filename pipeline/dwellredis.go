@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"time"
@@ -14,8 +15,8 @@ import (
 
 // Dwell state modes (DWELL_STATE).
 const (
-	DwellMemory = "memory" // each dwell worker's shopper table: one instance
-	DwellRedis  = "redis"  // a hash per shopper in Redis: several instances share it
+	DwellStateMemory = "memory" // each dwell worker's shopper table: one instance
+	DwellStateRedis  = "redis"  // a hash per shopper in Redis: several instances share it
 )
 
 // dwellBatch is the most events a dwell worker in Redis mode sends in one
@@ -23,10 +24,10 @@ const (
 // waits to fill a batch; it takes what is queued.
 const dwellBatch = 128
 
-// shopperScript is shopper.move and the reset of an enter or exit, for a
-// shopper whose state is the hash KEYS[1], applied atomically. It must stay
-// the in-memory rule line for line (dwell.go): TestSharedRuleMatchesMemory
-// runs the same cases through both.
+// shopperScript is shopper.move and the reset of an enter or exit, for the
+// shopper whose state is the string KEYS[1], applied atomically. It must
+// stay the in-memory rule line for line (dwell.go):
+// TestSharedRuleMatchesMemory runs the same cases through both.
 //
 // ARGV: 1 "m" (move) or "r" (enter, exit: forget the shopper), 2 ts,
 // 3 x, 4 y, 5 department, 6 dwell, 7 gap, 8 cooldown, 9 browsing after
@@ -34,51 +35,51 @@ const dwellBatch = 128
 // seconds is that of the durations: see sharedRule), 10 browsing moves,
 // 11 SHOPPER_TTL in ms. It returns a moveResult.
 //
-// The hash's fields: s since, l last, f focusAt, d dep, F focused,
-// w wanderFrom, m movedAt, x, y, n steps, a alerted; an absent one is the
-// zero shopper's.
-var shopperScript = redis.NewScript(`
+// The state is one value packed with struct.pack (stateFormat), written
+// with SET … PX, so the write and the expiry are one command: a hash of
+// the same fields (HMGET, HSET, PEXPIRE) cost Redis twice the CPU per move
+// (README, Performance). An absent key is the zero shopper.
+const shopperScriptText = `
 local k = KEYS[1]
 if ARGV[1] == 'r' then
   redis.call('DEL', k)
   return 0
 end
 local ts, x, y, dep = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local dwell, gap, cooldown = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local after, moves = tonumber(ARGV[9]), tonumber(ARGV[10])
-local h = redis.call('HMGET', k, 's', 'l', 'f', 'd', 'F', 'w', 'm', 'x', 'y', 'n', 'a')
-local since, last, focusAt = tonumber(h[1]) or 0, tonumber(h[2]) or 0, tonumber(h[3]) or 0
-local sdep, focused = tonumber(h[4]) or 0, h[5] == '1'
-local wanderFrom, movedAt = tonumber(h[6]) or 0, tonumber(h[7]) or 0
-local sx, sy, steps, alerted = tonumber(h[8]) or 0, tonumber(h[9]) or 0, tonumber(h[10]) or 0, h[11] == '1'
+local dwell, gap, cooldown, after, moves, ttl = %d, %d, %d, %d, %d, %d
+local since, last, focusAt, sdep, focused, wanderFrom, movedAt, sx, sy, steps, alerted = 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+local v = redis.call('GET', k)
+if v then
+  since, last, focusAt, sdep, focused, wanderFrom, movedAt, sx, sy, steps, alerted = struct.unpack('` + stateFormat + `', v)
+end
 if last ~= 0 and ts < last then
-  redis.call('PEXPIRE', k, ARGV[11])
+  redis.call('PEXPIRE', k, ttl)
   return 3
 end
 local first = last == 0
 local res = 0
 if dep ~= sdep then
-  sdep, since, focused = dep, ts, false
+  sdep, since, focused = dep, ts, 0
 elseif last == 0 or ts - last > gap then
   since = ts
 end
 last = ts
 if dep ~= 0 then
-  if focused then
+  if focused == 1 then
     if cooldown > 0 and ts - focusAt >= cooldown then
-      focused, since = false, ts
+      focused, since = 0, ts
     end
   elseif ts - since >= dwell then
-    focused, focusAt = true, ts
+    focused, focusAt = 1, ts
     res = 1
   end
 end
 if after > 0 then
   local moved = not first and (x ~= sx or y ~= sy)
   sx, sy = x, y
-  if first or focused then
-    wanderFrom, movedAt, steps, alerted = ts, ts, 0, false
-  elseif alerted then
+  if first or focused == 1 then
+    wanderFrom, movedAt, steps, alerted = ts, ts, 0, 0
+  elseif alerted == 1 then
   elseif ts - movedAt > gap then
     wanderFrom, movedAt, steps = ts, ts, 0
   else
@@ -87,31 +88,33 @@ if after > 0 then
       if steps < 65535 then steps = steps + 1 end
     end
     if steps >= moves and ts - wanderFrom >= after then
-      alerted = true
+      alerted = 1
       res = 2
     end
   end
 end
-redis.call('HSET', k, 's', since, 'l', last, 'f', focusAt, 'd', sdep, 'F', focused and 1 or 0,
-  'w', wanderFrom, 'm', movedAt, 'x', sx, 'y', sy, 'n', steps, 'a', alerted and 1 or 0)
-redis.call('PEXPIRE', k, ARGV[11])
+redis.call('SET', k, struct.pack('` + stateFormat + `', since, last, focusAt, sdep, focused, wanderFrom, movedAt, sx, sy, steps, alerted), 'PX', ttl)
 return res
-`)
+`
 
-// sharedShoppers is the dwell state of DWELL_STATE=redis: one hash per
+// stateFormat packs a shopper (struct.pack, little-endian): since, last,
+// focusAt as doubles (event ts are whole seconds, exact far beyond year
+// 9999), dep and focused as bytes, wanderFrom and movedAt as doubles, x and
+// y as int32, steps as uint16, alerted as a byte: 53 bytes.
+const stateFormat = "<dddBBddiiHB"
+
+// sharedShoppers is the dwell state of DWELL_STATE=redis: one key per
 // shopper, which every instance applies its events to with shopperScript.
 type sharedShoppers struct {
 	client redis.UniversalClient
 	prefix string
-	rule   [6]string // ARGV 6 to 11, formatted once
+	script *redis.Script // shopperScriptText with this rule
 }
 
 func newSharedShoppers(client redis.UniversalClient, prefix string, r DwellRule, b BrowsingRule, ttl time.Duration) *sharedShoppers {
 	sr := sharedRule(r, b)
-	return &sharedShoppers{client: client, prefix: prefix, rule: [6]string{
-		strconv.FormatInt(sr[0], 10), strconv.FormatInt(sr[1], 10), strconv.FormatInt(sr[2], 10),
-		strconv.FormatInt(sr[3], 10), strconv.Itoa(b.Moves), strconv.FormatInt(ttl.Milliseconds(), 10),
-	}}
+	return &sharedShoppers{client: client, prefix: prefix,
+		script: redis.NewScript(fmt.Sprintf(shopperScriptText, sr[0], sr[1], sr[2], sr[3], b.Moves, ttl.Milliseconds()))}
 }
 
 // sharedRule is the rule in whole seconds for the script: dwell, gap,
@@ -123,15 +126,15 @@ func sharedRule(r DwellRule, b BrowsingRule) [4]int64 {
 	return [4]int64{ceil(r.Dwell), int64(r.Gap / time.Second), ceil(r.Cooldown), ceil(b.After)}
 }
 
-// key is the shopper's hash: the id is the hash tag, so Redis Cluster
-// places it whole on one shard.
+// key is the shopper's state: the id is the hash tag, so Redis Cluster
+// places the shopper's keys on one shard.
 func (s *sharedShoppers) key(id string) string { return s.prefix + "shopper:{" + id + "}" }
 
 // load puts the script in Redis's script cache (every shard of a cluster).
 // It is only a head start: a batch that meets NOSCRIPT sends the script
 // itself.
 func (s *sharedShoppers) load(ctx context.Context) error {
-	return shopperScript.Load(ctx, s.client).Err()
+	return s.script.Load(ctx, s.client).Err()
 }
 
 // args is ARGV for ev, whose position is in dep.
@@ -139,7 +142,7 @@ func (s *sharedShoppers) args(ev shopperEvent, dep store.Department) []any {
 	if ev.kind != kindMove {
 		return []any{"r"}
 	}
-	return []any{"m", ev.ts, ev.x, ev.y, uint8(dep), s.rule[0], s.rule[1], s.rule[2], s.rule[3], s.rule[4], s.rule[5]}
+	return []any{"m", ev.ts, ev.x, ev.y, uint8(dep)}
 }
 
 // apply runs the script for each event of batch (deps: the department of
@@ -153,7 +156,7 @@ func (s *sharedShoppers) apply(ctx context.Context, batch []shopperEvent, deps [
 	cmds := make([]*redis.Cmd, len(batch))
 	pipe := s.client.Pipeline()
 	for i, ev := range batch {
-		cmds[i] = shopperScript.EvalSha(ctx, pipe, []string{s.key(ev.id)}, s.args(ev, deps[i])...)
+		cmds[i] = s.script.EvalSha(ctx, pipe, []string{s.key(ev.id)}, s.args(ev, deps[i])...)
 	}
 	_, _ = pipe.Exec(ctx) // each command carries its own error
 	trips = 1
@@ -166,7 +169,7 @@ func (s *sharedShoppers) apply(ctx context.Context, batch []shopperEvent, deps [
 	if len(again) > 0 {
 		pipe := s.client.Pipeline()
 		for _, i := range again {
-			cmds[i] = shopperScript.Eval(ctx, pipe, []string{s.key(batch[i].id)}, s.args(batch[i], deps[i])...)
+			cmds[i] = s.script.Eval(ctx, pipe, []string{s.key(batch[i].id)}, s.args(batch[i], deps[i])...)
 		}
 		_, _ = pipe.Exec(ctx)
 		trips++

@@ -2,8 +2,11 @@ package pipeline
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -217,6 +220,23 @@ func TestSharedShopperExpires(t *testing.T) {
 	}
 }
 
+// lastMove is the ts of the last move in the shopper state at key
+// (stateFormat: the second double), 0 when there is none.
+func lastMove(t *testing.T, rdb redis.UniversalClient, key string) int64 {
+	t.Helper()
+	v, err := rdb.Get(context.Background(), key).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v) != 53 {
+		t.Fatalf("state of %d bytes, want 53 (stateFormat %s)", len(v), stateFormat)
+	}
+	return int64(math.Float64frombits(binary.LittleEndian.Uint64(v[8:16])))
+}
+
 // roundTrips counts what a client sends, but for the handshake of a new
 // connection: pipelines and single commands, and the commands in them.
 type roundTrips struct {
@@ -282,7 +302,7 @@ func commandCalls(t *testing.T, rdb redis.UniversalClient, cmd string) int {
 func sharedPipeline(t *testing.T, rdb redis.UniversalClient, b *bus, reg *prometheus.Registry, tweak func(*Config)) *Pipeline {
 	t.Helper()
 	cfg := testConfig()
-	cfg.DwellState, cfg.DwellWorkers, cfg.QueueSize = DwellRedis, 1, 1024
+	cfg.DwellState, cfg.DwellWorkers, cfg.QueueSize = DwellStateRedis, 1, 1024
 	if tweak != nil {
 		tweak(&cfg)
 	}
@@ -377,7 +397,7 @@ func TestSharedStateAcrossInstances(t *testing.T) {
 		p1.onMove("move", movePayload("s1", ts, 1, 1))
 	}
 	harness.Until(t, 10*time.Second, "instance 1 applied its moves", func() bool {
-		return rdb.HGet(context.Background(), "storeflow:shopper:{s1}", "l").Val() == "105"
+		return lastMove(t, rdb, "storeflow:shopper:{s1}") == 105
 	})
 	p2.onMove("move", movePayload("s1", 104, 1, 1)) // older than instance 1's last
 	harness.Until(t, 10*time.Second, "instance 2 counts the out-of-order move", func() bool {
@@ -440,7 +460,7 @@ func TestSharedDwellRedisDown(t *testing.T) {
 // DWELL_STATE=redis without a Redis client is refused at construction.
 func TestSharedDwellNeedsRedis(t *testing.T) {
 	cfg := testConfig()
-	cfg.DwellState = DwellRedis
+	cfg.DwellState = DwellStateRedis
 	plan, _ := store.GridPlan(6, 10)
 	_, err := New(cfg, Parts{Plan: plan, Source: testCatalog(t), Scorer: discountScorer{}, Sub: newBus(), Pub: newBus()})
 	if err == nil || !strings.Contains(err.Error(), "DWELL_STATE=redis") || !strings.Contains(err.Error(), "REDIS_URL") {
@@ -472,7 +492,7 @@ func TestSharedGroupOneFocusPerVisit(t *testing.T) {
 	for i, reg := range regs {
 		c := dial("sf-share-" + strconv.Itoa(i))
 		cfg := testConfig()
-		cfg.DwellState, cfg.ShareGroup, cfg.QueueSize = DwellRedis, "storeflow", 1024
+		cfg.DwellState, cfg.ShareGroup, cfg.QueueSize = DwellStateRedis, "storeflow", 1024
 		runUntilEnd(t, newTestPipeline(t, cfg, Parts{Source: testCatalog(t), Scorer: discountScorer{}, Sub: c, Pub: c, Registerer: reg,
 			Redis: rdb, RedisPrefix: "storeflow:"}), nil)
 	}
@@ -539,4 +559,62 @@ func TestSharedGroupOneFocusPerVisit(t *testing.T) {
 			t.Errorf("shopper %s: %d focus events, want 1", id, n)
 		}
 	}
+}
+
+// The dwell state's cost per move: batches of dwellBatch moves of
+// different shoppers, one pipeline each, against a real redis-server on
+// this machine (sharing its cores). ns/move is the wall time,
+// redis-cpu-ns/move what redis-server spent (INFO cpu).
+func BenchmarkSharedApply(b *testing.B) {
+	r := redistest.Start(b)
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	defer rdb.Close()
+	st := newSharedShoppers(rdb, "bench:", dwellRule, BrowsingRule{After: 20 * time.Second, Moves: 20}, time.Hour)
+	if err := st.load(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	batch, deps := make([]shopperEvent, dwellBatch), make([]store.Department, dwellBatch)
+	res, errs := make([]moveResult, dwellBatch), make([]error, dwellBatch)
+	for i := range batch {
+		batch[i] = shopperEvent{kind: kindMove, id: fmt.Sprintf("shopper-%04d", i), x: 1, y: 1}
+		deps[i] = store.Boys
+	}
+	ts := int64(1)
+	cpu := redisCPU(b, rdb)
+	b.ReportAllocs()
+	for b.Loop() {
+		ts++
+		for i := range batch {
+			batch[i].ts = ts
+		}
+		st.apply(context.Background(), batch, deps, res, errs)
+		if errs[0] != nil {
+			b.Fatal(errs[0])
+		}
+	}
+	moves := float64(b.N * dwellBatch)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/moves, "ns/move")
+	b.ReportMetric((redisCPU(b, rdb)-cpu)*1e9/moves, "redis-cpu-ns/move")
+}
+
+// redisCPU is the CPU time redis-server has used, in seconds.
+func redisCPU(tb testing.TB, rdb redis.UniversalClient) float64 {
+	tb.Helper()
+	info, err := rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var sum float64
+	for line := range strings.SplitSeq(info, "\n") {
+		for _, k := range []string{"used_cpu_sys:", "used_cpu_user:"} {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), k); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					tb.Fatalf("INFO cpu: %q: %v", line, err)
+				}
+				sum += f
+			}
+		}
+	}
+	return sum
 }

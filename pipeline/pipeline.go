@@ -114,8 +114,8 @@ func (c Config) Validate() error {
 	if c.Overflow != OverflowBlock && c.Overflow != OverflowDrop {
 		errs = append(errs, fmt.Errorf("PIPELINE_OVERFLOW=%q: must be %q or %q", c.Overflow, OverflowBlock, OverflowDrop))
 	}
-	if c.DwellState != DwellMemory && c.DwellState != DwellRedis {
-		errs = append(errs, fmt.Errorf("DWELL_STATE=%q: must be %q or %q", c.DwellState, DwellMemory, DwellRedis))
+	if c.DwellState != DwellStateMemory && c.DwellState != DwellStateRedis {
+		errs = append(errs, fmt.Errorf("DWELL_STATE=%q: must be %q or %q", c.DwellState, DwellStateMemory, DwellStateRedis))
 	}
 	if c.ShareGroup != "" && (len(c.ShareGroup) > 64 || strings.ContainsAny(c.ShareGroup, "/+#\x00") || !utf8.ValidString(c.ShareGroup)) {
 		errs = append(errs, fmt.Errorf("MQTT_SHARE_GROUP=%q: want 1 to 64 characters, none of / + # (a share name)", c.ShareGroup))
@@ -241,7 +241,7 @@ func New(cfg Config, parts Parts) (*Pipeline, error) {
 	for i := range p.shards {
 		p.shards[i] = make(chan shopperEvent, cfg.QueueSize)
 	}
-	if cfg.DwellState == DwellRedis {
+	if cfg.DwellState == DwellStateRedis {
 		if parts.Redis == nil {
 			return nil, errors.New("pipeline: DWELL_STATE=redis needs Redis: set REDIS_URL")
 		}

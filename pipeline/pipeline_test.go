@@ -81,7 +81,7 @@ func testConfig() Config {
 		FocusDwell: 10 * time.Second, FocusGap: 20 * time.Second, FocusCooldown: 10 * time.Minute,
 		ShopperTTL: 30 * time.Minute, MaxShoppers: 1000, DwellWorkers: 2, FocusWorkers: 2,
 		QueueSize: 16, Overflow: OverflowBlock, MaxProducts: 20, ShutdownTimeout: 5 * time.Second, DedupWindow: 1000,
-		BrowsingTopic: "browsing", BrowsingAfter: 20 * time.Second, BrowsingMoves: 20, DwellState: DwellMemory,
+		BrowsingTopic: "browsing", BrowsingAfter: 20 * time.Second, BrowsingMoves: 20, DwellState: DwellStateMemory,
 	}
 }
 
