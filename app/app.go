@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/storeflow/storeflow/broker"
@@ -69,7 +70,8 @@ type App struct {
 	central *central.Server // the central API this process serves from its catalog
 	conn    conn
 
-	centralClient *central.Client // nil without CENTRAL_URL
+	centralClient *central.Client       // nil without CENTRAL_URL
+	dwellRedis    redis.UniversalClient // DWELL_STATE=redis: the shoppers' dwell state; else nil
 	pipeline      *pipeline.Pipeline
 	sim           *simulator.Simulator   // nil when SIMULATOR_ENABLED=false
 	http          net.Listener           // nil when HTTP_ADDR=off
@@ -134,8 +136,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		}
 	}()
 
+	if cfg.Pipeline.DwellState == pipeline.DwellStateRedis {
+		if a.dwellRedis, err = dwellRedis(cfg.Store); err != nil {
+			return nil, err
+		}
+	}
 	a.pipeline, err = pipeline.New(cfg.Pipeline, pipeline.Parts{Plan: a.plan, Source: a.cache, Scorer: a.scorer,
-		Threshold: cfg.Recommender.Threshold, Sub: a.conn, Pub: a.conn, Log: log.With("component", "pipeline"), Registerer: a.reg})
+		Threshold: cfg.Recommender.Threshold, Sub: a.conn, Pub: a.conn, Log: log.With("component", "pipeline"), Registerer: a.reg,
+		Redis: a.dwellRedis, RedisPrefix: cfg.Store.CachePrefix})
 	if err != nil {
 		return nil, err
 	}

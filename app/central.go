@@ -1,7 +1,11 @@
 package app
 
 import (
+	"cmp"
 	"fmt"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/storeflow/storeflow/internal/redact"
 	"github.com/storeflow/storeflow/store"
@@ -46,4 +50,22 @@ func (a *App) closeSource() {
 	if a.centralClient != nil {
 		a.centralClient.Close()
 	}
+	if a.dwellRedis != nil {
+		_ = a.dwellRedis.Close()
+	}
+}
+
+// dwellRedis is the client of the shared dwell state (DWELL_STATE=redis) at
+// REDIS_URL. It connects on first use: Redis being down is no start error,
+// the dwell workers count what it fails.
+func dwellRedis(sc store.Config) (redis.UniversalClient, error) {
+	opts, err := redis.ParseURL(sc.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL=%s: %w", redact.URL(sc.RedisURL), redact.Error(err, sc.RedisURL))
+	}
+	opts.Password = cmp.Or(opts.Password, sc.RedisPassword)
+	opts.MaxRetries = -1 // a failed batch is counted, not retried
+	opts.ContextTimeoutEnabled = true
+	opts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	return redis.NewClient(opts), nil
 }
