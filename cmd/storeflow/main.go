@@ -59,6 +59,9 @@ const usage = `usage: storeflow [run]                 run the store (settings fr
        storeflow bench [--shoppers N] [--realtime-shoppers N] [--duration D] [--json] [--cpuprofile FILE]
                                        measure in-process: broker ceiling, pipeline moves/s, latency,
                                        allocations, and shoppers at real speed (lag, counts, memory)
+       storeflow bench --redis [--shoppers N]
+                                       the dwell state in Redis against the in-memory one: moves/s, Redis
+                                       calls, round trips and CPU (REDIS_URL, or a redis-server from PATH)
        storeflow replay [--speed X] [--all] FILE...
                                        play the original demo's scenario files or recordings to the broker
                                        (a running storeflow's embedded one, or MQTT_HOST), ts rebased to now
