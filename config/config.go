@@ -147,7 +147,7 @@ func (c Config) validateSharing() []error {
 	var errs []error
 	p := c.Pipeline
 	if p.ShareGroup != "" {
-		if p.DwellState != pipeline.DwellRedis || c.Store.RedisURL == "" {
+		if p.DwellState != pipeline.DwellStateRedis || c.Store.RedisURL == "" {
 			errs = append(errs, fmt.Errorf("MQTT_SHARE_GROUP=%q needs DWELL_STATE=redis and REDIS_URL (DWELL_STATE=%q, REDIS_URL %s): the instances of a group each get a share of a shopper's moves, so the dwell state must be shared",
 				p.ShareGroup, p.DwellState, setOrNot(c.Store.RedisURL)))
 		}
@@ -155,7 +155,7 @@ func (c Config) validateSharing() []error {
 			errs = append(errs, fmt.Errorf("MQTT_SHARE_GROUP=%q needs an external broker (MQTT_HOST): the embedded broker serves one instance", p.ShareGroup))
 		}
 	}
-	if p.DwellState == pipeline.DwellRedis && c.Store.RedisURL == "" {
+	if p.DwellState == pipeline.DwellStateRedis && c.Store.RedisURL == "" {
 		errs = append(errs, errors.New("DWELL_STATE=redis needs REDIS_URL: the Redis that holds the shoppers' dwell state"))
 	}
 	return errs

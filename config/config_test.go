@@ -79,7 +79,7 @@ func TestLoadShareGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Pipeline.ShareGroup != "storeflow" || c.Pipeline.DwellState != pipeline.DwellRedis {
+	if c.Pipeline.ShareGroup != "storeflow" || c.Pipeline.DwellState != pipeline.DwellStateRedis {
 		t.Fatalf("pipeline config %+v", c.Pipeline)
 	}
 }
