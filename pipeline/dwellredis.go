@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -113,7 +114,7 @@ type sharedShoppers struct {
 
 func newSharedShoppers(client redis.UniversalClient, prefix string, r DwellRule, b BrowsingRule, ttl time.Duration) *sharedShoppers {
 	sr := sharedRule(r, b)
-	return &sharedShoppers{client: client, prefix: prefix,
+	return &sharedShoppers{client: client, prefix: cmp.Or(prefix, "storeflow:"),
 		script: redis.NewScript(fmt.Sprintf(shopperScriptText, sr[0], sr[1], sr[2], sr[3], b.Moves, ttl.Milliseconds()))}
 }
 

@@ -149,7 +149,8 @@ type Parts struct {
 	Log        *slog.Logger
 	Registerer prometheus.Registerer // receives the metrics (nil: a private registry)
 	// Redis holds the shared dwell state with DWELL_STATE=redis (nil when
-	// REDIS_URL is unset); its keys start with RedisPrefix (CACHE_PREFIX).
+	// REDIS_URL is unset); its keys start with RedisPrefix (CACHE_PREFIX;
+	// "storeflow:" when empty).
 	Redis       redis.UniversalClient
 	RedisPrefix string
 }
