@@ -120,7 +120,7 @@ func (r SharedReport) Print(w io.Writer) {
 		per(float64(r.Scripts), p.Moves), per(float64(r.RoundTrips), p.Moves), per(float64(p.Events), int(r.RoundTrips)))
 	fmt.Fprintf(w, "redis   commands executed (a script's own GET/SET counted): memory run %d = %.2f per coupon (the cache); redis run %d = %.2f per move\n",
 		r.MemoryCommands, per(float64(r.MemoryCommands), m.Predictions), r.RedisCommands, per(float64(r.RedisCommands), p.Moves))
-	fmt.Fprintf(w, "redis   CPU: memory run %s, redis run %s = %.1f µs per move\n",
+	fmt.Fprintf(w, "redis   CPU: memory run %s, redis run %s: the dwell state %.1f µs per move (the difference)\n",
 		r.MemoryCPU.Round(time.Millisecond), r.RedisCPU.Round(time.Millisecond), per(float64((r.RedisCPU-r.MemoryCPU).Microseconds()), p.Moves))
 	if mm := m.DwellMovesPerSec(); mm > 0 {
 		fmt.Fprintf(w, "ratio   redis/memory %.3f (moves/s until every focus was detected)\n", p.DwellMovesPerSec()/mm)

@@ -17,7 +17,7 @@ import (
 // Dwell state modes (DWELL_STATE).
 const (
 	DwellStateMemory = "memory" // each dwell worker's shopper table: one instance
-	DwellStateRedis  = "redis"  // a hash per shopper in Redis: several instances share it
+	DwellStateRedis  = "redis"  // a key per shopper in Redis: several instances share it
 )
 
 // dwellBatch is the most events a dwell worker in Redis mode sends in one
@@ -25,21 +25,21 @@ const (
 // waits to fill a batch; it takes what is queued.
 const dwellBatch = 128
 
-// shopperScript is shopper.move and the reset of an enter or exit, for the
-// shopper whose state is the string KEYS[1], applied atomically. It must
-// stay the in-memory rule line for line (dwell.go):
+// shopperScriptText is shopper.move and the reset of an enter or exit, for
+// the shopper whose state is the string KEYS[1], applied atomically. It
+// must stay the in-memory rule line for line (dwell.go):
 // TestSharedRuleMatchesMemory runs the same cases through both.
 //
 // ARGV: 1 "m" (move) or "r" (enter, exit: forget the shopper), 2 ts,
-// 3 x, 4 y, 5 department, 6 dwell, 7 gap, 8 cooldown, 9 browsing after
-// (whole seconds, rounded so that a comparison with a whole number of
-// seconds is that of the durations: see sharedRule), 10 browsing moves,
-// 11 SHOPPER_TTL in ms. It returns a moveResult.
+// 3 x, 4 y, 5 department. It returns a moveResult. The rule is formatted
+// into the text (%d: dwell, gap, cooldown and browsing after in whole
+// seconds, see sharedRule; browsing moves; SHOPPER_TTL in ms): six
+// arguments less to send and parse per call.
 //
 // The state is one value packed with struct.pack (stateFormat), written
 // with SET … PX, so the write and the expiry are one command: a hash of
 // the same fields (HMGET, HSET, PEXPIRE) cost Redis twice the CPU per move
-// (README, Performance). An absent key is the zero shopper.
+// (README, Several instances). An absent key is the zero shopper.
 const shopperScriptText = `
 local k = KEYS[1]
 if ARGV[1] == 'r' then
@@ -105,7 +105,7 @@ return res
 const stateFormat = "<dddBBddiiHB"
 
 // sharedShoppers is the dwell state of DWELL_STATE=redis: one key per
-// shopper, which every instance applies its events to with shopperScript.
+// shopper, which every instance applies its events to with the script.
 type sharedShoppers struct {
 	client redis.UniversalClient
 	prefix string
