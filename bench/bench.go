@@ -51,6 +51,7 @@ type PipelineReport struct {
 	Focus           int           // focus events detected
 	Predictions     int           // coupons received
 	Elapsed         time.Duration // from the first event to the last coupon (or timeout)
+	DwellElapsed    time.Duration // from the first event to the last focus detected (0: not all within the timeout)
 	LatencyP50      time.Duration // focus-completing move published → coupon received
 	LatencyP99      time.Duration //
 	LatencyMax      time.Duration //
@@ -61,6 +62,10 @@ type PipelineReport struct {
 
 // MovesPerSec is the pipeline's move throughput.
 func (p PipelineReport) MovesPerSec() float64 { return perSec(p.Moves, p.Elapsed) }
+
+// DwellMovesPerSec is the dwell detector's move throughput: until every
+// focus was detected, not waiting for the coupons.
+func (p PipelineReport) DwellMovesPerSec() float64 { return perSec(p.Moves, p.DwellElapsed) }
 
 func perSec(n int, d time.Duration) float64 {
 	if d <= 0 {
@@ -73,6 +78,22 @@ func perSec(n int, d time.Duration) float64 {
 // pipeline at full speed, and shoppers at real speed. The app must be built
 // with the simulator off; Run runs it and stops it.
 func Run(ctx context.Context, a *app.App, opts Options) (Report, error) {
+	var r Report
+	err := running(ctx, a, func(ctx context.Context, b *bench) (err error) {
+		if r.Ceiling, err = b.ceiling(ctx, opts.Duration/3); err != nil {
+			return err
+		}
+		if r.Pipeline, err = b.pipelineRun(ctx, opts); err != nil {
+			return err
+		}
+		r.Realtime, err = b.realtime(ctx, opts, &b.onCoupon)
+		return err
+	})
+	return r, err
+}
+
+// running runs a until measure returns, and stops it.
+func running(ctx context.Context, a *app.App, measure func(context.Context, *bench) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	runErr := make(chan error, 1)
@@ -80,16 +101,15 @@ func Run(ctx context.Context, a *app.App, opts Options) (Report, error) {
 	select {
 	case <-a.Ready():
 	case err := <-runErr:
-		return Report{}, fmt.Errorf("bench: app stopped: %w", err)
+		return fmt.Errorf("bench: app stopped: %w", err)
 	}
 
 	// One subscription for every part: the inline client cannot unsubscribe
 	// through app.Broker, so each part installs its own coupon handler.
-	b := bench{br: a.Broker(), cfg: a.Config().Pipeline, plan: a.Plan(), catalog: a.Catalog(), pipeline: a.Pipeline()}
-	var onCoupon atomic.Pointer[func(id string, at time.Time)]
+	b := &bench{br: a.Broker(), cfg: a.Config().Pipeline, plan: a.Plan(), catalog: a.Catalog(), pipeline: a.Pipeline()}
 	err := b.br.Subscribe(b.cfg.PredictionTopic, func(_ string, payload []byte) {
 		now := time.Now()
-		f := onCoupon.Load()
+		f := b.onCoupon.Load()
 		if f == nil {
 			return
 		}
@@ -100,24 +120,13 @@ func Run(ctx context.Context, a *app.App, opts Options) (Report, error) {
 		(*f)(o.CustomerID, now)
 	})
 	if err != nil {
-		return Report{}, err
+		return err
 	}
-
-	var r Report
-	if r.Ceiling, err = b.ceiling(ctx, opts.Duration/3); err != nil {
-		return r, err
-	}
-	if r.Pipeline, err = b.pipelineRun(ctx, opts, &onCoupon); err != nil {
-		return r, err
-	}
-	if r.Realtime, err = b.realtime(ctx, opts, &onCoupon); err != nil {
-		return r, err
+	if err := measure(ctx, b); err != nil {
+		return err
 	}
 	cancel()
-	if err := <-runErr; err != nil {
-		return r, err
-	}
-	return r, nil
+	return <-runErr
 }
 
 // ceilingTopic is private to the bench: nothing in the pipeline listens.
@@ -130,6 +139,7 @@ type bench struct {
 	plan     *store.Plan
 	catalog  *store.Catalog
 	pipeline *pipeline.Pipeline
+	onCoupon atomic.Pointer[func(id string, at time.Time)] // the running part's coupon handler
 }
 
 // ceiling publishes move payloads for d through the inline client to a
@@ -175,7 +185,7 @@ func (b *bench) ceiling(ctx context.Context, d time.Duration) (CeilingReport, er
 // as the pipeline accepts them (PIPELINE_OVERFLOW=block paces the
 // publisher), and measures throughput, the latency from the move that
 // completes a focus to the coupon, and allocations.
-func (b *bench) pipelineRun(ctx context.Context, opts Options, onCoupon *atomic.Pointer[func(string, time.Time)]) (PipelineReport, error) {
+func (b *bench) pipelineRun(ctx context.Context, opts Options) (PipelineReport, error) {
 	var (
 		mu       sync.Mutex
 		sentAt   = make(map[string]time.Time, opts.Shoppers)
@@ -195,8 +205,8 @@ func (b *bench) pipelineRun(ctx context.Context, opts Options, onCoupon *atomic.
 			close(allDone)
 		}
 	}
-	onCoupon.Store(&handler)
-	defer onCoupon.Store(nil)
+	b.onCoupon.Store(&handler)
+	defer b.onCoupon.Store(nil)
 
 	area, ok := b.plan.Area(store.Boys)
 	if !ok {
@@ -245,9 +255,27 @@ func (b *bench) pipelineRun(ctx context.Context, opts Options, onCoupon *atomic.
 			return PipelineReport{}, err
 		}
 	}
+	timeout := time.After(10 * time.Second) // some focus events may get no coupon
+	poll := time.NewTicker(time.Millisecond)
+	defer poll.Stop()
+	var dwellElapsed time.Duration
+waitFocus:
+	for {
+		if b.pipeline.Counts().Focus-focusBefore >= int64(opts.Shoppers) {
+			dwellElapsed = time.Since(start)
+			break
+		}
+		select {
+		case <-poll.C:
+		case <-timeout:
+			break waitFocus
+		case <-ctx.Done():
+			break waitFocus
+		}
+	}
 	select {
 	case <-allDone:
-	case <-time.After(10 * time.Second): // some focus events may get no coupon
+	case <-timeout:
 	case <-ctx.Done():
 	}
 	elapsed := time.Since(start)
@@ -261,6 +289,7 @@ func (b *bench) pipelineRun(ctx context.Context, opts Options, onCoupon *atomic.
 		Moves:           moves,
 		Predictions:     received,
 		Elapsed:         elapsed,
+		DwellElapsed:    dwellElapsed,
 		AllocBytesPerEv: float64(after.TotalAlloc-before.TotalAlloc) / float64(events),
 		AllocsPerEv:     float64(after.Mallocs-before.Mallocs) / float64(events),
 		AllocsPerMove:   float64(after.Mallocs-before.Mallocs) / float64(max(moves, 1)),

@@ -96,3 +96,33 @@ func (r Report) JSON() ([]byte, error) {
 		"rss_bytes_per_shopper":           perShopper,
 	})
 }
+
+// Print writes the comparison for people.
+func (r SharedReport) Print(w io.Writer) {
+	us := func(d time.Duration) time.Duration { return d.Round(time.Microsecond) }
+	for _, run := range []struct {
+		name string
+		p    PipelineReport
+	}{{"memory", r.Memory}, {"redis", r.Redis}} {
+		p := run.p
+		fmt.Fprintf(w, "%-7s %d events (%d moves): every focus detected in %.2fs = %.0f moves/s; %d focus, %d coupons in %.2fs = %.0f moves/s; move completing the dwell → coupon p50 %s p99 %s\n",
+			run.name, p.Events, p.Moves, p.DwellElapsed.Seconds(), p.DwellMovesPerSec(), p.Focus, p.Predictions,
+			p.Elapsed.Seconds(), p.MovesPerSec(), us(p.LatencyP50), us(p.LatencyP99))
+	}
+	per := func(n float64, d int) float64 {
+		if d == 0 {
+			return 0
+		}
+		return n / float64(d)
+	}
+	m, p := r.Memory, r.Redis
+	fmt.Fprintf(w, "redis   per move: %.3f script calls (one per event), %.4f round trips (%.1f events per pipeline)\n",
+		per(float64(r.Scripts), p.Moves), per(float64(r.RoundTrips), p.Moves), per(float64(p.Events), int(r.RoundTrips)))
+	fmt.Fprintf(w, "redis   commands executed (a script's own GET/SET counted): memory run %d = %.2f per coupon (the cache); redis run %d = %.2f per move\n",
+		r.MemoryCommands, per(float64(r.MemoryCommands), m.Predictions), r.RedisCommands, per(float64(r.RedisCommands), p.Moves))
+	fmt.Fprintf(w, "redis   CPU: memory run %s, redis run %s: the dwell state %.1f µs per move (the difference)\n",
+		r.MemoryCPU.Round(time.Millisecond), r.RedisCPU.Round(time.Millisecond), per(float64((r.RedisCPU-r.MemoryCPU).Microseconds()), p.Moves))
+	if mm := m.DwellMovesPerSec(); mm > 0 {
+		fmt.Fprintf(w, "ratio   redis/memory %.3f (moves/s until every focus was detected)\n", p.DwellMovesPerSec()/mm)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -643,5 +644,54 @@ func stats(c *Client) clientStats {
 		Connects: n(c.m.connects), ConnectionLost: n(c.m.connectionLost), Published: n(c.m.published),
 		PublishErrors: n(c.m.publishErrors), Resent: n(c.m.resent), OfflineQueued: n(c.m.offlineQueued),
 		OfflineDropped: n(c.m.offlineDropped), OfflinePending: c.pending(),
+	}
+}
+
+// A shared subscription ($share/<group>/<filter>, MQTT_SHARE_GROUP): the
+// broker hands each message to one client of the group, and the handler
+// gets it on its plain topic (paho routes the filter without the prefix).
+func TestClientSharedSubscription(t *testing.T) {
+	addr := mosquittotest.Start(t, "allow_anonymous true")
+	const messages = 200
+	var mu sync.Mutex
+	seen := map[string]int{}
+	got := make([]int, 2)
+	for i := range got {
+		cfg := externalConfig(t, "127.0.0.1", addr)
+		cfg.Name += strconv.Itoa(i)
+		c := runClient(t, cfg)
+		err := c.Subscribe("$share/storeflow/customer/move", func(topic string, payload []byte) {
+			mu.Lock()
+			defer mu.Unlock()
+			if topic != "customer/move" {
+				t.Errorf("handler got topic %q, want customer/move", topic)
+			}
+			seen[string(payload)]++
+			got[i]++
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	sensor := dialOutside(t, addr, "sensor", "", "", "")
+	for n := range messages {
+		if tok := sensor.c.Publish("customer/move", 1, false, strconv.Itoa(n)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish %d: %v", n, tok.Error())
+		}
+	}
+	harness.Until(t, 10*time.Second, "every message delivered", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) == messages
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for payload, n := range seen {
+		if n != 1 {
+			t.Errorf("message %s delivered %d times, want once to the group", payload, n)
+		}
+	}
+	if got[0] == 0 || got[1] == 0 || got[0]+got[1] != messages {
+		t.Fatalf("the two clients got %d and %d of %d messages: want a share each, none twice", got[0], got[1], messages)
 	}
 }

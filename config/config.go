@@ -110,6 +110,7 @@ func (c Config) Validate() error {
 	if c.MockMQTT() && c.Broker.Host != "" {
 		errs = append(errs, fmt.Errorf("MQTT_HOST=%q with %s=true: the testing mode replaces MQTT with a mock, so the broker would never be used: unset one", redact.URLs(c.Broker.Host), c.mockVar()))
 	}
+	errs = append(errs, c.validateSharing()...)
 	if c.HTTPAddr != HTTPOff {
 		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 			errs = append(errs, fmt.Errorf("HTTP_ADDR=%q: want host:port: %v", c.HTTPAddr, err))
@@ -136,6 +137,35 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateSharing checks the rules of several instances sharing the work:
+// a share group splits each intake topic between instances, so the shopper
+// state must be shared (DWELL_STATE=redis, in REDIS_URL) and the broker one
+// they all reach (MQTT_HOST).
+func (c Config) validateSharing() []error {
+	var errs []error
+	p := c.Pipeline
+	if p.ShareGroup != "" {
+		if p.DwellState != pipeline.DwellStateRedis || c.Store.RedisURL == "" {
+			errs = append(errs, fmt.Errorf("MQTT_SHARE_GROUP=%q needs DWELL_STATE=redis and REDIS_URL (DWELL_STATE=%q, REDIS_URL %s): the instances of a group each get a share of a shopper's moves, so the dwell state must be shared",
+				p.ShareGroup, p.DwellState, setOrNot(c.Store.RedisURL)))
+		}
+		if c.Broker.Host == "" {
+			errs = append(errs, fmt.Errorf("MQTT_SHARE_GROUP=%q needs an external broker (MQTT_HOST): the embedded broker serves one instance", p.ShareGroup))
+		}
+	}
+	if p.DwellState == pipeline.DwellStateRedis && c.Store.RedisURL == "" {
+		errs = append(errs, errors.New("DWELL_STATE=redis needs REDIS_URL: the Redis that holds the shoppers' dwell state"))
+	}
+	return errs
+}
+
+func setOrNot(v string) string {
+	if v == "" {
+		return "unset"
+	}
+	return "set"
 }
 
 // IsSet reports whether the environment gave the variable key (a default

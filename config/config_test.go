@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/storeflow/storeflow/pipeline"
 )
 
 func TestLoadDefaults(t *testing.T) {
@@ -71,6 +73,17 @@ func TestLoadValues(t *testing.T) {
 	}
 }
 
+// Several instances behind one broker and one Redis: a valid setting.
+func TestLoadShareGroup(t *testing.T) {
+	c, err := Load(map[string]string{"MQTT_HOST": "mqtt", "MQTT_SHARE_GROUP": "storeflow", "DWELL_STATE": "redis", "REDIS_URL": "redis://r:6379/0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Pipeline.ShareGroup != "storeflow" || c.Pipeline.DwellState != pipeline.DwellStateRedis {
+		t.Fatalf("pipeline config %+v", c.Pipeline)
+	}
+}
+
 // Every bad value stops the program with a message naming the variable and
 // the value.
 func TestLoadErrorsNameTheVariable(t *testing.T) {
@@ -122,6 +135,15 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		"cache ttl":                      {map[string]string{"CACHE_TTL": "10ms"}, []string{"CACHE_TTL=10ms"}},
 		"cache prefix":                   {map[string]string{"CACHE_PREFIX": "a b"}, []string{`CACHE_PREFIX="a b"`}},
 		"cache size":                     {map[string]string{"CACHE_MAX_ITEMS": "0"}, []string{"CACHE_MAX_ITEMS=0"}},
+		"dwell state":                    {map[string]string{"DWELL_STATE": "disk"}, []string{`DWELL_STATE="disk"`}},
+		"dwell state without redis":      {map[string]string{"DWELL_STATE": "redis"}, []string{"DWELL_STATE=redis", "REDIS_URL"}},
+		"share group name":               {map[string]string{"MQTT_SHARE_GROUP": "a/b"}, []string{`MQTT_SHARE_GROUP="a/b"`}},
+		"share group with the memory state": {map[string]string{"MQTT_SHARE_GROUP": "g", "MQTT_HOST": "mqtt", "REDIS_URL": "redis://r:6379"},
+			[]string{`MQTT_SHARE_GROUP="g"`, "DWELL_STATE=redis", `DWELL_STATE="memory"`}},
+		"share group without redis": {map[string]string{"MQTT_SHARE_GROUP": "g", "MQTT_HOST": "mqtt", "DWELL_STATE": "redis"},
+			[]string{`MQTT_SHARE_GROUP="g"`, "REDIS_URL unset", "DWELL_STATE=redis needs REDIS_URL"}},
+		"share group with the embedded broker": {map[string]string{"MQTT_SHARE_GROUP": "g", "DWELL_STATE": "redis", "REDIS_URL": "redis://r:6379"},
+			[]string{`MQTT_SHARE_GROUP="g"`, "MQTT_HOST"}},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -21,6 +21,7 @@ type Counts struct {
 	Outcomes        int64 // focus events settled, every outcome
 	UnknownCustomer int64 // of which OutcomeUnknownCustomer
 	Coupons         int64 // coupons (prediction messages) published
+	StateRoundTrips int64 // pipelines the dwell workers sent to Redis (DWELL_STATE=redis)
 }
 
 // Sub is c less o: what was counted between two reads.
@@ -31,6 +32,7 @@ func (c Counts) Sub(o Counts) Counts {
 		DroppedFocus: c.DroppedFocus - o.DroppedFocus, PrefetchSkipped: c.PrefetchSkipped - o.PrefetchSkipped,
 		Focus: c.Focus - o.Focus, Outcomes: c.Outcomes - o.Outcomes,
 		UnknownCustomer: c.UnknownCustomer - o.UnknownCustomer, Coupons: c.Coupons - o.Coupons,
+		StateRoundTrips: c.StateRoundTrips - o.StateRoundTrips,
 	}
 }
 
@@ -70,6 +72,7 @@ func (p *Pipeline) Counts() Counts {
 		}
 	}
 	c.Coupons = counterValue(m.published)
+	c.StateRoundTrips = counterValue(m.stateTrips)
 	return c
 }
 

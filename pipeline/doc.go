@@ -22,6 +22,12 @@
 //   - Per-shopper order. Enter, move and exit events go to one dwell worker
 //     chosen by a hash of the shopper id, so one shopper's events are handled
 //     in order without locks. The focus stages after it run in parallel.
+//   - Shared state. With DWELL_STATE=redis the shopper lives in Redis, and
+//     each event is one script applied atomically to the shopper's key, so
+//     several instances (MQTT_SHARE_GROUP) are one detector: late moves are
+//     dropped and counted whichever instance applied the later one. A dwell
+//     worker sends what is queued, up to dwellBatch events, as one pipeline;
+//     a batch Redis fails is dropped and counted ("dwell_state").
 //   - Event time. Dwell and browsing are measured on the events' ts, never
 //     the server clock, so replays and a sped-up simulator behave like real
 //     time. Both rules run on the same shopper state in the same worker: no

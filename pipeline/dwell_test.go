@@ -7,15 +7,11 @@ import (
 	"github.com/storeflow/storeflow/store"
 )
 
-func TestShopperMove(t *testing.T) {
-	rule := DwellRule{Dwell: 10 * time.Second, Gap: 20 * time.Second, Cooldown: time.Minute}
-	type step struct {
-		ts   int64
-		dep  store.Department
-		want moveResult
-	}
-	const B, G, A = store.Boys, store.Girls, store.NoDepartment
-	tests := map[string][]step{
+// The focus rule's cases, run through the in-memory detector here and
+// through the Redis script in TestSharedRuleMatchesMemory.
+var (
+	dwellRule  = DwellRule{Dwell: 10 * time.Second, Gap: 20 * time.Second, Cooldown: time.Minute}
+	dwellCases = map[string][]dwellStep{
 		"focus once the dwell is reached": {
 			{100, B, moveOK}, {105, B, moveOK}, {109, B, moveOK}, {110, B, moveFocus}, {111, B, moveOK},
 		},
@@ -50,7 +46,20 @@ func TestShopperMove(t *testing.T) {
 			{100, B, moveOK}, {100, B, moveOK}, {110, B, moveFocus},
 		},
 	}
-	for name, steps := range tests {
+)
+
+// dwellStep is one move of a focus test.
+type dwellStep struct {
+	ts   int64
+	dep  store.Department
+	want moveResult
+}
+
+const B, G, A = store.Boys, store.Girls, store.NoDepartment
+
+func TestShopperMove(t *testing.T) {
+	rule := dwellRule
+	for name, steps := range dwellCases {
 		t.Run(name, func(t *testing.T) {
 			var s shopper
 			for i, st := range steps {
@@ -119,11 +128,12 @@ func stand(ts int64, n, x, y int, dep store.Department, last moveResult) []wande
 	return out
 }
 
-func TestShopperBrowsing(t *testing.T) {
-	rule := DwellRule{Dwell: 10 * time.Second, Gap: 5 * time.Second, Cooldown: time.Hour}
-	browsing := BrowsingRule{After: 8 * time.Second, Moves: 6}
-	const B, G, A = store.Boys, store.Girls, store.NoDepartment
-	tests := map[string][][]wanderStep{
+// The browsing rule's cases, run through the in-memory detector here and
+// through the Redis script in TestSharedRuleMatchesMemory.
+var (
+	browsingDwellRule = DwellRule{Dwell: 10 * time.Second, Gap: 5 * time.Second, Cooldown: time.Hour}
+	browsingRule      = BrowsingRule{After: 8 * time.Second, Moves: 6}
+	browsingCases     = map[string][][]wanderStep{
 		// The first move starts the episode: 8 s later, 8 moves to another
 		// position made, the shopper is browsing.
 		"browsing once both the time and the moves are reached": {
@@ -184,7 +194,11 @@ func TestShopperBrowsing(t *testing.T) {
 			walk(192322800, 8, 0, A, moveOK), walk(192322808, 1, 1, A, moveBrowsing),
 		},
 	}
-	for name, parts := range tests {
+)
+
+func TestShopperBrowsing(t *testing.T) {
+	rule, browsing := browsingDwellRule, browsingRule
+	for name, parts := range browsingCases {
 		t.Run(name, func(t *testing.T) {
 			var s shopper
 			i := 0

@@ -19,6 +19,9 @@ const (
 const (
 	queueDwell    = "dwell"
 	queuePrefetch = "prefetch"
+	// queueDwellState: DWELL_STATE=redis and Redis failed the event's script
+	// call (down, timeout, refused).
+	queueDwellState = "dwell_state"
 )
 
 // reasonOffPlan rejects a move whose coordinates are not on the store plan:
@@ -95,6 +98,8 @@ type metrics struct {
 	dropFocus         prometheus.Counter
 	sharedErrors      *prometheus.CounterVec // op
 	claimsExpired     prometheus.Counter
+	dropState         prometheus.Counter
+	stateTrips        prometheus.Counter
 }
 
 // latencyBuckets span 100 µs to about 3 s: an in-process scorer answers in
@@ -108,7 +113,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		rejected: metric.CounterVec("storeflow_events_rejected_total",
 			"Events refused as invalid, by kind and reason.", "kind", "reason"),
 		dropped: metric.CounterVec("storeflow_events_dropped_total",
-			"Valid events dropped because a queue was full (PIPELINE_OVERFLOW=drop) or the pipeline was stopping, by queue.", "queue"),
+			"Valid events dropped because a queue was full (PIPELINE_OVERFLOW=drop), the pipeline was stopping or the shared dwell state (Redis) failed, by queue.", "queue"),
 		focus: metric.Counter("storeflow_focus_detected_total",
 			"Focus events the dwell detector published."),
 		browsing: metric.Counter("storeflow_browsing_detected_total",
@@ -123,6 +128,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			"Context prefetches on entry events, by outcome.", "outcome"),
 		tracked: metric.Gauge("storeflow_shoppers_tracked",
 			"Shoppers the dwell detector holds state for."),
+		stateTrips: metric.Counter("storeflow_dwell_state_round_trips_total",
+			"Pipelines of script calls the dwell workers sent to Redis with DWELL_STATE=redis: each carries what was queued, up to 128 events."),
 		evictedVec: metric.CounterVec("storeflow_shoppers_evicted_total",
 			"Shoppers forgotten to make room for a new one at MAX_SHOPPERS, by reason: one_move (seen in one move only) or least_recent (an established shopper, the least recently active).", "reason"),
 	}
@@ -149,11 +156,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.predictionsError = m.predictions.WithLabelValues("error")
 	m.dropShutdown = m.dropped.WithLabelValues(dropShutdown)
 	m.dropFocus = m.dropped.WithLabelValues(queueFocus)
+	m.dropState = m.dropped.WithLabelValues(queueDwellState)
 	m.outcome = make(map[string]prometheus.Counter, len(outcomes))
 	for _, o := range outcomes {
 		m.outcome[o] = m.focusOutcome.WithLabelValues(o)
 	}
-	reg.MustRegister(m.accepted, m.rejected, m.dropped, m.focus, m.browsing, m.focusOutcome, m.outOfOrder, m.expired, m.evictedVec, m.prefetch, m.tracked,
+	reg.MustRegister(m.accepted, m.rejected, m.dropped, m.focus, m.browsing, m.focusOutcome, m.outOfOrder, m.expired, m.stateTrips, m.evictedVec, m.prefetch, m.tracked,
 		m.stageSeconds, m.focusSeconds, m.predictionSeconds, m.predictions, m.published, m.sharedErrors, m.claimsExpired)
 	// Pre-create every series so dashboards see zeros, not gaps.
 	m.acceptedBy = make(map[string]prometheus.Counter, 4)

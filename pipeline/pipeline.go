@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -51,6 +53,7 @@ type Config struct {
 	BrowsingMoves   int           `env:"BROWSING_MOVES" envDefault:"20"`          // moves to another position in that time, at least
 	DwellState      string        `env:"DWELL_STATE" envDefault:"memory"`         // memory (one instance) or redis (several instances share state)
 	ClaimTTL        time.Duration `env:"FOCUS_CLAIM_TTL" envDefault:"10s"`        // DWELL_STATE=redis: a focus claimed and not confirmed is free again after this
+	ShareGroup      string        `env:"MQTT_SHARE_GROUP"`                        // subscribe to the intake topics as $share/<group>/<topic>; empty: plain
 }
 
 // Validate checks the values; errors name the variable and the value.
@@ -123,6 +126,12 @@ func (c Config) Validate() error {
 	if c.Overflow != OverflowBlock && c.Overflow != OverflowDrop {
 		errs = append(errs, fmt.Errorf("PIPELINE_OVERFLOW=%q: must be %q or %q", c.Overflow, OverflowBlock, OverflowDrop))
 	}
+	if c.DwellState != DwellStateMemory && c.DwellState != DwellStateRedis {
+		errs = append(errs, fmt.Errorf("DWELL_STATE=%q: must be %q or %q", c.DwellState, DwellStateMemory, DwellStateRedis))
+	}
+	if c.ShareGroup != "" && (len(c.ShareGroup) > 64 || strings.ContainsAny(c.ShareGroup, "/+#\x00") || !utf8.ValidString(c.ShareGroup)) {
+		errs = append(errs, fmt.Errorf("MQTT_SHARE_GROUP=%q: want 1 to 64 characters, none of / + # (a share name)", c.ShareGroup))
+	}
 	return errors.Join(errs...)
 }
 
@@ -178,6 +187,7 @@ type Pipeline struct {
 	now       func() time.Time
 
 	shards    []chan shopperEvent
+	shoppers  *sharedShoppers // DWELL_STATE=redis; nil: each dwell worker's own table
 	prefetchQ chan string
 	focusQ    chan focusIn
 	visits    *visits
@@ -252,6 +262,7 @@ func New(cfg Config, parts Parts) (*Pipeline, error) {
 	}
 	if cfg.DwellState == DwellStateRedis {
 		p.shared = newShared(parts.Redis, parts.RedisPrefix, cfg.ClaimTTL, cfg.ShopperTTL)
+		p.shoppers = newSharedShoppers(parts.Redis, parts.RedisPrefix, p.rule, p.browsing, cfg.ShopperTTL)
 	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "storeflow_queue_depth", Help: "Events waiting in the pipeline's intake queues.",
@@ -275,6 +286,12 @@ func (p *Pipeline) Ready() <-chan struct{} { return p.ready }
 // and an error only when a subscription fails.
 func (p *Pipeline) Run(ctx context.Context) error {
 	defer close(p.stop)
+	if p.shoppers != nil {
+		// A head start only: a batch that meets NOSCRIPT sends the script.
+		if err := p.shoppers.load(ctx); err != nil {
+			p.log.Warn("dwell_state_unavailable", "error", err, "detail", "loading the dwell script: events are dropped and counted until Redis answers")
+		}
+	}
 	for _, s := range []struct {
 		topic string
 		h     func(string, []byte)
@@ -282,14 +299,15 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		{p.cfg.EntryTopic, p.onEnter}, {p.cfg.MoveTopic, p.onMove},
 		{p.cfg.ExitTopic, p.onExit}, {p.cfg.FocusTopic, p.onFocus},
 	} {
-		if err := p.sub.Subscribe(s.topic, s.h); err != nil {
+		if err := p.sub.Subscribe(p.filter(s.topic), s.h); err != nil {
 			return fmt.Errorf("pipeline: %w", err)
 		}
 	}
 	close(p.ready)
 	p.log.Info("pipeline started", "dwell", p.cfg.FocusDwell, "gap", p.cfg.FocusGap,
 		"browsing_after", p.cfg.BrowsingAfter, "browsing_moves", p.cfg.BrowsingMoves,
-		"dwell_workers", p.cfg.DwellWorkers, "focus_workers", p.cfg.FocusWorkers, "overflow", p.cfg.Overflow)
+		"dwell_workers", p.cfg.DwellWorkers, "focus_workers", p.cfg.FocusWorkers, "overflow", p.cfg.Overflow,
+		"dwell_state", p.cfg.DwellState, "share_group", p.cfg.ShareGroup)
 
 	// The workers' context outlives ctx by up to SHUTDOWN_TIMEOUT, so that
 	// what was accepted is finished, its coupon published.
@@ -298,8 +316,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	contexts := make(chan *focusJob, p.cfg.FocusWorkers)
 	scored := make(chan *focusJob, p.cfg.FocusWorkers)
 	var side, dwell, focus sync.WaitGroup
+	worker := p.dwellWorker
+	if p.shoppers != nil {
+		worker = p.sharedDwellWorker
+	}
 	for _, in := range p.shards {
-		dwell.Go(func() { p.dwellWorker(work, in) })
+		dwell.Go(func() { worker(work, in) })
 	}
 	for range p.cfg.FocusWorkers {
 		side.Go(func() { p.prefetchWorker(ctx) }) // only warms the cache: stops at once
@@ -352,6 +374,16 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		"abandoned_dwell_events", abandonedDwell, "refused", p.refused.Load(), "workers_stopped", stopped,
 		"took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// filter is the subscription for topic: with MQTT_SHARE_GROUP the shared
+// subscription, so the broker hands each message to one instance of the
+// group. Messages still arrive on topic itself.
+func (p *Pipeline) filter(topic string) string {
+	if p.cfg.ShareGroup == "" {
+		return topic
+	}
+	return "$share/" + p.cfg.ShareGroup + "/" + topic
 }
 
 func (p *Pipeline) dwellQueued() int64 {
@@ -545,12 +577,6 @@ func (p *Pipeline) dwellWorker(ctx context.Context, in <-chan shopperEvent) {
 				if shoppers.forget(ev.id) {
 					p.m.tracked.Dec()
 				}
-				if p.shared != nil {
-					// The shared ledger's visit ends here, not in the
-					// callback (no I/O there), before any focus this
-					// worker detects later for the shopper.
-					p.sharedErr(opForget, ev.id, p.shared.forget(ctx, ev.id))
-				}
 				continue
 			}
 			s := shoppers.touch(ev.id, now)
@@ -566,18 +592,30 @@ func (p *Pipeline) dwellWorker(ctx context.Context, in <-chan shopperEvent) {
 					p.countEviction(gone)
 				}
 			}
-			switch s.move(&p.rule, &p.browsing, ev.ts, ev.x, ev.y, p.plan.DepartmentAt(ev.x, ev.y)) {
-			case moveOutOfOrder:
-				p.m.outOfOrder.Inc()
-			case moveBrowsing:
-				buf = event.AppendBrowsing(buf[:0], event.Browsing{ID: ev.id, TS: ev.ts, Dep: s.dep, X: ev.x, Y: ev.y, HasPos: true})
-				p.detected(ctx, "browsing", p.cfg.BrowsingTopic, buf, p.m.browsing, ev.id, s.dep, ev.ts)
-			case moveFocus:
-				buf = event.AppendFocus(buf[:0], event.Focus{ID: ev.id, TS: ev.ts, Dep: s.dep, X: ev.x, Y: ev.y, HasPos: true})
-				p.detected(ctx, "focus", p.cfg.FocusTopic, buf, p.m.focus, ev.id, s.dep, ev.ts)
+			dep := p.plan.DepartmentAt(ev.x, ev.y)
+			if res := s.move(&p.rule, &p.browsing, ev.ts, ev.x, ev.y, dep); res != moveOK {
+				buf = p.act(ctx, res, ev, dep, buf)
 			}
 		}
 	}
+}
+
+// act does what a move's result calls for, in either dwell state: count an
+// out-of-order move, publish the focus or browsing event it completed (the
+// move's ts, the department of its position). buf is reused for the
+// payload and returned.
+func (p *Pipeline) act(ctx context.Context, res moveResult, ev shopperEvent, dep store.Department, buf []byte) []byte {
+	switch res {
+	case moveOutOfOrder:
+		p.m.outOfOrder.Inc()
+	case moveBrowsing:
+		buf = event.AppendBrowsing(buf[:0], event.Browsing{ID: ev.id, TS: ev.ts, Dep: dep, X: ev.x, Y: ev.y, HasPos: true})
+		p.detected(ctx, "browsing", p.cfg.BrowsingTopic, buf, p.m.browsing, ev.id, dep, ev.ts)
+	case moveFocus:
+		buf = event.AppendFocus(buf[:0], event.Focus{ID: ev.id, TS: ev.ts, Dep: dep, X: ev.x, Y: ev.y, HasPos: true})
+		p.detected(ctx, "focus", p.cfg.FocusTopic, buf, p.m.focus, ev.id, dep, ev.ts)
+	}
+	return buf
 }
 
 // countEviction counts a shopper a full table let go, and warns

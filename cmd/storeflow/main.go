@@ -19,6 +19,7 @@ import (
 	"github.com/storeflow/storeflow/app"
 	"github.com/storeflow/storeflow/bench"
 	"github.com/storeflow/storeflow/config"
+	"github.com/storeflow/storeflow/internal/redact"
 )
 
 func main() {
@@ -58,6 +59,9 @@ const usage = `usage: storeflow [run]                 run the store (settings fr
        storeflow bench [--shoppers N] [--realtime-shoppers N] [--duration D] [--json] [--cpuprofile FILE]
                                        measure in-process: broker ceiling, pipeline moves/s, latency,
                                        allocations, and shoppers at real speed (lag, counts, memory)
+       storeflow bench --redis [--shoppers N]
+                                       the dwell state in Redis against the in-memory one: moves/s, Redis
+                                       calls, round trips and CPU (REDIS_URL, or a redis-server from PATH)
        storeflow replay [--speed X] [--all] FILE...
                                        play the original demo's scenario files or recordings to the broker
                                        (a running storeflow's embedded one, or MQTT_HOST), ts rebased to now
@@ -135,6 +139,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	duration := fs.Duration("duration", 30*time.Second, "how long the shoppers walk at real speed; the ceiling runs a third of it")
 	asJSON := fs.Bool("json", false, "end the output with one JSON line")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole bench to this file (go tool pprof)")
+	shared := fs.Bool("redis", false, "compare DWELL_STATE=redis with the in-memory detector (full speed only), on REDIS_URL or a redis-server from PATH")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -173,6 +178,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("bench: runs on the embedded broker; unset MQTT_HOST")
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if *shared {
+		return benchShared(ctx, cfg, log, *shoppers, stdout)
+	}
 	a, err := app.New(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -195,6 +203,41 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		fmt.Fprintf(stdout, "%s\n", b)
 	}
+	return nil
+}
+
+// benchShared is bench --redis: the scripted visits through the in-memory
+// detector and through DWELL_STATE=redis, both with the cache in that Redis
+// too (REDIS_URL, or a redis-server the bench starts), so that they differ
+// only in the dwell state.
+func benchShared(ctx context.Context, cfg config.Config, log *slog.Logger, shoppers int, stdout io.Writer) error {
+	if cfg.Store.RedisURL == "" {
+		url, stop, err := bench.LocalRedis(ctx)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		cfg.Store.RedisURL = url
+	}
+	// Ten times the full-speed part's visit: one focus per 120 moves, not
+	// 12, so that the dwell state is measured rather than the focus stages
+	// (a real store sees one focus per several minutes of moves).
+	linger := 10 * (int(cfg.Pipeline.FocusDwell/time.Second) + 2)
+	fmt.Fprintf(stdout, "bench --redis: %d visits (enter, %d moves in Boys, exit) through DWELL_STATE=memory, then redis, Redis at %s, DWELL_WORKERS=%d, GOMAXPROCS=%d\n",
+		shoppers, linger, redact.URL(cfg.Store.RedisURL), cfg.Pipeline.DwellWorkers, runtime.GOMAXPROCS(0))
+	build := func(state string) (*app.App, error) {
+		c := cfg
+		c.Pipeline.DwellState = state
+		if err := c.Validate(); err != nil {
+			return nil, err
+		}
+		return app.New(ctx, c, log)
+	}
+	r, err := bench.Shared(ctx, build, cfg.Store.RedisURL, cfg.Store.RedisPassword, bench.Options{Shoppers: shoppers, Linger: linger})
+	if err != nil {
+		return err
+	}
+	r.Print(stdout)
 	return nil
 }
 

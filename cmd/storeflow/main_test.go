@@ -16,6 +16,7 @@ import (
 
 	"github.com/storeflow/storeflow/config"
 	"github.com/storeflow/storeflow/internal/modeltest"
+	"github.com/storeflow/storeflow/internal/redistest"
 )
 
 func TestEnvListsVariablesWithDefaults(t *testing.T) {
@@ -284,4 +285,30 @@ func holdPort(t *testing.T, addr string) string {
 	}
 	t.Cleanup(func() { l.Close() })
 	return l.Addr().String()
+}
+
+// bench --redis plays the visits through both dwell states, on REDIS_URL
+// or on a redis-server it starts, and reports one script call per event.
+func TestBenchRedis(t *testing.T) {
+	for name, url := range map[string]string{"REDIS_URL": redistest.Start(t).URL(), "redis-server from PATH": ""} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv("MQTT_HOST", "")
+			t.Setenv("MODEL_FILE", modeltest.File(t))
+			t.Setenv("REDIS_URL", url)
+			var out, errOut bytes.Buffer
+			if err := run(context.Background(), []string{"bench", "--redis", "--shoppers", "50"}, &out, &errOut); err != nil {
+				t.Fatalf("bench --redis: %v\n%s", err, errOut.String())
+			}
+			for _, want := range []*regexp.Regexp{
+				regexp.MustCompile(`(?m)^memory .* 50 focus, 50 coupons`),
+				regexp.MustCompile(`(?m)^redis .* 50 focus, 50 coupons`),
+				regexp.MustCompile(`per move: 1\.0\d+ script calls \(one per event\), 0\.0\d+ round trips`),
+				regexp.MustCompile(`ratio   redis/memory \d`),
+			} {
+				if !want.MatchString(out.String()) {
+					t.Errorf("bench --redis output lacks %s:\n%s", want, out.String())
+				}
+			}
+		})
+	}
 }
