@@ -51,6 +51,10 @@ var ErrOfflineQueueFull = errors.New("offline queue full: message dropped")
 //
 // Messages the broker kept for a previous run of the same client id arrive
 // right after Dial, before any Subscribe: paho acknowledges and drops them.
+//
+// A message is acknowledged (PUBACK) when its handler returns, or, for a
+// SubscribeAck handler, when the handler calls ack: a message handed to a
+// queue and lost with the process is then delivered again.
 type Client struct {
 	c        paho.Client
 	qos      byte
@@ -58,7 +62,7 @@ type Client struct {
 	queueCap int
 
 	mu     sync.Mutex
-	subs   map[string]Handler
+	subs   map[string]AckHandler
 	up     bool          // the connection is open (between onConnect and connection lost)
 	online bool          // up and the offline queue is drained: Publish goes straight to paho
 	lost   chan struct{} // closed when the current connection is lost
@@ -227,7 +231,7 @@ func Dial(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regi
 		qos:      cfg.QoS,
 		log:      log,
 		queueCap: cfg.OfflineQueue,
-		subs:     map[string]Handler{},
+		subs:     map[string]AckHandler{},
 		lost:     make(chan struct{}),
 		ready:    make(chan struct{}),
 		done:     make(chan struct{}),
@@ -248,7 +252,8 @@ func Dial(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regi
 		SetConnectRetry(false).  // Dial fails fast; only an established connection is retried
 		SetConnectTimeout(connectTimeout).
 		SetKeepAlive(30 * time.Second).
-		SetOrderMatters(true). // per-shopper order: handlers run one after another
+		SetOrderMatters(true).    // per-shopper order: handlers run one after another
+		SetAutoAckDisabled(true). // subscribe acknowledges: at once, or when a SubscribeAck handler says
 		SetTLSConfig(tc).
 		SetConnectionAttemptHandler(func(broker *url.URL, tc *tls.Config) *tls.Config {
 			// paho's TLS dial behind a proxy does not fill in the name to
@@ -444,7 +449,7 @@ func (c *Client) onConnect(pc paho.Client) {
 		c.up = true
 		c.lost = make(chan struct{})
 	}
-	subs := make(map[string]Handler, len(c.subs))
+	subs := make(map[string]AckHandler, len(c.subs))
 	for f, h := range c.subs {
 		subs[f] = h
 	}
@@ -620,9 +625,9 @@ func held(tok paho.Token) bool {
 }
 
 // subscribe sends a SUBSCRIBE for filter; subscribed waits for its SUBACK.
-func (c *Client) subscribe(pc paho.Client, filter string, h Handler) paho.Token {
+func (c *Client) subscribe(pc paho.Client, filter string, h AckHandler) paho.Token {
 	return pc.Subscribe(filter, c.qos, func(_ paho.Client, m paho.Message) {
-		h(m.Topic(), m.Payload())
+		h(m.Topic(), m.Payload(), m.Ack)
 	})
 }
 
@@ -636,8 +641,20 @@ func subscribed(filter string, tok paho.Token) error {
 	return nil
 }
 
-// Subscribe registers h for filter now and after every reconnect.
+// Subscribe registers h for filter now and after every reconnect. A
+// message is acknowledged when h returns.
 func (c *Client) Subscribe(filter string, h Handler) error {
+	return c.SubscribeAck(filter, func(topic string, payload []byte, ack func()) {
+		h(topic, payload)
+		ack()
+	})
+}
+
+// SubscribeAck is Subscribe for a handler that acknowledges each message
+// itself, once it settled. It must always do so while the process lives:
+// the broker sends a client only so many unacknowledged QoS 1/2 messages
+// (mosquitto's max_inflight_messages, 20 by default), then waits.
+func (c *Client) SubscribeAck(filter string, h AckHandler) error {
 	c.mu.Lock()
 	c.subs[filter] = h
 	up := c.up
