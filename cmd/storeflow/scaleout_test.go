@@ -39,12 +39,17 @@ func TestThreeInstancesOneCouponPerFocus(t *testing.T) {
 
 // The same while one instance is killed with SIGKILL mid-run and started
 // again under its name (its persistent session kept by the broker): no
-// coupon twice, and every focus gets its coupon after the restart.
+// coupon twice, and every focus gets its coupon after the restart. The kill
+// comes as the moves that complete every shopper's dwell are on their way:
+// focus events the dead instance held unacknowledged are delivered again to
+// its next session, and a focus it applied to the shared state but never
+// published is published again by the shopper's next move after
+// refocusAfter (the same focus: same shopper, department and ts).
 func TestInstanceKilledMidRunLosesNoCoupon(t *testing.T) {
 	r := redistest.Start(t)
 	d := startDeployment(t, 3, "REDIS_URL="+r.URL())
 	d.visits(t, 60, func(step int) {
-		if step == 6 { // the shoppers are on their way to Boys
+		if step == 14 { // the moves that complete every shopper's dwell are on their way
 			d.instances[1].kill(t)
 			d.instances[1].start(t)
 		}
@@ -146,10 +151,12 @@ func startDeployment(t *testing.T, n int, redis ...string) *deployment {
 }
 
 // tally counts, per shopper, the focus events and coupons an outside client
-// sees.
+// sees. A focus is counted once per identity (department and ts): one
+// delivered again (at least once) is the same focus.
 type tally struct {
-	mu             sync.Mutex
-	focus, coupons map[string]int
+	mu      sync.Mutex
+	focus   map[string]map[string]bool // shopper → focus identities
+	coupons map[string]int
 }
 
 func (d *deployment) watch(t *testing.T) *tally {
@@ -159,19 +166,19 @@ func (d *deployment) watch(t *testing.T) *tally {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	tl := &tally{focus: map[string]int{}, coupons: map[string]int{}}
-	count := func(m map[string]int, id string) {
-		tl.mu.Lock()
-		m[id]++
-		tl.mu.Unlock()
-	}
+	tl := &tally{focus: map[string]map[string]bool{}, coupons: map[string]int{}}
 	if err := c.Subscribe(d.cfg.Pipeline.FocusTopic, func(_ string, p []byte) {
 		f, err := event.DecodeFocus(p)
 		if err != nil {
 			t.Errorf("focus %s: %v", p, err)
 			return
 		}
-		count(tl.focus, f.ID)
+		tl.mu.Lock()
+		if tl.focus[f.ID] == nil {
+			tl.focus[f.ID] = map[string]bool{}
+		}
+		tl.focus[f.ID][f.Dep.String()+"@"+strconv.FormatInt(f.TS, 10)] = true
+		tl.mu.Unlock()
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +188,9 @@ func (d *deployment) watch(t *testing.T) *tally {
 			t.Errorf("coupon %s: %v", p, err)
 			return
 		}
-		count(tl.coupons, m.Customer.ID)
+		tl.mu.Lock()
+		tl.coupons[m.Customer.ID]++
+		tl.mu.Unlock()
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -189,10 +198,15 @@ func (d *deployment) watch(t *testing.T) *tally {
 	return tl
 }
 
+// counts is, per shopper, the focus identities and the coupons seen so far.
 func (tl *tally) counts() (focus, coupons map[string]int) {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
-	return maps.Clone(tl.focus), maps.Clone(tl.coupons)
+	focus = make(map[string]int, len(tl.focus))
+	for id, ids := range tl.focus {
+		focus[id] = len(ids)
+	}
+	return focus, maps.Clone(tl.coupons)
 }
 
 // visits plays n shoppers (catalog customers 1..n) at QoS 1, interleaved as
@@ -200,7 +214,7 @@ func (tl *tally) counts() (focus, coupons map[string]int) {
 // time (the dwell is 10 s), one step of every shopper after another; after
 // each step, between(step) may disturb the deployment. Once every focus and
 // coupon is in, the shoppers leave. Every shopper must have exactly one focus
-// and one coupon, and every instance must have taken moves.
+// (identity) and one coupon, and every instance must have taken moves.
 func (d *deployment) visits(t *testing.T, n int, between func(step int)) {
 	t.Helper()
 	tl := d.watch(t)
