@@ -432,16 +432,18 @@ type shopperEvent struct {
 }
 
 // detected publishes what the dwell worker found out about a shopper (what:
-// "focus" or "browsing") on topic, counts it and logs it at debug.
-func (p *Pipeline) detected(ctx context.Context, what, topic string, payload []byte, count prometheus.Counter, id string, dep store.Department, ts int64) {
+// "focus" or "browsing") on topic, counts it and logs it at debug. It
+// reports whether the broker took it.
+func (p *Pipeline) detected(ctx context.Context, what, topic string, payload []byte, count prometheus.Counter, id string, dep store.Department, ts int64) bool {
 	if err := p.pub.Publish(ctx, topic, payload); err != nil {
 		p.warn.Log(slog.LevelError, what+"_publish", what+" publish failed", "customer_id", id, "error", err)
-		return
+		return false
 	}
 	count.Inc()
 	if p.log.Enabled(ctx, slog.LevelDebug) { // the arguments would allocate even when not logged
 		p.log.Debug(what, "customer_id", id, "department", dep.String(), "ts", ts)
 	}
+	return true
 }
 
 // presence decodes an enter or exit and ends the shopper's visit. The visit
