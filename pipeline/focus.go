@@ -147,7 +147,7 @@ func (p *Pipeline) pick(ctx context.Context, j *focusJob) (c store.Coupon, ok, a
 		c, ok, already = p.visits.claim(j.focus.ID, p.now().Unix(), j.coupons, j.probs, p.threshold)
 		return c, ok, already, nil
 	}
-	return p.shared.offer(ctx, j.focus.ID, j.coupons, j.probs, p.threshold)
+	return p.shared.offer(ctx, j.focus, j.coupons, j.probs, p.threshold)
 }
 
 // unpick takes back an offer pick recorded that could not be delivered.
