@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -151,12 +150,20 @@ func startDeployment(t *testing.T, n int, redis ...string) *deployment {
 }
 
 // tally counts, per shopper, the focus events and coupons an outside client
-// sees. A focus is counted once per identity (department and ts): one
-// delivered again (at least once) is the same focus.
+// sees. A focus is counted once per identity (department and ts), a coupon
+// once per coupon and ts: one delivered again (at least once) is the same
+// focus, the same coupon.
 type tally struct {
-	mu      sync.Mutex
-	focus   map[string]map[string]bool // shopper → focus identities
-	coupons map[string]int
+	mu             sync.Mutex
+	focus, coupons map[string]map[string]bool // shopper → identities
+}
+
+// add counts identity for id in m; the caller holds mu.
+func (tl *tally) add(m map[string]map[string]bool, id, identity string) {
+	if m[id] == nil {
+		m[id] = map[string]bool{}
+	}
+	m[id][identity] = true
 }
 
 func (d *deployment) watch(t *testing.T) *tally {
@@ -166,7 +173,7 @@ func (d *deployment) watch(t *testing.T) *tally {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	tl := &tally{focus: map[string]map[string]bool{}, coupons: map[string]int{}}
+	tl := &tally{focus: map[string]map[string]bool{}, coupons: map[string]map[string]bool{}}
 	if err := c.Subscribe(d.cfg.Pipeline.FocusTopic, func(_ string, p []byte) {
 		f, err := event.DecodeFocus(p)
 		if err != nil {
@@ -174,22 +181,23 @@ func (d *deployment) watch(t *testing.T) *tally {
 			return
 		}
 		tl.mu.Lock()
-		if tl.focus[f.ID] == nil {
-			tl.focus[f.ID] = map[string]bool{}
-		}
-		tl.focus[f.ID][f.Dep.String()+"@"+strconv.FormatInt(f.TS, 10)] = true
+		tl.add(tl.focus, f.ID, f.Dep.String()+"@"+strconv.FormatInt(f.TS, 10))
 		tl.mu.Unlock()
 	}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Subscribe(d.cfg.Pipeline.PredictionTopic, func(_ string, p []byte) {
-		var m struct{ Customer struct{ ID string } }
+		var m struct {
+			Customer struct{ ID string }
+			Coupon   struct{ ID int }
+			TS       int64
+		}
 		if err := json.Unmarshal(p, &m); err != nil {
 			t.Errorf("coupon %s: %v", p, err)
 			return
 		}
 		tl.mu.Lock()
-		tl.coupons[m.Customer.ID]++
+		tl.add(tl.coupons, m.Customer.ID, strconv.Itoa(m.Coupon.ID)+"@"+strconv.FormatInt(m.TS, 10))
 		tl.mu.Unlock()
 	}); err != nil {
 		t.Fatal(err)
@@ -198,15 +206,18 @@ func (d *deployment) watch(t *testing.T) *tally {
 	return tl
 }
 
-// counts is, per shopper, the focus identities and the coupons seen so far.
+// counts is, per shopper, the focus and coupon identities seen so far.
 func (tl *tally) counts() (focus, coupons map[string]int) {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
-	focus = make(map[string]int, len(tl.focus))
-	for id, ids := range tl.focus {
-		focus[id] = len(ids)
+	count := func(m map[string]map[string]bool) map[string]int {
+		n := make(map[string]int, len(m))
+		for id, ids := range m {
+			n[id] = len(ids)
+		}
+		return n
 	}
-	return focus, maps.Clone(tl.coupons)
+	return count(tl.focus), count(tl.coupons)
 }
 
 // visits plays n shoppers (catalog customers 1..n) at QoS 1, interleaved as
