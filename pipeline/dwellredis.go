@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -310,6 +311,9 @@ func (p *Pipeline) sharedDwellWorker(ctx context.Context, in <-chan shopperEvent
 					f := event.Focus{ID: ev.id, TS: ev.ts, Dep: deps[i], X: ev.x, Y: ev.y, HasPos: true}
 					if res[i] == moveRefocus { // where the shopper was then is not kept
 						f = event.Focus{ID: ev.id, TS: at[i], Dep: deps[i]}
+						if slices.Contains(done, publishedFocus{f.ID, f.TS}) {
+							continue // published by this batch: its mark is on its way
+						}
 					}
 					buf = event.AppendFocus(buf[:0], f)
 					if p.detected(ctx, "focus", p.cfg.FocusTopic, buf, p.m.focus, f.ID, f.Dep, f.TS) {
