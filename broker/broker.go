@@ -24,6 +24,13 @@ var ErrClosed = errors.New("broker: closed")
 // Handler receives one message. payload is only valid during the call.
 type Handler = func(topic string, payload []byte)
 
+// AckHandler receives one message and acknowledges it later, by calling ack
+// (once; more calls do nothing) when what the message started has settled:
+// from an external broker, a QoS 1/2 message that was never acknowledged
+// (the process died first) is delivered again to the session. payload is
+// only valid during the call; ack may be called from any goroutine.
+type AckHandler = func(topic string, payload []byte, ack func())
+
 // Config selects and sets up the MQTT side. Names and defaults are the seeds'.
 type Config struct {
 	Host           string `env:"MQTT_HOST"`                            // empty: embed a broker; else the external broker

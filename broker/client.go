@@ -49,8 +49,14 @@ var ErrOfflineQueueFull = errors.New("offline queue full: message dropped")
 //     out in order after the reconnect; what does not fit is dropped and
 //     counted.
 //
-// Messages the broker kept for a previous run of the same client id arrive
-// right after Dial, before any Subscribe: paho acknowledges and drops them.
+// Messages the broker kept for a previous run of the same client id (queued
+// while it was away, or delivered and never acknowledged) arrive right after
+// the connection opens, before any Subscribe: the client holds them (up to
+// earlyCap) and hands them to the first subscription whose filter matches.
+//
+// A message is acknowledged (PUBACK) when its handler returns, or, for a
+// SubscribeAck handler, when the handler calls ack: a message handed to a
+// queue and lost with the process is then delivered again.
 type Client struct {
 	c        paho.Client
 	qos      byte
@@ -58,13 +64,14 @@ type Client struct {
 	queueCap int
 
 	mu     sync.Mutex
-	subs   map[string]Handler
-	up     bool          // the connection is open (between onConnect and connection lost)
-	online bool          // up and the offline queue is drained: Publish goes straight to paho
-	lost   chan struct{} // closed when the current connection is lost
-	queue  []outgoing    // publishes waiting for the connection, oldest first
-	downAt time.Time     // when the connection was lost (while !up)
-	downBy error         // why: the loss, then the last failed reconnect (credentials hidden)
+	subs   map[string]AckHandler
+	early  []paho.Message // messages that came before their subscription, oldest first (at most earlyCap)
+	up     bool           // the connection is open (between onConnect and connection lost)
+	online bool           // up and the offline queue is drained: Publish goes straight to paho
+	lost   chan struct{}  // closed when the current connection is lost
+	queue  []outgoing     // publishes waiting for the connection, oldest first
+	downAt time.Time      // when the connection was lost (while !up)
+	downBy error          // why: the loss, then the last failed reconnect (credentials hidden)
 
 	drainMu sync.Mutex // one drain at a time, in queue order
 	connMu  sync.Mutex // a reconnect attempt starts only while done is open
@@ -95,6 +102,7 @@ type clientMetrics struct {
 	resent         prometheus.Counter // QoS 1/2 publishes the connection broke under: paho sends them again after the reconnect
 	offlineQueued  prometheus.Counter // publishes put in the offline queue while disconnected
 	offlineDropped prometheus.Counter // publishes dropped because the offline queue was full
+	earlyDropped   prometheus.Counter // messages before their subscription dropped: earlyCap held already
 }
 
 // newClientMetrics registers the client's metrics with reg (nil: kept
@@ -102,7 +110,7 @@ type clientMetrics struct {
 func newClientMetrics(reg prometheus.Registerer, pending func() int) clientMetrics {
 	events := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "storeflow_mqtt_client_events_total",
-		Help: "The external broker connection: connects, connections lost, publishes, failed publishes, publishes resent after a connection loss, publishes queued and dropped while disconnected.",
+		Help: "The external broker connection: connects, connections lost, publishes, failed publishes, publishes resent after a connection loss, publishes queued and dropped while disconnected, messages before their subscription dropped.",
 	}, []string{"event"})
 	m := clientMetrics{
 		connects:       events.WithLabelValues("connect"),
@@ -112,6 +120,7 @@ func newClientMetrics(reg prometheus.Registerer, pending func() int) clientMetri
 		resent:         events.WithLabelValues("resent"),
 		offlineQueued:  events.WithLabelValues("offline_queued"),
 		offlineDropped: events.WithLabelValues("offline_dropped"),
+		earlyDropped:   events.WithLabelValues("early_dropped"),
 	}
 	if reg != nil {
 		reg.MustRegister(events, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -227,7 +236,7 @@ func Dial(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regi
 		qos:      cfg.QoS,
 		log:      log,
 		queueCap: cfg.OfflineQueue,
-		subs:     map[string]Handler{},
+		subs:     map[string]AckHandler{},
 		lost:     make(chan struct{}),
 		ready:    make(chan struct{}),
 		done:     make(chan struct{}),
@@ -248,7 +257,8 @@ func Dial(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regi
 		SetConnectRetry(false).  // Dial fails fast; only an established connection is retried
 		SetConnectTimeout(connectTimeout).
 		SetKeepAlive(30 * time.Second).
-		SetOrderMatters(true). // per-shopper order: handlers run one after another
+		SetOrderMatters(true).    // per-shopper order: handlers run one after another
+		SetAutoAckDisabled(true). // subscribe acknowledges: at once, or when a SubscribeAck handler says
 		SetTLSConfig(tc).
 		SetConnectionAttemptHandler(func(broker *url.URL, tc *tls.Config) *tls.Config {
 			// paho's TLS dial behind a proxy does not fill in the name to
@@ -259,6 +269,7 @@ func Dial(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regi
 			}
 			return tc
 		}).
+		SetDefaultPublishHandler(cl.unrouted).
 		SetOnConnectHandler(cl.onConnect).
 		SetConnectionLostHandler(cl.onConnectionLost)
 	for _, u := range urls {
@@ -444,7 +455,7 @@ func (c *Client) onConnect(pc paho.Client) {
 		c.up = true
 		c.lost = make(chan struct{})
 	}
-	subs := make(map[string]Handler, len(c.subs))
+	subs := make(map[string]AckHandler, len(c.subs))
 	for f, h := range c.subs {
 		subs[f] = h
 	}
@@ -620,9 +631,9 @@ func held(tok paho.Token) bool {
 }
 
 // subscribe sends a SUBSCRIBE for filter; subscribed waits for its SUBACK.
-func (c *Client) subscribe(pc paho.Client, filter string, h Handler) paho.Token {
+func (c *Client) subscribe(pc paho.Client, filter string, h AckHandler) paho.Token {
 	return pc.Subscribe(filter, c.qos, func(_ paho.Client, m paho.Message) {
-		h(m.Topic(), m.Payload())
+		h(m.Topic(), m.Payload(), m.Ack)
 	})
 }
 
@@ -636,16 +647,93 @@ func subscribed(filter string, tok paho.Token) error {
 	return nil
 }
 
-// Subscribe registers h for filter now and after every reconnect.
+// Subscribe registers h for filter now and after every reconnect. A
+// message is acknowledged when h returns.
 func (c *Client) Subscribe(filter string, h Handler) error {
+	return c.SubscribeAck(filter, func(topic string, payload []byte, ack func()) {
+		h(topic, payload)
+		ack()
+	})
+}
+
+// SubscribeAck is Subscribe for a handler that acknowledges each message
+// itself, once it settled. It must always do so while the process lives:
+// the broker sends a client only so many unacknowledged QoS 1/2 messages
+// (mosquitto's max_inflight_messages, 20 by default), then waits.
+func (c *Client) SubscribeAck(filter string, h AckHandler) error {
 	c.mu.Lock()
 	c.subs[filter] = h
+	var held []paho.Message
+	kept := c.early[:0]
+	for _, m := range c.early {
+		if matches(filter, m.Topic()) {
+			held = append(held, m)
+		} else {
+			kept = append(kept, m)
+		}
+	}
+	clear(c.early[len(kept):])
+	c.early = kept
 	up := c.up
 	c.mu.Unlock()
+	for _, m := range held {
+		h(m.Topic(), m.Payload(), m.Ack)
+	}
 	if !up || !c.c.IsConnectionOpen() {
 		return nil // onConnect subscribes
 	}
 	return subscribed(filter, c.subscribe(c.c, filter, h))
+}
+
+// earlyCap bounds the messages held for a subscription not made yet. The
+// broker sends a session no more unacknowledged QoS 1/2 messages than its
+// in-flight window (mosquitto: max_inflight_messages, 20), so this is
+// reached only with a window set far larger.
+const earlyCap = 1000
+
+// unrouted takes a message no subscription's route matched: one the broker
+// sent for the session before the client subscribed again, or one that
+// arrived while a subscription was being made. A subscription made since
+// gets it; else it is held for the one to come, until earlyCap; beyond,
+// it is acknowledged and dropped, counted and logged.
+func (c *Client) unrouted(_ paho.Client, m paho.Message) {
+	c.mu.Lock()
+	for f, h := range c.subs {
+		if matches(f, m.Topic()) {
+			c.mu.Unlock()
+			h(m.Topic(), m.Payload(), m.Ack)
+			return
+		}
+	}
+	if len(c.early) < earlyCap {
+		c.early = append(c.early, m)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	m.Ack()
+	c.m.earlyDropped.Inc()
+	c.warn.Log(slog.LevelWarn, "mqtt:early_dropped", "message before its subscription dropped: too many held", "topic", m.Topic(), "held", earlyCap)
+}
+
+// matches reports whether filter (a subscription, shared or not) matches
+// topic, by the MQTT rules for + and #.
+func matches(filter, topic string) bool {
+	if rest, ok := strings.CutPrefix(filter, "$share/"); ok {
+		_, filter, _ = strings.Cut(rest, "/")
+	}
+	fs, ts := strings.Split(filter, "/"), strings.Split(topic, "/")
+	for i, f := range fs {
+		switch {
+		case f == "#":
+			return true
+		case i >= len(ts):
+			return false
+		case f != "+" && f != ts[i]:
+			return false
+		}
+	}
+	return len(fs) == len(ts)
 }
 
 // Publish sends a copy of payload at MQTT_QOS. Connected, it waits until the

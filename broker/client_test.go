@@ -695,3 +695,57 @@ func TestClientSharedSubscription(t *testing.T) {
 		t.Fatalf("the two clients got %d and %d of %d messages: want a share each, none twice", got[0], got[1], messages)
 	}
 }
+
+// A message a SubscribeAck handler did not acknowledge before its client
+// went away is delivered again to the next connection under the same
+// session, and so is one queued for the session meanwhile; one
+// acknowledged is not.
+func TestClientSubscribeAckRedeliversUnacknowledged(t *testing.T) {
+	addr := mosquittotest.Start(t, "allow_anonymous true")
+	cfg := externalConfig(t, "127.0.0.1", addr)
+	first, err := Dial(context.Background(), cfg, testLog(t), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan message, 10)
+	if err := first.SubscribeAck("$share/g/customer/focus", func(topic string, payload []byte, ack func()) {
+		if string(payload) == "acked" {
+			ack()
+		}
+		got <- message{topic, bytes.Clone(payload)}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sensor := dialOutside(t, addr, "sensor", "", "", "")
+	for _, p := range []string{"acked", "held"} {
+		if tok := sensor.c.Publish("customer/focus", 1, false, p); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish %s: %v", p, tok.Error())
+		}
+		waitMessage(t, got, 5*time.Second)
+	}
+	first.Close()
+	// Queued for the session while it is away.
+	if tok := sensor.c.Publish("customer/focus", 1, false, "queued"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish: %v", tok.Error())
+	}
+
+	second := runClient(t, cfg)
+	again := make(chan message, 10)
+	if err := second.SubscribeAck("$share/g/customer/focus", func(topic string, payload []byte, ack func()) {
+		ack()
+		again <- message{topic, bytes.Clone(payload)}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"held", "queued"} {
+		if m := waitMessage(t, again, 5*time.Second); m.Topic != "customer/focus" || string(m.Payload) != want {
+			t.Fatalf("delivered again: %s %q, want customer/focus %q", m.Topic, m.Payload, want)
+		}
+	}
+	if tok := sensor.c.Publish("customer/focus", 1, false, "next"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish: %v", tok.Error())
+	}
+	if m := waitMessage(t, again, 5*time.Second); string(m.Payload) != "next" {
+		t.Fatalf("after the held message: %q, want \"next\" (the acknowledged one must not come again)", m.Payload)
+	}
+}

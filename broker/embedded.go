@@ -388,3 +388,11 @@ func (b *Embedded) Subscribe(filter string, h Handler) error {
 	b.localMu.Unlock()
 	return nil
 }
+
+// SubscribeAck is Subscribe for a handler that acknowledges each message
+// itself: in process there is nothing to acknowledge, ack does nothing.
+func (b *Embedded) SubscribeAck(filter string, h AckHandler) error {
+	return b.Subscribe(filter, func(topic string, payload []byte) { h(topic, payload, noAck) })
+}
+
+func noAck() {}

@@ -66,12 +66,26 @@ return 1`)
 
 // offerScript adds to the visit set KEYS[1] the first of the candidate
 // coupon ids (ARGV[2..], best first) it does not hold yet, renews the set's
-// expiry (ARGV[1] ms) and returns that candidate's position (0-based); -1
-// when every candidate was offered before.
+// expiry (ARGV[1] ms), remembers it as the focus's pick (KEYS[2], for
+// ARGV[1] ms) and returns that candidate's position (0-based); -1 when
+// every candidate was offered before. A focus picked before (an instance
+// that claimed it died after its pick, perhaps after publishing) gets the
+// same coupon again: delivered twice at worst, never a second coupon.
 var offerScript = redis.NewScript(`
+local prev = redis.call('GET', KEYS[2])
+if prev then
+  for i = 2, #ARGV do
+    if ARGV[i] == prev then
+      redis.call('SADD', KEYS[1], prev)
+      redis.call('PEXPIRE', KEYS[1], ARGV[1])
+      return i - 2
+    end
+  end
+end
 for i = 2, #ARGV do
   if redis.call('SADD', KEYS[1], ARGV[i]) == 1 then
     redis.call('PEXPIRE', KEYS[1], ARGV[1])
+    redis.call('SET', KEYS[2], ARGV[i], 'PX', ARGV[1])
     return i - 2
   end
 end
@@ -102,6 +116,12 @@ func newShared(rdb redis.UniversalClient, prefix string, claimTTL, keepTTL time.
 // focusKey is the Redis key of a focus: {prefix}focus:{id}:dep:ts.
 func (s *shared) focusKey(f event.Focus) string {
 	return s.prefix + "focus:{" + f.ID + "}:" + f.Dep.String() + ":" + strconv.FormatInt(f.TS, 10)
+}
+
+// pickKey is the Redis key of the coupon picked for a focus:
+// {prefix}pick:{id}:dep:ts.
+func (s *shared) pickKey(f event.Focus) string {
+	return s.prefix + "pick:{" + f.ID + "}:" + f.Dep.String() + ":" + strconv.FormatInt(f.TS, 10)
 }
 
 // visitKey is the Redis key of a shopper's visit ledger: {prefix}visit:{id}.
@@ -161,9 +181,10 @@ func (s *shared) finish(ctx context.Context, f event.Focus, token string, handle
 }
 
 // offer is visits.claim against the shared ledger: the best coupon not yet
-// offered to id this visit, recorded atomically, whichever instance offered
-// the others.
-func (s *shared) offer(ctx context.Context, id string, coupons []store.Coupon, probs []float64, threshold float64) (c store.Coupon, ok, already bool, err error) {
+// offered to f's shopper this visit, recorded atomically, whichever
+// instance offered the others; the coupon picked for f before, if any.
+func (s *shared) offer(ctx context.Context, f event.Focus, coupons []store.Coupon, probs []float64, threshold float64) (c store.Coupon, ok, already bool, err error) {
+	id := f.ID
 	// The qualifying coupons, best first: Best again and again, each time
 	// without those already picked (a department has a few dozen at most).
 	var order []int
@@ -181,7 +202,7 @@ func (s *shared) offer(ctx context.Context, id string, coupons []store.Coupon, p
 	if len(order) == 0 {
 		return store.Coupon{}, false, false, nil
 	}
-	n, err := offerScript.Run(ctx, s.rdb, []string{s.visitKey(id)}, args...).Int()
+	n, err := offerScript.Run(ctx, s.rdb, []string{s.visitKey(id), s.pickKey(f)}, args...).Int()
 	if err != nil {
 		return store.Coupon{}, false, false, fmt.Errorf("pipeline: visit ledger of %s: %w", id, err)
 	}

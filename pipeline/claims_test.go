@@ -176,9 +176,11 @@ func TestSharedVisitLedger(t *testing.T) {
 	coupons := []store.Coupon{{ID: 1}, {ID: 2}, {ID: 3}, {ID: 4}}
 	probs := []float64{0.5, 0.9, 0.1, 0.9} // best first: 2 (tie with 4: lower id), 4, 1; 3 is below 0.3
 
+	var focusTS int64 // each offer for another focus of the visit
 	offer := func(s *shared) (int, bool, bool) {
 		t.Helper()
-		c, ok, already, err := s.offer(ctx, "c1", coupons, probs, 0.3)
+		focusTS++
+		c, ok, already, err := s.offer(ctx, event.Focus{ID: "c1", TS: focusTS}, coupons, probs, 0.3)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -193,7 +195,7 @@ func TestSharedVisitLedger(t *testing.T) {
 	if _, ok, already := offer(a); ok || !already {
 		t.Fatalf("offer after every qualifying coupon = ok %v already %v, want already issued", ok, already)
 	}
-	if _, ok, already, _ := a.offer(ctx, "c1", coupons, []float64{0, 0, 0, 0}, 0.3); ok || already {
+	if _, ok, already, _ := a.offer(ctx, event.Focus{ID: "c1", TS: 99}, coupons, []float64{0, 0, 0, 0}, 0.3); ok || already {
 		t.Errorf("offer below the threshold = ok %v already %v, want neither", ok, already)
 	}
 	if ttl := rdb.PTTL(ctx, a.visitKey("c1")).Val(); ttl <= 0 || ttl > keep {
@@ -225,11 +227,11 @@ func TestSharedVisitLedgerConcurrent(t *testing.T) {
 	var mu sync.Mutex
 	got := map[int]int{}
 	var wg sync.WaitGroup
-	for range 4 {
+	for i := range 4 {
 		s := newShared(rdb, "", time.Second, time.Minute)
 		wg.Go(func() {
-			for range 10 {
-				c, ok, _, err := s.offer(context.Background(), "c1", coupons, probs, 0.3)
+			for k := range 10 { // 40 focus events of one visit
+				c, ok, _, err := s.offer(context.Background(), event.Focus{ID: "c1", TS: int64(10*i + k)}, coupons, probs, 0.3)
 				if err != nil {
 					t.Error(err)
 					return
@@ -303,7 +305,7 @@ func BenchmarkSharedFocus(b *testing.B) {
 		if err != nil || token == "" {
 			b.Fatalf("claim = %q, %v", token, err)
 		}
-		if _, _, _, err := s.offer(ctx, f.ID, coupons, probs, 0.3); err != nil {
+		if _, _, _, err := s.offer(ctx, f, coupons, probs, 0.3); err != nil {
 			b.Fatal(err)
 		}
 		if _, err := s.finish(ctx, f, token, true); err != nil {
@@ -389,4 +391,27 @@ func BenchmarkFocusNowRedis(b *testing.B) {
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	b.Cleanup(func() { _ = rdb.Close() })
 	benchmarkFocusNow(b, Parts{Redis: rdb})
+}
+
+// An instance that took over a focus whose claimant died after picking its
+// coupon (perhaps after publishing it) offers the same coupon again, never
+// a second one; another focus of the visit gets the next.
+func TestSharedOfferRemembersThePick(t *testing.T) {
+	rdb, _ := redisClient(t)
+	ctx := context.Background()
+	a := newShared(rdb, "", time.Second, time.Hour)
+	b := newShared(rdb, "", time.Second, time.Hour)
+	coupons := []store.Coupon{{ID: 1}, {ID: 2}, {ID: 3}}
+	probs := []float64{0.9, 0.8, 0.7}
+	f := event.Focus{ID: "c7", Dep: store.Departments[0], TS: 100}
+	for i, s := range []*shared{a, b} {
+		c, ok, _, err := s.offer(ctx, f, coupons, probs, 0.3)
+		if err != nil || !ok || c.ID != 1 {
+			t.Fatalf("offer %d of the same focus = %d, %v, %v; want coupon 1", i, c.ID, ok, err)
+		}
+	}
+	f.TS = 130
+	if c, ok, _, err := b.offer(ctx, f, coupons, probs, 0.3); err != nil || !ok || c.ID != 2 {
+		t.Fatalf("offer for another focus = %d, %v, %v; want coupon 2", c.ID, ok, err)
+	}
 }

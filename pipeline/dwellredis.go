@@ -3,14 +3,14 @@ package pipeline
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/storeflow/storeflow/event"
 	"github.com/storeflow/storeflow/store"
 )
 
@@ -25,10 +25,21 @@ const dwellBatch = 128
 // TestSharedRuleMatchesMemory runs the same cases through both.
 //
 // ARGV: 1 "m" (move) or "r" (enter, exit: forget the shopper), 2 ts,
-// 3 x, 4 y, 5 department. It returns a moveResult. The rule is formatted
-// into the text (%d: dwell, gap, cooldown and browsing after in whole
-// seconds, see sharedRule; browsing moves; SHOPPER_TTL in ms): six
-// arguments less to send and parse per call.
+// 3 x, 4 y, 5 department. It returns a moveResult, or, for a focus still
+// pending, the array {moveRefocus, its ts, its department}. The rule is
+// formatted into the text (%d: dwell, gap, cooldown and browsing after in
+// whole seconds, see sharedRule; browsing moves; SHOPPER_TTL in ms;
+// refocusAfter in seconds): seven arguments less to send and parse per call.
+//
+// A focus is pending (pend: its department) from the move that completes it
+// until the instance that applied that move has published it and said so
+// (publishedScript). An instance that dies in between leaves it pending;
+// the shopper's next move at least refocusAfter later (that would otherwise
+// be moveOK) returns it again, with the focus's own ts, so it is published
+// under the same identity and the focus claims let one coupon through
+// whether the first publication happened or not. The in-memory detector
+// has no pending focus: in one process nothing is lost between the state
+// and the publication.
 //
 // The state is one value packed with struct.pack (stateFormat), written
 // with SET … PX, so the write and the expiry are one command: a hash of
@@ -41,11 +52,12 @@ if ARGV[1] == 'r' then
   return 0
 end
 local ts, x, y, dep = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local dwell, gap, cooldown, after, moves, ttl = %d, %d, %d, %d, %d, %d
-local since, last, focusAt, sdep, focused, wanderFrom, movedAt, sx, sy, steps, alerted = 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+local dwell, gap, cooldown, after, moves, ttl, refocus = %d, %d, %d, %d, %d, %d, %d
+local since, last, focusAt, sdep, focused, wanderFrom, movedAt, sx, sy, steps, alerted, pend = 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
 local v = redis.call('GET', k)
 if v then
-  since, last, focusAt, sdep, focused, wanderFrom, movedAt, sx, sy, steps, alerted = struct.unpack('` + stateFormat + `', v)
+  if #v == 53 then v = v .. '\0' end -- written before the pending focus: none
+  since, last, focusAt, sdep, focused, wanderFrom, movedAt, sx, sy, steps, alerted, pend = struct.unpack('` + stateFormat + `', v)
 end
 if last ~= 0 and ts < last then
   redis.call('PEXPIRE', k, ttl)
@@ -65,7 +77,7 @@ if dep ~= 0 then
       focused, since = 0, ts
     end
   elseif ts - since >= dwell then
-    focused, focusAt = 1, ts
+    focused, focusAt, pend = 1, ts, dep
     res = 1
   end
 end
@@ -88,15 +100,45 @@ if after > 0 then
     end
   end
 end
-redis.call('SET', k, struct.pack('` + stateFormat + `', since, last, focusAt, sdep, focused, wanderFrom, movedAt, sx, sy, steps, alerted), 'PX', ttl)
+redis.call('SET', k, struct.pack('` + stateFormat + `', since, last, focusAt, sdep, focused, wanderFrom, movedAt, sx, sy, steps, alerted, pend), 'PX', ttl)
+if res == 0 and pend ~= 0 and ts - focusAt >= refocus then
+  return {4, focusAt, pend}
+end
 return res
 `
+
+// publishedScript marks the pending focus of the shopper KEYS[1] at ts
+// ARGV[1] published (pend, the state's last byte, to 0; the expiry stays).
+// A later focus, or none, is left alone.
+var publishedScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v or #v ~= 54 then return 0 end
+local focusAt = struct.unpack('<d', v, 17)
+if focusAt ~= tonumber(ARGV[1]) then return 0 end
+redis.call('SETRANGE', KEYS[1], 53, '\0')
+return 1`)
+
+// moveRefocus is a move of the shared state that brings back a pending
+// focus (shopperScriptText): the focus is published again. The in-memory
+// detector never returns it.
+const moveRefocus = moveOutOfOrder + 1
+
+// refocusAfter is how long in event time a focus stays pending before the
+// shopper's next move publishes it again. The instance that applied the
+// move publishes the focus and marks it within milliseconds; sensors send
+// a move about every second, and the shopper's next moves may be applied
+// by other instances at the same time, so a shorter wait would publish
+// live focus events twice (harmless: same identity, one coupon; but a
+// message more). Three seconds of moves is well past a live instance's
+// publication and well within the seconds a shopper stays after a focus.
+const refocusAfter = 3 * time.Second
 
 // stateFormat packs a shopper (struct.pack, little-endian): since, last,
 // focusAt as doubles (event ts are whole seconds, exact far beyond year
 // 9999), dep and focused as bytes, wanderFrom and movedAt as doubles, x and
-// y as int32, steps as uint16, alerted as a byte: 53 bytes.
-const stateFormat = "<dddBBddiiHB"
+// y as int32, steps as uint16, alerted as a byte, the pending focus's
+// department as a byte: 54 bytes.
+const stateFormat = "<dddBBddiiHBB"
 
 // sharedShoppers is the dwell state of DWELL_STATE=redis: one key per
 // shopper, which every instance applies its events to with the script.
@@ -109,7 +151,7 @@ type sharedShoppers struct {
 func newSharedShoppers(client redis.UniversalClient, prefix string, r DwellRule, b BrowsingRule, ttl time.Duration) *sharedShoppers {
 	sr := sharedRule(r, b)
 	return &sharedShoppers{client: client, prefix: cmp.Or(prefix, "storeflow:"),
-		script: redis.NewScript(fmt.Sprintf(shopperScriptText, sr[0], sr[1], sr[2], sr[3], b.Moves, ttl.Milliseconds()))}
+		script: redis.NewScript(fmt.Sprintf(shopperScriptText, sr[0], sr[1], sr[2], sr[3], b.Moves, ttl.Milliseconds(), int64(refocusAfter/time.Second)))}
 }
 
 // sharedRule is the rule in whole seconds for the script: dwell, gap,
@@ -142,12 +184,13 @@ func (s *sharedShoppers) args(ev shopperEvent, dep store.Department) []any {
 
 // apply runs the script for each event of batch (deps: the department of
 // each move) in one pipeline, in order, and writes each event's outcome to
-// res, or its error to errs (nil when it was applied), and returns the
+// res, or its error to errs (nil when it was applied); for a moveRefocus,
+// the pending focus's ts to at and its department to deps. It returns the
 // round trips it took: one, two when NOSCRIPT. A shopper's events
 // all go to one shard, in order; those a shard refused with NOSCRIPT (its
 // script cache was empty: a restart, a failover) are sent again, in order,
 // with the script itself.
-func (s *sharedShoppers) apply(ctx context.Context, batch []shopperEvent, deps []store.Department, res []moveResult, errs []error) (trips int) {
+func (s *sharedShoppers) apply(ctx context.Context, batch []shopperEvent, deps []store.Department, res []moveResult, errs []error, at []int64) (trips int) {
 	cmds := make([]*redis.Cmd, len(batch))
 	pipe := s.client.Pipeline()
 	for i, ev := range batch {
@@ -170,13 +213,44 @@ func (s *sharedShoppers) apply(ctx context.Context, batch []shopperEvent, deps [
 		trips++
 	}
 	for i, c := range cmds {
-		n, err := c.Int()
-		if err == nil && (n < int(moveOK) || n > int(moveOutOfOrder)) {
-			err = errors.New("pipeline: the dwell script answered " + strconv.Itoa(n))
+		v, err := c.Result()
+		n, ok := v.(int64)
+		switch r, isArr := v.([]any); {
+		case err != nil:
+		case isArr && len(r) == 3:
+			ts, _ := r[1].(int64)
+			dep, _ := r[2].(int64)
+			n, at[i], deps[i] = int64(moveRefocus), ts, store.Department(dep)
+		case !ok || n < int64(moveOK) || n > int64(moveOutOfOrder):
+			err = fmt.Errorf("pipeline: the dwell script answered %v", v)
 		}
 		res[i], errs[i] = moveResult(n), err
 	}
 	return trips
+}
+
+// publishedFocus is a focus of the shared state published by this
+// instance: shopper and ts.
+type publishedFocus struct {
+	id string
+	ts int64
+}
+
+// published marks the focus events of fs published, in one round trip.
+func (s *sharedShoppers) published(ctx context.Context, fs []publishedFocus) error {
+	pipe := s.client.Pipeline()
+	for _, f := range fs {
+		publishedScript.Run(ctx, pipe, []string{s.key(f.id)}, f.ts)
+	}
+	_, err := pipe.Exec(ctx)
+	if redis.HasErrorPrefix(err, "NOSCRIPT") {
+		pipe = s.client.Pipeline()
+		for _, f := range fs {
+			publishedScript.Eval(ctx, pipe, []string{s.key(f.id)}, f.ts)
+		}
+		_, err = pipe.Exec(ctx)
+	}
+	return err
 }
 
 // sharedDwellWorker is dwellWorker for DWELL_STATE=redis: it takes what is
@@ -189,7 +263,9 @@ func (p *Pipeline) sharedDwellWorker(ctx context.Context, in <-chan shopperEvent
 	deps := make([]store.Department, dwellBatch)
 	res := make([]moveResult, dwellBatch)
 	errs := make([]error, dwellBatch)
+	at := make([]int64, dwellBatch)
 	var buf []byte
+	var done []publishedFocus
 	for {
 		select {
 		case <-ctx.Done():
@@ -214,7 +290,8 @@ func (p *Pipeline) sharedDwellWorker(ctx context.Context, in <-chan shopperEvent
 			for i, ev := range batch {
 				deps[i] = p.plan.DepartmentAt(ev.x, ev.y)
 			}
-			p.m.stateTrips.Add(float64(p.shoppers.apply(ctx, batch, deps, res, errs)))
+			p.m.stateTrips.Add(float64(p.shoppers.apply(ctx, batch, deps, res, errs, at)))
+			done = done[:0]
 			for i, ev := range batch {
 				if err := errs[i]; err != nil {
 					p.stateFailed(ctx, ev, err)
@@ -228,9 +305,27 @@ func (p *Pipeline) sharedDwellWorker(ctx context.Context, in <-chan shopperEvent
 					p.sharedErr(opForget, ev.id, p.shared.forget(ctx, ev.id))
 					continue
 				}
-				if res[i] != moveOK {
+				switch res[i] {
+				case moveOK:
+				case moveFocus, moveRefocus:
+					f := event.Focus{ID: ev.id, TS: ev.ts, Dep: deps[i], X: ev.x, Y: ev.y, HasPos: true}
+					if res[i] == moveRefocus { // where the shopper was then is not kept
+						f = event.Focus{ID: ev.id, TS: at[i], Dep: deps[i]}
+						if slices.Contains(done, publishedFocus{f.ID, f.TS}) {
+							continue // published by this batch: its mark is on its way
+						}
+					}
+					buf = event.AppendFocus(buf[:0], f)
+					if p.detected(ctx, "focus", p.cfg.FocusTopic, buf, p.m.focus, f.ID, f.Dep, f.TS) {
+						done = append(done, publishedFocus{f.ID, f.TS})
+					}
+				default:
 					buf = p.act(ctx, res[i], ev, deps[i], buf)
 				}
+			}
+			if len(done) > 0 {
+				// One round trip for the batch's focus events, not per move.
+				p.sharedErr(opPublished, done[0].id, p.shoppers.published(ctx, done))
 			}
 		}
 	}

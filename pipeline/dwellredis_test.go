@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -80,26 +81,42 @@ func ruleCases() map[string]ruleCase {
 }
 
 // sharedMoves applies steps to one shopper of st in batches of at most
-// dwellBatch and returns the outcomes.
+// dwellBatch and returns the outcomes. A batch ends at each step that
+// expects a focus, which is then marked published, as the dwell worker does
+// once it published it.
 func sharedMoves(t *testing.T, st *sharedShoppers, id string, steps []wanderStep) []moveResult {
 	t.Helper()
 	var out []moveResult
 	for len(steps) > 0 {
 		n := min(len(steps), dwellBatch)
+		if i := slices.IndexFunc(steps[:n], func(s wanderStep) bool { return s.want == moveFocus }); i >= 0 {
+			n = i + 1
+		}
 		batch, deps := make([]shopperEvent, n), make([]store.Department, n)
 		for i, s := range steps[:n] {
 			batch[i], deps[i] = shopperEvent{kind: kindMove, id: id, ts: s.ts, x: s.x, y: s.y}, s.dep
 		}
-		res, errs := make([]moveResult, n), make([]error, n)
-		st.apply(context.Background(), batch, deps, res, errs)
+		res, errs, at := make([]moveResult, n), make([]error, n), make([]int64, n)
+		st.apply(context.Background(), batch, deps, res, errs, at)
 		for i, err := range errs {
 			if err != nil {
 				t.Fatalf("move %d: %v", len(out)+i, err)
 			}
 		}
+		if res[n-1] == moveFocus {
+			markPublished(t, st, id, steps[n-1].ts)
+		}
 		out, steps = append(out, res...), steps[n:]
 	}
 	return out
+}
+
+// markPublished is the dwell worker's word that it published id's focus at ts.
+func markPublished(t *testing.T, st *sharedShoppers, id string, ts int64) {
+	t.Helper()
+	if err := st.published(context.Background(), []publishedFocus{{id, ts}}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // The Redis script is the in-memory rule: every case of the in-memory
@@ -118,6 +135,90 @@ func TestSharedRuleMatchesMemory(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A focus the dwell worker did not mark published (its instance died
+// between the script and the publication) is returned again by the
+// shopper's next move at least refocusAfter later, with its own ts and
+// department, until it is marked published; the in-memory rule knows no
+// such thing.
+func TestSharedPendingFocus(t *testing.T) {
+	rdb := newRedisClient(t, redistest.Start(t))
+	rule := DwellRule{Dwell: 10 * time.Second, Gap: 20 * time.Second, Cooldown: time.Minute}
+	type step struct {
+		op     string // "move", "reset" (enter or exit), "published" (ts: the focus's)
+		ts     int64
+		dep    store.Department
+		want   moveResult
+		wantAt int64 // moveRefocus: the focus's ts
+	}
+	// The dwell up to the focus at 110 in Men, not yet marked published.
+	dwell := func(more ...step) []step {
+		steps := []step{{"move", 100, store.Men, moveOK, 0}, {"move", 105, store.Men, moveOK, 0}, {"move", 110, store.Men, moveFocus, 0}}
+		return append(steps, more...)
+	}
+	for name, steps := range map[string][]step{
+		"not published: back 3 s later, with its ts, until marked": dwell(
+			step{"move", 111, store.Men, moveOK, 0}, step{"move", 112, store.Men, moveOK, 0},
+			step{"move", 113, store.Men, moveRefocus, 110}, step{"move", 114, store.Men, moveRefocus, 110},
+			step{"published", 110, 0, 0, 0}, step{"move", 115, store.Men, moveOK, 0}),
+		"published at once: never back": dwell(
+			step{"published", 110, 0, 0, 0}, step{"move", 113, store.Men, moveOK, 0}, step{"move", 130, store.Men, moveOK, 0}),
+		"back in its own department after the shopper left it": dwell(
+			step{"move", 111, store.Women, moveOK, 0}, step{"move", 113, store.Women, moveRefocus, 110}),
+		"the mark of another ts leaves it pending": dwell(
+			step{"published", 109, 0, 0, 0}, step{"move", 113, store.Men, moveRefocus, 110}),
+		"a move out of order brings nothing back": dwell(
+			step{"move", 120, store.Men, moveRefocus, 110}, step{"move", 119, store.Men, moveOutOfOrder, 0}),
+		"an entry or exit forgets it": dwell(
+			step{"reset", 0, 0, 0, 0}, step{"move", 113, store.Men, moveOK, 0}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			st := newSharedShoppers(rdb, "pending:", rule, BrowsingRule{}, time.Hour)
+			id := name
+			for i, s := range steps {
+				if s.op == "published" {
+					markPublished(t, st, id, s.ts)
+					continue
+				}
+				ev := shopperEvent{kind: kindMove, id: id, ts: s.ts}
+				if s.op == "reset" {
+					ev.kind = kindExit
+				}
+				deps, res, errs, at := []store.Department{s.dep}, make([]moveResult, 1), make([]error, 1), make([]int64, 1)
+				st.apply(context.Background(), []shopperEvent{ev}, deps, res, errs, at)
+				if errs[0] != nil {
+					t.Fatalf("step %d: %v", i, errs[0])
+				}
+				if s.op == "reset" {
+					continue
+				}
+				if res[0] != s.want || (s.want == moveRefocus && (at[0] != s.wantAt || deps[0] != store.Men)) {
+					t.Fatalf("step %d (ts=%d in %s): %d at %d in %s, want %d at %d in Men", i, s.ts, s.dep, res[0], at[0], deps[0], s.want, s.wantAt)
+				}
+			}
+		})
+	}
+}
+
+// A state written before the pending focus (53 bytes) reads as one without.
+func TestSharedStateOfTheFormerFormat(t *testing.T) {
+	rdb := newRedisClient(t, redistest.Start(t))
+	rule := DwellRule{Dwell: 10 * time.Second, Gap: 20 * time.Second, Cooldown: time.Minute}
+	st := newSharedShoppers(rdb, "old:", rule, BrowsingRule{}, time.Hour)
+	got := sharedMoves(t, st, "s", []wanderStep{{100, 0, 0, store.Men, moveOK}})
+	key := st.key("s")
+	v, err := rdb.Get(context.Background(), key).Bytes()
+	if err != nil || len(v) != 54 || got[0] != moveOK {
+		t.Fatalf("state %x, %v; move %d", v, err, got[0])
+	}
+	if err := rdb.Set(context.Background(), key, v[:53], time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	got = sharedMoves(t, st, "s", []wanderStep{{110, 0, 0, store.Men, moveFocus}, {120, 0, 0, store.Men, moveOK}})
+	if got[0] != moveFocus || got[1] != moveOK {
+		t.Fatalf("on the former state: %v, want a focus, then nothing", got)
 	}
 }
 
@@ -173,10 +274,17 @@ func TestSharedRuleMatchesMemoryRandom(t *testing.T) {
 				}
 				batch, deps, want = append(batch, ev), append(deps, dep), append(want, res)
 			}
-			for start := 0; start < len(batch); start += dwellBatch {
-				end := min(start+dwellBatch, len(batch))
-				res, errs := make([]moveResult, end-start), make([]error, end-start)
-				st.apply(context.Background(), batch[start:end], deps[start:end], res, errs)
+			// A batch ends at each focus, marked published at once.
+			for start, end := 0, 0; start < len(batch); start = end {
+				end = min(start+dwellBatch, len(batch))
+				if i := slices.Index(want[start:end], moveFocus); i >= 0 {
+					end = start + i + 1
+				}
+				res, errs, at := make([]moveResult, end-start), make([]error, end-start), make([]int64, end-start)
+				st.apply(context.Background(), batch[start:end], deps[start:end], res, errs, at)
+				if res[len(res)-1] == moveFocus {
+					markPublished(t, st, "walker", batch[end-1].ts)
+				}
 				for i := range res {
 					if errs[i] != nil {
 						t.Fatal(errs[i])
@@ -231,8 +339,8 @@ func lastMove(t *testing.T, rdb redis.UniversalClient, key string) int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(v) != 53 {
-		t.Fatalf("state of %d bytes, want 53 (stateFormat %s)", len(v), stateFormat)
+	if len(v) != 54 {
+		t.Fatalf("state of %d bytes, want 54 (stateFormat %s)", len(v), stateFormat)
 	}
 	return int64(math.Float64frombits(binary.LittleEndian.Uint64(v[8:16])))
 }
@@ -375,8 +483,9 @@ func TestSharedDwellNoScriptFallsBack(t *testing.T) {
 	if got[2] != moveFocus {
 		t.Fatalf("outcomes %v after SCRIPT FLUSH, want the dwell's", got)
 	}
-	if n := commandCalls(t, rdb, "eval"); n != 3 {
-		t.Fatalf("%d EVAL after NOSCRIPT, want 3", n)
+	// The three moves, and the mark of the focus published.
+	if n := commandCalls(t, rdb, "eval"); n != 4 {
+		t.Fatalf("%d EVAL after NOSCRIPT, want 4", n)
 	}
 }
 
@@ -587,7 +696,7 @@ func BenchmarkSharedApply(b *testing.B) {
 		for i := range batch {
 			batch[i].ts = ts
 		}
-		st.apply(context.Background(), batch, deps, res, errs)
+		st.apply(context.Background(), batch, deps, res, errs, make([]int64, len(batch)))
 		if errs[0] != nil {
 			b.Fatal(errs[0])
 		}

@@ -20,6 +20,7 @@ type focusJob struct {
 	coupons  []store.Coupon // the department's coupons valid on the focus day
 	probs    []float64      // one per coupon
 	claim    string         // DWELL_STATE=redis: the token of this instance's claim on the focus
+	ack      func()         // acknowledges the focus message to the broker once settled (nil: nothing to do)
 
 	// How it ended, for a caller that runs the stages itself (FocusNow).
 	outcome    string
@@ -33,7 +34,7 @@ type focusJob struct {
 func (p *Pipeline) loadContext(ctx context.Context, in focusIn) (*focusJob, bool) {
 	start := time.Now()
 	defer func() { p.m.stageContext.Observe(time.Since(start).Seconds()) }()
-	j := &focusJob{focus: in.focus, received: in.received}
+	j := &focusJob{focus: in.focus, received: in.received, ack: in.ack}
 	f := in.focus
 	if p.shared != nil {
 		token, err := p.shared.claim(ctx, f)
@@ -146,7 +147,7 @@ func (p *Pipeline) pick(ctx context.Context, j *focusJob) (c store.Coupon, ok, a
 		c, ok, already = p.visits.claim(j.focus.ID, p.now().Unix(), j.coupons, j.probs, p.threshold)
 		return c, ok, already, nil
 	}
-	return p.shared.offer(ctx, j.focus.ID, j.coupons, j.probs, p.threshold)
+	return p.shared.offer(ctx, j.focus, j.coupons, j.probs, p.threshold)
 }
 
 // unpick takes back an offer pick recorded that could not be delivered.
@@ -220,6 +221,7 @@ func (p *Pipeline) settle(outcome string, j *focusJob) bool {
 	if j.claim != "" {
 		p.finishClaim(j, outcome)
 	}
+	acknowledge(j.ack) // after the claim ended: a redelivery finds it confirmed or free
 	p.pending.Add(-1)
 	if outcome != OutcomePublished && p.abandoned.Load() {
 		p.m.dropShutdown.Inc()

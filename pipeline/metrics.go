@@ -55,14 +55,15 @@ var outcomes = []string{OutcomePublished, OutcomeUnknownCustomer, OutcomeNoCoupo
 // Operations on the state instances share (DWELL_STATE=redis), as the
 // storeflow_shared_state_errors_total label.
 const (
-	opClaim   = "claim"   // take a focus
-	opFinish  = "finish"  // confirm or release a focus claim
-	opOffer   = "offer"   // pick and record a coupon in the visit ledger
-	opRelease = "release" // take back an offer that was not delivered
-	opForget  = "forget"  // end a visit on enter or exit
+	opClaim     = "claim"           // take a focus
+	opFinish    = "finish"          // confirm or release a focus claim
+	opOffer     = "offer"           // pick and record a coupon in the visit ledger
+	opRelease   = "release"         // take back an offer that was not delivered
+	opForget    = "forget"          // end a visit on enter or exit
+	opPublished = "focus_published" // mark a detected focus published in the dwell state
 )
 
-var sharedOps = []string{opClaim, opFinish, opOffer, opRelease, opForget}
+var sharedOps = []string{opClaim, opFinish, opOffer, opRelease, opForget, opPublished}
 
 // metrics are the pipeline's counters. Label values are fixed sets: never a
 // customer id.

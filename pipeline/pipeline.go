@@ -142,6 +142,15 @@ type Subscriber interface {
 	Subscribe(filter string, h func(topic string, payload []byte)) error
 }
 
+// AckSubscriber is a Subscriber that can leave the acknowledgement of a
+// message to its handler (broker.Client, broker.Embedded). With
+// DWELL_STATE=redis the focus events are taken in through it and
+// acknowledged once settled, so a focus event queued in an instance that
+// dies is delivered again by the broker.
+type AckSubscriber interface {
+	SubscribeAck(filter string, h func(topic string, payload []byte, ack func())) error
+}
+
 // Publisher sends a payload to a topic. It must not keep payload after it
 // returns.
 type Publisher interface {
@@ -213,6 +222,7 @@ type Pipeline struct {
 type focusIn struct {
 	focus    event.Focus
 	received time.Time
+	ack      func() // acknowledges the message once the focus settled; nil: acknowledged already
 }
 
 // New builds a pipeline of parts.
@@ -297,11 +307,24 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		h     func(string, []byte)
 	}{
 		{p.cfg.EntryTopic, p.onEnter}, {p.cfg.MoveTopic, p.onMove},
-		{p.cfg.ExitTopic, p.onExit}, {p.cfg.FocusTopic, p.onFocus},
+		{p.cfg.ExitTopic, p.onExit},
 	} {
 		if err := p.sub.Subscribe(p.filter(s.topic), s.h); err != nil {
 			return fmt.Errorf("pipeline: %w", err)
 		}
+	}
+	// With DWELL_STATE=redis a focus event is acknowledged to the broker
+	// once it settled, not when queued: the focus events an instance that
+	// dies held are delivered again (to its next session), and the claims
+	// let the coupon through once. Moves are acknowledged when queued.
+	var err error
+	if as, ok := p.sub.(AckSubscriber); ok && p.shared != nil {
+		err = as.SubscribeAck(p.filter(p.cfg.FocusTopic), p.takeFocus)
+	} else {
+		err = p.sub.Subscribe(p.filter(p.cfg.FocusTopic), p.onFocus)
+	}
+	if err != nil {
+		return fmt.Errorf("pipeline: %w", err)
 	}
 	close(p.ready)
 	p.log.Info("pipeline started", "dwell", p.cfg.FocusDwell, "gap", p.cfg.FocusGap,
@@ -409,16 +432,18 @@ type shopperEvent struct {
 }
 
 // detected publishes what the dwell worker found out about a shopper (what:
-// "focus" or "browsing") on topic, counts it and logs it at debug.
-func (p *Pipeline) detected(ctx context.Context, what, topic string, payload []byte, count prometheus.Counter, id string, dep store.Department, ts int64) {
+// "focus" or "browsing") on topic, counts it and logs it at debug. It
+// reports whether the broker took it.
+func (p *Pipeline) detected(ctx context.Context, what, topic string, payload []byte, count prometheus.Counter, id string, dep store.Department, ts int64) bool {
 	if err := p.pub.Publish(ctx, topic, payload); err != nil {
 		p.warn.Log(slog.LevelError, what+"_publish", what+" publish failed", "customer_id", id, "error", err)
-		return
+		return false
 	}
 	count.Inc()
 	if p.log.Enabled(ctx, slog.LevelDebug) { // the arguments would allocate even when not logged
 		p.log.Debug(what, "customer_id", id, "department", dep.String(), "ts", ts)
 	}
+	return true
 }
 
 // presence decodes an enter or exit and ends the shopper's visit. The visit
@@ -472,24 +497,38 @@ func (p *Pipeline) onExit(topic string, payload []byte) {
 	p.toDwell(shopperEvent{kind: kindExit, id: e.ID, ts: e.TS})
 }
 
-func (p *Pipeline) onFocus(topic string, payload []byte) {
+func (p *Pipeline) onFocus(topic string, payload []byte) { p.takeFocus(topic, payload, nil) }
+
+// takeFocus queues a focus event; ack (nil: none) acknowledges the message:
+// at once when the event goes no further, else when the focus settled.
+func (p *Pipeline) takeFocus(topic string, payload []byte, ack func()) {
 	f, err := event.DecodeFocus(payload)
 	if err != nil {
 		p.reject(kindFocus, topic, event.ReasonOf(err), err)
+		acknowledge(ack)
 		return
 	}
 	if !p.recent.add(f) {
 		p.m.outcome[OutcomeDuplicate].Inc()
 		p.log.Debug("focus delivered again", "customer_id", f.ID, "department", f.Dep.String(), "ts", f.TS)
+		acknowledge(ack)
 		return
 	}
 	p.pending.Add(1)
-	if !p.enqueueFocus(focusIn{focus: f, received: time.Now()}) {
+	if !p.enqueueFocus(focusIn{focus: f, received: time.Now(), ack: ack}) {
 		p.pending.Add(-1)
 		p.recent.forget(f)
+		acknowledge(ack)
 		return
 	}
 	p.m.acceptedBy[kindFocus].Inc()
+}
+
+// acknowledge calls ack unless it is nil.
+func acknowledge(ack func()) {
+	if ack != nil {
+		ack()
+	}
 }
 
 func (p *Pipeline) toDwell(ev shopperEvent) bool {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -39,12 +38,17 @@ func TestThreeInstancesOneCouponPerFocus(t *testing.T) {
 
 // The same while one instance is killed with SIGKILL mid-run and started
 // again under its name (its persistent session kept by the broker): no
-// coupon twice, and every focus gets its coupon after the restart.
+// coupon twice, and every focus gets its coupon after the restart. The kill
+// comes as the moves that complete every shopper's dwell are on their way:
+// focus events the dead instance held unacknowledged are delivered again to
+// its next session, and a focus it applied to the shared state but never
+// published is published again by the shopper's next move after
+// refocusAfter (the same focus: same shopper, department and ts).
 func TestInstanceKilledMidRunLosesNoCoupon(t *testing.T) {
 	r := redistest.Start(t)
 	d := startDeployment(t, 3, "REDIS_URL="+r.URL())
 	d.visits(t, 60, func(step int) {
-		if step == 6 { // the shoppers are on their way to Boys
+		if step == 14 { // the moves that complete every shopper's dwell are on their way
 			d.instances[1].kill(t)
 			d.instances[1].start(t)
 		}
@@ -146,10 +150,20 @@ func startDeployment(t *testing.T, n int, redis ...string) *deployment {
 }
 
 // tally counts, per shopper, the focus events and coupons an outside client
-// sees.
+// sees. A focus is counted once per identity (department and ts), a coupon
+// once per coupon and ts: one delivered again (at least once) is the same
+// focus, the same coupon.
 type tally struct {
 	mu             sync.Mutex
-	focus, coupons map[string]int
+	focus, coupons map[string]map[string]bool // shopper → identities
+}
+
+// add counts identity for id in m; the caller holds mu.
+func (tl *tally) add(m map[string]map[string]bool, id, identity string) {
+	if m[id] == nil {
+		m[id] = map[string]bool{}
+	}
+	m[id][identity] = true
 }
 
 func (d *deployment) watch(t *testing.T) *tally {
@@ -159,29 +173,32 @@ func (d *deployment) watch(t *testing.T) *tally {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	tl := &tally{focus: map[string]int{}, coupons: map[string]int{}}
-	count := func(m map[string]int, id string) {
-		tl.mu.Lock()
-		m[id]++
-		tl.mu.Unlock()
-	}
+	tl := &tally{focus: map[string]map[string]bool{}, coupons: map[string]map[string]bool{}}
 	if err := c.Subscribe(d.cfg.Pipeline.FocusTopic, func(_ string, p []byte) {
 		f, err := event.DecodeFocus(p)
 		if err != nil {
 			t.Errorf("focus %s: %v", p, err)
 			return
 		}
-		count(tl.focus, f.ID)
+		tl.mu.Lock()
+		tl.add(tl.focus, f.ID, f.Dep.String()+"@"+strconv.FormatInt(f.TS, 10))
+		tl.mu.Unlock()
 	}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Subscribe(d.cfg.Pipeline.PredictionTopic, func(_ string, p []byte) {
-		var m struct{ Customer struct{ ID string } }
+		var m struct {
+			Customer struct{ ID string }
+			Coupon   struct{ ID int }
+			TS       int64
+		}
 		if err := json.Unmarshal(p, &m); err != nil {
 			t.Errorf("coupon %s: %v", p, err)
 			return
 		}
-		count(tl.coupons, m.Customer.ID)
+		tl.mu.Lock()
+		tl.add(tl.coupons, m.Customer.ID, strconv.Itoa(m.Coupon.ID)+"@"+strconv.FormatInt(m.TS, 10))
+		tl.mu.Unlock()
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -189,10 +206,18 @@ func (d *deployment) watch(t *testing.T) *tally {
 	return tl
 }
 
+// counts is, per shopper, the focus and coupon identities seen so far.
 func (tl *tally) counts() (focus, coupons map[string]int) {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
-	return maps.Clone(tl.focus), maps.Clone(tl.coupons)
+	count := func(m map[string]map[string]bool) map[string]int {
+		n := make(map[string]int, len(m))
+		for id, ids := range m {
+			n[id] = len(ids)
+		}
+		return n
+	}
+	return count(tl.focus), count(tl.coupons)
 }
 
 // visits plays n shoppers (catalog customers 1..n) at QoS 1, interleaved as
@@ -200,7 +225,7 @@ func (tl *tally) counts() (focus, coupons map[string]int) {
 // time (the dwell is 10 s), one step of every shopper after another; after
 // each step, between(step) may disturb the deployment. Once every focus and
 // coupon is in, the shoppers leave. Every shopper must have exactly one focus
-// and one coupon, and every instance must have taken moves.
+// (identity) and one coupon, and every instance must have taken moves.
 func (d *deployment) visits(t *testing.T, n int, between func(step int)) {
 	t.Helper()
 	tl := d.watch(t)
