@@ -22,6 +22,7 @@ import (
 	"github.com/storeflow/storeflow/broker"
 	"github.com/storeflow/storeflow/config"
 	"github.com/storeflow/storeflow/internal/redact"
+	"github.com/storeflow/storeflow/liveview"
 	"github.com/storeflow/storeflow/pipeline"
 	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/recommender/protocol"
@@ -74,6 +75,7 @@ type App struct {
 	centralClient *central.Client // nil without CENTRAL_URL
 	pipeline      *pipeline.Pipeline
 	sim           *simulator.Simulator   // nil when SIMULATOR_ENABLED=false
+	view          *liveview.View         // nil when VIEW_ENABLED=false or HTTP_ADDR=off
 	http          net.Listener           // nil when HTTP_ADDR=off
 	testRefused   *prometheus.CounterVec // test endpoint requests refused, by reason; nil when they are off
 	ready         chan struct{}
@@ -140,6 +142,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		Threshold: cfg.Recommender.Threshold, Sub: a.conn, Pub: a.conn, Log: log.With("component", "pipeline"), Registerer: a.reg})
 	if err != nil {
 		return nil, err
+	}
+
+	if cfg.View.Enabled && cfg.HTTPAddr != config.HTTPOff {
+		pc := cfg.Pipeline
+		a.view, err = liveview.New(cfg.View, a.plan, liveview.Topics{Enter: pc.EntryTopic, Move: pc.MoveTopic, Exit: pc.ExitTopic,
+			Focus: pc.FocusTopic, Browsing: pc.BrowsingTopic, Prediction: pc.PredictionTopic}, log.With("component", "liveview"), a.reg)
+		if err == nil {
+			err = a.view.Subscribe(a.conn)
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
 
 	if cfg.SimulatorOverridden {

@@ -134,9 +134,6 @@ func (w *viewer) offer(f frame, m metrics) {
 
 func (v *View) serveEvents(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
-	// A stream lives longer than HTTP_READ_TIMEOUT, which would otherwise
-	// cancel it while nothing is read.
-	_ = rc.SetReadDeadline(time.Time{})
 	vw := &viewer{ch: make(chan frame, viewerBuffer), lost: make(chan struct{}, 1)}
 
 	v.mu.Lock()

@@ -115,6 +115,12 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		viewers: prometheus.NewGauge(prometheus.GaugeOpts{Name: "storeflow_view_viewers",
 			Help: "Live view event streams open."}),
 	}
+	for _, kind := range []string{kindEnter, kindMove, kindExit, kindFocus, kindBrowsing, kindCoupon} {
+		for _, r := range event.Reasons {
+			m.rejected.WithLabelValues(kind, string(r))
+		}
+	}
+	m.rejected.WithLabelValues(kindMove, string(reasonOffPlan))
 	reg.MustRegister(m.dropped, m.resyncs, m.refused, m.rejected, m.viewers)
 	return m
 }
