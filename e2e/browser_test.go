@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -16,22 +15,10 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/storeflow/storeflow/internal/harness"
+	"github.com/storeflow/storeflow/internal/proctest"
 )
 
 var updateScreenshots = flag.Bool("update-screenshots", false, "write the browser test's screenshots to docs/img for the README")
-
-// chromiumBinary is the Debian package's browser; the browser test fails
-// without it rather than skipping, so CI cannot pass without a browser.
-func chromiumBinary(t testing.TB) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "/usr/bin/chromium"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Fatal("no chromium found in PATH: the browser tests need it (apt-get install -y chromium)")
-	return ""
-}
 
 // tab is one headless Chromium tab, closed with its browser when the test
 // ends.
@@ -45,7 +32,7 @@ type tab struct {
 func openTab(t testing.TB, width, height int) *tab {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumBinary(t)),
+		chromedp.ExecPath(proctest.FindTool(t, "chromium is not installed: the browser tests need it (apt-get install -y chromium)", "chromium", "/usr/bin/chromium")),
 		chromedp.NoSandbox, // tests run as root, where Chromium's sandbox refuses to start
 		chromedp.DisableGPU,
 		chromedp.WindowSize(width, height),
