@@ -149,6 +149,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		a.view, err = liveview.New(cfg.View, a.plan, liveview.Topics{Enter: pc.EntryTopic, Move: pc.MoveTopic, Exit: pc.ExitTopic,
 			Focus: pc.FocusTopic, Browsing: pc.BrowsingTopic, Prediction: pc.PredictionTopic}, log.With("component", "liveview"), a.reg)
 		if err == nil {
+			a.view.SetFigures(a.viewFigures)
 			err = a.view.Subscribe(a.conn)
 		}
 		if err != nil {
@@ -367,6 +368,18 @@ func (a *App) shopperIDs() ([]string, error) {
 // BrokerAddr is the embedded broker's TCP address ("" with an external broker).
 func (a *App) BrokerAddr() string { return a.conn.Addr() }
 
+// ViewURL is the store page's address, or "" without the live view.
+func (a *App) ViewURL() string {
+	if a.view == nil {
+		return ""
+	}
+	host, port, _ := net.SplitHostPort(a.HTTPAddr())
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "localhost" // listening on every address: this machine's is one of them
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
+}
+
 // HTTPAddr is the address the HTTP endpoints listen on ("" when off).
 func (a *App) HTTPAddr() string {
 	if a.http == nil {
@@ -423,6 +436,9 @@ func (a *App) Run(ctx context.Context) error {
 		case <-a.pipeline.Ready():
 			close(a.ready)
 			a.log.Info("storeflow ready", "broker", a.conn.Addr(), "http", a.HTTPAddr())
+			if a.view != nil {
+				a.log.Info("the store on screen: open "+a.ViewURL(), "phone", a.ViewURL()+"phone/<customer id>")
+			}
 		case <-gctx.Done():
 			return nil
 		}
@@ -437,8 +453,14 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		return a.sim.Run(gctx)
 	})
+	if a.view != nil {
+		g.Go(func() error { return a.view.Run(gctx) })
+	}
 	if a.http != nil {
 		srv := a.httpServer()
+		if a.view != nil {
+			srv.RegisterOnShutdown(a.view.Close) // its streams would hold Shutdown
+		}
 		g.Go(func() error {
 			if err := srv.Serve(a.http); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("app: http: %w", err)

@@ -1,21 +1,67 @@
 package liveview
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sort"
 	"strconv"
 	"time"
+
+	"github.com/storeflow/storeflow/event"
 )
 
 // keepAlive is how often an idle stream gets a comment, so that a viewer
 // gone away is noticed and proxies keep the connection.
 const keepAlive = 15 * time.Second
 
-// Register adds GET /api/store and GET /api/events to mux.
+// Register adds the pages and GET /api/store and GET /api/events to mux.
+// Both API routes take ?customer=<id> to follow one shopper (the phone page).
 func (v *View) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/store", v.serveStore)
 	mux.HandleFunc("GET /api/events", v.serveEvents)
+	v.registerPages(mux)
+}
+
+// figuresEvery is how often open streams get the live figures.
+const figuresEvery = 2 * time.Second
+
+// Run sends the live figures to the open streams every figuresEvery until
+// ctx is done.
+func (v *View) Run(ctx context.Context) error {
+	tick := time.NewTicker(figuresEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		v.mu.Lock()
+		idle := len(v.viewers) == 0
+		v.mu.Unlock()
+		if idle {
+			continue
+		}
+		data, err := json.Marshal(v.figures())
+		if err != nil {
+			return fmt.Errorf("liveview: figures: %w", err)
+		}
+		f := frame{data: sseFrame(0, kindFigures, data)}
+		v.mu.Lock()
+		for w := range v.viewers {
+			w.offer(f, v.m)
+		}
+		v.mu.Unlock()
+	}
+}
+
+// Close ends every open event stream (http.Server.Shutdown waits for
+// handlers; a stream would otherwise hold it until its timeout). A stream
+// opened after it ends at once.
+func (v *View) Close() {
+	v.closeOnce.Do(func() { close(v.closed) })
 }
 
 // Snapshot is the body of GET /api/store.
@@ -69,6 +115,23 @@ type Figures struct {
 	FocusPerMinute   int     `json:"focus_per_minute"`   // focus events in the last minute
 	CouponsPerMinute int     `json:"coupons_per_minute"` // coupons in the last minute
 	ViewDropped      float64 `json:"view_events_dropped"`
+
+	// Filled by the function given to SetFigures, when there is one.
+	Rejected   int64       `json:"events_rejected"` // shopper events the pipeline refused as invalid, since start
+	Dropped    int64       `json:"events_dropped"`  // events the pipeline dropped (full queues), since start
+	Acceptance *Acceptance `json:"acceptance"`      // null without the simulator's ground truth
+}
+
+// Acceptance is how the coupons issued fare with the simulated shoppers,
+// since start.
+type Acceptance struct {
+	Received int `json:"received"`  // coupons received by simulated shoppers
+	WouldUse int `json:"would_use"` // of which the shopper would use, drawn with the ground truth
+	// ExpectedRate is the mean ground-truth probability of the coupons
+	// received; RandomRate that of a coupon picked at random among the same
+	// focus's valid coupons: the yardstick.
+	ExpectedRate float64 `json:"expected_rate"`
+	RandomRate   float64 `json:"random_rate"`
 }
 
 func (v *View) plan0() Plan {
@@ -82,45 +145,111 @@ func (v *View) plan0() Plan {
 	return p
 }
 
-// Snapshot is the current state.
-func (v *View) Snapshot() Snapshot {
+// Snapshot is the current state; for one customer (not ""), only what is
+// about them: the shopper, their coupons and their alert.
+func (v *View) Snapshot(customer string) Snapshot {
 	v.mu.Lock()
-	s := Snapshot{Seq: v.seq, Shoppers: make([]Shopper, 0, len(v.shoppers)),
-		Coupons: make([]json.RawMessage, len(v.coupons)), Alerts: make([]Alert, 0, len(v.alerts))}
-	for _, sh := range v.shoppers {
-		s.Shoppers = append(s.Shoppers, *sh)
+	s := Snapshot{Seq: v.seq, Shoppers: []Shopper{}, Coupons: []json.RawMessage{}, Alerts: []Alert{}}
+	coupons := v.coupons
+	if customer != "" {
+		if mine, in := v.mine[customer]; in {
+			coupons = mine // more of theirs than the store's last ones hold
+		}
 	}
-	for i, c := range v.coupons {
-		s.Coupons[len(v.coupons)-1-i] = c
+	for i := len(coupons) - 1; i >= 0; i-- {
+		if customer == "" || coupons[i].who == customer {
+			s.Coupons = append(s.Coupons, coupons[i].msg)
+		}
+	}
+	for _, sh := range v.shoppers {
+		if customer == "" || sh.ID == customer {
+			s.Shoppers = append(s.Shoppers, *sh)
+		}
 	}
 	for _, b := range v.alerts {
-		s.Alerts = append(s.Alerts, Alert{ID: b.ID, TS: b.TS, Dep: b.Dep.String(), X: b.X, Y: b.Y, HasPos: b.HasPos})
+		if customer == "" || b.ID == customer {
+			s.Alerts = append(s.Alerts, Alert{ID: b.ID, TS: b.TS, Dep: b.Dep.String(), X: b.X, Y: b.Y, HasPos: b.HasPos})
+		}
 	}
-	now := v.now()
-	s.Figures = Figures{Shoppers: len(v.shoppers), FocusPerMinute: v.focus.last(now), CouponsPerMinute: v.issued.last(now)}
+	s.Figures = v.counts()
 	v.mu.Unlock()
 	s.Plan = v.plan0()
-	s.Figures.ViewDropped = counterValue(v.m.dropped)
+	v.fillFigures(&s.Figures)
 	sort.Slice(s.Shoppers, func(i, j int) bool { return s.Shoppers[i].ID < s.Shoppers[j].ID })
 	sort.Slice(s.Alerts, func(i, j int) bool { return s.Alerts[i].ID < s.Alerts[j].ID })
 	return s
 }
 
-func (v *View) serveStore(w http.ResponseWriter, _ *http.Request) {
+// SetFigures gives the view a function that fills the figures it cannot
+// count itself (the pipeline's rejections and drops, the acceptance). Call it
+// before serving.
+func (v *View) SetFigures(fill func(*Figures)) { v.more = fill }
+
+func (v *View) fillFigures(f *Figures) {
+	f.ViewDropped = counterValue(v.m.dropped)
+	if v.more != nil {
+		v.more(f)
+	}
+}
+
+// figures returns the current figures (the part of the snapshot a
+// figures event carries).
+func (v *View) figures() Figures {
+	v.mu.Lock()
+	f := v.counts()
+	v.mu.Unlock()
+	v.fillFigures(&f)
+	return f
+}
+
+// counts are the figures the view counts itself. v.mu is held.
+func (v *View) counts() Figures {
+	now := v.now()
+	return Figures{Shoppers: len(v.shoppers), FocusPerMinute: v.focus.last(now), CouponsPerMinute: v.issued.last(now)}
+}
+
+func (v *View) serveStore(w http.ResponseWriter, r *http.Request) {
+	customer, ok := customerParam(w, r)
+	if !ok {
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	_ = json.NewEncoder(w).Encode(v.Snapshot())
+	_ = json.NewEncoder(w).Encode(v.Snapshot(customer))
+}
+
+// customerParam reads ?customer=<id>, the one shopper a phone follows; a bad
+// id is answered 400.
+func customerParam(w http.ResponseWriter, r *http.Request) (string, bool) {
+	q := r.URL.Query()
+	if !q.Has("customer") {
+		return "", true
+	}
+	id := q.Get("customer")
+	if err := event.CheckID(id); err != nil {
+		http.Error(w, "customer: "+err.Error(), http.StatusBadRequest)
+		return "", false
+	}
+	return id, true
 }
 
 // viewer is one open event stream.
 type viewer struct {
+	only string // the one customer this viewer follows (a phone); "" for the whole store
 	ch   chan frame
 	lost chan struct{} // signalled when an event did not fit in ch
 }
 
-// offer hands f to the viewer without waiting; when its buffer is full the
-// event is dropped, counted, and the viewer told to resync.
+// wants reports whether the viewer follows what f is about.
+func (w *viewer) wants(f frame) bool { return w.only == "" || f.who == w.only }
+
+// offer hands f to the viewer without waiting, if it wants it; when its
+// buffer is full the event is dropped, counted, and the viewer told to
+// resync.
 func (w *viewer) offer(f frame, m metrics) {
+	if !w.wants(f) {
+		return
+	}
 	select {
 	case w.ch <- f:
 	default:
@@ -133,8 +262,12 @@ func (w *viewer) offer(f frame, m metrics) {
 }
 
 func (v *View) serveEvents(w http.ResponseWriter, r *http.Request) {
+	customer, ok := customerParam(w, r)
+	if !ok {
+		return
+	}
 	rc := http.NewResponseController(w)
-	vw := &viewer{ch: make(chan frame, viewerBuffer), lost: make(chan struct{}, 1)}
+	vw := &viewer{only: customer, ch: make(chan frame, viewerBuffer), lost: make(chan struct{}, 1)}
 
 	v.mu.Lock()
 	if len(v.viewers) >= v.cfg.MaxViewers {
@@ -179,6 +312,9 @@ func (v *View) serveEvents(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	for _, f := range replay {
+		if !vw.wants(f) {
+			continue
+		}
 		if _, err := w.Write(f.data); err != nil {
 			return
 		}
@@ -192,6 +328,8 @@ func (v *View) serveEvents(w http.ResponseWriter, r *http.Request) {
 		var out []byte
 		select {
 		case <-r.Context().Done():
+			return
+		case <-v.closed:
 			return
 		case <-vw.lost:
 			for n := len(vw.ch); n > 0; n-- {

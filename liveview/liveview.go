@@ -28,10 +28,11 @@ import (
 
 // Bounds of what the view keeps.
 const (
-	recentCoupons = 20   // coupons in the snapshot
-	replayFrames  = 1024 // events kept for a viewer reconnecting with Last-Event-ID
-	viewerBuffer  = 1024 // events waiting to be written to one viewer
-	perMinute     = 60   // one-second buckets of the per-minute figures
+	recentCoupons  = 20   // coupons in the snapshot
+	shopperCoupons = 10   // coupons kept per shopper in the store, for their phone
+	replayFrames   = 1024 // events kept for a viewer reconnecting with Last-Event-ID
+	viewerBuffer   = 1024 // events waiting to be written to one viewer
+	perMinute      = 60   // one-second buckets of the per-minute figures
 )
 
 // Subscriber delivers the messages of a topic filter to a callback on the
@@ -57,6 +58,8 @@ const (
 	kindBrowsing = "browsing"
 	kindCoupon   = "coupon"
 	kindResync   = "resync"
+	kindHelped   = "helped"  // an alert closed by a member of staff
+	kindFigures  = "figures" // the live figures, every figuresEvery while a viewer is open; no id
 )
 
 // View is the live view of one store.
@@ -71,12 +74,18 @@ type View struct {
 	mu       sync.Mutex
 	seq      uint64
 	shoppers map[string]*Shopper
-	coupons  []json.RawMessage // oldest first, at most recentCoupons
+	coupons  []kept            // oldest first, at most recentCoupons
+	mine     map[string][]kept // by shopper in the store: their coupons, oldest first, at most shopperCoupons
 	alerts   map[string]event.Browsing
 	focus    minuteCount
 	issued   minuteCount
 	replay   []frame // ring of the last replayFrames events, by seq
 	viewers  map[*viewer]struct{}
+
+	more func(*Figures) // SetFigures; nil fills nothing more
+
+	closed    chan struct{} // closed by Close: streams end
+	closeOnce sync.Once
 }
 
 // Shopper is a shopper in the store as the view sees them.
@@ -89,8 +98,15 @@ type Shopper struct {
 	Focus  bool   `json:"focus"`   // focused in Dep since the last move out of it
 }
 
+// kept is a coupon message kept for the snapshot.
+type kept struct {
+	who string // customer.id
+	msg json.RawMessage
+}
+
 type frame struct {
 	seq  uint64
+	who  string // the shopper the event is about; "" for every viewer
 	data []byte // the whole SSE frame, id to blank line
 }
 
@@ -132,8 +148,8 @@ func New(cfg Config, plan *store.Plan, topics Topics, log *slog.Logger, reg prom
 	}
 	return &View{
 		cfg: cfg, plan: plan, topics: topics, log: ratelog.New(log, time.Minute), now: time.Now, m: newMetrics(reg),
-		shoppers: make(map[string]*Shopper), alerts: make(map[string]event.Browsing),
-		replay: make([]frame, 0, replayFrames), viewers: make(map[*viewer]struct{}),
+		shoppers: make(map[string]*Shopper), alerts: make(map[string]event.Browsing), mine: make(map[string][]kept),
+		replay: make([]frame, 0, replayFrames), viewers: make(map[*viewer]struct{}), closed: make(chan struct{}),
 	}, nil
 }
 
@@ -170,7 +186,7 @@ func (v *View) onEnter(_ string, payload []byte) {
 	if _, ok := v.shoppers[p.ID]; !ok {
 		v.shoppers[p.ID] = &Shopper{ID: p.ID}
 	}
-	v.publish(kindEnter, event.AppendPresence(nil, p))
+	v.publish(kindEnter, p.ID, event.AppendPresence(nil, p))
 }
 
 func (v *View) onMove(_ string, payload []byte) {
@@ -190,7 +206,7 @@ func (v *View) onMove(_ string, payload []byte) {
 		s.Focus = false
 	}
 	s.X, s.Y, s.HasPos, s.Dep = m.X, m.Y, true, dep.String()
-	v.publish(kindMove, event.AppendMove(nil, m))
+	v.publish(kindMove, m.ID, event.AppendMove(nil, m))
 }
 
 func (v *View) onExit(_ string, payload []byte) {
@@ -203,7 +219,8 @@ func (v *View) onExit(_ string, payload []byte) {
 	defer v.mu.Unlock()
 	delete(v.shoppers, p.ID)
 	delete(v.alerts, p.ID)
-	v.publish(kindExit, event.AppendPresence(nil, p))
+	delete(v.mine, p.ID)
+	v.publish(kindExit, p.ID, event.AppendPresence(nil, p))
 }
 
 func (v *View) onFocus(_ string, payload []byte) {
@@ -220,7 +237,7 @@ func (v *View) onFocus(_ string, payload []byte) {
 		s.X, s.Y, s.HasPos = f.X, f.Y, true
 	}
 	v.focus.add(v.now())
-	v.publish(kindFocus, event.AppendFocus(nil, f))
+	v.publish(kindFocus, f.ID, event.AppendFocus(nil, f))
 }
 
 func (v *View) onBrowsing(_ string, payload []byte) {
@@ -232,11 +249,12 @@ func (v *View) onBrowsing(_ string, payload []byte) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.alerts[b.ID] = b
-	v.publish(kindBrowsing, event.AppendBrowsing(nil, b))
+	v.publish(kindBrowsing, b.ID, event.AppendBrowsing(nil, b))
 }
 
 func (v *View) onCoupon(_ string, payload []byte) {
-	if _, err := event.DecodeOffer(payload); err != nil {
+	o, err := event.DecodeOffer(payload)
+	if err != nil {
 		v.reject(kindCoupon, err)
 		return
 	}
@@ -247,13 +265,22 @@ func (v *View) onCoupon(_ string, payload []byte) {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if len(v.coupons) == recentCoupons {
-		copy(v.coupons, v.coupons[1:])
-		v.coupons = v.coupons[:recentCoupons-1]
+	k := kept{who: o.CustomerID, msg: msg.Bytes()}
+	v.coupons = appendLast(v.coupons, k, recentCoupons)
+	if _, in := v.shoppers[o.CustomerID]; in {
+		v.mine[o.CustomerID] = appendLast(v.mine[o.CustomerID], k, shopperCoupons)
 	}
-	v.coupons = append(v.coupons, msg.Bytes())
 	v.issued.add(v.now())
-	v.publish(kindCoupon, msg.Bytes())
+	v.publish(kindCoupon, o.CustomerID, msg.Bytes())
+}
+
+// appendLast appends k to list, keeping the last max.
+func appendLast(list []kept, k kept, max int) []kept {
+	if len(list) == max {
+		copy(list, list[1:])
+		list = list[:max-1]
+	}
+	return append(list, k)
 }
 
 // shopper returns the shopper id, added if the view missed their enter
@@ -269,9 +296,9 @@ func (v *View) shopper(id string) *Shopper {
 
 // publish numbers an event, keeps it for replay and offers it to every
 // viewer without waiting. v.mu is held.
-func (v *View) publish(kind string, data []byte) {
+func (v *View) publish(kind, who string, data []byte) {
 	v.seq++
-	f := frame{seq: v.seq, data: sseFrame(v.seq, kind, data)}
+	f := frame{seq: v.seq, who: who, data: sseFrame(v.seq, kind, data)}
 	if len(v.replay) < replayFrames {
 		v.replay = append(v.replay, f)
 	} else {
@@ -282,11 +309,16 @@ func (v *View) publish(kind string, data []byte) {
 	}
 }
 
+// sseFrame is one event of the stream; seq 0 gives it no id (the viewer's
+// Last-Event-ID stays that of the last numbered event).
 func sseFrame(seq uint64, kind string, data []byte) []byte {
 	b := make([]byte, 0, len(data)+len(kind)+40)
-	b = append(b, "id: "...)
-	b = strconv.AppendUint(b, seq, 10)
-	b = append(b, "\nevent: "...)
+	if seq > 0 {
+		b = append(b, "id: "...)
+		b = strconv.AppendUint(b, seq, 10)
+		b = append(b, '\n')
+	}
+	b = append(b, "event: "...)
 	b = append(b, kind...)
 	b = append(b, "\ndata: "...)
 	b = append(b, data...)

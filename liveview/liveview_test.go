@@ -155,7 +155,7 @@ func TestCouponsKeepTheLatest(t *testing.T) {
 	for i := range recentCoupons + 5 {
 		r.pub(t, topics.Prediction, strings.Replace(coupon, `"id": "1"`, fmt.Sprintf(`"id": "%d"`, i), 1))
 	}
-	s := r.view.Snapshot()
+	s := r.view.Snapshot("")
 	if len(s.Coupons) != recentCoupons {
 		t.Fatalf("%d coupons, want %d", len(s.Coupons), recentCoupons)
 	}
