@@ -202,14 +202,7 @@ func TestBrowserStoreAndPhone(t *testing.T) {
 	published := map[card]bool{}
 	var shown card
 	harness.Until(t, 40*time.Second, "a coupon card that the outside subscriber received too", func() bool {
-		for drained := false; !drained; {
-			select {
-			case m := <-obs.msg:
-				published[predictionCard(t, m.Payload)] = true
-			default:
-				drained = true
-			}
-		}
+		drain(t, obs, published)
 		var cards []card
 		store.eval(readCards, &cards)
 		for _, c := range cards {
@@ -241,7 +234,31 @@ func TestBrowserStoreAndPhone(t *testing.T) {
 		phone.eval(fmt.Sprintf(`document.querySelectorAll('#tiles .tile[data-coupon=%q]').length`, shown.Coupon), &n)
 		return n > 0
 	})
+	// Every tile is a coupon published for this shopper, none another's.
+	// The subscriber was there before the first coupon: a coupon comes after
+	// a dwell of 10 simulated seconds, half a second here.
+	drain(t, obs, published)
+	var tiles []string
+	phone.eval(`Array.from(document.querySelectorAll('#tiles .tile')).map(e => e.dataset.coupon)`, &tiles)
+	for _, c := range tiles {
+		if !published[card{Customer: shown.Customer, Coupon: c}] {
+			t.Errorf("phone of shopper %s shows coupon %s, not published for this shopper", shown.Customer, c)
+		}
+	}
 	phone.screenshot("phone.png")
+}
+
+// drain adds the predictions obs has received so far to published.
+func drain(t testing.TB, obs *client, published map[card]bool) {
+	t.Helper()
+	for {
+		select {
+		case m := <-obs.msg:
+			published[predictionCard(t, m.Payload)] = true
+		default:
+			return
+		}
+	}
 }
 
 // predictionCard is the customer and coupon of a Prediction Results Message,
