@@ -171,9 +171,15 @@ type sse struct{ id, event, data string }
 // stream opens GET /api/events and delivers its events on a channel.
 func stream(t *testing.T, url, lastID string) (<-chan sse, *http.Response) {
 	t.Helper()
+	return streamOf(t, url+"/api/events", lastID)
+}
+
+// streamOf is stream for the event stream at url (with its query).
+func streamOf(t *testing.T, url, lastID string) (<-chan sse, *http.Response) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	req, _ := http.NewRequestWithContext(ctx, "GET", url+"/api/events", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
 	}
