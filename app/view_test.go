@@ -4,9 +4,15 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/storeflow/storeflow/config"
+	"github.com/storeflow/storeflow/internal/harness"
+	"github.com/storeflow/storeflow/internal/modeltest"
 )
 
 // The live view follows the app's own broker connection, and a stream idle
@@ -78,5 +84,37 @@ func TestLiveViewOff(t *testing.T) {
 		if r.StatusCode != http.StatusNotFound {
 			t.Errorf("VIEW_ENABLED=false: GET %s = %d, want 404", path, r.StatusCode)
 		}
+	}
+}
+
+// An open page does not hold the shutdown: its stream ends and Run returns
+// without error (http.Server.Shutdown waits for handlers, and a stream's
+// handler returns only when told to).
+func TestShutdownWithAPageOpen(t *testing.T) {
+	cfg, err := config.Load(map[string]string{"BROKER_LISTEN_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
+		"SIMULATOR_ENABLED": "false", "MODEL_FILE": modeltest.File(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := harness.Start(t, "storeflow", a.Run, a.Ready())
+	resp, err := http.Get("http://" + a.HTTPAddr() + "/api/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	ended := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		close(ended)
+	}()
+	stop(4 * time.Second) // under the server's 5 s shutdown bound
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Error("the page's stream still open after Run returned")
 	}
 }

@@ -293,6 +293,9 @@ func (v *View) serveEvents(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		v.mu.Lock()
 		delete(v.viewers, vw)
+		if len(v.viewers) == 0 {
+			v.keepUntil = v.now().Add(replayGrace)
+		}
 		v.mu.Unlock()
 		v.m.viewers.Dec()
 	}()

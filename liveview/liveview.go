@@ -79,10 +79,13 @@ type View struct {
 	alerts   map[string]event.Browsing
 	focus    minuteCount
 	issued   minuteCount
-	replay   []frame // ring of the last replayFrames events, by seq
+	replay   []frame // ring of the last replayFrames events kept, at seq % replayFrames
 	viewers  map[*viewer]struct{}
 
 	more func(*Figures) // SetFigures; nil fills nothing more
+
+	buf       []byte    // an event's data, written before it is framed
+	keepUntil time.Time // events are kept until then after the last page closed; zero: not since
 
 	closed    chan struct{} // closed by Close: streams end
 	closeOnce sync.Once
@@ -149,7 +152,7 @@ func New(cfg Config, plan *store.Plan, topics Topics, log *slog.Logger, reg prom
 	return &View{
 		cfg: cfg, plan: plan, topics: topics, log: ratelog.New(log, time.Minute), now: time.Now, m: newMetrics(reg),
 		shoppers: make(map[string]*Shopper), alerts: make(map[string]event.Browsing), mine: make(map[string][]kept),
-		replay: make([]frame, 0, replayFrames), viewers: make(map[*viewer]struct{}), closed: make(chan struct{}),
+		replay: make([]frame, replayFrames), viewers: make(map[*viewer]struct{}), closed: make(chan struct{}),
 	}, nil
 }
 
@@ -186,7 +189,10 @@ func (v *View) onEnter(_ string, payload []byte) {
 	if _, ok := v.shoppers[p.ID]; !ok {
 		v.shoppers[p.ID] = &Shopper{ID: p.ID}
 	}
-	v.publish(kindEnter, p.ID, event.AppendPresence(nil, p))
+	if v.next() {
+		v.buf = event.AppendPresence(v.buf[:0], p)
+		v.publish(kindEnter, p.ID, v.buf)
+	}
 }
 
 func (v *View) onMove(_ string, payload []byte) {
@@ -206,7 +212,10 @@ func (v *View) onMove(_ string, payload []byte) {
 		s.Focus = false
 	}
 	s.X, s.Y, s.HasPos, s.Dep = m.X, m.Y, true, dep.String()
-	v.publish(kindMove, m.ID, event.AppendMove(nil, m))
+	if v.next() {
+		v.buf = event.AppendMove(v.buf[:0], m)
+		v.publish(kindMove, m.ID, v.buf)
+	}
 }
 
 func (v *View) onExit(_ string, payload []byte) {
@@ -220,7 +229,10 @@ func (v *View) onExit(_ string, payload []byte) {
 	delete(v.shoppers, p.ID)
 	delete(v.alerts, p.ID)
 	delete(v.mine, p.ID)
-	v.publish(kindExit, p.ID, event.AppendPresence(nil, p))
+	if v.next() {
+		v.buf = event.AppendPresence(v.buf[:0], p)
+		v.publish(kindExit, p.ID, v.buf)
+	}
 }
 
 func (v *View) onFocus(_ string, payload []byte) {
@@ -237,7 +249,10 @@ func (v *View) onFocus(_ string, payload []byte) {
 		s.X, s.Y, s.HasPos = f.X, f.Y, true
 	}
 	v.focus.add(v.now())
-	v.publish(kindFocus, f.ID, event.AppendFocus(nil, f))
+	if v.next() {
+		v.buf = event.AppendFocus(v.buf[:0], f)
+		v.publish(kindFocus, f.ID, v.buf)
+	}
 }
 
 func (v *View) onBrowsing(_ string, payload []byte) {
@@ -249,7 +264,10 @@ func (v *View) onBrowsing(_ string, payload []byte) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.alerts[b.ID] = b
-	v.publish(kindBrowsing, b.ID, event.AppendBrowsing(nil, b))
+	if v.next() {
+		v.buf = event.AppendBrowsing(v.buf[:0], b)
+		v.publish(kindBrowsing, b.ID, v.buf)
+	}
 }
 
 func (v *View) onCoupon(_ string, payload []byte) {
@@ -271,7 +289,9 @@ func (v *View) onCoupon(_ string, payload []byte) {
 		v.mine[o.CustomerID] = appendLast(v.mine[o.CustomerID], k, shopperCoupons)
 	}
 	v.issued.add(v.now())
-	v.publish(kindCoupon, o.CustomerID, msg.Bytes())
+	if v.next() {
+		v.publish(kindCoupon, o.CustomerID, msg.Bytes())
+	}
 }
 
 // appendLast appends k to list, keeping the last max.
@@ -294,16 +314,32 @@ func (v *View) shopper(id string) *Shopper {
 	return s
 }
 
-// publish numbers an event, keeps it for replay and offers it to every
-// viewer without waiting. v.mu is held.
-func (v *View) publish(kind, who string, data []byte) {
+// replayGrace is how long events are still kept for replay after the last
+// page closed its stream: a page that lost its connection for a moment
+// reconnects and gets what it missed.
+const replayGrace = 30 * time.Second
+
+// next numbers an event and reports whether to frame it for the pages: yes
+// while a stream is open (and for replayGrace after the last one closed).
+// Otherwise the event only updates the state, and a page reconnecting from
+// before it is told to resync. v.mu is held.
+func (v *View) next() bool {
 	v.seq++
-	f := frame{seq: v.seq, who: who, data: sseFrame(v.seq, kind, data)}
-	if len(v.replay) < replayFrames {
-		v.replay = append(v.replay, f)
-	} else {
-		v.replay[int((f.seq-1)%replayFrames)] = f
+	if len(v.viewers) > 0 {
+		return true
 	}
+	if !v.keepUntil.IsZero() && v.now().Before(v.keepUntil) {
+		return true
+	}
+	v.keepUntil = time.Time{}
+	return false
+}
+
+// publish frames the event next numbered, keeps it for replay and offers it
+// to every viewer without waiting. data is copied. v.mu is held.
+func (v *View) publish(kind, who string, data []byte) {
+	f := frame{seq: v.seq, who: who, data: sseFrame(v.seq, kind, data)}
+	v.replay[int(f.seq%replayFrames)] = f
 	for w := range v.viewers {
 		w.offer(f, v.m)
 	}
@@ -332,12 +368,16 @@ func (v *View) since(seq uint64) (_ []frame, ok bool) {
 		return nil, false // not one of ours: an earlier process's
 	}
 	n := v.seq - seq
-	if n > uint64(len(v.replay)) {
+	if n > replayFrames {
 		return nil, false
 	}
 	out := make([]frame, 0, n)
 	for s := seq + 1; s <= v.seq; s++ {
-		out = append(out, v.replay[int((s-1)%replayFrames)])
+		f := v.replay[int(s%replayFrames)]
+		if f.seq != s {
+			return nil, false // overwritten, or never kept
+		}
+		out = append(out, f)
 	}
 	return out, true
 }

@@ -171,9 +171,15 @@ type sse struct{ id, event, data string }
 // stream opens GET /api/events and delivers its events on a channel.
 func stream(t *testing.T, url, lastID string) (<-chan sse, *http.Response) {
 	t.Helper()
+	return streamOf(t, url+"/api/events", lastID)
+}
+
+// streamOf is stream for the event stream at url (with its query).
+func streamOf(t *testing.T, url, lastID string) (<-chan sse, *http.Response) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	req, _ := http.NewRequestWithContext(ctx, "GET", url+"/api/events", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
 	}
@@ -362,6 +368,7 @@ func TestViewerCap(t *testing.T) {
 
 func TestReconnectWithLastEventID(t *testing.T) {
 	r := newRig(t, Config{Enabled: true, MaxViewers: 8})
+	stream(t, r.srv.URL, "") // a page open: events are kept for replay
 	for i := range 5 {
 		r.pub(t, topics.Enter, fmt.Sprintf(`{"id":"%d","ts":100}`, i))
 	}
@@ -399,5 +406,47 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if err := (Config{Enabled: false}).Validate(); err != nil {
 		t.Errorf("off: %v", err)
+	}
+}
+
+// Events are framed and kept for replay only while a page is open, and for
+// replayGrace after the last one closed; a page reconnecting from before
+// events that were not kept is told to resync.
+func TestReplayKeptOnlyWhilePagesOpen(t *testing.T) {
+	r := newRig(t, Config{Enabled: true, MaxViewers: 8})
+	var mu sync.Mutex
+	now := time.Now()
+	r.view.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	r.pub(t, topics.Enter, `{"id":"1","ts":100}`) // 1: no page ever open, not kept
+	ch, resp := stream(t, r.srv.URL, "")
+	r.pub(t, topics.Enter, `{"id":"2","ts":100}`) // 2
+	if e := next(t, ch); e.id != "2" {
+		t.Fatalf("event %+v, want 2", e)
+	}
+	resp.Body.Close()
+	harness.Until(t, 10*time.Second, "the stream closed", func() bool { return metrictest.Sum(t, r.reg, "storeflow_view_viewers") == 0 })
+	r.pub(t, topics.Enter, `{"id":"3","ts":100}`) // 3: within the grace, kept
+	ch, _ = stream(t, r.srv.URL, "2")
+	if e := next(t, ch); e != (sse{"3", "enter", `{"id":"3","ts":100}`}) {
+		t.Fatalf("reconnected within the grace: %+v, want event 3 replayed", e)
+	}
+	ch, _ = stream(t, r.srv.URL, "0")
+	if e := next(t, ch); e.event != "resync" {
+		t.Fatalf("reconnected from before an event not kept: %+v, want resync", e)
+	}
+	r.view.Close() // every stream ends
+	harness.Until(t, 10*time.Second, "the streams closed", func() bool { return metrictest.Sum(t, r.reg, "storeflow_view_viewers") == 0 })
+	mu.Lock()
+	now = now.Add(replayGrace + time.Second)
+	mu.Unlock()
+	r.pub(t, topics.Enter, `{"id":"4","ts":100}`) // 4: after the grace, not kept
+	r.view.mu.Lock()
+	_, ok := r.view.since(3)
+	r.view.mu.Unlock()
+	if ok {
+		t.Error("event 4 came with no page open past the grace, yet a replay from 3 is offered")
+	}
+	if s := r.view.Snapshot(""); s.Seq != 4 || len(s.Shoppers) != 4 {
+		t.Errorf("snapshot seq %d with %d shoppers, want 4 and 4: the state follows every event", s.Seq, len(s.Shoppers))
 	}
 }

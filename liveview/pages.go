@@ -77,7 +77,9 @@ func (v *View) serveHelped(w http.ResponseWriter, r *http.Request) {
 	_, open := v.alerts[id]
 	if open {
 		delete(v.alerts, id)
-		v.publish(kindHelped, id, data)
+		if v.next() {
+			v.publish(kindHelped, id, data)
+		}
 	}
 	v.mu.Unlock()
 	if !open {

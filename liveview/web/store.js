@@ -33,6 +33,7 @@ function drawPlan(p) {
   const cell = p.step === 1 ? 1 : 0;
   const unit = p.step; // one sensor step
   plan.setAttribute('viewBox', `0 0 ${p.width} ${p.height}`);
+  plan.style.setProperty('--plan-aspect', `${p.width} / ${p.height}`);
   plan.append(svg('rect', { class: 'floor', x: 0, y: 0, width: p.width, height: p.height }));
   const deps = new Map();
   for (const d of p.departments) {
@@ -49,15 +50,18 @@ function drawPlan(p) {
     plan.append(r, label);
     deps.set(d.name, r);
   }
-  for (const [id, pt, name] of [['entrance', p.entrance, 'entrance'], ['exit', p.exit, 'exit']]) {
+  for (const [id, pt, name] of [['entrance', p.entrance, 'in'], ['exit', p.exit, 'out']]) {
     const g = svg('g', { id });
+    const title = svg('title', {});
+    title.textContent = id;
+    g.append(title);
     g.append(svg('rect', {
       class: 'door', x: pt.x + cell / 2 - unit * 0.45, y: pt.y + cell / 2 - unit * 0.45,
       width: unit * 0.9, height: unit * 0.9, rx: unit * 0.1,
     }));
     const t = svg('text', {
       class: 'door-name', x: pt.x + cell / 2, y: pt.y + cell / 2,
-      'font-size': unit * 0.2, 'text-anchor': 'middle', 'dominant-baseline': 'central',
+      'font-size': unit * 0.36, 'text-anchor': 'middle', 'dominant-baseline': 'central',
     });
     t.textContent = name;
     g.append(t);
