@@ -80,12 +80,6 @@ func (tb *tab) eval(expr string, out any) {
 func (tb *tab) open(url string) {
 	tb.t.Helper()
 	tb.do("open "+url, chromedp.Navigate(url))
-	tb.waitLive(url)
-}
-
-// waitLive waits until the page says it is live.
-func (tb *tab) waitLive(url string) {
-	tb.t.Helper()
 	harness.Until(tb.t, 20*time.Second, url+": #status[data-state=live]", func() bool {
 		var live bool
 		tb.eval(`document.querySelector('#status[data-state="live"]') !== null`, &live)
