@@ -207,12 +207,15 @@ function showFigures(f) {
   set('focus_per_minute', f.focus_per_minute.toLocaleString());
   set('coupons_per_minute', f.coupons_per_minute.toLocaleString());
   const a = f.acceptance;
+  const use = document.querySelector('[data-figure="acceptance"]');
   if (a && a.received > 0) {
-    const rate = (100 * a.would_use) / a.received;
-    const times = a.random_rate > 0 ? ` · ${(a.expected_rate / a.random_rate).toFixed(2)}× random` : '';
-    set('acceptance', `${percent(rate)} of ${a.received.toLocaleString()} (random pick ${percent(100 * a.random_rate)})${times}`);
+    const times = a.random_rate > 0 ? ` · ${(a.expected_rate / a.random_rate).toFixed(2)}×` : '';
+    set('acceptance', `${percent(100 * a.expected_rate)} vs ${percent(100 * a.random_rate)} random${times}`);
+    use.title = `Of ${a.received.toLocaleString()} coupons received, the simulated shoppers would use ${a.would_use.toLocaleString()} ` +
+      `(${percent((100 * a.would_use) / a.received)}, drawn). Expected use of the coupons issued against a coupon picked at ` +
+      'random among the same focus\'s valid coupons, from the ground truth.';
   } else {
-    set('acceptance', a ? 'no coupon yet' : 'n/a (no simulator)');
+    set('acceptance', a ? '–' : 'n/a (no simulator)');
   }
   set('dropped', (f.events_dropped + f.view_events_dropped).toLocaleString());
   set('rejected', f.events_rejected.toLocaleString());
