@@ -22,6 +22,7 @@ import (
 	"github.com/storeflow/storeflow/broker"
 	"github.com/storeflow/storeflow/config"
 	"github.com/storeflow/storeflow/internal/redact"
+	"github.com/storeflow/storeflow/liveview"
 	"github.com/storeflow/storeflow/pipeline"
 	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/recommender/protocol"
@@ -74,6 +75,7 @@ type App struct {
 	centralClient *central.Client // nil without CENTRAL_URL
 	pipeline      *pipeline.Pipeline
 	sim           *simulator.Simulator   // nil when SIMULATOR_ENABLED=false
+	view          *liveview.View         // nil when VIEW_ENABLED=false or HTTP_ADDR=off
 	http          net.Listener           // nil when HTTP_ADDR=off
 	testRefused   *prometheus.CounterVec // test endpoint requests refused, by reason; nil when they are off
 	ready         chan struct{}
@@ -140,6 +142,19 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		Threshold: cfg.Recommender.Threshold, Sub: a.conn, Pub: a.conn, Log: log.With("component", "pipeline"), Registerer: a.reg})
 	if err != nil {
 		return nil, err
+	}
+
+	if cfg.View.Enabled && cfg.HTTPAddr != config.HTTPOff {
+		pc := cfg.Pipeline
+		a.view, err = liveview.New(cfg.View, a.plan, liveview.Topics{Enter: pc.EntryTopic, Move: pc.MoveTopic, Exit: pc.ExitTopic,
+			Focus: pc.FocusTopic, Browsing: pc.BrowsingTopic, Prediction: pc.PredictionTopic}, log.With("component", "liveview"), a.reg)
+		if err == nil {
+			a.view.SetFigures(a.viewFigures)
+			err = a.view.Subscribe(a.conn)
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
 
 	if cfg.SimulatorOverridden {
@@ -353,6 +368,18 @@ func (a *App) shopperIDs() ([]string, error) {
 // BrokerAddr is the embedded broker's TCP address ("" with an external broker).
 func (a *App) BrokerAddr() string { return a.conn.Addr() }
 
+// ViewURL is the store page's address, or "" without the live view.
+func (a *App) ViewURL() string {
+	if a.view == nil {
+		return ""
+	}
+	host, port, _ := net.SplitHostPort(a.HTTPAddr())
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "localhost" // listening on every address: this machine's is one of them
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
+}
+
 // HTTPAddr is the address the HTTP endpoints listen on ("" when off).
 func (a *App) HTTPAddr() string {
 	if a.http == nil {
@@ -409,6 +436,9 @@ func (a *App) Run(ctx context.Context) error {
 		case <-a.pipeline.Ready():
 			close(a.ready)
 			a.log.Info("storeflow ready", "broker", a.conn.Addr(), "http", a.HTTPAddr())
+			if a.view != nil {
+				a.log.Info("the store on screen: open "+a.ViewURL(), "phone", a.ViewURL()+"phone/<customer id>")
+			}
 		case <-gctx.Done():
 			return nil
 		}
@@ -423,8 +453,14 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		return a.sim.Run(gctx)
 	})
+	if a.view != nil {
+		g.Go(func() error { return a.view.Run(gctx) })
+	}
 	if a.http != nil {
 		srv := a.httpServer()
+		if a.view != nil {
+			srv.RegisterOnShutdown(a.view.Close) // its streams would hold Shutdown
+		}
 		g.Go(func() error {
 			if err := srv.Serve(a.http); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("app: http: %w", err)

@@ -48,6 +48,9 @@ func (a *App) routes() http.Handler {
 	v2.Register(mux, a.server)
 	a.central.Register(mux)
 	a.registerTestEndpoints(mux)
+	if a.view != nil {
+		a.view.Register(mux)
+	}
 	return mux
 }
 

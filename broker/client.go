@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -662,6 +663,9 @@ func (c *Client) Subscribe(filter string, h Handler) error {
 // (mosquitto's max_inflight_messages, 20 by default), then waits.
 func (c *Client) SubscribeAck(filter string, h AckHandler) error {
 	c.mu.Lock()
+	if prev, ok := c.subs[filter]; ok {
+		h = bothHandlers(prev, h)
+	}
 	c.subs[filter] = h
 	var held []paho.Message
 	kept := c.early[:0]
@@ -683,6 +687,24 @@ func (c *Client) SubscribeAck(filter string, h AckHandler) error {
 		return nil // onConnect subscribes
 	}
 	return subscribed(filter, c.subscribe(c.c, filter, h))
+}
+
+// bothHandlers lets a second subscription to a filter share it with the
+// first (the live view follows the pipeline's topics): paho and the broker
+// keep one subscription per filter, so one handler calls both, and the
+// message is acknowledged once both acknowledged it.
+func bothHandlers(first, second AckHandler) AckHandler {
+	return func(topic string, payload []byte, ack func()) {
+		var left atomic.Int32
+		left.Store(2)
+		one := func() {
+			if left.Add(-1) == 0 {
+				ack()
+			}
+		}
+		first(topic, payload, sync.OnceFunc(one))
+		second(topic, payload, sync.OnceFunc(one))
+	}
 }
 
 // earlyCap bounds the messages held for a subscription not made yet. The

@@ -749,3 +749,24 @@ func TestClientSubscribeAckRedeliversUnacknowledged(t *testing.T) {
 		t.Fatalf("after the held message: %q, want \"next\" (the acknowledged one must not come again)", m.Payload)
 	}
 }
+
+// A second subscription to a filter (the live view following the
+// pipeline's topics) adds a handler; it does not replace the first.
+func TestClientTwoSubscriptionsToOneFilter(t *testing.T) {
+	addr := mosquittotest.Start(t, "allow_anonymous true")
+	c := runClient(t, externalConfig(t, "127.0.0.1", addr))
+	first, second := make(chan message, 10), make(chan message, 10)
+	if err := c.Subscribe("customer/move", collect(first)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Subscribe("customer/move", collect(second)); err != nil {
+		t.Fatal(err)
+	}
+	sensor := dialOutside(t, addr, "sensor", "", "", "")
+	sensor.publish("customer/move", []byte(`{"id":"2"}`))
+	for i, ch := range []chan message{first, second} {
+		if m := waitMessage(t, ch, 5*time.Second); string(m.Payload) != `{"id":"2"}` {
+			t.Fatalf("handler %d got %q", i+1, m.Payload)
+		}
+	}
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/storeflow/storeflow/broker"
 	"github.com/storeflow/storeflow/internal/redact"
+	"github.com/storeflow/storeflow/liveview"
 	"github.com/storeflow/storeflow/pipeline"
 	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/simulator"
@@ -51,6 +52,7 @@ type Config struct {
 	Pipeline    pipeline.Config
 	Recommender recommender.Config
 	Simulator   simulator.Config
+	View        liveview.Config
 
 	// CustomersFileSet is true when CUSTOMERS_LIST_FILE was given explicitly:
 	// then a missing file is an error, while the default customers.csv is
@@ -103,7 +105,7 @@ func LoadWith(overrides map[string]string) (Config, error) {
 
 // Validate checks every part and the rules that span parts.
 func (c Config) Validate() error {
-	errs := []error{c.Store.Validate(), c.Broker.Validate(), c.Pipeline.Validate(), c.Recommender.Validate(), c.Simulator.Validate()}
+	errs := []error{c.Store.Validate(), c.Broker.Validate(), c.Pipeline.Validate(), c.Recommender.Validate(), c.Simulator.Validate(), c.View.Validate()}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("LOG_FORMAT=%q: must be text or json", c.LogFormat))
 	}

@@ -30,7 +30,7 @@ type system struct {
 // startSystem runs the real wiring (app) with the embedded broker on
 // 127.0.0.1:0 and the simulator off unless extra turns it on. It returns once
 // the app is ready and stops it when the test ends.
-func startSystem(t *testing.T, extra map[string]string) *system {
+func startSystem(t testing.TB, extra map[string]string) *system {
 	t.Helper()
 	// Most tests need a model, not a training: a small shared one is loaded
 	// unless the test sets MODEL_FILE itself ("" trains at start, as the
@@ -181,7 +181,7 @@ func (cl *client) predictionsFor(t *testing.T, n int, within time.Duration) {
 
 // metric sums the values of the named metric over the series whose labels
 // include every label given as "name=value".
-func (s *system) metric(t *testing.T, name string, labels ...string) float64 {
+func (s *system) metric(t testing.TB, name string, labels ...string) float64 {
 	t.Helper()
 	return metrictest.Sum(t, s.app.Registry(), name, labels...)
 }
@@ -250,7 +250,7 @@ func (s *script) exit() {
 
 // newApp builds the app from the test defaults (embedded broker and HTTP on
 // free loopback ports, simulator off) with extra on top.
-func newApp(ctx context.Context, t *testing.T, extra map[string]string) (*app.App, error) {
+func newApp(ctx context.Context, t testing.TB, extra map[string]string) (*app.App, error) {
 	t.Helper()
 	environ := map[string]string{
 		"BROKER_LISTEN_ADDR": "127.0.0.1:0",

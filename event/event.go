@@ -267,6 +267,23 @@ func isNull(raw json.RawMessage) bool {
 	return len(raw) == 0 || string(raw) == "null"
 }
 
+// MaxIDLen is the longest customer id accepted, in bytes.
+const MaxIDLen = 64
+
+// CheckID refuses a customer id no event could carry: empty, longer than
+// MaxIDLen bytes, or not valid UTF-8.
+func CheckID(s string) error {
+	switch {
+	case s == "":
+		return &Error{Reason: ReasonInvalidField, Field: "id", Detail: "empty"}
+	case len(s) > MaxIDLen:
+		return &Error{Reason: ReasonInvalidField, Field: "id", Detail: "longer than 64 bytes"}
+	case !utf8.ValidString(s):
+		return &Error{Reason: ReasonInvalidField, Field: "id", Detail: "not valid UTF-8"}
+	}
+	return nil
+}
+
 // decodeID accepts a non-empty string or an integer number (recorded scenarios
 // send numbers) and returns the id as a string.
 func decodeID(raw json.RawMessage) (string, error) {
@@ -291,11 +308,8 @@ func decodeID(raw json.RawMessage) (string, error) {
 			}
 			s = string(text)
 		}
-		switch {
-		case s == "":
-			return "", &Error{Reason: ReasonInvalidField, Field: "id", Detail: "empty"}
-		case len(s) > 64:
-			return "", &Error{Reason: ReasonInvalidField, Field: "id", Detail: "longer than 64 bytes"}
+		if err := CheckID(s); err != nil {
+			return "", err
 		}
 		return s, nil
 	}

@@ -36,9 +36,11 @@ type Acceptance struct {
 	received int
 	used     int
 	expected float64 // sum of the probabilities: the use count without the dice
+	random   float64 // sum of the mean probability of the focus's valid coupons: a random pick's expected uses
+	valid    []store.Coupon
 
 	mReceived, mUsed, mRejected, mUnknown prometheus.Counter
-	mExpected                             prometheus.Counter
+	mExpected, mRandom                    prometheus.Counter
 }
 
 // NewAcceptance builds the counter. seed makes the dice replayable; every is
@@ -53,13 +55,15 @@ func NewAcceptance(catalog *store.Catalog, truth *world.Truth, seed int64, every
 			Help: "Coupons the simulated shoppers would use, drawn with the ground-truth probability."}),
 		mExpected: prometheus.NewCounter(prometheus.CounterOpts{Name: "storeflow_simulator_coupons_expected_uses_total",
 			Help: "Sum of the ground-truth probabilities of the coupons received: the expected number of uses."}),
+		mRandom: prometheus.NewCounter(prometheus.CounterOpts{Name: "storeflow_simulator_coupons_random_expected_uses_total",
+			Help: "Sum over the coupons received of the mean ground-truth probability of the department's coupons valid that day: the expected uses of a coupon picked at random, the yardstick."}),
 		mRejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "storeflow_simulator_predictions_rejected_total",
 			Help: "Prediction messages the simulated shoppers could not read."}),
 		mUnknown: prometheus.NewCounter(prometheus.CounterOpts{Name: "storeflow_simulator_predictions_unknown_total",
 			Help: "Prediction messages for a customer or coupon without ground truth (not a simulated shopper)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(a.mReceived, a.mUsed, a.mExpected, a.mRejected, a.mUnknown)
+		reg.MustRegister(a.mReceived, a.mUsed, a.mExpected, a.mRandom, a.mRejected, a.mUnknown)
 	}
 	return a
 }
@@ -83,31 +87,51 @@ func (a *Acceptance) Handle(_ string, payload []byte) {
 	}
 	p := world.Probability(prefs, &c, &cp)
 	a.mu.Lock()
+	random := a.randomPick(ctx, prefs, &c, &cp, store.DayOf(o.TS))
 	used := a.rng.Float64() < p
 	a.received++
 	a.expected += p
+	a.random += random
 	if used {
 		a.used++
 	}
 	a.mu.Unlock()
 	a.mReceived.Inc()
 	a.mExpected.Add(p)
+	a.mRandom.Add(random)
 	if used {
 		a.mUsed.Inc()
 	}
+}
+
+// randomPick is the probability that the shopper uses a coupon picked at
+// random among the department's coupons valid on day (the one received
+// stands in when the catalog has none that day). a.mu is held.
+func (a *Acceptance) randomPick(ctx context.Context, prefs *store.Preferences, c *store.Customer, got *store.Coupon, day store.Day) float64 {
+	valid, err := a.catalog.ValidCoupons(ctx, got.Department, day, a.valid[:0])
+	a.valid = valid
+	if err != nil || len(valid) == 0 {
+		return world.Probability(prefs, c, got)
+	}
+	sum := 0.0
+	for i := range valid {
+		sum += world.Probability(prefs, c, &valid[i])
+	}
+	return sum / float64(len(valid))
 }
 
 // Tally is the count so far.
 type Tally struct {
 	Received, Used int
 	Expected       float64
+	Random         float64 // a random pick's expected uses for the same foci
 }
 
 // Tally returns the count so far.
 func (a *Acceptance) Tally() Tally {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return Tally{Received: a.received, Used: a.used, Expected: a.expected}
+	return Tally{Received: a.received, Used: a.used, Expected: a.expected, Random: a.random}
 }
 
 // Subscribe starts taking the prediction topic's messages. Call it before
@@ -141,7 +165,8 @@ func (a *Acceptance) logTally(last Tally) Tally {
 		return t
 	}
 	a.log.Info("coupon acceptance", "received", t.Received, "would_use", t.Used,
-		"use_rate", rate(t.Used, t.Received), "expected_use_rate", round3(t.Expected/float64(t.Received)))
+		"use_rate", rate(t.Used, t.Received), "expected_use_rate", round3(t.Expected/float64(t.Received)),
+		"random_pick_use_rate", round3(t.Random/float64(t.Received)))
 	return t
 }
 
