@@ -148,5 +148,9 @@ func (f *fastPath) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	for _, h := range hs {
 		h(pk.TopicName, pk.Payload)
 	}
-	return pk, packets.CodeSuccessIgnore
+	return pk, errIgnore
 }
+
+// errIgnore is packets.CodeSuccessIgnore as an error made once: converting
+// the Code struct to an error allocates.
+var errIgnore error = packets.CodeSuccessIgnore
