@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -41,15 +40,7 @@ type Embedded struct {
 	closeOnce sync.Once
 	passwords *passwordGate // nil without BROKER_AUTH_FILE
 
-	// The fast path: while no outside client has ever subscribed and every
-	// inline subscription is an exact topic, a publish goes straight to the
-	// inline handlers of its topic, without mochi's topic index (which
-	// builds fresh maps per message: most of the hot path's CPU and garbage).
-	// Once an outside client subscribes (a phone, mosquitto_sub) every
-	// publish goes through mochi, for good: correctness first.
-	localMu sync.RWMutex
-	local   map[string][]Handler // exact topic → inline handlers
-	slow    atomic.Bool          // an outside subscriber or an inline wildcard exists
+	fast *fastPath // the topics whose messages skip mochi's topic index
 }
 
 // endpoint is one listener as configured.
@@ -143,11 +134,12 @@ func NewEmbedded(cfg Config, log *slog.Logger, opts EmbeddedOptions) (*Embedded,
 	if auth != nil {
 		hook.passwords = newPasswordGate(auth, m)
 	}
-	b := &Embedded{srv: srv, log: log, qos: cfg.QoS, ready: make(chan struct{}), local: map[string][]Handler{}, passwords: hook.passwords}
+	b := &Embedded{srv: srv, log: log, qos: cfg.QoS, ready: make(chan struct{}), passwords: hook.passwords,
+		fast: newFastPath(srv, func(n int) { m.fastTopics.Set(float64(n)) })}
 	// The auth hook replaces mochi's allow-all: without any auth hook mochi
 	// refuses every client.
 	for _, h := range []mqtt.Hook{hook, newDelivery(srv, cfg.SessionQueue, cfg.ClientQueue, m, log),
-		&subscribeWatch{b: b}, &protocolHook{maxPacket: uint32(cfg.MaxPacketSize)}} {
+		&protocolHook{maxPacket: uint32(cfg.MaxPacketSize)}, b.fast} { // the fast path last: after the auth hook's checks
 		if err := srv.AddHook(h, nil); err != nil {
 			return nil, fmt.Errorf("broker: add hook %s: %w", h.ID(), err)
 		}
@@ -264,6 +256,10 @@ func (b *Embedded) WSAddr() string {
 	return b.ws.Address()
 }
 
+// fastPathCheck is how often the fast path reads mochi's index again, for
+// the subscriptions of an expired session (removed without a hook).
+const fastPathCheck = 5 * time.Second
+
 // Ready is closed once the broker serves.
 func (b *Embedded) Ready() <-chan struct{} { return b.ready }
 
@@ -275,8 +271,16 @@ func (b *Embedded) Run(ctx context.Context) error {
 	}
 	b.log.Info("embedded broker serving", "addr", b.Addr(), "tls_addr", b.TLSAddr(), "ws_addr", b.WSAddr())
 	b.once.Do(func() { close(b.ready) })
-	<-ctx.Done()
-	return b.Close()
+	tick := time.NewTicker(fastPathCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return b.Close()
+		case <-tick.C:
+			b.fast.refresh()
+		}
+	}
 }
 
 // Close disconnects every client and closes the listener. Run calls it when
@@ -319,11 +323,8 @@ func (b *Embedded) Publish(_ context.Context, topic string, payload []byte) erro
 	if b.closed.Load() {
 		return ErrClosed
 	}
-	if !b.slow.Load() {
+	if hs := b.fast.handlers(topic); hs != nil {
 		// Handlers must not keep payload (see Handler), so no copy.
-		b.localMu.RLock()
-		hs := b.local[topic]
-		b.localMu.RUnlock()
 		for _, h := range hs {
 			h(topic, payload)
 		}
@@ -333,40 +334,6 @@ func (b *Embedded) Publish(_ context.Context, topic string, payload []byte) erro
 		return fmt.Errorf("broker: publish %s: %w", topic, err)
 	}
 	return nil
-}
-
-// subscribeWatch switches the broker to the full path the moment an outside
-// client asks to subscribe to anything: before mochi adds the subscription
-// to its index, so no publish can take the fast path past it.
-type subscribeWatch struct {
-	mqtt.HookBase
-	b *Embedded
-}
-
-func (w *subscribeWatch) ID() string { return "storeflow-subscribe-watch" }
-
-func (w *subscribeWatch) Provides(b byte) bool {
-	return b == mqtt.OnSubscribe || b == mqtt.OnSessionEstablish
-}
-
-func (w *subscribeWatch) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	w.switchToFullPath(cl)
-	return pk
-}
-
-// OnSessionEstablish covers a session that brings its subscriptions with it
-// (a persistent session taken over by a new connection).
-func (w *subscribeWatch) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
-	if old, ok := w.b.srv.Clients.Get(cl.ID); ok && len(old.State.Subscriptions.GetAll()) > 0 {
-		w.switchToFullPath(cl)
-	}
-}
-
-func (w *subscribeWatch) switchToFullPath(cl *mqtt.Client) {
-	if !cl.Net.Inline && !w.b.slow.Load() {
-		w.b.slow.Store(true)
-		w.b.log.Debug("outside subscriber: publishes now go through the broker's topic index", "client", cl.ID)
-	}
 }
 
 // Subscribe registers h for messages matching filter. It can be called before
@@ -379,13 +346,7 @@ func (b *Embedded) Subscribe(filter string, h Handler) error {
 	if err != nil {
 		return fmt.Errorf("broker: subscribe %s: %w", filter, err)
 	}
-	if strings.ContainsAny(filter, "+#") || strings.HasPrefix(filter, "$share/") {
-		b.slow.Store(true)
-		return nil
-	}
-	b.localMu.Lock()
-	b.local[filter] = append(b.local[filter], h)
-	b.localMu.Unlock()
+	b.fast.addInline(filter, h)
 	return nil
 }
 

@@ -13,13 +13,16 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/storeflow/storeflow/internal/harness"
+	"github.com/storeflow/storeflow/internal/metrictest"
 	"github.com/storeflow/storeflow/internal/proctest"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/storeflow/storeflow/internal/certtest"
 )
@@ -780,53 +783,141 @@ func TestEmbeddedBusyTLSAndWebSocketPorts(t *testing.T) {
 	}
 }
 
-// Inline publishes skip mochi's topic index while nobody outside listens, and
-// switch to the full path the moment an outside client subscribes: the
-// outside subscriber then gets every message, and inline subscribers keep
-// getting each one exactly once.
-func TestEmbeddedFastPathSwitchesOnOutsideSubscriber(t *testing.T) {
-	b := runEmbedded(t, Config{ListenAddr: "127.0.0.1:0", Name: "test"})
-	inline := inlineCollector(t, b, "customer/move")
-	other := inlineCollector(t, b, "customer/exit")
+// The fast path is decided topic by topic: a phone subscribed to
+// customer/prediction takes that topic through mochi's index (the phone gets
+// every message) while customer/move, which nobody outside follows, keeps
+// skipping it; the topic comes back once the phone unsubscribes or its
+// clean session ends. Inline subscribers get each message exactly once on
+// either path.
+func TestEmbeddedFastPathPerTopic(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	b, err := NewEmbedded(Config{ListenAddr: "127.0.0.1:0", Name: "test"}, testLog(t), EmbeddedOptions{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	harness.Start(t, "embedded broker", b.Run, b.Ready())
+	moves := inlineCollector(t, b, "customer/move")
+	coupons := inlineCollector(t, b, "customer/prediction")
 	publish := func(topic, payload string) {
 		t.Helper()
 		if err := b.Publish(context.Background(), topic, []byte(payload)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	publish("customer/move", "1")
-	if b.slow.Load() {
-		t.Fatal("exact inline subscriptions only, yet the full path is on")
+	fast := func(topic string) bool { return b.fast.handlers(topic) != nil }
+	if !fast("customer/move") || !fast("customer/prediction") {
+		t.Fatal("exact inline subscriptions only, yet a topic is off the fast path")
 	}
-	if got := waitMessage(t, inline, 5*time.Second); string(got.Payload) != "1" {
-		t.Fatalf("fast path delivered %q", got.Payload)
+	phone := dialOutside(t, b.Addr(), "phone", "", "", "customer/prediction")
+	if fast("customer/prediction") || !fast("customer/move") {
+		t.Fatalf("a phone on customer/prediction: prediction fast %v (want false), move fast %v (want true)",
+			fast("customer/prediction"), fast("customer/move"))
 	}
-	phone := dialOutside(t, b.Addr(), "phone", "", "", "customer/#")
-	if !b.slow.Load() {
-		t.Fatal("an outside client subscribed, yet the fast path is still on")
+	publish("customer/move", "m1")
+	publish("customer/prediction", "c1")
+	if got := waitMessage(t, moves, 5*time.Second); string(got.Payload) != "m1" {
+		t.Fatalf("move: inline subscriber got %q", got.Payload)
 	}
-	publish("customer/move", "2")
-	publish("customer/exit", "3")
-	if got := waitMessage(t, inline, 5*time.Second); string(got.Payload) != "2" {
-		t.Fatalf("full path delivered %q to the inline subscriber", got.Payload)
+	if got := waitMessage(t, coupons, 5*time.Second); string(got.Payload) != "c1" {
+		t.Fatalf("coupon: inline subscriber got %q", got.Payload)
 	}
-	if got := waitMessage(t, other, 5*time.Second); string(got.Payload) != "3" || got.Topic != "customer/exit" {
-		t.Fatalf("full path delivered %s %q to the other inline subscriber", got.Topic, got.Payload)
+	if got := waitMessage(t, phone.msg, 5*time.Second); string(got.Payload) != "c1" {
+		t.Fatalf("phone got %q, want c1", got.Payload)
 	}
-	for _, want := range []string{"2", "3"} {
-		if got := waitMessage(t, phone.msg, 5*time.Second); string(got.Payload) != want {
-			t.Fatalf("outside subscriber got %q, want %q", got.Payload, want)
-		}
+	if tok := phone.c.Unsubscribe("customer/prediction"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("unsubscribe: %v", tok.Error())
 	}
+	harness.Until(t, 5*time.Second, "customer/prediction back on the fast path", func() bool { return fast("customer/prediction") })
+
+	// A wildcard takes every topic it matches; a clean session's end gives them back.
+	watcher := dialOutside(t, b.Addr(), "watcher", "", "", "customer/#")
+	if fast("customer/move") || fast("customer/prediction") {
+		t.Fatal("customer/# from outside left a topic on the fast path")
+	}
+	publish("customer/move", "m2")
+	if got := waitMessage(t, watcher.msg, 5*time.Second); string(got.Payload) != "m2" {
+		t.Fatalf("watcher got %q, want m2", got.Payload)
+	}
+	if got := waitMessage(t, moves, 5*time.Second); string(got.Payload) != "m2" {
+		t.Fatalf("move: inline subscriber got %q", got.Payload)
+	}
+	watcher.c.Disconnect(100)
+	harness.Until(t, 5*time.Second, "the topics back on the fast path", func() bool { return fast("customer/move") && fast("customer/prediction") })
 	select {
-	case m := <-inline:
+	case m := <-moves:
 		t.Fatalf("inline subscriber got %q twice", m.Payload)
 	default:
 	}
+	if got := metrictest.Sum(t, reg, "storeflow_broker_fast_topics"); got != 2 {
+		t.Errorf("storeflow_broker_fast_topics %v, want 2", got)
+	}
+
 	// An inline wildcard subscription needs the topic index too.
 	b2 := runEmbedded(t, Config{ListenAddr: "127.0.0.1:0", Name: "test"})
+	inlineCollector(t, b2, "customer/move")
 	inlineCollector(t, b2, "customer/#")
-	if !b2.slow.Load() {
-		t.Fatal("an inline wildcard subscription left the fast path on")
+	if b2.fast.handlers("customer/move") != nil {
+		t.Fatal("an inline wildcard subscription left customer/move on the fast path")
+	}
+}
+
+// A sensor's message over TCP on a fast topic goes straight to the inline
+// handlers, once, acknowledged at QoS 1; a retained one goes through mochi,
+// which keeps it for the next subscriber.
+func TestEmbeddedFastPathFromSensors(t *testing.T) {
+	b := runEmbedded(t, Config{ListenAddr: "127.0.0.1:0", Name: "test"})
+	moves := inlineCollector(t, b, "customer/move")
+	sensor := dialOutside(t, b.Addr(), "sensor", "", "", "")
+	for i, qos := range []byte{0, 1} {
+		tok := sensor.c.Publish("customer/move", qos, false, fmt.Sprintf("m%d", i))
+		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("QoS %d publish not acknowledged: %v", qos, tok.Error())
+		}
+		if got := waitMessage(t, moves, 5*time.Second); string(got.Payload) != fmt.Sprintf("m%d", i) {
+			t.Fatalf("inline subscriber got %q", got.Payload)
+		}
+	}
+	if b.fast.handlers("customer/move") == nil {
+		t.Fatal("customer/move off the fast path with no outside subscriber")
+	}
+	tok := sensor.c.Publish("customer/move", 1, true, "kept")
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("retained publish: %v", tok.Error())
+	}
+	if got := waitMessage(t, moves, 5*time.Second); string(got.Payload) != "kept" {
+		t.Fatalf("inline subscriber got %q", got.Payload)
+	}
+	late := dialOutside(t, b.Addr(), "late", "", "", "customer/move")
+	if got := waitMessage(t, late.msg, 5*time.Second); string(got.Payload) != "kept" {
+		t.Fatalf("a later subscriber got %q, want the retained message", got.Payload)
+	}
+	select {
+	case m := <-moves:
+		t.Fatalf("inline subscriber got %q twice", m.Payload)
+	default:
+	}
+}
+
+// The measured failure: once any phone subscribed (to the coupons), every
+// move went through mochi's topic index for good, which allocates fresh
+// maps for each message. Now a move allocates nothing while phones watch
+// customer/prediction.
+func TestEmbeddedMovesSkipTheIndexWhilePhonesWatchCoupons(t *testing.T) {
+	b := runEmbedded(t, Config{ListenAddr: "127.0.0.1:0", Name: "test"})
+	var n atomic.Int64
+	if err := b.Subscribe("customer/move", func(string, []byte) { n.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	inlineCollector(t, b, "customer/prediction")
+	dialOutside(t, b.Addr(), "phone", "", "", "customer/prediction")
+	payload := []byte(`{"id":"127","ts":192322800,"x":3,"y":7}`)
+	ctx := context.Background()
+	allocs := testing.AllocsPerRun(1000, func() {
+		if err := b.Publish(ctx, "customer/move", payload); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 || n.Load() != 1001 {
+		t.Errorf("a move with a phone on customer/prediction: %.1f allocations, %d delivered; want 0 and 1001", allocs, n.Load())
 	}
 }

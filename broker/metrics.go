@@ -55,6 +55,7 @@ type metrics struct {
 	denied     *prometheus.CounterVec // action
 	authChecks *prometheus.CounterVec // outcome: ok, failed
 	conns      prometheus.Gauge       // open connections, CONNECT or not
+	fastTopics prometheus.Gauge       // topics on the fast path
 }
 
 func newMetrics(reg prometheus.Registerer, srv *mqtt.Server) *metrics {
@@ -71,6 +72,8 @@ func newMetrics(reg prometheus.Registerer, srv *mqtt.Server) *metrics {
 			"Password hashes the embedded broker computed (the costly part of a login), by outcome.", "outcome"),
 		conns: metric.Gauge("storeflow_broker_connections",
 			"Open client connections to the embedded broker, including those that have not sent CONNECT yet."),
+		fastTopics: metric.Gauge("storeflow_broker_fast_topics",
+			"Topics whose messages skip the embedded broker's topic index: storeflow's own exact subscriptions, no outside subscriber on them."),
 	}
 	for _, r := range []string{dropClientQueue, dropSessionQueue, dropSessionEnded, dropSessionExpired} {
 		m.dropped.WithLabelValues(r)
@@ -85,7 +88,7 @@ func newMetrics(reg prometheus.Registerer, srv *mqtt.Server) *metrics {
 	m.authChecks.WithLabelValues("ok")
 	m.authChecks.WithLabelValues("failed")
 	info := srv.Info // mochi's own counters and sizes are read, not copied
-	reg.MustRegister(m.delivered, droppedCollector{m.dropped, info}, m.refused, m.denied, m.authChecks, m.conns,
+	reg.MustRegister(m.delivered, droppedCollector{m.dropped, info}, m.refused, m.denied, m.authChecks, m.conns, m.fastTopics,
 		metric.GaugeFunc("storeflow_broker_sessions",
 			"Client sessions the embedded broker holds, connected or offline.",
 			func() float64 { return float64(max(srv.Clients.Len()-1, 0)) }), // not the inline client
