@@ -17,6 +17,7 @@ import (
 	"github.com/caarlos0/env/v10"
 
 	"github.com/storeflow/storeflow/broker"
+	"github.com/storeflow/storeflow/experiment"
 	"github.com/storeflow/storeflow/internal/redact"
 	"github.com/storeflow/storeflow/liveview"
 	"github.com/storeflow/storeflow/pipeline"
@@ -53,6 +54,7 @@ type Config struct {
 	Recommender recommender.Config
 	Simulator   simulator.Config
 	View        liveview.Config
+	Experiment  experiment.Config
 
 	// CustomersFileSet is true when CUSTOMERS_LIST_FILE was given explicitly:
 	// then a missing file is an error, while the default customers.csv is
@@ -105,7 +107,7 @@ func LoadWith(overrides map[string]string) (Config, error) {
 
 // Validate checks every part and the rules that span parts.
 func (c Config) Validate() error {
-	errs := []error{c.Store.Validate(), c.Broker.Validate(), c.Pipeline.Validate(), c.Recommender.Validate(), c.Simulator.Validate(), c.View.Validate()}
+	errs := []error{c.Store.Validate(), c.Broker.Validate(), c.Pipeline.Validate(), c.Recommender.Validate(), c.Simulator.Validate(), c.View.Validate(), c.Experiment.Validate()}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("LOG_FORMAT=%q: must be text or json", c.LogFormat))
 	}
