@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -996,6 +997,7 @@ func benchSources(b *testing.B) []struct {
 	name  string
 	src   store.Source
 	flush func()
+	rdb   *redis.Client // the Redis behind src, nil for the others
 } {
 	cat, err := cacheTestCatalog()
 	if err != nil {
@@ -1011,14 +1013,15 @@ func benchSources(b *testing.B) []struct {
 		name  string
 		src   store.Source
 		flush func()
+		rdb   *redis.Client
 	}{
-		{"catalog", cat, nil},
-		{"memory", mc, mc.tier.(*memoryTier).purge},
+		{"catalog", cat, nil, nil},
+		{"memory", mc, mc.tier.(*memoryTier).purge, nil},
 		{"redis", rc, func() {
 			if err := rdb.FlushDB(context.Background()).Err(); err != nil {
 				b.Fatal(err)
 			}
-		}},
+		}, rdb},
 	}
 }
 
@@ -1071,5 +1074,78 @@ func TestCacheValueTooLarge(t *testing.T) {
 	key.coupon = 1
 	if _, err := decodeCacheValue(key, []byte(`[`+strings.Repeat(" ", maxCachedValue)+`]`)); err == nil {
 		t.Fatal("a value over the size limit was accepted")
+	}
+}
+
+// largestDepartmentCoupon is the generated catalog's department coupon with
+// the most products: the worst case of the focus path's products read.
+func largestDepartmentCoupon(tb testing.TB, cat *store.Catalog) (id, products int) {
+	tb.Helper()
+	for _, cp := range cat.Coupons() {
+		if cp.Type != store.DeptCoupon {
+			continue
+		}
+		if ps, _ := cat.CouponProducts(context.Background(), cp.ID); len(ps) > products {
+			id, products = cp.ID, len(ps)
+		}
+	}
+	if products == 0 {
+		tb.Fatal("the generated catalog has no department coupon with products")
+	}
+	return id, products
+}
+
+// redisBytesSent is what the Redis server has written to its clients so far.
+func redisBytesSent(tb testing.TB, rdb *redis.Client) int64 {
+	tb.Helper()
+	info, err := rdb.Info(context.Background(), "stats").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_net_output_bytes:"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			return n
+		}
+	}
+	tb.Fatal("INFO stats has no total_net_output_bytes")
+	return 0
+}
+
+// BenchmarkDepartmentCouponProducts is the focus path's products read for
+// the largest department coupon, warm: what a coupon message costs to fill.
+// redis-bytes/op is what Redis sends per read.
+func BenchmarkDepartmentCouponProducts(b *testing.B) {
+	const maxProducts = 20 // PREDICTION_MAX_PRODUCTS' default
+	cat, err := cacheTestCatalog()
+	if err != nil {
+		b.Fatal(err)
+	}
+	id, _ := largestDepartmentCoupon(b, cat)
+	ctx := context.Background()
+	for _, s := range benchSources(b) {
+		b.Run(s.name, func(b *testing.B) {
+			read := func() {
+				ps, err := s.src.CouponProducts(ctx, id)
+				if err != nil || len(ps[:min(len(ps), maxProducts)]) != maxProducts {
+					b.Fatalf("CouponProducts(%d): %d, %v", id, len(ps), err)
+				}
+			}
+			read() // warm
+			var sent0 int64
+			if s.rdb != nil {
+				sent0 = redisBytesSent(b, s.rdb)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				read()
+			}
+			if s.rdb != nil {
+				b.ReportMetric(float64(redisBytesSent(b, s.rdb)-sent0)/float64(b.N), "redis-bytes/op")
+			}
+		})
 	}
 }
