@@ -156,7 +156,7 @@ func TestSplitRunTakesContextFromTheCentral(t *testing.T) {
 		t.Fatalf("prediction: customer %s coupon %d, want %s and the central's catalog's coupon %d",
 			got.Customer.ID, got.Coupon.ID, id, want)
 	}
-	products, err := central.app.Catalog().CouponProducts(context.Background(), want)
+	products, err := central.app.Catalog().CouponProducts(context.Background(), want, store.AllProducts)
 	if err != nil {
 		t.Fatal(err)
 	}
