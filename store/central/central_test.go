@@ -1160,3 +1160,48 @@ func TestCentralProductsLimit(t *testing.T) {
 		})
 	}
 }
+
+// centralBodyCounter counts the body bytes a handler writes.
+type centralBodyCounter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (w centralBodyCounter) Write(b []byte) (int, error) {
+	w.n.Add(int64(len(b)))
+	return w.ResponseWriter.Write(b)
+}
+
+// The focus path's products read through a remote central, for the generated
+// catalog's department coupon with the most products: body-bytes/op is what
+// the central sends per read.
+func BenchmarkCentralClientDepartmentProducts(b *testing.B) {
+	const maxProducts = 20 // PREDICTION_MAX_PRODUCTS' default
+	cat, err := world.GenerateCatalog(world.Config{Seed: 1, Reference: centralReference})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	var id, most int
+	for _, cp := range cat.Coupons() {
+		if ps, _ := cat.CouponProducts(ctx, cp.ID, store.AllProducts); cp.Type == store.DeptCoupon && len(ps) > most {
+			id, most = cp.ID, len(ps)
+		}
+	}
+	mux := http.NewServeMux()
+	NewServer(cat, nil, nil).Register(mux)
+	var sent atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.ServeHTTP(centralBodyCounter{w, &sent}, r)
+	}))
+	b.Cleanup(srv.Close)
+	c := centralClient(b, srv.URL, 5*time.Second)
+	b.ReportAllocs()
+	for b.Loop() {
+		ps, err := c.CouponProducts(ctx, id, maxProducts)
+		if err != nil || len(ps) != maxProducts {
+			b.Fatalf("CouponProducts(%d): %d of %d, %v", id, len(ps), most, err)
+		}
+	}
+	b.ReportMetric(float64(sent.Load())/float64(b.N), "body-bytes/op")
+}
