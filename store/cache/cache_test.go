@@ -988,6 +988,10 @@ func FuzzDecodeCacheValue(f *testing.F) {
 	})
 }
 
+// focusMaxProducts is what the focus path asks a coupon's products for:
+// PREDICTION_MAX_PRODUCTS' default.
+const focusMaxProducts = 20
+
 // The focus path per iteration: the shopper's context, the department's
 // coupons today, the products of the best one.
 func focusPath(b *testing.B, src store.Source, id string, dep store.Department, dst []store.Coupon) []store.Coupon {
@@ -1005,7 +1009,7 @@ func focusPath(b *testing.B, src store.Source, id string, dep store.Department, 
 			best = i
 		}
 	}
-	if _, err := src.CouponProducts(ctx, dst[best].ID, store.AllProducts); err != nil {
+	if _, err := src.CouponProducts(ctx, dst[best].ID, focusMaxProducts); err != nil {
 		b.Fatal(err)
 	}
 	return dst
@@ -1139,7 +1143,6 @@ func redisBytesSent(tb testing.TB, rdb *redis.Client) int64 {
 // the largest department coupon, warm: what a coupon message costs to fill.
 // redis-bytes/op is what Redis sends per read.
 func BenchmarkDepartmentCouponProducts(b *testing.B) {
-	const maxProducts = 20 // PREDICTION_MAX_PRODUCTS' default
 	cat, err := cacheTestCatalog()
 	if err != nil {
 		b.Fatal(err)
@@ -1149,8 +1152,8 @@ func BenchmarkDepartmentCouponProducts(b *testing.B) {
 	for _, s := range benchSources(b) {
 		b.Run(s.name, func(b *testing.B) {
 			read := func() {
-				ps, err := s.src.CouponProducts(ctx, id, maxProducts)
-				if err != nil || len(ps) != maxProducts {
+				ps, err := s.src.CouponProducts(ctx, id, focusMaxProducts)
+				if err != nil || len(ps) != focusMaxProducts {
 					b.Fatalf("CouponProducts(%d): %d, %v", id, len(ps), err)
 				}
 			}
@@ -1174,7 +1177,7 @@ func BenchmarkDepartmentCouponProducts(b *testing.B) {
 // in the coupon's order: the largest department coupon's first 20, not its
 // hundreds. The full list is another entry, under the key it always had.
 func TestCacheCouponProductsLimit(t *testing.T) {
-	const limit = 20
+	const limit = focusMaxProducts
 	forEachCache(t, Config{}, func(t *testing.T, c cacheUnderTest) {
 		ctx := context.Background()
 		id, n := largestDepartmentCoupon(t, c.src.cat)
