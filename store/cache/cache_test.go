@@ -339,8 +339,10 @@ func TestRedisCacheKeys(t *testing.T) {
 	if _, err := c.ValidCoupons(ctx, dep, cacheDay, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.CouponProducts(ctx, couponID, store.AllProducts); err != nil {
-		t.Fatal(err)
+	for _, limit := range []int{store.AllProducts, focusMaxProducts} {
+		if _, err := c.CouponProducts(ctx, couponID, limit); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	tests := []struct {
@@ -351,6 +353,7 @@ func TestRedisCacheKeys(t *testing.T) {
 		{"customer", "shop7:customer:" + id, store.CustomerColumns},
 		{"coupons", fmt.Sprintf("shop7:coupons:%s:%s", dep, cacheDay), store.CouponColumns},
 		{"products", fmt.Sprintf("shop7:products:%d", couponID), store.ProductColumns},
+		{"first products", fmt.Sprintf("shop7:products:%d:first%d", couponID, focusMaxProducts), store.ProductColumns},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -387,8 +390,8 @@ func TestRedisCacheKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(keys) != 3 {
-		t.Errorf("keys in Redis = %v, want the 3 above", keys)
+	if len(keys) != len(tests) {
+		t.Errorf("keys in Redis = %v, want the %d above", keys, len(tests))
 	}
 }
 
