@@ -120,7 +120,7 @@ func TestEntryPrefetchFillsRedis(t *testing.T) {
 	}
 	for _, k := range []string{
 		"e2e:coupons:Boys:" + store.DayOf(focus.TS).String(),
-		fmt.Sprintf("e2e:products:%d", got.Coupon.ID),
+		fmt.Sprintf("e2e:products:%d:first20", got.Coupon.ID), // PREDICTION_MAX_PRODUCTS' default
 	} {
 		waitKey(t, rdb, k, 5*time.Second)
 		checkTTL(t, rdb, k, 10*time.Minute)
@@ -156,7 +156,7 @@ func TestSplitRunTakesContextFromTheCentral(t *testing.T) {
 		t.Fatalf("prediction: customer %s coupon %d, want %s and the central's catalog's coupon %d",
 			got.Customer.ID, got.Coupon.ID, id, want)
 	}
-	products, err := central.app.Catalog().CouponProducts(context.Background(), want)
+	products, err := central.app.Catalog().CouponProducts(context.Background(), want, store.AllProducts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -211,7 +211,7 @@ func TestOriginalDataIssuesCoupons(t *testing.T) {
 				if err := json.Unmarshal(o.raw, &p); err != nil {
 					t.Fatal(err)
 				}
-				products, _ := orig.Catalog.CouponProducts(ctx, c.ID)
+				products, _ := orig.Catalog.CouponProducts(ctx, c.ID, store.AllProducts)
 				for _, pp := range p.Coupon.Products {
 					if !slices.ContainsFunc(products, func(q store.Product) bool { return q.ID == pp.ID }) {
 						t.Errorf("coupon %d lists product %d, which testdata/original/data does not link to it", c.ID, pp.ID)

@@ -115,15 +115,15 @@ func (p *Pipeline) offer(ctx context.Context, j *focusJob) {
 		}
 		return
 	}
-	products, err := p.central.CouponProducts(ctx, c.ID)
+	// A department-wide coupon covers the whole department, hundreds of
+	// products: a phone shows a few, so the message lists the first ones,
+	// and only those are read (and cached, and asked of a remote central).
+	products, err := p.central.CouponProducts(ctx, c.ID, p.cfg.MaxProducts)
 	if err != nil {
 		p.unpick(ctx, f.ID, c.ID)
 		p.outcome(centralOutcome(err), slog.LevelError, "coupon products lookup failed", j, err)
 		return
 	}
-	// A department-wide coupon covers the whole department, hundreds of
-	// products: a phone shows a few, so the message lists the first ones.
-	products = products[:min(len(products), p.cfg.MaxProducts)]
 	msg, err := event.NewPrediction(f.ID, f.TS, c, products).Marshal()
 	if err == nil {
 		err = p.pub.Publish(ctx, p.cfg.PredictionTopic, msg)

@@ -164,13 +164,16 @@ func (c *Catalog) Coupon(_ context.Context, id int) (Coupon, error) {
 	return c.coupons[i], nil
 }
 
-// CouponProducts returns the products a coupon covers, or ErrNotFound for an
-// unknown coupon.
-func (c *Catalog) CouponProducts(_ context.Context, couponID int) ([]Product, error) {
+// CouponProducts returns the first limit products a coupon covers (every
+// one for AllProducts), or ErrNotFound for an unknown coupon.
+func (c *Catalog) CouponProducts(_ context.Context, couponID, limit int) ([]Product, error) {
 	if _, ok := c.couponIdx[couponID]; !ok {
 		return nil, fmt.Errorf("coupon %d: %w", couponID, ErrNotFound)
 	}
 	idx := c.links[couponID]
+	if limit > 0 {
+		idx = idx[:min(len(idx), limit)]
+	}
 	out := make([]Product, len(idx))
 	for i, pi := range idx {
 		out[i] = c.products[pi]

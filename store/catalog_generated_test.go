@@ -21,7 +21,7 @@ func TestCatalogLinksGenerated(t *testing.T) {
 	}
 	var rows []store.CouponProduct
 	for _, cp := range cat.Coupons() {
-		ps, err := cat.CouponProducts(context.Background(), cp.ID)
+		ps, err := cat.CouponProducts(context.Background(), cp.ID, store.AllProducts)
 		if err != nil {
 			t.Fatal(err)
 		}

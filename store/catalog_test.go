@@ -200,18 +200,23 @@ func TestCouponProducts(t *testing.T) {
 	f.coupons = append(f.coupons, Coupon{ID: 4, Type: JustDiscount, Department: Boys, HowMany: 1, Start: 1, End: 2})
 	c := f.catalog(t)
 	tests := []struct {
-		coupon int
-		want   []int // product ids, in coupon_product order
+		coupon, limit int
+		want          []int // product ids, in coupon_product order
 	}{
-		{1, []int{10}},
-		{2, []int{11, 10}},
-		{3, []int{20}},
-		{4, nil}, // known coupon without products
+		{1, AllProducts, []int{10}},
+		{2, AllProducts, []int{11, 10}},
+		{2, 1, []int{11}}, // the first ones
+		{2, 2, []int{11, 10}},
+		{2, 5, []int{11, 10}},
+		{2, -1, []int{11, 10}}, // below 1: every one
+		{3, AllProducts, []int{20}},
+		{4, AllProducts, nil}, // known coupon without products
+		{4, 3, nil},
 	}
 	for _, tt := range tests {
-		ps, err := c.CouponProducts(ctx, tt.coupon)
+		ps, err := c.CouponProducts(ctx, tt.coupon, tt.limit)
 		if err != nil {
-			t.Errorf("CouponProducts(%d): %v", tt.coupon, err)
+			t.Errorf("CouponProducts(%d, %d): %v", tt.coupon, tt.limit, err)
 			continue
 		}
 		var ids []int
@@ -219,10 +224,10 @@ func TestCouponProducts(t *testing.T) {
 			ids = append(ids, p.ID)
 		}
 		if !slices.Equal(ids, tt.want) {
-			t.Errorf("CouponProducts(%d) = %v, want %v", tt.coupon, ids, tt.want)
+			t.Errorf("CouponProducts(%d, %d) = %v, want %v", tt.coupon, tt.limit, ids, tt.want)
 		}
 	}
-	if _, err := c.CouponProducts(ctx, 99); !errors.Is(err, ErrNotFound) {
+	if _, err := c.CouponProducts(ctx, 99, AllProducts); !errors.Is(err, ErrNotFound) {
 		t.Errorf("CouponProducts(99) error = %v, want ErrNotFound", err)
 	}
 }

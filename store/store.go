@@ -241,8 +241,16 @@ func CouponDateShift(mode string, first, last, today Day) Day {
 type Source interface {
 	Customer(ctx context.Context, id string) (Customer, error)
 	ValidCoupons(ctx context.Context, dep Department, day Day, dst []Coupon) ([]Coupon, error)
-	CouponProducts(ctx context.Context, couponID int) ([]Product, error)
+	// CouponProducts returns the first limit products the coupon covers,
+	// in the coupon's order, or every one for AllProducts (any limit < 1):
+	// a coupon message lists a few, and a department coupon covers
+	// hundreds.
+	CouponProducts(ctx context.Context, couponID, limit int) ([]Product, error)
 }
+
+// AllProducts is the limit of CouponProducts that asks for every product of
+// the coupon.
+const AllProducts = 0
 
 // ErrUnavailable is returned when the central (or the cache's backing
 // source) cannot be reached or answers with an error. Callers count it and

@@ -164,10 +164,15 @@ type cacheKey struct {
 	dep    store.Department // kindCoupons
 	day    store.Day        // kindCoupons
 	coupon int              // kindProducts
+	limit  int              // kindProducts: the first this many; store.AllProducts: every one
 }
 
 // redisKey is the key's name in Redis: {prefix}customer:{id},
-// {prefix}coupons:{dep}:{YYYY-MM-DD} or {prefix}products:{couponID}.
+// {prefix}coupons:{dep}:{YYYY-MM-DD}, {prefix}products:{couponID} (every
+// product of the coupon) or {prefix}products:{couponID}:first{limit}. The
+// limit is in the name so that no reader takes a list of one length for
+// another: a full list written before limits existed is read as the full
+// list it is, never as the first twenty.
 func (k cacheKey) redisKey(prefix string) string {
 	b := make([]byte, 0, len(prefix)+len(k.id)+32)
 	b = append(b, prefix...)
@@ -182,6 +187,10 @@ func (k cacheKey) redisKey(prefix string) string {
 		b = time.Unix(int64(k.day)*86400, 0).UTC().AppendFormat(b, time.DateOnly)
 	case kindProducts:
 		b = strconv.AppendInt(b, int64(k.coupon), 10)
+		if k.limit > 0 {
+			b = append(b, ":first"...)
+			b = strconv.AppendInt(b, int64(k.limit), 10)
+		}
 	}
 	return string(b)
 }
@@ -273,10 +282,13 @@ func (c *Cache) ValidCoupons(ctx context.Context, dep store.Department, day stor
 	return append(dst, v.([]store.Coupon)...), nil
 }
 
-// CouponProducts returns the products the coupon covers, in a slice of the
-// caller's own.
-func (c *Cache) CouponProducts(ctx context.Context, couponID int) ([]store.Product, error) {
-	k := cacheKey{kind: kindProducts, coupon: couponID}
+// CouponProducts returns the first limit products the coupon covers (every
+// one for store.AllProducts), in a slice of the caller's own. Each limit is
+// an entry of its own, holding only what it is asked for: the focus path
+// asks for PREDICTION_MAX_PRODUCTS, and a department coupon's hundreds of
+// products are neither stored nor read.
+func (c *Cache) CouponProducts(ctx context.Context, couponID, limit int) ([]store.Product, error) {
+	k := cacheKey{kind: kindProducts, coupon: couponID, limit: max(limit, store.AllProducts)}
 	v, err := c.lookup(ctx, k)
 	if err != nil {
 		return nil, err
@@ -357,7 +369,7 @@ func (c *Cache) fetch(ctx context.Context, k cacheKey) (any, error) {
 		}
 		return cs, err
 	}
-	ps, err := c.src.CouponProducts(ctx, k.coupon)
+	ps, err := c.src.CouponProducts(ctx, k.coupon, k.limit)
 	if ps == nil {
 		ps = []store.Product{}
 	}
@@ -578,6 +590,9 @@ func encodeCacheValue(k cacheKey, v any) ([]byte, error) {
 		}
 		return json.Marshal(out)
 	case []store.Product:
+		if err := productsFit(k, len(v)); err != nil {
+			return nil, err
+		}
 		out := make([]store.ProductRow, len(v))
 		for i := range v {
 			if err := v[i].Validate(); err != nil {
@@ -620,7 +635,14 @@ func decodeCacheValue(k cacheKey, b []byte) (any, error) {
 	case kindCoupons:
 		return decodeRows(b, "coupons", (*store.CouponRow).Coupon, func(cp *store.Coupon) error { return couponFits(k, cp) })
 	case kindProducts:
-		return decodeRows(b, "products", (*store.ProductRow).Product, func(*store.Product) error { return nil })
+		ps, err := decodeRows(b, "products", (*store.ProductRow).Product, func(*store.Product) error { return nil })
+		if err == nil {
+			err = productsFit(k, len(ps))
+		}
+		if err != nil {
+			return nil, err
+		}
+		return ps, nil
 	}
 	return nil, fmt.Errorf("unknown kind %v", k.kind)
 }
@@ -653,6 +675,15 @@ func decodeRows[R, T any](b []byte, what string, convert func(*R) (T, error), fi
 func customerFits(k cacheKey, c *store.Customer) error {
 	if c.ID != k.id {
 		return fmt.Errorf("customer %q under the key of %q", c.ID, k.id)
+	}
+	return nil
+}
+
+// productsFit holds a list of n products to the limit of the key it is
+// cached under.
+func productsFit(k cacheKey, n int) error {
+	if k.limit > 0 && n > k.limit {
+		return fmt.Errorf("%d products under the key of the first %d", n, k.limit)
 	}
 	return nil
 }

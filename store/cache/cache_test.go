@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,12 +82,12 @@ func (s *cacheCountingSource) ValidCoupons(ctx context.Context, dep store.Depart
 	return s.cat.ValidCoupons(ctx, dep, day, dst)
 }
 
-func (s *cacheCountingSource) CouponProducts(ctx context.Context, couponID int) ([]store.Product, error) {
+func (s *cacheCountingSource) CouponProducts(ctx context.Context, couponID, limit int) ([]store.Product, error) {
 	s.products.Add(1)
 	if _, err := s.state(); err != nil {
 		return nil, err
 	}
-	return s.cat.CouponProducts(ctx, couponID)
+	return s.cat.CouponProducts(ctx, couponID, limit)
 }
 
 // calls is the number of calls per method: customer, coupons, products.
@@ -116,7 +117,7 @@ func cacheDeptAndCoupon(t testing.TB, src *cacheCountingSource) (store.Departmen
 	for _, d := range store.Departments {
 		cs, _ := src.cat.ValidCoupons(context.Background(), d, cacheDay, nil)
 		for _, cp := range cs {
-			if ps, _ := src.cat.CouponProducts(context.Background(), cp.ID); len(ps) > 0 {
+			if ps, _ := src.cat.CouponProducts(context.Background(), cp.ID, store.AllProducts); len(ps) > 0 {
 				return d, cp.ID
 			}
 		}
@@ -261,7 +262,7 @@ func TestCacheHitsAndMisses(t *testing.T) {
 
 		wantCustomer, _ := c.src.cat.Customer(ctx, id)
 		wantCoupons, _ := c.src.cat.ValidCoupons(ctx, dep, cacheDay, nil)
-		wantProducts, _ := c.src.cat.CouponProducts(ctx, couponID)
+		wantProducts, _ := c.src.cat.CouponProducts(ctx, couponID, store.AllProducts)
 
 		for round, want := range [][3]int64{{1, 1, 1}, {1, 1, 1}, {1, 1, 1}} {
 			cu, err := c.Customer(ctx, id)
@@ -273,7 +274,7 @@ func TestCacheHitsAndMisses(t *testing.T) {
 			if err != nil || !slices.Equal(cs[1:], wantCoupons) || cs[0].ID != -1 {
 				t.Fatalf("round %d: ValidCoupons = %v, %v; want dst then %v", round, cs, err, wantCoupons)
 			}
-			ps, err := c.CouponProducts(ctx, couponID)
+			ps, err := c.CouponProducts(ctx, couponID, store.AllProducts)
 			if err != nil || !slices.Equal(ps, wantProducts) {
 				t.Fatalf("round %d: CouponProducts = %v, %v; want %v", round, ps, err, wantProducts)
 			}
@@ -308,7 +309,7 @@ func TestCacheUnknownDepartmentAndCoupon(t *testing.T) {
 			call func() error
 		}{
 			{"no department", func() error { _, err := c.ValidCoupons(ctx, store.NoDepartment, cacheDay, nil); return err }},
-			{"unknown coupon", func() error { _, err := c.CouponProducts(ctx, -42); return err }},
+			{"unknown coupon", func() error { _, err := c.CouponProducts(ctx, -42, store.AllProducts); return err }},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -338,8 +339,10 @@ func TestRedisCacheKeys(t *testing.T) {
 	if _, err := c.ValidCoupons(ctx, dep, cacheDay, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.CouponProducts(ctx, couponID); err != nil {
-		t.Fatal(err)
+	for _, limit := range []int{store.AllProducts, focusMaxProducts} {
+		if _, err := c.CouponProducts(ctx, couponID, limit); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	tests := []struct {
@@ -350,6 +353,7 @@ func TestRedisCacheKeys(t *testing.T) {
 		{"customer", "shop7:customer:" + id, store.CustomerColumns},
 		{"coupons", fmt.Sprintf("shop7:coupons:%s:%s", dep, cacheDay), store.CouponColumns},
 		{"products", fmt.Sprintf("shop7:products:%d", couponID), store.ProductColumns},
+		{"first products", fmt.Sprintf("shop7:products:%d:first%d", couponID, focusMaxProducts), store.ProductColumns},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -386,8 +390,8 @@ func TestRedisCacheKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(keys) != 3 {
-		t.Errorf("keys in Redis = %v, want the 3 above", keys)
+	if len(keys) != len(tests) {
+		t.Errorf("keys in Redis = %v, want the %d above", keys, len(tests))
 	}
 }
 
@@ -507,8 +511,16 @@ func TestRedisCacheCorruptValue(t *testing.T) {
 		return err
 	}
 	couponProducts := func() error {
-		want, _ := c.src.cat.CouponProducts(ctx, couponID)
-		got, err := c.CouponProducts(ctx, couponID)
+		want, _ := c.src.cat.CouponProducts(ctx, couponID, store.AllProducts)
+		got, err := c.CouponProducts(ctx, couponID, store.AllProducts)
+		if err == nil && !slices.Equal(got, want) {
+			err = fmt.Errorf("got %v, want %v", got, want)
+		}
+		return err
+	}
+	firstProduct := func() error {
+		want, _ := c.src.cat.CouponProducts(ctx, couponID, 1)
+		got, err := c.CouponProducts(ctx, couponID, 1)
 		if err == nil && !slices.Equal(got, want) {
 			err = fmt.Errorf("got %v, want %v", got, want)
 		}
@@ -517,6 +529,15 @@ func TestRedisCacheCorruptValue(t *testing.T) {
 	customerKey := cacheKey{kind: kindCustomer, id: cu.ID}
 	couponsKey := cacheKey{kind: kindCoupons, dep: dep, day: cacheDay}
 	productsKey := cacheKey{kind: kindProducts, coupon: couponID}
+	firstProductKey := cacheKey{kind: kindProducts, coupon: couponID, limit: 1}
+	allProducts, _ := c.src.cat.CouponProducts(ctx, couponID, store.AllProducts)
+	if len(allProducts) < 2 {
+		t.Fatalf("coupon %d has %d products, the test needs 2 or more", couponID, len(allProducts))
+	}
+	allJSON, err := encodeCacheValue(productsKey, allProducts)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name  string
@@ -544,6 +565,7 @@ func TestRedisCacheCorruptValue(t *testing.T) {
 		{"null products", productsKey, `null`, couponProducts},
 		{"product without department", productsKey, `[{"product_id":1,"buy_price":3}]`, couponProducts},
 		{"negative price", productsKey, `[{"product_id":1,"buy_price":-3,"department":"Men"}]`, couponProducts},
+		{"every product under the key of the first", firstProductKey, string(allJSON), firstProduct},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -714,7 +736,7 @@ func TestCacheSourceUnavailable(t *testing.T) {
 					if _, err := c.Customer(ctx, uncached.ID); !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), tt.err.Error()) {
 						t.Errorf("uncached Customer error = %v, want ErrUnavailable with the source's cause", err)
 					}
-					if _, err := c.CouponProducts(ctx, couponID); !errors.Is(err, store.ErrUnavailable) {
+					if _, err := c.CouponProducts(ctx, couponID, store.AllProducts); !errors.Is(err, store.ErrUnavailable) {
 						t.Errorf("uncached CouponProducts error = %v, want ErrUnavailable", err)
 					}
 				}
@@ -932,20 +954,22 @@ func FuzzDecodeCacheValue(f *testing.F) {
 		{kind: kindCustomer, id: cu.ID},
 		{kind: kindCoupons, dep: dep, day: cacheDay},
 		{kind: kindProducts, coupon: 1},
+		{kind: kindProducts, coupon: 1, limit: 3},
 	}
-	seed := func(k cacheKey, v any) {
-		b, err := encodeCacheValue(k, v)
+	seed := func(i int, v any) {
+		b, err := encodeCacheValue(keys[i], v)
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add(uint8(k.kind), b)
+		f.Add(uint8(i), b)
 	}
-	seed(keys[0], cu)
-	seed(keys[0], cacheMissing{})
-	seed(keys[1], cs)
+	seed(0, cu)
+	seed(0, cacheMissing{})
+	seed(1, cs)
 	if len(cs) > 0 {
-		ps, _ := cat.CouponProducts(ctx, cs[0].ID)
-		seed(keys[2], ps)
+		ps, _ := cat.CouponProducts(ctx, cs[0].ID, store.AllProducts)
+		seed(2, ps)
+		seed(3, ps[:min(len(ps), 3)])
 	}
 	f.Add(uint8(1), []byte(`[]`))
 	f.Add(uint8(2), []byte(`null`))
@@ -967,6 +991,10 @@ func FuzzDecodeCacheValue(f *testing.F) {
 	})
 }
 
+// focusMaxProducts is what the focus path asks a coupon's products for:
+// PREDICTION_MAX_PRODUCTS' default.
+const focusMaxProducts = 20
+
 // The focus path per iteration: the shopper's context, the department's
 // coupons today, the products of the best one.
 func focusPath(b *testing.B, src store.Source, id string, dep store.Department, dst []store.Coupon) []store.Coupon {
@@ -984,7 +1012,7 @@ func focusPath(b *testing.B, src store.Source, id string, dep store.Department, 
 			best = i
 		}
 	}
-	if _, err := src.CouponProducts(ctx, dst[best].ID); err != nil {
+	if _, err := src.CouponProducts(ctx, dst[best].ID, focusMaxProducts); err != nil {
 		b.Fatal(err)
 	}
 	return dst
@@ -996,6 +1024,7 @@ func benchSources(b *testing.B) []struct {
 	name  string
 	src   store.Source
 	flush func()
+	rdb   *redis.Client // the Redis behind src, nil for the others
 } {
 	cat, err := cacheTestCatalog()
 	if err != nil {
@@ -1011,14 +1040,15 @@ func benchSources(b *testing.B) []struct {
 		name  string
 		src   store.Source
 		flush func()
+		rdb   *redis.Client
 	}{
-		{"catalog", cat, nil},
-		{"memory", mc, mc.tier.(*memoryTier).purge},
+		{"catalog", cat, nil, nil},
+		{"memory", mc, mc.tier.(*memoryTier).purge, nil},
 		{"redis", rc, func() {
 			if err := rdb.FlushDB(context.Background()).Err(); err != nil {
 				b.Fatal(err)
 			}
-		}},
+		}, rdb},
 	}
 }
 
@@ -1072,4 +1102,115 @@ func TestCacheValueTooLarge(t *testing.T) {
 	if _, err := decodeCacheValue(key, []byte(`[`+strings.Repeat(" ", maxCachedValue)+`]`)); err == nil {
 		t.Fatal("a value over the size limit was accepted")
 	}
+}
+
+// largestDepartmentCoupon is the generated catalog's department coupon with
+// the most products: the worst case of the focus path's products read.
+func largestDepartmentCoupon(tb testing.TB, cat *store.Catalog) (id, products int) {
+	tb.Helper()
+	for _, cp := range cat.Coupons() {
+		if cp.Type != store.DeptCoupon {
+			continue
+		}
+		if ps, _ := cat.CouponProducts(context.Background(), cp.ID, store.AllProducts); len(ps) > products {
+			id, products = cp.ID, len(ps)
+		}
+	}
+	if products == 0 {
+		tb.Fatal("the generated catalog has no department coupon with products")
+	}
+	return id, products
+}
+
+// redisBytesSent is what the Redis server has written to its clients so far.
+func redisBytesSent(tb testing.TB, rdb *redis.Client) int64 {
+	tb.Helper()
+	info, err := rdb.Info(context.Background(), "stats").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_net_output_bytes:"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			return n
+		}
+	}
+	tb.Fatal("INFO stats has no total_net_output_bytes")
+	return 0
+}
+
+// BenchmarkDepartmentCouponProducts is the focus path's products read for
+// the largest department coupon, warm: what a coupon message costs to fill.
+// redis-bytes/op is what Redis sends per read.
+func BenchmarkDepartmentCouponProducts(b *testing.B) {
+	cat, err := cacheTestCatalog()
+	if err != nil {
+		b.Fatal(err)
+	}
+	id, _ := largestDepartmentCoupon(b, cat)
+	ctx := context.Background()
+	for _, s := range benchSources(b) {
+		b.Run(s.name, func(b *testing.B) {
+			read := func() {
+				ps, err := s.src.CouponProducts(ctx, id, focusMaxProducts)
+				if err != nil || len(ps) != focusMaxProducts {
+					b.Fatalf("CouponProducts(%d): %d, %v", id, len(ps), err)
+				}
+			}
+			read() // warm
+			var sent0 int64
+			if s.rdb != nil {
+				sent0 = redisBytesSent(b, s.rdb)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				read()
+			}
+			if s.rdb != nil {
+				b.ReportMetric(float64(redisBytesSent(b, s.rdb)-sent0)/float64(b.N), "redis-bytes/op")
+			}
+		})
+	}
+}
+
+// A limited read is an entry of its own that holds the first products only,
+// in the coupon's order: the largest department coupon's first 20, not its
+// hundreds. The full list is another entry, under the key it always had.
+func TestCacheCouponProductsLimit(t *testing.T) {
+	const limit = focusMaxProducts
+	forEachCache(t, Config{}, func(t *testing.T, c cacheUnderTest) {
+		ctx := context.Background()
+		id, n := largestDepartmentCoupon(t, c.src.cat)
+		all, _ := c.src.cat.CouponProducts(ctx, id, store.AllProducts)
+		firstKey := cacheKey{kind: kindProducts, coupon: id, limit: limit}
+		allKey := cacheKey{kind: kindProducts, coupon: id}
+		for round := range 2 {
+			ps, err := c.CouponProducts(ctx, id, limit)
+			if err != nil || !slices.Equal(ps, all[:limit]) {
+				t.Fatalf("round %d: CouponProducts(%d, %d) = %d products, %v; want the first %d of %d", round, id, limit, len(ps), err, limit, n)
+			}
+		}
+		if got := c.src.products.Load(); got != 1 {
+			t.Errorf("source products calls = %d, want 1 (a miss, then a hit)", got)
+		}
+		if !c.has(t, firstKey) || c.has(t, allKey) {
+			t.Errorf("entries: first %d %v, every product %v; want the first only", limit, c.has(t, firstKey), c.has(t, allKey))
+		}
+		if c.rdb != nil {
+			b, err := c.rdb.Get(ctx, firstKey.redisKey(c.prefix)).Bytes()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v, err := decodeCacheValue(firstKey, b); err != nil || len(v.([]store.Product)) != limit {
+				t.Errorf("%s: %d bytes, %v; want the %d products", firstKey.redisKey(c.prefix), len(b), err, limit)
+			}
+		}
+		ps, err := c.CouponProducts(ctx, id, store.AllProducts)
+		if err != nil || !slices.Equal(ps, all) || !c.has(t, allKey) {
+			t.Errorf("CouponProducts(%d, AllProducts) = %d products, %v; want all %d, cached", id, len(ps), err, n)
+		}
+	})
 }

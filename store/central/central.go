@@ -31,11 +31,13 @@ import (
 //
 //	GET /central/customers/{id}                            → a customer_info row
 //	GET /central/departments/{dep}/coupons?date=YYYY-MM-DD → {"department", "date", "coupons": [coupon_info rows]}
-//	GET /central/coupons/{id}/products                     → {"coupon_id", "products": [product_info rows]}
+//	GET /central/coupons/{id}/products[?limit=N]           → {"coupon_id", "products": [product_info rows]}
 //
-// Rows carry the CSV column names. Errors are {"error": "..."}: 404 for an
-// unknown customer, department or coupon, 400 for a malformed id or date, 503
-// when the source behind the server cannot answer.
+// Rows carry the CSV column names. A coupon's products come in the coupon's
+// order, the first N of them with ?limit=N (a positive integer), every one
+// without. Errors are {"error": "..."}: 404 for an unknown customer,
+// department or coupon, 400 for a malformed id, date or limit, 503 when the
+// source behind the server cannot answer.
 const (
 	centralCustomerPath   = "/central/customers/"
 	centralDepartmentPath = "/central/departments/"
@@ -180,7 +182,14 @@ func (s *Server) handleProducts(w http.ResponseWriter, r *http.Request) {
 		s.badRequest(w, r, rc, "coupon id must be an integer")
 		return
 	}
-	list, err := s.src.CouponProducts(r.Context(), id)
+	limit := store.AllProducts
+	if q := r.URL.Query(); q.Has("limit") {
+		if limit, err = strconv.Atoi(q.Get("limit")); err != nil || limit < 1 {
+			s.badRequest(w, r, rc, "limit must be a positive integer, the number of products wanted")
+			return
+		}
+	}
+	list, err := s.src.CouponProducts(r.Context(), id, limit)
 	if err != nil {
 		s.sourceFailed(w, r, rc, err)
 		return
@@ -374,7 +383,7 @@ func sameDay(date string, day store.Day) bool {
 
 // decodeProducts reads and checks the answer to GET
 // /central/coupons/{id}/products.
-func decodeProducts(body []byte, couponID int) ([]store.Product, error) {
+func decodeProducts(body []byte, couponID, limit int) ([]store.Product, error) {
 	var in answerProducts
 	if err := json.Unmarshal(body, &in); err != nil {
 		return nil, fmt.Errorf("not a product list: %v", err)
@@ -386,6 +395,11 @@ func decodeProducts(body []byte, couponID int) ([]store.Product, error) {
 		return nil, fmt.Errorf("coupon_id: %d, asked for %d", *in.CouponID, couponID)
 	case in.Products == nil:
 		return nil, errors.New("products: missing")
+	}
+	if limit > 0 && len(in.Products) > limit {
+		// A central older than ?limit answers with every product: the
+		// first ones are the same.
+		in.Products = in.Products[:limit]
 	}
 	columns := answerColumns(body, "products")
 	out := make([]store.Product, len(in.Products))
@@ -597,14 +611,18 @@ func (c *Client) ValidCoupons(ctx context.Context, dep store.Department, day sto
 	return dst, nil
 }
 
-// CouponProducts implements Source.
-func (c *Client) CouponProducts(ctx context.Context, couponID int) ([]store.Product, error) {
+// CouponProducts implements Source: it asks for the first limit products
+// only (?limit=N), every one for store.AllProducts.
+func (c *Client) CouponProducts(ctx context.Context, couponID, limit int) ([]store.Product, error) {
 	path := centralCouponPath + strconv.Itoa(couponID) + "/products"
+	if limit > 0 {
+		path += "?limit=" + strconv.Itoa(limit)
+	}
 	body, err := c.get(ctx, path)
 	if err != nil {
 		return nil, err
 	}
-	list, err := decodeProducts(body, couponID)
+	list, err := decodeProducts(body, couponID, limit)
 	if err != nil {
 		return nil, c.fail(c.calls.badResponse, path, err)
 	}

@@ -95,7 +95,7 @@ func (b centralBroken) ValidCoupons(_ context.Context, _ store.Department, _ sto
 	return dst, b.err
 }
 
-func (b centralBroken) CouponProducts(context.Context, int) ([]store.Product, error) {
+func (b centralBroken) CouponProducts(context.Context, int, int) ([]store.Product, error) {
 	if b.err == nil {
 		return []store.Product{{ID: 1, Department: store.Boys, BuyPrice: math.NaN()}}, nil
 	}
@@ -282,7 +282,7 @@ func TestCentralServerCatalog(t *testing.T) {
 	}
 
 	for _, cp := range cat.Coupons() {
-		want, err := cat.CouponProducts(ctx, cp.ID)
+		want, err := cat.CouponProducts(ctx, cp.ID, store.AllProducts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -340,6 +340,12 @@ func TestCentralServerErrors(t *testing.T) {
 		{"coupon id not a number", cat, "/central/coupons/abc/products", 400, "coupon id must be an integer", products},
 		{"coupon id a fraction", cat, "/central/coupons/1.5/products", 400, "coupon id must be an integer", products},
 		{"coupon id out of range", cat, "/central/coupons/99999999999999999999/products", 400, "coupon id must be an integer", products},
+		{"limit zero", cat, "/central/coupons/5/products?limit=0", 400, "limit must be a positive integer", products},
+		{"limit negative", cat, "/central/coupons/5/products?limit=-1", 400, "limit must be a positive integer", products},
+		{"limit empty", cat, "/central/coupons/5/products?limit=", 400, "limit must be a positive integer", products},
+		{"limit not a number", cat, "/central/coupons/5/products?limit=all", 400, "limit must be a positive integer", products},
+		{"limit a fraction", cat, "/central/coupons/5/products?limit=1.5", 400, "limit must be a positive integer", products},
+		{"limit out of range", cat, "/central/coupons/5/products?limit=99999999999999999999", 400, "limit must be a positive integer", products},
 		{"source unavailable, customer", centralBroken{err: store.ErrUnavailable}, "/central/customers/1", 503,
 			"the central could not answer: store: central unavailable", customers},
 		{"source unavailable, coupons", centralBroken{err: store.ErrUnavailable}, "/central/departments/Men/coupons?date=2026-11-22", 503,
@@ -432,8 +438,8 @@ func TestCentralClientRoundTrip(t *testing.T) {
 
 			for _, cp := range tt.cat.Coupons() {
 				calls++
-				want, _ := tt.cat.CouponProducts(ctx, cp.ID)
-				got, err := c.CouponProducts(ctx, cp.ID)
+				want, _ := tt.cat.CouponProducts(ctx, cp.ID, store.AllProducts)
+				got, err := c.CouponProducts(ctx, cp.ID, store.AllProducts)
 				if err != nil {
 					t.Fatalf("CouponProducts(%d): %v", cp.ID, err)
 				}
@@ -491,7 +497,7 @@ func TestCentralClientNotFound(t *testing.T) {
 		asked bool // whether the central is asked at all
 	}{
 		{"unknown customer", func() error { _, err := c.Customer(ctx, "2"); return err }, true},
-		{"unknown coupon", func() error { _, err := c.CouponProducts(ctx, 99); return err }, true},
+		{"unknown coupon", func() error { _, err := c.CouponProducts(ctx, 99, store.AllProducts); return err }, true},
 		{"empty customer id", func() error { _, err := c.Customer(ctx, ""); return err }, false},
 		{"customer id too long", func() error { _, err := c.Customer(ctx, strings.Repeat("x", MaxCustomerIDBytes+1)); return err }, false},
 		{"customer id not UTF-8", func() error { _, err := c.Customer(ctx, "\xff"); return err }, false},
@@ -541,7 +547,7 @@ func centralAsk(ctx context.Context, c *Client, kind string) error {
 			_, err = c.ValidCoupons(ctx, store.Boys, day, nil)
 		}
 	case "products":
-		_, err = c.CouponProducts(ctx, 5)
+		_, err = c.CouponProducts(ctx, 5, store.AllProducts)
 	default:
 		panic("unknown call " + kind)
 	}
@@ -964,7 +970,7 @@ func FuzzCentralDecode(f *testing.F) {
 			}
 		}
 
-		if ps, err := decodeProducts(body, 5); err == nil {
+		if ps, err := decodeProducts(body, 5, store.AllProducts); err == nil {
 			out := wireProducts{CouponID: 5, Products: []store.ProductRow{}}
 			for _, p := range ps {
 				if err := centralValidProduct(p); err != nil {
@@ -976,7 +982,7 @@ func FuzzCentralDecode(f *testing.F) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if again, err := decodeProducts(b, 5); err != nil || !slices.Equal(again, ps) {
+			if again, err := decodeProducts(b, 5, store.AllProducts); err != nil || !slices.Equal(again, ps) {
 				t.Fatalf("products %+v did not survive the wire: %+v, %v", ps, again, err)
 			}
 		}
@@ -1081,4 +1087,121 @@ func TestCentralClientBreaker(t *testing.T) {
 	if st := countClient(c); st.BreakerOpen != 3 || c.breaker.Opened() != 1 || st.Timeout != 2 || st.unavailable() != 5 {
 		t.Errorf("counts = %+v, opened %d", st, c.breaker.Opened())
 	}
+}
+
+// ?limit=N answers the first N products in the coupon's order; the client
+// asks for no more than its caller wants, and takes the first ones of a
+// central that answers every product (one older than ?limit).
+func TestCentralProductsLimit(t *testing.T) {
+	cat := centralGenerated(t)
+	ctx := context.Background()
+	var coupon int
+	var all []store.Product
+	for _, cp := range cat.Coupons() {
+		if ps, _ := cat.CouponProducts(ctx, cp.ID, store.AllProducts); len(ps) > len(all) {
+			coupon, all = cp.ID, ps
+		}
+	}
+	if len(all) < 3 {
+		t.Fatalf("the test catalog's largest coupon has %d products, want 3 or more", len(all))
+	}
+	rows := func(ps []store.Product) []store.ProductRow {
+		out := make([]store.ProductRow, len(ps))
+		for i := range ps {
+			out[i] = ps[i].Row()
+		}
+		return out
+	}
+	_, srv := centralServe(t, cat)
+	for _, limit := range []int{1, 3, len(all), len(all) + 5} {
+		status, _, body := centralGet(t, fmt.Sprintf("%s/central/coupons/%d/products?limit=%d", srv.URL, coupon, limit))
+		if status != http.StatusOK {
+			t.Fatalf("limit %d: status %d, body %s", limit, status, body)
+		}
+		var got wireProducts
+		centralStrict(t, body, &got)
+		if want := rows(all[:min(limit, len(all))]); got.CouponID != coupon || !slices.Equal(got.Products, want) {
+			t.Errorf("limit %d: %d products %+v\nwant %d %+v", limit, len(got.Products), got.Products, len(want), want)
+		}
+	}
+
+	// The same central, and one that passes over the query as a central
+	// older than ?limit does.
+	mux := http.NewServeMux()
+	NewServer(cat, nil, nil).Register(mux)
+	queries := make(chan string, 8)
+	for _, older := range []bool{false, true} {
+		t.Run(fmt.Sprintf("older=%v", older), func(t *testing.T) {
+			peer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				queries <- r.URL.RawQuery
+				if older {
+					r.URL.RawQuery = ""
+				}
+				mux.ServeHTTP(w, r)
+			}))
+			t.Cleanup(peer.Close)
+			c := centralClient(t, peer.URL, 5*time.Second)
+			for _, tt := range []struct {
+				limit int
+				query string
+				want  []store.Product
+			}{
+				{3, "limit=3", all[:3]},
+				{store.AllProducts, "", all},
+			} {
+				got, err := c.CouponProducts(ctx, coupon, tt.limit)
+				if err != nil || !slices.Equal(got, tt.want) {
+					t.Errorf("CouponProducts(%d, %d) = %d products, %v; want %d", coupon, tt.limit, len(got), err, len(tt.want))
+				}
+				if q := <-queries; q != tt.query {
+					t.Errorf("CouponProducts(%d, %d) asked with query %q, want %q", coupon, tt.limit, q, tt.query)
+				}
+			}
+		})
+	}
+}
+
+// centralBodyCounter counts the body bytes a handler writes.
+type centralBodyCounter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (w centralBodyCounter) Write(b []byte) (int, error) {
+	w.n.Add(int64(len(b)))
+	return w.ResponseWriter.Write(b)
+}
+
+// The focus path's products read through a remote central, for the generated
+// catalog's department coupon with the most products: body-bytes/op is what
+// the central sends per read.
+func BenchmarkCentralClientDepartmentProducts(b *testing.B) {
+	const maxProducts = 20 // PREDICTION_MAX_PRODUCTS' default
+	cat, err := world.GenerateCatalog(world.Config{Seed: 1, Reference: centralReference})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	var id, most int
+	for _, cp := range cat.Coupons() {
+		if ps, _ := cat.CouponProducts(ctx, cp.ID, store.AllProducts); cp.Type == store.DeptCoupon && len(ps) > most {
+			id, most = cp.ID, len(ps)
+		}
+	}
+	mux := http.NewServeMux()
+	NewServer(cat, nil, nil).Register(mux)
+	var sent atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.ServeHTTP(centralBodyCounter{w, &sent}, r)
+	}))
+	b.Cleanup(srv.Close)
+	c := centralClient(b, srv.URL, 5*time.Second)
+	b.ReportAllocs()
+	for b.Loop() {
+		ps, err := c.CouponProducts(ctx, id, maxProducts)
+		if err != nil || len(ps) != maxProducts {
+			b.Fatalf("CouponProducts(%d): %d of %d, %v", id, len(ps), most, err)
+		}
+	}
+	b.ReportMetric(float64(sent.Load())/float64(b.N), "body-bytes/op")
 }

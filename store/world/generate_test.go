@@ -33,7 +33,7 @@ func linkRows(t testing.TB, c *store.Catalog) []store.CouponProduct {
 	t.Helper()
 	var rows []store.CouponProduct
 	for _, cp := range c.Coupons() {
-		ps, err := c.CouponProducts(context.Background(), cp.ID)
+		ps, err := c.CouponProducts(context.Background(), cp.ID, store.AllProducts)
 		if err != nil {
 			t.Fatalf("CouponProducts(%d): %v", cp.ID, err)
 		}
@@ -197,7 +197,7 @@ func TestGenerateCoupons(t *testing.T) {
 		if cp.Discount < 5 || cp.Discount > 50 {
 			t.Errorf("coupon %d discount %d%%, want 5..50", cp.ID, cp.Discount)
 		}
-		ps, err := c.CouponProducts(ctx, cp.ID)
+		ps, err := c.CouponProducts(ctx, cp.ID, store.AllProducts)
 		if err != nil {
 			t.Fatalf("CouponProducts(%d): %v", cp.ID, err)
 		}
@@ -352,7 +352,7 @@ func TestGenerateConfig(t *testing.T) {
 				t.Fatalf("GenerateCatalog(%+v): %v", cfg, err)
 			}
 			for _, cp := range c.Coupons() {
-				ps, _ := c.CouponProducts(context.Background(), cp.ID)
+				ps, _ := c.CouponProducts(context.Background(), cp.ID, store.AllProducts)
 				if cp.Type == store.BuyAll && (cp.HowMany != len(ps) || cp.HowMany < 2) {
 					t.Errorf("buy_all coupon %d: how_many %d, %d products", cp.ID, cp.HowMany, len(ps))
 				}
