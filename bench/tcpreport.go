@@ -41,8 +41,10 @@ func (r TCPReport) Print(w io.Writer) {
 			}
 			fmt.Fprintf(w, "%s, %s: %d visits, %d moves: ingest %s, %.0f coupons/s, CPU %.2f µs/move\n",
 				name, load.what, l.Visits, l.Moves, ingest, l.CouponsPerSec(), perMove(l.CPU, l.Moves))
-			fmt.Fprintf(w, "  coupons   published %d = delivered %d + counted last-hop drops %d + lost without a count %d; events dropped by storeflow %d; other coupon messages %d\n",
-				l.Published, l.Delivered, l.LastHopDrops, l.Lost(), l.EventsDropped, l.Unexpected)
+			fmt.Fprintf(w, "  coupons   published %d = delivered %d + counted last-hop drops %d + lost without a count %d; other coupon messages %d\n",
+				l.Published, l.Delivered, l.LastHopDrops, l.Lost(), l.Unexpected)
+			fmt.Fprintf(w, "  focus     %d detected, %d without a coupon (storeflow_focus_outcomes_total); events dropped by storeflow %d\n",
+				l.Focus, l.FocusNoCoupon, l.EventsDropped)
 			fmt.Fprintf(w, "  latency   dwell-completing move sent → coupon at the phone: p50 %s  p99 %s  max %s\n",
 				ms(l.LatencyP50), ms(l.LatencyP99), ms(l.LatencyMax))
 		}
