@@ -229,6 +229,26 @@ func (e exposition) sum(name, match string) float64 {
 	return total
 }
 
+// byLabel is the samples of metric name by the value of label.
+func (e exposition) byLabel(name, label string) map[string]float64 {
+	out := map[string]float64{}
+	for line := range strings.SplitSeq(string(e), "\n") {
+		rest, ok := strings.CutPrefix(line, name+"{")
+		if !ok {
+			continue
+		}
+		_, v, ok := strings.Cut(rest, label+`="`)
+		if !ok {
+			continue
+		}
+		value, _, _ := strings.Cut(v, `"`)
+		if f, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
+			out[value] += f
+		}
+	}
+	return out
+}
+
 // mosquittoBin is the installed mosquitto, or "".
 func mosquittoBin() string {
 	if p, err := exec.LookPath("mosquitto"); err == nil {

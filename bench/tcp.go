@@ -56,18 +56,18 @@ type PathReport struct {
 // LoadReport is one load of scripted visits through storeflow over TCP.
 type LoadReport struct {
 	Visits, Moves int
-	Rate          float64       // the pace asked for, moves/s; 0: full speed
-	Ingest        time.Duration // first publish → every move accepted (storeflow_events_accepted_total{kind="move"}); 0: not all were
-	Accepted      int64         // moves storeflow accepted
-	Elapsed       time.Duration // first publish → the last coupon received
-	Published     int64         // storeflow_coupons_published_total
-	Delivered     int           // distinct coupons for the run's focus events the phone received
-	Unexpected    int           // other coupon messages the phone received (again, or unknown)
-	LastHopDrops  int64         // coupons storeflow counted as not delivered: storeflow_broker_dropped_total, storeflow_mqtt_client_events_total{event=offline_dropped|publish_error}
-	EventsDropped int64         // storeflow_events_dropped_total: events storeflow's queues dropped
-	Focus         int64         // storeflow_focus_detected_total
-	FocusNoCoupon int64         // storeflow_focus_outcomes_total other than published: focus events that got no coupon, with the reason counted
-	LatencyP50    time.Duration // dwell-completing move flushed → its coupon at the phone
+	Rate          float64          // the pace asked for, moves/s; 0: full speed
+	Ingest        time.Duration    // first publish → every move accepted (storeflow_events_accepted_total{kind="move"}); 0: not all were
+	Accepted      int64            // moves storeflow accepted
+	Elapsed       time.Duration    // first publish → the last coupon received
+	Published     int64            // storeflow_coupons_published_total
+	Delivered     int              // distinct coupons for the run's focus events the phone received
+	Unexpected    int              // other coupon messages the phone received (again, or unknown)
+	LastHopDrops  int64            // coupons storeflow counted as not delivered: storeflow_broker_dropped_total, storeflow_mqtt_client_events_total{event=offline_dropped|publish_error}
+	EventsDropped int64            // storeflow_events_dropped_total: events storeflow's queues dropped
+	Focus         int64            // storeflow_focus_detected_total
+	FocusNoCoupon map[string]int64 // storeflow_focus_outcomes_total other than published, by outcome: focus events that got no coupon
+	LatencyP50    time.Duration    // dwell-completing move flushed → its coupon at the phone
 	LatencyP99    time.Duration
 	LatencyMax    time.Duration
 	CPU           time.Duration // storeflow's user+system CPU during the load
@@ -327,7 +327,8 @@ func (sf *storeflow) load(ctx context.Context, sc *script, opts TCPOptions, base
 // storeflowCounts is what the bench reads of storeflow's /metrics.
 type storeflowCounts struct {
 	moves, coupons, lastHop, dropped int64
-	focus, noCoupon                  int64
+	focus                            int64
+	noCoupon                         map[string]int64 // focus outcomes other than published, by outcome
 }
 
 func (sf *storeflow) counts() (storeflowCounts, error) {
@@ -335,20 +336,40 @@ func (sf *storeflow) counts() (storeflowCounts, error) {
 	if err != nil {
 		return storeflowCounts{}, err
 	}
-	return storeflowCounts{
+	c := storeflowCounts{
 		moves:   int64(m.sum("storeflow_events_accepted_total", `kind="move"`)),
 		coupons: int64(m.sum("storeflow_coupons_published_total", "")),
 		lastHop: int64(m.sum("storeflow_broker_dropped_total", "") +
 			m.sum("storeflow_mqtt_client_events_total", `event="offline_dropped"`) +
 			m.sum("storeflow_mqtt_client_events_total", `event="publish_error"`)),
-		dropped: int64(m.sum("storeflow_events_dropped_total", "")),
-		focus:   int64(m.sum("storeflow_focus_detected_total", "")),
-		noCoupon: int64(m.sum("storeflow_focus_outcomes_total", "") -
-			m.sum("storeflow_focus_outcomes_total", `outcome="published"`)),
-	}, nil
+		dropped:  int64(m.sum("storeflow_events_dropped_total", "")),
+		focus:    int64(m.sum("storeflow_focus_detected_total", "")),
+		noCoupon: map[string]int64{},
+	}
+	for outcome, n := range m.byLabel("storeflow_focus_outcomes_total", "outcome") {
+		if outcome != "published" {
+			c.noCoupon[outcome] = int64(n)
+		}
+	}
+	return c, nil
 }
 
 func (c storeflowCounts) minus(b storeflowCounts) storeflowCounts {
-	return storeflowCounts{c.moves - b.moves, c.coupons - b.coupons, c.lastHop - b.lastHop, c.dropped - b.dropped,
-		c.focus - b.focus, c.noCoupon - b.noCoupon}
+	d := storeflowCounts{c.moves - b.moves, c.coupons - b.coupons, c.lastHop - b.lastHop, c.dropped - b.dropped,
+		c.focus - b.focus, map[string]int64{}}
+	for outcome, n := range c.noCoupon {
+		if n -= b.noCoupon[outcome]; n != 0 {
+			d.noCoupon[outcome] = n
+		}
+	}
+	return d
+}
+
+// FocusWithoutCoupon is the focus events that got no coupon, for any reason.
+func (l LoadReport) FocusWithoutCoupon() int64 {
+	var n int64
+	for _, v := range l.FocusNoCoupon {
+		n += v
+	}
+	return n
 }

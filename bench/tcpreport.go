@@ -43,8 +43,8 @@ func (r TCPReport) Print(w io.Writer) {
 				name, load.what, l.Visits, l.Moves, ingest, l.CouponsPerSec(), perMove(l.CPU, l.Moves))
 			fmt.Fprintf(w, "  coupons   published %d = delivered %d + counted last-hop drops %d + lost without a count %d; other coupon messages %d\n",
 				l.Published, l.Delivered, l.LastHopDrops, l.Lost(), l.Unexpected)
-			fmt.Fprintf(w, "  focus     %d detected, %d without a coupon (storeflow_focus_outcomes_total); events dropped by storeflow %d\n",
-				l.Focus, l.FocusNoCoupon, l.EventsDropped)
+			fmt.Fprintf(w, "  focus     %d detected, %d without a coupon %v (storeflow_focus_outcomes_total); events dropped by storeflow %d\n",
+				l.Focus, l.FocusWithoutCoupon(), l.FocusNoCoupon, l.EventsDropped)
 			fmt.Fprintf(w, "  latency   dwell-completing move sent → coupon at the phone: p50 %s  p99 %s  max %s\n",
 				ms(l.LatencyP50), ms(l.LatencyP99), ms(l.LatencyMax))
 		}
@@ -87,21 +87,24 @@ func (r TCPReport) JSON() ([]byte, error) {
 	}
 	add := func(prefix string, l LoadReport) {
 		for k, v := range map[string]any{
-			"moves":                 l.Moves,
-			"moves_accepted":        l.Accepted,
-			"target_moves_per_s":    l.Rate,
-			"moves_per_s":           l.MovesPerSec(),
-			"coupons_per_s":         l.CouponsPerSec(),
-			"coupons_published":     l.Published,
-			"coupons_delivered":     l.Delivered,
-			"coupons_dropped":       l.LastHopDrops,
-			"coupons_lost":          l.Lost(),
-			"coupons_other":         l.Unexpected,
-			"events_dropped":        l.EventsDropped,
-			"p50_move_to_coupon_ms": ms(l.LatencyP50),
-			"p99_move_to_coupon_ms": ms(l.LatencyP99),
-			"max_move_to_coupon_ms": ms(l.LatencyMax),
-			"cpu_us_per_move":       perMove(l.CPU, l.Moves),
+			"moves":                         l.Moves,
+			"moves_accepted":                l.Accepted,
+			"target_moves_per_s":            l.Rate,
+			"moves_per_s":                   l.MovesPerSec(),
+			"coupons_per_s":                 l.CouponsPerSec(),
+			"coupons_published":             l.Published,
+			"coupons_delivered":             l.Delivered,
+			"coupons_dropped":               l.LastHopDrops,
+			"coupons_lost":                  l.Lost(),
+			"coupons_other":                 l.Unexpected,
+			"events_dropped":                l.EventsDropped,
+			"focus_detected":                l.Focus,
+			"focus_without_coupon":          l.FocusWithoutCoupon(),
+			"focus_outcomes_without_coupon": l.FocusNoCoupon,
+			"p50_move_to_coupon_ms":         ms(l.LatencyP50),
+			"p99_move_to_coupon_ms":         ms(l.LatencyP99),
+			"max_move_to_coupon_ms":         ms(l.LatencyMax),
+			"cpu_us_per_move":               perMove(l.CPU, l.Moves),
 		} {
 			out[prefix+k] = v
 		}
