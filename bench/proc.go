@@ -35,8 +35,11 @@ func processCPU(pid int) (time.Duration, error) {
 	// Fields after the command name (which may hold spaces) in parentheses:
 	// state is field 3, utime 14, stime 15.
 	i := bytes.LastIndexByte(b, ')')
-	f := strings.Fields(string(b[i+1:]))
-	if i < 0 || len(f) < 13 {
+	var f []string
+	if i >= 0 {
+		f = strings.Fields(string(b[i+1:]))
+	}
+	if len(f) < 13 {
 		return 0, fmt.Errorf("bench: CPU of process %d: unexpected /proc stat %q", pid, b)
 	}
 	var ticks int64
@@ -126,7 +129,7 @@ func (p *process) stop() {
 	}
 }
 
-// waitUntil polls ok every interval until it holds, p exits, ctx ends or
+// waitUntil polls ok every 20 ms until it holds, p exits, ctx ends or
 // the timeout passes.
 func (p *process) waitUntil(ctx context.Context, timeout time.Duration, what string, ok func() bool) error {
 	deadline := time.Now().Add(timeout)

@@ -156,6 +156,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if *tcp {
+		if *cpuProfile != "" {
+			return fmt.Errorf("bench: --cpuprofile profiles this process, which with --tcp is only the load: storeflow runs as a child process")
+		}
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		if topts.short {
@@ -258,8 +261,8 @@ func benchTCP(ctx context.Context, f tcpFlags, asJSON bool, stdout io.Writer) er
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "bench --tcp: %d visits per load (enter, %d moves in Boys, exit) over %d sensor connections, a phone at QoS 1 on %s, FOCUS_DWELL=%s, GOMAXPROCS=%d\n",
-		f.visits, f.linger, f.publishers, cfg.Pipeline.PredictionTopic, cfg.Pipeline.FocusDwell, runtime.GOMAXPROCS(0))
+	fmt.Fprintf(stdout, "bench --tcp: %d visits per load (enter, %d moves in Boys, exit) over %d sensor connections, a phone at QoS 1 on %s, FOCUS_DWELL=%s, MQTT_QOS=%d on an outside broker, GOMAXPROCS=%d\n",
+		f.visits, f.linger, f.publishers, cfg.Pipeline.PredictionTopic, cfg.Pipeline.FocusDwell, cfg.Broker.QoS, runtime.GOMAXPROCS(0))
 	r, err := bench.TCP(ctx, cfg, bench.TCPOptions{Exe: exe, Env: os.Environ(), Publishers: f.publishers, Visits: f.visits,
 		Linger: f.linger, PacedFraction: f.pacedFraction, External: f.external})
 	if err != nil {
