@@ -1,6 +1,8 @@
-// Package bench measures the real wiring in one process: the broker's
-// ceiling, the pipeline at full speed and shoppers at real speed. It reads
-// what the pipeline did through the pipeline's own Counts, not /metrics.
+// Package bench measures the real wiring. In one process: the broker's
+// ceiling, the pipeline at full speed and shoppers at real speed, read
+// through the pipeline's own Counts. On the real path (TCP): storeflow run
+// as a child process with sensors and a phone connected over TCP, beside a
+// reference broker, read through its /metrics and /proc.
 package bench
 
 import (

@@ -137,12 +137,10 @@ func LocalRedis(ctx context.Context) (url string, stop func(), err error) {
 	if err != nil {
 		return "", nil, errors.New("bench: --redis: redis-server not found on PATH (apt-get install -y redis-server), or set REDIS_URL")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeAddr()
 	if err != nil {
 		return "", nil, err
 	}
-	addr := l.Addr().String()
-	_ = l.Close()
 	_, port, _ := net.SplitHostPort(addr)
 	dir, err := os.MkdirTemp("", "storeflow-bench-redis")
 	if err != nil {

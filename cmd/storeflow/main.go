@@ -59,6 +59,10 @@ const usage = `usage: storeflow [run]                 run the store (settings fr
        storeflow bench [--shoppers N] [--realtime-shoppers N] [--duration D] [--json] [--cpuprofile FILE]
                                        measure in-process: broker ceiling, pipeline moves/s, latency,
                                        allocations, and shoppers at real speed (lag, counts, memory)
+       storeflow bench --tcp [--publishers 8] [--visits 20000] [--linger 12] [--paced-fraction 0.5]
+                       [--external HOST:PORT] [--short] [--json]
+                                       the real path: sensors and a phone over TCP, storeflow a child
+                                       process, against a reference broker (mosquitto when installed)
        storeflow bench --redis [--shoppers N]
                                        the dwell state in Redis against the in-memory one: moves/s, Redis
                                        calls, round trips and CPU (REDIS_URL, or a redis-server from PATH)
@@ -140,8 +144,32 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	asJSON := fs.Bool("json", false, "end the output with one JSON line")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole bench to this file (go tool pprof)")
 	shared := fs.Bool("redis", false, "compare DWELL_STATE=redis with the in-memory detector (full speed only), on REDIS_URL or a redis-server from PATH")
+	tcp := fs.Bool("tcp", false, "the real path: sensor connections and a phone over TCP, storeflow run as a child process, beside a reference broker")
+	var topts tcpFlags
+	fs.IntVar(&topts.publishers, "publishers", 8, "--tcp: sensor connections publishing the visits")
+	fs.IntVar(&topts.visits, "visits", 20000, "--tcp: scripted visits per load")
+	fs.IntVar(&topts.linger, "linger", 12, "--tcp: moves per visit inside Boys (more than FOCUS_DWELL in seconds)")
+	fs.Float64Var(&topts.pacedFraction, "paced-fraction", 0.5, "--tcp: the paced load's rate as a fraction of the full-speed ingest rate")
+	fs.StringVar(&topts.external, "external", "", "--tcp: HOST:PORT of a broker for the reference and for storeflow on an outside broker (default: a mosquitto the bench starts, if installed)")
+	fs.BoolVar(&topts.short, "short", false, "--tcp: a short run for tests (2,000 visits over 2 connections unless set)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *tcp {
+		if *cpuProfile != "" {
+			return fmt.Errorf("bench: --cpuprofile profiles this process, which with --tcp is only the load: storeflow runs as a child process")
+		}
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if topts.short {
+			if !set["visits"] {
+				topts.visits = 2000
+			}
+			if !set["publishers"] {
+				topts.publishers = 2
+			}
+		}
+		return benchTCP(ctx, topts, *asJSON, stdout)
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -197,6 +225,51 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	r.Print(stdout)
 	if *asJSON {
+		b, err := r.JSON()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s\n", b)
+	}
+	return nil
+}
+
+// tcpFlags are bench --tcp's own flags.
+type tcpFlags struct {
+	publishers, visits, linger int
+	pacedFraction              float64
+	external                   string
+	short                      bool
+}
+
+// benchTCP is bench --tcp: this binary runs as the storeflow under test,
+// with the environment it was given and the bench's settings on top.
+func benchTCP(ctx context.Context, f tcpFlags, asJSON bool, stdout io.Writer) error {
+	switch {
+	case f.publishers < 1:
+		return fmt.Errorf("bench: --publishers must be at least 1")
+	case f.visits < 1:
+		return fmt.Errorf("bench: --visits must be at least 1")
+	case f.pacedFraction <= 0 || f.pacedFraction > 1:
+		return fmt.Errorf("bench: --paced-fraction %g: want more than 0, at most 1", f.pacedFraction)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("bench: the storeflow binary: %w", err)
+	}
+	cfg, err := config.LoadWith(map[string]string{"SIMULATOR_ENABLED": "false", "PREDICTION_THRESHOLD": "0", "DATA_DIR": "", "MQTT_HOST": ""})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "bench --tcp: %d visits per load (enter, %d moves in Boys, exit) over %d sensor connections, a phone at QoS 1 on %s, FOCUS_DWELL=%s, MQTT_QOS=%d on an outside broker, GOMAXPROCS=%d\n",
+		f.visits, f.linger, f.publishers, cfg.Pipeline.PredictionTopic, cfg.Pipeline.FocusDwell, cfg.Broker.QoS, runtime.GOMAXPROCS(0))
+	r, err := bench.TCP(ctx, cfg, bench.TCPOptions{Exe: exe, Env: os.Environ(), Publishers: f.publishers, Visits: f.visits,
+		Linger: f.linger, PacedFraction: f.pacedFraction, External: f.external})
+	if err != nil {
+		return err
+	}
+	r.Print(stdout)
+	if asJSON {
 		b, err := r.JSON()
 		if err != nil {
 			return err

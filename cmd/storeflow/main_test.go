@@ -143,6 +143,10 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 		{"bench", "-shoppers", "0"},
 		{"bench", "--realtime-shoppers", "-1"},
 		{"bench", "--duration", "10ms"},
+		{"bench", "--tcp", "--publishers", "0"},
+		{"bench", "--tcp", "--visits", "0"},
+		{"bench", "--tcp", "--paced-fraction", "1.5"},
+		{"bench", "--tcp", "--cpuprofile", "cpu.out"},
 	} {
 		var out, errOut bytes.Buffer
 		if err := run(context.Background(), args, &out, &errOut); err == nil {
