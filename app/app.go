@@ -127,7 +127,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 			OwnTopics:  []string{cfg.Pipeline.FocusTopic, cfg.Pipeline.PredictionTopic, cfg.Pipeline.BrowsingTopic},
 		})
 	} else {
-		a.conn, err = broker.Dial(ctx, cfg.Broker, blog, a.reg)
+		a.conn, err = broker.Connect(ctx, cfg.Broker, blog, a.reg)
 	}
 	if err != nil {
 		return nil, err

@@ -300,6 +300,18 @@ func (sf *storeflow) load(ctx context.Context, sc *script, opts TCPOptions, base
 	// Every coupon in, or nothing new for 10 s (a coupon lost without a
 	// count never comes; on a busy machine the stages may pause for seconds).
 	waitQuiet(ctx, 5*time.Millisecond, func() int64 { d, _ := ph.counts(); return int64(d) }, int64(opts.Visits), 10*time.Second, 2*time.Minute)
+	// storeflow counts a coupon once the broker acknowledged its publish,
+	// which can be after the phone got it: wait until every focus detected
+	// has its outcome counted (or 10 s).
+	for settle := time.Now().Add(10 * time.Second); time.Now().Before(settle) && ctx.Err() == nil; time.Sleep(10 * time.Millisecond) {
+		c, err := sf.counts()
+		if err != nil {
+			return l, err
+		}
+		if c = c.minus(before); c.coupons+c.settledWithout() >= c.focus {
+			break
+		}
+	}
 	cpuAfter, err := sf.cpu()
 	if err != nil {
 		return l, err
@@ -366,9 +378,14 @@ func (c storeflowCounts) minus(b storeflowCounts) storeflowCounts {
 }
 
 // FocusWithoutCoupon is the focus events that got no coupon, for any reason.
-func (l LoadReport) FocusWithoutCoupon() int64 {
+func (l LoadReport) FocusWithoutCoupon() int64 { return sumCounts(l.FocusNoCoupon) }
+
+// settledWithout is the focus events settled without a coupon.
+func (c storeflowCounts) settledWithout() int64 { return sumCounts(c.noCoupon) }
+
+func sumCounts(m map[string]int64) int64 {
 	var n int64
-	for _, v := range l.FocusNoCoupon {
+	for _, v := range m {
 		n += v
 	}
 	return n

@@ -153,8 +153,10 @@ func validateExternal(c Config) []error {
 	// accepted by every broker in use (mosquitto, EMQX, HiveMQ, VerneMQ,
 	// AWS IoT), so they are allowed too. Longer or other ids work on some
 	// brokers and are refused by others: refuse them here, before deploying.
-	if len(c.Name) > maxClientID || strings.IndexFunc(c.Name, func(r rune) bool { return !clientIDRune(r) }) >= 0 {
-		errs = append(errs, fmt.Errorf("MQTT_NAME=%q: want 1 to %d characters of 0-9 A-Z a-z - _ (a client id every MQTT 3.1.1 broker accepts), unique per instance", c.Name, maxClientID))
+	// storeflow connects twice, as MQTT_NAME and MQTT_NAME-pub (Connection).
+	if len(c.Name)+len(publishSuffix) > maxClientID || strings.IndexFunc(c.Name, func(r rune) bool { return !clientIDRune(r) }) >= 0 {
+		errs = append(errs, fmt.Errorf("MQTT_NAME=%q: want 1 to %d characters of 0-9 A-Z a-z - _ (with %q appended for storeflow's publishing connection, a client id every MQTT 3.1.1 broker accepts), unique per instance",
+			c.Name, maxClientID-len(publishSuffix), publishSuffix))
 	}
 	if c.Password != "" && c.PasswordFile != "" {
 		errs = append(errs, errors.New("MQTT_PASSWORD and MQTT_PASSWORD_FILE are both set: set one"))

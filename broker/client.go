@@ -221,6 +221,11 @@ func Dial(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regi
 	if errs := validateExternal(cfg); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	return dialAs(ctx, cfg, cfg.Name, log, reg)
+}
+
+// dialAs is Dial, connecting as client id name, with cfg already checked.
+func dialAs(ctx context.Context, cfg Config, name string, log *slog.Logger, reg prometheus.Registerer) (*Client, error) {
 	urls, err := BrokerURLs(cfg)
 	if err != nil {
 		return nil, err
@@ -247,7 +252,7 @@ func Dial(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regi
 	cl.m = newClientMetrics(reg, cl.pending)
 	close(cl.lost) // not connected yet
 	opts := paho.NewClientOptions().
-		SetClientID(cfg.Name).
+		SetClientID(name).
 		SetProtocolVersion(4). // MQTT 3.1.1; no retry with 3.1, whose refusal would hide the first one's reason
 		SetUsername(cfg.Username).
 		SetPassword(password).
@@ -261,15 +266,7 @@ func Dial(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regi
 		SetOrderMatters(true).    // per-shopper order: handlers run one after another
 		SetAutoAckDisabled(true). // subscribe acknowledges: at once, or when a SubscribeAck handler says
 		SetTLSConfig(tc).
-		SetConnectionAttemptHandler(func(broker *url.URL, tc *tls.Config) *tls.Config {
-			// paho's TLS dial behind a proxy does not fill in the name to
-			// verify; do it for every host so the name is always checked.
-			if tc != nil && tc.ServerName == "" {
-				tc = tc.Clone()
-				tc.ServerName = broker.Hostname()
-			}
-			return tc
-		}).
+		SetCustomOpenConnectionFn(openConnection). // buffered reads; the name to verify filled in for every host
 		SetDefaultPublishHandler(cl.unrouted).
 		SetOnConnectHandler(cl.onConnect).
 		SetConnectionLostHandler(cl.onConnectionLost)
@@ -297,7 +294,7 @@ func Dial(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regi
 		}
 		return nil, fmt.Errorf("broker: connect to %s: %w%s", redact.URLs(strings.Join(urls, ", ")), redact.Error(err, urls...), hint)
 	}
-	log.Info("connected to external broker", "brokers", redact.URLs(strings.Join(urls, ",")), "client_id", cfg.Name,
+	log.Info("connected to external broker", "brokers", redact.URLs(strings.Join(urls, ",")), "client_id", name,
 		"qos", cfg.QoS, "tls", tc != nil && anyTLS(urls))
 	return cl, nil
 }

@@ -538,8 +538,8 @@ func TestValidateExternalClient(t *testing.T) {
 		{"client certificate with an ssl URL", func(c *Config) {
 			c.Host, c.ClientCertFile, c.ClientKeyFile = "ssl://broker", "c.pem", "k.pem"
 		}, ""},
-		{"23 bytes of id", func(c *Config) { c.Name = "storeflow_store-0123456" }, ""},
-		{"24 bytes of id", func(c *Config) { c.Name = "storeflow_store-01234567" }, `MQTT_NAME="storeflow_store-01234567"`},
+		{"19 bytes of id (23 with -pub)", func(c *Config) { c.Name = "storeflow_store-012" }, ""},
+		{"20 bytes of id (24 with -pub)", func(c *Config) { c.Name = "storeflow_store-0123" }, `MQTT_NAME="storeflow_store-0123"`},
 		{"id with a slash", func(c *Config) { c.Name = "store/1" }, `MQTT_NAME="store/1"`},
 		{"password and file", func(c *Config) { c.Password, c.PasswordFile = "x", "/run/secrets/mqtt" },
 			"MQTT_PASSWORD and MQTT_PASSWORD_FILE are both set"},

@@ -82,18 +82,13 @@ func TestBenchTCP(t *testing.T) {
 	if num("embedded_paced_target_moves_per_s") != num("embedded_full_moves_per_s")/2 {
 		t.Errorf("paced at %v moves/s, want half of %v", r["embedded_paced_target_moves_per_s"], r["embedded_full_moves_per_s"])
 	}
-	switch r["external_stalled"] {
-	case false:
-		load("external_full_")
-		load("external_paced_")
-	case true:
-		// storeflow on an external broker can stall at full speed (see the
-		// README's real-path table): then the report must say so.
-		if num("external_full_moves_accepted") >= num("external_full_moves") || r["external_paced_moves"] != nil {
-			t.Errorf("external stalled, yet %v of %v moves accepted, paced load %v", r["external_full_moves_accepted"], r["external_full_moves"], r["external_paced_moves"])
-		}
-		t.Logf("storeflow on mosquitto stalled at full speed: %v of %v moves accepted", r["external_full_moves_accepted"], r["external_full_moves"])
-	default:
-		t.Errorf("external_stalled = %v", r["external_stalled"])
+	// On an external broker the load used to stall at full speed (paho's
+	// acknowledgements of the pipeline's publishes waited behind the intake
+	// handler on one connection): it must not.
+	if r["external_stalled"] != false {
+		t.Errorf("storeflow on mosquitto: external_stalled = %v (%v of %v moves accepted)", r["external_stalled"],
+			r["external_full_moves_accepted"], r["external_full_moves"])
 	}
+	load("external_full_")
+	load("external_paced_")
 }
