@@ -197,7 +197,9 @@ func TestCapsCountOnlyPublishedCoupons(t *testing.T) {
 
 // capsDay is a scripted two days of focus events at full speed: every
 // shopper focuses every 45 minutes of event time, going round the
-// departments that have coupons on both days.
+// departments that have coupons on both days. With an odd number of
+// shoppers, a broker that hands a shared subscription's messages round
+// the group gives each shopper's foci to each instance in turn.
 type capsDay struct {
 	cat  *store.Catalog
 	foci []event.Focus
@@ -246,14 +248,16 @@ func (l *couponLog) all() []event.Prediction {
 }
 
 // run publishes the foci through a real mosquitto to instances pipelines
-// (DWELL_STATE mode, one redis-server between them), waits until every
-// instance settled every focus and the subscriber has every coupon, and
-// returns the coupons and the instances.
+// (one redis-server between them for DWELL_STATE=redis) in one shared
+// subscription group, so that a shopper's foci are spread over the
+// instances; it waits until every focus settled and the subscriber has
+// every coupon, and returns the coupons and the instances.
 func (d capsDay) run(t *testing.T, cfg Config, instances int) ([]event.Prediction, []*Pipeline) {
 	t.Helper()
 	mqttAddr := mosquittotest.Start(t, "allow_anonymous true")
 	srv := redistest.Start(t)
 	cfg.QueueSize = len(d.foci) // room for every focus: this test counts coupons, not shedding
+	cfg.ShareGroup = "storeflow"
 	var ps []*Pipeline
 	for i := range instances {
 		ps = append(ps, startInstance(t, fmt.Sprintf("storeflow-%d", i), mqttAddr, srv.Addr(), d.cat, cfg, d.arms))
@@ -283,19 +287,19 @@ func (d capsDay) run(t *testing.T, cfg Config, instances int) ([]event.Predictio
 		}
 		return n
 	}
-	harness.Until(t, 60*time.Second, "every instance settled every focus", func() bool {
+	harness.Until(t, 60*time.Second, "every focus settled", func() bool {
+		var n int64
 		for _, p := range ps {
-			if p.Counts().Outcomes < int64(len(d.foci)) {
-				return false
-			}
+			c := p.Counts()
+			n += c.Outcomes + c.DroppedFocus
 		}
-		return true
+		return n >= int64(len(d.foci))
 	})
 	harness.Until(t, 10*time.Second, "the subscriber received every coupon", func() bool { return len(log.all()) >= published() })
 	for i, p := range ps {
-		t.Logf("instance %d: published %d, capped %d, holdout %d, already_issued %d, duplicate %d", i,
+		t.Logf("instance %d: published %d, capped %d, holdout %d, already_issued %d, duplicate %d, redis_error %d, shed %d", i,
 			outcomeCount(p, OutcomePublished), outcomeCount(p, OutcomeCapped), outcomeCount(p, OutcomeHoldout),
-			outcomeCount(p, OutcomeAlreadyIssued), outcomeCount(p, OutcomeDuplicate))
+			outcomeCount(p, OutcomeAlreadyIssued), outcomeCount(p, OutcomeDuplicate), outcomeCount(p, OutcomeRedisError), p.Counts().DroppedFocus)
 	}
 	return log.all(), ps
 }
@@ -347,13 +351,15 @@ func (d capsDay) check(t *testing.T, cfg Config, coupons []event.Prediction) {
 	}
 	holdout := 0
 	for _, id := range d.ids {
-		switch in := d.arms.Assign(id) == experiment.Holdout; {
+		in := d.arms.Assign(id) == experiment.Holdout
+		switch {
 		case in && got[id] > 0:
 			t.Errorf("shopper %s in the holdout got %d coupons", id, got[id])
-		case in:
-			holdout++
-		case got[id] == 0:
+		case !in && got[id] == 0:
 			t.Errorf("shopper %s, not in the holdout, got no coupon", id)
+		}
+		if in {
+			holdout++
 		}
 	}
 	if holdout == 0 || holdout == len(d.ids) {
@@ -372,10 +378,13 @@ func capsConfig() Config {
 // gets more than COUPONS_PER_SHOPPER_PER_DAY a day, nor two coupons in a
 // department within COUPON_DEPARTMENT_COOLDOWN; the holdout gets none.
 func TestCapsOverSimulatedDays(t *testing.T) {
-	d := newCapsDay(t, 24)
+	d := newCapsDay(t, 25)
 	cfg := capsConfig()
 	coupons, ps := d.run(t, cfg, 1)
 	d.check(t, cfg, coupons)
+	if ps[0].Counts().DroppedFocus != 0 {
+		t.Errorf("%d foci shed: the holdout count below is off", ps[0].Counts().DroppedFocus)
+	}
 	if outcomeCount(ps[0], OutcomeCapped) == 0 {
 		t.Error("no focus counted capped")
 	}
@@ -393,17 +402,23 @@ func TestCapsOverSimulatedDays(t *testing.T) {
 // The same with two instances sharing one redis-server (DWELL_STATE=redis):
 // the caps hold across instances.
 func TestCapsHoldAcrossInstances(t *testing.T) {
-	d := newCapsDay(t, 24)
+	d := newCapsDay(t, 25)
 	cfg := capsConfig()
 	cfg.DwellState = DwellStateRedis
-	coupons, _ := d.run(t, cfg, 2)
+	coupons, ps := d.run(t, cfg, 2)
 	d.check(t, cfg, coupons)
+	for i, p := range ps {
+		if outcomeCount(p, OutcomePublished) == 0 || outcomeCount(p, OutcomeCapped) == 0 {
+			t.Errorf("instance %d published or capped nothing: the caps were not shared", i)
+		}
+	}
 }
 
-// Without Redis, two instances keep a cap each: together they exceed it.
-// This is what TestCapsHoldAcrossInstances guards against.
+// Without Redis, two instances (one shopper's foci shared between them)
+// keep a cap each: together they exceed it. This is what
+// TestCapsHoldAcrossInstances guards against.
 func TestCapsInMemoryDoNotHoldAcrossInstances(t *testing.T) {
-	d := newCapsDay(t, 8)
+	d := newCapsDay(t, 9)
 	cfg := capsConfig()
 	coupons, _ := d.run(t, cfg, 2)
 	if _, most := perShopperDay(coupons); most <= cfg.CouponsPerDay {
