@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -423,5 +424,32 @@ func TestCapsInMemoryDoNotHoldAcrossInstances(t *testing.T) {
 	coupons, _ := d.run(t, cfg, 2)
 	if _, most := perShopperDay(coupons); most <= cfg.CouponsPerDay {
 		t.Errorf("two instances in memory: at most %d coupons a shopper a day, expected above the cap of %d", most, cfg.CouponsPerDay)
+	}
+}
+
+// What the caps add to a focus that gets a coupon: the lookup before the
+// context stage and the reservation at the offer.
+func BenchmarkCaps(b *testing.B) {
+	srv := redistest.Start(b)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	b.Cleanup(func() { _ = rdb.Close() })
+	rule := capRule{perDay: 3, cooldown: 12 * 3600}
+	for mode, c := range map[string]caps{
+		"memory": newMemCaps(rule, 100_000, func() {}),
+		"redis":  &redisCaps{rdb: rdb, prefix: "b:", rule: rule},
+	} {
+		b.Run(mode, func(b *testing.B) {
+			ctx := context.Background()
+			b.ReportAllocs()
+			for i := range b.N {
+				f := event.Focus{ID: strconv.Itoa(i % 50_000), TS: 1_800_000_000 + int64(i), Dep: store.Departments[i%len(store.Departments)]}
+				if _, err := c.capped(ctx, f); err != nil {
+					b.Fatal(err)
+				}
+				if _, _, err := c.reserve(ctx, f); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
