@@ -76,7 +76,7 @@ func (r capRule) inCooldown(ts, last int64) bool {
 type memCaps struct {
 	rule     capRule
 	perShard int
-	clock    atomic.Int64 // the latest focus ts seen: event time, for expiry
+	clock    atomic.Int64 // the latest ts of a coupon reserved: event time, for expiry
 	evicted  func()
 	shards   [visitShards]struct {
 		mu sync.Mutex

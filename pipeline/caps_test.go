@@ -341,8 +341,8 @@ func (d capsDay) check(t *testing.T, cfg Config, coupons []event.Prediction) {
 	for k, tss := range byDep {
 		slices.Sort(tss)
 		for i := 1; i < len(tss); i++ {
-			if gap := time.Duration(tss[i]-tss[i-1]) * time.Second; gap < cfg.DepartmentCool {
-				t.Errorf("shopper/department %s: coupons %s apart, cooldown %s", k, gap, cfg.DepartmentCool)
+			if gap := time.Duration(tss[i]-tss[i-1]) * time.Second; gap < cfg.DepartmentCooldown {
+				t.Errorf("shopper/department %s: coupons %s apart, cooldown %s", k, gap, cfg.DepartmentCooldown)
 			}
 		}
 	}
@@ -371,7 +371,7 @@ func (d capsDay) check(t *testing.T, cfg Config, coupons []event.Prediction) {
 
 func capsConfig() Config {
 	cfg := testConfig()
-	cfg.CouponsPerDay, cfg.DepartmentCool = 3, 4*time.Hour
+	cfg.CouponsPerDay, cfg.DepartmentCooldown = 3, 4*time.Hour
 	return cfg
 }
 

@@ -31,32 +31,32 @@ const (
 // Config holds the pipeline's topics and knobs. Topic names and defaults are
 // the seeds'.
 type Config struct {
-	EntryTopic      string        `env:"ENTRY_EVENT_TOPIC_NAME" envDefault:"customer/enter"`
-	MoveTopic       string        `env:"MOVE_TOPIC" envDefault:"customer/move"`
-	ExitTopic       string        `env:"EXIT_TOPIC" envDefault:"customer/exit"`
-	FocusTopic      string        `env:"FOCUS_EVENT_TOPIC_NAME" envDefault:"customer/focus"`
-	PredictionTopic string        `env:"COUPON_PREDICTION_TOPIC_NAME" envDefault:"customer/prediction"`
-	BrowsingTopic   string        `env:"BROWSING_TOPIC" envDefault:"customer/browsing"`
-	FocusDwell      time.Duration `env:"FOCUS_DWELL" envDefault:"10s"`     // event time inside one department before a focus
-	FocusGap        time.Duration `env:"FOCUS_GAP" envDefault:"20s"`       // a longer pause between moves restarts the dwell
-	FocusCooldown   time.Duration `env:"FOCUS_COOLDOWN" envDefault:"10m"`  // staying this long after a focus allows another; 0 = never
-	ShopperTTL      time.Duration `env:"SHOPPER_TTL" envDefault:"30m"`     // forget a shopper with no event for this long
-	MaxShoppers     int           `env:"MAX_SHOPPERS" envDefault:"100000"` // shoppers tracked at once, at most
-	DwellWorkers    int           `env:"DWELL_WORKERS" envDefault:"2"`     // dwell detector shards
-	FocusWorkers    int           `env:"FOCUS_WORKERS" envDefault:"4"`     // workers per focus stage
-	QueueSize       int           `env:"PIPELINE_QUEUE" envDefault:"1024"` // capacity of each intake queue
-	Overflow        string        `env:"PIPELINE_OVERFLOW" envDefault:"block"`
-	MaxProducts     int           `env:"PREDICTION_MAX_PRODUCTS" envDefault:"20"`     // products listed in a prediction, at most
-	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`           // at shutdown, how long queued and in-flight events may take to finish
-	DedupWindow     int           `env:"FOCUS_DEDUP_WINDOW" envDefault:"10000"`       // focus events remembered to recognise one delivered again
-	FirstCouponWait time.Duration `env:"FIRST_COUPON_WAIT" envDefault:"1m"`           // after the first focus, how long until "no coupon yet" says why; 0 = never
-	BrowsingAfter   time.Duration `env:"BROWSING_AFTER" envDefault:"30s"`             // event time on the move without a focus before a browsing event; 0 = off
-	BrowsingMoves   int           `env:"BROWSING_MOVES" envDefault:"20"`              // moves to another position in that time, at least
-	DwellState      string        `env:"DWELL_STATE" envDefault:"memory"`             // memory (one instance) or redis (several instances share state)
-	ClaimTTL        time.Duration `env:"FOCUS_CLAIM_TTL" envDefault:"10s"`            // DWELL_STATE=redis: a focus claimed and not confirmed is free again after this
-	ShareGroup      string        `env:"MQTT_SHARE_GROUP"`                            // subscribe to the intake topics as $share/<group>/<topic>; empty: plain
-	CouponsPerDay   int           `env:"COUPONS_PER_SHOPPER_PER_DAY" envDefault:"3"`  // coupons a shopper gets per day (event time), at most; 0 = no cap
-	DepartmentCool  time.Duration `env:"COUPON_DEPARTMENT_COOLDOWN" envDefault:"12h"` // no second coupon in a department for a shopper within this (event time, across visits); 0 = off
+	EntryTopic         string        `env:"ENTRY_EVENT_TOPIC_NAME" envDefault:"customer/enter"`
+	MoveTopic          string        `env:"MOVE_TOPIC" envDefault:"customer/move"`
+	ExitTopic          string        `env:"EXIT_TOPIC" envDefault:"customer/exit"`
+	FocusTopic         string        `env:"FOCUS_EVENT_TOPIC_NAME" envDefault:"customer/focus"`
+	PredictionTopic    string        `env:"COUPON_PREDICTION_TOPIC_NAME" envDefault:"customer/prediction"`
+	BrowsingTopic      string        `env:"BROWSING_TOPIC" envDefault:"customer/browsing"`
+	FocusDwell         time.Duration `env:"FOCUS_DWELL" envDefault:"10s"`     // event time inside one department before a focus
+	FocusGap           time.Duration `env:"FOCUS_GAP" envDefault:"20s"`       // a longer pause between moves restarts the dwell
+	FocusCooldown      time.Duration `env:"FOCUS_COOLDOWN" envDefault:"10m"`  // staying this long after a focus allows another; 0 = never
+	ShopperTTL         time.Duration `env:"SHOPPER_TTL" envDefault:"30m"`     // forget a shopper with no event for this long
+	MaxShoppers        int           `env:"MAX_SHOPPERS" envDefault:"100000"` // shoppers tracked at once, at most
+	DwellWorkers       int           `env:"DWELL_WORKERS" envDefault:"2"`     // dwell detector shards
+	FocusWorkers       int           `env:"FOCUS_WORKERS" envDefault:"4"`     // workers per focus stage
+	QueueSize          int           `env:"PIPELINE_QUEUE" envDefault:"1024"` // capacity of each intake queue
+	Overflow           string        `env:"PIPELINE_OVERFLOW" envDefault:"block"`
+	MaxProducts        int           `env:"PREDICTION_MAX_PRODUCTS" envDefault:"20"`     // products listed in a prediction, at most
+	ShutdownTimeout    time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`           // at shutdown, how long queued and in-flight events may take to finish
+	DedupWindow        int           `env:"FOCUS_DEDUP_WINDOW" envDefault:"10000"`       // focus events remembered to recognise one delivered again
+	FirstCouponWait    time.Duration `env:"FIRST_COUPON_WAIT" envDefault:"1m"`           // after the first focus, how long until "no coupon yet" says why; 0 = never
+	BrowsingAfter      time.Duration `env:"BROWSING_AFTER" envDefault:"30s"`             // event time on the move without a focus before a browsing event; 0 = off
+	BrowsingMoves      int           `env:"BROWSING_MOVES" envDefault:"20"`              // moves to another position in that time, at least
+	DwellState         string        `env:"DWELL_STATE" envDefault:"memory"`             // memory (one instance) or redis (several instances share state)
+	ClaimTTL           time.Duration `env:"FOCUS_CLAIM_TTL" envDefault:"10s"`            // DWELL_STATE=redis: a focus claimed and not confirmed is free again after this
+	ShareGroup         string        `env:"MQTT_SHARE_GROUP"`                            // subscribe to the intake topics as $share/<group>/<topic>; empty: plain
+	CouponsPerDay      int           `env:"COUPONS_PER_SHOPPER_PER_DAY" envDefault:"3"`  // coupons a shopper gets per day (event time), at most; 0 = no cap
+	DepartmentCooldown time.Duration `env:"COUPON_DEPARTMENT_COOLDOWN" envDefault:"12h"` // no second coupon in a department for a shopper within this (event time, across visits); 0 = off
 }
 
 // Validate checks the values; errors name the variable and the value.
@@ -129,8 +129,8 @@ func (c Config) Validate() error {
 	if c.CouponsPerDay < 0 || c.CouponsPerDay > 10_000 {
 		errs = append(errs, fmt.Errorf("COUPONS_PER_SHOPPER_PER_DAY=%d: must be between 0 (no cap) and 10000", c.CouponsPerDay))
 	}
-	if c.DepartmentCool != 0 && (c.DepartmentCool < time.Second || c.DepartmentCool > 366*24*time.Hour) {
-		errs = append(errs, fmt.Errorf("COUPON_DEPARTMENT_COOLDOWN=%s: must be 0 (off) or between 1s and 8784h (event ts has whole seconds)", c.DepartmentCool))
+	if c.DepartmentCooldown != 0 && (c.DepartmentCooldown < time.Second || c.DepartmentCooldown > 366*24*time.Hour) {
+		errs = append(errs, fmt.Errorf("COUPON_DEPARTMENT_COOLDOWN=%s: must be 0 (off) or between 1s and 8784h (event ts has whole seconds)", c.DepartmentCooldown))
 	}
 	if c.Overflow != OverflowBlock && c.Overflow != OverflowDrop {
 		errs = append(errs, fmt.Errorf("PIPELINE_OVERFLOW=%q: must be %q or %q", c.Overflow, OverflowBlock, OverflowDrop))
@@ -290,7 +290,7 @@ func New(cfg Config, parts Parts) (*Pipeline, error) {
 		p.shared = newShared(parts.Redis, parts.RedisPrefix, cfg.ClaimTTL, cfg.ShopperTTL)
 		p.shoppers = newSharedShoppers(parts.Redis, parts.RedisPrefix, p.rule, p.browsing, cfg.ShopperTTL)
 	}
-	if rule := (capRule{perDay: cfg.CouponsPerDay, cooldown: int64(cfg.DepartmentCool / time.Second)}); rule != (capRule{}) {
+	if rule := (capRule{perDay: cfg.CouponsPerDay, cooldown: int64(cfg.DepartmentCooldown / time.Second)}); rule != (capRule{}) {
 		if p.shared != nil {
 			p.caps = &redisCaps{rdb: parts.Redis, prefix: p.shared.prefix, rule: rule}
 		} else {
