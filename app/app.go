@@ -139,7 +139,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	}()
 
 	a.pipeline, err = pipeline.New(cfg.Pipeline, pipeline.Parts{Plan: a.plan, Source: a.cache, Redis: a.redis, RedisPrefix: cfg.Store.CachePrefix, Scorer: a.scorer,
-		Threshold: cfg.Recommender.Threshold, Sub: a.conn, Pub: a.conn, Log: log.With("component", "pipeline"), Registerer: a.reg})
+		Threshold: cfg.Recommender.Threshold, Sub: a.conn, Pub: a.conn, Log: log.With("component", "pipeline"), Registerer: a.reg,
+		Experiment: cfg.Experiment})
 	if err != nil {
 		return nil, err
 	}

@@ -163,7 +163,10 @@ func startStoreflow(ctx context.Context, exe string, env []string, mqtt string) 
 	if err != nil {
 		return nil, err
 	}
-	extra := []string{"SIMULATOR_ENABLED=false", "PREDICTION_THRESHOLD=0", "LOG_LEVEL=warn", "DATA_DIR=", "HTTP_ADDR=" + httpAddr}
+	// Every visit gets its coupon: no threshold, and no frequency cap or
+	// holdout (a customer visits many times in a run).
+	extra := []string{"SIMULATOR_ENABLED=false", "PREDICTION_THRESHOLD=0", "COUPONS_PER_SHOPPER_PER_DAY=0", "COUPON_DEPARTMENT_COOLDOWN=0",
+		"HOLDOUT_FRACTION=0", "LOG_LEVEL=warn", "DATA_DIR=", "HTTP_ADDR=" + httpAddr}
 	name := "storeflow (embedded broker)"
 	if mqtt == "" {
 		if mqtt, err = freeAddr(); err != nil {

@@ -139,7 +139,10 @@ func TestSplitRunTakesContextFromTheCentral(t *testing.T) {
 	const seed = "11"
 	central := startSystem(t, map[string]string{"CATALOG_SEED": seed})
 	proxy := newCountingProxy(t, "http://"+central.app.HTTPAddr())
-	sys := startSystem(t, map[string]string{"CATALOG_SEED": seed, "CENTRAL_URL": proxy.url})
+	// Caps off: the shopper's second visit lingers in the same department
+	// within COUPON_DEPARTMENT_COOLDOWN, and must get a coupon again.
+	sys := startSystem(t, map[string]string{"CATALOG_SEED": seed, "CENTRAL_URL": proxy.url,
+		"COUPONS_PER_SHOPPER_PER_DAY": "0", "COUPON_DEPARTMENT_COOLDOWN": "0"})
 	if !slices.Equal(sys.app.Catalog().Customers(), central.app.Catalog().Customers()) {
 		t.Fatal("the two processes generated different catalogs from one CATALOG_SEED")
 	}

@@ -144,7 +144,10 @@ func TestMalformedPayloadsAreRejectedAndCounted(t *testing.T) {
 // An unknown customer, or a focus on a day with no coupon running, is counted
 // and publishes nothing; the same coupon is never offered twice in one visit.
 func TestFocusOutcomes(t *testing.T) {
-	sys := startSystem(t, map[string]string{"PREDICTION_THRESHOLD": "0"})
+	// Caps off: the visit's focus events in one department must each get a
+	// coupon until the visit runs out (the caps have their own tests).
+	sys := startSystem(t, map[string]string{"PREDICTION_THRESHOLD": "0",
+		"COUPONS_PER_SHOPPER_PER_DAY": "0", "COUPON_DEPARTMENT_COOLDOWN": "0"})
 	obs, sensor := sys.observerAndSensor(t, "customer/prediction")
 
 	now := time.Now().Unix()

@@ -73,11 +73,24 @@ func (c Config) Assign(customerID string) Arm {
 	return A
 }
 
-// point hashes the customer id to [0, 1).
+// point hashes the customer id to [0, 1). FNV-1a alone leaves its top bits
+// nearly unchanged by the last bytes of the input, so ids that differ only
+// at their end (1, 2, 3…) landed next to each other, in one arm; the
+// finalizer of MurmurHash3 spreads every input bit over the top bits.
 func (c Config) point(customerID string) float64 {
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(c.Salt))
 	_, _ = h.Write([]byte{0})
 	_, _ = h.Write([]byte(customerID))
-	return float64(h.Sum64()>>11) / (1 << 53)
+	return float64(mix(h.Sum64())>>11) / (1 << 53)
+}
+
+// mix is MurmurHash3's 64-bit finalizer.
+func mix(x uint64) uint64 {
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x
 }

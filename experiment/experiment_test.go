@@ -41,6 +41,24 @@ func TestAssign(t *testing.T) {
 	}
 }
 
+// The fractions hold for any salt and for a store's first few hundred
+// shoppers, whose ids (1, 2, 3…) differ in their last characters only.
+func TestAssignSpreadsConsecutiveIDs(t *testing.T) {
+	for _, salt := range []string{"storeflow", "caps", "a", "2027-spring"} {
+		c := Config{HoldoutFraction: 0.25, Salt: salt}
+		const n = 400
+		holdout := 0
+		for i := 1; i <= n; i++ {
+			if c.Assign(fmt.Sprint(i)) == Holdout {
+				holdout++
+			}
+		}
+		if got := float64(holdout) / n; math.Abs(got-0.25) > 0.07 {
+			t.Errorf("salt %q: %d of customers 1..%d in a holdout of 0.25 (%.3f)", salt, holdout, n, got)
+		}
+	}
+}
+
 func TestValidate(t *testing.T) {
 	for _, c := range []struct {
 		cfg  Config

@@ -46,6 +46,12 @@
 //     is handled here. Redis failing fails closed (outcome "redis_error"):
 //     at most one coupon per focus. The visit ledger is then a Redis set
 //     per shopper, shared by the instances.
+//   - Gates before work. A shopper in the experiment's holdout, or capped
+//     (COUPONS_PER_SHOPPER_PER_DAY, COUPON_DEPARTMENT_COOLDOWN, event time),
+//     is stopped before the context stage: no central call, no scoring
+//     (outcomes "holdout", "capped"). The caps are reserved atomically at the
+//     offer and given back when the coupon is not published, so only
+//     published coupons count (caps.go); in Redis with DWELL_STATE=redis.
 //   - Per-event failures are values. A bad payload, an unknown customer, no
 //     valid coupon, a scorer error: counted by reason, logged (rate-limited),
 //     and the pipeline goes on. Only a cancelled context stops a stage.

@@ -108,6 +108,10 @@ func (p *Pipeline) whyNoCoupon(outcome string) string {
 		return "publishing the coupon fails: see the broker errors above"
 	case OutcomeDuplicate:
 		return "the focus events were deliveries of ones already handled"
+	case OutcomeHoldout:
+		return "the shoppers so far are in the experiment's holdout (HOLDOUT_FRACTION), who get no coupon"
+	case OutcomeCapped:
+		return "the shoppers so far reached COUPONS_PER_SHOPPER_PER_DAY or COUPON_DEPARTMENT_COOLDOWN"
 	}
 	return outcome
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/storeflow/storeflow/event"
+	"github.com/storeflow/storeflow/experiment"
 	"github.com/storeflow/storeflow/internal/breaker"
 	"github.com/storeflow/storeflow/store"
 )
@@ -20,6 +21,8 @@ type focusJob struct {
 	coupons  []store.Coupon // the department's coupons valid on the focus day
 	probs    []float64      // one per coupon
 	claim    string         // DWELL_STATE=redis: the token of this instance's claim on the focus
+	capHeld  bool           // the coupon's place under the caps is reserved
+	capPrev  int64          // what giving that place back restores
 	ack      func()         // acknowledges the focus message to the broker once settled (nil: nothing to do)
 
 	// How it ended, for a caller that runs the stages itself (FocusNow).
@@ -52,6 +55,26 @@ func (p *Pipeline) loadContext(ctx context.Context, in focusIn) (*focusJob, bool
 		j.claim = token
 	}
 	p.firstFocus(f)
+	// The gates come before any central call: a shopper in the holdout or
+	// capped already costs no context and no scoring.
+	if p.arms.Assign(f.ID) == experiment.Holdout {
+		p.outcome(OutcomeHoldout, slog.LevelDebug, "shopper in the holdout: no coupon", j, nil)
+		return j, false
+	}
+	if p.caps != nil {
+		capped, err := p.caps.capped(ctx, f)
+		if err != nil {
+			if ctx.Err() == nil {
+				p.m.sharedErrors.WithLabelValues(opCaps).Inc()
+			}
+			p.outcome(OutcomeRedisError, slog.LevelError, "frequency caps lookup failed: no coupon", j, err)
+			return j, false
+		}
+		if capped {
+			p.outcome(OutcomeCapped, slog.LevelDebug, "shopper capped: no coupon", j, nil)
+			return j, false
+		}
+	}
 	c, err := p.central.Customer(ctx, f.ID)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -115,12 +138,16 @@ func (p *Pipeline) offer(ctx context.Context, j *focusJob) {
 		}
 		return
 	}
+	if !p.reserveCaps(ctx, j) {
+		p.unpick(ctx, f.ID, c.ID)
+		return
+	}
 	// A department-wide coupon covers the whole department, hundreds of
 	// products: a phone shows a few, so the message lists the first ones,
 	// and only those are read (and cached, and asked of a remote central).
 	products, err := p.central.CouponProducts(ctx, c.ID, p.cfg.MaxProducts)
 	if err != nil {
-		p.unpick(ctx, f.ID, c.ID)
+		p.giveBack(ctx, j, c.ID)
 		p.outcome(centralOutcome(err), slog.LevelError, "coupon products lookup failed", j, err)
 		return
 	}
@@ -129,7 +156,7 @@ func (p *Pipeline) offer(ctx context.Context, j *focusJob) {
 		err = p.pub.Publish(ctx, p.cfg.PredictionTopic, msg)
 	}
 	if err != nil {
-		p.unpick(ctx, f.ID, c.ID)
+		p.giveBack(ctx, j, c.ID)
 		p.outcome(OutcomePublishError, slog.LevelError, "prediction publish failed", j, err)
 		return
 	}
@@ -148,6 +175,38 @@ func (p *Pipeline) pick(ctx context.Context, j *focusJob) (c store.Coupon, ok, a
 		return c, ok, already, nil
 	}
 	return p.shared.offer(ctx, j.focus, j.coupons, j.probs, p.threshold)
+}
+
+// reserveCaps takes the place of j's coupon under the frequency caps. It
+// reports false when the focus ended there: capped (another focus of the
+// shopper took the last place meanwhile), or the caps failed.
+func (p *Pipeline) reserveCaps(ctx context.Context, j *focusJob) bool {
+	if p.caps == nil {
+		return true
+	}
+	ok, prev, err := p.caps.reserve(ctx, j.focus)
+	switch {
+	case err != nil:
+		p.m.sharedErrors.WithLabelValues(opCaps).Inc()
+		p.outcome(OutcomeRedisError, slog.LevelError, "frequency caps reservation failed: no coupon", j, err)
+		return false
+	case !ok:
+		p.outcome(OutcomeCapped, slog.LevelDebug, "shopper capped: no coupon", j, nil)
+		return false
+	}
+	j.capHeld, j.capPrev = true, prev
+	return true
+}
+
+// giveBack takes back what was recorded for j's coupon, not delivered: its
+// visit ledger pick and its place under the caps, which only published
+// coupons use up.
+func (p *Pipeline) giveBack(ctx context.Context, j *focusJob, couponID int) {
+	p.unpick(ctx, j.focus.ID, couponID)
+	if j.capHeld {
+		p.sharedErr(opCaps, j.focus.ID, p.caps.release(ctx, j.focus, j.capPrev))
+		j.capHeld = false
+	}
 }
 
 // unpick takes back an offer pick recorded that could not be delivered.

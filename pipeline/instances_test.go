@@ -15,6 +15,7 @@ import (
 
 	"github.com/storeflow/storeflow/broker"
 	"github.com/storeflow/storeflow/event"
+	"github.com/storeflow/storeflow/experiment"
 	"github.com/storeflow/storeflow/internal/harness"
 	"github.com/storeflow/storeflow/internal/mosquittotest"
 	"github.com/storeflow/storeflow/internal/redistest"
@@ -87,13 +88,14 @@ func (w *couponWatcher) counts() (coupons, foci, twice int) {
 }
 
 // instance is one storeflow pipeline in DWELL_STATE=redis against the shared
-// mosquitto and Redis, with its own broker connection and Redis client.
-func startInstance(t *testing.T, name, mqttAddr, redisAddr string, cat *store.Catalog, cfg Config) *Pipeline {
+// mosquitto and Redis, with its own broker connection and Redis client;
+// arms splits its shoppers into the experiment's arms.
+func startInstance(t *testing.T, name, mqttAddr, redisAddr string, cat *store.Catalog, cfg Config, arms experiment.Config) *Pipeline {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
 	t.Cleanup(func() { _ = rdb.Close() })
 	c := dialMQTT(t, mqttAddr, name)
-	return runUntilEnd(t, newTestPipeline(t, cfg, Parts{Source: cat, Scorer: discountScorer{}, Sub: c, Pub: c, Redis: rdb}), nil)
+	return runUntilEnd(t, newTestPipeline(t, cfg, Parts{Source: cat, Scorer: discountScorer{}, Sub: c, Pub: c, Redis: rdb, Experiment: arms}), nil)
 }
 
 func outcomeCount(p *Pipeline, o string) int {
@@ -114,8 +116,8 @@ func TestTwoInstancesOneCouponPerFocus(t *testing.T) {
 	// Room for every focus: under load the focus hand-off would shed some
 	// (counted, see bulkhead.go), and this test counts coupons, not shedding.
 	cfg.QueueSize = 128
-	a := startInstance(t, "storeflow-a", mqttAddr, srv.Addr(), cat, cfg)
-	b := startInstance(t, "storeflow-b", mqttAddr, srv.Addr(), cat, cfg)
+	a := startInstance(t, "storeflow-a", mqttAddr, srv.Addr(), cat, cfg, experiment.Config{})
+	b := startInstance(t, "storeflow-b", mqttAddr, srv.Addr(), cat, cfg, experiment.Config{})
 	outside := dialMQTT(t, mqttAddr, "outside")
 	w := watchCoupons(t, outside, cfg.PredictionTopic)
 
@@ -185,7 +187,7 @@ func TestClaimOfADeadInstanceExpires(t *testing.T) {
 	cat := testCatalog(t)
 	cfg := testConfig()
 	cfg.DwellState, cfg.ClaimTTL = DwellStateRedis, time.Second
-	p := startInstance(t, "storeflow-live", mqttAddr, srv.Addr(), cat, cfg)
+	p := startInstance(t, "storeflow-live", mqttAddr, srv.Addr(), cat, cfg, experiment.Config{})
 	outside := dialMQTT(t, mqttAddr, "outside")
 	w := watchCoupons(t, outside, cfg.PredictionTopic)
 
@@ -221,7 +223,7 @@ func TestClaimOfADeadInstanceExpires(t *testing.T) {
 
 	// Delivered again (a redelivery, or the dead instance's broker
 	// session resent to another instance): no second coupon.
-	other := startInstance(t, "storeflow-other", mqttAddr, srv.Addr(), cat, cfg)
+	other := startInstance(t, "storeflow-other", mqttAddr, srv.Addr(), cat, cfg, experiment.Config{})
 	if err := outside.Publish(context.Background(), cfg.FocusTopic, event.AppendFocus(nil, f)); err != nil {
 		t.Fatal(err)
 	}

@@ -39,7 +39,9 @@ const (
 	OutcomeScoreError      = "score_error"      // the scorer failed
 	OutcomePublishError    = "publish_error"    // the broker refused the prediction
 	OutcomeDuplicate       = "duplicate"        // the same focus delivered again (FOCUS_DEDUP_WINDOW), or handled by another instance: not handled twice
-	OutcomeRedisError      = "redis_error"      // DWELL_STATE=redis: the focus claim or the visit ledger failed; no coupon (fail-closed)
+	OutcomeRedisError      = "redis_error"      // DWELL_STATE=redis: the focus claim, the visit ledger or the caps failed; no coupon (fail-closed)
+	OutcomeHoldout         = "holdout"          // the shopper is in the experiment's holdout (HOLDOUT_FRACTION): no coupon
+	OutcomeCapped          = "capped"           // COUPONS_PER_SHOPPER_PER_DAY or COUPON_DEPARTMENT_COOLDOWN reached
 
 	// Not asked, so that a failing peer costs a fast error, not a worker
 	// held until its timeout.
@@ -50,7 +52,7 @@ const (
 
 var outcomes = []string{OutcomePublished, OutcomeUnknownCustomer, OutcomeNoCoupons, OutcomeBelowThreshold,
 	OutcomeAlreadyIssued, OutcomeContextError, OutcomeScoreError, OutcomePublishError, OutcomeDuplicate, OutcomeRedisError,
-	OutcomeCentralUnavailable, OutcomeCentralLimited, OutcomePredictorUnavailable}
+	OutcomeHoldout, OutcomeCapped, OutcomeCentralUnavailable, OutcomeCentralLimited, OutcomePredictorUnavailable}
 
 // Operations on the state instances share (DWELL_STATE=redis), as the
 // storeflow_shared_state_errors_total label.
@@ -61,9 +63,10 @@ const (
 	opRelease   = "release"         // take back an offer that was not delivered
 	opForget    = "forget"          // end a visit on enter or exit
 	opPublished = "focus_published" // mark a detected focus published in the dwell state
+	opCaps      = "caps"            // look up, reserve or give back a coupon's place under the frequency caps
 )
 
-var sharedOps = []string{opClaim, opFinish, opOffer, opRelease, opForget, opPublished}
+var sharedOps = []string{opClaim, opFinish, opOffer, opRelease, opForget, opPublished, opCaps}
 
 // metrics are the pipeline's counters. Label values are fixed sets: never a
 // customer id.
@@ -101,6 +104,7 @@ type metrics struct {
 	claimsExpired     prometheus.Counter
 	dropState         prometheus.Counter
 	stateTrips        prometheus.Counter
+	capsEvicted       prometheus.Counter
 }
 
 // latencyBuckets span 100 µs to about 3 s: an in-process scorer answers in
@@ -135,7 +139,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			"Shoppers forgotten to make room for a new one at MAX_SHOPPERS, by reason: one_move (seen in one move only) or least_recent (an established shopper, the least recently active).", "reason"),
 	}
 	m.sharedErrors = metric.CounterVec("storeflow_shared_state_errors_total",
-		"DWELL_STATE=redis: failed Redis calls for the focus claims and the visit ledger, by operation (claim, finish, offer, release, forget).", "op")
+		"DWELL_STATE=redis: failed Redis calls for the focus claims, the visit ledger and the frequency caps, by operation (claim, finish, offer, release, forget, focus_published, caps).", "op")
+	m.capsEvicted = metric.Counter("storeflow_caps_evicted_total",
+		"DWELL_STATE=memory: shoppers whose frequency caps were forgotten to make room at MAX_SHOPPERS: their caps start afresh.")
 	m.claimsExpired = metric.Counter("storeflow_focus_claims_expired_total",
 		"DWELL_STATE=redis: focus events that took longer than FOCUS_CLAIM_TTL to settle: their claim had expired, so another instance may have handled them too.")
 	m.evicted[evictedOneMove] = m.evictedVec.WithLabelValues("one_move")
@@ -163,7 +169,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.outcome[o] = m.focusOutcome.WithLabelValues(o)
 	}
 	reg.MustRegister(m.accepted, m.rejected, m.dropped, m.focus, m.browsing, m.focusOutcome, m.outOfOrder, m.expired, m.stateTrips, m.evictedVec, m.prefetch, m.tracked,
-		m.stageSeconds, m.focusSeconds, m.predictionSeconds, m.predictions, m.published, m.sharedErrors, m.claimsExpired)
+		m.stageSeconds, m.focusSeconds, m.predictionSeconds, m.predictions, m.published, m.sharedErrors, m.claimsExpired, m.capsEvicted)
 	// Pre-create every series so dashboards see zeros, not gaps.
 	m.acceptedBy = make(map[string]prometheus.Counter, 4)
 	for _, k := range []string{kindEnter, kindMove, kindExit, kindFocus} {

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/storeflow/storeflow/event"
+	"github.com/storeflow/storeflow/experiment"
 	"github.com/storeflow/storeflow/internal/ratelog"
 	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/store"
@@ -30,30 +31,32 @@ const (
 // Config holds the pipeline's topics and knobs. Topic names and defaults are
 // the seeds'.
 type Config struct {
-	EntryTopic      string        `env:"ENTRY_EVENT_TOPIC_NAME" envDefault:"customer/enter"`
-	MoveTopic       string        `env:"MOVE_TOPIC" envDefault:"customer/move"`
-	ExitTopic       string        `env:"EXIT_TOPIC" envDefault:"customer/exit"`
-	FocusTopic      string        `env:"FOCUS_EVENT_TOPIC_NAME" envDefault:"customer/focus"`
-	PredictionTopic string        `env:"COUPON_PREDICTION_TOPIC_NAME" envDefault:"customer/prediction"`
-	BrowsingTopic   string        `env:"BROWSING_TOPIC" envDefault:"customer/browsing"`
-	FocusDwell      time.Duration `env:"FOCUS_DWELL" envDefault:"10s"`     // event time inside one department before a focus
-	FocusGap        time.Duration `env:"FOCUS_GAP" envDefault:"20s"`       // a longer pause between moves restarts the dwell
-	FocusCooldown   time.Duration `env:"FOCUS_COOLDOWN" envDefault:"10m"`  // staying this long after a focus allows another; 0 = never
-	ShopperTTL      time.Duration `env:"SHOPPER_TTL" envDefault:"30m"`     // forget a shopper with no event for this long
-	MaxShoppers     int           `env:"MAX_SHOPPERS" envDefault:"100000"` // shoppers tracked at once, at most
-	DwellWorkers    int           `env:"DWELL_WORKERS" envDefault:"2"`     // dwell detector shards
-	FocusWorkers    int           `env:"FOCUS_WORKERS" envDefault:"4"`     // workers per focus stage
-	QueueSize       int           `env:"PIPELINE_QUEUE" envDefault:"1024"` // capacity of each intake queue
-	Overflow        string        `env:"PIPELINE_OVERFLOW" envDefault:"block"`
-	MaxProducts     int           `env:"PREDICTION_MAX_PRODUCTS" envDefault:"20"` // products listed in a prediction, at most
-	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`       // at shutdown, how long queued and in-flight events may take to finish
-	DedupWindow     int           `env:"FOCUS_DEDUP_WINDOW" envDefault:"10000"`   // focus events remembered to recognise one delivered again
-	FirstCouponWait time.Duration `env:"FIRST_COUPON_WAIT" envDefault:"1m"`       // after the first focus, how long until "no coupon yet" says why; 0 = never
-	BrowsingAfter   time.Duration `env:"BROWSING_AFTER" envDefault:"30s"`         // event time on the move without a focus before a browsing event; 0 = off
-	BrowsingMoves   int           `env:"BROWSING_MOVES" envDefault:"20"`          // moves to another position in that time, at least
-	DwellState      string        `env:"DWELL_STATE" envDefault:"memory"`         // memory (one instance) or redis (several instances share state)
-	ClaimTTL        time.Duration `env:"FOCUS_CLAIM_TTL" envDefault:"10s"`        // DWELL_STATE=redis: a focus claimed and not confirmed is free again after this
-	ShareGroup      string        `env:"MQTT_SHARE_GROUP"`                        // subscribe to the intake topics as $share/<group>/<topic>; empty: plain
+	EntryTopic         string        `env:"ENTRY_EVENT_TOPIC_NAME" envDefault:"customer/enter"`
+	MoveTopic          string        `env:"MOVE_TOPIC" envDefault:"customer/move"`
+	ExitTopic          string        `env:"EXIT_TOPIC" envDefault:"customer/exit"`
+	FocusTopic         string        `env:"FOCUS_EVENT_TOPIC_NAME" envDefault:"customer/focus"`
+	PredictionTopic    string        `env:"COUPON_PREDICTION_TOPIC_NAME" envDefault:"customer/prediction"`
+	BrowsingTopic      string        `env:"BROWSING_TOPIC" envDefault:"customer/browsing"`
+	FocusDwell         time.Duration `env:"FOCUS_DWELL" envDefault:"10s"`     // event time inside one department before a focus
+	FocusGap           time.Duration `env:"FOCUS_GAP" envDefault:"20s"`       // a longer pause between moves restarts the dwell
+	FocusCooldown      time.Duration `env:"FOCUS_COOLDOWN" envDefault:"10m"`  // staying this long after a focus allows another; 0 = never
+	ShopperTTL         time.Duration `env:"SHOPPER_TTL" envDefault:"30m"`     // forget a shopper with no event for this long
+	MaxShoppers        int           `env:"MAX_SHOPPERS" envDefault:"100000"` // shoppers tracked at once, at most
+	DwellWorkers       int           `env:"DWELL_WORKERS" envDefault:"2"`     // dwell detector shards
+	FocusWorkers       int           `env:"FOCUS_WORKERS" envDefault:"4"`     // workers per focus stage
+	QueueSize          int           `env:"PIPELINE_QUEUE" envDefault:"1024"` // capacity of each intake queue
+	Overflow           string        `env:"PIPELINE_OVERFLOW" envDefault:"block"`
+	MaxProducts        int           `env:"PREDICTION_MAX_PRODUCTS" envDefault:"20"`     // products listed in a prediction, at most
+	ShutdownTimeout    time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`           // at shutdown, how long queued and in-flight events may take to finish
+	DedupWindow        int           `env:"FOCUS_DEDUP_WINDOW" envDefault:"10000"`       // focus events remembered to recognise one delivered again
+	FirstCouponWait    time.Duration `env:"FIRST_COUPON_WAIT" envDefault:"1m"`           // after the first focus, how long until "no coupon yet" says why; 0 = never
+	BrowsingAfter      time.Duration `env:"BROWSING_AFTER" envDefault:"30s"`             // event time on the move without a focus before a browsing event; 0 = off
+	BrowsingMoves      int           `env:"BROWSING_MOVES" envDefault:"20"`              // moves to another position in that time, at least
+	DwellState         string        `env:"DWELL_STATE" envDefault:"memory"`             // memory (one instance) or redis (several instances share state)
+	ClaimTTL           time.Duration `env:"FOCUS_CLAIM_TTL" envDefault:"10s"`            // DWELL_STATE=redis: a focus claimed and not confirmed is free again after this
+	ShareGroup         string        `env:"MQTT_SHARE_GROUP"`                            // subscribe to the intake topics as $share/<group>/<topic>; empty: plain
+	CouponsPerDay      int           `env:"COUPONS_PER_SHOPPER_PER_DAY" envDefault:"3"`  // coupons a shopper gets per day (event time), at most; 0 = no cap
+	DepartmentCooldown time.Duration `env:"COUPON_DEPARTMENT_COOLDOWN" envDefault:"12h"` // no second coupon in a department for a shopper within this (event time, across visits); 0 = off
 }
 
 // Validate checks the values; errors name the variable and the value.
@@ -123,6 +126,12 @@ func (c Config) Validate() error {
 	} else if c.DwellState == DwellStateRedis && c.ShopperTTL >= time.Second && c.ClaimTTL > c.ShopperTTL {
 		errs = append(errs, fmt.Errorf("FOCUS_CLAIM_TTL=%s: must not exceed SHOPPER_TTL (%s) with DWELL_STATE=redis", c.ClaimTTL, c.ShopperTTL))
 	}
+	if c.CouponsPerDay < 0 || c.CouponsPerDay > 10_000 {
+		errs = append(errs, fmt.Errorf("COUPONS_PER_SHOPPER_PER_DAY=%d: must be between 0 (no cap) and 10000", c.CouponsPerDay))
+	}
+	if c.DepartmentCooldown != 0 && (c.DepartmentCooldown < time.Second || c.DepartmentCooldown > 366*24*time.Hour) {
+		errs = append(errs, fmt.Errorf("COUPON_DEPARTMENT_COOLDOWN=%s: must be 0 (off) or between 1s and 8784h (event ts has whole seconds)", c.DepartmentCooldown))
+	}
 	if c.Overflow != OverflowBlock && c.Overflow != OverflowDrop {
 		errs = append(errs, fmt.Errorf("PIPELINE_OVERFLOW=%q: must be %q or %q", c.Overflow, OverflowBlock, OverflowDrop))
 	}
@@ -176,6 +185,9 @@ type Parts struct {
 	// "storeflow:" when empty).
 	Redis       redis.UniversalClient
 	RedisPrefix string
+	// Experiment splits the shoppers into arms: a focus of a shopper in
+	// the holdout gets no coupon (outcome "holdout").
+	Experiment experiment.Config
 }
 
 // Pipeline turns shopper events into focus events and focus events into
@@ -188,6 +200,9 @@ type Pipeline struct {
 	central   store.Source
 	scorer    recommender.Scorer
 	threshold float64
+	arms      experiment.Config
+	caps      caps     // COUPONS_PER_SHOPPER_PER_DAY, COUPON_DEPARTMENT_COOLDOWN; nil: both off
+	memCaps   *memCaps // the caps in process (DWELL_STATE=memory), swept with the visits
 	pub       Publisher
 	sub       Subscriber
 	log       *slog.Logger
@@ -249,6 +264,7 @@ func New(cfg Config, parts Parts) (*Pipeline, error) {
 		central:   central,
 		scorer:    scorer,
 		threshold: threshold,
+		arms:      parts.Experiment,
 		pub:       pub,
 		sub:       sub,
 		log:       log,
@@ -273,6 +289,14 @@ func New(cfg Config, parts Parts) (*Pipeline, error) {
 	if cfg.DwellState == DwellStateRedis {
 		p.shared = newShared(parts.Redis, parts.RedisPrefix, cfg.ClaimTTL, cfg.ShopperTTL)
 		p.shoppers = newSharedShoppers(parts.Redis, parts.RedisPrefix, p.rule, p.browsing, cfg.ShopperTTL)
+	}
+	if rule := (capRule{perDay: cfg.CouponsPerDay, cooldown: int64(cfg.DepartmentCooldown / time.Second)}); rule != (capRule{}) {
+		if p.shared != nil {
+			p.caps = &redisCaps{rdb: parts.Redis, prefix: p.shared.prefix, rule: rule}
+		} else {
+			p.memCaps = newMemCaps(rule, cfg.MaxShoppers, p.capsEvicted)
+			p.caps = p.memCaps
+		}
 	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "storeflow_queue_depth", Help: "Events waiting in the pipeline's intake queues.",
@@ -705,6 +729,9 @@ func (p *Pipeline) expireVisits(ctx context.Context) {
 			return
 		case <-t.C:
 			p.visits.expire(p.now().Unix() - int64(p.cfg.ShopperTTL/time.Second))
+			if p.memCaps != nil {
+				p.memCaps.expire()
+			}
 		}
 	}
 }

@@ -198,6 +198,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"HTTP_ADDR":            config.HTTPOff,
 		"BROKER_LISTEN_ADDR":   "127.0.0.1:0",
 		"PREDICTION_THRESHOLD": "0", // every focus gets a coupon: the whole path is measured
+		// A customer visits many times in a run: no frequency cap, no holdout.
+		"COUPONS_PER_SHOPPER_PER_DAY": "0", "COUPON_DEPARTMENT_COOLDOWN": "0", "HOLDOUT_FRACTION": "0",
 	})
 	if err != nil {
 		return err
@@ -257,7 +259,8 @@ func benchTCP(ctx context.Context, f tcpFlags, asJSON bool, stdout io.Writer) er
 	if err != nil {
 		return fmt.Errorf("bench: the storeflow binary: %w", err)
 	}
-	cfg, err := config.LoadWith(map[string]string{"SIMULATOR_ENABLED": "false", "PREDICTION_THRESHOLD": "0", "DATA_DIR": "", "MQTT_HOST": ""})
+	cfg, err := config.LoadWith(map[string]string{"SIMULATOR_ENABLED": "false", "PREDICTION_THRESHOLD": "0", "DATA_DIR": "", "MQTT_HOST": "",
+		"COUPONS_PER_SHOPPER_PER_DAY": "0", "COUPON_DEPARTMENT_COOLDOWN": "0", "HOLDOUT_FRACTION": "0"})
 	if err != nil {
 		return err
 	}
