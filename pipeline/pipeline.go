@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/storeflow/storeflow/event"
+	"github.com/storeflow/storeflow/experiment"
 	"github.com/storeflow/storeflow/internal/ratelog"
 	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/store"
@@ -162,9 +163,13 @@ type Parts struct {
 	Plan *store.Plan
 	// Source gives customer context and coupons (the catalog, or the cache in
 	// front of a remote central); store.ErrNotFound means unknown.
-	Source     store.Source
-	Scorer     recommender.Scorer
-	Threshold  float64 // PREDICTION_THRESHOLD: the least probability a coupon is offered at
+	Source store.Source
+	Scorer recommender.Scorer
+	// ScorerB scores for the shoppers of the experiment's arm b (the
+	// challenger, MODEL_B_FILE); nil: Scorer scores for everyone.
+	ScorerB    recommender.Scorer
+	Experiment experiment.Config // the split of shoppers into arms
+	Threshold  float64           // PREDICTION_THRESHOLD: the least probability a coupon is offered at
 	Sub        Subscriber
 	Pub        Publisher
 	Log        *slog.Logger
@@ -187,6 +192,8 @@ type Pipeline struct {
 	plan      *store.Plan
 	central   store.Source
 	scorer    recommender.Scorer
+	scorerB   recommender.Scorer // arm b's; nil: no challenger
+	arms      experiment.Config
 	threshold float64
 	pub       Publisher
 	sub       Subscriber
@@ -248,6 +255,8 @@ func New(cfg Config, parts Parts) (*Pipeline, error) {
 		plan:      plan,
 		central:   central,
 		scorer:    scorer,
+		scorerB:   parts.ScorerB,
+		arms:      parts.Experiment,
 		threshold: threshold,
 		pub:       pub,
 		sub:       sub,
