@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -86,6 +87,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.reloads, m.retrains, m.info, m.auc)
 	for _, o := range []string{OutcomeSwapped, OutcomeKept, OutcomeFailed} {
 		m.retrains.WithLabelValues(o)
+	}
+	for _, which := range []string{"current", "candidate"} {
+		m.auc.WithLabelValues(which).Set(math.NaN()) // until the first retraining
 	}
 	return m
 }
