@@ -68,17 +68,16 @@ type App struct {
 	scorer  recommender.Scorer // what the pipeline asks
 	scorerB recommender.Scorer // what it asks for arm b's shoppers (MODEL_B_FILE); nil: no challenger
 	client  *protocol.Client   // nil without PREDICTION_URL
-
-	modelFiles []*live.File     // MODEL_FILE's and MODEL_B_FILE's, reloaded when replaced and on SIGHUP
-	retrainer  *live.Retrainer  // nil unless RETRAIN_EVERY
-	server     *protocol.Server // /score and the Open Inference Protocol
-	accept     *simulator.Acceptance
-	cache      *cache.Cache          // what the focus path reads: in front of the central
-	redis      redis.UniversalClient // the one Redis client, shared by its users; nil without REDIS_URL
-	central    *central.Server       // the central API this process serves from its catalog
-	conn       conn
+	server  *protocol.Server   // /score and the Open Inference Protocol
+	accept  *simulator.Acceptance
+	cache   *cache.Cache          // what the focus path reads: in front of the central
+	redis   redis.UniversalClient // the one Redis client, shared by its users; nil without REDIS_URL
+	central *central.Server       // the central API this process serves from its catalog
+	conn    conn
 
 	centralClient *central.Client // nil without CENTRAL_URL
+	modelFiles    []*live.File    // MODEL_FILE's and MODEL_B_FILE's, reloaded when replaced and on SIGHUP
+	retrainer     *live.Retrainer // nil unless RETRAIN_EVERY
 	pipeline      *pipeline.Pipeline
 	sim           *simulator.Simulator   // nil when SIMULATOR_ENABLED=false
 	view          *liveview.View         // nil when VIEW_ENABLED=false or HTTP_ADDR=off
