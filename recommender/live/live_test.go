@@ -23,9 +23,9 @@ import (
 	"github.com/storeflow/storeflow/store/world"
 )
 
-// shop is the catalog the tests score against, with its history; other is
-// another catalog seed's, whose history read against shop's catalog is a
-// wrong history: the same ids, other shoppers' uses.
+// worlds are the shop the tests score against (seed 4), with its history,
+// and another catalog seed's, whose history read against the shop's catalog
+// is a wrong history: the same ids, other shoppers' uses.
 var worlds = sync.OnceValues(func() ([2]*world.World, error) {
 	var ws [2]*world.World
 	for i, seed := range []int64{4, 5} {
