@@ -35,7 +35,6 @@ type modelShop struct {
 	right, wrong string // model files
 	rightM       *recommender.Model
 	wrongM       *recommender.Model
-	world        *world.World
 }
 
 func newModelShop(t *testing.T) *modelShop {
@@ -49,7 +48,7 @@ func newModelShop(t *testing.T) *modelShop {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &modelShop{dir: t.TempDir(), world: w}
+	s := &modelShop{dir: t.TempDir()}
 	if err := csvdir.Write(s.dir, &csvdir.Tables{Catalog: w.Catalog, Preferences: w.Preferences(), History: w.History}); err != nil {
 		t.Fatal(err)
 	}
