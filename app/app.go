@@ -21,10 +21,12 @@ import (
 
 	"github.com/storeflow/storeflow/broker"
 	"github.com/storeflow/storeflow/config"
+	"github.com/storeflow/storeflow/experiment"
 	"github.com/storeflow/storeflow/internal/redact"
 	"github.com/storeflow/storeflow/liveview"
 	"github.com/storeflow/storeflow/pipeline"
 	"github.com/storeflow/storeflow/recommender"
+	"github.com/storeflow/storeflow/recommender/live"
 	"github.com/storeflow/storeflow/recommender/protocol"
 	"github.com/storeflow/storeflow/recommender/score"
 	"github.com/storeflow/storeflow/recommender/train"
@@ -62,8 +64,9 @@ type App struct {
 	plan    *store.Plan
 	world   *world.World
 	catalog *store.Catalog
-	model   *recommender.Model // the in-process model; nil with PREDICTION_URL and no MODEL_FILE
+	model   *live.Model        // the in-process model in use; nil with PREDICTION_URL and no MODEL_FILE
 	scorer  recommender.Scorer // what the pipeline asks
+	scorerB recommender.Scorer // what it asks for arm b's shoppers (MODEL_B_FILE); nil: no challenger
 	client  *protocol.Client   // nil without PREDICTION_URL
 	server  *protocol.Server   // /score and the Open Inference Protocol
 	accept  *simulator.Acceptance
@@ -73,6 +76,8 @@ type App struct {
 	conn    conn
 
 	centralClient *central.Client // nil without CENTRAL_URL
+	modelFiles    []*live.File    // MODEL_FILE's and MODEL_B_FILE's, reloaded when replaced and on SIGHUP
+	retrainer     *live.Retrainer // nil unless RETRAIN_EVERY
 	pipeline      *pipeline.Pipeline
 	sim           *simulator.Simulator   // nil when SIMULATOR_ENABLED=false
 	view          *liveview.View         // nil when VIEW_ENABLED=false or HTTP_ADDR=off
@@ -139,8 +144,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	}()
 
 	a.pipeline, err = pipeline.New(cfg.Pipeline, pipeline.Parts{Plan: a.plan, Source: a.cache, Redis: a.redis, RedisPrefix: cfg.Store.CachePrefix, Scorer: a.scorer,
-		Threshold: cfg.Recommender.Threshold, Sub: a.conn, Pub: a.conn, Log: log.With("component", "pipeline"), Registerer: a.reg,
-		Experiment: cfg.Experiment})
+		ScorerB: a.scorerB, Experiment: cfg.Experiment, Threshold: cfg.Recommender.Threshold, Sub: a.conn, Pub: a.conn,
+		Log: log.With("component", "pipeline"), Registerer: a.reg})
 	if err != nil {
 		return nil, err
 	}
@@ -276,15 +281,20 @@ func (a *App) placeCoupons(today store.Day) int {
 // loadScorer picks what the pipeline asks for predictions: the remote service
 // (PREDICTION_URL), random scores (SCORER=random), or the in-process model —
 // loaded from MODEL_FILE or trained now on the world's history. The model is
-// also what /score and the Open Inference Protocol serve.
+// also what /score and the Open Inference Protocol serve. Arm b's shoppers
+// are scored by the challenger (MODEL_B_FILE) when there is one.
 func (a *App) loadScorer() (err error) {
 	rc := a.cfg.Recommender
+	models := live.NewMetrics(a.reg)
+	mlog := a.log.With("component", "model")
 	switch {
 	case rc.ModelFile != "":
-		if a.model, err = recommender.LoadModel(rc.ModelFile); err != nil {
+		f, err := live.LoadFile("MODEL_FILE", rc.ModelFile, string(experiment.A), models, mlog)
+		if err != nil {
 			return fmt.Errorf("app: %w", err)
 		}
-		a.log.Info("model loaded", "file", rc.ModelFile, "trees", len(a.model.Trees))
+		a.modelFiles = append(a.modelFiles, f)
+		a.model = f.Model()
 	case rc.URL == "" && rc.Scorer == recommender.ScorerModel:
 		start := time.Now()
 		w := a.world
@@ -300,7 +310,7 @@ func (a *App) loadScorer() (err error) {
 		if err != nil {
 			return fmt.Errorf("app: %w", err)
 		}
-		a.model = m
+		a.model = live.NewModel(string(experiment.A), m, "trained", nil, models)
 		took := time.Since(start).Round(time.Millisecond)
 		if w != a.world {
 			a.log.Info("model trained on the generated shop's history: DATA_DIR has no coupon_history.csv",
@@ -326,7 +336,36 @@ func (a *App) loadScorer() (err error) {
 	default:
 		a.scorer = a.model
 	}
+	switch b := a.cfg.Experiment.ModelBFile; b {
+	case "":
+	case experiment.RandomPick:
+		a.scorerB = recommender.Random{}
+	default:
+		f, err := live.LoadFile("MODEL_B_FILE", b, string(experiment.B), models, mlog)
+		if err != nil {
+			return fmt.Errorf("app: %w", err)
+		}
+		a.modelFiles = append(a.modelFiles, f)
+		a.scorerB = f.Model()
+	}
+	if every := a.cfg.Models.RetrainEvery; every > 0 {
+		a.retrainer = &live.Retrainer{History: a.cfg.Models.History(a.cfg.Store.DataDir), Catalog: a.catalog, Model: a.model,
+			Log: mlog.With("component", "retrain")}
+		mlog.Info("retraining on", "every", every, "history", a.retrainer.History)
+	}
 	return nil
+}
+
+// ReloadModels reads MODEL_FILE and MODEL_B_FILE again now, as on SIGHUP:
+// each is put in use if it holds a model, or refused with a log line.
+func (a *App) ReloadModels() {
+	if len(a.modelFiles) == 0 {
+		a.log.Info("reload asked, but no model file is in use (MODEL_FILE, MODEL_B_FILE)")
+		return
+	}
+	for _, f := range a.modelFiles {
+		f.Check(true)
+	}
 }
 
 // Scorer is what the pipeline asks for predictions.
@@ -422,6 +461,12 @@ func (a *App) Run(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.pipeline.Run(gctx) })
+	for _, f := range a.modelFiles {
+		g.Go(func() error { return f.Run(gctx, a.cfg.Models.CheckEvery) })
+	}
+	if a.retrainer != nil {
+		g.Go(func() error { return a.retrainer.Run(gctx, a.cfg.Models.RetrainEvery) })
+	}
 	if a.client != nil {
 		g.Go(func() error {
 			return a.client.WatchModel(gctx, modelCheckEvery, readyCheckTimeout, a.log.With("component", "prediction_client"))

@@ -84,7 +84,7 @@ func TestModelAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = a.conn.Close()
-	if a.model == nil || a.scorer != recommender.Scorer(a.model) || len(a.model.Trees) == 0 {
+	if a.model == nil || a.scorer != recommender.Scorer(a.model) || len(a.model.Current().Trees) == 0 {
 		t.Fatal("no model trained at start")
 	}
 	if n, _, _, _ := a.catalog.Sizes(); n != 200 {
@@ -103,7 +103,7 @@ func TestModelAtStart(t *testing.T) {
 		t.Fatalf("New without history or MODEL_FILE: %v", err)
 	}
 	_ = a.conn.Close()
-	if a.model == nil || a.scorer != recommender.Scorer(a.model) || len(a.model.Trees) == 0 {
+	if a.model == nil || a.scorer != recommender.Scorer(a.model) || len(a.model.Current().Trees) == 0 {
 		t.Fatal("no model trained at start")
 	}
 	if n, _, _, _ := a.catalog.Sizes(); n != 200 {

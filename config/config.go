@@ -22,6 +22,7 @@ import (
 	"github.com/storeflow/storeflow/liveview"
 	"github.com/storeflow/storeflow/pipeline"
 	"github.com/storeflow/storeflow/recommender"
+	"github.com/storeflow/storeflow/recommender/live"
 	"github.com/storeflow/storeflow/simulator"
 	"github.com/storeflow/storeflow/store"
 )
@@ -55,6 +56,7 @@ type Config struct {
 	Simulator   simulator.Config
 	View        liveview.Config
 	Experiment  experiment.Config
+	Models      live.Config // keeping the models current: reload, retraining
 
 	// CustomersFileSet is true when CUSTOMERS_LIST_FILE was given explicitly:
 	// then a missing file is an error, while the default customers.csv is
@@ -107,7 +109,7 @@ func LoadWith(overrides map[string]string) (Config, error) {
 
 // Validate checks every part and the rules that span parts.
 func (c Config) Validate() error {
-	errs := []error{c.Store.Validate(), c.Broker.Validate(), c.Pipeline.Validate(), c.Recommender.Validate(), c.Simulator.Validate(), c.View.Validate(), c.Experiment.Validate()}
+	errs := []error{c.Store.Validate(), c.Broker.Validate(), c.Pipeline.Validate(), c.Recommender.Validate(), c.Simulator.Validate(), c.View.Validate(), c.Experiment.Validate(), c.Models.Validate()}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("LOG_FORMAT=%q: must be text or json", c.LogFormat))
 	}
@@ -115,6 +117,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("MQTT_HOST=%q with %s=true: the testing mode replaces MQTT with a mock, so the broker would never be used: unset one", redact.URLs(c.Broker.Host), c.mockVar()))
 	}
 	errs = append(errs, c.validateSharing()...)
+	errs = append(errs, c.validateRetraining()...)
 	if c.HTTPAddr != HTTPOff {
 		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 			errs = append(errs, fmt.Errorf("HTTP_ADDR=%q: want host:port: %v", c.HTTPAddr, err))
@@ -141,6 +144,23 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateRetraining checks that RETRAIN_EVERY has a model to retrain (the
+// in-process one) and a history to train on.
+func (c Config) validateRetraining() []error {
+	every := c.Models.RetrainEvery
+	if every <= 0 {
+		return nil
+	}
+	var errs []error
+	if c.Recommender.URL != "" || c.Recommender.Scorer != recommender.ScorerModel {
+		errs = append(errs, fmt.Errorf("RETRAIN_EVERY=%s retrains the in-process model: with PREDICTION_URL or SCORER=%s there is none in use", every, recommender.ScorerRandom))
+	}
+	if c.Models.History(c.Store.DataDir) == "" {
+		errs = append(errs, fmt.Errorf("RETRAIN_EVERY=%s needs a history to train on: set HISTORY_FILE, or DATA_DIR (its coupon_history.csv)", every))
+	}
+	return errs
 }
 
 // validateSharing checks the rules of several instances sharing the work:

@@ -97,11 +97,16 @@ func (p *Pipeline) loadContext(ctx context.Context, in focusIn) (*focusJob, bool
 	return j, true
 }
 
-// score is the prediction stage.
+// score is the prediction stage: the challenger's scorer for a shopper of
+// arm b, the model's for everyone else.
 func (p *Pipeline) score(ctx context.Context, j *focusJob) (*focusJob, bool) {
 	j.probs = make([]float64, len(j.coupons))
+	scorer := p.scorer
+	if p.scorerB != nil && p.arms.Assign(j.focus.ID) == experiment.B {
+		scorer = p.scorerB
+	}
 	start := time.Now()
-	err := p.scorer.Score(ctx, &j.customer, j.coupons, j.probs)
+	err := scorer.Score(ctx, &j.customer, j.coupons, j.probs)
 	took := time.Since(start).Seconds()
 	p.m.predictionSeconds.Observe(took)
 	p.m.stageScore.Observe(took)

@@ -171,8 +171,15 @@ type Parts struct {
 	Plan *store.Plan
 	// Source gives customer context and coupons (the catalog, or the cache in
 	// front of a remote central); store.ErrNotFound means unknown.
-	Source     store.Source
-	Scorer     recommender.Scorer
+	Source store.Source
+	Scorer recommender.Scorer
+	// ScorerB scores for the shoppers of the experiment's arm b (the
+	// challenger, MODEL_B_FILE); nil: Scorer scores for everyone.
+	ScorerB recommender.Scorer
+	// Experiment splits the shoppers into arms: a focus of a shopper in
+	// the holdout gets no coupon (outcome "holdout"); arm b is scored by
+	// ScorerB.
+	Experiment experiment.Config
 	Threshold  float64 // PREDICTION_THRESHOLD: the least probability a coupon is offered at
 	Sub        Subscriber
 	Pub        Publisher
@@ -185,9 +192,6 @@ type Parts struct {
 	// "storeflow:" when empty).
 	Redis       redis.UniversalClient
 	RedisPrefix string
-	// Experiment splits the shoppers into arms: a focus of a shopper in
-	// the holdout gets no coupon (outcome "holdout").
-	Experiment experiment.Config
 }
 
 // Pipeline turns shopper events into focus events and focus events into
@@ -199,8 +203,9 @@ type Pipeline struct {
 	plan      *store.Plan
 	central   store.Source
 	scorer    recommender.Scorer
-	threshold float64
+	scorerB   recommender.Scorer // arm b's; nil: no challenger
 	arms      experiment.Config
+	threshold float64
 	caps      caps     // COUPONS_PER_SHOPPER_PER_DAY, COUPON_DEPARTMENT_COOLDOWN; nil: both off
 	memCaps   *memCaps // the caps in process (DWELL_STATE=memory), swept with the visits
 	pub       Publisher
@@ -263,8 +268,9 @@ func New(cfg Config, parts Parts) (*Pipeline, error) {
 		plan:      plan,
 		central:   central,
 		scorer:    scorer,
-		threshold: threshold,
+		scorerB:   parts.ScorerB,
 		arms:      parts.Experiment,
+		threshold: threshold,
 		pub:       pub,
 		sub:       sub,
 		log:       log,

@@ -207,8 +207,8 @@ func dirOf(path string) string {
 	return "."
 }
 
-// maxModelBytes bounds what LoadModel reads: a real model is a few MB.
-const maxModelBytes = 256 << 20
+// MaxModelBytes bounds what a model file may hold: a real model is a few MB.
+const MaxModelBytes = 256 << 20
 
 // LoadModel reads and checks a model written by Save (storeflow train).
 func LoadModel(path string) (*Model, error) {
@@ -217,7 +217,7 @@ func LoadModel(path string) (*Model, error) {
 		return nil, fmt.Errorf("recommender: MODEL_FILE: %w", err)
 	}
 	defer f.Close()
-	m, err := ReadModel(io.LimitReader(f, maxModelBytes+1))
+	m, err := ReadModel(io.LimitReader(f, MaxModelBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("recommender: MODEL_FILE %s: %w", path, err)
 	}
@@ -232,8 +232,8 @@ func ReadModel(r io.Reader) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(data) > maxModelBytes {
-		return nil, fmt.Errorf("larger than %d MiB: not a model file", maxModelBytes>>20)
+	if len(data) > MaxModelBytes {
+		return nil, fmt.Errorf("larger than %d MiB: not a model file", MaxModelBytes>>20)
 	}
 	var m Model
 	if err := json.Unmarshal(data, &m); err != nil {

@@ -328,11 +328,29 @@ func serve(ctx context.Context, stderr io.Writer) error {
 	}
 	defer closeLog()
 	log.Info("storeflow starting", cfg.Redacted()...)
+	// SIGHUP reloads the model files; caught from before the start, as its
+	// default would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	a, err := app.New(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
+	go reloadOnHangup(ctx, hup, a.ReloadModels)
 	return a.Run(ctx)
+}
+
+// reloadOnHangup calls reload at each signal on hup until ctx is done.
+func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, reload func()) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			reload()
+		}
+	}
 }
 
 // newLogger builds the process logger from LOG_LEVEL, LOG_FORMAT and

@@ -71,15 +71,9 @@ func World(w *world.World, opts Options, evaluate bool) (*recommender.Model, *Re
 	var row [recommender.NumFeatures]float32
 	ctx := context.Background()
 	for i, o := range w.History {
-		c, err := w.Catalog.Customer(ctx, o.CustomerID)
-		if err != nil {
-			return nil, nil, fmt.Errorf("recommender: train: history row %d: %w", i+1, err)
+		if err := encodeOffer(w, i, row[:]); err != nil {
+			return nil, nil, err
 		}
-		cp, err := w.Catalog.Coupon(ctx, o.CouponID)
-		if err != nil {
-			return nil, nil, fmt.Errorf("recommender: train: history row %d: %w", i+1, err)
-		}
-		recommender.Encode(&c, &cp, row[:])
 		customers[o.CustomerID] = true
 		if o.Used {
 			rep.Used++
@@ -165,6 +159,43 @@ func World(w *world.World, opts Options, evaluate bool) (*recommender.Model, *Re
 		}
 	}
 	return m, rep, nil
+}
+
+// encodeOffer encodes the i-th offer of w's history into row.
+func encodeOffer(w *world.World, i int, row []float32) error {
+	ctx := context.Background()
+	o := &w.History[i]
+	c, err := w.Catalog.Customer(ctx, o.CustomerID)
+	if err != nil {
+		return fmt.Errorf("recommender: train: history row %d: %w", i+1, err)
+	}
+	cp, err := w.Catalog.Coupon(ctx, o.CouponID)
+	if err != nil {
+		return fmt.Errorf("recommender: train: history row %d: %w", i+1, err)
+	}
+	recommender.Encode(&c, &cp, row)
+	return nil
+}
+
+// HeldOut ranks, with m, the offers of the customers World holds out of
+// w's history, and returns the quality of that ranking: for a model trained
+// elsewhere, the figure World's report gives the model it trains, on the
+// same offers.
+func HeldOut(w *world.World, m recommender.RowScorer) (Quality, error) {
+	var test Dataset
+	var row [recommender.NumFeatures]float32
+	for i, o := range w.History {
+		if part(o.CustomerID) != 2 {
+			continue
+		}
+		if err := encodeOffer(w, i, row[:]); err != nil {
+			return Quality{}, err
+		}
+		test.Add(row[:], o.Used)
+	}
+	scores := make([]float64, test.Len())
+	m.ScoreRows(test.Rows, scores)
+	return quality(scores, test.Labels), nil
 }
 
 func countTrue(b []bool) int {

@@ -88,3 +88,43 @@ func TestROCAUC(t *testing.T) {
 		})
 	}
 }
+
+// HeldOut gives a model the figure World's report gives it, on the same
+// held-out offers; a model trained on another shop's history ranks them
+// worse.
+func TestHeldOutIsTheReportsFigure(t *testing.T) {
+	w, err := world.Generate(world.Config{Seed: 4, Reference: modeltest.Day, Customers: 300, Days: 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, rep, err := train.World(w, train.Options{MaxTrees: 30}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := train.HeldOut(w, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q != rep.Model {
+		t.Fatalf("HeldOut = %+v, the report says %+v", q, rep.Model)
+	}
+	other, err := world.Generate(world.Config{Seed: 5, Reference: modeltest.Day, Customers: 300, Days: 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another shop's history read against this shop's catalog: the same
+	// ids, offers and uses of other shoppers, as a history file of another
+	// catalog seed would be.
+	wrong, _, err := train.World(&world.World{Catalog: w.Catalog, History: other.History}, train.Options{MaxTrees: 30}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qw, err := train.HeldOut(w, wrong)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("held-out ROC AUC: own history %.4f, another shop's %.4f", q.ROC, qw.ROC)
+	if qw.ROC >= q.ROC {
+		t.Errorf("a model of another shop ranks the held-out offers at %.4f, the shop's own at %.4f", qw.ROC, q.ROC)
+	}
+}

@@ -6,6 +6,7 @@ package csvdir
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -90,11 +91,8 @@ func Load(dir string) (*Tables, error) {
 	links := l.links(couponIDs, productIDs)
 	prefs := l.preferences(customerIDs)
 	history := l.history(customerIDs, couponIDs)
-	if len(l.errs) > 0 {
-		if l.more > 0 {
-			l.errs = append(l.errs, fmt.Errorf("… and %d more", l.more))
-		}
-		return nil, fmt.Errorf("store: load %s: %w", dir, errors.Join(l.errs...))
+	if err := l.problems(); err != nil {
+		return nil, fmt.Errorf("store: load %s: %w", dir, err)
 	}
 
 	cat, err := store.NewCatalog(customers, coupons, products, links)
@@ -110,6 +108,17 @@ type csvLoader struct {
 	dir  string
 	errs []error
 	more int // problems past maxLoadErrors, counted only
+}
+
+// problems joins the problems reported, nil when there were none.
+func (l *csvLoader) problems() error {
+	if len(l.errs) == 0 {
+		return nil
+	}
+	if l.more > 0 {
+		return errors.Join(append(l.errs, fmt.Errorf("… and %d more", l.more))...)
+	}
+	return errors.Join(l.errs...)
 }
 
 func (l *csvLoader) report(err error) {
@@ -287,7 +296,17 @@ func (l *csvLoader) preferences(customers *csvIDs[string]) []store.Preferences {
 // empty) when it is present.
 func (l *csvLoader) history(customers *csvIDs[string], coupons *csvIDs[int]) []store.HistoryEntry {
 	out := []store.HistoryEntry{}
-	found, _ := l.readTable(historyFile, historyColumns, func(r *csvRow) {
+	found, _ := l.readTable(historyFile, historyColumns, historyRow(&out, customers, coupons))
+	if !found {
+		return nil
+	}
+	return out
+}
+
+// historyRow reads one coupon_history row into *out, its ids checked
+// against the customers and coupons read.
+func historyRow(out *[]store.HistoryEntry, customers *csvIDs[string], coupons *csvIDs[int]) func(*csvRow) {
+	return func(r *csvRow) {
 		o := store.HistoryEntry{CustomerID: r.text(0), CouponID: r.int(1), Day: r.day(2)}
 		switch r.rec[3] {
 		case "0":
@@ -298,12 +317,39 @@ func (l *csvLoader) history(customers *csvIDs[string], coupons *csvIDs[int]) []s
 		}
 		customers.check(r, 0, o.CustomerID, true)
 		coupons.check(r, 1, o.CouponID, r.fine(1))
-		out = append(out, o)
-	})
-	if !found {
-		return nil
+		*out = append(*out, o)
 	}
-	return out
+}
+
+// ReadHistory reads one redemption history file in coupon_history.csv's
+// form (the header customer_id,coupon_id,date,used once, then a row per
+// offer): what a storeflow appends offers to while it runs. Only whole
+// lines are read: a row still being appended is left for the next read.
+// The ids are not checked against a catalog (the caller knows which one it
+// uses); any other problem refuses the file, as Load does.
+func ReadHistory(path string) ([]store.HistoryEntry, error) {
+	f, err := openTable(path)
+	if err != nil {
+		return nil, fmt.Errorf("store: history: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(&capReader{r: f, left: maxTableBytes})
+	if err != nil {
+		return nil, fmt.Errorf("store: history %s: %w", path, err)
+	}
+	if i := bytes.LastIndexByte(data, '\n'); i >= 0 {
+		data = data[:i+1]
+	}
+	file := filepath.Base(path)
+	l := &csvLoader{dir: filepath.Dir(path)}
+	anyCustomer, anyCoupon := newCSVIDs[string](file, "customer"), newCSVIDs[int](file, "coupon")
+	anyCustomer.whole, anyCoupon.whole = false, false // no table to check against
+	out := []store.HistoryEntry{}
+	l.readRows(file, bytes.NewReader(data), historyColumns, historyRow(&out, anyCustomer, anyCoupon))
+	if err := l.problems(); err != nil {
+		return nil, fmt.Errorf("store: history %s: %w", path, err)
+	}
+	return out, nil
 }
 
 func (l *csvLoader) require(found bool, file string) {
@@ -326,8 +372,13 @@ func (l *csvLoader) readTable(file string, columns []string, row func(*csvRow)) 
 		return true, false
 	}
 	defer f.Close()
+	return true, l.readRows(file, &capReader{r: f, left: maxTableBytes}, columns, row)
+}
 
-	br := bufio.NewReaderSize(&capReader{r: f, left: maxTableBytes}, 64<<10)
+// readRows reads a table's records from in: see readTable. whole is false
+// when some records never reached row.
+func (l *csvLoader) readRows(file string, in io.Reader, columns []string, row func(*csvRow)) (whole bool) {
+	br := bufio.NewReaderSize(in, 64<<10)
 	const bom = "\ufeff" // spreadsheets put it in front of the header
 	if b, _ := br.Peek(len(bom)); string(b) == bom {
 		_, _ = br.Discard(len(bom))
@@ -341,20 +392,20 @@ func (l *csvLoader) readTable(file string, columns []string, row func(*csvRow)) 
 	head, err := cr.Read()
 	if err == io.EOF {
 		l.report(fmt.Errorf("%s: empty file, want header %s", file, want))
-		return true, false
+		return false
 	}
 	if err != nil {
 		l.readError(file, head, err)
-		return true, false
+		return false
 	}
 	if len(head) != len(columns) {
 		l.report(fmt.Errorf("%s:1: header has %d columns, want %d: %s", file, len(head), len(columns), want))
-		return true, false
+		return false
 	}
 	for i, h := range head {
 		if h = strings.TrimSpace(h); !strings.EqualFold(h, columns[i]) {
 			l.report(fmt.Errorf("%s:1:%d: header column %q, want %q: header must be %s", file, i+1, h, columns[i], want))
-			return true, false
+			return false
 		}
 	}
 	cr.FieldsPerRecord = len(columns)
@@ -363,7 +414,7 @@ func (l *csvLoader) readTable(file string, columns []string, row func(*csvRow)) 
 	for {
 		rec, err := cr.Read()
 		if err == io.EOF {
-			return true, true
+			return true
 		}
 		if pe, ok := errors.AsType[*csv.ParseError](err); ok && errors.Is(pe.Err, csv.ErrFieldCount) {
 			// The rest of the file is still well-formed CSV: go on, so
@@ -379,7 +430,7 @@ func (l *csvLoader) readTable(file string, columns []string, row func(*csvRow)) 
 		}
 		if err != nil {
 			l.readError(file, rec, err)
-			return true, false
+			return false
 		}
 		for i := range rec {
 			rec[i] = csvText(rec[i])

@@ -738,3 +738,87 @@ func csvWriteLoad(t *testing.T, dir string, tables *Tables) *Tables {
 	}
 	return got
 }
+
+// A history a storeflow appends to while it runs (the header once, rows
+// appended one at a time) reads as a generated one: with ReadHistory, whose
+// rows may name customers of any catalog and whose last line, still being
+// written, waits for the next read; and with Load, which storeflow train
+// uses, once it lies in a DATA_DIR.
+func TestReadAppendedHistory(t *testing.T) {
+	dir := csvValidDir(t)
+	path := filepath.Join(dir, historyFile)
+	appendRows := func(rows string) {
+		t.Helper()
+		f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteString(rows); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendRows("2,1,2024-05-03,1\n1,2,2024-05-03,0\n2,3,2024-")
+	want := []store.HistoryEntry{
+		{CustomerID: "1", CouponID: 1, Day: csvDay(t, "2024-05-02"), Used: true},
+		{CustomerID: "2", CouponID: 3, Day: csvDay(t, "2024-05-02")},
+		{CustomerID: "2", CouponID: 1, Day: csvDay(t, "2024-05-03"), Used: true},
+		{CustomerID: "1", CouponID: 2, Day: csvDay(t, "2024-05-03")},
+	}
+	got, err := ReadHistory(path)
+	if err != nil {
+		t.Fatalf("ReadHistory with a row half appended: %v", err)
+	}
+	csvSameRows(t, historyFile, got, want)
+
+	appendRows("05-04,0\n99,1,2024-05-04,1\n") // the row finished; one of a customer the directory lacks
+	got, err = ReadHistory(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, store.HistoryEntry{CustomerID: "2", CouponID: 3, Day: csvDay(t, "2024-05-04")},
+		store.HistoryEntry{CustomerID: "99", CouponID: 1, Day: csvDay(t, "2024-05-04"), Used: true})
+	csvSameRows(t, historyFile, got, want)
+
+	// storeflow train's Load: every row must name the directory's customers.
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "no such customer") {
+		t.Fatalf("Load with a row of an unknown customer: %v, want it refused", err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, bytes.TrimSuffix(data, []byte("99,1,2024-05-04,1\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tables, err := Load(dir)
+	if err != nil {
+		t.Fatalf("Load of an appended history: %v", err)
+	}
+	csvSameRows(t, historyFile, tables.History, want[:5])
+}
+
+// A history file with a bad row is refused whole, naming the line.
+func TestReadHistoryRefuses(t *testing.T) {
+	for name, content := range map[string]string{
+		"bad used":   "customer_id,coupon_id,date,used\n1,1,2024-05-02,yes\n",
+		"bad header": "customer,coupon_id,date,used\n1,1,2024-05-02,1\n",
+		"bad date":   "customer_id,coupon_id,date,used\n1,1,05/02/2024,1\n",
+		"empty":      "",
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "history.csv")
+			if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ReadHistory(path); err == nil || !strings.Contains(err.Error(), "history.csv") {
+				t.Fatalf("ReadHistory: %v, want an error naming the file", err)
+			}
+		})
+	}
+	if _, err := ReadHistory(filepath.Join(t.TempDir(), "none.csv")); err == nil {
+		t.Fatal("ReadHistory of a missing file: no error")
+	}
+}
