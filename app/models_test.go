@@ -150,7 +150,8 @@ func TestModelSwapUnderLoad(t *testing.T) {
 	right, _ := os.ReadFile(s.right)
 	replaceFile(t, path, wrong)
 	a, err := newApp(t, map[string]string{"BROKER_LISTEN_ADDR": "127.0.0.1:0", "HTTP_ADDR": "off", "SIMULATOR_ENABLED": "false",
-		"DATA_DIR": s.dir, "MODEL_FILE": path, "MODEL_CHECK_EVERY": "10ms", "PREDICTION_THRESHOLD": "0"})
+		"DATA_DIR": s.dir, "MODEL_FILE": path, "MODEL_CHECK_EVERY": "10ms", "PREDICTION_THRESHOLD": "0",
+		"COUPONS_PER_SHOPPER_PER_DAY": "0", "COUPON_DEPARTMENT_COOLDOWN": "0"}) // the same shoppers focus again and again
 	if err != nil {
 		t.Fatal(err)
 	}

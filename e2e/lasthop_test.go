@@ -53,7 +53,9 @@ func focusBurst(t *testing.T, sys *system, sensor *client, n int, ts int64) {
 func TestPausedPhoneLosesNothingUncounted(t *testing.T) {
 	for _, qos := range []byte{0, 1} {
 		t.Run(fmt.Sprintf("QoS %d", qos), func(t *testing.T) {
-			sys := startSystem(t, map[string]string{"PREDICTION_THRESHOLD": "0", "BROKER_CLIENT_QUEUE": "32"})
+			// Coupons for the same shoppers again and again: no frequency caps.
+			sys := startSystem(t, map[string]string{"PREDICTION_THRESHOLD": "0", "BROKER_CLIENT_QUEUE": "32",
+				"COUPONS_PER_SHOPPER_PER_DAY": "0", "COUPON_DEPARTMENT_COOLDOWN": "0"})
 			sensor := dial(t, sys.app.BrokerAddr(), "sensor", "")
 
 			// The phone: paho with a handler that blocks until the gate
