@@ -27,6 +27,18 @@ func historyRecord(o *store.HistoryEntry, rec []string) {
 	}
 }
 
+// HistoryLine is one coupon_history.csv row as the file holds it, without
+// the line end: for a copy of the history kept elsewhere (Redis).
+func HistoryLine(o store.HistoryEntry) string {
+	rec := make([]string, len(historyColumns))
+	historyRecord(&o, rec)
+	var b strings.Builder
+	w := csv.NewWriter(&b)
+	_ = w.Write(rec) // a strings.Builder does not fail
+	w.Flush()
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
 // HistoryLog appends rows to a coupon_history.csv file as they happen, in
 // the form Write gives it, so that Load (and training) reads it like a
 // generated history. Appends are buffered; Sync makes them durable. It is

@@ -100,3 +100,18 @@ func TestHistoryLogRefusesOtherFiles(t *testing.T) {
 		t.Error("a path under a file: no error")
 	}
 }
+
+func TestHistoryLine(t *testing.T) {
+	d, _ := store.ParseDay("2024-05-02")
+	for _, tc := range []struct {
+		o    store.HistoryEntry
+		want string
+	}{
+		{store.HistoryEntry{CustomerID: "12", CouponID: 3, Day: d, Used: true}, "12,3,2024-05-02,1"},
+		{store.HistoryEntry{CustomerID: `a,"b`, CouponID: 3, Day: d}, `"a,""b",3,2024-05-02,0`},
+	} {
+		if got := HistoryLine(tc.o); got != tc.want {
+			t.Errorf("HistoryLine(%+v) = %q, want %q", tc.o, got, tc.want)
+		}
+	}
+}
