@@ -20,6 +20,7 @@ import (
 	"github.com/storeflow/storeflow/experiment"
 	"github.com/storeflow/storeflow/internal/redact"
 	"github.com/storeflow/storeflow/liveview"
+	"github.com/storeflow/storeflow/loop"
 	"github.com/storeflow/storeflow/pipeline"
 	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/simulator"
@@ -55,6 +56,7 @@ type Config struct {
 	Simulator   simulator.Config
 	View        liveview.Config
 	Experiment  experiment.Config
+	Loop        loop.Config
 
 	// CustomersFileSet is true when CUSTOMERS_LIST_FILE was given explicitly:
 	// then a missing file is an error, while the default customers.csv is
@@ -107,7 +109,7 @@ func LoadWith(overrides map[string]string) (Config, error) {
 
 // Validate checks every part and the rules that span parts.
 func (c Config) Validate() error {
-	errs := []error{c.Store.Validate(), c.Broker.Validate(), c.Pipeline.Validate(), c.Recommender.Validate(), c.Simulator.Validate(), c.View.Validate(), c.Experiment.Validate()}
+	errs := []error{c.Store.Validate(), c.Broker.Validate(), c.Pipeline.Validate(), c.Recommender.Validate(), c.Simulator.Validate(), c.View.Validate(), c.Experiment.Validate(), c.Loop.Validate()}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("LOG_FORMAT=%q: must be text or json", c.LogFormat))
 	}
@@ -135,6 +137,7 @@ func (c Config) Validate() error {
 		{"ENTER_TOPIC", c.Simulator.EnterTopic}, {"MOVE_TOPIC", c.Simulator.MoveTopic}, {"EXIT_TOPIC", c.Simulator.ExitTopic},
 		{"ENTRY_EVENT_TOPIC_NAME", c.Pipeline.EntryTopic}, {"FOCUS_EVENT_TOPIC_NAME", c.Pipeline.FocusTopic},
 		{"COUPON_PREDICTION_TOPIC_NAME", c.Pipeline.PredictionTopic}, {"BROWSING_TOPIC", c.Pipeline.BrowsingTopic},
+		{"REDEEM_TOPIC", c.Loop.RedeemTopic},
 	} {
 		if err := broker.ValidTopic(t.v); t.v != "" && err != nil {
 			errs = append(errs, fmt.Errorf("%s=%q: %v", t.name, t.v, err))
