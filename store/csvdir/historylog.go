@@ -82,11 +82,7 @@ func (h *HistoryLog) prepare() error {
 	}
 	size := st.Size()
 	if size == 0 {
-		header := strings.Join(historyColumns, ",") + "\n"
-		if _, err := h.f.WriteString(header); err != nil {
-			return err
-		}
-		return h.f.Sync()
+		return h.writeHeader()
 	}
 	first, err := bufio.NewReader(io.LimitReader(h.f, 256)).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -105,8 +101,21 @@ func (h *HistoryLog) prepare() error {
 		}
 		h.Repaired = size - end
 	}
-	_, err = h.f.Seek(end, io.SeekStart)
-	return err
+	if _, err = h.f.Seek(end, io.SeekStart); err != nil {
+		return err
+	}
+	if end == 0 { // the header itself was torn
+		return h.writeHeader()
+	}
+	return nil
+}
+
+// writeHeader writes the header row to the empty file and syncs it.
+func (h *HistoryLog) writeHeader() error {
+	if _, err := h.f.WriteString(strings.Join(historyColumns, ",") + "\n"); err != nil {
+		return err
+	}
+	return h.f.Sync()
 }
 
 // lastLineEnd returns the offset just past the file's last '\n' (size when

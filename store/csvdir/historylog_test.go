@@ -84,6 +84,29 @@ func TestHistoryLogAcrossRestarts(t *testing.T) {
 	}
 }
 
+// A crash while the header was written leaves it without its line end:
+// the next open writes it whole before the first row.
+func TestHistoryLogTornHeader(t *testing.T) {
+	path := filepath.Join(t.TempDir(), historyFile)
+	if err := os.WriteFile(path, []byte("customer_id,coupon_id,date,used"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h, err := OpenHistoryLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := store.ParseDay("2024-05-02")
+	if err := h.Append(store.HistoryEntry{CustomerID: "1", CouponID: 2, Day: d}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "customer_id,coupon_id,date,used\n1,2,2024-05-02,0\n" {
+		t.Errorf("file %q", b)
+	}
+}
+
 func TestHistoryLogRefusesOtherFiles(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "customer_info.csv")
 	if err := os.WriteFile(path, []byte(csvValid[customersFile]), 0o644); err != nil {
