@@ -114,7 +114,7 @@ func New(cfg Config, p Parts) (*Loop, error) {
 	if p.HistoryPath != "" {
 		h, err := csvdir.OpenHistoryLog(p.HistoryPath)
 		if err != nil {
-			return nil, fmt.Errorf("loop: HISTORY_FILE (%s, or %s=off for none): %w", p.HistoryPath, "HISTORY_FILE", err)
+			return nil, fmt.Errorf("loop: HISTORY_FILE=%s (HISTORY_FILE=off keeps none): %w", p.HistoryPath, err)
 		}
 		if h.Repaired > 0 {
 			p.Log.Warn("history file: a torn last row cut off", "file", p.HistoryPath, "bytes", h.Repaired)
