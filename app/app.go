@@ -205,7 +205,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 func (a *App) buildLoop() (err error) {
 	cfg := a.cfg
 	p := loop.Parts{Experiment: cfg.Experiment, FocusTopic: cfg.Pipeline.FocusTopic, PredictionTopic: cfg.Pipeline.PredictionTopic,
-		HistoryPath: cfg.Loop.HistoryPath(cfg.Store.DataDir), Log: a.log.With("component", "loop"), Registerer: a.reg}
+		HistoryPath: cfg.Loop.HistoryFile, Log: a.log.With("component", "loop"), Registerer: a.reg}
 	if cfg.Pipeline.DwellState == pipeline.DwellStateRedis {
 		p.Redis, p.RedisPrefix = a.redis, cfg.Store.CachePrefix
 	}
@@ -216,7 +216,7 @@ func (a *App) buildLoop() (err error) {
 		return fmt.Errorf("app: %w", err)
 	}
 	if p.HistoryPath == "" {
-		a.log.Info("no history file: set HISTORY_FILE (or DATA_DIR) to keep the offers and redemptions", "redeem_topic", cfg.Loop.RedeemTopic)
+		a.log.Info("no history file: set HISTORY_FILE to keep the offers and redemptions", "redeem_topic", cfg.Loop.RedeemTopic)
 	} else {
 		a.log.Info("offers and redemptions appended to the history", "file", p.HistoryPath, "redeem_topic", cfg.Loop.RedeemTopic,
 			"redeem_window", cfg.Loop.Window, "shared_in_redis", p.Redis != nil)

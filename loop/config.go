@@ -3,7 +3,6 @@ package loop
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"time"
 )
 
@@ -12,14 +11,12 @@ type Config struct {
 	RedeemTopic string        `env:"REDEEM_TOPIC" envDefault:"customer/redeem"` // redemptions in: {"id","ts","coupon_id"}
 	Window      time.Duration `env:"REDEEM_WINDOW" envDefault:"1h"`             // event time an offer waits for its redemption
 	// HistoryFile is where settled offers are appended as coupon_history.csv
-	// rows; unset: $DATA_DIR/coupon_history.csv with DATA_DIR, else no file;
-	// "off": no file.
+	// rows; "" keeps no file. Never DATA_DIR's by default: DATA_DIR is
+	// input (a checkout, a read-only mount), and a history written into it
+	// changes what the next start trains on.
 	HistoryFile   string `env:"HISTORY_FILE"`
 	MaxOpenOffers int    `env:"REDEEM_MAX_OPEN_OFFERS" envDefault:"100000"` // offers waiting at once; beyond, the oldest settles as not used
 }
-
-// HistoryOff as HISTORY_FILE keeps no history file.
-const HistoryOff = "off"
 
 // Validate names the variable of each bad setting.
 func (c Config) Validate() error {
@@ -34,18 +31,4 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("REDEEM_MAX_OPEN_OFFERS=%d: must be between 1 and 10000000", c.MaxOpenOffers))
 	}
 	return errors.Join(errs...)
-}
-
-// HistoryPath is the history file this config and DATA_DIR (dataDir) give,
-// "" for none.
-func (c Config) HistoryPath(dataDir string) string {
-	switch {
-	case c.HistoryFile == HistoryOff:
-		return ""
-	case c.HistoryFile != "":
-		return c.HistoryFile
-	case dataDir != "":
-		return filepath.Join(dataDir, "coupon_history.csv")
-	}
-	return ""
 }

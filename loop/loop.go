@@ -40,7 +40,7 @@ type Parts struct {
 	Experiment      experiment.Config
 	FocusTopic      string // FOCUS_EVENT_TOPIC_NAME
 	PredictionTopic string // COUPON_PREDICTION_TOPIC_NAME
-	HistoryPath     string // Config.HistoryPath: "" keeps no file
+	HistoryPath     string // HISTORY_FILE: "" keeps no file
 	// Redis holds the open offers and the history when several instances
 	// share the work (DWELL_STATE=redis); nil keeps them in memory.
 	Redis       redis.UniversalClient
@@ -114,7 +114,7 @@ func New(cfg Config, p Parts) (*Loop, error) {
 	if p.HistoryPath != "" {
 		h, err := csvdir.OpenHistoryLog(p.HistoryPath)
 		if err != nil {
-			return nil, fmt.Errorf("loop: HISTORY_FILE=%s (HISTORY_FILE=off keeps none): %w", p.HistoryPath, err)
+			return nil, fmt.Errorf("loop: HISTORY_FILE=%s: %w", p.HistoryPath, err)
 		}
 		if h.Repaired > 0 {
 			p.Log.Warn("history file: a torn last row cut off", "file", p.HistoryPath, "bytes", h.Repaired)
