@@ -24,6 +24,7 @@ import (
 	"github.com/storeflow/storeflow/experiment"
 	"github.com/storeflow/storeflow/internal/redact"
 	"github.com/storeflow/storeflow/liveview"
+	"github.com/storeflow/storeflow/loop"
 	"github.com/storeflow/storeflow/pipeline"
 	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/recommender/live"
@@ -79,6 +80,7 @@ type App struct {
 	modelFiles    []*live.File    // MODEL_FILE's and MODEL_B_FILE's, reloaded when replaced and on SIGHUP
 	retrainer     *live.Retrainer // nil unless RETRAIN_EVERY
 	pipeline      *pipeline.Pipeline
+	loop          *loop.Loop             // offers, redemptions, history, the experiment's figures
 	sim           *simulator.Simulator   // nil when SIMULATOR_ENABLED=false
 	view          *liveview.View         // nil when VIEW_ENABLED=false or HTTP_ADDR=off
 	http          net.Listener           // nil when HTTP_ADDR=off
@@ -150,6 +152,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		return nil, err
 	}
 
+	if err := a.buildLoop(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = a.loop.Close()
+		}
+	}()
+
 	if cfg.View.Enabled && cfg.HTTPAddr != config.HTTPOff {
 		pc := cfg.Pipeline
 		a.view, err = liveview.New(cfg.View, a.plan, liveview.Topics{Enter: pc.EntryTopic, Move: pc.MoveTopic, Exit: pc.ExitTopic,
@@ -180,6 +191,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		if a.world.Truth != nil {
 			a.accept = simulator.NewAcceptance(a.catalog, a.world.Truth, a.sim.Seed(), acceptanceLogEvery,
 				log.With("component", "simulator"), a.reg)
+			a.accept.RedeemOn(a.conn, cfg.Loop.RedeemTopic)
 		}
 	}
 
@@ -191,6 +203,35 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		a.http = a.limitConnections(l)
 	}
 	return a, nil
+}
+
+// buildLoop builds the offers ledger and the history, following the
+// topics on the app's broker connection: in Redis with several instances
+// (DWELL_STATE=redis), in memory otherwise.
+func (a *App) buildLoop() (err error) {
+	cfg := a.cfg
+	p := loop.Parts{Experiment: cfg.Experiment, FocusTopic: cfg.Pipeline.FocusTopic, PredictionTopic: cfg.Pipeline.PredictionTopic,
+		HistoryPath: cfg.Loop.HistoryFile, Log: a.log.With("component", "loop"), Registerer: a.reg}
+	if cfg.Pipeline.DwellState == pipeline.DwellStateRedis {
+		p.Redis, p.RedisPrefix = a.redis, cfg.Store.CachePrefix
+	}
+	if !cfg.MockMQTT() { // the mock delivers nothing: POST /redeem is then handled in process
+		p.Pub = a.conn
+	}
+	if a.loop, err = loop.New(cfg.Loop, p); err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	if p.HistoryPath == "" {
+		a.log.Info("no history file: set HISTORY_FILE to keep the offers and redemptions", "redeem_topic", cfg.Loop.RedeemTopic)
+	} else {
+		a.log.Info("offers and redemptions appended to the history", "file", p.HistoryPath, "redeem_topic", cfg.Loop.RedeemTopic,
+			"redeem_window", cfg.Loop.Window, "shared_in_redis", p.Redis != nil)
+	}
+	if err := a.loop.Subscribe(a.conn); err != nil {
+		_ = a.loop.Close()
+		return fmt.Errorf("app: %w", err)
+	}
+	return nil
 }
 
 // httpListenError names HTTP_ADDR, set or not, and for a port already in use
@@ -349,7 +390,7 @@ func (a *App) loadScorer() (err error) {
 		a.scorerB = f.Model()
 	}
 	if every := a.cfg.Models.RetrainEvery; every > 0 {
-		a.retrainer = &live.Retrainer{History: a.cfg.Models.History(a.cfg.Store.DataDir), Catalog: a.catalog, Model: a.model,
+		a.retrainer = &live.Retrainer{History: live.History(a.cfg.Loop.HistoryFile, a.cfg.Store.DataDir), Catalog: a.catalog, Model: a.model,
 			Log: mlog.With("component", "retrain")}
 		mlog.Info("retraining on", "every", every, "history", a.retrainer.History)
 	}
@@ -467,6 +508,7 @@ func (a *App) Run(ctx context.Context) error {
 	if a.retrainer != nil {
 		g.Go(func() error { return a.retrainer.Run(gctx, a.cfg.Models.RetrainEvery) })
 	}
+	g.Go(func() error { return a.loop.Run(gctx) })
 	if a.client != nil {
 		g.Go(func() error {
 			return a.client.WatchModel(gctx, modelCheckEvery, readyCheckTimeout, a.log.With("component", "prediction_client"))

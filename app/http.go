@@ -48,6 +48,7 @@ func (a *App) routes() http.Handler {
 	v2.Register(mux, a.server)
 	a.central.Register(mux)
 	a.registerTestEndpoints(mux)
+	a.loop.Register(mux)
 	if a.view != nil {
 		a.view.Register(mux)
 	}

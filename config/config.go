@@ -20,6 +20,7 @@ import (
 	"github.com/storeflow/storeflow/experiment"
 	"github.com/storeflow/storeflow/internal/redact"
 	"github.com/storeflow/storeflow/liveview"
+	"github.com/storeflow/storeflow/loop"
 	"github.com/storeflow/storeflow/pipeline"
 	"github.com/storeflow/storeflow/recommender"
 	"github.com/storeflow/storeflow/recommender/live"
@@ -57,6 +58,7 @@ type Config struct {
 	View        liveview.Config
 	Experiment  experiment.Config
 	Models      live.Config // keeping the models current: reload, retraining
+	Loop        loop.Config // offers, redemptions, the history
 
 	// CustomersFileSet is true when CUSTOMERS_LIST_FILE was given explicitly:
 	// then a missing file is an error, while the default customers.csv is
@@ -109,7 +111,7 @@ func LoadWith(overrides map[string]string) (Config, error) {
 
 // Validate checks every part and the rules that span parts.
 func (c Config) Validate() error {
-	errs := []error{c.Store.Validate(), c.Broker.Validate(), c.Pipeline.Validate(), c.Recommender.Validate(), c.Simulator.Validate(), c.View.Validate(), c.Experiment.Validate(), c.Models.Validate()}
+	errs := []error{c.Store.Validate(), c.Broker.Validate(), c.Pipeline.Validate(), c.Recommender.Validate(), c.Simulator.Validate(), c.View.Validate(), c.Experiment.Validate(), c.Models.Validate(), c.Loop.Validate()}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("LOG_FORMAT=%q: must be text or json", c.LogFormat))
 	}
@@ -138,6 +140,7 @@ func (c Config) Validate() error {
 		{"ENTER_TOPIC", c.Simulator.EnterTopic}, {"MOVE_TOPIC", c.Simulator.MoveTopic}, {"EXIT_TOPIC", c.Simulator.ExitTopic},
 		{"ENTRY_EVENT_TOPIC_NAME", c.Pipeline.EntryTopic}, {"FOCUS_EVENT_TOPIC_NAME", c.Pipeline.FocusTopic},
 		{"COUPON_PREDICTION_TOPIC_NAME", c.Pipeline.PredictionTopic}, {"BROWSING_TOPIC", c.Pipeline.BrowsingTopic},
+		{"REDEEM_TOPIC", c.Loop.RedeemTopic},
 	} {
 		if err := broker.ValidTopic(t.v); t.v != "" && err != nil {
 			errs = append(errs, fmt.Errorf("%s=%q: %v", t.name, t.v, err))
@@ -157,7 +160,7 @@ func (c Config) validateRetraining() []error {
 	if c.Recommender.URL != "" || c.Recommender.Scorer != recommender.ScorerModel {
 		errs = append(errs, fmt.Errorf("RETRAIN_EVERY=%s retrains the in-process model: with PREDICTION_URL or SCORER=%s there is none in use", every, recommender.ScorerRandom))
 	}
-	if c.Models.History(c.Store.DataDir) == "" {
+	if live.History(c.Loop.HistoryFile, c.Store.DataDir) == "" {
 		errs = append(errs, fmt.Errorf("RETRAIN_EVERY=%s needs a history to train on: set HISTORY_FILE, or DATA_DIR (its coupon_history.csv)", every))
 	}
 	return errs

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -219,6 +220,18 @@ func TestBrowserStoreAndPhone(t *testing.T) {
 	if v := store.view(); v.Events == 0 || v.Snapshots == 0 {
 		t.Errorf("window.storeflowView = %+v: want events and a snapshot applied", v)
 	}
+	// The experiment panel: the model's arm with the coupons it got.
+	harness.Until(t, 10*time.Second, "the experiment panel with the model's arm", func() bool {
+		var row []string
+		store.eval(`document.getElementById('experiment').hidden ? [] :
+			Array.from(document.querySelectorAll('#experiment-arms tr')).map(r => r.cells[0].textContent + ' ' + r.cells[2].textContent)`, &row)
+		for _, r := range row {
+			if name, n, _ := strings.Cut(r, " "); name == "model" && n != "0" {
+				return true
+			}
+		}
+		return false
+	})
 	store.screenshot("store.png")
 
 	// The same coupon on the shopper's phone.

@@ -1,5 +1,5 @@
 // Package event owns the wire: the JSON payloads of the enter, move, exit,
-// focus and browsing topics and the Prediction Results Message. Decoding
+// focus, browsing and redeem topics and the Prediction Results Message. Decoding
 // validates every field and says which one is wrong; encoding produces exactly
 // the shapes of the seed documents.
 package event
@@ -107,13 +107,8 @@ var wireNames = []string{"id", "ts", "x", "y", "dep"}
 // decoder.
 func decodeWire(b []byte) (wire, string, int64, error) {
 	var w wire
-	if len(b) > MaxPayload {
-		return wire{}, "", 0, &Error{Reason: ReasonTooLarge, Detail: fmt.Sprintf("payload of %d bytes is over the %d byte limit", len(b), MaxPayload)}
-	}
-	// JSON's space only: bytes.TrimSpace also took \v and U+00A0, which
-	// encoding/json refuses.
-	if i := skipWS(b, 0); i == len(b) || b[i] != '{' {
-		return wire{}, "", 0, &Error{Reason: ReasonMalformed, Detail: "payload is not a JSON object"}
+	if err := checkObject(b); err != nil {
+		return wire{}, "", 0, err
 	}
 	fields := [...]*json.RawMessage{&w.ID, &w.TS, &w.X, &w.Y, &w.Dep}
 	twice := -1
@@ -138,6 +133,20 @@ func decodeWire(b []byte) (wire, string, int64, error) {
 		return wire{}, "", 0, err
 	}
 	return w, id, ts, nil
+}
+
+// checkObject refuses a payload over MaxPayload or one that does not start
+// as a JSON object.
+func checkObject(b []byte) error {
+	if len(b) > MaxPayload {
+		return &Error{Reason: ReasonTooLarge, Detail: fmt.Sprintf("payload of %d bytes is over the %d byte limit", len(b), MaxPayload)}
+	}
+	// JSON's space only: bytes.TrimSpace also took \v and U+00A0, which
+	// encoding/json refuses.
+	if i := skipWS(b, 0); i == len(b) || b[i] != '{' {
+		return &Error{Reason: ReasonMalformed, Detail: "payload is not a JSON object"}
+	}
+	return nil
 }
 
 // givenTwice is the error for a field given more than once (see scan.go).

@@ -59,6 +59,26 @@ func TestAssignSpreadsConsecutiveIDs(t *testing.T) {
 	}
 }
 
+// The demo's shoppers are the catalog's customers "1" to "997": ids that
+// differ in their last characters only must spread over the arms as the
+// fractions say, as must ids with a common prefix.
+func TestAssignSequentialIDs(t *testing.T) {
+	c := Config{HoldoutFraction: 0.1, ModelBFraction: 0.3, ModelBFile: RandomPick, Salt: "storeflow"}
+	for _, form := range []string{"%d", "customer-%06d"} {
+		const n = 997
+		count := map[Arm]int{}
+		for i := 1; i <= n; i++ {
+			count[c.Assign(fmt.Sprintf(form, i))]++
+		}
+		// 4 standard deviations of a binomial over 997 at most.
+		for arm, want := range map[Arm]float64{Holdout: 0.1, B: 0.3, A: 0.6} {
+			if got := float64(count[arm]) / n; math.Abs(got-want) > 4*math.Sqrt(want*(1-want)/n) {
+				t.Errorf("ids %q: arm %s has %.3f of the shoppers, want %.2f", form, arm, got, want)
+			}
+		}
+	}
+}
+
 func TestValidate(t *testing.T) {
 	for _, c := range []struct {
 		cfg  Config

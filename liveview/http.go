@@ -120,6 +120,22 @@ type Figures struct {
 	Rejected   int64       `json:"events_rejected"` // shopper events the pipeline refused as invalid, since start
 	Dropped    int64       `json:"events_dropped"`  // events the pipeline dropped (full queues), since start
 	Acceptance *Acceptance `json:"acceptance"`      // null without the simulator's ground truth
+	// Experiment is the coupon experiment per arm since start (null when
+	// not filled).
+	Experiment []ExperimentArm `json:"experiment"`
+}
+
+// ExperimentArm is one arm of the coupon experiment: its counts, and the
+// offers used per coupon with its 95 % interval.
+type ExperimentArm struct {
+	Arm         string  `json:"arm"`
+	Focus       int64   `json:"focus"`
+	Coupons     int64   `json:"coupons"`
+	Redemptions int64   `json:"redemptions"`
+	OffersUsed  int64   `json:"offers_used"`
+	Rate        float64 `json:"rate"`
+	Low         float64 `json:"low"`
+	High        float64 `json:"high"`
 }
 
 // Acceptance is how the coupons issued fare with the simulated shoppers,

@@ -166,6 +166,7 @@ func TestFiguresPushed(t *testing.T) {
 	r.view.SetFigures(func(f *Figures) {
 		f.Rejected = 5
 		f.Acceptance = &Acceptance{Received: 10, WouldUse: 3, ExpectedRate: 0.3, RandomRate: 0.1}
+		f.Experiment = []ExperimentArm{{Arm: "a", Focus: 9, Coupons: 8, OffersUsed: 2, Rate: 0.25, Low: 0.07, High: 0.59}}
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -184,7 +185,7 @@ func TestFiguresPushed(t *testing.T) {
 	if err := json.Unmarshal([]byte(e.data), &f); err != nil || e.event != "figures" || e.id != "" {
 		t.Fatalf("event %+v (%v), want figures without id", e, err)
 	}
-	if f.Shoppers != 1 || f.Rejected != 5 || f.Acceptance == nil || f.Acceptance.WouldUse != 3 {
+	if f.Shoppers != 1 || f.Rejected != 5 || f.Acceptance == nil || f.Acceptance.WouldUse != 3 || len(f.Experiment) != 1 || f.Experiment[0].OffersUsed != 2 {
 		t.Errorf("figures %+v", f)
 	}
 }

@@ -24,7 +24,9 @@ type Subscriber interface {
 // Acceptance plays the shoppers' side of a coupon: when a simulated shopper
 // receives one, it decides with the ground-truth probability (world.Truth)
 // whether the shopper would use it, and counts coupons received and coupons
-// that would be used. It is how the demo shows what a model is worth.
+// that would be used. It is how the demo shows what a model is worth. Given
+// a topic (RedeemOn), a shopper who would use a coupon redeems it there, as a
+// till would report it: the demo closes the loop by itself.
 type Acceptance struct {
 	catalog *store.Catalog
 	truth   *world.Truth
@@ -39,9 +41,20 @@ type Acceptance struct {
 	random   float64 // sum of the mean probability of the focus's valid coupons: a random pick's expected uses
 	valid    []store.Coupon
 
+	// The redemptions waiting for Run to publish them on redeemTopic; nil
+	// without RedeemOn.
+	redeem      chan event.Redemption
+	redeemPub   Publisher
+	redeemTopic string
+
 	mReceived, mUsed, mRejected, mUnknown prometheus.Counter
 	mExpected, mRandom                    prometheus.Counter
+	mRedeemed, mRedeemDropped             prometheus.Counter
 }
+
+// redeemQueue bounds the redemptions waiting to be published; beyond, one is
+// dropped and counted.
+const redeemQueue = 1024
 
 // NewAcceptance builds the counter. seed makes the dice replayable; every is
 // how often Run logs the tally.
@@ -61,9 +74,13 @@ func NewAcceptance(catalog *store.Catalog, truth *world.Truth, seed int64, every
 			Help: "Prediction messages the simulated shoppers could not read."}),
 		mUnknown: prometheus.NewCounter(prometheus.CounterOpts{Name: "storeflow_simulator_predictions_unknown_total",
 			Help: "Prediction messages for a customer or coupon without ground truth (not a simulated shopper)."}),
+		mRedeemed: prometheus.NewCounter(prometheus.CounterOpts{Name: "storeflow_simulator_redemptions_published_total",
+			Help: "Redemptions the simulated shoppers published on REDEEM_TOPIC (the coupons they would use)."}),
+		mRedeemDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "storeflow_simulator_redemptions_dropped_total",
+			Help: "Redemptions of the simulated shoppers not published: their queue was full or the publish failed."}),
 	}
 	if reg != nil {
-		reg.MustRegister(a.mReceived, a.mUsed, a.mExpected, a.mRandom, a.mRejected, a.mUnknown)
+		reg.MustRegister(a.mReceived, a.mUsed, a.mExpected, a.mRandom, a.mRejected, a.mUnknown, a.mRedeemed, a.mRedeemDropped)
 	}
 	return a
 }
@@ -101,7 +118,20 @@ func (a *Acceptance) Handle(_ string, payload []byte) {
 	a.mRandom.Add(random)
 	if used {
 		a.mUsed.Inc()
+		if a.redeem != nil {
+			select {
+			case a.redeem <- event.Redemption{ID: o.CustomerID, TS: o.TS, CouponID: o.CouponID}:
+			default:
+				a.mRedeemDropped.Inc()
+			}
+		}
 	}
+}
+
+// RedeemOn makes the shoppers redeem the coupons they would use: Run
+// publishes each on topic, at the offer's time. Call it before Subscribe.
+func (a *Acceptance) RedeemOn(pub Publisher, topic string) {
+	a.redeem, a.redeemPub, a.redeemTopic = make(chan event.Redemption, redeemQueue), pub, topic
 }
 
 // randomPick is the probability that the shopper uses a coupon picked at
@@ -143,11 +173,13 @@ func (a *Acceptance) Subscribe(sub Subscriber, topic string) error {
 	return nil
 }
 
-// Run logs the tally every a.every until ctx is done.
+// Run publishes the redemptions and logs the tally every a.every until ctx
+// is done.
 func (a *Acceptance) Run(ctx context.Context) error {
 	tick := time.NewTicker(a.every)
 	defer tick.Stop()
 	last := Tally{}
+	var buf []byte
 	for {
 		select {
 		case <-ctx.Done():
@@ -155,6 +187,14 @@ func (a *Acceptance) Run(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 			last = a.logTally(last)
+		case r := <-a.redeem: // nil without RedeemOn: never ready
+			buf = event.AppendRedemption(buf[:0], r)
+			if err := a.redeemPub.Publish(ctx, a.redeemTopic, buf); err != nil {
+				a.mRedeemDropped.Inc()
+				a.log.Debug("redemption_not_published", "error", err)
+				continue
+			}
+			a.mRedeemed.Inc()
 		}
 	}
 }

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/storeflow/storeflow/internal/harness"
 	"github.com/storeflow/storeflow/store/world"
 )
 
@@ -105,4 +107,58 @@ func TestAcceptanceSubscribes(t *testing.T) {
 	if a.Tally().Received != 1 {
 		t.Fatal("a message through the subscription was not counted")
 	}
+}
+
+// redeemRecorder keeps the payloads published to it.
+type redeemRecorder struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (r *redeemRecorder) Publish(_ context.Context, topic string, payload []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, topic+" "+string(payload))
+	return nil
+}
+
+func (r *redeemRecorder) len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.msgs)
+}
+
+// A shopper who would use a coupon redeems it on the redeem topic, at the
+// offer's time: one redemption per coupon drawn as used.
+func TestAcceptanceRedeems(t *testing.T) {
+	w := acceptanceWorld(t)
+	c := w.Catalog.Customers()[3]
+	cp := w.Catalog.Coupons()[10]
+	a := NewAcceptance(w.Catalog, w.Truth, 1, time.Minute, slog.New(slog.DiscardHandler), nil)
+	rec := &redeemRecorder{}
+	a.RedeemOn(rec, "customer/redeem")
+	stop := harness.Start(t, "acceptance", a.Run, closed())
+	const n = 500
+	for range n {
+		a.Handle("customer/prediction", prediction(c.ID, cp.ID))
+	}
+	used := a.Tally().Used
+	if used == 0 || used == n {
+		t.Fatalf("%d of %d used: the test needs some of each", used, n)
+	}
+	harness.Until(t, 5*time.Second, "every use redeemed", func() bool { return rec.len() >= used })
+	stop(5 * time.Second)
+	want := fmt.Sprintf(`customer/redeem {"id":%q,"ts":1715731200,"coupon_id":%d}`, c.ID, cp.ID)
+	if len(rec.msgs) != used || rec.msgs[0] != want {
+		t.Fatalf("%d redemptions published, first %q; want %d, %q", len(rec.msgs), rec.msgs[0], used, want)
+	}
+	if v := testutil.ToFloat64(a.mRedeemed); int(v) != used {
+		t.Errorf("published metric %v, want %d", v, used)
+	}
+}
+
+func closed() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
 }

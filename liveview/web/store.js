@@ -219,6 +219,27 @@ function showFigures(f) {
   }
   set('dropped', (f.events_dropped + f.view_events_dropped).toLocaleString());
   set('rejected', f.events_rejected.toLocaleString());
+  showExperiment(f.experiment);
+}
+
+const armNames = { holdout: 'holdout', a: 'model', b: 'challenger' };
+
+// showExperiment fills the experiment's table: the arms with shoppers in
+// them; hidden while no arm has any.
+function showExperiment(arms) {
+  const shown = (arms || []).filter((a) => a.focus > 0 || a.coupons > 0 || a.redemptions > 0);
+  document.getElementById('experiment').hidden = shown.length === 0;
+  document.getElementById('experiment-arms').replaceChildren(...shown.map((a) => {
+    const tr = document.createElement('tr');
+    const rate = a.coupons > 0 ? `${percent(100 * a.rate)} (${percent(100 * a.low)}–${percent(100 * a.high)})` : '–';
+    for (const text of [armNames[a.arm] || a.arm, a.focus.toLocaleString(), a.coupons.toLocaleString(),
+      a.redemptions.toLocaleString(), rate]) {
+      const td = document.createElement('td');
+      td.textContent = text;
+      tr.append(td);
+    }
+    return tr;
+  }));
 }
 
 const states = { connecting: 'connecting…', live: 'live', resync: 'catching up…', offline: 'offline, retrying…' };

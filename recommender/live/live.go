@@ -30,8 +30,7 @@ import (
 // Config sets how models are kept current.
 type Config struct {
 	CheckEvery   time.Duration `env:"MODEL_CHECK_EVERY" envDefault:"5s"` // how often MODEL_FILE and MODEL_B_FILE are checked for a replacement
-	RetrainEvery time.Duration `env:"RETRAIN_EVERY" envDefault:"0"`      // retrain from HISTORY_FILE this often; 0: never
-	HistoryFile  string        `env:"HISTORY_FILE"`                      // the coupon history retraining reads; empty: DATA_DIR's coupon_history.csv
+	RetrainEvery time.Duration `env:"RETRAIN_EVERY" envDefault:"0"`      // retrain from the history (History) this often; 0: never
 }
 
 // Validate names the variable of each bad setting.
@@ -46,11 +45,12 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// History is the history file retraining reads: HISTORY_FILE, or else
-// DATA_DIR's coupon_history.csv; "" when neither is set.
-func (c Config) History(dataDir string) string {
-	if c.HistoryFile != "" || dataDir == "" {
-		return c.HistoryFile
+// History is the history file retraining reads: historyFile (HISTORY_FILE,
+// where storeflow appends what became of its offers), or else DATA_DIR's
+// coupon_history.csv; "" when neither is set.
+func History(historyFile, dataDir string) string {
+	if historyFile != "" || dataDir == "" {
+		return historyFile
 	}
 	return filepath.Join(dataDir, "coupon_history.csv")
 }

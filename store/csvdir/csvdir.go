@@ -677,14 +677,7 @@ func writeTables(dir string, w *Tables) error {
 		return removeTable(dir, historyFile)
 	}
 	return writeTable(dir, historyFile, historyColumns, len(w.History), func(i int, rec []string) {
-		o := &w.History[i]
-		rec[0] = o.CustomerID
-		rec[1] = strconv.Itoa(o.CouponID)
-		rec[2] = o.Day.String()
-		rec[3] = "0"
-		if o.Used {
-			rec[3] = "1"
-		}
+		historyRecord(&w.History[i], rec)
 	})
 }
 
