@@ -231,13 +231,17 @@ function showExperiment(arms) {
   document.getElementById('experiment').hidden = shown.length === 0;
   document.getElementById('experiment-arms').replaceChildren(...shown.map((a) => {
     const tr = document.createElement('tr');
-    const rate = a.coupons > 0 ? `${percent(100 * a.rate)} (${percent(100 * a.low)}–${percent(100 * a.high)})` : '–';
     for (const text of [armNames[a.arm] || a.arm, a.focus.toLocaleString(), a.coupons.toLocaleString(),
-      a.redemptions.toLocaleString(), rate]) {
+      a.redemptions.toLocaleString()]) {
       const td = document.createElement('td');
       td.textContent = text;
       tr.append(td);
     }
+    // The rate, and its 95 % interval on a line of its own.
+    const round = (x) => (Math.round(1000 * x) / 10).toLocaleString();
+    tr.append(a.coupons > 0
+      ? el('td', {}, percent(100 * a.rate), el('span', { class: 'interval' }, `${round(a.low)}–${round(a.high)} %`))
+      : el('td', {}, '–'));
     return tr;
   }));
 }
