@@ -201,10 +201,10 @@ func startStoreflow(ctx context.Context, exe string, env []string, mqtt string) 
 	return sf, nil
 }
 
-// exposition is one scrape of /metrics in the text format.
-type exposition string
+// Exposition is one scrape of /metrics in the text format.
+type Exposition string
 
-func (sf *storeflow) metrics() (exposition, error) {
+func (sf *storeflow) metrics() (Exposition, error) {
 	resp, err := sf.client.Get("http://" + sf.http + "/metrics")
 	if err != nil {
 		return "", fmt.Errorf("bench: %s /metrics: %w", sf.name, err)
@@ -217,11 +217,11 @@ func (sf *storeflow) metrics() (exposition, error) {
 	if err != nil {
 		return "", fmt.Errorf("bench: %s /metrics: %w", sf.name, err)
 	}
-	return exposition(b), nil
+	return Exposition(b), nil
 }
 
-// sum adds the samples of metric name whose labels contain match.
-func (e exposition) sum(name, match string) float64 {
+// Sum adds the samples of metric name whose labels contain match.
+func (e Exposition) Sum(name, match string) float64 {
 	var total float64
 	for line := range strings.SplitSeq(string(e), "\n") {
 		rest, ok := strings.CutPrefix(line, name)
@@ -236,7 +236,7 @@ func (e exposition) sum(name, match string) float64 {
 }
 
 // byLabel is the samples of metric name by the value of label.
-func (e exposition) byLabel(name, label string) map[string]float64 {
+func (e Exposition) byLabel(name, label string) map[string]float64 {
 	out := map[string]float64{}
 	for line := range strings.SplitSeq(string(e), "\n") {
 		rest, ok := strings.CutPrefix(line, name+"{")

@@ -349,13 +349,13 @@ func (sf *storeflow) counts() (storeflowCounts, error) {
 		return storeflowCounts{}, err
 	}
 	c := storeflowCounts{
-		moves:   int64(m.sum("storeflow_events_accepted_total", `kind="move"`)),
-		coupons: int64(m.sum("storeflow_coupons_published_total", "")),
-		lastHop: int64(m.sum("storeflow_broker_dropped_total", "") +
-			m.sum("storeflow_mqtt_client_events_total", `event="offline_dropped"`) +
-			m.sum("storeflow_mqtt_client_events_total", `event="publish_error"`)),
-		dropped:  int64(m.sum("storeflow_events_dropped_total", "")),
-		focus:    int64(m.sum("storeflow_focus_detected_total", "")),
+		moves:   int64(m.Sum("storeflow_events_accepted_total", `kind="move"`)),
+		coupons: int64(m.Sum("storeflow_coupons_published_total", "")),
+		lastHop: int64(m.Sum("storeflow_broker_dropped_total", "") +
+			m.Sum("storeflow_mqtt_client_events_total", `event="offline_dropped"`) +
+			m.Sum("storeflow_mqtt_client_events_total", `event="publish_error"`)),
+		dropped:  int64(m.Sum("storeflow_events_dropped_total", "")),
+		focus:    int64(m.Sum("storeflow_focus_detected_total", "")),
 		noCoupon: map[string]int64{},
 	}
 	for outcome, n := range m.byLabel("storeflow_focus_outcomes_total", "outcome") {

@@ -26,7 +26,7 @@ func TestAppendRemainingLength(t *testing.T) {
 }
 
 func TestExposition(t *testing.T) {
-	e := exposition(`# HELP storeflow_focus_outcomes_total What became of each focus event.
+	e := Exposition(`# HELP storeflow_focus_outcomes_total What became of each focus event.
 # TYPE storeflow_focus_outcomes_total counter
 storeflow_focus_outcomes_total{outcome="already_issued"} 8
 storeflow_focus_outcomes_total{outcome="published"} 19992
@@ -46,7 +46,7 @@ storeflow_coupons_published_total 1.9992e+04
 		{"absent", "storeflow_broker_dropped_total", "", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := e.sum(tc.metric, tc.match); got != tc.want {
+			if got := e.Sum(tc.metric, tc.match); got != tc.want {
 				t.Errorf("sum(%s, %q) = %v, want %v", tc.metric, tc.match, got, tc.want)
 			}
 		})

@@ -11,11 +11,11 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/storeflow/storeflow/bench"
 	"github.com/storeflow/storeflow/broker"
 	"github.com/storeflow/storeflow/config"
 	"github.com/storeflow/storeflow/event"
@@ -104,17 +104,7 @@ func (in *instance) metric(t *testing.T, name, match string) float64 {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	var sum float64
-	for _, line := range strings.Split(string(body), "\n") {
-		rest, ok := strings.CutPrefix(line, name)
-		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') || !strings.Contains(rest, match) {
-			continue
-		}
-		if f, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
-			sum += f
-		}
-	}
-	return sum
+	return bench.Exposition(body).Sum(name, match)
 }
 
 // deployment is N storeflow instances sharing one mosquitto ($share) and one

@@ -55,6 +55,11 @@ func (f *File) Model() *Model { return f.model }
 
 // Run checks the file every interval until ctx is done.
 func (f *File) Run(ctx context.Context, every time.Duration) error {
+	return repeat(ctx, every, func() { f.Check(false) })
+}
+
+// repeat calls do every interval until ctx is done.
+func repeat(ctx context.Context, every time.Duration, do func()) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -62,7 +67,7 @@ func (f *File) Run(ctx context.Context, every time.Duration) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			f.Check(false)
+			do()
 		}
 	}
 }

@@ -34,16 +34,7 @@ type Retrained struct {
 
 // Run retrains every interval until ctx is done.
 func (r *Retrainer) Run(ctx context.Context, every time.Duration) error {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			_, _ = r.Retrain()
-		}
-	}
+	return repeat(ctx, every, func() { _, _ = r.Retrain() })
 }
 
 // Retrain trains once on the history file and swaps the result in if it
