@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/storeflow/storeflow/event"
+	"github.com/storeflow/storeflow/internal/metric"
 	"github.com/storeflow/storeflow/internal/ratelog"
 	"github.com/storeflow/storeflow/store"
 )
@@ -123,16 +124,13 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) metrics {
 	m := metrics{
-		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "storeflow_view_events_dropped_total",
-			Help: "Live view events not delivered to a viewer whose buffer was full (the viewer is told to resync)."}),
-		resyncs: prometheus.NewCounter(prometheus.CounterOpts{Name: "storeflow_view_resyncs_total",
-			Help: "Live view viewers told to resynchronise from the snapshot."}),
-		refused: prometheus.NewCounter(prometheus.CounterOpts{Name: "storeflow_view_viewers_refused_total",
-			Help: "Live view event streams refused: VIEW_MAX_VIEWERS open."}),
-		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "storeflow_view_events_rejected_total",
-			Help: "Messages the live view could not read, by topic kind and reason."}, []string{"kind", "reason"}),
-		viewers: prometheus.NewGauge(prometheus.GaugeOpts{Name: "storeflow_view_viewers",
-			Help: "Live view event streams open."}),
+		dropped: metric.Counter("storeflow_view_events_dropped_total",
+			"Live view events not delivered to a viewer whose buffer was full (the viewer is told to resync)."),
+		resyncs: metric.Counter("storeflow_view_resyncs_total", "Live view viewers told to resynchronise from the snapshot."),
+		refused: metric.Counter("storeflow_view_viewers_refused_total", "Live view event streams refused: VIEW_MAX_VIEWERS open."),
+		rejected: metric.CounterVec("storeflow_view_events_rejected_total",
+			"Messages the live view could not read, by topic kind and reason.", "kind", "reason"),
+		viewers: metric.Gauge("storeflow_view_viewers", "Live view event streams open."),
 	}
 	for _, kind := range []string{kindEnter, kindMove, kindExit, kindFocus, kindBrowsing, kindCoupon} {
 		for _, r := range event.Reasons {

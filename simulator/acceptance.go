@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/storeflow/storeflow/event"
+	"github.com/storeflow/storeflow/internal/metric"
 	"github.com/storeflow/storeflow/store"
 	"github.com/storeflow/storeflow/store/world"
 )
@@ -61,23 +62,15 @@ const redeemQueue = 1024
 func NewAcceptance(catalog *store.Catalog, truth *world.Truth, seed int64, every time.Duration, log *slog.Logger, reg prometheus.Registerer) *Acceptance {
 	a := &Acceptance{
 		catalog: catalog, truth: truth, log: log, every: every,
-		rng: rand.New(rand.NewPCG(uint64(seed), 0x5eed0ffe2)),
-		mReceived: prometheus.NewCounter(prometheus.CounterOpts{Name: "storeflow_simulator_coupons_received_total",
-			Help: "Coupons received by simulated shoppers."}),
-		mUsed: prometheus.NewCounter(prometheus.CounterOpts{Name: "storeflow_simulator_coupons_used_total",
-			Help: "Coupons the simulated shoppers would use, drawn with the ground-truth probability."}),
-		mExpected: prometheus.NewCounter(prometheus.CounterOpts{Name: "storeflow_simulator_coupons_expected_uses_total",
-			Help: "Sum of the ground-truth probabilities of the coupons received: the expected number of uses."}),
-		mRandom: prometheus.NewCounter(prometheus.CounterOpts{Name: "storeflow_simulator_coupons_random_expected_uses_total",
-			Help: "Sum over the coupons received of the mean ground-truth probability of the department's coupons valid that day: the expected uses of a coupon picked at random, the yardstick."}),
-		mRejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "storeflow_simulator_predictions_rejected_total",
-			Help: "Prediction messages the simulated shoppers could not read."}),
-		mUnknown: prometheus.NewCounter(prometheus.CounterOpts{Name: "storeflow_simulator_predictions_unknown_total",
-			Help: "Prediction messages for a customer or coupon without ground truth (not a simulated shopper)."}),
-		mRedeemed: prometheus.NewCounter(prometheus.CounterOpts{Name: "storeflow_simulator_redemptions_published_total",
-			Help: "Redemptions the simulated shoppers published on REDEEM_TOPIC (the coupons they would use)."}),
-		mRedeemDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "storeflow_simulator_redemptions_dropped_total",
-			Help: "Redemptions of the simulated shoppers not published: their queue was full or the publish failed."}),
+		rng:            rand.New(rand.NewPCG(uint64(seed), 0x5eed0ffe2)),
+		mReceived:      metric.Counter("storeflow_simulator_coupons_received_total", "Coupons received by simulated shoppers."),
+		mUsed:          metric.Counter("storeflow_simulator_coupons_used_total", "Coupons the simulated shoppers would use, drawn with the ground-truth probability."),
+		mExpected:      metric.Counter("storeflow_simulator_coupons_expected_uses_total", "Sum of the ground-truth probabilities of the coupons received: the expected number of uses."),
+		mRandom:        metric.Counter("storeflow_simulator_coupons_random_expected_uses_total", "Sum over the coupons received of the mean ground-truth probability of the department's coupons valid that day: the expected uses of a coupon picked at random, the yardstick."),
+		mRejected:      metric.Counter("storeflow_simulator_predictions_rejected_total", "Prediction messages the simulated shoppers could not read."),
+		mUnknown:       metric.Counter("storeflow_simulator_predictions_unknown_total", "Prediction messages for a customer or coupon without ground truth (not a simulated shopper)."),
+		mRedeemed:      metric.Counter("storeflow_simulator_redemptions_published_total", "Redemptions the simulated shoppers published on REDEEM_TOPIC (the coupons they would use)."),
+		mRedeemDropped: metric.Counter("storeflow_simulator_redemptions_dropped_total", "Redemptions of the simulated shoppers not published: their queue was full or the publish failed."),
 	}
 	if reg != nil {
 		reg.MustRegister(a.mReceived, a.mUsed, a.mExpected, a.mRandom, a.mRejected, a.mUnknown, a.mRedeemed, a.mRedeemDropped)
