@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -27,23 +26,7 @@ func TestSIGHUPReloadsTheModel(t *testing.T) {
 	if err := os.WriteFile(path, good, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	sf := exec.Command(os.Args[0])
-	sf.Env = append(os.Environ(), "STOREFLOW_RUN_MAIN=1", "MQTT_HOST=", "BROKER_LISTEN_ADDR=127.0.0.1:0",
-		"HTTP_ADDR="+httpAddr, "SIMULATOR_ENABLED=false", "MODEL_FILE="+path, "MODEL_CHECK_EVERY=1h", "LOG_LEVEL=info")
-	var out proctest.SyncBuffer
-	sf.Stdout, sf.Stderr = &out, &out
-	if err := sf.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- sf.Wait() }()
-	t.Cleanup(func() {
-		_ = sf.Process.Kill()
-		if t.Failed() {
-			t.Logf("storeflow's output:\n%s", &out)
-		}
-	})
-	waitReady(t, httpAddr, exited)
+	sf, out, exited := startStoreflow(t, httpAddr, "BROKER_LISTEN_ADDR=127.0.0.1:0", "MODEL_FILE="+path, "MODEL_CHECK_EVERY=1h", "LOG_LEVEL=info")
 
 	replace := func(data []byte) {
 		t.Helper()

@@ -38,23 +38,7 @@ func TestSIGTERMClosesEveryProtocolVersionCleanly(t *testing.T) {
 	brokerAddr, httpAddr := proctest.FreeAddr(t), proctest.FreeAddr(t)
 	_, port, _ := net.SplitHostPort(brokerAddr)
 
-	sf := exec.Command(os.Args[0])
-	sf.Env = append(os.Environ(), "STOREFLOW_RUN_MAIN=1", "MQTT_HOST=", "BROKER_LISTEN_ADDR="+brokerAddr,
-		"HTTP_ADDR="+httpAddr, "SIMULATOR_ENABLED=false", "MODEL_FILE="+modeltest.File(t), "LOG_LEVEL=warn")
-	var sfOut proctest.SyncBuffer
-	sf.Stdout, sf.Stderr = &sfOut, &sfOut
-	if err := sf.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- sf.Wait() }()
-	t.Cleanup(func() {
-		_ = sf.Process.Kill()
-		if t.Failed() {
-			t.Logf("storeflow's output:\n%s", &sfOut)
-		}
-	})
-	waitReady(t, httpAddr, exited)
+	sf, _, exited := startStoreflow(t, httpAddr, "BROKER_LISTEN_ADDR="+brokerAddr, "MODEL_FILE="+modeltest.File(t), "LOG_LEVEL=warn")
 
 	// Each phone waits 5 s for a message (-W), then exits 27 by itself: long
 	// enough to see how it takes the shutdown.
@@ -105,6 +89,31 @@ func TestSIGTERMClosesEveryProtocolVersionCleanly(t *testing.T) {
 			t.Errorf("mosquitto_sub -V %s: exit %d, output %q; want exit %d and no error", p.version, code, p.out.String(), want)
 		}
 	}
+}
+
+// startStoreflow runs this test binary as storeflow (STOREFLOW_RUN_MAIN)
+// with the simulator off, HTTP on httpAddr and env on top, waits until it
+// is ready, and kills it when the test ends (its output, also returned,
+// logged if the test failed). exited receives Wait's result.
+func startStoreflow(t *testing.T, httpAddr string, env ...string) (sf *exec.Cmd, out *proctest.SyncBuffer, exited <-chan error) {
+	t.Helper()
+	sf = exec.Command(os.Args[0])
+	sf.Env = append(append(os.Environ(), "STOREFLOW_RUN_MAIN=1", "MQTT_HOST=", "HTTP_ADDR="+httpAddr, "SIMULATOR_ENABLED=false"), env...)
+	out = &proctest.SyncBuffer{}
+	sf.Stdout, sf.Stderr = out, out
+	if err := sf.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sf.Wait() }()
+	t.Cleanup(func() {
+		_ = sf.Process.Kill()
+		if t.Failed() {
+			t.Logf("storeflow's output:\n%s", out)
+		}
+	})
+	waitReady(t, httpAddr, done)
+	return sf, out, done
 }
 
 // waitReady waits until storeflow's /readyz answers 200.
