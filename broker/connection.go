@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -82,7 +83,7 @@ func (c *Connection) Connected() error {
 		return err
 	}
 	if err := c.out.Connected(); err != nil {
-		return errors.New("publishing connection (MQTT_NAME" + publishSuffix + "): " + err.Error())
+		return fmt.Errorf("%w (the publishing connection, MQTT_NAME%s)", err, publishSuffix)
 	}
 	return nil
 }
