@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,14 +66,15 @@ type Client struct {
 	queueCap int
 
 	mu     sync.Mutex
-	subs   map[string]AckHandler
-	early  []paho.Message // messages that came before their subscription, oldest first (at most earlyCap)
-	up     bool           // the connection is open (between onConnect and connection lost)
-	online bool           // up and the offline queue is drained: Publish goes straight to paho
-	lost   chan struct{}  // closed when the current connection is lost
-	queue  []outgoing     // publishes waiting for the connection, oldest first
-	downAt time.Time      // when the connection was lost (while !up)
-	downBy error          // why: the loss, then the last failed reconnect (credentials hidden)
+	subs   map[string]AckHandler // by filter: its route's deliver
+	routes map[string]*route     // by filter
+	early  []paho.Message        // messages that came before their subscription, oldest first (at most earlyCap)
+	up     bool                  // the connection is open (between onConnect and connection lost)
+	online bool                  // up and the offline queue is drained: Publish goes straight to paho
+	lost   chan struct{}         // closed when the current connection is lost
+	queue  []outgoing            // publishes waiting for the connection, oldest first
+	downAt time.Time             // when the connection was lost (while !up)
+	downBy error                 // why: the loss, then the last failed reconnect (credentials hidden)
 
 	drainMu sync.Mutex // one drain at a time, in queue order
 	connMu  sync.Mutex // a reconnect attempt starts only while done is open
@@ -243,6 +245,7 @@ func dialAs(ctx context.Context, cfg Config, name string, log *slog.Logger, reg 
 		log:      log,
 		queueCap: cfg.OfflineQueue,
 		subs:     map[string]AckHandler{},
+		routes:   map[string]*route{},
 		lost:     make(chan struct{}),
 		ready:    make(chan struct{}),
 		done:     make(chan struct{}),
@@ -648,10 +651,7 @@ func subscribed(filter string, tok paho.Token) error {
 // Subscribe registers h for filter now and after every reconnect. A
 // message is acknowledged when h returns.
 func (c *Client) Subscribe(filter string, h Handler) error {
-	return c.SubscribeAck(filter, func(topic string, payload []byte, ack func()) {
-		h(topic, payload)
-		ack()
-	})
+	return c.add(filter, func(r *route) { r.sync = append(r.sync, h) })
 }
 
 // SubscribeAck is Subscribe for a handler that acknowledges each message
@@ -659,10 +659,22 @@ func (c *Client) Subscribe(filter string, h Handler) error {
 // the broker sends a client only so many unacknowledged QoS 1/2 messages
 // (mosquitto's max_inflight_messages, 20 by default), then waits.
 func (c *Client) SubscribeAck(filter string, h AckHandler) error {
+	return c.add(filter, func(r *route) { r.async = append(r.async, h) })
+}
+
+// add puts a handler on filter's route — a second subscription to a filter
+// shares it (the live view follows the pipeline's topics), as paho and the
+// broker keep one subscription per filter — hands it the messages held for
+// the filter, and subscribes.
+func (c *Client) add(filter string, put func(*route)) error {
 	c.mu.Lock()
-	if prev, ok := c.subs[filter]; ok {
-		h = bothHandlers(prev, h)
+	r := &route{}
+	if old, ok := c.routes[filter]; ok {
+		r.sync, r.async = slices.Clone(old.sync), slices.Clone(old.async)
 	}
+	put(r)
+	c.routes[filter] = r
+	h := r.deliver
 	c.subs[filter] = h
 	var held []paho.Message
 	kept := c.early[:0]
@@ -686,21 +698,36 @@ func (c *Client) SubscribeAck(filter string, h AckHandler) error {
 	return subscribed(filter, c.subscribe(c.c, filter, h))
 }
 
-// bothHandlers lets a second subscription to a filter share it with the
-// first (the live view follows the pipeline's topics): paho and the broker
-// keep one subscription per filter, so one handler calls both, and the
-// message is acknowledged once both acknowledged it.
-func bothHandlers(first, second AckHandler) AckHandler {
-	return func(topic string, payload []byte, ack func()) {
-		var left atomic.Int32
-		left.Store(2)
+// route is what one filter's messages go to: handlers that are done when
+// they return, then handlers that acknowledge a message themselves.
+type route struct {
+	sync  []Handler
+	async []AckHandler
+}
+
+// deliver hands a message to every handler; it is acknowledged once each is
+// done with it. With at most one handler acknowledging itself (the
+// pipeline's, beside the live view's) it allocates nothing per message.
+func (r *route) deliver(topic string, payload []byte, ack func()) {
+	for _, h := range r.sync {
+		h(topic, payload)
+	}
+	switch len(r.async) {
+	case 0:
+		ack()
+	case 1:
+		r.async[0](topic, payload, ack)
+	default:
+		left := new(atomic.Int32)
+		left.Store(int32(len(r.async)))
 		one := func() {
 			if left.Add(-1) == 0 {
 				ack()
 			}
 		}
-		first(topic, payload, sync.OnceFunc(one))
-		second(topic, payload, sync.OnceFunc(one))
+		for _, h := range r.async {
+			h(topic, payload, sync.OnceFunc(one))
+		}
 	}
 }
 
